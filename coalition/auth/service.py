@@ -1,0 +1,123 @@
+"""API keys and member tokens: create, revoke, authenticate.
+
+Keys are random (256 bits) and stored as SHA-256; a lookup by hash is one indexed read.
+Authentications are cached in process for ``auth_cache_s`` seconds (default 2): a
+revoked key or suspended merchant stops working within that time on every process.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from coalition.auth.models import ApiKey, Role
+from coalition.crypto import hash_secret, new_api_key
+from coalition.db import Database, utcnow
+from coalition.errors import NotFound
+from coalition.members.models import Member
+
+MAX_CREDENTIAL_LENGTH = 200
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling: an admin, one merchant, or one member."""
+
+    role: Role
+    key_id: int | None = None
+    merchant_id: int | None = None
+    member_id: int | None = None
+
+    @property
+    def rate_limit_key(self) -> str:
+        return f"{self.role.value}:{self.key_id or self.member_id}"
+
+
+async def create_api_key(session: AsyncSession, role: Role, *, merchant_id: int | None = None,
+                         label: str | None = None, key: str | None = None) -> str:
+    """Store a new key's hash and return the key itself (the only time it is visible)."""
+    if (role == Role.MERCHANT) != (merchant_id is not None):
+        raise ValueError("a merchant key needs a merchant_id, and only a merchant key has one")
+    key = key or new_api_key()
+    session.add(ApiKey(key_hash=hash_secret(key), prefix=key[:10], role=role, merchant_id=merchant_id,
+                       label=label, created_at=utcnow()))
+    await session.flush()
+    return key
+
+
+async def create_admin_key(db: Database, label: str | None = None) -> str:
+    async with db.sessions.begin() as session:
+        return await create_api_key(session, Role.ADMIN, label=label)
+
+
+async def ensure_admin_key(db: Database, key: str) -> None:
+    """Register a bootstrap admin key given in COALITION_ADMIN_KEY (once)."""
+    async with db.sessions.begin() as session:
+        exists = (await session.execute(select(ApiKey.id).where(ApiKey.key_hash == hash_secret(key)))).first()
+        if exists is None:
+            await create_api_key(session, Role.ADMIN, label="COALITION_ADMIN_KEY", key=key)
+
+
+async def revoke_api_key(db: Database, prefix_or_key: str) -> int:
+    """Revoke by the full key or by its displayed prefix; returns how many keys were revoked."""
+    async with db.sessions.begin() as session:
+        condition = (ApiKey.key_hash == hash_secret(prefix_or_key)) if len(prefix_or_key) > 16 else (
+            ApiKey.prefix == prefix_or_key)
+        result = await session.execute(
+            update(ApiKey).where(condition, ApiKey.revoked_at.is_(None)).values(revoked_at=utcnow())
+        )
+        count = result.rowcount  # type: ignore[attr-defined]
+    if not count:
+        raise NotFound(f"no active key matches {prefix_or_key[:10]!r}", code="KEY_NOT_FOUND")
+    return int(count)
+
+
+async def list_api_keys(db: Database) -> list[ApiKey]:
+    async with db.session() as session:
+        return list((await session.execute(select(ApiKey).order_by(ApiKey.id))).scalars())
+
+
+class Authenticator:
+    """Turns a bearer credential into a :class:`Caller` (or None), with a short TTL cache."""
+
+    def __init__(self, db: Database, cache_s: float = 2.0, max_entries: int = 10_000) -> None:
+        self.db = db
+        self.cache_s = cache_s
+        self.max_entries = max_entries
+        self._cache: dict[str, tuple[float, Caller | None]] = {}
+
+    async def authenticate(self, credential: str) -> Caller | None:
+        if not credential or len(credential) > MAX_CREDENTIAL_LENGTH:
+            return None
+        digest = hash_secret(credential)
+        now = time.monotonic()
+        hit = self._cache.get(digest)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        caller = await self._lookup(credential, digest)
+        if self.cache_s > 0:
+            if len(self._cache) >= self.max_entries:
+                self._cache.clear()
+            self._cache[digest] = (now + self.cache_s, caller)
+        return caller
+
+    async def _lookup(self, credential: str, digest: str) -> Caller | None:
+        # A suspended merchant's key still authenticates: it may read its history, and the
+        # ledger refuses its writes with MERCHANT_SUSPENDED.
+        async with self.db.read() as conn:
+            if credential.startswith("cmt_"):
+                member_id = (await conn.execute(select(Member.id).where(Member.token_hash == digest))).scalar()
+                return None if member_id is None else Caller(Role.MEMBER, member_id=member_id)
+            row = (await conn.execute(
+                select(ApiKey.id, ApiKey.role, ApiKey.merchant_id)
+                .where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None))
+            )).first()
+        if row is None:
+            return None
+        return Caller(Role(row.role), key_id=row.id, merchant_id=row.merchant_id)
+
+    def forget(self) -> None:
+        self._cache.clear()

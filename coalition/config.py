@@ -1,0 +1,128 @@
+"""Settings, read from the environment (``COALITION_*``) in one place.
+
+Nothing reads the environment at import time: call :func:`load_settings` (the
+CLI and the application factory do) and pass the result down.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+DEFAULT_DATABASE_FILE = "coalition.db"
+
+# ISO 4217 minor-unit exponents for the currencies a network is likely to run in;
+# anything else must be given explicitly with COALITION_CURRENCY_EXPONENT.
+CURRENCY_EXPONENTS = {"EUR": 2, "USD": 2, "GBP": 2, "CHF": 2, "CAD": 2, "AUD": 2, "JPY": 0, "SEK": 2,
+                      "NOK": 2, "DKK": 2, "PLN": 2, "CZK": 2, "KWD": 3, "BHD": 3}
+
+
+class ConfigError(ValueError):
+    """A COALITION_* variable has a value we cannot use."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = f"sqlite+aiosqlite:///{DEFAULT_DATABASE_FILE}"
+    redis_url: str | None = None
+    # Master secret: encrypts contact data, keys the blind index, derives the network's
+    # Ed25519 signing key. With none given, a file beside the SQLite database holds one.
+    secret_key: str | None = None
+    secret_file: Path = Path("coalition.secret")
+    admin_key: str | None = None
+    network_name: str = "Coalition"
+    currency: str = "EUR"
+    currency_exponent: int = 2
+    point_value_minor: int = 1
+    points_expiry_days: int = 365
+    default_hold_expiry_s: int = 900
+    max_hold_expiry_s: int = 7 * 24 * 3600
+    rate_limit_per_s: int = 200
+    auth_cache_s: float = 2.0
+    max_query_bytes: int = 100_000
+    max_query_depth: int = 15
+    max_aliases: int = 100
+    max_tokens: int = 10_000
+    document_cache_size: int = 1024
+    db_pool_size: int = 20
+    hold_sweep_interval_s: float = 5.0
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def with_overrides(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not an integer") from None
+    if value < minimum:
+        raise ConfigError(f"{name}={value} must be at least {minimum}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
+    if value < 0:
+        raise ConfigError(f"{name}={value} must not be negative")
+    return value
+
+
+def normalize_database_url(url: str) -> str:
+    """Accept the URLs people paste (postgres://, postgresql://, sqlite:///) and pick the async driver."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://"):]
+    if url.startswith("postgresql://"):
+        return "postgresql+asyncpg://" + url[len("postgresql://"):]
+    if url.startswith("sqlite://") and not url.startswith("sqlite+aiosqlite://"):
+        return "sqlite+aiosqlite://" + url[len("sqlite://"):]
+    if url.startswith(("postgresql+asyncpg://", "sqlite+aiosqlite://")):
+        return url
+    raise ConfigError(f"COALITION_DATABASE_URL must be a PostgreSQL or SQLite URL, not {url.split(':')[0]!r}")
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Build settings from ``env`` (default: ``os.environ``)."""
+    env = os.environ if env is None else env
+    currency = env.get("COALITION_CURRENCY", "EUR").upper()
+    if len(currency) != 3 or not currency.isalpha():
+        raise ConfigError(f"COALITION_CURRENCY={currency!r} is not an ISO 4217 code")
+    exponent_default = CURRENCY_EXPONENTS.get(currency)
+    if exponent_default is None and not env.get("COALITION_CURRENCY_EXPONENT"):
+        raise ConfigError(f"set COALITION_CURRENCY_EXPONENT for currency {currency}")
+    database_url = normalize_database_url(
+        env.get("COALITION_DATABASE_URL") or f"sqlite+aiosqlite:///{DEFAULT_DATABASE_FILE}"
+    )
+    return Settings(
+        database_url=database_url,
+        redis_url=env.get("COALITION_REDIS_URL") or None,
+        secret_key=env.get("COALITION_SECRET_KEY") or None,
+        secret_file=Path(env.get("COALITION_SECRET_FILE", "coalition.secret")),
+        admin_key=env.get("COALITION_ADMIN_KEY") or None,
+        network_name=env.get("COALITION_NETWORK_NAME", "Coalition"),
+        currency=currency,
+        currency_exponent=_int(env, "COALITION_CURRENCY_EXPONENT", exponent_default or 2),
+        point_value_minor=_int(env, "COALITION_POINT_VALUE_MINOR", 1, minimum=1),
+        points_expiry_days=_int(env, "COALITION_POINTS_EXPIRY_DAYS", 365, minimum=1),
+        default_hold_expiry_s=_int(env, "COALITION_HOLD_EXPIRY_S", 900, minimum=1),
+        rate_limit_per_s=_int(env, "COALITION_RATE_LIMIT_PER_S", 200, minimum=1),
+        auth_cache_s=_float(env, "COALITION_AUTH_CACHE_S", 2.0),
+        db_pool_size=_int(env, "COALITION_DB_POOL_SIZE", 20, minimum=1),
+        hold_sweep_interval_s=_float(env, "COALITION_HOLD_SWEEP_INTERVAL_S", 5.0),
+    )

@@ -1,0 +1,113 @@
+"""The network's secrets: contact encryption, blind index, Ed25519 signing.
+
+Every key is derived (HKDF-SHA256) from one master secret, so an operator backs up one
+value. With no ``COALITION_SECRET_KEY`` the embedded default keeps a random one in a file
+(mode 0600) beside the database.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import secrets
+
+from cryptography.fernet import Fernet
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from coalition.config import Settings
+
+
+def load_master_secret(settings: Settings) -> bytes:
+    if settings.secret_key:
+        return settings.secret_key.encode()
+    path = settings.secret_file
+    if path.exists():
+        return path.read_bytes().strip()
+    value = base64.urlsafe_b64encode(secrets.token_bytes(32))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(value + b"\n")
+    return value
+
+
+def _derive(master: bytes, purpose: bytes) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=b"coalition", info=purpose).derive(master)
+
+
+class NetworkKeys:
+    """Keys derived from the master secret. Create once per process."""
+
+    def __init__(self, master: bytes) -> None:
+        self._fernet = Fernet(base64.urlsafe_b64encode(_derive(master, b"contact-encryption")))
+        self._index_key = _derive(master, b"blind-index")
+        self._token_key = _derive(master, b"member-token")
+        self._signing_key = Ed25519PrivateKey.from_private_bytes(_derive(master, b"network-signing"))
+        raw_public = self._signing_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        self.public_key_b64 = base64.b64encode(raw_public).decode()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> NetworkKeys:
+        return cls(load_master_secret(settings))
+
+    def encrypt(self, value: str) -> bytes:
+        return self._fernet.encrypt(value.encode())
+
+    def decrypt(self, token: bytes) -> str:
+        return self._fernet.decrypt(token).decode()
+
+    def blind_index(self, kind: str, normalized_value: str) -> str:
+        return hmac.new(self._index_key, f"{kind}:{normalized_value}".encode(), hashlib.sha256).hexdigest()
+
+    def member_token(self, member_id: int, version: int = 0) -> str:
+        """The member's self-service token: derivable, so an idempotent retry can return it again."""
+        mac = hmac.new(self._token_key, f"{member_id}:{version}".encode(), hashlib.sha256).digest()
+        return "cmt_" + base64.urlsafe_b64encode(mac).decode().rstrip("=")
+
+    def sign(self, data: bytes) -> bytes:
+        return self._signing_key.sign(data)
+
+    def qr_payload(self, loyalty_id: str) -> str:
+        """``COA1.<payload>.<signature>``, base64url; verify with :func:`verify_qr_payload`."""
+        body = _b64url(json.dumps({"v": 1, "lid": loyalty_id}, separators=(",", ":")).encode())
+        signature = _b64url(self.sign(body.encode()))
+        return f"COA1.{body}.{signature}"
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def _unb64url(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def verify_qr_payload(payload: str, public_key_b64: str) -> str | None:
+    """Return the loyalty ID in a QR payload if the network's signature holds, else None."""
+    try:
+        prefix, body, signature = payload.split(".")
+        if prefix != "COA1":
+            return None
+        Ed25519PublicKey.from_public_bytes(base64.b64decode(public_key_b64)).verify(
+            _unb64url(signature), body.encode()
+        )
+        data = json.loads(_unb64url(body))
+        loyalty_id = data["lid"]
+        return loyalty_id if isinstance(loyalty_id, str) else None
+    except Exception:
+        return None
+
+
+def hash_secret(value: str) -> str:
+    """SHA-256 of a high-entropy key or token: what we store instead of the key."""
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def new_api_key() -> str:
+    return "coa_" + secrets.token_urlsafe(32)

@@ -1,0 +1,109 @@
+"""State and steps shared by every group of ledger operations."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+
+from sqlalchemy import insert, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from coalition.config import Settings
+from coalition.db import Database, utcnow
+from coalition.errors import Refused
+from coalition.ledger import core
+from coalition.ledger.core import MAX_POINTS, LedgerResult
+from coalition.ledger.errors import InsufficientPoints, MemberNotFound, MerchantSuspended
+from coalition.ledger.models import Lot
+from coalition.members.models import Member
+
+
+def balance_limit(member: Member, adding: int) -> Refused:
+    return Refused(
+        f"member {member.loyalty_id} has {member.balance} points; {adding} more would pass the limit of "
+        f"{MAX_POINTS}",
+        code="BALANCE_LIMIT_EXCEEDED",
+    )
+
+
+class LedgerBase:
+    """Ledger operations over one :class:`Database`. Stateless apart from its settings."""
+
+    def __init__(self, db: Database, settings: Settings, clock: Callable[[], dt.datetime] = utcnow) -> None:
+        self.db = db
+        self.settings = settings
+        self.clock = clock
+
+    async def _not_inserted(
+        self, conn: AsyncConnection, merchant_id: int, key: str, fingerprint: str, loyalty_id: str | None
+    ) -> LedgerResult:
+        """Explain an insert that did nothing: a retry, a suspended merchant or an unknown member."""
+        earlier = await core.find_by_key(conn, merchant_id, key, fingerprint)
+        if earlier is not None:
+            return await core.replay(conn, earlier)
+        if not await core.merchant_is_active(conn, merchant_id):
+            raise MerchantSuspended(f"merchant {merchant_id} is suspended: it cannot write to the ledger")
+        raise MemberNotFound(f"no member has loyalty ID {loyalty_id}", field="loyaltyId")
+
+    async def credit(self, conn: AsyncConnection, member_id: int, points: int) -> tuple[Member, int]:
+        """Add earned points; while the member owes points they repay the debt first.
+
+        Returns the member after the update and how many points went to the debt.
+        """
+        row = (
+            await conn.execute(
+                update(Member)
+                .where(Member.id == member_id, Member.owed == 0, Member.balance <= MAX_POINTS - points)
+                .values(balance=Member.balance + points, lifetime_points=Member.lifetime_points + points)
+                .returning(Member)
+            )
+        ).first()
+        if row is not None:
+            return core.member_from_row(row), 0
+        member = await core.lock_member(conn, member_id)
+        repaid = min(member.owed, points)
+        if member.balance + points - repaid > MAX_POINTS:
+            raise balance_limit(member, points - repaid)
+        member = await core.update_member(
+            conn, member_id, balance=Member.balance + (points - repaid), owed=Member.owed - repaid,
+            lifetime_points=Member.lifetime_points + points,
+        )
+        return member, repaid
+
+    async def add_lot(
+        self, conn: AsyncConnection, member_id: int, entry_id: int, issuer: int | None, points: int,
+        now: dt.datetime,
+    ) -> None:
+        if points <= 0:
+            return
+        await conn.execute(insert(Lot).values(
+            member_id=member_id, entry_id=entry_id, issuer_merchant_id=issuer, points=points, remaining=points,
+            expires_at=now + dt.timedelta(days=self.settings.points_expiry_days), reversed=False,
+            created_at=now,
+        ))
+
+    async def debit(self, conn: AsyncConnection, member_id: int, points: int, *, to_held: bool) -> Member:
+        """Take spendable points atomically: the conditional UPDATE never lets a balance go negative."""
+        values = {"balance": Member.balance - points}
+        if to_held:
+            values["held"] = Member.held + points
+        row = (
+            await conn.execute(
+                update(Member)
+                .where(Member.id == member_id, Member.balance >= points, Member.owed == 0)
+                .values(**values)
+                .returning(Member)
+            )
+        ).first()
+        if row is not None:
+            return core.member_from_row(row)
+        member = await core.lock_member(conn, member_id)
+        if member.owed:
+            raise Refused(
+                f"member {member.loyalty_id} owes {member.owed} points from a reversed purchase; "
+                "redemptions resume once new purchases have repaid them",
+                code="MEMBER_OWES_POINTS",
+            )
+        raise InsufficientPoints(
+            f"member {member.loyalty_id} has {member.balance} points, {points} asked", field="points"
+        )

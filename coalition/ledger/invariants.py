@@ -1,0 +1,132 @@
+"""The ledger's invariants (DESIGN.md), checked with set-based queries.
+
+Used after every ledger test and by ``coalition check`` on a live database. Returns the
+list of violations (empty when consistent); :func:`assert_ledger_consistent` raises.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import case, func, literal, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from coalition.ledger.models import (
+    Account,
+    Allocation,
+    AllocationKind,
+    Entry,
+    EntryKind,
+    Hold,
+    HoldStatus,
+    Lot,
+    Posting,
+)
+from coalition.members.models import Member
+
+
+async def _rows(conn: AsyncConnection, query: object) -> list[object]:
+    return list(await conn.execute(query))  # type: ignore[call-overload]
+
+
+async def ledger_violations(conn: AsyncConnection) -> list[str]:
+    problems: list[str] = []
+
+    # 1. Every entry's postings sum to zero.
+    for row in await _rows(conn, select(Posting.entry_id, func.sum(Posting.points))
+                           .group_by(Posting.entry_id).having(func.sum(Posting.points) != 0)):
+        problems.append(f"entry {row[0]}: postings sum to {row[1]}, not 0")  # type: ignore[index]
+
+    # 2. Member columns agree with lots, holds, postings and the history.
+    lots = select(Lot.member_id, func.sum(Lot.remaining).label("open")).group_by(Lot.member_id).subquery()
+    posted = select(
+        Posting.account_id.label("member_id"),
+        func.sum(case((Posting.account == Account.MEMBER, Posting.points), else_=0)).label("member"),
+        func.sum(case((Posting.account == Account.HELD, Posting.points), else_=0)).label("held"),
+        func.sum(case((Posting.account == Account.DEBT, Posting.points), else_=0)).label("debt"),
+    ).where(Posting.account.in_([Account.MEMBER, Account.HELD, Account.DEBT])).group_by(Posting.account_id).subquery()
+    history = select(Entry.member_id, func.sum(Entry.points).label("points")).group_by(Entry.member_id).subquery()
+    open_holds = select(Hold.member_id, func.sum(Hold.points).label("held")).where(
+        Hold.status == HoldStatus.AUTHORIZED).group_by(Hold.member_id).subquery()
+    zero = literal(0)
+    query = (
+        select(
+            Member.id, Member.balance, Member.held, Member.owed,
+            func.coalesce(lots.c.open, zero), func.coalesce(posted.c.member, zero),
+            func.coalesce(posted.c.held, zero), func.coalesce(posted.c.debt, zero),
+            func.coalesce(history.c.points, zero), func.coalesce(open_holds.c.held, zero),
+        )
+        .outerjoin(lots, lots.c.member_id == Member.id)
+        .outerjoin(posted, posted.c.member_id == Member.id)
+        .outerjoin(history, history.c.member_id == Member.id)
+        .outerjoin(open_holds, open_holds.c.member_id == Member.id)
+    )
+    for r in await _rows(conn, query):
+        mid, balance, held, owed, open_, p_member, p_held, p_debt, hist, holds = r  # type: ignore[misc]
+        if balance < 0 or held < 0 or owed < 0:
+            problems.append(f"member {mid}: negative column (balance {balance}, held {held}, owed {owed})")
+        if balance != open_:
+            problems.append(f"member {mid}: balance {balance} but open lots hold {open_}")
+        if balance != p_member:
+            problems.append(f"member {mid}: balance {balance} but MEMBER postings sum to {p_member}")
+        if held != p_held or held != holds:
+            problems.append(f"member {mid}: held {held}, HELD postings {p_held}, open holds {holds}")
+        if -owed != p_debt:
+            problems.append(f"member {mid}: owes {owed} but DEBT postings sum to {p_debt}")
+        if hist != balance - owed:
+            problems.append(f"member {mid}: history sums to {hist}, balance - owed is {balance - owed}")
+
+    # 3. Lots: 0 <= remaining <= points, and points = remaining + everything that left it.
+    sign = case(
+        (Allocation.kind.in_([AllocationKind.REDEEM, AllocationKind.HOLD, AllocationKind.EXPIRY,
+                              AllocationKind.REVERSAL]), Allocation.points),
+        (Allocation.kind.in_([AllocationKind.RELEASE, AllocationKind.RESTORE]), -Allocation.points),
+        else_=0,
+    )
+    moved = select(Allocation.lot_id, func.sum(sign).label("out")).group_by(Allocation.lot_id).subquery()
+    for r in await _rows(conn, select(Lot.id, Lot.points, Lot.remaining, func.coalesce(moved.c.out, zero))
+                         .outerjoin(moved, moved.c.lot_id == Lot.id)):
+        lot_id, points, remaining, out = r  # type: ignore[misc]
+        if not 0 <= remaining <= points:
+            problems.append(f"lot {lot_id}: remaining {remaining} outside 0..{points}")
+        if points != remaining + out:
+            problems.append(f"lot {lot_id}: {points} points but {remaining} left and {out} moved out")
+
+    # 4. Every honored point is attributed to exactly one issuer lot.
+    honored = select(Allocation.entry_id, func.sum(Allocation.points).label("pts")).where(
+        Allocation.kind.in_([AllocationKind.REDEEM, AllocationKind.CAPTURE])).group_by(Allocation.entry_id).subquery()
+    for r in await _rows(conn, select(Entry.id, Entry.kind, Entry.points, Hold.captured_points,
+                                      func.coalesce(honored.c.pts, zero))
+                         .outerjoin(honored, honored.c.entry_id == Entry.id)
+                         .outerjoin(Hold, Hold.id == Entry.hold_id)
+                         .where(Entry.kind.in_([EntryKind.REDEEM, EntryKind.CAPTURE]))):
+        entry_id, kind, points, captured, attributed = r  # type: ignore[misc]
+        expected = -points if kind == EntryKind.REDEEM else captured
+        if expected != attributed:
+            problems.append(f"entry {entry_id} ({kind}): {expected} points honored, {attributed} attributed to lots")
+
+    # 5. Issued = outstanding + held + honored + expired + reversed - owed, network-wide.
+    def total(account: Account, positive: bool | None = None) -> object:
+        q = select(func.coalesce(func.sum(Posting.points), 0)).where(Posting.account == account)
+        if positive is not None:
+            q = q.where(Posting.points < 0 if positive else Posting.points > 0)
+        return q.scalar_subquery()
+
+    issued, returned, honored_total, expired = (await conn.execute(select(
+        total(Account.ISSUED, positive=True), total(Account.ISSUED, positive=False),
+        total(Account.HONORED), total(Account.EXPIRED),
+    ))).one()
+    outstanding, held_total, owed_total = (await conn.execute(select(
+        func.coalesce(func.sum(Member.balance), 0), func.coalesce(func.sum(Member.held), 0),
+        func.coalesce(func.sum(Member.owed), 0),
+    ))).one()
+    if -issued != outstanding + held_total + honored_total + expired + returned - owed_total:
+        problems.append(
+            f"issued {-issued} != outstanding {outstanding} + held {held_total} + honored {honored_total} + "
+            f"expired {expired} + reversed {returned} - owed {owed_total}"
+        )
+    return problems
+
+
+async def assert_ledger_consistent(conn: AsyncConnection) -> None:
+    problems = await ledger_violations(conn)
+    if problems:
+        raise AssertionError("ledger inconsistent:\n  " + "\n  ".join(problems[:50]))

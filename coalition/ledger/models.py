@@ -1,0 +1,159 @@
+"""Ledger tables. Append-only except the few columns named below.
+
+- ``entries``: one row per ledger transaction (the API's ``Transaction``).
+- ``postings``: its double-entry legs; they sum to zero per entry. Merchant and network
+  accounts exist only as sums of postings, so no row is updated by every earn.
+- ``lots``: what each earn left the member, with issuer and expiry. ``remaining`` is the
+  one mutable column (and ``reversed``), changed only under the member's row lock.
+- ``allocations``: every movement of points out of (or back into) a lot, attributed to
+  the issuer and the acting merchant. Settlement stands on these rows.
+- ``holds``: two-phase redemptions; ``status`` moves once from AUTHORIZED.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+
+from sqlalchemy import BigInteger, CheckConstraint, Enum, ForeignKey, Index, String, UniqueConstraint, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from coalition.db import Base, intpk, utcnow
+
+
+class EntryKind(enum.StrEnum):
+    EARN = "EARN"
+    REDEEM = "REDEEM"
+    REVERSAL = "REVERSAL"
+    EXPIRY = "EXPIRY"
+    ADJUSTMENT = "ADJUSTMENT"
+    HOLD = "HOLD"
+    CAPTURE = "CAPTURE"
+    VOID = "VOID"
+
+
+class Account(enum.StrEnum):
+    """Posting accounts. ``account_id`` is the member or merchant id (NULL: the network)."""
+
+    ISSUED = "ISSUED"  # merchant (or network) that issued points: goes negative
+    MEMBER = "MEMBER"  # member's spendable points
+    HELD = "HELD"  # member's points reserved by holds
+    DEBT = "DEBT"  # member's debt after a reversal shortfall: negative while owed
+    HONORED = "HONORED"  # merchant that honored (redeemed) points
+    EXPIRED = "EXPIRED"  # network breakage, account_id = issuer merchant
+
+
+class AllocationKind(enum.StrEnum):
+    REDEEM = "REDEEM"  # lot -> honored by merchant_id
+    HOLD = "HOLD"  # lot -> reserved under hold_id
+    CAPTURE = "CAPTURE"  # reserved -> honored by merchant_id (lot unchanged)
+    RELEASE = "RELEASE"  # reserved -> back to lot
+    EXPIRY = "EXPIRY"  # lot -> expired
+    REVERSAL = "REVERSAL"  # lot -> removed by reversing its earn
+    RESTORE = "RESTORE"  # honored -> back to lot, by reversing a redemption
+
+
+class HoldStatus(enum.StrEnum):
+    AUTHORIZED = "AUTHORIZED"
+    CAPTURED = "CAPTURED"
+    VOIDED = "VOIDED"
+    EXPIRED = "EXPIRED"
+
+
+def _enum(cls: type[enum.Enum]) -> Enum:
+    return Enum(cls, native_enum=False, length=16)
+
+
+class Entry(Base):
+    __tablename__ = "entries"
+    __table_args__ = (
+        UniqueConstraint("merchant_id", "idempotency_key"),
+        Index("ix_entries_member_id_id", "member_id", "id"),
+        Index("ix_entries_merchant_id_id", "merchant_id", "id"),
+    )
+
+    id: Mapped[intpk]
+    kind: Mapped[EntryKind] = mapped_column(_enum(EntryKind))
+    member_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("members.id"))
+    merchant_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("merchants.id"))
+    points: Mapped[int]  # signed, the member's spendable side: + earn, - redeem
+    amount_minor: Mapped[int | None]  # purchase amount for EARN
+    reference: Mapped[str | None] = mapped_column(String(128))
+    reverses_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("entries.id"), unique=True)
+    hold_id: Mapped[int | None] = mapped_column(BigInteger)
+    idempotency_key: Mapped[str | None] = mapped_column(String(128))
+    request_hash: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Posting(Base):
+    __tablename__ = "postings"
+    __table_args__ = (Index("ix_postings_account", "account", "account_id"),)
+
+    id: Mapped[intpk]
+    entry_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("entries.id"), index=True)
+    account: Mapped[Account] = mapped_column(_enum(Account))
+    account_id: Mapped[int | None] = mapped_column(BigInteger)
+    points: Mapped[int]
+
+
+class Lot(Base):
+    __tablename__ = "lots"
+    __table_args__ = (
+        CheckConstraint("remaining >= 0", name="remaining_non_negative"),
+        CheckConstraint("remaining <= points", name="remaining_within_points"),
+        Index(
+            "ix_lots_open",
+            "member_id",
+            "expires_at",
+            "id",
+            postgresql_where=text("remaining > 0"),
+            sqlite_where=text("remaining > 0"),
+        ),
+    )
+
+    id: Mapped[intpk]
+    member_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("members.id"))
+    entry_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("entries.id"), unique=True)
+    issuer_merchant_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("merchants.id"))
+    points: Mapped[int]
+    remaining: Mapped[int]
+    expires_at: Mapped[dt.datetime]
+    reversed: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Allocation(Base):
+    __tablename__ = "allocations"
+    __table_args__ = (CheckConstraint("points > 0", name="points_positive"),)
+
+    id: Mapped[intpk]
+    entry_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("entries.id"), index=True)
+    lot_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("lots.id"), index=True)
+    hold_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("holds.id"), index=True)
+    member_id: Mapped[int] = mapped_column(BigInteger)
+    issuer_merchant_id: Mapped[int | None] = mapped_column(BigInteger)
+    merchant_id: Mapped[int | None] = mapped_column(BigInteger)
+    kind: Mapped[AllocationKind] = mapped_column(_enum(AllocationKind))
+    points: Mapped[int]
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Hold(Base):
+    __tablename__ = "holds"
+    __table_args__ = (
+        CheckConstraint("points > 0", name="points_positive"),
+        Index("ix_holds_open", "expires_at", postgresql_where=text("status = 'AUTHORIZED'"),
+              sqlite_where=text("status = 'AUTHORIZED'")),
+    )
+
+    # The hold's id is its HOLD entry's id: one less column, and no insert-then-update cycle.
+    id: Mapped[int] = mapped_column(BigInteger, ForeignKey("entries.id"), primary_key=True, autoincrement=False)
+    member_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("members.id"), index=True)
+    merchant_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("merchants.id"))
+    points: Mapped[int]
+    captured_points: Mapped[int | None]
+    status: Mapped[HoldStatus] = mapped_column(_enum(HoldStatus), default=HoldStatus.AUTHORIZED)
+    expires_at: Mapped[dt.datetime]
+    closed_at: Mapped[dt.datetime | None]
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

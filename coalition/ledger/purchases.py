@@ -1,0 +1,89 @@
+"""Earning and redeeming points at a purchase."""
+
+from __future__ import annotations
+
+from coalition.errors import InvalidInput, check_idempotency_key, check_text
+from coalition.ledger import core
+from coalition.ledger.base import LedgerBase
+from coalition.ledger.core import LedgerResult
+from coalition.ledger.inputs import check_points, parse_loyalty_id
+from coalition.ledger.models import Account, AllocationKind, Entry, EntryKind
+from coalition.members.models import Member
+from coalition.partners.models import Merchant
+
+
+class PurchaseOperations(LedgerBase):
+    async def earn(
+        self,
+        *,
+        merchant_id: int,
+        loyalty_id: str,
+        purchase_amount_minor: int,
+        idempotency_key: str,
+        reference: str | None = None,
+    ) -> LedgerResult:
+        """Issue points for a purchase at the merchant's earn rate (whole points, rounded down)."""
+        key = check_idempotency_key(idempotency_key)
+        lid = parse_loyalty_id(loyalty_id)
+        amount = check_points(purchase_amount_minor, "purchaseAmountMinor", "INVALID_AMOUNT")
+        reference = check_text(reference, "reference", 128)
+        fingerprint = core.request_hash("earn", loyalty_id=lid, amount=amount, reference=reference)
+        now = self.clock()
+        # Rounded down so a network never issues a point nobody paid for.
+        points_expr = (amount * Merchant.earn_rate_points_per_unit) // (10**self.settings.currency_exponent)
+        async with self.db.transaction() as conn:
+            inserted = await core.insert_entry(
+                conn, kind=EntryKind.EARN, merchant_id=merchant_id, member_where=Member.loyalty_id == lid,
+                points=points_expr, amount_minor=amount, reference=reference, now=now,
+                idempotency_key=key, request_hash=fingerprint,
+            )
+            if inserted is None:
+                return await self._not_inserted(conn, merchant_id, key, fingerprint, lid)
+            entry_id, member_id, points = inserted
+            if points <= 0:
+                raise InvalidInput(
+                    f"a purchase of {amount} minor units earns no whole point at this merchant's rate",
+                    code="PURCHASE_TOO_SMALL", field="purchaseAmountMinor",
+                )
+            member, repaid = await self.credit(conn, member_id, points)
+            await self.add_lot(conn, member_id, entry_id, merchant_id, points - repaid, now)
+            await core.add_postings(conn, entry_id, [
+                (Account.ISSUED, merchant_id, -points),
+                (Account.MEMBER, member_id, points - repaid),
+                (Account.DEBT, member_id, repaid),
+            ])
+        entry = Entry(id=entry_id, kind=EntryKind.EARN, member_id=member_id, merchant_id=merchant_id,
+                      points=points, amount_minor=amount, reference=reference, idempotency_key=key,
+                      request_hash=fingerprint, created_at=now)
+        return LedgerResult(entry=entry, member=member)
+
+    async def redeem(
+        self, *, merchant_id: int, loyalty_id: str, points: int, idempotency_key: str, reference: str | None = None
+    ) -> LedgerResult:
+        """Honor ``points`` at this merchant, consuming the member's lots soonest-expiry first."""
+        key = check_idempotency_key(idempotency_key)
+        lid = parse_loyalty_id(loyalty_id)
+        points = check_points(points)
+        reference = check_text(reference, "reference", 128)
+        fingerprint = core.request_hash("redeem", loyalty_id=lid, points=points, reference=reference)
+        now = self.clock()
+        async with self.db.transaction() as conn:
+            inserted = await core.insert_entry(
+                conn, kind=EntryKind.REDEEM, merchant_id=merchant_id, member_where=Member.loyalty_id == lid,
+                points=-points, reference=reference, now=now, idempotency_key=key, request_hash=fingerprint,
+            )
+            if inserted is None:
+                return await self._not_inserted(conn, merchant_id, key, fingerprint, lid)
+            entry_id, member_id, _ = inserted
+            member = await self.debit(conn, member_id, points, to_held=False)
+            slices = core.take_fifo(await core.open_lots(conn, member_id), points)
+            await core.move_lot_points(conn, {s.lot_id: -s.points for s in slices})
+            await core.add_allocations(conn, entry_id=entry_id, member_id=member_id, merchant_id=merchant_id,
+                                       kind=AllocationKind.REDEEM, slices=slices, now=now)
+            await core.add_postings(conn, entry_id, [
+                (Account.MEMBER, member_id, -points), (Account.HONORED, merchant_id, points),
+            ])
+        entry = Entry(id=entry_id, kind=EntryKind.REDEEM, member_id=member_id, merchant_id=merchant_id,
+                      points=-points, reference=reference, idempotency_key=key, request_hash=fingerprint,
+                      created_at=now)
+        return LedgerResult(entry=entry, member=member)

@@ -1,0 +1,168 @@
+"""Reversing a merchant's own earn or redemption (a refund at the till).
+
+Reversing an earn removes what is left of its lot; points already spent become the
+member's debt (``owed``), repaid first by later earns, and redemptions wait until it is
+repaid: the refund exploit (earn, spend, refund) loses the network nothing. Reversing a
+redemption puts the points back into the lots they came from; where such a lot's earn
+was itself reversed meanwhile, those points repay the member's debt instead.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from coalition.errors import Conflict, Refused, check_idempotency_key, check_text
+from coalition.ledger import core
+from coalition.ledger.base import LedgerBase
+from coalition.ledger.core import LedgerResult, Slice
+from coalition.ledger.errors import MerchantSuspended, TransactionNotFound
+from coalition.ledger.models import (
+    Account,
+    Allocation,
+    AllocationKind,
+    Entry,
+    EntryKind,
+    Hold,
+    HoldStatus,
+    Lot,
+)
+from coalition.members.models import Member
+
+REVERSIBLE = {EntryKind.EARN, EntryKind.REDEEM, EntryKind.CAPTURE}
+
+
+class ReversalOperations(LedgerBase):
+    async def reverse(
+        self, *, merchant_id: int, transaction_id: int, idempotency_key: str, reason: str | None = None
+    ) -> LedgerResult:
+        """Reverse one of this merchant's EARN, REDEEM or CAPTURE transactions, once."""
+        key = check_idempotency_key(idempotency_key)
+        reason = check_text(reason, "reason", 500)
+        fingerprint = core.request_hash("reverse", transaction_id=transaction_id, reason=reason)
+        now = self.clock()
+        async with self.db.transaction() as conn:
+            earlier = await core.find_by_key(conn, merchant_id, key, fingerprint)
+            if earlier is not None:
+                return await core.replay(conn, earlier)
+            row = (await conn.execute(
+                select(Entry).where(Entry.id == transaction_id, Entry.merchant_id == merchant_id)
+            )).first()
+            if row is None:
+                raise TransactionNotFound(f"merchant {merchant_id} has no transaction {transaction_id}",
+                                          field="transactionId")
+            target = core.entry_from_row(row)
+            if target.kind not in REVERSIBLE:
+                hint = "void the hold instead" if target.kind == EntryKind.HOLD else "it cannot be reversed"
+                raise Refused(f"transaction {transaction_id} is a {target.kind.value}: {hint}",
+                              code="NOT_REVERSIBLE", field="transactionId")
+            honored = await self._honored_slices(conn, target)
+            points = -target.points if target.kind == EntryKind.EARN else sum(s.points for s in honored)
+            inserted = await core.insert_entry(
+                conn, kind=EntryKind.REVERSAL, merchant_id=merchant_id, member_where=Member.id == target.member_id,
+                points=points, reverses_id=target.id, reference=reason, now=now, idempotency_key=key,
+                request_hash=fingerprint,
+            )
+            if inserted is None:
+                earlier = await core.find_by_key(conn, merchant_id, key, fingerprint)
+                if earlier is not None:
+                    return await core.replay(conn, earlier)
+                if not await core.merchant_is_active(conn, merchant_id):
+                    raise MerchantSuspended(f"merchant {merchant_id} is suspended: it cannot write to the ledger")
+                raise Conflict(f"transaction {transaction_id} is already reversed", code="ALREADY_REVERSED",
+                               field="transactionId")
+            entry_id = inserted[0]
+            if target.kind == EntryKind.EARN:
+                member = await self._reverse_earn(conn, target, entry_id)
+            else:
+                member = await self._restore(conn, target, entry_id, honored)
+        entry = Entry(id=entry_id, kind=EntryKind.REVERSAL, member_id=target.member_id, merchant_id=merchant_id,
+                      points=points, reference=reason, reverses_id=target.id, idempotency_key=key,
+                      request_hash=fingerprint, created_at=now)
+        return LedgerResult(entry=entry, member=member)
+
+    async def _honored_slices(self, conn: AsyncConnection, target: Entry) -> list[Slice]:
+        if target.kind == EntryKind.EARN:
+            return []
+        kind = AllocationKind.REDEEM if target.kind == EntryKind.REDEEM else AllocationKind.CAPTURE
+        rows = await conn.execute(
+            select(Allocation.lot_id, Allocation.issuer_merchant_id, Allocation.points)
+            .where(Allocation.entry_id == target.id, Allocation.kind == kind)
+            .order_by(Allocation.id)
+        )
+        return [Slice(r.lot_id, r.issuer_merchant_id, r.points) for r in rows]
+
+    async def _reverse_earn(self, conn: AsyncConnection, target: Entry, entry_id: int) -> Member:
+        now = self.clock()
+        member = await core.lock_member(conn, target.member_id)
+        lot_row = (await conn.execute(select(Lot).where(Lot.entry_id == target.id))).first()
+        left = 0
+        if lot_row is not None:
+            held = await self._held_from_lot(conn, lot_row.id)
+            if held:
+                raise Conflict(
+                    f"{held} points of transaction {target.id} are reserved by an open authorization; "
+                    "capture or void it first", code="POINTS_HELD", field="transactionId",
+                )
+            left = lot_row.remaining
+            await core.move_lot_points(conn, {lot_row.id: -left})
+            await conn.execute(Lot.__table__.update().where(Lot.id == lot_row.id).values(reversed=True))
+            await core.add_allocations(conn, entry_id=entry_id, member_id=member.id, merchant_id=target.merchant_id,
+                                       kind=AllocationKind.REVERSAL, now=now,
+                                       slices=[Slice(lot_row.id, lot_row.issuer_merchant_id, left)])
+        shortfall = target.points - left
+        member = await core.update_member(
+            conn, member.id, balance=Member.balance - left, owed=Member.owed + shortfall,
+            lifetime_points=Member.lifetime_points - target.points,
+        )
+        await core.add_postings(conn, entry_id, [
+            (Account.MEMBER, member.id, -left),
+            (Account.DEBT, member.id, -shortfall),
+            (Account.ISSUED, target.merchant_id, target.points),
+        ])
+        return member
+
+    async def _held_from_lot(self, conn: AsyncConnection, lot_id: int) -> int:
+        rows = await conn.execute(
+            select(Allocation.kind, func.sum(Allocation.points))
+            .join(Hold, Hold.id == Allocation.hold_id)
+            .where(Allocation.lot_id == lot_id, Hold.status == HoldStatus.AUTHORIZED)
+            .group_by(Allocation.kind)
+        )
+        sums = {kind: int(total) for kind, total in rows}
+        return sums.get(AllocationKind.HOLD, 0) - sums.get(AllocationKind.RELEASE, 0) - sums.get(
+            AllocationKind.CAPTURE, 0
+        )
+
+    async def _restore(self, conn: AsyncConnection, target: Entry, entry_id: int, honored: list[Slice]) -> Member:
+        now = self.clock()
+        member = await core.lock_member(conn, target.member_id)
+        reversed_lots = set((await conn.execute(
+            select(Lot.id).where(Lot.id.in_([s.lot_id for s in honored]), Lot.reversed.is_(True))
+        )).scalars())
+        owed_left = member.owed
+        repay: list[Slice] = []
+        for s in honored:
+            if s.lot_id in reversed_lots and owed_left:
+                x = min(owed_left, s.points)
+                repay.append(Slice(s.lot_id, s.issuer_merchant_id, x))
+                owed_left -= x
+        repaid = member.owed - owed_left
+        deltas: dict[int, int] = {}
+        for s in honored:
+            deltas[s.lot_id] = deltas.get(s.lot_id, 0) + s.points
+        for s in repay:
+            deltas[s.lot_id] -= s.points
+        await core.move_lot_points(conn, deltas)
+        common = {"entry_id": entry_id, "member_id": member.id, "merchant_id": target.merchant_id, "now": now}
+        await core.add_allocations(conn, kind=AllocationKind.RESTORE, slices=honored, **common)
+        await core.add_allocations(conn, kind=AllocationKind.REVERSAL, slices=repay, **common)
+        total = sum(s.points for s in honored)
+        member = await core.update_member(conn, member.id, balance=Member.balance + total - repaid,
+                                          owed=Member.owed - repaid)
+        await core.add_postings(conn, entry_id, [
+            (Account.HONORED, target.merchant_id, -total),
+            (Account.MEMBER, member.id, total - repaid),
+            (Account.DEBT, member.id, repaid),
+        ])
+        return member

@@ -1,0 +1,142 @@
+"""Enrolling members and reading them.
+
+A member is enrolled by a merchant (at its till or web shop) and gets one loyalty ID
+that works at every partner, a self-service token and a QR payload the network signs.
+Contact data is optional, validated, encrypted (Fernet) and indexed blind (HMAC), so a
+second enrollment of the same e-mail or phone is refused without decrypting anything.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from coalition.crypto import NetworkKeys, hash_secret
+from coalition.db import Database, utcnow
+from coalition.errors import Conflict, IdempotencyKeyConflict, InvalidInput, NotFound, check_idempotency_key
+from coalition.ledger.core import request_hash
+from coalition.ledger.errors import MemberNotFound, MerchantSuspended
+from coalition.ledger.inputs import parse_loyalty_id
+from coalition.members.loyalty_id import new_loyalty_id, new_referral_code
+from coalition.members.models import Member
+from coalition.partners.models import Merchant, MerchantStatus
+
+EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
+TIERS = [(20_000, "PLATINUM"), (5_000, "GOLD"), (1_000, "SILVER"), (0, "BASIC")]
+
+
+def tier_for(lifetime_points: int) -> str:
+    """Tier by points earned across the network (net of reversals)."""
+    return next(name for threshold, name in TIERS if lifetime_points >= threshold)
+
+
+def normalize_email(raw: str | None) -> str | None:
+    if raw is None or not raw.strip():
+        return None
+    email = raw.strip().lower()
+    if len(email) > 254 or not EMAIL.match(email):
+        raise InvalidInput(f"{raw[:60]!r} is not an e-mail address", code="INVALID_EMAIL", field="email")
+    return email
+
+
+def normalize_phone(raw: str | None) -> str | None:
+    """E.164: an optional leading + and 7 to 15 digits; spaces, dots, dashes and brackets are dropped."""
+    if raw is None or not raw.strip():
+        return None
+    compact = re.sub(r"[\s.\-()]", "", raw.strip())
+    if not re.fullmatch(r"\+?\d{7,15}", compact):
+        raise InvalidInput(f"{raw[:40]!r} is not a phone number (7 to 15 digits)", code="INVALID_PHONE",
+                           field="phone")
+    return compact if compact.startswith("+") else "+" + compact
+
+
+@dataclass(frozen=True)
+class Enrollment:
+    member: Member
+    member_token: str
+    qr_code: str
+    replayed: bool = False
+
+
+class ReferralCodeNotFound(NotFound):
+    code = "REFERRAL_CODE_NOT_FOUND"
+
+
+async def enroll_member(
+    db: Database, keys: NetworkKeys, *, merchant_id: int, idempotency_key: str, email: str | None = None,
+    phone: str | None = None, referral_code: str | None = None,
+) -> Enrollment:
+    key = check_idempotency_key(idempotency_key)
+    clean_email = normalize_email(email)
+    clean_phone = normalize_phone(phone)
+    code = referral_code.strip().upper() if referral_code and referral_code.strip() else None
+    if code is not None and (len(code) > 16 or not code.isalnum()):
+        raise ReferralCodeNotFound(f"no member has referral code {code[:16]!r}", field="referralCode")
+    fingerprint = request_hash("enroll", email=clean_email, phone=clean_phone, referral_code=code)
+    email_index = keys.blind_index("email", clean_email) if clean_email else None
+    phone_index = keys.blind_index("phone", clean_phone) if clean_phone else None
+    try:
+        async with db.sessions.begin() as session:
+            earlier = (await session.execute(select(Member).where(
+                Member.enrolled_by_merchant_id == merchant_id, Member.enroll_idempotency_key == key
+            ))).scalar_one_or_none()
+            if earlier is not None:
+                if earlier.enroll_request_hash != fingerprint:
+                    raise IdempotencyKeyConflict(key)
+                return _enrollment(keys, earlier, replayed=True)
+            status = (await session.execute(select(Merchant.status).where(Merchant.id == merchant_id))).scalar()
+            if status != MerchantStatus.ACTIVE:
+                raise MerchantSuspended(f"merchant {merchant_id} is suspended: it cannot enroll members")
+            referrer_id = None
+            if code is not None:
+                referrer_id = (await session.execute(
+                    select(Member.id).where(Member.referral_code == code))).scalar()
+                if referrer_id is None:
+                    raise ReferralCodeNotFound(f"no member has referral code {code!r}", field="referralCode")
+            for index, field in ((email_index, "email"), (phone_index, "phone")):
+                column = Member.email_index if field == "email" else Member.phone_index
+                if index and (await session.execute(select(Member.id).where(column == index))).first():
+                    raise Conflict(f"a member with this {field} is already enrolled: use their loyalty ID",
+                                   code="CONTACT_ALREADY_ENROLLED", field=field)
+            member = Member(
+                loyalty_id=new_loyalty_id(), referral_code=new_referral_code(), referred_by_id=referrer_id,
+                token_hash="pending", email_encrypted=keys.encrypt(clean_email) if clean_email else None,
+                phone_encrypted=keys.encrypt(clean_phone) if clean_phone else None, email_index=email_index,
+                phone_index=phone_index, balance=0, held=0, owed=0, lifetime_points=0,
+                enrolled_by_merchant_id=merchant_id, enroll_idempotency_key=key,
+                enroll_request_hash=fingerprint, created_at=utcnow(),
+            )
+            session.add(member)
+            await session.flush()
+            member.token_hash = hash_secret(keys.member_token(member.id))
+            await session.flush()
+            return _enrollment(keys, member)
+    except IntegrityError:
+        # A concurrent request with the same key or contact won the race: answer as it would now.
+        async with db.session() as session:
+            earlier = (await session.execute(select(Member).where(
+                Member.enrolled_by_merchant_id == merchant_id, Member.enroll_idempotency_key == key
+            ))).scalar_one_or_none()
+        if earlier is None:
+            raise Conflict("a member with this contact is already enrolled: use their loyalty ID",
+                           code="CONTACT_ALREADY_ENROLLED") from None
+        if earlier.enroll_request_hash != fingerprint:
+            raise IdempotencyKeyConflict(key) from None
+        return _enrollment(keys, earlier, replayed=True)
+
+
+def _enrollment(keys: NetworkKeys, member: Member, replayed: bool = False) -> Enrollment:
+    return Enrollment(member=member, member_token=keys.member_token(member.id),
+                      qr_code=keys.qr_payload(member.loyalty_id), replayed=replayed)
+
+
+async def find_member(db: Database, loyalty_id: str) -> Member:
+    lid = parse_loyalty_id(loyalty_id)
+    async with db.session() as session:
+        member = (await session.execute(select(Member).where(Member.loyalty_id == lid))).scalar_one_or_none()
+    if member is None:
+        raise MemberNotFound(f"no member has loyalty ID {lid}", field="loyaltyId")
+    return member

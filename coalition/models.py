@@ -1,0 +1,9 @@
+"""Imports every model so ``Base.metadata`` is complete (Alembic, tests, ``create_all``)."""
+
+from coalition.auth.models import ApiKey
+from coalition.db import Base
+from coalition.ledger.models import Allocation, Entry, Hold, Lot, Posting
+from coalition.members.models import Member
+from coalition.partners.models import Merchant
+
+__all__ = ["Allocation", "ApiKey", "Base", "Entry", "Hold", "Lot", "Member", "Merchant", "Posting"]

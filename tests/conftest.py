@@ -1,0 +1,123 @@
+"""Fixtures shared by every test.
+
+The same tests run on the embedded default (SQLite in a temporary file, in-process
+limits) and on PostgreSQL + Redis when ``COALITION_TEST_DATABASE_URL`` and
+``COALITION_TEST_REDIS_URL`` are set (``make test-services`` sets them).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from coalition.config import Settings, load_settings
+from coalition.crypto import NetworkKeys
+from coalition.db import Database
+from coalition.ledger.invariants import assert_ledger_consistent
+from coalition.ledger.service import Ledger
+from coalition.members.service import enroll_member
+from coalition.models import Base
+from coalition.partners.service import onboard_merchant
+
+PG_URL = os.environ.get("COALITION_TEST_DATABASE_URL")
+REDIS_URL = os.environ.get("COALITION_TEST_REDIS_URL")
+_schema_ready: set[str] = set()
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"coalition database: {PG_URL or 'SQLite (temporary file)'}; redis: {REDIS_URL or 'none (in-process)'}"
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    env = {
+        "COALITION_DATABASE_URL": PG_URL or f"sqlite+aiosqlite:///{tmp_path / 'test.db'}",
+        "COALITION_SECRET_KEY": "test-secret-key",
+        "COALITION_RATE_LIMIT_PER_S": "100000",
+        "COALITION_AUTH_CACHE_S": "0",
+    }
+    if REDIS_URL:
+        env["COALITION_REDIS_URL"] = REDIS_URL
+    return load_settings(env)
+
+
+async def reset_schema(db: Database) -> None:
+    """Empty schema per test: create_all on a fresh SQLite file, TRUNCATE on PostgreSQL."""
+    if db.is_sqlite or db.url not in _schema_ready:
+        async with db.engine.begin() as conn:
+            if not db.is_sqlite:
+                await conn.run_sync(Base.metadata.drop_all)
+                await conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
+            await conn.run_sync(Base.metadata.create_all)
+        _schema_ready.add(db.url)
+        return
+    tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
+    async with db.engine.begin() as conn:
+        await conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture
+async def db(settings: Settings) -> AsyncIterator[Database]:
+    database = Database(settings.database_url, pool_size=5)
+    await reset_schema(database)
+    yield database
+    await database.dispose()
+
+
+@pytest.fixture
+def keys(settings: Settings) -> NetworkKeys:
+    return NetworkKeys.from_settings(settings)
+
+
+class Clock:
+    """A clock tests can move: ``clock.advance(seconds=...)``."""
+
+    def __init__(self) -> None:
+        import datetime as dt
+
+        self.now = dt.datetime(2026, 1, 5, 12, 0, tzinfo=dt.UTC)
+
+    def __call__(self) -> Any:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        import datetime as dt
+
+        self.now += dt.timedelta(**delta)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+async def ledger(db: Database, settings: Settings, clock: Clock) -> AsyncIterator[Ledger]:
+    """The ledger service; the invariants are checked after every test that uses it."""
+    yield Ledger(db, settings, clock=clock)
+    async with db.read() as conn:
+        await assert_ledger_consistent(conn)
+
+
+@pytest.fixture
+def make_merchant(db: Database) -> Callable[..., Any]:
+    async def make(name: str = "Shop", earn_rate: int = 1, category: str | None = None) -> Any:
+        return await onboard_merchant(db, name=name, category=category, earn_rate_points_per_unit=earn_rate)
+
+    return make
+
+
+@pytest.fixture
+def make_member(db: Database, keys: NetworkKeys) -> Callable[..., Any]:
+    counter = iter(range(1, 1_000_000))
+
+    async def make(merchant_id: int, **contact: Any) -> Any:
+        return await enroll_member(db, keys, merchant_id=merchant_id, idempotency_key=f"enroll-{next(counter)}",
+                                   **contact)
+
+    return make
