@@ -121,3 +121,47 @@ def make_member(db: Database, keys: NetworkKeys) -> Callable[..., Any]:
                                    **contact)
 
     return make
+
+
+class Api:
+    """A GraphQL client over the real ASGI app: ``await api.call(QUERY, variables, key=...)``."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    async def call(self, query: str, variables: dict[str, Any] | None = None, *, key: str | None = None,
+                   expect_errors: bool = False) -> dict[str, Any]:
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        response = await self.client.post("/graphql", json={"query": query, "variables": variables or {}},
+                                          headers=headers)
+        body: dict[str, Any] = response.json()
+        if not expect_errors:
+            assert response.status_code == 200, body
+            assert "errors" not in body, body["errors"]
+            return body["data"]  # type: ignore[no-any-return]
+        return body
+
+
+@pytest.fixture
+async def app(db: Database, settings: Settings) -> Any:
+    from coalition.app import create_app
+
+    application = create_app(settings)
+    yield application
+    await application.state.limiter.aclose()
+    await application.state.services.db.dispose()
+
+
+@pytest.fixture
+async def api(app: Any) -> AsyncIterator[Api]:
+    import httpx
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+        yield Api(client)
+
+
+@pytest.fixture
+async def admin_key(db: Database) -> str:
+    from coalition.auth.service import create_admin_key
+
+    return await create_admin_key(db, label="tests")

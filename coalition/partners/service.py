@@ -62,3 +62,12 @@ async def set_merchant_status(db: Database, merchant_id: int, status: MerchantSt
             merchant.status = status
             merchant.suspended_at = utcnow() if status == MerchantStatus.SUSPENDED else None
     return merchant
+
+
+async def list_merchants(db: Database, *, after_id: int | None, limit: int) -> list[Merchant]:
+    """The partner directory, oldest first."""
+    query = select(Merchant).order_by(Merchant.id).limit(limit)
+    if after_id is not None:
+        query = query.where(Merchant.id > after_id)
+    async with db.session() as session:
+        return list((await session.execute(query)).scalars())

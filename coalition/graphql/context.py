@@ -1,0 +1,66 @@
+"""The per-request context: services, the caller, and lazily built DataLoaders."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from coalition.auth.models import Role
+from coalition.auth.service import Caller
+from coalition.config import Settings
+from coalition.crypto import NetworkKeys
+from coalition.db import Database
+from coalition.graphql.errors import Forbidden, Unauthenticated
+from coalition.ledger.service import Ledger
+
+
+@dataclass
+class Services:
+    """What the application builds once per process and every request shares."""
+
+    settings: Settings
+    db: Database
+    keys: NetworkKeys
+    ledger: Ledger
+
+
+@dataclass
+class Context:
+    services: Services
+    caller: Caller | None
+    _loaders: dict[type, Any] = field(default_factory=dict)
+
+    @property
+    def db(self) -> Database:
+        return self.services.db
+
+    def loader(self, cls: type) -> Any:
+        """The request's instance of a DataLoader class (one per request, so no stale cache)."""
+        instance = self._loaders.get(cls)
+        if instance is None:
+            instance = self._loaders[cls] = cls(self.services.db)
+        return instance
+
+    def require_caller(self) -> Caller:
+        if self.caller is None:
+            raise Unauthenticated("send an API key or member token: Authorization: Bearer <key>")
+        return self.caller
+
+    def require_admin(self) -> Caller:
+        caller = self.require_caller()
+        if caller.role != Role.ADMIN:
+            raise Forbidden("this operation needs an admin key")
+        return caller
+
+    def require_merchant(self) -> int:
+        caller = self.require_caller()
+        if caller.role != Role.MERCHANT or caller.merchant_id is None:
+            raise Forbidden("this operation needs a merchant API key")
+        return caller.merchant_id
+
+    def require_staff(self) -> Caller:
+        """An admin or a merchant (not a member token)."""
+        caller = self.require_caller()
+        if caller.role == Role.MEMBER:
+            raise Forbidden("member tokens can only read their own member through `viewer`")
+        return caller

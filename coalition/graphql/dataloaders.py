@@ -1,0 +1,51 @@
+"""Per-request DataLoaders: one batched query per kind of object per tick."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from aiodataloader import DataLoader
+from sqlalchemy import select
+
+from coalition.db import Database
+from coalition.ledger.models import Entry, Hold
+from coalition.members.models import Member
+from coalition.partners.models import Merchant
+
+
+class _ByColumnLoader(DataLoader):  # type: ignore[misc]
+    model: Any
+    column: str
+
+    def __init__(self, db: Database) -> None:
+        super().__init__()
+        self.db = db
+
+    async def batch_load_fn(self, keys: Iterable[int]) -> list[Any]:
+        keys = list(keys)
+        column = getattr(self.model, self.column)
+        async with self.db.session() as session:
+            rows = (await session.execute(select(self.model).where(column.in_(keys)))).scalars().all()
+        by_key = {getattr(row, self.column): row for row in rows}
+        return [by_key.get(key) for key in keys]
+
+
+class MerchantByIdLoader(_ByColumnLoader):
+    model, column = Merchant, "id"
+
+
+class MemberByIdLoader(_ByColumnLoader):
+    model, column = Member, "id"
+
+
+class EntryByIdLoader(_ByColumnLoader):
+    model, column = Entry, "id"
+
+
+class ReversalByEntryIdLoader(_ByColumnLoader):
+    model, column = Entry, "reverses_id"
+
+
+class HoldByIdLoader(_ByColumnLoader):
+    model, column = Hold, "id"

@@ -1,0 +1,128 @@
+from __future__ import annotations
+
+from typing import Any
+
+import graphene
+from graphene import relay
+
+from coalition.graphql.core.types import PageInfo, UserError
+from coalition.graphql.dataloaders import EntryByIdLoader, HoldByIdLoader, MemberByIdLoader, MerchantByIdLoader, \
+    ReversalByEntryIdLoader
+from coalition.ledger.models import Entry, EntryKind, HoldStatus as HoldStatusValue
+from coalition.ledger.models import Hold as HoldModel
+
+TransactionKind = graphene.Enum.from_enum(EntryKind, name="TransactionKind", description="What a ledger transaction did.")
+HoldStatus = graphene.Enum.from_enum(HoldStatusValue, description="Where a two-phase redemption stands.")
+
+
+def can_see(info: Any, merchant_id: int | None, member_id: int) -> bool:
+    """Admins see everything; a merchant its own transactions; a member its own."""
+    caller = info.context.require_caller()
+    if caller.role.value == "ADMIN":
+        return True
+    if caller.role.value == "MERCHANT":
+        return bool(merchant_id is not None and merchant_id == caller.merchant_id)
+    return caller.member_id == member_id
+
+
+class Transaction(graphene.ObjectType):  # type: ignore[misc]
+    """One ledger transaction, seen from the member's side."""
+
+    class Meta:
+        interfaces = (relay.Node,)
+        possible_types = (Entry,)  # resolved from ORM rows
+
+    kind = graphene.Field(TransactionKind, required=True, description="EARN, REDEEM, HOLD, CAPTURE, ...")
+    points = graphene.Int(
+        required=True,
+        description="Signed change of the member's spendable points: +earn, -redeem, -hold, +released on capture/void.",
+    )
+    amount_minor = graphene.Int(description="For EARN: the purchase amount in minor units.")
+    merchant = graphene.Field("coalition.graphql.partners.types.Merchant",
+                              description="The merchant that made it; null for the network's own (expiry).")
+    member = graphene.Field("coalition.graphql.members.types.Member", required=True, description="The member.")
+    reference = graphene.String(description="The merchant's receipt number, or the reversal's reason.")
+    created_at = graphene.DateTime(required=True, description="When it was written.")
+    reverses = graphene.Field(lambda: Transaction, description="For a REVERSAL: the transaction it reverses.")
+    reversed_by = graphene.Field(lambda: Transaction, description="The REVERSAL of this transaction, if any.")
+    hold = graphene.Field(lambda: Hold, description="For HOLD, CAPTURE and VOID: the authorization.")
+
+    @staticmethod
+    async def fetch(info: Any, entry_id: int) -> Any:
+        entry = await info.context.loader(EntryByIdLoader).load(entry_id)
+        return entry if entry is not None and can_see(info, entry.merchant_id, entry.member_id) else None
+
+    @staticmethod
+    async def resolve_merchant(root: Any, info: Any) -> Any:
+        return None if root.merchant_id is None else await info.context.loader(MerchantByIdLoader).load(root.merchant_id)
+
+    @staticmethod
+    async def resolve_member(root: Any, info: Any) -> Any:
+        return await info.context.loader(MemberByIdLoader).load(root.member_id)
+
+    @staticmethod
+    async def resolve_reverses(root: Any, info: Any) -> Any:
+        return None if root.reverses_id is None else await Transaction.fetch(info, root.reverses_id)
+
+    @staticmethod
+    async def resolve_reversed_by(root: Any, info: Any) -> Any:
+        entry = await info.context.loader(ReversalByEntryIdLoader).load(root.id)
+        return entry if entry is not None and can_see(info, entry.merchant_id, entry.member_id) else None
+
+    @staticmethod
+    async def resolve_hold(root: Any, info: Any) -> Any:
+        hold_id = root.id if root.kind == EntryKind.HOLD else root.hold_id
+        return None if hold_id is None else await Hold.fetch(info, hold_id)
+
+
+class Hold(graphene.ObjectType):  # type: ignore[misc]
+    """A two-phase redemption: points reserved until captured, voided or expired."""
+
+    class Meta:
+        interfaces = (relay.Node,)
+        possible_types = (HoldModel,)
+
+    status = graphene.Field(HoldStatus, required=True, description="AUTHORIZED, CAPTURED, VOIDED or EXPIRED.")
+    points = graphene.Int(required=True, description="Points reserved.")
+    captured_points = graphene.Int(description="Points honored at capture.")
+    expires_at = graphene.DateTime(required=True, description="When an uncaptured authorization releases itself.")
+    merchant = graphene.Field("coalition.graphql.partners.types.Merchant", required=True,
+                              description="The merchant that reserved the points.")
+    member = graphene.Field("coalition.graphql.members.types.Member", required=True, description="The member.")
+
+    @staticmethod
+    async def fetch(info: Any, hold_id: int) -> Any:
+        hold = await info.context.loader(HoldByIdLoader).load(hold_id)
+        return hold if hold is not None and can_see(info, hold.merchant_id, hold.member_id) else None
+
+    @staticmethod
+    async def resolve_merchant(root: Any, info: Any) -> Any:
+        return await info.context.loader(MerchantByIdLoader).load(root.merchant_id)
+
+    @staticmethod
+    async def resolve_member(root: Any, info: Any) -> Any:
+        return await info.context.loader(MemberByIdLoader).load(root.member_id)
+
+
+class TransactionEdge(graphene.ObjectType):  # type: ignore[misc]
+    """A transaction in a page."""
+
+    node = graphene.Field(Transaction, required=True, description="The transaction.")
+    cursor = graphene.String(required=True, description="Where this transaction sits in the list.")
+
+
+class TransactionConnection(graphene.ObjectType):  # type: ignore[misc]
+    """A page of transactions, newest first."""
+
+    edges = graphene.List(graphene.NonNull(TransactionEdge), required=True, description="The transactions.")
+    page_info = graphene.Field(PageInfo, required=True, description="Whether more follow.")
+
+
+class LedgerPayload(graphene.ObjectType):  # type: ignore[misc]
+    """What every ledger mutation returns."""
+
+    transaction = graphene.Field(Transaction, description="The transaction written (or found, on a retry).")
+    member = graphene.Field("coalition.graphql.members.types.Member", description="The member after it.")
+    hold = graphene.Field(Hold, description="For authorize, capture and void: the hold.")
+    user_errors = graphene.List(graphene.NonNull(UserError), required=True,
+                                description="Why nothing was written, when something was wrong.")

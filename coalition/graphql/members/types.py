@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+from typing import Any
+
+import graphene
+from graphene import relay
+
+from coalition.members.models import Member as MemberModel
+from coalition.graphql.core.types import connection, decode_cursor, page_size
+from coalition.graphql.dataloaders import MemberByIdLoader
+from coalition.graphql.ledger.types import TransactionConnection, TransactionEdge
+from coalition.ledger.queries import member_history
+from coalition.members.service import tier_for
+
+
+class Member(graphene.ObjectType):  # type: ignore[misc]
+    """A customer of the network, known at every partner by one loyalty ID."""
+
+    class Meta:
+        interfaces = (relay.Node,)
+        possible_types = (MemberModel,)  # resolved from ORM rows
+
+    loyalty_id = graphene.String(required=True, description="The shared ID, same at every partner (XXXX-XXXX-XXXX).")
+    referral_code = graphene.String(required=True, description="This member's own code to share with friends.")
+    balance = graphene.Int(required=True, description="Spendable points (excludes held points).")
+    held_points = graphene.Int(required=True, description="Points reserved by open authorizations.")
+    owed_points = graphene.Int(
+        required=True, description="Points owed after a reversed purchase; repaid by new earns before redemptions."
+    )
+    lifetime_points = graphene.Int(required=True, description="Points earned across the network, net of reversals.")
+    tier = graphene.String(required=True, description="BASIC, SILVER (1,000), GOLD (5,000), PLATINUM (20,000).")
+    created_at = graphene.DateTime(required=True, description="When the member enrolled.")
+    email = graphene.String(description="Contact e-mail; visible to the member only.")
+    phone = graphene.String(description="Contact phone; visible to the member only.")
+    transactions = graphene.Field(
+        TransactionConnection, required=True, first=graphene.Int(), after=graphene.String(),
+        description="History, newest first. A merchant sees only its own transactions with this member.",
+    )
+
+    @staticmethod
+    async def fetch(info: Any, member_id: int) -> Any:
+        caller = info.context.require_caller()
+        if caller.role.value == "MEMBER" and caller.member_id != member_id:
+            return None
+        return await info.context.loader(MemberByIdLoader).load(member_id)
+
+    @staticmethod
+    def resolve_held_points(root: Any, info: Any) -> int:
+        return int(root.held)
+
+    @staticmethod
+    def resolve_owed_points(root: Any, info: Any) -> int:
+        return int(root.owed)
+
+    @staticmethod
+    def resolve_tier(root: Any, info: Any) -> str:
+        return tier_for(root.lifetime_points)
+
+    @staticmethod
+    def _own_contact(root: Any, info: Any, encrypted: bytes | None) -> str | None:
+        caller = info.context.caller
+        if encrypted is None or caller is None or caller.member_id != root.id:
+            return None
+        return str(info.context.services.keys.decrypt(encrypted))
+
+    @staticmethod
+    def resolve_email(root: Any, info: Any) -> str | None:
+        return Member._own_contact(root, info, root.email_encrypted)
+
+    @staticmethod
+    def resolve_phone(root: Any, info: Any) -> str | None:
+        return Member._own_contact(root, info, root.phone_encrypted)
+
+    @staticmethod
+    async def resolve_transactions(root: Any, info: Any, first: int | None = None, after: str | None = None) -> Any:
+        caller = info.context.require_caller()
+        size = page_size(first)
+        merchant_id = caller.merchant_id if caller.role.value == "MERCHANT" else None
+        rows = await member_history(info.context.db, root.id, merchant_id=merchant_id,
+                                    before_id=decode_cursor(after), limit=size + 1)
+        return connection(TransactionEdge, TransactionConnection, rows, size)

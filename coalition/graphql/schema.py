@@ -1,0 +1,29 @@
+"""Assembles the schema from each domain's queries and mutations."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import graphene
+
+from coalition.graphql.core.scalars import BigInt
+from coalition.graphql.ledger.mutations import LedgerMutations
+from coalition.graphql.members.mutations import MemberMutations
+from coalition.graphql.partners.mutations import PartnerMutations
+from coalition.graphql.queries import Query
+
+
+class Mutation(PartnerMutations, MemberMutations, LedgerMutations):  # type: ignore[misc]
+    pass
+
+
+schema = graphene.Schema(query=Query, mutation=Mutation, types=[BigInt, graphene.Date])
+
+
+def graphql_schema() -> Any:
+    """The graphql-core schema the HTTP endpoint executes."""
+    return schema.graphql_schema
+
+
+if __name__ == "__main__":  # python -m coalition.graphql.schema > schema.graphql
+    print(schema, end="")
