@@ -73,8 +73,10 @@ class RedisRateLimiter:
     """Counts in Redis, so every API process shares one limit per key.
 
     One key per (key, second): INCR, and EXPIRE so the key outlives its window only
-    briefly. When Redis cannot be reached the hit is allowed and a warning logged:
-    rate limiting going down must not take the API down with it.
+    briefly. When Redis fails, rate limiting must not take the API down with it: with
+    ``fail_open`` (the default) the process counts on its own, in process, for
+    ``outage_s`` before it tries Redis again, so an outage costs one slow call per
+    ``outage_s`` rather than one per request.
     """
 
     def __init__(
@@ -85,16 +87,22 @@ class RedisRateLimiter:
         *,
         clock: Clock = time.time,
         fail_open: bool = True,
+        outage_s: float = 5.0,
     ) -> None:
         _check_limit(limit_per_s)
         self.redis = redis_client
         self.limit_per_s = limit_per_s
         self.prefix = prefix
         self.fail_open = fail_open
+        self.outage_s = outage_s
         self._clock = clock
+        self._fallback = InProcessRateLimiter(limit_per_s, clock=clock)
+        self._redis_down_until = 0.0
 
     async def hit(self, key: str) -> float | None:
         now = self._clock()
+        if now < self._redis_down_until:
+            return await self._fallback.hit(key)
         window = int(now)
         counter = f"{self.prefix}{key}:{window}"
         try:
@@ -106,8 +114,11 @@ class RedisRateLimiter:
         except RedisError as error:
             if not self.fail_open:
                 raise
-            logger.warning("rate limit not checked for %s: Redis failed: %r", key, error)
-            return None
+            logger.warning(
+                "Redis failed (%r): counting rate limits in process for %s s", error, self.outage_s
+            )
+            self._redis_down_until = now + self.outage_s
+            return await self._fallback.hit(key)
         if int(count) > self.limit_per_s:
             return (window + 1) - now
         return None
@@ -122,6 +133,7 @@ class RedisRateLimiter:
 def make_rate_limiter(redis_url: str | None, limit_per_s: int) -> RateLimiter:
     """A Redis limiter when ``redis_url`` is given (production), else an in-process one."""
     if redis_url:
-        client = redis_asyncio.Redis.from_url(redis_url)
+        # Short timeouts: a hung Redis must not hang requests (the limiter then counts in process).
+        client = redis_asyncio.Redis.from_url(redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
         return RedisRateLimiter(client, limit_per_s)
     return InProcessRateLimiter(limit_per_s)

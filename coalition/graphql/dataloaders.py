@@ -14,7 +14,7 @@ from coalition.members.models import Member
 from coalition.partners.models import Merchant
 
 
-class _ByColumnLoader(DataLoader):  # type: ignore[misc]
+class _ByColumnLoader(DataLoader[int, Any]):
     model: Any
     column: str
 

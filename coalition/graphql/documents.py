@@ -33,7 +33,8 @@ class Failure(Enum):
 
 @dataclass(frozen=True, slots=True)
 class PreparedDocument:
-    """A query text after parse and validation: a document, or the errors that refused it."""
+    """A query text after parse and validation: its document (unless it did not parse) and the
+    errors that refused it, if any."""
 
     document: DocumentNode | None
     errors: tuple[GraphQLError, ...] = ()
@@ -105,7 +106,8 @@ class DocumentCache:
         if not errors:
             errors = validate(self.schema, document, specified_rules, max_errors=self.max_validation_errors)
         if errors:
-            return PreparedDocument(None, tuple(errors), Failure.VALIDATION)
+            # Keep the document: the endpoint still needs its operation type (mutation over GET).
+            return PreparedDocument(document, tuple(errors), Failure.VALIDATION)
         return PreparedDocument(document)
 
     def _store(self, query: str, prepared: PreparedDocument) -> None:

@@ -83,7 +83,9 @@ def request_error_code(error: GraphQLError) -> str:
         return GRAPHQL_PARSE_FAILED
     message = error.message
     # The wording of graphql-core's variable coercion (get_variable_values).
-    if message.startswith("Variable '$") and ("got invalid value" in message or "of required type" in message):
+    if message.startswith("Variable '$") and (
+        "got invalid value" in message or "of required type" in message
+    ):
         return BAD_USER_INPUT
     if message.startswith("Too many errors processing variables"):
         return BAD_USER_INPUT

@@ -118,8 +118,15 @@ def _accepts_html(accept: str | None) -> bool:
     return accept is not None and "text/html" in accept.lower()
 
 
-_JSON_TYPES = {dict: "an object", list: "an array", str: "a string", int: "a number", float: "a number",
-               bool: "a boolean", type(None): "null"}
+_JSON_TYPES = {
+    dict: "an object",
+    list: "an array",
+    str: "a string",
+    int: "a number",
+    float: "a number",
+    bool: "a boolean",
+    type(None): "null",
+}
 
 
 def _json_type(value: object) -> str:
@@ -165,8 +172,12 @@ class GraphQLEndpoint:
         try:
             method = request.method
             if method not in ("GET", "POST"):
-                raise _Refuse(405, "METHOD_NOT_ALLOWED", f"{method} is not supported: use GET or POST.",
-                              {"Allow": "GET, POST"})
+                raise _Refuse(
+                    405,
+                    "METHOD_NOT_ALLOWED",
+                    f"{method} is not supported: use GET or POST.",
+                    {"Allow": "GET, POST"},
+                )
             accept = request.headers.get("accept")
             if (
                 method == "GET"
@@ -177,28 +188,35 @@ class GraphQLEndpoint:
                 return Response(self.graphiql_html, media_type="text/html")
             negotiated = negotiate(accept)
             if negotiated is None:
-                raise _Refuse(406, "NOT_ACCEPTABLE",
-                              f"Cannot answer in any type of Accept: {accept}; "
-                              f"accept {GRAPHQL_RESPONSE_JSON} or {APPLICATION_JSON}.")
+                raise _Refuse(
+                    406,
+                    "NOT_ACCEPTABLE",
+                    f"Cannot answer in any type of Accept: {accept}; "
+                    f"accept {GRAPHQL_RESPONSE_JSON} or {APPLICATION_JSON}.",
+                )
             media_type = negotiated
             try:
                 context = await self.context_factory(request)
             except RequestRejected as rejected:
-                raise _Refuse(rejected.status_code, rejected.code, rejected.message, rejected.headers) from None
+                raise _Refuse(
+                    rejected.status_code, rejected.code, rejected.message, rejected.headers
+                ) from None
             if method == "GET":
                 params = self._get_params(request)
             else:
                 params = await self._post_params(request)
             return await self._run(method, media_type, context, *params)
         except _Refuse as refused:
-            return self._respond(media_type, request_error(refused.message, refused.code),
-                                 refused.status_code, refused.headers)
+            return self._respond(
+                media_type, request_error(refused.message, refused.code), refused.status_code, refused.headers
+            )
         except ClientDisconnect:
             return self._respond(media_type, request_error("Client disconnected.", codes.BAD_REQUEST), 400)
         except Exception:
             logger.exception("unexpected error handling a GraphQL request")
-            return self._respond(media_type, request_error(codes.INTERNAL_MESSAGE, codes.INTERNAL_SERVER_ERROR),
-                                 500)
+            return self._respond(
+                media_type, request_error(codes.INTERNAL_MESSAGE, codes.INTERNAL_SERVER_ERROR), 500
+            )
 
     async def _run(
         self,
@@ -216,13 +234,18 @@ class GraphQLEndpoint:
         assert document is not None
         operation = get_operation_ast(document, operation_name)
         if method == "GET" and operation is not None and operation.operation is not OperationType.QUERY:
-            raise _Refuse(405, "METHOD_NOT_ALLOWED",
-                          f"Cannot run a {operation.operation.value} over GET: use POST.", {"Allow": "POST"})
+            raise _Refuse(
+                405,
+                "METHOD_NOT_ALLOWED",
+                f"Cannot run a {operation.operation.value} over GET: use POST.",
+                {"Allow": "POST"},
+            )
         if prepared.failure is Failure.VALIDATION:
             return self._request_errors(media_type, prepared.errors, codes.GRAPHQL_VALIDATION_FAILED)
         if operation is not None and operation.operation is OperationType.SUBSCRIPTION:
-            raise _Refuse(400, "OPERATION_NOT_SUPPORTED",
-                          "Subscriptions are not supported over this endpoint.")
+            raise _Refuse(
+                400, "OPERATION_NOT_SUPPORTED", "Subscriptions are not supported over this endpoint."
+            )
 
         result = execute(
             self.schema,
@@ -274,34 +297,45 @@ class GraphQLEndpoint:
     async def _post_params(self, request: Request) -> tuple[str, dict[str, Any] | None, str | None]:
         content_type = request.headers.get("content-type")
         if content_type is None:
-            raise _Refuse(415, "UNSUPPORTED_MEDIA_TYPE",
-                          f"Missing Content-Type: send the request as {APPLICATION_JSON}.")
+            raise _Refuse(
+                415,
+                "UNSUPPORTED_MEDIA_TYPE",
+                f"Missing Content-Type: send the request as {APPLICATION_JSON}.",
+            )
         media, _, parameters = content_type.partition(";")
         if media.strip().lower() != APPLICATION_JSON:
-            raise _Refuse(415, "UNSUPPORTED_MEDIA_TYPE",
-                          f"Unsupported Content-Type {media.strip()!r}: send {APPLICATION_JSON}.")
+            raise _Refuse(
+                415,
+                "UNSUPPORTED_MEDIA_TYPE",
+                f"Unsupported Content-Type {media.strip()!r}: send {APPLICATION_JSON}.",
+            )
         for parameter in parameters.split(";"):
             key, _, value = parameter.partition("=")
             if key.strip().lower() == "charset" and value.strip().strip('"').lower() not in ("utf-8", "utf8"):
-                raise _Refuse(415, "UNSUPPORTED_MEDIA_TYPE",
-                              f"Unsupported charset {value.strip()!r}: send UTF-8.")
+                raise _Refuse(
+                    415, "UNSUPPORTED_MEDIA_TYPE", f"Unsupported charset {value.strip()!r}: send UTF-8."
+                )
 
         body = await self._read_body(request)
         if not body.strip():
-            raise _Refuse(400, codes.BAD_REQUEST, "The request body is empty: send a JSON object with a query.")
+            raise _Refuse(
+                400, codes.BAD_REQUEST, "The request body is empty: send a JSON object with a query."
+            )
         try:
             payload = json.loads(body)
         except (ValueError, RecursionError) as error:
             detail = error.msg if isinstance(error, json.JSONDecodeError) else "not UTF-8 JSON"
             raise _Refuse(400, codes.BAD_REQUEST, f"The request body is not valid JSON ({detail}).") from None
         if not isinstance(payload, dict):
-            raise _Refuse(400, codes.BAD_REQUEST,
-                          f"The request body must be a JSON object, not {_json_type(payload)}.")
+            raise _Refuse(
+                400, codes.BAD_REQUEST, f"The request body must be a JSON object, not {_json_type(payload)}."
+            )
         return self._check_params(payload)
 
     async def _read_body(self, request: Request) -> bytes:
-        too_large = _Refuse(413, "PAYLOAD_TOO_LARGE",
-                            f"The request body is larger than {self.max_body_bytes} bytes.")
+        too_large = _Refuse(
+            413, "PAYLOAD_TOO_LARGE", f"The request body is larger than {self.max_body_bytes} bytes."
+        )
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
             raise too_large
@@ -330,15 +364,23 @@ class GraphQLEndpoint:
             raise _Refuse(400, codes.BAD_REQUEST, f"'query' must be a string, not {_json_type(query)}.")
         variables = params.get("variables")
         if variables is not None and not isinstance(variables, dict):
-            raise _Refuse(400, codes.BAD_REQUEST,
-                          f"'variables' must be an object (or null), not {_json_type(variables)}.")
+            raise _Refuse(
+                400,
+                codes.BAD_REQUEST,
+                f"'variables' must be an object (or null), not {_json_type(variables)}.",
+            )
         operation_name = params.get("operationName")
         if operation_name is not None and not isinstance(operation_name, str):
-            raise _Refuse(400, codes.BAD_REQUEST,
-                          f"'operationName' must be a string (or null), not {_json_type(operation_name)}.")
+            raise _Refuse(
+                400,
+                codes.BAD_REQUEST,
+                f"'operationName' must be a string (or null), not {_json_type(operation_name)}.",
+            )
         extensions = params.get("extensions")
         if extensions is not None and not isinstance(extensions, dict):
-            raise _Refuse(400, codes.BAD_REQUEST,
-                          f"'extensions' must be an object (or null), not {_json_type(extensions)}.")
+            raise _Refuse(
+                400,
+                codes.BAD_REQUEST,
+                f"'extensions' must be an object (or null), not {_json_type(extensions)}.",
+            )
         return query, variables, operation_name
-

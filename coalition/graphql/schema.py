@@ -13,7 +13,7 @@ from coalition.graphql.partners.mutations import PartnerMutations
 from coalition.graphql.queries import Query
 
 
-class Mutation(PartnerMutations, MemberMutations, LedgerMutations):  # type: ignore[misc]
+class Mutation(PartnerMutations, MemberMutations, LedgerMutations):
     pass
 
 

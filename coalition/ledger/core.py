@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, bindparam, insert, literal, select, update
+from sqlalchemy import ColumnElement, Select, and_, bindparam, insert, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -90,7 +90,9 @@ async def insert_entry(
         "request_hash": literal(request_hash),
         "created_at": literal(now, Entry.created_at.type),
     }
-    source = select(*[value.label(name) for name, value in columns.items()]).select_from(Member)
+    source: Select[*tuple[Any, ...]] = (
+        select(*[value.label(name) for name, value in columns.items()]).select_from(Member)
+    )
     if require_active_merchant:
         source = source.join(Merchant, and_(Merchant.id == merchant_id, Merchant.status == MerchantStatus.ACTIVE))
     source = source.where(member_where)
@@ -138,7 +140,7 @@ async def load_entry(conn: AsyncConnection, entry_id: int) -> Entry:
 
 async def lock_member(conn: AsyncConnection, member_id: int) -> Member:
     """Read the member row under a row lock (SQLite: the whole database is already ours)."""
-    row = (await conn.execute(select(Member).where(Member.id == member_id).with_for_update())).one()
+    row = (await conn.execute(select(Member).where(Member.id == member_id).with_for_update(key_share=True))).one()
     return member_from_row(row)
 
 
@@ -149,7 +151,7 @@ async def update_member(conn: AsyncConnection, member_id: int, **values: Any) ->
 
 async def add_postings(conn: AsyncConnection, entry_id: int, legs: Iterable[tuple[Account, int | None, int]]) -> None:
     """Insert an entry's postings; zero legs are dropped, and the rest must sum to zero."""
-    rows = [
+    rows: list[dict[str, Any]] = [
         {"entry_id": entry_id, "account": account, "account_id": account_id, "points": points}
         for account, account_id, points in legs
         if points

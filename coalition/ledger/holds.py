@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from coalition.errors import Conflict, InvalidInput, Refused, check_idempotency_key
@@ -56,7 +56,7 @@ class HoldOperations(LedgerBase):
             hold = Hold(id=entry_id, member_id=member_id, merchant_id=merchant_id, points=points,
                         captured_points=None, status=HoldStatus.AUTHORIZED,
                         expires_at=now + dt.timedelta(seconds=expires_in_s), closed_at=None, created_at=now)
-            await conn.execute(Hold.__table__.insert().values(
+            await conn.execute(insert(Hold).values(
                 id=hold.id, member_id=member_id, merchant_id=merchant_id, points=points,
                 status=HoldStatus.AUTHORIZED, expires_at=hold.expires_at, created_at=now,
             ))
@@ -163,10 +163,10 @@ class HoldOperations(LedgerBase):
         for s in honored:
             taken[s.lot_id] = taken.get(s.lot_id, 0) + s.points
         back = [core.Slice(lot, issuer, pts - taken.get(lot, 0)) for lot, issuer, pts in held_slices]
-        common = {"entry_id": entry_id, "member_id": hold.member_id, "merchant_id": hold.merchant_id,
-                  "now": now, "hold_id": hold.id}
-        await core.add_allocations(conn, kind=AllocationKind.CAPTURE, slices=honored, **common)
-        await core.add_allocations(conn, kind=AllocationKind.RELEASE, slices=back, **common)
+        await core.add_allocations(conn, kind=AllocationKind.CAPTURE, slices=honored, entry_id=entry_id,
+                                   member_id=hold.member_id, merchant_id=hold.merchant_id, now=now, hold_id=hold.id)
+        await core.add_allocations(conn, kind=AllocationKind.RELEASE, slices=back, entry_id=entry_id,
+                                   member_id=hold.member_id, merchant_id=hold.merchant_id, now=now, hold_id=hold.id)
         await core.move_lot_points(conn, {s.lot_id: s.points for s in back})
         await core.add_postings(conn, entry_id, [
             (Account.HELD, hold.member_id, -hold.points),

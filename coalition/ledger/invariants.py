@@ -6,7 +6,9 @@ list of violations (empty when consistent); :func:`assert_ledger_consistent` rai
 
 from __future__ import annotations
 
-from sqlalchemy import case, func, literal, select
+from typing import Any
+
+from sqlalchemy import Executable, Row, ScalarSelect, case, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from coalition.ledger.models import (
@@ -23,8 +25,8 @@ from coalition.ledger.models import (
 from coalition.members.models import Member
 
 
-async def _rows(conn: AsyncConnection, query: object) -> list[object]:
-    return list(await conn.execute(query))  # type: ignore[call-overload]
+async def _rows(conn: AsyncConnection, query: Executable) -> list[Row[*tuple[Any, ...]]]:
+    return list(await conn.execute(query))
 
 
 async def ledger_violations(conn: AsyncConnection) -> list[str]:
@@ -33,7 +35,7 @@ async def ledger_violations(conn: AsyncConnection) -> list[str]:
     # 1. Every entry's postings sum to zero.
     for row in await _rows(conn, select(Posting.entry_id, func.sum(Posting.points))
                            .group_by(Posting.entry_id).having(func.sum(Posting.points) != 0)):
-        problems.append(f"entry {row[0]}: postings sum to {row[1]}, not 0")  # type: ignore[index]
+        problems.append(f"entry {row[0]}: postings sum to {row[1]}, not 0")
 
     # 2. Member columns agree with lots, holds, postings and the history.
     lots = select(Lot.member_id, func.sum(Lot.remaining).label("open")).group_by(Lot.member_id).subquery()
@@ -60,7 +62,7 @@ async def ledger_violations(conn: AsyncConnection) -> list[str]:
         .outerjoin(open_holds, open_holds.c.member_id == Member.id)
     )
     for r in await _rows(conn, query):
-        mid, balance, held, owed, open_, p_member, p_held, p_debt, hist, holds = r  # type: ignore[misc]
+        mid, balance, held, owed, open_, p_member, p_held, p_debt, hist, holds = r
         if balance < 0 or held < 0 or owed < 0:
             problems.append(f"member {mid}: negative column (balance {balance}, held {held}, owed {owed})")
         if balance != open_:
@@ -84,7 +86,7 @@ async def ledger_violations(conn: AsyncConnection) -> list[str]:
     moved = select(Allocation.lot_id, func.sum(sign).label("out")).group_by(Allocation.lot_id).subquery()
     for r in await _rows(conn, select(Lot.id, Lot.points, Lot.remaining, func.coalesce(moved.c.out, zero))
                          .outerjoin(moved, moved.c.lot_id == Lot.id)):
-        lot_id, points, remaining, out = r  # type: ignore[misc]
+        lot_id, points, remaining, out = r
         if not 0 <= remaining <= points:
             problems.append(f"lot {lot_id}: remaining {remaining} outside 0..{points}")
         if points != remaining + out:
@@ -98,13 +100,13 @@ async def ledger_violations(conn: AsyncConnection) -> list[str]:
                          .outerjoin(honored, honored.c.entry_id == Entry.id)
                          .outerjoin(Hold, Hold.id == Entry.hold_id)
                          .where(Entry.kind.in_([EntryKind.REDEEM, EntryKind.CAPTURE]))):
-        entry_id, kind, points, captured, attributed = r  # type: ignore[misc]
+        entry_id, kind, points, captured, attributed = r
         expected = -points if kind == EntryKind.REDEEM else captured
         if expected != attributed:
             problems.append(f"entry {entry_id} ({kind}): {expected} points honored, {attributed} attributed to lots")
 
     # 5. Issued = outstanding + held + honored + expired + reversed - owed, network-wide.
-    def total(account: Account, positive: bool | None = None) -> object:
+    def total(account: Account, positive: bool | None = None) -> ScalarSelect[Any]:
         q = select(func.coalesce(func.sum(Posting.points), 0)).where(Posting.account == account)
         if positive is not None:
             q = q.where(Posting.points < 0 if positive else Posting.points > 0)

@@ -9,7 +9,7 @@ was itself reversed meanwhile, those points repay the member's debt instead.
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from coalition.errors import Conflict, Refused, check_idempotency_key, check_text
@@ -106,7 +106,7 @@ class ReversalOperations(LedgerBase):
                 )
             left = lot_row.remaining
             await core.move_lot_points(conn, {lot_row.id: -left})
-            await conn.execute(Lot.__table__.update().where(Lot.id == lot_row.id).values(reversed=True))
+            await conn.execute(update(Lot).where(Lot.id == lot_row.id).values(reversed=True))
             await core.add_allocations(conn, entry_id=entry_id, member_id=member.id, merchant_id=target.merchant_id,
                                        kind=AllocationKind.REVERSAL, now=now,
                                        slices=[Slice(lot_row.id, lot_row.issuer_merchant_id, left)])
@@ -154,9 +154,10 @@ class ReversalOperations(LedgerBase):
         for s in repay:
             deltas[s.lot_id] -= s.points
         await core.move_lot_points(conn, deltas)
-        common = {"entry_id": entry_id, "member_id": member.id, "merchant_id": target.merchant_id, "now": now}
-        await core.add_allocations(conn, kind=AllocationKind.RESTORE, slices=honored, **common)
-        await core.add_allocations(conn, kind=AllocationKind.REVERSAL, slices=repay, **common)
+        await core.add_allocations(conn, kind=AllocationKind.RESTORE, slices=honored, entry_id=entry_id,
+                                   member_id=member.id, merchant_id=target.merchant_id, now=now)
+        await core.add_allocations(conn, kind=AllocationKind.REVERSAL, slices=repay, entry_id=entry_id,
+                                   member_id=member.id, merchant_id=target.merchant_id, now=now)
         total = sum(s.points for s in honored)
         member = await core.update_member(conn, member.id, balance=Member.balance + total - repaid,
                                           owed=Member.owed - repaid)

@@ -19,7 +19,9 @@ DEFAULT_PAGE_SIZE = 20
 class UserError(graphene.ObjectType):  # type: ignore[misc]
     """A problem with the input that the caller can fix; nothing was written."""
 
-    field = graphene.List(graphene.NonNull(graphene.String), description='Path into the input, e.g. ["input", "points"].')
+    field = graphene.List(
+        graphene.NonNull(graphene.String), description='Path into the input, e.g. ["input", "points"].'
+    )
     code = graphene.String(required=True, description="SCREAMING_SNAKE error code, e.g. INSUFFICIENT_POINTS.")
     message = graphene.String(required=True, description="What was wrong and what to do about it.")
 

@@ -6,12 +6,20 @@ import graphene
 from graphene import relay
 
 from coalition.graphql.core.types import PageInfo, UserError
-from coalition.graphql.dataloaders import EntryByIdLoader, HoldByIdLoader, MemberByIdLoader, MerchantByIdLoader, \
-    ReversalByEntryIdLoader
-from coalition.ledger.models import Entry, EntryKind, HoldStatus as HoldStatusValue
+from coalition.graphql.dataloaders import (
+    EntryByIdLoader,
+    HoldByIdLoader,
+    MemberByIdLoader,
+    MerchantByIdLoader,
+    ReversalByEntryIdLoader,
+)
+from coalition.ledger.models import Entry, EntryKind
 from coalition.ledger.models import Hold as HoldModel
+from coalition.ledger.models import HoldStatus as HoldStatusValue
 
-TransactionKind = graphene.Enum.from_enum(EntryKind, name="TransactionKind", description="What a ledger transaction did.")
+TransactionKind = graphene.Enum.from_enum(
+    EntryKind, name="TransactionKind", description="What a ledger transaction did."
+)
 HoldStatus = graphene.Enum.from_enum(HoldStatusValue, description="Where a two-phase redemption stands.")
 
 
@@ -22,7 +30,7 @@ def can_see(info: Any, merchant_id: int | None, member_id: int) -> bool:
         return True
     if caller.role.value == "MERCHANT":
         return bool(merchant_id is not None and merchant_id == caller.merchant_id)
-    return caller.member_id == member_id
+    return bool(caller.member_id == member_id)
 
 
 class Transaction(graphene.ObjectType):  # type: ignore[misc]
@@ -54,7 +62,9 @@ class Transaction(graphene.ObjectType):  # type: ignore[misc]
 
     @staticmethod
     async def resolve_merchant(root: Any, info: Any) -> Any:
-        return None if root.merchant_id is None else await info.context.loader(MerchantByIdLoader).load(root.merchant_id)
+        if root.merchant_id is None:
+            return None
+        return await info.context.loader(MerchantByIdLoader).load(root.merchant_id)
 
     @staticmethod
     async def resolve_member(root: Any, info: Any) -> Any:

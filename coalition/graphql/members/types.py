@@ -5,11 +5,11 @@ from typing import Any
 import graphene
 from graphene import relay
 
-from coalition.members.models import Member as MemberModel
 from coalition.graphql.core.types import connection, decode_cursor, page_size
 from coalition.graphql.dataloaders import MemberByIdLoader
 from coalition.graphql.ledger.types import TransactionConnection, TransactionEdge
 from coalition.ledger.queries import member_history
+from coalition.members.models import Member as MemberModel
 from coalition.members.service import tier_for
 
 

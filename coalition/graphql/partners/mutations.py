@@ -89,4 +89,6 @@ ReactivateMerchant = status_mutation(
 class PartnerMutations(graphene.ObjectType):  # type: ignore[misc]
     onboard_merchant = OnboardMerchant.Field(required=True, description="Add a partner shop (admin).")
     suspend_merchant = SuspendMerchant.Field(required=True, description="Suspend a partner shop (admin).")
-    reactivate_merchant = ReactivateMerchant.Field(required=True, description="Reactivate a suspended partner shop (admin).")
+    reactivate_merchant = ReactivateMerchant.Field(
+        required=True, description="Reactivate a suspended partner shop (admin)."
+    )

@@ -5,9 +5,9 @@ from typing import Any
 import graphene
 from graphene import relay
 
-from coalition.partners.models import Merchant as MerchantModel
 from coalition.graphql.core.types import PageInfo
 from coalition.graphql.dataloaders import MerchantByIdLoader
+from coalition.partners.models import Merchant as MerchantModel
 from coalition.partners.models import MerchantStatus as MerchantStatusValue
 
 MerchantStatus = graphene.Enum.from_enum(MerchantStatusValue, description="Whether a merchant may write to the ledger.")

@@ -1,0 +1,197 @@
+"""HTTP ledger benchmark: earnPoints / redeemPoints over GraphQL vs pgbench TPC-B on the same server.
+
+    .venv/bin/python bench/http_ledger.py [--members 10000] [--seconds 15] [--workers 1 2]
+
+1. Recreates ``coalition_bench`` (schema from the models), onboards one merchant and
+   enrolls ``--members`` members, each seeded with 100,000 points.
+2. ``pgbench -i -s 10`` into ``coalition_pgbench``, then ``pgbench -c 32 -j 2 -T 15 -M prepared``.
+3. For each worker count: starts uvicorn, warms up (3 s of earn), runs
+   ``wrk -t2 -c32 -d15s --latency -s bench/earn.lua`` and then the same with redeem.lua,
+   stops uvicorn. Each request picks a random member and a unique idempotency key.
+4. Checks that the entries written under each run's key prefix equal the requests that
+   returned 200 without userErrors (wrk does not count requests still in flight when the
+   run ends, so the database may hold up to ``connections`` more), then checks the
+   ledger invariants.
+
+Talks to 127.0.0.1 only; every load run is bounded (<= 20 s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchlib import (
+    BENCH,
+    BENCH_DB,
+    EARN_QUERY,
+    REDEEM_QUERY,
+    PgbenchResult,
+    Seed,
+    Server,
+    WrkResult,
+    check_invariants,
+    count_entries,
+    ensure_pg_bench,
+    graphql_post,
+    log,
+    pg_url,
+    run_pgbench,
+    run_tag,
+    run_wrk,
+)
+
+SCRIPTS = {"earn": BENCH / "earn.lua", "redeem": BENCH / "redeem.lua", "floor": BENCH / "floor.lua"}
+KIND = {"earn": "EARN", "redeem": "REDEEM"}
+TARGET_RATIO = 0.5
+TARGET_P99_MS = 50.0
+
+
+@dataclass
+class Row:
+    op: str
+    workers: int
+    wrk: WrkResult
+    written: int
+    tag: str
+
+    @property
+    def accounted(self) -> int:
+        return self.wrk.counts.get("ok", 0)
+
+
+def smoke(server: Server, seed: Seed) -> None:
+    """One earn and one redeem by hand, so a broken endpoint fails loudly before any load."""
+    lid = seed.loyalty_ids[0]
+    earn = graphql_post(server.url, seed.api_key, EARN_QUERY, {"lid": lid, "amt": 1000, "k": run_tag("smoke-earn")})
+    redeem = graphql_post(server.url, seed.api_key, REDEEM_QUERY, {"lid": lid, "p": 1, "k": run_tag("smoke-redeem")})
+    for name, body in (("earn", earn), ("redeem", redeem)):
+        payload = (body.get("data") or {}).get(f"{name}Points")
+        if not payload or payload.get("userErrors") or body.get("errors"):
+            raise SystemExit(f"smoke {name} failed: {json.dumps(body)[:500]}")
+
+
+def bench_workers(workers: int, seed: Seed, database_url: str, *, seconds: int, port: int,
+                  extra_path: str | None, floor: bool) -> list[Row]:
+    rows: list[Row] = []
+    log(f"starting uvicorn with {workers} worker(s)")
+    with Server(database_url, workers=workers, port=port, extra_path=extra_path) as server:
+        smoke(server, seed)
+        log("warming up (3 s earn, 3 s redeem)")
+        for op in ("earn", "redeem"):
+            run_wrk(SCRIPTS[op], server.url, seed.api_key, ids_file=seed.ids_file, tag=run_tag(f"warm-{op}"),
+                    seconds=3)
+        for op in ("earn", "redeem", *(["floor"] if floor else [])):
+            tag = run_tag(f"{op}-w{workers}")
+            log(f"wrk {op}, {workers} worker(s), {seconds} s")
+            result = run_wrk(SCRIPTS[op], server.url, seed.api_key, ids_file=seed.ids_file, tag=tag,
+                             seconds=seconds, app_pids=server.worker_pids(), quiet=True)
+            written = asyncio.run(count_entries(database_url, tag)).get(KIND[op], 0) if op in KIND else 0
+            rows.append(Row(op, workers, result, written, tag))
+            log(f"  {result.rps:.0f} req/s, p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms, "
+                f"counts {result.counts}, codes {result.error_codes}, written {written}, cores {result.cpu}")
+    return rows
+
+
+def print_report(pgbench: PgbenchResult, rows: list[Row], violations: list[str], seed: Seed,
+                 extra_path: str | None = None) -> None:
+    print()
+    print(f"pgbench TPC-B (scale 10, 32 clients, 2 threads, 15 s, prepared): {pgbench.tps:.0f} tps, "
+          f"latency avg {pgbench.latency_ms:.1f} ms")
+    if extra_path:
+        print(f"server PYTHONPATH extra: {extra_path} (uvicorn picks uvloop/httptools from there when present)")
+    print(f"members: {len(seed.loyalty_ids)}; targets: req/s >= {TARGET_RATIO} x pgbench tps "
+          f"({TARGET_RATIO * pgbench.tps:.0f}) and p99 <= {TARGET_P99_MS:.0f} ms")
+    print()
+    header = (f"| {'op':6} | {'workers':>7} | {'req/s':>7} | {'p50 ms':>7} | {'p90 ms':>7} | {'p99 ms':>7} | "
+              f"{'ratio':>5} | {'met':3} |")
+    print(header)
+    print("|" + "|".join("-" * (len(cell)) for cell in header.split("|")[1:-1]) + "|")
+    for row in rows:
+        ratio = row.wrk.rps / pgbench.tps
+        met = ratio >= TARGET_RATIO and row.wrk.p99_ms <= TARGET_P99_MS
+        verdict = ("yes" if met else "no") if row.op in KIND else "-"
+        print(f"| {row.op:6} | {row.workers:>7} | {row.wrk.rps:>7.0f} | {row.wrk.p50_ms:>7.1f} | "
+              f"{row.wrk.p90_ms:>7.1f} | {row.wrk.p99_ms:>7.1f} | {ratio:>5.2f} | {verdict:3} |")
+    print()
+    print("Correctness per run (wrk counts completed responses; entries are counted in the database by key prefix):")
+    header = (f"| {'op':6} | {'workers':>7} | {'requests':>8} | {'200 ok':>7} | {'userErrors':>10} | "
+              f"{'non-2xx':>7} | {'sock err':>8} | {'entries':>7} | {'entries - ok':>12} |")
+    print(header)
+    print("|" + "|".join("-" * (len(cell)) for cell in header.split("|")[1:-1]) + "|")
+    for row in rows:
+        w = row.wrk
+        written = f"{row.written:>7}" if row.op in KIND else f"{'-':>7}"
+        diff = f"{row.written - row.accounted:>12}" if row.op in KIND else f"{'-':>12}"
+        print(f"| {row.op:6} | {row.workers:>7} | {w.requests:>8} | {w.counts.get('ok', 0):>7} | "
+              f"{w.counts.get('user_errors', 0):>10} | {w.non_2xx:>7} | {w.socket_errors:>8} | {written} | {diff} |")
+    print()
+    print("CPU during each run, in cores busy (the machine has 2; 'other' is work that is not this benchmark's):")
+    header = f"| {'op':6} | {'workers':>7} | {'app':>5} | {'postgres':>8} | {'wrk':>5} | {'other':>5} | {'total':>5} |"
+    print(header)
+    print("|" + "|".join("-" * (len(cell)) for cell in header.split("|")[1:-1]) + "|")
+    for row in rows:
+        c = row.wrk.cpu
+        print(f"| {row.op:6} | {row.workers:>7} | {c.get('app', 0):>5.2f} | {c.get('pg', 0):>8.2f} | "
+              f"{c.get('wrk', 0):>5.2f} | {c.get('other', 0):>5.2f} | {c.get('busy', 0):>5.2f} |")
+    codes = {f"{r.op}/w{r.workers}": r.wrk.error_codes for r in rows if r.wrk.error_codes}
+    if codes:
+        print("error codes:", json.dumps(codes))
+        for row in rows:
+            for sample in row.wrk.samples[1:]:
+                print(f"  sample {row.op}/w{row.workers}: {sample}")
+    print()
+    print(f"ledger invariants: {'OK (no violations)' if not violations else f'{len(violations)} violations'}")
+    for problem in violations[:20]:
+        print("  " + problem)
+    print()
+    print("commands:")
+    print("  " + pgbench.command)
+    seen: set[str] = set()
+    for row in rows:
+        generic = row.wrk.command.replace(row.tag, "<tag>")
+        if generic not in seen:
+            seen.add(generic)
+            print("  " + generic)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--members", type=int, default=10_000)
+    parser.add_argument("--seconds", type=int, default=15, help="each wrk run (at most 20)")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--port", type=int, default=8711)
+    parser.add_argument("--skip-pgbench", action="store_true")
+    parser.add_argument("--reuse", action="store_true", help="reuse a seeded coalition_bench instead of rebuilding it")
+    parser.add_argument("--floor", action="store_true",
+                        help="also run bench/floor.lua ({ __typename } with auth): HTTP + GraphQL without the ledger")
+    parser.add_argument("--extra-path", help="directory added to the server's PYTHONPATH (e.g. holding uvloop, "
+                        "httptools: pip install --target DIR uvloop httptools)")
+    args = parser.parse_args(argv)
+    if not 1 <= args.seconds <= 20:
+        parser.error("--seconds must be 1..20")
+
+    database_url = pg_url(BENCH_DB)
+    ids_file = Path("/tmp/coalition_bench_loyalty_ids.txt")
+    seed = asyncio.run(ensure_pg_bench(members=args.members, ids_file=ids_file, fresh=not args.reuse))
+
+    pgbench = PgbenchResult(float("nan"), float("nan"), "(skipped)") if args.skip_pgbench else run_pgbench()
+    log(f"pgbench: {pgbench.tps:.0f} tps")
+
+    rows: list[Row] = []
+    for workers in args.workers:
+        rows.extend(bench_workers(workers, seed, database_url, seconds=args.seconds, port=args.port,
+                                  extra_path=args.extra_path, floor=args.floor))
+
+    log("checking ledger invariants")
+    violations = asyncio.run(check_invariants(database_url))
+    print_report(pgbench, rows, violations, seed, args.extra_path)
+    return 1 if violations else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""Profile the HTTP path with py-spy: one uvicorn worker under wrk load (earn, then redeem).
+
+    .venv/bin/python bench/profile_http.py [--seconds 10] [--rate 100]
+
+Reuses the seeded ``coalition_bench`` (or builds it), starts ``uvicorn --workers 1``,
+warms up, then records the worker with ``py-spy record --format raw --nonblocking``
+while ``wrk -t2 -c32`` drives each mutation. The collapsed stacks go to
+``/tmp/coalition_bench/http-<op>.txt``; the summary printed here (self and inclusive
+time by layer, key functions, top functions) is what BENCHMARKS.md quotes. Needs
+``py-spy`` in the virtualenv (``.venv/bin/pip install py-spy``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import subprocess
+import sys
+from pathlib import Path
+
+from benchlib import (
+    BENCH,
+    BENCH_DB,
+    HTTP_KEY_FUNCTIONS,
+    VENV_BIN,
+    Server,
+    ensure_pg_bench,
+    log,
+    pg_url,
+    read_pyspy_raw,
+    run_tag,
+    run_wrk,
+    summarize_stacks,
+    wait_for_quiet,
+)
+
+OUT = Path("/tmp/coalition_bench")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--rate", type=int, default=100, help="py-spy samples per second")
+    parser.add_argument("--members", type=int, default=10_000)
+    parser.add_argument("--port", type=int, default=8712)
+    parser.add_argument("--top", type=int, default=20)
+    args = parser.parse_args(argv)
+    if not 1 <= args.seconds <= 20:
+        parser.error("--seconds must be 1..20")
+    OUT.mkdir(exist_ok=True)
+    ids_file = Path("/tmp/coalition_bench_ids_profile.txt")
+    seed = asyncio.run(ensure_pg_bench(members=args.members, ids_file=ids_file, fresh=False))
+    with Server(pg_url(BENCH_DB), workers=1, port=args.port) as server:
+        pid = server.worker_pids()[0]
+        for op in ("earn", "redeem"):
+            script = BENCH / f"{op}.lua"
+            run_wrk(script, server.url, seed.api_key, ids_file=ids_file, tag=run_tag(f"warm-{op}"), seconds=3)
+            raw = OUT / f"http-{op}.txt"
+            wait_for_quiet()
+            spy = subprocess.Popen([
+                str(VENV_BIN / "py-spy"), "record", "--pid", str(pid), "--duration", str(args.seconds),
+                "--rate", str(args.rate), "--format", "raw", "--nonblocking", "--output", str(raw),
+            ], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            log(f"profiling {op}: py-spy on pid {pid}, wrk {args.seconds} s")
+            result = run_wrk(script, server.url, seed.api_key, ids_file=ids_file, tag=run_tag(f"profile-{op}"),
+                             seconds=args.seconds, app_pids=[pid])
+            _, err = spy.communicate(timeout=60)
+            if spy.returncode != 0:
+                print(err.decode(errors="replace"), file=sys.stderr)
+                return 1
+            print(f"\n## py-spy, HTTP {op}Points, 1 uvicorn worker, wrk -t2 -c32 -d{args.seconds}s "
+                  f"({result.rps:.0f} req/s, p50 {result.p50_ms:.0f} ms, p99 {result.p99_ms:.0f} ms while sampled; "
+                  f"cores {result.cpu}); stacks: {raw}")
+            print(summarize_stacks(read_pyspy_raw(raw), top=args.top, key_functions=HTTP_KEY_FUNCTIONS))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,373 @@
+"""The ``coalition`` command (also ``python -m coalition``).
+
+``serve``, ``migrate`` and ``demo`` create or upgrade the database; the other commands
+expect a migrated one and say so. Settings come from the environment
+(:func:`coalition.config.load_settings`). API keys appear on the terminal once, when
+they are made (``demo``, ``keys create``), and never in a log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shlex
+from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from sqlalchemy import select
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+
+from coalition import __version__
+from coalition.config import ConfigError, Settings, load_settings
+from coalition.db import Database
+from coalition.errors import DomainError
+from coalition.migrate import MigrationError, database_revision, head_revision
+from coalition.migrate import migrate as run_migrations
+
+if TYPE_CHECKING:
+    from coalition.demo import DemoNetwork
+
+T = TypeVar("T")
+
+APP_FACTORY = "coalition.app:create_app"
+API_URL = "http://{host}:{port}/graphql"
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _run(coroutine: Coroutine[Any, Any, T]) -> T:
+    try:
+        return asyncio.run(coroutine)
+    except DomainError as exc:
+        raise click.ClickException(exc.message) from None
+    except MigrationError as exc:
+        raise click.ClickException(str(exc)) from None
+    except (OSError, DBAPIError) as exc:  # the database is unreachable, refuses us, or is not ours
+        raise click.ClickException(f"database error: {type(exc).__name__}: {exc}".splitlines()[0]) from None
+
+
+def _safe_url(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)
+
+
+async def _with_db(settings: Settings, work: Callable[[Database], Awaitable[T]]) -> T:
+    """Run ``work`` on a migrated database, disposing of the engine afterwards."""
+    url = make_url(settings.database_url)
+    if url.get_backend_name() == "sqlite" and url.database and not Path(url.database).exists():
+        raise click.ClickException(f"no database at {url.database}: run `coalition migrate` (or `coalition demo`)")
+    revision = await database_revision(settings.database_url)
+    if revision != head_revision():
+        found = f"at revision {revision}" if revision else "not migrated"
+        raise click.ClickException(
+            f"the database {_safe_url(settings.database_url)} is {found}; this version needs {head_revision()}: "
+            "run `coalition migrate`"
+        )
+    db = Database(settings.database_url, pool_size=2)
+    try:
+        return await work(db)
+    finally:
+        await db.dispose()
+
+
+def _progress() -> Progress:
+    return Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=err_console, transient=True,
+    )
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="coalition")
+def cli() -> None:
+    """Coalition: a coalition rewards network for small businesses.
+
+    Configuration comes from COALITION_* environment variables; with none the
+    database is ./coalition.db (SQLite) and the master secret ./coalition.secret.
+    """
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="coalition")
+
+
+# ---------------------------------------------------------------- database
+
+
+@cli.command()
+def migrate() -> None:
+    """Create or upgrade the database schema (alembic upgrade head)."""
+    settings = _settings()
+    revision = _run(run_migrations(settings))
+    console.print(f"database {_safe_url(settings.database_url)} is at revision {revision} (head)")
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="TCP port.")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 256), help="Worker processes.")
+@click.option("--log-level", default="info", show_default=True,
+              type=click.Choice(["critical", "error", "warning", "info", "debug"]))
+def serve(host: str, port: int, workers: int, log_level: str) -> None:
+    """Migrate the database, then serve the API (GraphQL at /graphql)."""
+    import uvicorn
+
+    settings = _settings()
+    revision = _run(run_migrations(settings))
+    err_console.print(f"database {_safe_url(settings.database_url)} at revision {revision}")
+    err_console.print(f"Coalition API on {API_URL.format(host=host, port=port)} ({workers} worker(s))")
+    # The factory reads the settings from the environment in each worker process.
+    uvicorn.run(APP_FACTORY, factory=True, host=host, port=port, workers=workers, log_level=log_level)
+
+
+@cli.command()
+@click.option("--members", default=300, show_default=True, type=click.IntRange(1, 100_000),
+              help="How many members to enroll.")
+@click.option("--merchants", default=5, show_default=True, type=click.IntRange(1, 50),
+              help="How many partner shops (bakery, café, bookshop, florist, bike repair, ...).")
+@click.option("--seed", default=7, show_default=True, type=int, help="Seed for the simulated history.")
+@click.option("--force", is_flag=True,
+              help="Add a demo network even though the database already has merchants (nothing is deleted).")
+@click.option("--if-empty", "if_empty", is_flag=True,
+              help="Do nothing, successfully, when the database already has merchants (used by `make run`).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Host for the example curl calls.")
+@click.option("--port", default=8000, show_default=True, type=int, help="Port for the example curl calls.")
+def demo(members: int, merchants: int, seed: int, force: bool, if_empty: bool, host: str, port: int) -> None:
+    """Create a demo network: shops, members, a year of purchases, referrals, holds.
+
+    Refuses a database that already has merchants unless --force (which adds another
+    demo network beside the data; it never deletes anything). To start over with the
+    embedded default, delete coalition.db and coalition.secret.
+    """
+    from coalition.crypto import NetworkKeys
+    from coalition.demo import count_merchants, create_demo
+
+    settings = _settings()
+
+    async def build() -> DemoNetwork | int:
+        await run_migrations(settings)
+        db = Database(settings.database_url, pool_size=2)
+        try:
+            existing = await count_merchants(db)
+            if existing and not force:
+                return existing
+            with _progress() as progress:
+                tasks: dict[str, Any] = {}
+
+                def report(stage: str, done: int, total: int) -> None:
+                    if stage not in tasks:
+                        tasks[stage] = progress.add_task(stage.capitalize(), total=total)
+                    progress.update(tasks[stage], completed=done, total=total)
+
+                return await create_demo(db, settings, NetworkKeys.from_settings(settings), members=members,
+                                         merchants=merchants, seed=seed, progress=report)
+        finally:
+            await db.dispose()
+
+    result = _run(build())
+    if isinstance(result, int):
+        message = (f"the database {_safe_url(settings.database_url)} already has {result} merchant(s); "
+                   "the demo was not created again")
+        if if_empty:
+            err_console.print(message + ". Keys are shown only when they are made: `coalition keys create` "
+                              "makes a new admin key.")
+            return
+        raise click.ClickException(message + ": use --force to add another demo network beside them")
+    _print_demo(result, API_URL.format(host=host, port=port), settings.currency)
+
+
+def _print_demo(network: DemoNetwork, url: str, currency: str) -> None:
+    from coalition.demo import example_requests
+
+    counts = ", ".join(f"{n:,} {kind.lower()}" for kind, n in sorted(network.transactions.items()))
+    console.print(f"\n[bold]Demo network ready[/] in {network.elapsed_s:.1f} s: {len(network.merchants)} merchants, "
+                  f"{network.members} members ({network.referred} referred); transactions: {counts}.")
+    console.print("\n[bold]Keys[/] (shown this once; only their hashes are stored):")
+    # Plain lines, never wrapped or truncated: people copy these.
+    rows = [("network admin", network.admin_key, "")] + [
+        (m.name, m.api_key, f"{m.category}, {m.earn_rate} point{'s' if m.earn_rate != 1 else ''} per {currency}")
+        for m in network.merchants
+    ]
+    width = max(len(who) for who, _, _ in rows)
+    for who, key, note in rows:
+        console.print(f"  {who:<{width}}  {key}  {note}".rstrip(), markup=False, soft_wrap=True)
+    console.print(f"\nSample loyalty ID: [bold]{network.sample_loyalty_id}[/] ({network.sample_balance:,} points)")
+    if network.open_hold_id is not None:
+        console.print(f"An open authorization (hold {network.open_hold_id}) waits for a capture or a void.")
+    first = network.merchants[0]
+    console.print(f"\nTry it as {first.name} (after `coalition serve`; GraphiQL at {url}):")
+    for description, body in example_requests(first.api_key, network.sample_loyalty_id):
+        command = (f"curl -s {url} -H {shlex.quote('Authorization: Bearer ' + first.api_key)} "
+                   f"-H 'Content-Type: application/json' -d {shlex.quote(json.dumps(body))}")
+        console.print(f"  # {description}", markup=False)
+        console.print(f"  {command}", markup=False, soft_wrap=True)
+
+
+# ---------------------------------------------------------------- keys
+
+
+@cli.group()
+def keys() -> None:
+    """Admin and merchant API keys."""
+
+
+@keys.command("create")
+@click.option("--merchant", "merchant_id", type=int, help="Make a key for this merchant (default: an admin key).")
+@click.option("--label", help="A note to recognise the key by in `keys list`.")
+def keys_create(merchant_id: int | None, label: str | None) -> None:
+    """Create an API key and print it (on stdout, once)."""
+    from coalition.auth.models import Role
+    from coalition.auth.service import create_api_key
+    from coalition.partners.models import Merchant
+
+    settings = _settings()
+
+    async def create(db: Database) -> str:
+        async with db.sessions.begin() as session:
+            if merchant_id is not None:
+                found = (await session.execute(select(Merchant.id).where(Merchant.id == merchant_id))).first()
+                if found is None:
+                    raise click.ClickException(f"no merchant {merchant_id}: `coalition keys list --all` shows them")
+            role = Role.ADMIN if merchant_id is None else Role.MERCHANT
+            return await create_api_key(session, role, merchant_id=merchant_id, label=label)
+
+    key = _run(_with_db(settings, create))
+    who = "admin key" if merchant_id is None else f"key for merchant {merchant_id}"
+    err_console.print(f"created {who} {key[:10]}… (shown this once; store it now)")
+    click.echo(key)
+
+
+@keys.command("revoke")
+@click.argument("prefix_or_key")
+def keys_revoke(prefix_or_key: str) -> None:
+    """Revoke a key, given whole or by the prefix `keys list` shows."""
+    from coalition.auth.service import revoke_api_key
+
+    settings = _settings()
+
+    async def revoke(db: Database) -> int:
+        return await revoke_api_key(db, prefix_or_key.strip())
+
+    count = _run(_with_db(settings, revoke))
+    console.print(f"revoked {count} key{'s' if count != 1 else ''}")
+
+
+@keys.command("list")
+@click.option("--merchant", "merchant_id", type=int, help="This merchant's keys instead of the admin keys.")
+@click.option("--all", "show_all", is_flag=True, help="Every key, admin and merchant.")
+@click.option("--revoked/--no-revoked", default=True, show_default=True, help="Include revoked keys.")
+def keys_list(merchant_id: int | None, show_all: bool, revoked: bool) -> None:
+    """List API keys (admin keys by default). Keys show by prefix only."""
+    from coalition.auth.models import ApiKey, Role
+
+    settings = _settings()
+
+    async def fetch(db: Database) -> list[ApiKey]:
+        query = select(ApiKey).order_by(ApiKey.id)
+        if merchant_id is not None:
+            query = query.where(ApiKey.merchant_id == merchant_id)
+        elif not show_all:
+            query = query.where(ApiKey.role == Role.ADMIN)
+        if not revoked:
+            query = query.where(ApiKey.revoked_at.is_(None))
+        async with db.session() as session:
+            return list((await session.execute(query)).scalars())
+
+    rows = _run(_with_db(settings, fetch))
+    table = Table(header_style="bold", box=None, pad_edge=False)
+    for column in ("id", "prefix", "role", "merchant", "label", "created", "revoked"):
+        table.add_column(column, no_wrap=column != "label")
+    for key in rows:
+        table.add_row(str(key.id), key.prefix + "…", key.role.value, str(key.merchant_id or ""), key.label or "",
+                      f"{key.created_at:%Y-%m-%d %H:%M}", f"{key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "")
+    if rows:
+        console.print(table)
+    else:
+        console.print("no keys" + ("" if show_all or merchant_id else " (admin keys; --all shows merchant keys)"))
+
+
+# ---------------------------------------------------------------- ledger jobs
+
+
+@cli.command()
+def expire() -> None:
+    """Expire points whose lots are past their date (run it daily)."""
+    from coalition.ledger.service import Ledger
+
+    settings = _settings()
+
+    async def run(db: Database) -> tuple[int, int]:
+        with _progress() as progress:
+            task = progress.add_task("Expiring", total=None)
+
+            def report(done: int, total: int) -> None:
+                progress.update(task, completed=done, total=total)
+
+            return await Ledger(db, settings).expire_lots(progress=report)
+
+    members, points = _run(_with_db(settings, run))
+    console.print(f"expired {points:,} points from {members:,} member{'s' if members != 1 else ''}")
+
+
+@cli.command("release-holds")
+def release_holds() -> None:
+    """Void authorizations past their expiry (the API server also does this every few seconds)."""
+    from coalition.ledger.service import Ledger
+
+    settings = _settings()
+    batch = 1000
+
+    async def run(db: Database) -> int:
+        ledger = Ledger(db, settings)
+        total = 0
+        with _progress() as progress:
+            task = progress.add_task("Releasing holds", total=None)
+            while True:
+                released = await ledger.release_expired_holds(limit=batch)
+                total += released
+                progress.update(task, completed=total)
+                if released < batch:
+                    return total
+
+    count = _run(_with_db(settings, run))
+    console.print(f"released {count:,} expired hold{'s' if count != 1 else ''}")
+
+
+@cli.command()
+def check() -> None:
+    """Verify the ledger's invariants; exit status 1 if any is violated."""
+    from sqlalchemy import func
+
+    from coalition.ledger.invariants import ledger_violations
+    from coalition.ledger.models import Entry
+    from coalition.members.models import Member
+
+    settings = _settings()
+
+    async def run(db: Database) -> tuple[list[str], int, int]:
+        async with db.read() as conn:
+            problems = await ledger_violations(conn)
+            entries = (await conn.execute(select(func.count()).select_from(Entry))).scalar_one()
+            members = (await conn.execute(select(func.count()).select_from(Member))).scalar_one()
+        return problems, int(entries), int(members)
+
+    problems, entries, members = _run(_with_db(settings, run))
+    if problems:
+        for problem in problems:
+            err_console.print(f"✗ {problem}", markup=False, style="red")
+        raise click.ClickException(f"the ledger has {len(problems)} problem(s)")
+    console.print(f"ledger consistent: {entries:,} transactions, {members:,} members")

@@ -1,0 +1,9 @@
+#!/bin/sh
+# Migrate, then serve: the same CLI commands the tests exercise (tests/test_cli.py).
+# With arguments, run them as a coalition command instead: `docker run IMAGE keys create`.
+set -eu
+if [ "$#" -gt 0 ]; then
+    exec coalition "$@"
+fi
+coalition migrate
+exec coalition serve --host 0.0.0.0 --port "${PORT:-8000}" --workers "${WORKERS:-2}"
