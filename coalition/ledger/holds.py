@@ -128,6 +128,9 @@ class HoldOperations(LedgerBase):
                     .returning(Hold)
                 )).first()
                 if closed is None:
+                    # The hold read above may be stale: a racing capture or void can have closed it since.
+                    current = (await conn.execute(select(Hold).where(Hold.id == hold_id))).one()
+                    hold = hold_from_row(current)
                     if hold.status == HoldStatus.AUTHORIZED:
                         expired_member = hold.member_id
                         raise Conflict(f"hold {hold_id} expired at {hold.expires_at.isoformat()} and released "

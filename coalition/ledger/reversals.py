@@ -57,7 +57,9 @@ class ReversalOperations(LedgerBase):
                 raise Refused(f"transaction {transaction_id} is a {target.kind.value}: {hint}",
                               code="NOT_REVERSIBLE", field="transactionId")
             honored = await self._honored_slices(conn, target)
-            points = -target.points if target.kind == EntryKind.EARN else sum(s.points for s in honored)
+            # Points of an earn that already expired stay breakage: only the rest is taken back.
+            expired = await self._expired_from_earn(conn, target) if target.kind == EntryKind.EARN else 0
+            points = expired - target.points if target.kind == EntryKind.EARN else sum(s.points for s in honored)
             inserted = await core.insert_entry(
                 conn, kind=EntryKind.REVERSAL, merchant_id=merchant_id, member_where=Member.id == target.member_id,
                 points=points, reverses_id=target.id, reference=reason, now=now, idempotency_key=key,
@@ -73,7 +75,7 @@ class ReversalOperations(LedgerBase):
                                field="transactionId")
             entry_id = inserted[0]
             if target.kind == EntryKind.EARN:
-                member = await self._reverse_earn(conn, target, entry_id)
+                member = await self._reverse_earn(conn, target, entry_id, expired)
             else:
                 member = await self._restore(conn, target, entry_id, honored)
         entry = Entry(id=entry_id, kind=EntryKind.REVERSAL, member_id=target.member_id, merchant_id=merchant_id,
@@ -92,7 +94,15 @@ class ReversalOperations(LedgerBase):
         )
         return [Slice(r.lot_id, r.issuer_merchant_id, r.points) for r in rows]
 
-    async def _reverse_earn(self, conn: AsyncConnection, target: Entry, entry_id: int) -> Member:
+    async def _expired_from_earn(self, conn: AsyncConnection, target: Entry) -> int:
+        expired = await conn.execute(
+            select(func.coalesce(func.sum(Allocation.points), 0))
+            .join(Lot, Lot.id == Allocation.lot_id)
+            .where(Lot.entry_id == target.id, Allocation.kind == AllocationKind.EXPIRY)
+        )
+        return int(expired.scalar_one())
+
+    async def _reverse_earn(self, conn: AsyncConnection, target: Entry, entry_id: int, expired: int) -> Member:
         now = self.clock()
         member = await core.lock_member(conn, target.member_id)
         lot_row = (await conn.execute(select(Lot).where(Lot.entry_id == target.id))).first()
@@ -110,7 +120,7 @@ class ReversalOperations(LedgerBase):
             await core.add_allocations(conn, entry_id=entry_id, member_id=member.id, merchant_id=target.merchant_id,
                                        kind=AllocationKind.REVERSAL, now=now,
                                        slices=[Slice(lot_row.id, lot_row.issuer_merchant_id, left)])
-        shortfall = target.points - left
+        shortfall = target.points - expired - left
         member = await core.update_member(
             conn, member.id, balance=Member.balance - left, owed=Member.owed + shortfall,
             lifetime_points=Member.lifetime_points - target.points,
@@ -118,7 +128,7 @@ class ReversalOperations(LedgerBase):
         await core.add_postings(conn, entry_id, [
             (Account.MEMBER, member.id, -left),
             (Account.DEBT, member.id, -shortfall),
-            (Account.ISSUED, target.merchant_id, target.points),
+            (Account.ISSUED, target.merchant_id, left + shortfall),
         ])
         return member
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from coalition.crypto import NetworkKeys, hash_secret
 from coalition.db import Database, utcnow
@@ -80,13 +81,9 @@ async def enroll_member(
     phone_index = keys.blind_index("phone", clean_phone) if clean_phone else None
     try:
         async with db.sessions.begin() as session:
-            earlier = (await session.execute(select(Member).where(
-                Member.enrolled_by_merchant_id == merchant_id, Member.enroll_idempotency_key == key
-            ))).scalar_one_or_none()
+            earlier = await _replay(session, keys, merchant_id, key, fingerprint)
             if earlier is not None:
-                if earlier.enroll_request_hash != fingerprint:
-                    raise IdempotencyKeyConflict(key)
-                return _enrollment(keys, earlier, replayed=True)
+                return earlier
             status = (await session.execute(select(Merchant.status).where(Merchant.id == merchant_id))).scalar()
             if status != MerchantStatus.ACTIVE:
                 raise MerchantSuspended(f"merchant {merchant_id} is suspended: it cannot enroll members")
@@ -99,6 +96,10 @@ async def enroll_member(
             for index, field in ((email_index, "email"), (phone_index, "phone")):
                 column = Member.email_index if field == "email" else Member.phone_index
                 if index and (await session.execute(select(Member.id).where(column == index))).first():
+                    # A concurrent retry of this very request may have committed since the key check.
+                    earlier = await _replay(session, keys, merchant_id, key, fingerprint)
+                    if earlier is not None:
+                        return earlier
                     raise Conflict(f"a member with this {field} is already enrolled: use their loyalty ID",
                                    code="CONTACT_ALREADY_ENROLLED", field=field)
             member = Member(
@@ -117,15 +118,25 @@ async def enroll_member(
     except IntegrityError:
         # A concurrent request with the same key or contact won the race: answer as it would now.
         async with db.session() as session:
-            earlier = (await session.execute(select(Member).where(
-                Member.enrolled_by_merchant_id == merchant_id, Member.enroll_idempotency_key == key
-            ))).scalar_one_or_none()
+            earlier = await _replay(session, keys, merchant_id, key, fingerprint)
         if earlier is None:
             raise Conflict("a member with this contact is already enrolled: use their loyalty ID",
                            code="CONTACT_ALREADY_ENROLLED") from None
-        if earlier.enroll_request_hash != fingerprint:
-            raise IdempotencyKeyConflict(key) from None
-        return _enrollment(keys, earlier, replayed=True)
+        return earlier
+
+
+async def _replay(
+    session: AsyncSession, keys: NetworkKeys, merchant_id: int, key: str, fingerprint: str
+) -> Enrollment | None:
+    """The enrollment this merchant already made with this idempotency key, if any."""
+    earlier = (await session.execute(select(Member).where(
+        Member.enrolled_by_merchant_id == merchant_id, Member.enroll_idempotency_key == key
+    ))).scalar_one_or_none()
+    if earlier is None:
+        return None
+    if earlier.enroll_request_hash != fingerprint:
+        raise IdempotencyKeyConflict(key)
+    return _enrollment(keys, earlier, replayed=True)
 
 
 def _enrollment(keys: NetworkKeys, member: Member, replayed: bool = False) -> Enrollment:

@@ -59,7 +59,8 @@ async def test_earn_at_one_partner_and_redeem_at_another(api: Any, admin_key: st
     net = await setup_network(api, admin_key)
     lid = net["member"]["member"]["loyaltyId"]
 
-    earned = (await api.call(EARN, {"lid": lid, "amount": 12_345, "key": "k1", "ref": "R-1"}, key=net["a"]))["earnPoints"]
+    variables = {"lid": lid, "amount": 12_345, "key": "k1", "ref": "R-1"}
+    earned = (await api.call(EARN, variables, key=net["a"]))["earnPoints"]
     assert earned["userErrors"] == []
     assert earned["transaction"]["points"] == 246  # 123.45 EUR at 2 points per unit, rounded down
     assert earned["transaction"]["merchant"]["name"] == "Bakery"

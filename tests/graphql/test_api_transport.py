@@ -33,7 +33,9 @@ async def test_two_thousand_aliases_are_refused(api: Any, admin_key: str) -> Non
     assert response.json()["errors"][0]["extensions"]["code"] == "GRAPHQL_PARSE_FAILED"
     # Within the token limit, the alias limit (100) still refuses a wide query.
     wide = "{ " + " ".join(f"a{i}: __typename" for i in range(150)) + " }"
-    response = await api.client.post("/graphql", json={"query": wide}, headers={"Accept": "application/graphql-response+json"})
+    response = await api.client.post(
+        "/graphql", json={"query": wide}, headers={"Accept": "application/graphql-response+json"}
+    )
     assert response.status_code == 400
     assert "alias" in response.json()["errors"][0]["message"].lower()
 

@@ -54,7 +54,6 @@ async def test_earn_issues_points_at_the_merchant_rate_rounded_down(net: Any, pr
                                                      ("MEMBER", net.member_id): expected}
 
 
-@pytest.mark.xfail(strict=False, reason="known bug: UTCDateTime result_processor is not used by the SQLite dialect (make it a TypeDecorator)")
 async def test_timestamps_read_back_as_timezone_aware_utc(net: Any, probe: Any, clock: Any) -> None:
     """db.UTCDateTime promises aware UTC datetimes on both databases (naive ones break comparisons)."""
     earned = await net.earn(10)

@@ -246,7 +246,6 @@ async def test_reversing_an_earn_that_repaid_debt_restores_the_debt(net: Any, pr
     assert (state.balance, state.owed, state.lifetime_points) == (0, 30, 0)
 
 
-@pytest.mark.xfail(strict=False, reason="known bug: reversing an earn counts expired points as a shortfall")
 async def test_reversing_an_earn_whose_points_expired_creates_no_debt(net: Any, probe: Any, clock: Any) -> None:
     """Expired points were never spent: DESIGN.md makes a member owe only what was spent.
 
