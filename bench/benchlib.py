@@ -215,9 +215,20 @@ class PgbenchResult:
     tps: float
     latency_ms: float
     command: str
+    clients: int = 32
+    threads: int = 2
+    seconds: int = 20
+    scale: int = 10
+
+    def label(self) -> str:
+        return (f"pgbench TPC-B (scale {self.scale}, {self.clients} clients, {self.threads} threads, "
+                f"{self.seconds} s, prepared)")
 
 
-def run_pgbench(clients: int = 32, threads: int = 2, seconds: int = 15, scale: int = 10) -> PgbenchResult:
+def run_pgbench(clients: int = 32, threads: int = 2, seconds: int = 20, scale: int = 10) -> PgbenchResult:
+    """TPC-B on a scratch database (``coalition_pgbench``) in the same PostgreSQL server as the bench."""
+    if not 1 <= seconds <= 60:
+        raise ValueError("keep the pgbench run at 60 s or less")
     recreate_pg_database(PGBENCH_DB)
     base = ["pgbench", "-h", PG_HOST, "-U", PG_USER]
     subprocess.run([*base, "-i", "-q", "-s", str(scale), PGBENCH_DB], check=True, capture_output=True)
@@ -229,7 +240,16 @@ def run_pgbench(clients: int = 32, threads: int = 2, seconds: int = 15, scale: i
     latency = re.search(r"latency average = ([\d.]+) ms", out)
     if tps is None:
         raise RuntimeError("could not read tps from pgbench:\n" + out)
-    return PgbenchResult(float(tps.group(1)), float(latency.group(1)) if latency else float("nan"), " ".join(cmd))
+    return PgbenchResult(float(tps.group(1)), float(latency.group(1)) if latency else float("nan"), " ".join(cmd),
+                         clients, threads, seconds, scale)
+
+
+def drop_pg_databases() -> None:
+    """Drop the two scratch databases the benchmarks create (``coalition_bench``, ``coalition_pgbench``)."""
+    for name in (BENCH_DB, PGBENCH_DB):
+        if name in FORBIDDEN_DBS:
+            raise SystemExit(f"refusing to drop database {name!r}")
+        subprocess.run(["dropdb", "-h", PG_HOST, "-U", PG_USER, "--if-exists", "--force", name], check=True)
 
 
 # --------------------------------------------------------------------------- uvicorn
@@ -545,9 +565,8 @@ def summarize_stacks(samples: Samples, *, top: int = 15, key_functions: tuple[st
         self_function[f"{leaf[0]} ({Path(leaf[1]).name or leaf[1]})"] += w
         for layer in {layer_of(f) for f in stack}:
             incl_layer[layer] += w
-        for name in {f[0] for f in stack}:
-            if name in key_functions:
-                incl_function[name] += w
+        for key in {k for k in key_functions for f in stack if key_matches(f[0], k)}:
+            incl_function[key] += w
 
     def table(title: str, counter: Counter[str], n: int) -> None:
         lines.append(f"\n{title}")
@@ -576,12 +595,12 @@ def summarize_pyinstrument(session: Any, *, top: int = 15) -> str:
     return summarize_stacks(samples, top=top, key_functions=LEDGER_KEY_FUNCTIONS)
 
 
-# Names as py-spy (and summarize_pyinstrument) spell them: "Class.method", "outer.<locals>.inner".
+# Names as the profilers spell them: py-spy says "DefiningClass.method" ("PurchaseOperations.earn"),
+# pyinstrument "ClassOfSelf.method" ("Ledger.earn"); "*.method" matches the method on any class.
 LEDGER_KEY_FUNCTIONS = (
-    "PurchaseOperations.earn", "PurchaseOperations.redeem", "request_hash", "Database.transaction", "insert_entry",
-    "LedgerBase.credit", "LedgerBase.debit", "LedgerBase.add_lot", "add_postings", "open_lots", "move_lot_points",
-    "add_allocations", "member_from_row", "ClauseElement._compile_w_cache", "HasCacheKey._generate_cache_key",
-    "greenlet_spawn", "AsyncAdapt_asyncpg_cursor._prepare_and_execute",
+    "*.earn", "*.redeem", "request_hash", "Database.transaction", "insert_entry", "*.credit", "*.debit",
+    "*.add_lot", "add_postings", "open_lots", "move_lot_points", "add_allocations", "member_from_row",
+    "*._compile_w_cache", "*._generate_cache_key", "greenlet_spawn", "*._prepare_and_execute",
 )
 HTTP_KEY_FUNCTIONS = (
     "RequestResponseCycle.run_asgi", "H11Protocol.data_received", "GraphQLEndpoint.handle",
@@ -590,6 +609,12 @@ HTTP_KEY_FUNCTIONS = (
     "ExecutionContext.complete_value", "GraphQLEndpoint._respond", "Response.__call__",
     *LEDGER_KEY_FUNCTIONS,
 )
+
+
+def key_matches(name: str, key: str) -> bool:
+    if key.startswith("*."):
+        return "." in name and name.rsplit(".", 1)[1] == key[2:]
+    return name == key
 
 
 def read_pyspy_raw(path: Path) -> Samples:

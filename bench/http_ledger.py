@@ -1,12 +1,14 @@
 """HTTP ledger benchmark: earnPoints / redeemPoints over GraphQL vs pgbench TPC-B on the same server.
 
-    .venv/bin/python bench/http_ledger.py [--members 10000] [--seconds 15] [--workers 1 2]
+    .venv/bin/python bench/http_ledger.py [--members 10000] [--seconds 20] [--workers 1 2]
+                                          [--pgbench-seconds 20] [--floor] [--reuse] [--drop]
 
 1. Recreates ``coalition_bench`` (schema from the models), onboards one merchant and
    enrolls ``--members`` members, each seeded with 100,000 points.
-2. ``pgbench -i -s 10`` into ``coalition_pgbench``, then ``pgbench -c 32 -j 2 -T 15 -M prepared``.
-3. For each worker count: starts uvicorn, warms up (3 s of earn), runs
-   ``wrk -t2 -c32 -d15s --latency -s bench/earn.lua`` and then the same with redeem.lua,
+2. ``pgbench -i -s 10`` into ``coalition_pgbench`` (same PostgreSQL server), then
+   ``pgbench -c 32 -j 2 -T 20 -M prepared``: the baseline every req/s figure is divided by.
+3. For each worker count: starts uvicorn, warms up (3 s of earn, 3 s of redeem), runs
+   ``wrk -t2 -c32 -d20s --latency -s bench/earn.lua`` and then the same with redeem.lua,
    stops uvicorn. Each request picks a random member and a unique idempotency key.
 4. Checks that the entries written under each run's key prefix equal the requests that
    returned 200 without userErrors (wrk does not count requests still in flight when the
@@ -29,6 +31,7 @@ from benchlib import (
     BENCH,
     BENCH_DB,
     EARN_QUERY,
+    PGBENCH_DB,
     REDEEM_QUERY,
     PgbenchResult,
     Seed,
@@ -36,6 +39,7 @@ from benchlib import (
     WrkResult,
     check_invariants,
     count_entries,
+    drop_pg_databases,
     ensure_pg_bench,
     graphql_post,
     log,
@@ -76,7 +80,7 @@ def smoke(server: Server, seed: Seed) -> None:
 
 
 def bench_workers(workers: int, seed: Seed, database_url: str, *, seconds: int, port: int,
-                  extra_path: str | None, floor: bool) -> list[Row]:
+                  extra_path: str | None, floor: bool, connections: int = 32) -> list[Row]:
     rows: list[Row] = []
     log(f"starting uvicorn with {workers} worker(s)")
     with Server(database_url, workers=workers, port=port, extra_path=extra_path) as server:
@@ -89,7 +93,7 @@ def bench_workers(workers: int, seed: Seed, database_url: str, *, seconds: int, 
             tag = run_tag(f"{op}-w{workers}")
             log(f"wrk {op}, {workers} worker(s), {seconds} s")
             result = run_wrk(SCRIPTS[op], server.url, seed.api_key, ids_file=seed.ids_file, tag=tag,
-                             seconds=seconds, app_pids=server.worker_pids(), quiet=True)
+                             seconds=seconds, connections=connections, app_pids=server.worker_pids(), quiet=True)
             written = asyncio.run(count_entries(database_url, tag)).get(KIND[op], 0) if op in KIND else 0
             rows.append(Row(op, workers, result, written, tag))
             log(f"  {result.rps:.0f} req/s, p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms, "
@@ -100,7 +104,7 @@ def bench_workers(workers: int, seed: Seed, database_url: str, *, seconds: int, 
 def print_report(pgbench: PgbenchResult, rows: list[Row], violations: list[str], seed: Seed,
                  extra_path: str | None = None) -> None:
     print()
-    print(f"pgbench TPC-B (scale 10, 32 clients, 2 threads, 15 s, prepared): {pgbench.tps:.0f} tps, "
+    print(f"{pgbench.label()}: {pgbench.tps:.0f} tps, "
           f"latency avg {pgbench.latency_ms:.1f} ms")
     if extra_path:
         print(f"server PYTHONPATH extra: {extra_path} (uvicorn picks uvloop/httptools from there when present)")
@@ -108,15 +112,19 @@ def print_report(pgbench: PgbenchResult, rows: list[Row], violations: list[str],
           f"({TARGET_RATIO * pgbench.tps:.0f}) and p99 <= {TARGET_P99_MS:.0f} ms")
     print()
     header = (f"| {'op':6} | {'workers':>7} | {'req/s':>7} | {'p50 ms':>7} | {'p90 ms':>7} | {'p99 ms':>7} | "
-              f"{'ratio':>5} | {'met':3} |")
+              f"{'ratio to pgbench':>16} | {'ratio >= 0.5':12} | {'p99 <= 50 ms':12} | {'target met':10} |")
     print(header)
     print("|" + "|".join("-" * (len(cell)) for cell in header.split("|")[1:-1]) + "|")
+
+    def yn(flag: bool, op: str) -> str:
+        return ("yes" if flag else "no") if op in KIND else "-"
+
     for row in rows:
         ratio = row.wrk.rps / pgbench.tps
-        met = ratio >= TARGET_RATIO and row.wrk.p99_ms <= TARGET_P99_MS
-        verdict = ("yes" if met else "no") if row.op in KIND else "-"
+        ratio_ok, p99_ok = ratio >= TARGET_RATIO, row.wrk.p99_ms <= TARGET_P99_MS
         print(f"| {row.op:6} | {row.workers:>7} | {row.wrk.rps:>7.0f} | {row.wrk.p50_ms:>7.1f} | "
-              f"{row.wrk.p90_ms:>7.1f} | {row.wrk.p99_ms:>7.1f} | {ratio:>5.2f} | {verdict:3} |")
+              f"{row.wrk.p90_ms:>7.1f} | {row.wrk.p99_ms:>7.1f} | {ratio:>16.2f} | {yn(ratio_ok, row.op):12} | "
+              f"{yn(p99_ok, row.op):12} | {yn(ratio_ok and p99_ok, row.op):10} |")
     print()
     print("Correctness per run (wrk counts completed responses; entries are counted in the database by key prefix):")
     header = (f"| {'op':6} | {'workers':>7} | {'requests':>8} | {'200 ok':>7} | {'userErrors':>10} | "
@@ -131,13 +139,16 @@ def print_report(pgbench: PgbenchResult, rows: list[Row], violations: list[str],
               f"{w.counts.get('user_errors', 0):>10} | {w.non_2xx:>7} | {w.socket_errors:>8} | {written} | {diff} |")
     print()
     print("CPU during each run, in cores busy (the machine has 2; 'other' is work that is not this benchmark's):")
-    header = f"| {'op':6} | {'workers':>7} | {'app':>5} | {'postgres':>8} | {'wrk':>5} | {'other':>5} | {'total':>5} |"
+    header = (f"| {'op':6} | {'workers':>7} | {'app':>5} | {'postgres':>8} | {'wrk':>5} | {'other':>5} | "
+              f"{'total':>5} | {'app CPU ms/req':>14} | {'pg CPU ms/req':>13} |")
     print(header)
     print("|" + "|".join("-" * (len(cell)) for cell in header.split("|")[1:-1]) + "|")
     for row in rows:
         c = row.wrk.cpu
+        rps = max(row.wrk.rps, 1e-9)
         print(f"| {row.op:6} | {row.workers:>7} | {c.get('app', 0):>5.2f} | {c.get('pg', 0):>8.2f} | "
-              f"{c.get('wrk', 0):>5.2f} | {c.get('other', 0):>5.2f} | {c.get('busy', 0):>5.2f} |")
+              f"{c.get('wrk', 0):>5.2f} | {c.get('other', 0):>5.2f} | {c.get('busy', 0):>5.2f} | "
+              f"{c.get('app', 0) / rps * 1000:>14.2f} | {c.get('pg', 0) / rps * 1000:>13.2f} |")
     codes = {f"{r.op}/w{r.workers}": r.wrk.error_codes for r in rows if r.wrk.error_codes}
     if codes:
         print("error codes:", json.dumps(codes))
@@ -162,7 +173,11 @@ def print_report(pgbench: PgbenchResult, rows: list[Row], violations: list[str],
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--members", type=int, default=10_000)
-    parser.add_argument("--seconds", type=int, default=15, help="each wrk run (at most 20)")
+    parser.add_argument("--seconds", type=int, default=20, help="each wrk run (at most 20)")
+    parser.add_argument("--connections", type=int, default=32, help="wrk connections and pgbench clients")
+    parser.add_argument("--pgbench-seconds", type=int, default=20, help="pgbench -T (at most 60)")
+    parser.add_argument("--drop", action="store_true",
+                        help="drop coalition_bench and coalition_pgbench at the end")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--port", type=int, default=8711)
     parser.add_argument("--skip-pgbench", action="store_true")
@@ -179,17 +194,21 @@ def main(argv: list[str] | None = None) -> int:
     ids_file = Path("/tmp/coalition_bench_loyalty_ids.txt")
     seed = asyncio.run(ensure_pg_bench(members=args.members, ids_file=ids_file, fresh=not args.reuse))
 
-    pgbench = PgbenchResult(float("nan"), float("nan"), "(skipped)") if args.skip_pgbench else run_pgbench()
+    pgbench = PgbenchResult(float("nan"), float("nan"), "(skipped)") if args.skip_pgbench else run_pgbench(
+        clients=args.connections, seconds=args.pgbench_seconds)
     log(f"pgbench: {pgbench.tps:.0f} tps")
 
     rows: list[Row] = []
     for workers in args.workers:
         rows.extend(bench_workers(workers, seed, database_url, seconds=args.seconds, port=args.port,
-                                  extra_path=args.extra_path, floor=args.floor))
+                                  extra_path=args.extra_path, floor=args.floor, connections=args.connections))
 
     log("checking ledger invariants")
     violations = asyncio.run(check_invariants(database_url))
     print_report(pgbench, rows, violations, seed, args.extra_path)
+    if args.drop:
+        drop_pg_databases()
+        log(f"dropped {BENCH_DB} and {PGBENCH_DB}")
     return 1 if violations else 0
 
 

@@ -1,13 +1,17 @@
 """In-process ledger benchmark: earn and redeem through :class:`coalition.ledger.service.Ledger`, no HTTP.
 
     .venv/bin/python bench/inprocess_ledger.py [--seconds 10] [--concurrency 32] [--backends pg sqlite]
-                                               [--baseline] [--profile]
+                                               [--baseline] [--profile] [--skip-pgbench]
 
 For each backend, ``--concurrency`` asyncio tasks call ``Ledger.earn`` (then
 ``Ledger.redeem``) in a loop for ``--seconds`` on random members with unique
 idempotency keys, and we print tx/s, p50/p99 latency, the benchmark process's CPU per
 transaction and the CPU PostgreSQL used. Comparing with ``bench/http_ledger.py`` shows
 what HTTP + GraphQL add on top of the ledger.
+
+- pgbench: unless ``--skip-pgbench``, ``pgbench -c <concurrency> -j 2 -T 20`` TPC-B on the
+  scratch database ``coalition_pgbench`` in the same server, run first; every PostgreSQL
+  row gets a "ratio to pgbench" (tx/s divided by pgbench tps).
 
 - PostgreSQL: ``coalition_bench`` (reused when already seeded, else rebuilt and seeded).
 - SQLite: a fresh file ``/tmp/coalition_bench.sqlite`` seeded with ``--sqlite-members``.
@@ -42,6 +46,7 @@ from benchlib import (
     PG_HOST,
     PG_USER,
     CpuMeter,
+    PgbenchResult,
     Seed,
     bench_settings,
     check_invariants,
@@ -49,6 +54,7 @@ from benchlib import (
     loadavg,
     log,
     pg_url,
+    run_pgbench,
     run_tag,
     setup_bench_database,
     summarize_pyinstrument,
@@ -344,14 +350,15 @@ async def profile(seed: Seed, args: argparse.Namespace) -> None:
         await db.dispose()
 
 
-def print_table(results: list[Result]) -> None:
-    header = (f"| {'backend':8} | {'op':6} | {'tx/s':>6} | {'p50 ms':>7} | {'p99 ms':>7} | {'CPU ms/tx':>9} | "
-              f"{'bench cores':>11} | {'pg cores':>8} | {'other':>5} | errors |")
+def print_table(results: list[Result], pgbench: PgbenchResult | None = None) -> None:
+    header = (f"| {'backend':8} | {'op':6} | {'tx/s':>6} | {'ratio to pgbench':>16} | {'p50 ms':>7} | {'p99 ms':>7} | "
+              f"{'CPU ms/tx':>9} | {'bench cores':>11} | {'pg cores':>8} | {'other':>5} | errors |")
     print(header)
     print("|" + "|".join("-" * len(cell) for cell in header.split("|")[1:-1]) + "|")
     for r in results:
         errors = ", ".join(f"{k} {v}" for k, v in r.errors.items()) or "0"
-        print(f"| {r.backend:8} | {r.op:6} | {r.tps:>6.0f} | {r.pct(50):>7.1f} | {r.pct(99):>7.1f} | "
+        ratio = f"{r.tps / pgbench.tps:>16.2f}" if pgbench and r.backend != "sqlite" else f"{'-':>16}"
+        print(f"| {r.backend:8} | {r.op:6} | {r.tps:>6.0f} | {ratio} | {r.pct(50):>7.1f} | {r.pct(99):>7.1f} | "
               f"{r.cpu_ms_per_tx:>9.2f} | {r.cores.get('app', 0):>11.2f} | {r.cores.get('pg', 0):>8.2f} | "
               f"{r.cores.get('other', 0):>5.2f} | {errors} |")
 
@@ -367,6 +374,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline", action="store_true", help="also run the same SQL through asyncpg directly")
     parser.add_argument("--profile", action="store_true", help="also profile earn and redeem with pyinstrument")
     parser.add_argument("--top", type=int, default=15, help="functions to list in the profile summary")
+    parser.add_argument("--skip-pgbench", action="store_true", help="no pgbench baseline (no ratio column)")
+    parser.add_argument("--pgbench-seconds", type=int, default=20)
     args = parser.parse_args(argv)
     if not 1 <= args.seconds <= 20:
         parser.error("--seconds must be 1..20")
@@ -375,9 +384,13 @@ def main(argv: list[str] | None = None) -> int:
         results: list[Result] = []
         violations: dict[str, list[str]] = {}
         pg_seed = None
+        pgbench = None
         if "pg" in args.backends or args.baseline or args.profile:
             pg_seed = await ensure_pg_bench(members=args.members, ids_file=Path("/tmp/coalition_bench_ids_pg.txt"),
                                             fresh=args.fresh)
+        if ("pg" in args.backends or args.baseline) and not args.skip_pgbench:
+            pgbench = run_pgbench(clients=args.concurrency, seconds=args.pgbench_seconds)
+            log(f"pgbench: {pgbench.tps:.0f} tps")
         if "pg" in args.backends:
             assert pg_seed is not None
             results += await run_backend("pg", pg_url(BENCH_DB), pg_seed, args)
@@ -399,7 +412,10 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print(f"In-process ledger, {args.concurrency} concurrent asyncio tasks, {args.seconds:g} s per run, "
               f"{os.cpu_count()} cores")
-        print_table(results)
+        if pgbench is not None:
+            print(f"{pgbench.label()}: {pgbench.tps:.0f} tps, latency avg {pgbench.latency_ms:.1f} ms "
+                  f"({pgbench.command})")
+        print_table(results, pgbench)
         print()
         for backend, problems in violations.items():
             print(f"ledger invariants ({backend}): {'OK (no violations)' if not problems else problems[:10]}")

@@ -1,15 +1,16 @@
-"""Memory of one uvicorn worker under a long run of earnPoints: RSS every 10k requests.
+"""Memory of the uvicorn worker(s) under a long run of earnPoints: RSS every 10k requests.
 
-    .venv/bin/python bench/rss.py [--requests 100000] [--every 10000]
+    .venv/bin/python bench/rss.py [--requests 100000] [--every 10000] [--workers 1]
 
 Reuses the seeded ``coalition_bench`` (or builds it) with a fresh merchant key, starts
-``uvicorn --workers 1`` (which runs the app in its main process: that pid is sampled),
+``uvicorn --workers N`` (with 1 worker the app runs in uvicorn's main process: that pid is
+sampled; with 2 each spawned worker process is sampled and the largest decides the verdict),
 and drives it with ``wrk -t2 -c32 -s bench/earn.lua`` in bounded chunks (<= 20 s each,
 sized to about ``--every`` requests from the measured rate). wrk cannot stop after a
 fixed count, so requests are counted from each chunk's output; after each chunk the
 worker's VmRSS and VmHWM are read from /proc/<pid>/status and the series is printed at
-every ``--every`` boundary. Target: <= 200 MB, and flat (the second half of the run
-adds little).
+every ``--every`` boundary. Target: <= 200 MB per worker, and flat (the second half of the
+run adds less than 5 % of the final RSS).
 """
 
 from __future__ import annotations
@@ -29,11 +30,25 @@ TARGET_MB = 200.0
 @dataclass
 class Sample:
     requests: int
-    rss_mb: float
-    hwm_mb: float
+    rss_by_pid: dict[int, float]
+    hwm_by_pid: dict[int, float]
     seconds: float
     rps: float
     p99_ms: float
+
+    @property
+    def rss_mb(self) -> float:
+        return max(self.rss_by_pid.values())
+
+    @property
+    def hwm_mb(self) -> float:
+        return max(self.hwm_by_pid.values())
+
+
+def sample(pids: list[int], requests: int, seconds: float, rps: float, p99_ms: float) -> Sample:
+    memory = {pid: memory_mb(pid) for pid in pids}
+    return Sample(requests, {pid: m[0] for pid, m in memory.items()}, {pid: m[1] for pid, m in memory.items()},
+                  seconds, rps, p99_ms)
 
 
 def memory_mb(pid: int) -> tuple[float, float]:
@@ -52,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--every", type=int, default=10_000)
     parser.add_argument("--members", type=int, default=10_000)
     parser.add_argument("--port", type=int, default=8713)
+    parser.add_argument("--workers", type=int, default=1, choices=[1, 2])
     parser.add_argument("--max-chunk-s", type=int, default=20)
     args = parser.parse_args(argv)
     if not 1 <= args.max_chunk_s <= 20:
@@ -63,11 +79,12 @@ def main(argv: list[str] | None = None) -> int:
     tag = run_tag("rss")
     samples: list[Sample] = []
     started = time.perf_counter()
-    with Server(pg_url(BENCH_DB), workers=1, port=args.port) as server:
-        pid = server.worker_pids()[0]
-        rss, hwm = memory_mb(pid)
-        samples.append(Sample(0, rss, hwm, 0.0, 0.0, 0.0))
-        log(f"worker pid {pid}: {rss:.1f} MB after start")
+    with Server(pg_url(BENCH_DB), workers=args.workers, port=args.port) as server:
+        pids = server.worker_pids()
+        if len(pids) != args.workers:
+            raise SystemExit(f"expected {args.workers} worker process(es), found {pids}")
+        samples.append(sample(pids, 0, 0.0, 0.0, 0.0))
+        log(f"worker pid(s) {pids}: {samples[0].rss_by_pid} MB after start")
         total = 0
         rate = 100.0  # first guess, replaced by the measured rate
         chunk = 0
@@ -81,9 +98,9 @@ def main(argv: list[str] | None = None) -> int:
             total += result.requests
             bad += result.non_2xx + result.socket_errors + result.counts.get("user_errors", 0)
             rate = max(1.0, result.rps)
-            rss, hwm = memory_mb(pid)
-            samples.append(Sample(total, rss, hwm, time.perf_counter() - started, result.rps, result.p99_ms))
-            log(f"{total:>7} requests: RSS {rss:.1f} MB (peak {hwm:.1f}), {result.rps:.0f} req/s")
+            samples.append(sample(pids, total, time.perf_counter() - started, result.rps, result.p99_ms))
+            log(f"{total:>7} requests: RSS {samples[-1].rss_by_pid} MB (peak {samples[-1].hwm_mb:.1f}), "
+                f"{result.rps:.0f} req/s")
     written = asyncio.run(count_entries(pg_url(BENCH_DB), tag)).get("EARN", 0)
 
     # The series at each --every boundary: the first sample at or past it.
@@ -93,19 +110,21 @@ def main(argv: list[str] | None = None) -> int:
         if first is not None and first is not series[-1]:
             series.append(first)
     print()
-    print(f"RSS of the single uvicorn worker (pid {pid}) under wrk -t2 -c32 earnPoints; "
-          f"{total} requests in {samples[-1].seconds:.0f} s, {chunk} wrk chunks")
-    print("| requests | RSS MB | peak (VmHWM) MB | req/s (last chunk) |")
-    print("|---------:|-------:|----------------:|-------------------:|")
+    print(f"RSS of the uvicorn worker process(es) {pids} ({args.workers} worker(s)) under wrk -t2 -c32 "
+          f"earnPoints; {total} requests in {samples[-1].seconds:.0f} s, {chunk} wrk chunks")
+    per_pid = " | ".join(f"RSS MB pid {pid}" for pid in pids)
+    print(f"| requests | {per_pid} | peak (VmHWM) MB | req/s (last chunk) | p99 ms (last chunk) |")
+    print("|---------:|" + "---------:|" * len(pids) + "----------------:|-------------------:|-------------------:|")
     for s in series:
-        print(f"| {s.requests:>8} | {s.rss_mb:>6.1f} | {s.hwm_mb:>15.1f} | {s.rps:>18.0f} |")
+        cells = " | ".join(f"{s.rss_by_pid[pid]:>6.1f}" for pid in pids)
+        print(f"| {s.requests:>8} | {cells} | {s.hwm_mb:>15.1f} | {s.rps:>18.0f} | {s.p99_ms:>19.1f} |")
     after_first = series[1] if len(series) > 1 else series[0]
     half = next((s for s in series if s.requests >= total // 2), series[-1])
     final = series[-1]
     print()
     print(f"after {after_first.requests} requests: {after_first.rss_mb:.1f} MB; at {half.requests}: "
           f"{half.rss_mb:.1f} MB; at {final.requests}: {final.rss_mb:.1f} MB (peak {final.hwm_mb:.1f} MB)")
-    growth = final.rss_mb - half.rss_mb
+    growth = max(final.rss_by_pid[pid] - half.rss_by_pid[pid] for pid in pids)  # the worst worker
     print(f"growth over the second half: {growth:+.1f} MB "
           f"({growth / max(1, (final.requests - half.requests)) * 10_000:+.2f} MB per 10k requests)")
     met = final.hwm_mb <= TARGET_MB and growth <= 0.05 * final.rss_mb
