@@ -1,4 +1,4 @@
-"""The Starlette application: /graphql, /healthz, /readyz, GraphiQL's assets."""
+"""The Starlette application: /graphql, /healthz, /readyz, /metrics, GraphiQL's assets."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import logging
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
@@ -21,6 +22,7 @@ from coalition.graphql.context import Context, Services
 from coalition.graphql.http import GraphQLEndpoint, RequestRejected
 from coalition.graphql.schema import graphql_schema
 from coalition.ledger.service import Ledger
+from coalition.metrics import Metrics, MetricsMiddleware
 from coalition.ratelimit import make_rate_limiter
 from coalition.web.graphiql import graphiql_html
 
@@ -95,14 +97,17 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await db.dispose()
 
     methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+    metrics = Metrics(frozenset({"/graphql", "/healthz", "/readyz", "/metrics", "/", "/static/*"}))
     app = Starlette(
         routes=[
             Route("/graphql", endpoint, methods=methods),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
+            Route("/metrics", metrics.endpoint),
             Route("/", home),
             Mount("/static", StaticFiles(packages=[("coalition.web", "static")]), name="static"),
         ],
+        middleware=[Middleware(MetricsMiddleware, metrics=metrics)],
         lifespan=lifespan,
     )
     app.state.services = services
