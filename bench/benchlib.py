@@ -258,9 +258,13 @@ def drop_pg_databases() -> None:
 class Server:
     """A uvicorn process we started (and only we stop)."""
 
-    def __init__(self, database_url: str, *, workers: int, port: int, extra_path: str | None = None) -> None:
+    def __init__(self, database_url: str, *, workers: int, port: int, extra_path: str | None = None,
+                 nodelay: bool = False) -> None:
         """``extra_path``: a directory put on PYTHONPATH (e.g. one holding uvloop and httptools,
-        which uvicorn then picks up on its own) without installing anything into the virtualenv."""
+        which uvicorn then picks up on its own) without installing anything into the virtualenv.
+        ``nodelay``: serve with bench/nodelay.py's h11 protocol, which sets TCP_NODELAY on each
+        connection (uvicorn with several workers leaves it off; see that module)."""
+        self.nodelay = nodelay
         self.port = port
         self.workers = workers
         self.cmd = [
@@ -268,8 +272,11 @@ class Server:
             "--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--log-level", "warning",
         ]
         env = bench_env(database_url)
-        if extra_path:
-            env["PYTHONPATH"] = os.pathsep.join(p for p in (extra_path, env.get("PYTHONPATH")) if p)
+        if nodelay:
+            self.cmd += ["--http", "nodelay:NoDelayH11Protocol"]
+        for path in (extra_path, str(BENCH) if nodelay else None):
+            if path:
+                env["PYTHONPATH"] = os.pathsep.join(p for p in (path, env.get("PYTHONPATH")) if p)
         self.proc = subprocess.Popen(self.cmd, env=env, cwd=ROOT)
         self._wait_ready()
 

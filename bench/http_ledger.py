@@ -80,10 +80,10 @@ def smoke(server: Server, seed: Seed) -> None:
 
 
 def bench_workers(workers: int, seed: Seed, database_url: str, *, seconds: int, port: int,
-                  extra_path: str | None, floor: bool, connections: int = 32) -> list[Row]:
+                  extra_path: str | None, floor: bool, connections: int = 32, nodelay: bool = False) -> list[Row]:
     rows: list[Row] = []
-    log(f"starting uvicorn with {workers} worker(s)")
-    with Server(database_url, workers=workers, port=port, extra_path=extra_path) as server:
+    log(f"starting uvicorn with {workers} worker(s){' (TCP_NODELAY protocol)' if nodelay else ''}")
+    with Server(database_url, workers=workers, port=port, extra_path=extra_path, nodelay=nodelay) as server:
         smoke(server, seed)
         log("warming up (3 s earn, 3 s redeem)")
         for op in ("earn", "redeem"):
@@ -102,10 +102,12 @@ def bench_workers(workers: int, seed: Seed, database_url: str, *, seconds: int, 
 
 
 def print_report(pgbench: PgbenchResult, rows: list[Row], violations: list[str], seed: Seed,
-                 extra_path: str | None = None) -> None:
+                 extra_path: str | None = None, nodelay: bool = False) -> None:
     print()
     print(f"{pgbench.label()}: {pgbench.tps:.0f} tps, "
           f"latency avg {pgbench.latency_ms:.1f} ms")
+    if nodelay:
+        print("server: uvicorn --http nodelay:NoDelayH11Protocol (bench/nodelay.py: TCP_NODELAY on every connection)")
     if extra_path:
         print(f"server PYTHONPATH extra: {extra_path} (uvicorn picks uvloop/httptools from there when present)")
     print(f"members: {len(seed.loyalty_ids)}; targets: req/s >= {TARGET_RATIO} x pgbench tps "
@@ -176,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=int, default=20, help="each wrk run (at most 20)")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections and pgbench clients")
     parser.add_argument("--pgbench-seconds", type=int, default=20, help="pgbench -T (at most 60)")
+    parser.add_argument("--nodelay", action="store_true",
+                        help="serve with bench/nodelay.py's h11 protocol (TCP_NODELAY on; see that module)")
     parser.add_argument("--drop", action="store_true",
                         help="drop coalition_bench and coalition_pgbench at the end")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
@@ -201,11 +205,12 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[Row] = []
     for workers in args.workers:
         rows.extend(bench_workers(workers, seed, database_url, seconds=args.seconds, port=args.port,
-                                  extra_path=args.extra_path, floor=args.floor, connections=args.connections))
+                                  extra_path=args.extra_path, floor=args.floor, connections=args.connections,
+                                  nodelay=args.nodelay))
 
     log("checking ledger invariants")
     violations = asyncio.run(check_invariants(database_url))
-    print_report(pgbench, rows, violations, seed, args.extra_path)
+    print_report(pgbench, rows, violations, seed, args.extra_path, args.nodelay)
     if args.drop:
         drop_pg_databases()
         log(f"dropped {BENCH_DB} and {PGBENCH_DB}")

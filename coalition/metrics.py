@@ -29,7 +29,7 @@ class Metrics:
         self.routes = routes
         self.registry = CollectorRegistry()
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-            MultiProcessCollector(self.registry)
+            MultiProcessCollector(self.registry)  # type: ignore[no-untyped-call]
             metric_registry: CollectorRegistry | None = None  # samples go to the shared directory
         else:
             ProcessCollector(registry=self.registry)
