@@ -1,0 +1,463 @@
+"""Reconciliation: a merchant's POS export (CSV) against its own ledger entries.
+
+Reads only. Nothing here writes to the database; the one query reads the merchant's
+EARN, REDEEM and CAPTURE entries in the window.
+
+The CSV (UTF-8, a header row, comma-separated; ``;`` or a tab also work when the header
+uses them). Columns are found by their header names, in any order, case and ``_``/``-``/
+space insensitive; other columns are ignored:
+
+==================  =========================================================================
+``reference``       the receipt reference (also ``receipt``, ``receipt_reference``, ``ref``);
+                    may be blank (a hold captured at the till has none in the ledger)
+``time``            ISO 8601 (``2026-01-05T12:00:00+01:00``); without an offset it is UTC
+                    (also ``timestamp``, ``datetime``, ``created_at``)
+``amount_minor``    the purchase amount as an integer in minor units (``2350``), **or**
+``amount``          the same as a decimal in the currency's major unit (``23.50`` with EUR's
+                    exponent 2; at most that many decimals). One of the two, not both.
+                    Required on earn lines; ignored on redemption lines, for which the
+                    ledger records no amount.
+``points``          signed like the API's ``Transaction.points``: ``+`` points issued (an
+                    earn), ``-`` points honored (a redemption or a captured hold); never 0
+==================  =========================================================================
+
+Matching rules:
+
+1. By reference: lines and entries with the same reference and direction (earn or
+   honor) pair up in time order. A pair whose points, amount (earns) or time (more than
+   ``tolerance`` apart) differ is *mismatched*, with the differing fields named.
+2. The lines left over try the entries that have no reference (captures): same direction,
+   same points, time within ``tolerance``, the nearest first.
+3. Lines still unmatched are *missing in Coalition*; entries still unmatched whose time
+   lies in the window are *missing in the POS file* (entries just outside it, read only to
+   absorb clock skew, are not reported).
+
+Reversals: a refund does not remove the original transaction, so the original sale is
+still expected in the POS file and still matches; the line says ``reversed``. REVERSAL
+entries themselves are not lines (their reference is the refund's reason, not a receipt);
+a POS that exports refunds as separate lines should leave them out of the file.
+
+The window is ``[start, end)`` when given (lines outside it are row errors), else from
+the earliest to the latest line of the file.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import enum
+import io
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.orm import aliased
+
+from coalition.db import Database
+from coalition.errors import InvalidInput, NotFound
+from coalition.ledger.core import MAX_POINTS
+from coalition.ledger.models import Entry, EntryKind, Hold
+from coalition.partners.models import Merchant
+
+MAX_CSV_BYTES = 5 * 1024 * 1024
+MAX_CSV_ROWS = 100_000
+MAX_ROW_ERRORS = 1_000  # reported individually; the count says how many in all
+MAX_REFERENCE_LENGTH = 128
+DEFAULT_TOLERANCE = dt.timedelta(minutes=5)  # POS clock vs. the server's
+
+COLUMN_ALIASES = {
+    "reference": ("reference", "receipt", "receipt_reference", "receipt_ref", "receipt_no", "receipt_number", "ref"),
+    "time": ("time", "timestamp", "datetime", "date_time", "created_at"),
+    "amount_minor": ("amount_minor",),
+    "amount": ("amount",),
+    "points": ("points",),
+}
+_ALIAS_TO_COLUMN = {alias: column for column, aliases in COLUMN_ALIASES.items() for alias in aliases}
+_INTEGER = re.compile(r"[+-]?\d{1,19}")
+
+
+class Status(enum.StrEnum):
+    MATCHED = "MATCHED"
+    MISMATCHED = "MISMATCHED"
+    MISSING_IN_COALITION = "MISSING_IN_COALITION"
+    MISSING_IN_POS = "MISSING_IN_POS"
+
+
+@dataclass(frozen=True)
+class PosRow:
+    """One valid line of the POS file. ``line`` is its line number in the file (header = 1)."""
+
+    line: int
+    reference: str | None
+    time: dt.datetime
+    amount_minor: int | None
+    points: int
+
+
+@dataclass(frozen=True)
+class LedgerLine:
+    """One of the merchant's entries as the POS would see it: ``points`` signed as in the file."""
+
+    entry_id: int
+    kind: EntryKind
+    reference: str | None
+    time: dt.datetime
+    amount_minor: int | None
+    points: int
+    reversed: bool = False
+
+
+@dataclass(frozen=True)
+class RowError:
+    line: int
+    column: str | None
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
+class ParsedExport:
+    rows: list[PosRow]
+    errors: list[RowError]
+    error_count: int
+    rows_read: int
+
+
+@dataclass(frozen=True)
+class Line:
+    """One result line: a POS row, a ledger entry, or both."""
+
+    status: Status
+    row: PosRow | None
+    entry: LedgerLine | None
+    differences: tuple[str, ...] = ()  # "points", "amount", "time"
+    matched_by: str | None = None  # "reference" or "time_and_points"
+
+
+@dataclass
+class Totals:
+    count: int = 0
+    pos_points: int = 0
+    pos_amount_minor: int = 0
+    ledger_points: int = 0
+    ledger_amount_minor: int = 0
+
+    def add(self, line: Line) -> None:
+        self.count += 1
+        if line.row is not None:
+            self.pos_points += line.row.points
+            self.pos_amount_minor += line.row.amount_minor or 0
+        if line.entry is not None:
+            self.ledger_points += line.entry.points
+            self.ledger_amount_minor += line.entry.amount_minor or 0
+
+
+@dataclass
+class Report:
+    merchant_id: int
+    start: dt.datetime | None
+    end: dt.datetime | None
+    rows_read: int
+    lines: list[Line] = field(default_factory=list)
+    row_errors: list[RowError] = field(default_factory=list)
+    row_error_count: int = 0
+
+    def by_status(self, status: Status) -> list[Line]:
+        return [line for line in self.lines if line.status == status]
+
+    def totals(self, status: Status) -> Totals:
+        totals = Totals()
+        for line in self.by_status(status):
+            totals.add(line)
+        return totals
+
+
+# ---------------------------------------------------------------- parsing
+
+
+def parse_pos_csv(data: str | bytes, *, currency_exponent: int, max_bytes: int = MAX_CSV_BYTES,
+                  max_rows: int = MAX_CSV_ROWS) -> ParsedExport:
+    """Parse a POS export. A file-level problem raises :class:`InvalidInput` (field ``csv``);
+    a bad line is a :class:`RowError` with its line number and the rest of the file still counts."""
+    raw = data.encode() if isinstance(data, str) else data
+    if len(raw) > max_bytes:
+        raise InvalidInput(f"the file is {len(raw):,} bytes; at most {max_bytes:,}: split it by period",
+                           code="CSV_TOO_LARGE", field="csv")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"the file is not UTF-8 (byte {exc.start}): export it as UTF-8",
+                           code="CSV_UNREADABLE", field="csv") from None
+    first_line = text.split("\n", 1)[0]
+    delimiter = next((d for d in (",", ";", "\t") if d in first_line), ",")
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    try:
+        header = next(reader, None)
+    except csv.Error as exc:
+        raise InvalidInput(f"line 1: the header cannot be read: {exc}", code="CSV_UNREADABLE", field="csv") from None
+    if not header or not any(cell.strip() for cell in header):
+        raise InvalidInput("the file is empty: it needs a header row (reference,time,amount_minor,points)",
+                           code="CSV_EMPTY", field="csv")
+    positions = _columns(header)
+    errors: list[RowError] = []
+    error_count = 0
+    rows: list[PosRow] = []
+    rows_read = 0
+    line = reader.line_num + 1
+    while True:
+        try:
+            record = next(reader, None)
+        except csv.Error as exc:
+            record, problem = None, RowError(line, None, "MALFORMED_ROW", f"line {line}: {exc}")
+            error_count += 1
+            errors.append(problem)
+            break  # the csv module cannot resynchronise after a broken quote
+        if record is None:
+            break
+        start, line = line, reader.line_num + 1
+        if not record or all(not cell.strip() for cell in record):
+            continue
+        rows_read += 1
+        if rows_read > max_rows:
+            raise InvalidInput(f"the file has more than {max_rows:,} lines; split it by period",
+                               code="CSV_TOO_LARGE", field="csv")
+        parsed = _row(start, record, len(header), positions, currency_exponent)
+        if isinstance(parsed, PosRow):
+            rows.append(parsed)
+        else:
+            error_count += 1
+            if len(errors) < MAX_ROW_ERRORS:
+                errors.append(parsed)
+    return ParsedExport(rows=rows, errors=errors, error_count=error_count, rows_read=rows_read)
+
+
+def _columns(header: Sequence[str]) -> dict[str, int]:
+    positions: dict[str, int] = {}
+    for index, name in enumerate(header):
+        key = re.sub(r"[\s\-]+", "_", name.strip().lower())
+        column = _ALIAS_TO_COLUMN.get(key)
+        if column is None:
+            continue
+        if column in positions:
+            raise InvalidInput(f"line 1: two columns mean {column!r} ({header[positions[column]]!r} and {name!r})",
+                               code="CSV_BAD_HEADER", field="csv")
+        positions[column] = index
+    if "amount" in positions and "amount_minor" in positions:
+        raise InvalidInput("line 1: give either amount (decimal) or amount_minor (integer), not both",
+                           code="CSV_BAD_HEADER", field="csv")
+    missing = [c for c in ("reference", "time", "points") if c not in positions]
+    if "amount" not in positions and "amount_minor" not in positions:
+        missing.append("amount_minor (or amount)")
+    if missing:
+        raise InvalidInput(f"line 1: the header lacks {', '.join(missing)}; "
+                           "expected reference,time,amount_minor,points", code="CSV_MISSING_COLUMNS", field="csv")
+    return positions
+
+
+def _row(line: int, record: list[str], width: int, positions: dict[str, int], exponent: int) -> PosRow | RowError:
+    if len(record) != width:
+        return RowError(line, None, "MALFORMED_ROW", f"line {line}: {len(record)} fields, the header has {width}")
+    cell = {column: record[index].strip() for column, index in positions.items()}
+
+    def error(column: str, code: str, message: str) -> RowError:
+        return RowError(line, column, code, f"line {line}: {message}")
+
+    reference = cell["reference"] or None
+    if reference is not None and (len(reference) > MAX_REFERENCE_LENGTH or any(ord(c) < 32 for c in reference)):
+        return error("reference", "INVALID_REFERENCE",
+                     f"reference must be at most {MAX_REFERENCE_LENGTH} printable characters")
+    try:
+        time = dt.datetime.fromisoformat(cell["time"])
+    except ValueError:
+        return error("time", "INVALID_TIME", f"time {cell['time'][:40]!r} is not ISO 8601 (2026-01-05T12:00:00Z)")
+    time = time.replace(tzinfo=dt.UTC) if time.tzinfo is None else time.astimezone(dt.UTC)
+    if not _INTEGER.fullmatch(cell["points"]) or not 0 < abs(int(cell["points"])) <= MAX_POINTS:
+        return error("points", "INVALID_POINTS",
+                     f"points {cell['points'][:40]!r} must be a non-zero integer: + earned, - redeemed")
+    points = int(cell["points"])
+    amount_column = "amount_minor" if "amount_minor" in cell else "amount"
+    amount = _amount(cell[amount_column], exponent, minor=amount_column == "amount_minor")
+    if isinstance(amount, str):
+        return error(amount_column, "INVALID_AMOUNT", f"{amount_column} {cell[amount_column][:40]!r} {amount}")
+    if points > 0 and amount is None:
+        return error(amount_column, "INVALID_AMOUNT", "an earn line (points > 0) needs the purchase amount")
+    return PosRow(line=line, reference=reference, time=time, amount_minor=amount if points > 0 else None,
+                  points=points)
+
+
+def _amount(text: str, exponent: int, *, minor: bool) -> int | str | None:
+    """The amount in minor units, None when blank, or what is wrong with it."""
+    if not text:
+        return None
+    if minor:
+        if not _INTEGER.fullmatch(text):
+            return "must be an integer in minor units (2350 for 23.50)"
+        value = int(text)
+    else:
+        if not re.fullmatch(r"[+-]?\d{1,17}(\.\d+)?", text):
+            return "must be a decimal number (23.50)"
+        scaled = Decimal(text).scaleb(exponent)
+        if scaled != scaled.to_integral_value():
+            return f"has more than {exponent} decimal(s)"
+        value = int(scaled)
+    if not 0 < value <= MAX_POINTS:
+        return f"must be positive and at most {MAX_POINTS:,} minor units"
+    return value
+
+
+# ---------------------------------------------------------------- matching
+
+
+def _direction(points: int) -> int:
+    return 1 if points > 0 else -1
+
+
+def _compare(row: PosRow, entry: LedgerLine, tolerance: dt.timedelta) -> tuple[str, ...]:
+    differences = []
+    if row.points != entry.points:
+        differences.append("points")
+    if row.points > 0 and entry.amount_minor is not None and row.amount_minor != entry.amount_minor:
+        differences.append("amount")
+    if abs(row.time - entry.time) > tolerance:
+        differences.append("time")
+    return tuple(differences)
+
+
+def match_lines(rows: Iterable[PosRow], entries: Iterable[LedgerLine], *, start: dt.datetime, end: dt.datetime,
+                tolerance: dt.timedelta = DEFAULT_TOLERANCE) -> list[Line]:
+    """Pair POS rows with ledger lines (rules in the module docstring). Pure; ordered by time."""
+    by_reference: dict[tuple[str, int], tuple[list[PosRow], list[LedgerLine]]] = defaultdict(lambda: ([], []))
+    loose_rows: list[PosRow] = []
+    loose_entries: list[LedgerLine] = []
+    for row in rows:
+        if row.reference is None:
+            loose_rows.append(row)
+        else:
+            by_reference[(row.reference, _direction(row.points))][0].append(row)
+    for entry in entries:
+        if entry.reference is None:
+            loose_entries.append(entry)
+        else:
+            by_reference[(entry.reference, _direction(entry.points))][1].append(entry)
+
+    lines: list[Line] = []
+    unmatched_entries: list[LedgerLine] = []
+    for group_rows, group_entries in by_reference.values():
+        group_rows.sort(key=lambda r: (r.time, r.line))
+        group_entries.sort(key=lambda e: (e.time, e.entry_id))
+        for row, entry in zip(group_rows, group_entries, strict=False):
+            differences = _compare(row, entry, tolerance)
+            lines.append(Line(Status.MISMATCHED if differences else Status.MATCHED, row, entry, differences,
+                              "reference"))
+        paired = min(len(group_rows), len(group_entries))
+        loose_rows.extend(group_rows[paired:])
+        unmatched_entries.extend(group_entries[paired:])
+
+    # Second pass: rows without a partner against entries without a reference (captures).
+    loose_entries.sort(key=lambda e: (e.time, e.entry_id))
+    taken: set[int] = set()
+    for row in sorted(loose_rows, key=lambda r: (r.time, r.line)):
+        candidates = [e for e in loose_entries if e.entry_id not in taken and e.points == row.points
+                      and abs(e.time - row.time) <= tolerance]
+        if not candidates:
+            lines.append(Line(Status.MISSING_IN_COALITION, row, None))
+            continue
+        entry = min(candidates, key=lambda e: (abs(e.time - row.time), e.entry_id))
+        taken.add(entry.entry_id)
+        differences = _compare(row, entry, tolerance)
+        lines.append(Line(Status.MISMATCHED if differences else Status.MATCHED, row, entry, differences,
+                          "time_and_points"))
+    unmatched_entries.extend(e for e in loose_entries if e.entry_id not in taken)
+    lines.extend(Line(Status.MISSING_IN_POS, None, e) for e in unmatched_entries if start <= e.time < end)
+
+    def order(line: Line) -> tuple[dt.datetime, int, int]:
+        time = line.row.time if line.row is not None else line.entry.time  # type: ignore[union-attr]
+        return time, line.row.line if line.row else 0, line.entry.entry_id if line.entry else 0
+
+    return sorted(lines, key=order)
+
+
+# ---------------------------------------------------------------- the ledger side
+
+
+async def load_ledger_lines(conn: AsyncConnection, merchant_id: int, start: dt.datetime,
+                            end: dt.datetime) -> list[LedgerLine]:
+    """The merchant's earns, redemptions and captures with ``start <= created_at < end``: one query."""
+    reversal = aliased(Entry)
+    query = (
+        select(Entry.id, Entry.kind, Entry.reference, Entry.created_at, Entry.amount_minor, Entry.points,
+               Hold.captured_points, reversal.id.label("reversal_id"))
+        .outerjoin(Hold, and_(Entry.kind == EntryKind.CAPTURE, Hold.id == Entry.hold_id))
+        .outerjoin(reversal, reversal.reverses_id == Entry.id)
+        .where(Entry.merchant_id == merchant_id,
+               or_(Entry.kind.in_([EntryKind.EARN, EntryKind.REDEEM]),
+                   and_(Entry.kind == EntryKind.CAPTURE, Hold.captured_points > 0)),
+               Entry.created_at >= start, Entry.created_at < end)
+        .order_by(Entry.id)
+    )
+    lines = []
+    for r in await conn.execute(query):
+        # A CAPTURE entry's own points are what went back to the member; the POS sees what was honored.
+        points = -r.captured_points if r.kind == EntryKind.CAPTURE else r.points
+        amount = r.amount_minor if r.kind == EntryKind.EARN else None
+        lines.append(LedgerLine(entry_id=r.id, kind=EntryKind(r.kind), reference=r.reference, time=r.created_at,
+                                amount_minor=amount, points=points, reversed=r.reversal_id is not None))
+    return lines
+
+
+async def reconcile_pos_export(
+    db: Database,
+    *,
+    merchant_id: int,
+    data: str | bytes,
+    currency_exponent: int,
+    start: dt.datetime | None = None,
+    end: dt.datetime | None = None,
+    tolerance: dt.timedelta = DEFAULT_TOLERANCE,
+    max_bytes: int = MAX_CSV_BYTES,
+    max_rows: int = MAX_CSV_ROWS,
+) -> Report:
+    """Reconcile a POS export with ``merchant_id``'s own ledger entries. Reads only."""
+    for name, value in (("from", start), ("to", end)):
+        if value is not None and value.tzinfo is None:
+            raise InvalidInput(f"{name} needs a UTC offset", code="INVALID_WINDOW", field=name)
+    if start is not None and end is not None and start >= end:
+        raise InvalidInput(f"from ({start.isoformat()}) must be before to ({end.isoformat()})",
+                           code="INVALID_WINDOW", field="from")
+    if not dt.timedelta(0) <= tolerance <= dt.timedelta(days=1):
+        raise InvalidInput("the time tolerance must be between 0 and 1 day", code="INVALID_TOLERANCE",
+                           field="toleranceSeconds")
+    parsed = parse_pos_csv(data, currency_exponent=currency_exponent, max_bytes=max_bytes, max_rows=max_rows)
+    rows, errors, error_count = parsed.rows, list(parsed.errors), parsed.error_count
+    if start is not None or end is not None:
+        inside = []
+        for row in rows:
+            if (start is None or row.time >= start) and (end is None or row.time < end):
+                inside.append(row)
+                continue
+            error_count += 1
+            if len(errors) < MAX_ROW_ERRORS:
+                errors.append(RowError(row.line, "time", "OUTSIDE_WINDOW",
+                                       f"line {row.line}: time {row.time.isoformat()} is outside the window"))
+        rows = inside
+    errors.sort(key=lambda e: e.line)
+    window_start = start or (min(r.time for r in rows) if rows else None)
+    window_end = end or (max(r.time for r in rows) + dt.timedelta(microseconds=1) if rows else None)
+    async with db.read() as conn:
+        if (await conn.execute(select(Merchant.id).where(Merchant.id == merchant_id))).first() is None:
+            raise NotFound(f"no merchant {merchant_id}", code="MERCHANT_NOT_FOUND", field="merchantId")
+        if window_start is None or window_end is None:
+            entries: list[LedgerLine] = []
+            window_start = window_start or window_end
+            window_end = window_end or window_start
+        else:
+            # Read a little beyond the window so clock skew at its edges still matches.
+            entries = await load_ledger_lines(conn, merchant_id, window_start - tolerance, window_end + tolerance)
+    lines = (match_lines(rows, entries, start=window_start, end=window_end, tolerance=tolerance)
+             if window_start is not None and window_end is not None else [])
+    return Report(merchant_id=merchant_id, start=window_start, end=window_end, rows_read=parsed.rows_read,
+                  lines=lines, row_errors=errors, row_error_count=error_count)
