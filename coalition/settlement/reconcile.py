@@ -50,8 +50,9 @@ import io
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -461,3 +462,31 @@ async def reconcile_pos_export(
              if window_start is not None and window_end is not None else [])
     return Report(merchant_id=merchant_id, start=window_start, end=window_end, rows_read=parsed.rows_read,
                   lines=lines, row_errors=errors, row_error_count=error_count)
+
+
+def report_as_dict(report: Report) -> dict[str, Any]:
+    """The report as JSON-ready data (``coalition reconcile --json``): times ISO 8601, amounts integers."""
+
+    def side(line: Line) -> dict[str, Any]:
+        row, entry = line.row, line.entry
+        return {
+            "status": line.status.value, "line": row.line if row else None,
+            "reference": row.reference if row and row.reference else entry.reference if entry else None,
+            "pos": None if row is None else {"time": row.time.isoformat(), "amountMinor": row.amount_minor,
+                                             "points": row.points},
+            "ledger": None if entry is None else {"transactionId": entry.entry_id, "kind": entry.kind.value,
+                                                  "time": entry.time.isoformat(), "amountMinor": entry.amount_minor,
+                                                  "points": entry.points, "reversed": entry.reversed},
+            "differences": list(line.differences), "matchedBy": line.matched_by,
+        }
+
+    return {
+        "merchantId": report.merchant_id,
+        "from": report.start.isoformat() if report.start else None,
+        "to": report.end.isoformat() if report.end else None,
+        "rowsRead": report.rows_read,
+        "totals": {status.value: asdict(report.totals(status)) for status in Status},
+        "lines": [side(line) for line in report.lines],
+        "rowErrors": [asdict(error) for error in report.row_errors],
+        "rowErrorCount": report.row_error_count,
+    }
