@@ -1,0 +1,330 @@
+"""A batch's figures for a window of ledger entries, computed in the database.
+
+:func:`compute_settlement` reads, never writes: the run (:mod:`coalition.settlement.service`)
+and the what-if simulation both call it. The window is the entries with
+``after_entry_id < id <= through_entry_id``; a handful of ``GROUP BY`` queries over the
+attribution rows (allocations, ISSUED postings) bring back one row per
+(policy version, issuer, redeemer) and only those rows are priced in Python.
+
+What each kind of activity is worth (V = point value, r = reimbursement rate,
+b = breakage share, all from the policy version in force when the transaction happened;
+a reversal is priced under the version of the transaction it reverses):
+
+=============  ===========================================  =============================
+line           ISSUANCE                                     REDEMPTION
+=============  ===========================================  =============================
+ISSUED  i      issuer -p*V                                  nothing
+HONORED i->m   redeemer +round(p*V*r)                       i != m: issuer -p*V, redeemer
+                                                            +round(p*V*r); i == m: nothing
+EXPIRED i      issuer +round(p*V*b) (breakage returned)     nothing
+=============  ===========================================  =============================
+
+``round`` is half-even, once per line; the residue (exact minus rounded, summed over the
+lines) goes to the network and is written in the statement, so positions plus network
+income are exactly zero. Issuer NULL is the network (network-issued points): it is
+charged like a merchant but holds no position. A reversal whose original transaction
+lies in the window nets into the original's line; one whose original was settled in an
+earlier batch (``id <= after_entry_id``) becomes an ADJUSTMENT line of its own that names
+the original transaction and its batch.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, case, func, literal, literal_column, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.orm import aliased
+
+from coalition.config import Settings
+from coalition.ledger.models import Account, Allocation, AllocationKind, Entry, Posting
+from coalition.settlement import netting
+from coalition.settlement.models import FundingModel, LineKind, SettlementBatch
+from coalition.settlement.policy import Policy, policy_versions
+
+Progress = Callable[[str, int, int], None]
+STEPS = 5
+
+
+@dataclass
+class Line:
+    """One priced line. ``issuer_minor`` / ``redeemer_minor`` are the signed effects on positions."""
+
+    kind: LineKind
+    policy: Policy
+    issuer: int | None
+    redeemer: int | None
+    points: int
+    issuer_minor: int = 0
+    redeemer_minor: int = 0
+    exact_minor: Decimal = Decimal(0)
+    reversal_entry_id: int | None = None
+    original_entry_id: int | None = None
+    original_batch_id: int | None = None
+
+    @property
+    def residue(self) -> Decimal:
+        return self.exact_minor - (self.issuer_minor + self.redeemer_minor)
+
+
+@dataclass
+class MerchantFigures:
+    merchant_id: int
+    points_issued: int = 0
+    points_honored: int = 0
+    points_reversed: int = 0
+    points_expired: int = 0
+    charges_minor: int = 0
+    reimbursements_minor: int = 0
+    breakage_minor: int = 0
+    adjustments_minor: int = 0
+
+    @property
+    def net_minor(self) -> int:
+        return self.reimbursements_minor + self.breakage_minor - self.charges_minor + self.adjustments_minor
+
+
+@dataclass
+class SettlementFigures:
+    after_entry_id: int
+    through_entry_id: int
+    lines: list[Line]
+    merchants: dict[int, MerchantFigures]
+    netting: netting.Netting
+    residue_minor: Decimal
+    policies: list[Policy] = field(default_factory=list)
+
+    @property
+    def matrix(self) -> list[tuple[int | None, int, int, int, int]]:
+        """The issuer x redeemer matrix: (issuer, redeemer, points, reimbursed, charged), all versions summed."""
+        cells: dict[tuple[int | None, int], list[int]] = {}
+        for line in self.lines:
+            if line.kind == LineKind.HONORED and line.redeemer is not None:
+                cell = cells.setdefault((line.issuer, line.redeemer), [0, 0, 0])
+                cell[0] += line.points
+                cell[1] += line.redeemer_minor
+                cell[2] -= line.issuer_minor
+        return [(i, r, v[0], v[1], v[2]) for (i, r), v in sorted(cells.items(), key=lambda kv: (kv[0][0] or 0, kv[0][1]))]
+
+
+def round_half_even(value: Decimal) -> int:
+    return int(value.quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
+
+
+def price(line: Line) -> Line:
+    """Fill the line's money from its policy (the table in the module docstring)."""
+    p, pol = line.points, line.policy
+    value = p * pol.point_value_minor
+    redemption = pol.funding_model == FundingModel.REDEMPTION
+    kind = line.kind
+    if kind == LineKind.ADJUSTMENT:
+        kind = LineKind.HONORED if line.redeemer is not None else LineKind.ISSUED
+    exact = Decimal(0)
+    if kind == LineKind.ISSUED:
+        if not redemption:
+            line.issuer_minor = -value
+            exact = Decimal(-value)
+    elif kind == LineKind.HONORED:
+        own = line.issuer is not None and line.issuer == line.redeemer
+        if not (redemption and own):
+            reimbursed = Decimal(value) * pol.reimbursement_rate
+            line.redeemer_minor = round_half_even(reimbursed)
+            exact = reimbursed
+            if redemption:
+                line.issuer_minor = -value
+                exact -= value
+    elif kind == LineKind.EXPIRED and not redemption:
+        returned = Decimal(value) * pol.breakage_share
+        line.issuer_minor = round_half_even(returned)
+        exact = returned
+    line.exact_minor = exact
+    return line
+
+
+def _version_index(versions: list[Policy], column: Any) -> ColumnElement[Any]:
+    """SQL for the index (into ``versions``) of the version in force at ``column``."""
+    if len(versions) == 1:
+        return literal(0)
+    whens = [(column < versions[k + 1].effective_from, k) for k in range(len(versions) - 1)]
+    return case(*whens, else_=len(versions) - 1)
+
+
+def _ordinals(n: int) -> list[ColumnElement[Any]]:
+    # GROUP BY 1, 2, ...: PostgreSQL cannot tell that a CASE with bound timestamps in the
+    # select list equals the same CASE (other parameters) in GROUP BY.
+    return [literal_column(str(k)) for k in range(1, n + 1)]
+
+
+def _in_window(column: Any, after: int, through: int) -> ColumnElement[bool]:
+    return and_(column > after, column <= through)
+
+
+async def compute_settlement(
+    conn: AsyncConnection,
+    settings: Settings,
+    *,
+    after_entry_id: int,
+    through_entry_id: int,
+    policy_override: Policy | None = None,
+    progress: Progress | None = None,
+) -> SettlementFigures:
+    """Price the window ``(after_entry_id, through_entry_id]``; writes nothing.
+
+    ``policy_override`` prices every transaction under that one policy instead of the
+    stored versions (the what-if simulation).
+    """
+    lo, hi = after_entry_id, through_entry_id
+    versions = [policy_override] if policy_override is not None else await policy_versions(conn, settings)
+
+    def step(name: str, done: int) -> None:
+        if progress is not None:
+            progress(name, done, STEPS)
+
+    merchants: dict[int, MerchantFigures] = {}
+
+    def figures(merchant_id: int) -> MerchantFigures:
+        found = merchants.get(merchant_id)
+        if found is None:
+            found = merchants[merchant_id] = MerchantFigures(merchant_id)
+        return found
+
+    honored: dict[tuple[int, int | None, int], int] = {}
+    issued: dict[tuple[int, int | None], int] = {}
+    adjustments: list[Line] = []
+
+    # 1. Honored points: the hot query, a plain GROUP BY over the window's allocations.
+    vidx = _version_index(versions, Allocation.created_at).label("v")
+    rows = await conn.execute(
+        select(vidx, Allocation.issuer_merchant_id, Allocation.merchant_id, func.sum(Allocation.points))
+        .where(_in_window(Allocation.entry_id, lo, hi),
+               Allocation.kind.in_([AllocationKind.REDEEM, AllocationKind.CAPTURE]))
+        .group_by(*_ordinals(3))
+    )
+    for v, issuer, redeemer, points in rows:
+        honored[(int(v), issuer, redeemer)] = honored.get((int(v), issuer, redeemer), 0) + int(points)
+        figures(redeemer).points_honored += int(points)
+    step("honored", 1)
+
+    # 2. Reversed redemptions (RESTORE), priced under the original transaction's version.
+    reversal, original = aliased(Entry), aliased(Entry)
+    late = original.id <= lo
+    vidx = _version_index(versions, original.created_at).label("v")
+    rev_id = case((late, Allocation.entry_id), else_=None).label("rev_id")
+    orig_id = case((late, original.id), else_=None).label("orig_id")
+    rows = await conn.execute(
+        select(vidx, Allocation.issuer_merchant_id, Allocation.merchant_id, rev_id, orig_id,
+               func.sum(Allocation.points))
+        .join(reversal, reversal.id == Allocation.entry_id)
+        .join(original, original.id == reversal.reverses_id)
+        .where(_in_window(Allocation.entry_id, lo, hi), Allocation.kind == AllocationKind.RESTORE)
+        .group_by(*_ordinals(5))
+    )
+    for v, issuer, redeemer, rev, orig, points in rows:
+        figures(redeemer).points_reversed += int(points)
+        if rev is None:
+            honored[(int(v), issuer, redeemer)] = honored.get((int(v), issuer, redeemer), 0) - int(points)
+        else:
+            adjustments.append(Line(LineKind.ADJUSTMENT, versions[int(v)], issuer, redeemer, -int(points),
+                                    reversal_entry_id=rev, original_entry_id=orig))
+    step("reversals", 2)
+
+    # 3. Points issued (ISSUED postings of earns; account_id NULL: the network).
+    issue_filter = (Posting.account == Account.ISSUED, Posting.points < 0, _in_window(Posting.entry_id, lo, hi))
+    if len(versions) == 1:
+        query = select(literal(0).label("v"), Posting.account_id, -func.sum(Posting.points)).where(*issue_filter)
+        query = query.group_by(*_ordinals(2))
+    else:
+        vidx = _version_index(versions, Entry.created_at).label("v")
+        query = (select(vidx, Posting.account_id, -func.sum(Posting.points))
+                 .join(Entry, Entry.id == Posting.entry_id).where(*issue_filter)
+                 .group_by(*_ordinals(2)))
+    for v, issuer, points in await conn.execute(query):
+        issued[(int(v), issuer)] = issued.get((int(v), issuer), 0) + int(points)
+        if issuer is not None:
+            figures(issuer).points_issued += int(points)
+
+    # ... and returned by reversing earns, priced under the earn's version.
+    vidx = _version_index(versions, original.created_at).label("v")
+    rev_id = case((late, Posting.entry_id), else_=None).label("rev_id")
+    orig_id = case((late, original.id), else_=None).label("orig_id")
+    rows = await conn.execute(
+        select(vidx, Posting.account_id, rev_id, orig_id, func.sum(Posting.points))
+        .select_from(Posting)
+        .join(reversal, reversal.id == Posting.entry_id)
+        .join(original, original.id == reversal.reverses_id)
+        .where(Posting.account == Account.ISSUED, Posting.points > 0, _in_window(Posting.entry_id, lo, hi))
+        .group_by(*_ordinals(4))
+    )
+    for v, issuer, rev, orig, points in rows:
+        if issuer is not None:
+            figures(issuer).points_reversed += int(points)
+        if rev is None:
+            issued[(int(v), issuer)] = issued.get((int(v), issuer), 0) - int(points)
+        else:
+            adjustments.append(Line(LineKind.ADJUSTMENT, versions[int(v)], issuer, None, -int(points),
+                                    reversal_entry_id=rev, original_entry_id=orig))
+    step("issued", 3)
+
+    # 4. Expiries (breakage) per issuer.
+    vidx = _version_index(versions, Allocation.created_at).label("v")
+    expired: dict[tuple[int, int | None], int] = {}
+    for v, issuer, points in await conn.execute(
+        select(vidx, Allocation.issuer_merchant_id, func.sum(Allocation.points))
+        .where(_in_window(Allocation.entry_id, lo, hi), Allocation.kind == AllocationKind.EXPIRY)
+        .group_by(*_ordinals(2))
+    ):
+        expired[(int(v), issuer)] = int(points)
+        if issuer is not None:
+            figures(issuer).points_expired += int(points)
+    step("expiries", 4)
+
+    # 5. Price the lines; name each adjustment's original batch.
+    lines: list[Line] = []
+    for (v, issuer), points in sorted(issued.items(), key=_sort_key):
+        if points:
+            lines.append(price(Line(LineKind.ISSUED, versions[v], issuer, None, points)))
+    for (v, issuer, redeemer), points in sorted(honored.items(), key=_sort_key):
+        if points:
+            lines.append(price(Line(LineKind.HONORED, versions[v], issuer, redeemer, points)))
+    for (v, issuer), points in sorted(expired.items(), key=_sort_key):
+        lines.append(price(Line(LineKind.EXPIRED, versions[v], issuer, None, points)))
+    if adjustments:
+        batches = list(await conn.execute(
+            select(SettlementBatch.through_entry_id, SettlementBatch.id).order_by(SettlementBatch.through_entry_id)))
+        bounds = [b.through_entry_id for b in batches]
+        for line in sorted(adjustments, key=lambda a: (a.reversal_entry_id or 0, a.issuer or 0, a.redeemer or 0)):
+            at = bisect.bisect_left(bounds, line.original_entry_id or 0)
+            line.original_batch_id = batches[at].id if at < len(batches) else None
+            lines.append(price(line))
+
+    for line in lines:
+        if line.issuer is not None and line.issuer_minor:
+            f = figures(line.issuer)
+            if line.kind == LineKind.ADJUSTMENT:
+                f.adjustments_minor += line.issuer_minor
+            elif line.kind == LineKind.EXPIRED:
+                f.breakage_minor += line.issuer_minor
+            else:
+                f.charges_minor -= line.issuer_minor
+        if line.redeemer is not None and line.redeemer_minor:
+            f = figures(line.redeemer)
+            if line.kind == LineKind.ADJUSTMENT:
+                f.adjustments_minor += line.redeemer_minor
+            else:
+                f.reimbursements_minor += line.redeemer_minor
+    result = netting.net(lines)
+    for merchant_id in result.positions:
+        figures(merchant_id)
+    residue = sum((line.residue for line in lines), Decimal(0))
+    used = sorted({id(line.policy): line.policy for line in lines}.values(), key=lambda p: p.effective_from)
+    step("priced", 5)
+    return SettlementFigures(after_entry_id=lo, through_entry_id=hi, lines=lines, merchants=merchants,
+                             netting=result, residue_minor=residue, policies=used)
+
+
+def _sort_key(item: tuple[tuple[Any, ...], int]) -> tuple[Any, ...]:
+    return tuple(-1 if k is None else k for k in item[0])
