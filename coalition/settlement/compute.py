@@ -108,7 +108,8 @@ class SettlementFigures:
                 cell[0] += line.points
                 cell[1] += line.redeemer_minor
                 cell[2] -= line.issuer_minor
-        return [(i, r, v[0], v[1], v[2]) for (i, r), v in sorted(cells.items(), key=lambda kv: (kv[0][0] or 0, kv[0][1]))]
+        ordered = sorted(cells.items(), key=lambda kv: (kv[0][0] or 0, kv[0][1]))
+        return [(i, r, v[0], v[1], v[2]) for (i, r), v in ordered]
 
 
 def round_half_even(value: Decimal) -> int:

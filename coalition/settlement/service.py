@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,10 +42,10 @@ from coalition.crypto import NetworkKeys
 from coalition.db import Database, utcnow
 from coalition.errors import IdempotencyKeyConflict, check_idempotency_key
 from coalition.ledger.models import Entry
-from coalition.settlement import statements
+from coalition.settlement import netting, statements
 from coalition.settlement.compute import Line, Progress, SettlementFigures, compute_settlement
 from coalition.settlement.errors import BatchNotFound, InvalidPeriodEnd, SettlementRaced
-from coalition.settlement.models import SettlementBatch, SettlementLine, SettlementPosition
+from coalition.settlement.models import LineKind, SettlementBatch, SettlementLine, SettlementPosition
 
 # pg_advisory_xact_lock key for settlement runs: "SETL" in ASCII.
 SETTLEMENT_LOCK_KEY = 0x5345544C
@@ -270,3 +271,69 @@ async def export_statement(db: Database, keys: NetworkKeys, batch_id: int,
     return statements.export_document(
         batch_statement=batch.statement, digest=batch.digest, signature=batch.signature,
         public_key_b64=keys.public_key_b64, merchant_statements=[p.statement for p in positions])
+
+
+@dataclass(frozen=True)
+class MatrixCell:
+    """Issuer x redeemer: points honored and money, summed over policy versions."""
+
+    issuer: int | None
+    redeemer: int
+    points: int
+    amount_minor: int  # reimbursed to the redeemer
+    charged_minor: int  # charged to the issuer (REDEMPTION)
+
+
+@dataclass(frozen=True)
+class _StoredLeg:
+    issuer: int | None
+    redeemer: int | None
+    issuer_minor: int
+    redeemer_minor: int
+
+
+async def batch_matrix(db: Database, batch_id: int, *, merchant_id: int | None = None) -> list[MatrixCell]:
+    cells: dict[tuple[int | None, int], list[int]] = {}
+    for line in await batch_lines(db, batch_id, merchant_id=merchant_id):
+        if line.kind == LineKind.HONORED and line.redeemer_merchant_id is not None:
+            cell = cells.setdefault((line.issuer_merchant_id, line.redeemer_merchant_id), [0, 0, 0])
+            cell[0] += line.points
+            cell[1] += line.redeemer_minor
+            cell[2] -= line.issuer_minor
+    return [MatrixCell(i, r, *v) for (i, r), v in sorted(cells.items(), key=lambda kv: (kv[0][0] or 0, kv[0][1]))]
+
+
+async def batch_netting(db: Database, batch_id: int) -> netting.Netting:
+    """The batch's netting recomputed from its stored lines (transfers and the bilateral view)."""
+    lines = await batch_lines(db, batch_id)
+    return netting.net(_StoredLeg(line.issuer_merchant_id, line.redeemer_merchant_id, line.issuer_minor,
+                                  line.redeemer_minor) for line in lines)
+
+
+async def batch_adjustments(db: Database, batch_id: int, *, merchant_id: int | None = None) -> list[SettlementLine]:
+    return [line for line in await batch_lines(db, batch_id, merchant_id=merchant_id)
+            if line.kind == LineKind.ADJUSTMENT]
+
+
+async def batch_transfers(db: Database, batch_id: int, *, merchant_id: int | None = None,
+                          bilateral: bool = False) -> list[netting.Transfer]:
+    """The multilateral transfers (or the bilateral view); a merchant sees only its own."""
+    result = await batch_netting(db, batch_id)
+    transfers = result.bilateral if bilateral else result.transfers
+    if merchant_id is None:
+        return transfers
+    return [t for t in transfers if merchant_id in (t.payer, t.payee)]
+
+
+def netting_ratio_of(batch: SettlementBatch) -> str:
+    return str(json.loads(batch.statement)["totals"]["nettingRatio"])
+
+
+def previous_digest_of(batch: SettlementBatch) -> str | None:
+    value = json.loads(batch.statement)["previousDigest"]
+    return None if value is None else str(value)
+
+
+def export_text(document: dict[str, Any]) -> str:
+    """The export file's text (the statements inside stay byte-exact strings)."""
+    return json.dumps(document, indent=2, sort_keys=True) + "\n"
