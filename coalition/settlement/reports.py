@@ -15,11 +15,13 @@ fixed SVG ids), so the same batch always renders to the same bytes.
 
 from __future__ import annotations
 
+import functools
 import io
 import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from matplotlib import rc_context
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -87,10 +89,10 @@ class BatchView:
     period_end: Any
     currency: str
     currency_exponent: int
-    gross_minor: int
-    net_minor: int
-    network_income_minor: int
-    netting_ratio: str
+    gross_minor: int | None  # batch totals: None in a merchant's statement (they would reveal others)
+    net_minor: int | None
+    network_income_minor: int | None
+    netting_ratio: str | None
     positions: list[PositionRow]
     lines: list[LineRow]
     matrix: list[MatrixCell]
@@ -214,9 +216,10 @@ def _report_figure(view: BatchView) -> Figure:
                                              height]})
     top.set_axis_off()
     period = f"{view.period_start:%Y-%m-%d %H:%M} to {view.period_end:%Y-%m-%d %H:%M} UTC"
-    summary = [view.title, period,
-               f"gross {view.money(view.gross_minor)} {view.currency}   net {view.money(view.net_minor)}   "
-               f"network income {view.money(view.network_income_minor)}   netting ratio {view.netting_ratio}"]
+    summary = [view.title, period]
+    if view.gross_minor is not None and view.net_minor is not None and view.network_income_minor is not None:
+        summary.append(f"gross {view.money(view.gross_minor)} {view.currency}   net {view.money(view.net_minor)}   "
+                       f"network income {view.money(view.network_income_minor)}   netting ratio {view.netting_ratio}")
     if view.digest:
         summary.append(f"digest {view.digest}")
     summary.extend(view.notes)
@@ -248,3 +251,15 @@ def report_pdf(view: BatchView) -> bytes:
     """The whole report as a one-page PDF."""
     with _lock, rc_context(_RC):
         return _save(_report_figure(view), "pdf")
+
+
+@functools.cache
+def _templates() -> Environment:
+    return Environment(loader=PackageLoader("coalition.web", "templates"), autoescape=select_autoescape(["html"]),
+                       undefined=StrictUndefined)
+
+
+def report_html(view: BatchView, links: list[tuple[str, str]] | None = None) -> str:
+    """The report as one self-contained HTML page (charts inline as SVG; template in coalition/web/templates)."""
+    return _templates().get_template("settlement_report.html").render(
+        view=view, links=links or [], matrix_svg=matrix_svg(view), positions_svg=positions_svg(view))
