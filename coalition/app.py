@@ -23,6 +23,7 @@ from coalition.graphql.schema import graphql_schema
 from coalition.ledger.service import Ledger
 from coalition.ratelimit import make_rate_limiter
 from coalition.web.graphiql import graphiql_html
+from coalition.web.reports import report_routes
 
 logger = logging.getLogger("coalition.app")
 
@@ -102,6 +103,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/readyz", readyz),
             Route("/", home),
             Mount("/static", StaticFiles(packages=[("coalition.web", "static")]), name="static"),
+            *report_routes(services, authenticator, limiter),
         ],
         lifespan=lifespan,
     )

@@ -1,0 +1,132 @@
+"""Downloads of settlement batches and statements: thin routes over :mod:`coalition.settlement.exports`.
+
+==========================================================  ==========================================
+``GET /admin/settlement/{batch}/report.{fmt}``               the whole batch (admin key)
+``GET /statements/{batch}.{fmt}``                            a merchant's own statement (its key); an
+                                                             admin adds ``?merchant=<id>``
+==========================================================  ==========================================
+
+``fmt`` is ``html``, ``pdf``, ``png``, ``csv`` or ``json``; ``batch`` is the batch's number
+(``SettlementBatch`` id) or its GraphQL global ID. Credentials as for the API:
+``Authorization: Bearer <key>`` (never in the URL: it would end up in logs). Errors are
+JSON ``{"error": {"code", "message"}}``: 401 no or bad key, 403 a caller who may not see
+it (a merchant asking for another's statement, a member token), 404 no such batch or no
+statement for that merchant in it, 400 a bad format or merchant, 429 too many requests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import quote
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from coalition.auth.models import Role
+from coalition.auth.service import Authenticator, Caller
+from coalition.errors import DomainError, NotFound
+from coalition.graphql.core.types import InvalidId, decode_id
+from coalition.settlement.exports import FORMATS, export_batch
+
+HTML_POLICY = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
+
+
+class HttpError(Exception):
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.headers = status, code, message, headers or {}
+
+    def __repr__(self) -> str:
+        return f"HttpError(status={self.status}, code={self.code!r}, message={self.message!r})"
+
+    def response(self) -> Response:
+        return JSONResponse({"error": {"code": self.code, "message": self.message}}, status_code=self.status,
+                            headers=self.headers)
+
+
+def _id(raw: str, type_name: str, what: str) -> int:
+    if raw.isdigit() and 0 < int(raw) < 2**63:
+        return int(raw)
+    try:
+        return decode_id(raw, type_name)
+    except InvalidId:
+        raise HttpError(400 if what == "merchant" else 404, f"INVALID_{what.upper()}",
+                        f"{raw[:60]!r} is not a {what} number or {type_name} ID") from None
+
+
+def report_routes(services: Any, authenticator: Authenticator, limiter: Any) -> list[Route]:
+    """The routes, bound to the application's services (``db``, ``settings``, ``keys``)."""
+
+    async def caller_of(request: Request) -> Caller:
+        scheme, _, credential = request.headers.get("authorization", "").partition(" ")
+        caller = await authenticator.authenticate(credential.strip()) if scheme.lower() == "bearer" else None
+        if caller is None:
+            raise HttpError(401, "UNAUTHENTICATED", "send an API key: Authorization: Bearer <key>",
+                            {"WWW-Authenticate": "Bearer"})
+        retry_after = await limiter.hit(caller.rate_limit_key)
+        if retry_after is not None:
+            raise HttpError(429, "RATE_LIMITED", "too many requests for this key; slow down",
+                            {"Retry-After": str(max(1, round(retry_after)))})
+        return caller
+
+    async def send(request: Request, merchant_id: int | None, links: list[tuple[str, str]]) -> Response:
+        fmt = request.path_params["fmt"]
+        if fmt not in FORMATS:
+            raise HttpError(404, "INVALID_FORMAT", f"no .{fmt[:20]} export: one of {', '.join(FORMATS)}")
+        batch_id = _id(request.path_params["batch"], "SettlementBatch", "batch")
+        export = await export_batch(services.db, services.settings, services.keys, batch_id=batch_id,
+                                    merchant_id=merchant_id, fmt=fmt, links=links)
+        headers = {"Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff"}
+        if fmt == "html":
+            headers["Content-Security-Policy"] = HTML_POLICY
+        else:
+            headers["Content-Disposition"] = f'attachment; filename="{export.filename}"'
+        return Response(export.content, media_type=export.media_type, headers=headers)
+
+    def guarded(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except HttpError as error:
+                return error.response()
+            except NotFound as error:
+                return HttpError(404, error.code, error.message).response()
+            except DomainError as error:
+                return HttpError(400, error.code, error.message).response()
+
+        return endpoint
+
+    async def batch_report(request: Request) -> Response:
+        caller = await caller_of(request)
+        if caller.role != Role.ADMIN:
+            raise HttpError(403, "FORBIDDEN", "the batch report needs an admin key; a merchant gets its own "
+                            "statement at /statements/<batch>.<format>")
+        links = [(fmt.upper(), f"report.{fmt}") for fmt in FORMATS if fmt != "html"]
+        return await send(request, None, links)
+
+    async def statement(request: Request) -> Response:
+        caller = await caller_of(request)
+        asked = request.query_params.get("merchant")
+        wanted = None if asked is None else _id(asked, "Merchant", "merchant")
+        if caller.role == Role.ADMIN:
+            if wanted is None:
+                raise HttpError(400, "MERCHANT_REQUIRED", "an admin names the merchant: ?merchant=<id>; the whole "
+                                "batch is at /admin/settlement/<batch>/report.<format>")
+            merchant_id = wanted
+        elif caller.role == Role.MERCHANT and caller.merchant_id is not None:
+            if wanted is not None and wanted != caller.merchant_id:
+                raise HttpError(403, "FORBIDDEN", "a merchant sees only its own statement")
+            merchant_id = caller.merchant_id
+        else:
+            raise HttpError(403, "FORBIDDEN", "statements need a merchant or admin API key")
+        batch = request.path_params["batch"]
+        query = f"?merchant={quote(asked)}" if asked is not None else ""
+        links = [(fmt.upper(), f"{batch}.{fmt}{query}") for fmt in FORMATS if fmt != "html"]
+        return await send(request, merchant_id, links)
+
+    return [
+        Route("/admin/settlement/{batch}/report.{fmt}", guarded(batch_report), methods=["GET"]),
+        Route("/statements/{batch}.{fmt}", guarded(statement), methods=["GET"]),
+    ]
