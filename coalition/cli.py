@@ -469,3 +469,188 @@ def reconcile(merchant_id: int, file: Any, start: Any, end: Any, tolerance_s: in
         err_console.print(f"✗ {error.message} ({error.code})", markup=False, style="red")
     if report.row_error_count > len(report.row_errors):
         err_console.print(f"… and {report.row_error_count - len(report.row_errors):,} more unreadable lines")
+
+
+# ---------------------------------------------------------------- settlement
+
+
+def _aware_datetime(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    import datetime as dt
+
+    if value is None:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an ISO 8601 date-time") from None
+    if parsed.tzinfo is None:
+        raise click.BadParameter(f"{value!r} has no time zone: add Z or +01:00")
+    return parsed
+
+
+@cli.group(invoke_without_command=True)
+@click.option("--period-end", callback=_aware_datetime,
+              help="Settle entries created before this ISO date-time (default: the last period boundary).")
+@click.option("--key", "idempotency_key", help="Idempotency key (default: derived from the period end).")
+@click.pass_context
+def settle(ctx: click.Context, period_end: Any, idempotency_key: str | None) -> None:
+    """Close every unsettled activity up to --period-end into one signed batch."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from coalition.crypto import NetworkKeys
+    from coalition.db import utcnow
+    from coalition.settlement.policy import current_policy, latest_period_end
+    from coalition.settlement.service import RunResult, batch_positions, run_settlement
+
+    settings = _settings()
+
+    async def run(db: Database) -> tuple[RunResult, list[Any]]:
+        end = period_end
+        if end is None:
+            end = latest_period_end(await current_policy(db, settings), utcnow())
+        with _progress() as progress:
+            task = progress.add_task("Settling", total=5)
+
+            def report(stage: str, done: int, total: int) -> None:
+                progress.update(task, description=f"Settling: {stage}", completed=done, total=total)
+
+            result = await run_settlement(db, settings, NetworkKeys.from_settings(settings), period_end=end,
+                                          idempotency_key=idempotency_key or f"cli-{end.isoformat()}",
+                                          progress=report)
+        return result, await batch_positions(db, result.batch.id)
+
+    result, positions = _run(_with_db(settings, run))
+    batch = result.batch
+    verb = "already closed" if result.replayed else "closed"
+    console.print(f"batch {batch.id} (#{batch.seq}) {verb}: {batch.period_start:%Y-%m-%d %H:%M} to "
+                  f"{batch.period_end:%Y-%m-%d %H:%M} UTC, entries {batch.after_entry_id + 1:,}.."
+                  f"{batch.through_entry_id:,}")
+    table = Table(header_style="bold", box=None, pad_edge=False)
+    for column in ("merchant", "issued", "honored", "reversed", "expired", "net (minor)"):
+        table.add_column(column, justify="right")
+    for p in positions:
+        table.add_row(str(p.merchant_id), f"{p.points_issued:,}", f"{p.points_honored:,}", f"{p.points_reversed:,}",
+                      f"{p.points_expired:,}", f"{p.net_minor:,}")
+    if positions:
+        console.print(table)
+    console.print(f"gross {batch.gross_minor:,}  net {batch.net_minor:,}  network income "
+                  f"{batch.network_income_minor:,}  residue {batch.residue_minor}  ({settings.currency} minor units)")
+    console.print(f"digest {batch.digest}")
+
+
+@settle.command("export")
+@click.option("--batch", "batch_id", required=True, type=int, help="The batch id.")
+@click.option("--merchant", "merchant_id", type=int, help="Only this merchant's statement (default: all).")
+@click.option("--format", "fmt", type=click.Choice(["json"]), default="json", show_default=True)
+@click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), help="Write here (default: stdout).")
+def settle_export(batch_id: int, merchant_id: int | None, fmt: str, output: str | None) -> None:
+    """Export a signed statement that `coalition verify-statement` checks offline."""
+    from coalition.crypto import NetworkKeys
+    from coalition.settlement.service import export_statement, export_text
+
+    settings = _settings()
+
+    async def run(db: Database) -> str:
+        return export_text(await export_statement(db, NetworkKeys.from_settings(settings), batch_id, merchant_id))
+
+    text = _run(_with_db(settings, run))
+    if output:
+        Path(output).write_text(text)
+        err_console.print(f"wrote {output}")
+    else:
+        click.echo(text, nl=False)
+
+
+@cli.command("verify-statement")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--public-key", help="The network's public key (GraphQL network.publicKey) to pin; "
+                                   "without it the key inside the file is trusted.")
+def verify_statement(file: str, public_key: str | None) -> None:
+    """Verify an exported statement offline: hashes, chain fields and the Ed25519 signature (no database)."""
+    from coalition.settlement.statements import VerificationError, verify_export
+
+    try:
+        verified = verify_export(json.loads(Path(file).read_text()), public_key)
+    except (VerificationError, ValueError) as exc:
+        raise click.ClickException(f"statement does NOT verify: {exc}") from None
+    batch = verified.batch
+    console.print(f"statement verifies: batch #{batch['seq']} {batch['periodStart']} .. {batch['periodEnd']}, "
+                  f"digest {verified.digest}")
+    for statement in verified.merchants:
+        console.print(f"  merchant {statement['merchantId']}: net {statement['figures']['netMinor']:,} "
+                      f"{statement['currency']} minor units, {len(statement['lines'])} lines")
+    if not verified.public_key_pinned:
+        err_console.print("note: the key inside the file was trusted; pass --public-key to pin the network's key")
+
+
+@cli.group()
+def policy() -> None:
+    """The network's settlement policy (versioned)."""
+
+
+def _print_policy(p: Any) -> None:
+    for name, value in p.as_dict().items():
+        console.print(f"{name:>18}  {value}")
+
+
+@policy.command("show")
+def policy_show() -> None:
+    """Show the policy in force now."""
+    from coalition.settlement.policy import current_policy
+
+    settings = _settings()
+
+    async def run(db: Database) -> Any:
+        return await current_policy(db, settings)
+
+    _print_policy(_run(_with_db(settings, run)))
+
+
+@policy.command("set")
+@click.option("--point-value-minor", type=int, help="Money (minor units) per point.")
+@click.option("--funding-model", help="ISSUANCE or REDEMPTION.")
+@click.option("--reimbursement-rate", help="Decimal 0..1 paid to the honoring merchant, e.g. 0.90.")
+@click.option("--breakage-share", help="Decimal 0..1 of expired points' funding returned to the issuer.")
+@click.option("--period", help="DAILY, WEEKLY or MONTHLY.")
+@click.option("--timezone", help="IANA time zone the periods are cut in.")
+@click.option("--effective-from", callback=_aware_datetime, help="ISO date-time it applies from (default: now).")
+def policy_set(**changes: Any) -> None:
+    """Append a policy version; options left out keep their current value."""
+    from coalition.settlement.policy import set_policy
+
+    settings = _settings()
+
+    async def run(db: Database) -> Any:
+        return await set_policy(db, settings, **changes)
+
+    _print_policy(_run(_with_db(settings, run)))
+
+
+@cli.command()
+@click.option("--once", is_flag=True, help="Run one tick and exit.")
+@click.option("--interval-s", default=60.0, show_default=True, type=click.FloatRange(0.1),
+              help="Seconds between ticks.")
+@click.option("--settle/--no-settle", default=True, show_default=True, help="Close settlement periods when due.")
+def worker(once: bool, interval_s: float, settle: bool) -> None:
+    """Release expired holds, expire lots and close due settlement periods, on a schedule."""
+    import logging
+
+    from coalition.crypto import NetworkKeys
+    from coalition.worker import Worker
+
+    settings = _settings()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+
+    async def run(db: Database) -> Any:
+        job = Worker(db, settings, NetworkKeys.from_settings(settings), settle=settle)
+        if once:
+            return await job.tick()
+        await job.run(interval_s)
+        return None
+
+    report = _run(_with_db(settings, run))
+    if report is not None:
+        console.print(f"released {report.holds_released:,} holds, expired {report.points_expired:,} points, "
+                      f"closed batches {report.batch_ids or 'none'}")
+        if report.errors:
+            raise click.ClickException("; ".join(report.errors))
