@@ -541,14 +541,35 @@ def settle(ctx: click.Context, period_end: Any, idempotency_key: str | None) -> 
 @settle.command("export")
 @click.option("--batch", "batch_id", required=True, type=int, help="The batch id.")
 @click.option("--merchant", "merchant_id", type=int, help="Only this merchant's statement (default: all).")
-@click.option("--format", "fmt", type=click.Choice(["json"]), default="json", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["json", "csv", "html", "pdf", "png"]), default="json",
+              show_default=True, help="json: the signed export; csv: the positions (a batch) or the lines (a "
+              "statement); html, pdf, png: the report with the matrix heat map and net positions chart.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), help="Write here (default: stdout).")
 def settle_export(batch_id: int, merchant_id: int | None, fmt: str, output: str | None) -> None:
-    """Export a signed statement that `coalition verify-statement` checks offline."""
+    """Export a batch, or one merchant's statement (--merchant).
+
+    The JSON is signed: `coalition verify-statement` checks it offline.
+    """
     from coalition.crypto import NetworkKeys
     from coalition.settlement.service import export_statement, export_text
 
     settings = _settings()
+    if fmt != "json":
+        from coalition.settlement.exports import export_batch
+
+        async def render(db: Database) -> bytes:
+            return (await export_batch(db, settings, NetworkKeys.from_settings(settings), batch_id=batch_id,
+                                       merchant_id=merchant_id, fmt=fmt)).content
+
+        content = _run(_with_db(settings, render))
+        if output:
+            Path(output).write_bytes(content)
+            err_console.print(f"wrote {output} ({len(content):,} bytes)")
+        else:
+            import sys
+
+            sys.stdout.buffer.write(content)
+        return
 
     async def run(db: Database) -> str:
         return export_text(await export_statement(db, NetworkKeys.from_settings(settings), batch_id, merchant_id))

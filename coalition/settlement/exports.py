@@ -44,7 +44,7 @@ from coalition.settlement import reports
 from coalition.settlement.errors import BatchNotFound
 from coalition.settlement.models import LineKind
 from coalition.settlement.reports import BatchView, LineRow, MatrixCell, PositionRow
-from coalition.settlement.service import batch_lines, batch_positions, export_statement, get_batch
+from coalition.settlement.service import batch_lines, batch_positions, export_statement, export_text, get_batch
 
 FORMATS = ("csv", "json", "html", "pdf", "png")
 MEDIA_TYPES = {"csv": "text/csv; charset=utf-8", "json": "application/json", "html": "text/html; charset=utf-8",
@@ -171,7 +171,7 @@ async def export_batch(db: Database, settings: Settings, keys: NetworkKeys, *, b
     if fmt == "json":
         batch = await get_batch(db, batch_id)
         document = await export_statement(db, keys, batch_id, merchant_id)
-        return Export(json.dumps(document, indent=2).encode(), MEDIA_TYPES[fmt], filename(batch.seq, merchant_id, fmt))
+        return Export(export_text(document).encode(), MEDIA_TYPES[fmt], filename(batch.seq, merchant_id, fmt))
     view = await batch_view(db, settings, batch_id, merchant_id=merchant_id)
     assert view.seq is not None
     if fmt == "csv":
