@@ -404,7 +404,8 @@ def reconcile(merchant_id: int, file: Any, start: Any, end: Any, tolerance_s: in
     """
     import datetime as dt
 
-    from coalition.settlement.reconcile import MAX_CSV_BYTES, Status, reconcile_pos_export, report_as_dict
+    from coalition.settlement.pos_csv import MAX_CSV_BYTES
+    from coalition.settlement.reconcile import Status, reconcile_pos_export, report_as_dict
 
     settings = _settings()
     data = file.read(MAX_CSV_BYTES + 1)  # one byte over is enough to refuse it
