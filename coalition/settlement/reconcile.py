@@ -7,14 +7,16 @@ The file's format is in :mod:`coalition.settlement.pos_csv`.
 
 Matching rules:
 
-1. By reference: lines and entries with the same reference and direction (earn or
-   honor) pair up in time order. A pair whose points, amount (earns) or time (more than
-   ``tolerance`` apart) differ is *mismatched*, with the differing fields named.
+1. By reference: a line pairs with the transaction of the same reference and direction
+   (earn or honor) nearest to it in time, lines taken in time order (so receipt numbers
+   that restart every day pair with the right day's). A pair whose points, amount (earns)
+   or time (more than ``tolerance`` apart) differ is *mismatched*, with the fields named.
 2. The lines left over try the entries that have no reference (captures): same direction,
    same points, time within ``tolerance``, the nearest first.
 3. Lines still unmatched are *missing in Coalition*; entries still unmatched whose time
-   lies in the window are *missing in the POS file* (entries just outside it, read only to
-   absorb clock skew, are not reported).
+   lies in the window are *missing in the POS file*. Entries up to a day (plus the
+   tolerance) either side of the window are read too, so a line near an edge or from a
+   POS whose clock is off still finds its transaction; they are never reported missing.
 
 Reversals: a refund does not remove the original transaction, so the original sale is
 still expected in the POS file and still matches; the line says ``reversed``. REVERSAL
@@ -58,6 +60,7 @@ __all__ = ["DEFAULT_TOLERANCE", "LedgerLine", "Line", "ParsedExport", "PosRow", 
            "Totals", "load_ledger_lines", "match_lines", "parse_pos_csv", "reconcile_pos_export", "report_as_dict"]
 
 DEFAULT_TOLERANCE = dt.timedelta(minutes=5)  # POS clock vs. the server's
+READ_MARGIN = dt.timedelta(days=1)
 
 
 class Status(enum.StrEnum):
@@ -147,6 +150,44 @@ def _compare(row: PosRow, entry: LedgerLine, tolerance: dt.timedelta) -> tuple[s
     return tuple(differences)
 
 
+class _Pool:
+    """Entries in time order; :meth:`take` removes and returns the one nearest a time.
+
+    Two "next free slot" forests (union-find with path halving) skip taken entries, so a
+    file of 100k lines that all carry the same reference still pairs in n log n.
+    """
+
+    def __init__(self, entries: Iterable[LedgerLine]) -> None:
+        self.entries = sorted(entries, key=lambda e: (e.time, e.entry_id))
+        self.times = [e.time for e in self.entries]
+        size = len(self.entries)
+        self._right = list(range(size + 1))  # slot size: none to the right
+        self._left = list(range(size + 1))  # slot i + 1 stands for index i; 0: none to the left
+
+    @staticmethod
+    def _find(parent: list[int], i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    def take(self, time: dt.datetime, within: dt.timedelta | None = None) -> LedgerLine | None:
+        at = bisect.bisect_left(self.times, time)
+        right = self._find(self._right, at)
+        left = self._find(self._left, at) - 1  # the free index at or before at - 1
+        options = [i for i in (left, right) if 0 <= i < len(self.entries)
+                   and (within is None or abs(self.times[i] - time) <= within)]
+        if not options:
+            return None
+        best = min(options, key=lambda i: (abs(self.times[i] - time), self.entries[i].entry_id))
+        self._right[best] = best + 1
+        self._left[best + 1] = best
+        return self.entries[best]
+
+    def left_over(self) -> list[LedgerLine]:
+        return [e for i, e in enumerate(self.entries) if self._find(self._right, i) == i]
+
+
 def match_lines(rows: Iterable[PosRow], entries: Iterable[LedgerLine], *, start: dt.datetime, end: dt.datetime,
                 tolerance: dt.timedelta = DEFAULT_TOLERANCE) -> list[Line]:
     """Pair POS rows with ledger lines (rules in the module docstring). Pure; ordered by time."""
@@ -166,38 +207,38 @@ def match_lines(rows: Iterable[PosRow], entries: Iterable[LedgerLine], *, start:
 
     lines: list[Line] = []
     unmatched_entries: list[LedgerLine] = []
+
+    def pair(row: PosRow, entry: LedgerLine, matched_by: str) -> None:
+        differences = _compare(row, entry, tolerance)
+        lines.append(Line(Status.MISMATCHED if differences else Status.MATCHED, row, entry, differences, matched_by))
+
+    # First pass: by reference and direction, each line with the nearest transaction in time
+    # (receipt numbers that restart every day still pair with the right day's).
     for group_rows, group_entries in by_reference.values():
-        group_rows.sort(key=lambda r: (r.time, r.line))
-        group_entries.sort(key=lambda e: (e.time, e.entry_id))
-        for row, entry in zip(group_rows, group_entries, strict=False):
-            differences = _compare(row, entry, tolerance)
-            lines.append(Line(Status.MISMATCHED if differences else Status.MATCHED, row, entry, differences,
-                              "reference"))
-        paired = min(len(group_rows), len(group_entries))
-        loose_rows.extend(group_rows[paired:])
-        unmatched_entries.extend(group_entries[paired:])
+        pool = _Pool(group_entries)
+        for row in sorted(group_rows, key=lambda r: (r.time, r.line)):
+            found = pool.take(row.time)
+            if found is None:
+                loose_rows.append(row)
+            else:
+                pair(row, found, "reference")
+        unmatched_entries.extend(pool.left_over())
 
     # Second pass: rows without a partner against entries without a reference (captures),
-    # found by points and then by time with a binary search (files run to 100k lines).
-    pools: dict[int, list[LedgerLine]] = defaultdict(list)
-    for entry in sorted(loose_entries, key=lambda e: (e.time, e.entry_id)):
-        pools[entry.points].append(entry)
-    times = {points: [e.time for e in pool] for points, pool in pools.items()}
-    taken: set[int] = set()
+    # by equal points and the nearest time within the tolerance.
+    by_points: dict[int, list[LedgerLine]] = defaultdict(list)
+    for entry in loose_entries:
+        by_points[entry.points].append(entry)
+    pools = {points: _Pool(group) for points, group in by_points.items()}
     for row in sorted(loose_rows, key=lambda r: (r.time, r.line)):
-        pool = pools.get(row.points, [])
-        first = bisect.bisect_left(times.get(row.points, []), row.time - tolerance)
-        last = bisect.bisect_right(times.get(row.points, []), row.time + tolerance)
-        candidates = [e for e in pool[first:last] if e.entry_id not in taken]
-        if not candidates:
+        points_pool = pools.get(row.points)
+        found = points_pool.take(row.time, tolerance) if points_pool is not None else None
+        if found is None:
             lines.append(Line(Status.MISSING_IN_COALITION, row, None))
-            continue
-        entry = min(candidates, key=lambda e: (abs(e.time - row.time), e.entry_id))
-        taken.add(entry.entry_id)
-        differences = _compare(row, entry, tolerance)
-        lines.append(Line(Status.MISMATCHED if differences else Status.MATCHED, row, entry, differences,
-                          "time_and_points"))
-    unmatched_entries.extend(e for e in loose_entries if e.entry_id not in taken)
+        else:
+            pair(row, found, "time_and_points")
+    for points_pool in pools.values():
+        unmatched_entries.extend(points_pool.left_over())
     lines.extend(Line(Status.MISSING_IN_POS, None, e) for e in unmatched_entries if start <= e.time < end)
 
     def order(line: Line) -> tuple[dt.datetime, int, int]:
@@ -283,8 +324,10 @@ async def reconcile_pos_export(
             window_start = window_start or window_end
             window_end = window_end or window_start
         else:
-            # Read a little beyond the window so clock skew at its edges still matches.
-            entries = await load_ledger_lines(conn, merchant_id, window_start - tolerance, window_end + tolerance)
+            # Read beyond the window: a line near its edge, or from a POS whose clock is off, still finds its
+            # transaction (and shows the time difference); only transactions inside it can be missing.
+            margin = tolerance + READ_MARGIN
+            entries = await load_ledger_lines(conn, merchant_id, window_start - margin, window_end + margin)
     lines = (await asyncio.to_thread(match_lines, rows, entries, start=window_start, end=window_end,
                                      tolerance=tolerance)
              if window_start is not None and window_end is not None else [])

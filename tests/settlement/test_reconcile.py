@@ -295,3 +295,20 @@ async def test_an_empty_file_reports_nothing_missing(db: Database, shops: Shops)
     await history(shops)
     report = await reconcile_pos_export(db, merchant_id=shops.a, data=HEADER, currency_exponent=2)
     assert (report.lines, report.row_errors, report.rows_read) == ([], [], 0)
+
+
+def test_receipt_numbers_that_restart_daily_pair_with_the_right_day() -> None:
+    day = 24 * 60
+    rows = [row(2, "0001", day + 1, 5, 500)]
+    entries = [entry(1, "0001", 0, 4, 400), entry(2, "0001", day, 5, 500), entry(3, "0001", 2 * day, 6, 600)]
+    lines = match_lines(rows, entries, start=at(day), end=at(2 * day))
+    assert [(ln.status, ln.entry.entry_id if ln.entry else None) for ln in lines] == [(Status.MATCHED, 2)]
+
+
+def test_one_reference_for_everything_still_pairs_quickly() -> None:
+    count = 20_000
+    rows = [row(i + 2, "SALE", i, 1, 100) for i in range(count)]
+    entries = [entry(i + 1, "SALE", i + 0.1, 1, 100) for i in range(count)]
+    lines = match_lines(rows, entries, start=at(0), end=at(count))
+    assert len(lines) == count and all(ln.status == Status.MATCHED for ln in lines)
+    assert all(ln.row and ln.entry and ln.entry.entry_id == ln.row.line - 1 for ln in lines)

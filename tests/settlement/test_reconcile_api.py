@@ -16,8 +16,8 @@ ENROLL = """mutation($key: String!) { enrollMember(input: {idempotencyKey: $key}
 EARN = """mutation($lid: String!, $amount: Int!, $key: String!, $ref: String) {
   earnPoints(input: {loyaltyId: $lid, purchaseAmountMinor: $amount, idempotencyKey: $key, reference: $ref}) {
     transaction { id } userErrors { code } } }"""
-RECONCILE = """mutation($csv: String!, $merchant: ID, $from: DateTime, $to: DateTime) {
-  reconcilePosExport(input: {csv: $csv, merchantId: $merchant, from: $from, to: $to}) {
+RECONCILE = """mutation($csv: String!, $merchant: ID, $from: DateTime, $to: DateTime, $tolerance: Int) {
+  reconcilePosExport(input: {csv: $csv, merchantId: $merchant, from: $from, to: $to, toleranceSeconds: $tolerance}) {
     report {
       merchant { name } from to rowsRead rowErrorCount
       matched { line reference posPoints ledgerPoints transaction { id merchant { name } } matchedBy }
@@ -124,6 +124,21 @@ async def test_unusable_input_is_a_user_error(api: Any, admin_key: str) -> None:
     assert [(e["field"], e["code"]) for e in window["userErrors"]] == [(["input", "from"], "INVALID_WINDOW")]
     bad_id = (await api.call(RECONCILE, {"csv": pos_file(), "merchant": "nonsense"}, key=key))["reconcilePosExport"]
     assert bad_id["userErrors"][0]["code"] == "INVALID_ID"
+    naive = (await api.call(RECONCILE, {"csv": pos_file(), "from": "2026-01-01T00:00:00"}, key=key))
+    assert naive["reconcilePosExport"]["userErrors"][0]["code"] == "INVALID_WINDOW"
+    negative = (await api.call(RECONCILE, {"csv": pos_file(), "tolerance": -1}, key=key))["reconcilePosExport"]
+    assert [(e["field"], e["code"]) for e in negative["userErrors"]] == [(["input", "toleranceSeconds"],
+                                                                          "INVALID_TOLERANCE")]
+
+
+async def test_the_tolerance_decides_when_times_differ(api: Any, admin_key: str) -> None:
+    shops = await network(api, admin_key)
+    late = CSV.format(t=(now() + dt.timedelta(minutes=10)).isoformat())
+    strict = (await api.call(RECONCILE, {"csv": late}, key=shops["bakery"]["apiKey"]))["reconcilePosExport"]
+    assert [(m["reference"], m["differences"]) for m in strict["report"]["mismatched"]] == [
+        ("R-1", ["TIME"]), ("R-2", ["AMOUNT", "TIME"])]
+    lenient = (await api.call(RECONCILE, {"csv": late, "tolerance": 3600}, key=shops["bakery"]["apiKey"]))
+    assert [m["reference"] for m in lenient["reconcilePosExport"]["report"]["matched"]] == ["R-1"]
 
 
 async def test_an_oversized_file_is_refused_before_it_is_read(api: Any, admin_key: str) -> None:
