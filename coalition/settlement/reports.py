@@ -102,12 +102,16 @@ class BatchView:
     notes: list[str] = field(default_factory=list)
 
     def money(self, minor: int) -> str:
-        """``1234`` -> ``12.34`` (the currency's exponent), with thousands separators."""
-        if self.currency_exponent == 0:
-            return f"{minor:,}"
-        sign = "-" if minor < 0 else ""
-        whole, part = divmod(abs(minor), 10**self.currency_exponent)
-        return f"{sign}{whole:,}.{part:0{self.currency_exponent}d}"
+        return format_money(minor, self.currency_exponent)
+
+
+def format_money(minor: int, exponent: int) -> str:
+    """``1234`` -> ``12.34`` with exponent 2, thousands separated; integers all the way (no float)."""
+    if exponent == 0:
+        return f"{minor:,}"
+    sign = "-" if minor < 0 else ""
+    whole, part = divmod(abs(minor), 10**exponent)
+    return f"{sign}{whole:,}.{part:0{exponent}d}"
 
 
 def _busiest(view: BatchView) -> tuple[list[str], list[str], list[list[int]]]:
@@ -263,3 +267,11 @@ def report_html(view: BatchView, links: list[tuple[str, str]] | None = None) -> 
     """The report as one self-contained HTML page (charts inline as SVG; template in coalition/web/templates)."""
     return _templates().get_template("settlement_report.html").render(
         view=view, links=links or [], matrix_svg=matrix_svg(view), positions_svg=positions_svg(view))
+
+
+def index_html(batches: list[Any], currency_exponent: int, older: int | None = None) -> str:
+    """The admin console's list of batches (``batches``: SettlementBatch rows, newest first)."""
+
+    return _templates().get_template("settlement_index.html").render(
+        batches=batches, money=lambda minor: format_money(minor, currency_exponent), older=older,
+        formats=("html", "pdf", "png", "csv", "json"))

@@ -1,6 +1,7 @@
 """Downloads of settlement batches and statements: thin routes over :mod:`coalition.settlement.exports`.
 
 ==========================================================  ==========================================
+``GET /admin/settlement``                                    the batches, with links to their reports
 ``GET /admin/settlement/{batch}/report.{fmt}``               the whole batch (admin key)
 ``GET /statements/{batch}.{fmt}``                            a merchant's own statement (its key); an
                                                              admin adds ``?merchant=<id>``
@@ -8,7 +9,8 @@
 
 ``fmt`` is ``html``, ``pdf``, ``png``, ``csv`` or ``json``; ``batch`` is the batch's number
 (``SettlementBatch`` id) or its GraphQL global ID. Credentials as for the API:
-``Authorization: Bearer <key>`` (never in the URL: it would end up in logs). Errors are
+``Authorization: Bearer <key>``, or the key as the password of HTTP Basic so that a
+browser can open the pages (never in the URL: it would end up in logs). Errors are
 JSON ``{"error": {"code", "message"}}``: 401 no or bad key, 403 a caller who may not see
 it (a merchant asking for another's statement, a member token), 404 no such batch or no
 statement for that merchant in it, 400 a bad format or merchant, 429 too many requests.
@@ -16,12 +18,13 @@ statement for that merchant in it, 400 a bad format or merchant, 429 too many re
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from coalition.auth.models import Role
@@ -29,7 +32,10 @@ from coalition.auth.service import Authenticator, Caller
 from coalition.errors import DomainError, NotFound
 from coalition.graphql.core.types import InvalidId, decode_id
 from coalition.settlement.exports import FORMATS, export_batch
+from coalition.settlement.reports import index_html
+from coalition.settlement.service import list_batches
 
+INDEX_PAGE = 50
 HTML_POLICY = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
 
 
@@ -56,15 +62,29 @@ def _id(raw: str, type_name: str, what: str) -> int:
                         f"{raw[:60]!r} is not a {what} number or {type_name} ID") from None
 
 
+def credential_of(header: str) -> str:
+    """The API key in ``Bearer <key>``, or in ``Basic`` (the password, or the user name when it is empty)."""
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer":
+        return value.strip()
+    if scheme.lower() == "basic":
+        try:
+            user, _, password = base64.b64decode(value.strip(), validate=True).decode().partition(":")
+        except (ValueError, UnicodeDecodeError):
+            return ""
+        return password or user
+    return ""
+
+
 def report_routes(services: Any, authenticator: Authenticator, limiter: Any) -> list[Route]:
     """The routes, bound to the application's services (``db``, ``settings``, ``keys``)."""
 
     async def caller_of(request: Request) -> Caller:
-        scheme, _, credential = request.headers.get("authorization", "").partition(" ")
-        caller = await authenticator.authenticate(credential.strip()) if scheme.lower() == "bearer" else None
+        caller = await authenticator.authenticate(credential_of(request.headers.get("authorization", "")))
         if caller is None:
+            # Basic as well, so that a browser asks for the key and the report's links work there.
             raise HttpError(401, "UNAUTHENTICATED", "send an API key: Authorization: Bearer <key>",
-                            {"WWW-Authenticate": "Bearer"})
+                            {"WWW-Authenticate": 'Bearer, Basic realm="Coalition", charset="UTF-8"'})
         retry_after = await limiter.hit(caller.rate_limit_key)
         if retry_after is not None:
             raise HttpError(429, "RATE_LIMITED", "too many requests for this key; slow down",
@@ -126,7 +146,20 @@ def report_routes(services: Any, authenticator: Authenticator, limiter: Any) -> 
         links = [(fmt.upper(), f"{batch}.{fmt}{query}") for fmt in FORMATS if fmt != "html"]
         return await send(request, merchant_id, links)
 
+    async def batch_index(request: Request) -> Response:
+        caller = await caller_of(request)
+        if caller.role != Role.ADMIN:
+            raise HttpError(403, "FORBIDDEN", "the settlement console needs an admin key")
+        before = request.query_params.get("before")
+        after_id = _id(before, "SettlementBatch", "batch") if before else None
+        batches = await list_batches(services.db, after_id=after_id, limit=INDEX_PAGE + 1)
+        older = batches[INDEX_PAGE - 1].id if len(batches) > INDEX_PAGE else None
+        page = index_html(batches[:INDEX_PAGE], services.settings.currency_exponent, older)
+        return HTMLResponse(page, headers={"Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff",
+                                           "Content-Security-Policy": HTML_POLICY})
+
     return [
+        Route("/admin/settlement", guarded(batch_index), methods=["GET"]),
         Route("/admin/settlement/{batch}/report.{fmt}", guarded(batch_report), methods=["GET"]),
         Route("/statements/{batch}.{fmt}", guarded(statement), methods=["GET"]),
     ]

@@ -5,6 +5,7 @@ The batch is the worked example's batch 1 (positions Bakery -96, Books +22, Cafe
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 from typing import Any
@@ -92,3 +93,20 @@ async def test_refusals(api: Any, admin_key: str, shops: Any, batch: Any, make_m
     assert no_statement.status_code == 404
     member = await shops.make_member(shops.a.id)
     assert (await get(api, f"/statements/{batch.id}.csv", member.member_token)).status_code == 403
+
+
+async def test_a_browser_opens_the_console_with_basic_auth(api: Any, admin_key: str, shops: Any, batch: Any) -> None:
+    asked = await get(api, "/admin/settlement", None)
+    assert asked.status_code == 401 and "Basic" in asked.headers["www-authenticate"]
+    basic = {"Authorization": "Basic " + base64.b64encode(f"admin:{admin_key}".encode()).decode()}
+    index = await api.client.get("/admin/settlement", headers=basic)
+    assert index.status_code == 200 and index.headers["content-type"].startswith("text/html")
+    assert f'href="settlement/{batch.id}/report.pdf"' in index.text
+    assert "2.53" in index.text  # gross 253 minor units
+    report = await api.client.get(f"/admin/settlement/{batch.id}/report.html", headers=basic)
+    assert report.status_code == 200 and 'href="report.pdf"' in report.text
+    cafe = await merchant_key(shops.db, shops.c.id)
+    assert (await get(api, "/admin/settlement", cafe)).status_code == 403
+    wrong = {"Authorization": "Basic " + base64.b64encode(b"admin:coa_wrong").decode()}
+    assert (await api.client.get("/admin/settlement", headers=wrong)).status_code == 401
+    assert (await api.client.get("/admin/settlement", headers={"Authorization": "Basic !!"})).status_code == 401
