@@ -100,6 +100,7 @@ class BatchView:
     signature: str | None = None
     merchant_id: int | None = None
     notes: list[str] = field(default_factory=list)
+    current_net: dict[int, int] | None = None  # a simulation: each merchant's net under the real policy
 
     def money(self, minor: int) -> str:
         return format_money(minor, self.currency_exponent)

@@ -31,10 +31,12 @@ from coalition.config import Settings
 from coalition.db import Database, utcnow
 from coalition.errors import InvalidInput
 from coalition.ledger.models import Entry
+from coalition.partners.models import Merchant
 from coalition.settlement.compute import MerchantFigures, SettlementFigures, compute_settlement
 from coalition.settlement.errors import BatchNotFound, InvalidPeriodEnd
 from coalition.settlement.models import SettlementBatch
 from coalition.settlement.policy import Policy, policy_at, policy_versions, validate_policy
+from coalition.settlement.reports import NETWORK_LABEL, BatchView, LineRow, MatrixCell, PositionRow, format_money
 from coalition.settlement.service import check_period_end
 
 POLICY_FIELDS = ("point_value_minor", "funding_model", "reimbursement_rate", "breakage_share")
@@ -116,3 +118,45 @@ async def simulate_settlement(
                                              policy_override=policy)
     return Simulation(period_start=start, period_end=end, batch_id=batch_id, policy=policy, current=current,
                       simulated=simulated)
+
+
+async def simulation_view(db: Database, settings: Settings, simulation: Simulation) -> BatchView:
+    """The simulation as a report: simulated figures, each merchant's real net beside them."""
+    figures = simulation.simulated
+    changes = simulation.changes
+    ids = {c.merchant_id for c in changes} | {m for line in figures.lines for m in (line.issuer, line.redeemer) if m}
+    async with db.read() as conn:
+        rows = await conn.execute(select(Merchant.id, Merchant.name).where(Merchant.id.in_(ids)))
+        names = {r.id: r.name for r in rows}
+
+    def name(merchant: int | None) -> str:
+        return NETWORK_LABEL if merchant is None else names.get(merchant, f"merchant {merchant}")
+
+    positions = [PositionRow(
+        merchant_id=c.merchant_id, name=name(c.merchant_id), points_issued=c.simulated.points_issued,
+        points_honored=c.simulated.points_honored, points_reversed=c.simulated.points_reversed,
+        points_expired=c.simulated.points_expired, charges_minor=c.simulated.charges_minor,
+        reimbursements_minor=c.simulated.reimbursements_minor, breakage_minor=c.simulated.breakage_minor,
+        adjustments_minor=c.simulated.adjustments_minor, net_minor=c.simulated.net_minor) for c in changes]
+    lines = [LineRow(kind=line.kind.value, issuer_id=line.issuer, issuer_name=name(line.issuer),
+                     redeemer_id=line.redeemer, redeemer_name=name(line.redeemer) if line.redeemer else "",
+                     points=line.points, issuer_minor=line.issuer_minor, redeemer_minor=line.redeemer_minor,
+                     original_entry_id=line.original_entry_id, original_batch_id=line.original_batch_id)
+             for line in figures.lines]
+    matrix = [MatrixCell(issuer, name(issuer), redeemer, name(redeemer), points, reimbursed)
+              for issuer, redeemer, points, reimbursed, _ in figures.matrix]
+    p, n = simulation.policy, figures.netting
+
+    def money(minor: int) -> str:
+        return format_money(minor, settings.currency_exponent)
+
+    notes = [f"What-if, nothing written: funding model {p.funding_model.value}, point value {p.point_value_minor} "
+             f"minor unit(s), reimbursement rate {p.reimbursement_rate}, breakage share {p.breakage_share}.",
+             f"Under the real policy: network income {money(simulation.current.netting.network_income_minor)}, "
+             f"net {money(simulation.current.netting.net_minor)}."]
+    return BatchView(
+        title=f"What-if settlement to {simulation.period_end:%Y-%m-%d %H:%M} UTC", batch_id=simulation.batch_id,
+        seq=None, period_start=simulation.period_start, period_end=simulation.period_end, currency=settings.currency,
+        currency_exponent=settings.currency_exponent, gross_minor=n.gross_minor, net_minor=n.net_minor,
+        network_income_minor=n.network_income_minor, netting_ratio=str(n.netting_ratio), positions=positions,
+        lines=lines, matrix=matrix, notes=notes, current_net={c.merchant_id: c.current.net_minor for c in changes})

@@ -3,6 +3,10 @@
 ==========================================================  ==========================================
 ``GET /admin/settlement``                                    the batches, with links to their reports
 ``GET /admin/settlement/{batch}/report.{fmt}``               the whole batch (admin key)
+``GET /admin/settlement/simulate.{fmt}?periodEnd=…&…``       what-if (admin): ``periodEnd`` or ``batch``,
+                                                             and any of ``pointValueMinor``,
+                                                             ``fundingModel``, ``reimbursementRate``,
+                                                             ``breakageShare``; html, pdf or png
 ``GET /statements/{batch}.{fmt}``                            a merchant's own statement (its key); an
                                                              admin adds ``?merchant=<id>``
 ==========================================================  ==========================================
@@ -19,6 +23,7 @@ statement for that merchant in it, 400 a bad format or merchant, 429 too many re
 from __future__ import annotations
 
 import base64
+import datetime as dt
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote
@@ -31,11 +36,13 @@ from coalition.auth.models import Role
 from coalition.auth.service import Authenticator, Caller
 from coalition.errors import DomainError, NotFound
 from coalition.graphql.core.types import InvalidId, decode_id
-from coalition.settlement.exports import FORMATS, export_batch
+from coalition.settlement.exports import FORMATS, MEDIA_TYPES, export_batch, render
 from coalition.settlement.reports import index_html
 from coalition.settlement.service import list_batches
+from coalition.settlement.whatif import simulate_settlement, simulation_view
 
 INDEX_PAGE = 50
+SIMULATION_FORMATS = ("html", "pdf", "png")
 HTML_POLICY = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
 
 
@@ -158,8 +165,40 @@ def report_routes(services: Any, authenticator: Authenticator, limiter: Any) -> 
         return HTMLResponse(page, headers={"Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff",
                                            "Content-Security-Policy": HTML_POLICY})
 
+    async def simulation(request: Request) -> Response:
+        caller = await caller_of(request)
+        if caller.role != Role.ADMIN:
+            raise HttpError(403, "FORBIDDEN", "simulations need an admin key")
+        fmt, query = request.path_params["fmt"], request.query_params
+        if fmt not in SIMULATION_FORMATS:
+            raise HttpError(404, "INVALID_FORMAT", f"no .{fmt[:20]} simulation: one of {', '.join(SIMULATION_FORMATS)}")
+        period_end: Any = None
+        if "periodEnd" in query:
+            try:
+                period_end = dt.datetime.fromisoformat(query["periodEnd"])
+            except ValueError:
+                raise HttpError(400, "INVALID_PERIOD_END", "periodEnd must be ISO 8601 with an offset") from None
+        point_value: Any = query.get("pointValueMinor")
+        if point_value is not None:
+            point_value = int(point_value) if point_value.lstrip("-").isdigit() else point_value
+        batch = query.get("batch")
+        result = await simulate_settlement(
+            services.db, services.settings, period_end=period_end,
+            batch_id=_id(batch, "SettlementBatch", "batch") if batch else None, point_value_minor=point_value,
+            funding_model=query.get("fundingModel"), reimbursement_rate=query.get("reimbursementRate"),
+            breakage_share=query.get("breakageShare"))
+        view = await simulation_view(services.db, services.settings, result)
+        content = await render(view, fmt)
+        headers = {"Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff"}
+        if fmt == "html":
+            headers["Content-Security-Policy"] = HTML_POLICY
+        else:
+            headers["Content-Disposition"] = f'attachment; filename="what-if.{fmt}"'
+        return Response(content, media_type=MEDIA_TYPES[fmt], headers=headers)
+
     return [
         Route("/admin/settlement", guarded(batch_index), methods=["GET"]),
+        Route("/admin/settlement/simulate.{fmt}", guarded(simulation), methods=["GET"]),
         Route("/admin/settlement/{batch}/report.{fmt}", guarded(batch_report), methods=["GET"]),
         Route("/statements/{batch}.{fmt}", guarded(statement), methods=["GET"]),
     ]

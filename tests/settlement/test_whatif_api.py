@@ -85,3 +85,31 @@ async def test_only_admins_and_only_good_input(api: Any, admin_key: str, shops: 
     assert {p["merchant"]["name"]: p["netMinor"] for p in result["positions"]} == {
         "Bakery": -96, "Books": 58, "Cafe": 27}
     assert await counts(s.db) == before
+
+
+async def test_the_what_if_report_page(api: Any, admin_key: str, shops: Any) -> None:
+    s = shops
+    await worked_example(s)
+    batch = (await s.settle()).batch
+    before = await counts(s.db)
+    auth = {"Authorization": f"Bearer {admin_key}"}
+    page = await api.client.get(f"/admin/settlement/simulate.html?batch={batch.id}&reimbursementRate=0.80",
+                                headers=auth)
+    assert page.status_code == 200, page.text
+    assert "What-if" in page.text and "Net now" in page.text and "reimbursement rate 0.8" in page.text
+    books = page.text[page.text.index(f'data-merchant="{s.b.id}"'):].split("</tr>")[0]
+    assert all(figure in books for figure in ("0.14", "0.22", "-0.08")), books
+    pdf = await api.client.get(f"/admin/settlement/simulate.pdf?batch={batch.id}&fundingModel=REDEMPTION",
+                               headers=auth)
+    assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF-")
+    bad = await api.client.get(f"/admin/settlement/simulate.html?batch={batch.id}&reimbursementRate=2",
+                               headers=auth)
+    assert (bad.status_code, bad.json()["error"]["code"]) == (400, "INVALID_REIMBURSEMENT_RATE")
+    no_window = await api.client.get("/admin/settlement/simulate.html", headers=auth)
+    assert (no_window.status_code, no_window.json()["error"]["code"]) == (400, "INVALID_SIMULATION_WINDOW")
+    async with s.db.sessions.begin() as session:
+        merchant = await create_api_key(session, Role.MERCHANT, merchant_id=s.b.id)
+    refused = await api.client.get(f"/admin/settlement/simulate.html?batch={batch.id}",
+                                   headers={"Authorization": f"Bearer {merchant}"})
+    assert refused.status_code == 403
+    assert await counts(s.db) == before
