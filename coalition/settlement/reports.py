@@ -142,10 +142,10 @@ def draw_matrix(figure: Figure, axes: Any, view: BatchView) -> None:
         axes.text(0.5, 0.5, "no points were honored in this period", ha="center", va="center")
         axes.set_axis_off()
         return
-    image = axes.imshow(grid, cmap="Blues", aspect="auto")
+    peak = max(max(row) for row in grid) or 1
+    image = axes.imshow(grid, cmap="Blues", aspect="auto", vmin=0, vmax=peak)  # the scale starts at nothing
     axes.set_xticks(range(len(redeemers)), labels=redeemers, rotation=45, ha="right")
     axes.set_yticks(range(len(issuers)), labels=issuers)
-    peak = max(max(row) for row in grid) or 1
     if len(issuers) * len(redeemers) <= 144:  # numbers in the cells while they fit
         for y, row in enumerate(grid):
             for x, points in enumerate(row):
@@ -170,8 +170,11 @@ def draw_positions(axes: Any, view: BatchView) -> None:
         return
     scale = 10**view.currency_exponent
     values = [p.net_minor / scale for p in rows]  # floats for drawing only; the figures stay integers
-    axes.barh([p.name for p in rows], values, color=[PAY_COLOR if p.net_minor >= 0 else OWE_COLOR for p in rows])
+    axes.barh([p.name for p in rows], values, color=[PAY_COLOR if p.net_minor >= 0 else OWE_COLOR for p in rows],
+              height=0.6)
     axes.axvline(0, color="#555555", linewidth=0.8)
+    pad = max(0, 3 - len(rows)) / 2  # a lone bar stays a bar, not a block
+    axes.set_ylim(-0.6 - pad, len(rows) - 0.4 + pad)
     for y, p in enumerate(rows):
         axes.text(values[y], y, f" {view.money(p.net_minor)} ", va="center",
                   ha="left" if p.net_minor >= 0 else "right")
@@ -217,7 +220,7 @@ def _report_figure(view: BatchView) -> Figure:
     width, height = _figure_size(view)
     figure = Figure(figsize=(width, 3.2 + 2 * height))
     top, table_axes, matrix_axes, bar_axes = figure.subplots(
-        4, 1, gridspec_kw={"height_ratios": [0.9, 0.35 + 0.18 * min(len(view.positions), MAX_PARTIES), height,
+        4, 1, gridspec_kw={"height_ratios": [0.6, 0.35 + 0.18 * min(len(view.positions), MAX_PARTIES), height,
                                              height]})
     top.set_axis_off()
     period = f"{view.period_start:%Y-%m-%d %H:%M} to {view.period_end:%Y-%m-%d %H:%M} UTC"
