@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote
@@ -36,12 +37,14 @@ from coalition.auth.models import Role
 from coalition.auth.service import Authenticator, Caller
 from coalition.errors import DomainError, NotFound
 from coalition.graphql.core.types import InvalidId, decode_id
-from coalition.settlement.exports import FORMATS, MEDIA_TYPES, export_batch, render
+from coalition.settlement.exports import FORMATS, MEDIA_TYPES, Export, export_batch, render
 from coalition.settlement.reports import index_html
 from coalition.settlement.service import list_batches
 from coalition.settlement.whatif import simulate_settlement, simulation_view
 
 INDEX_PAGE = 50
+RENDER_CACHE_SIZE = 64  # rendered downloads kept, oldest out first
+RENDER_CACHE_S = 300  # merchant names can change; the figures never do
 SIMULATION_FORMATS = ("html", "pdf", "png")
 HTML_POLICY = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
 
@@ -86,6 +89,8 @@ def credential_of(header: str) -> str:
 def report_routes(services: Any, authenticator: Authenticator, limiter: Any) -> list[Route]:
     """The routes, bound to the application's services (``db``, ``settings``, ``keys``)."""
 
+    rendered: dict[tuple[Any, ...], tuple[float, Export]] = {}
+
     async def caller_of(request: Request) -> Caller:
         caller = await authenticator.authenticate(credential_of(request.headers.get("authorization", "")))
         if caller is None:
@@ -103,8 +108,18 @@ def report_routes(services: Any, authenticator: Authenticator, limiter: Any) -> 
         if fmt not in FORMATS:
             raise HttpError(404, "INVALID_FORMAT", f"no .{fmt[:20]} export: one of {', '.join(FORMATS)}")
         batch_id = _id(request.path_params["batch"], "SettlementBatch", "batch")
-        export = await export_batch(services.db, services.settings, services.keys, batch_id=batch_id,
-                                    merchant_id=merchant_id, fmt=fmt, links=links)
+        # A closed batch never changes, and a chart costs a few hundred milliseconds of CPU:
+        # repeated downloads (and a key hammering one URL) come from memory for a while.
+        key = (batch_id, merchant_id, fmt, tuple(links))
+        cached = rendered.get(key)
+        if cached is not None and cached[0] > time.monotonic():
+            export = cached[1]
+        else:
+            export = await export_batch(services.db, services.settings, services.keys, batch_id=batch_id,
+                                        merchant_id=merchant_id, fmt=fmt, links=links)
+            if len(rendered) >= RENDER_CACHE_SIZE:
+                rendered.pop(next(iter(rendered)))
+            rendered[key] = (time.monotonic() + RENDER_CACHE_S, export)
         headers = {"Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff"}
         if fmt == "html":
             headers["Content-Security-Policy"] = HTML_POLICY
