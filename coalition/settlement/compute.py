@@ -295,7 +295,9 @@ async def compute_settlement(
         lines.append(price(Line(LineKind.EXPIRED, versions[v], issuer, None, points)))
     if adjustments:
         batches = list(await conn.execute(
-            select(SettlementBatch.through_entry_id, SettlementBatch.id).order_by(SettlementBatch.through_entry_id)))
+            select(SettlementBatch.through_entry_id, SettlementBatch.id)
+            # Empty batches share their through id with the one before: the earliest is the one that settled it.
+            .order_by(SettlementBatch.through_entry_id, SettlementBatch.seq)))
         bounds = [b.through_entry_id for b in batches]
         for line in sorted(adjustments, key=lambda a: (a.reversal_entry_id or 0, a.issuer or 0, a.redeemer or 0)):
             at = bisect.bisect_left(bounds, line.original_entry_id or 0)

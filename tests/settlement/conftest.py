@@ -37,6 +37,12 @@ class Shops:
     counter: int = 0
     runs: list[RunResult] = field(default_factory=list)
 
+    def __repr__(self) -> str:  # hypothesis prints the fixture with a failing example
+        return f"Shops(a={self.a.id}, b={self.b.id}, c={self.c.id})"
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(repr(self))
+
     def key(self, prefix: str) -> str:
         self.counter += 1
         return f"{prefix}-{self.counter}"
