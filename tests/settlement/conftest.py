@@ -8,7 +8,7 @@ every entry so far is before the period end).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +17,7 @@ import pytest
 from coalition.config import Settings
 from coalition.crypto import NetworkKeys
 from coalition.db import Database
+from coalition.errors import DomainError
 from coalition.ledger.service import Ledger
 from coalition.partners.models import Merchant
 from coalition.settlement.service import RunResult, batch_lines, batch_positions, run_settlement
@@ -72,6 +73,12 @@ class Shops:
         self.clock.advance(hours=1)
         self.runs.append(result)
         return result
+
+    async def probe_error(self, call: Awaitable[Any], code: str) -> DomainError:
+        with pytest.raises(DomainError) as info:
+            await call
+        assert info.value.code == code, repr(info.value)
+        return info.value
 
     async def positions(self, batch_id: int) -> dict[int, int]:
         return {p.merchant_id: p.net_minor for p in await batch_positions(self.db, batch_id)}
