@@ -7,10 +7,12 @@ The file's format is in :mod:`coalition.settlement.pos_csv`.
 
 Matching rules:
 
-1. By reference: a line pairs with the transaction of the same reference and direction
-   (earn or honor) nearest to it in time, lines taken in time order (so receipt numbers
-   that restart every day pair with the right day's). A pair whose points, amount (earns)
-   or time (more than ``tolerance`` apart) differ is *mismatched*, with the fields named.
+1. By reference: a line pairs with a transaction of the same reference and direction
+   (earn or honor), lines taken in time order: among those within ``tolerance`` of its
+   time the one whose points and amount agree, else the nearest in time (so receipt
+   numbers that restart every day pair with the right day's). A pair whose points, amount
+   (earns) or time (more than ``tolerance`` apart) differ is *mismatched*, with the
+   fields named.
 2. The lines left over try the entries that have no reference (captures): same direction,
    same points, time within ``tolerance``, the nearest first.
 3. Lines still unmatched are *missing in Coalition*; entries still unmatched whose time
@@ -61,6 +63,7 @@ __all__ = ["DEFAULT_TOLERANCE", "LedgerLine", "Line", "ParsedExport", "PosRow", 
 
 DEFAULT_TOLERANCE = dt.timedelta(minutes=5)  # POS clock vs. the server's
 READ_MARGIN = dt.timedelta(days=1)
+MAX_CANDIDATES = 32  # transactions within the tolerance weighed for one line, each side
 
 
 class Status(enum.StrEnum):
@@ -151,7 +154,7 @@ def _compare(row: PosRow, entry: LedgerLine, tolerance: dt.timedelta) -> tuple[s
 
 
 class _Pool:
-    """Entries in time order; :meth:`take` removes and returns the one nearest a time.
+    """Entries in time order; :meth:`take` removes and returns the best one for a line.
 
     Two "next free slot" forests (union-find with path halving) skip taken entries, so a
     file of 100k lines that all carry the same reference still pairs in n log n.
@@ -171,15 +174,28 @@ class _Pool:
             i = parent[i]
         return i
 
-    def take(self, time: dt.datetime, within: dt.timedelta | None = None) -> LedgerLine | None:
-        at = bisect.bisect_left(self.times, time)
-        right = self._find(self._right, at)
-        left = self._find(self._left, at) - 1  # the free index at or before at - 1
-        options = [i for i in (left, right) if 0 <= i < len(self.entries)
-                   and (within is None or abs(self.times[i] - time) <= within)]
-        if not options:
+    def take(self, row: PosRow, tolerance: dt.timedelta, *, beyond: bool) -> LedgerLine | None:
+        """The free entry for ``row``: within ``tolerance`` of its time, the one that agrees with it
+        (points, then amount) and then the nearest; with ``beyond``, else the nearest at any distance."""
+        at = bisect.bisect_left(self.times, row.time)
+        close: list[int] = []
+        i = self._find(self._right, at)
+        while i < len(self.entries) and self.times[i] - row.time <= tolerance and len(close) < MAX_CANDIDATES:
+            close.append(i)
+            i = self._find(self._right, i + 1)
+        j = self._find(self._left, at) - 1  # the free index before ``at``
+        while j >= 0 and row.time - self.times[j] <= tolerance and len(close) < 2 * MAX_CANDIDATES:
+            close.append(j)
+            j = self._find(self._left, j) - 1
+        if close:
+            best = min(close, key=lambda k: (self.entries[k].points != row.points,
+                                             row.points > 0 and self.entries[k].amount_minor != row.amount_minor,
+                                             abs(self.times[k] - row.time), self.entries[k].entry_id))
+        elif beyond and (i < len(self.entries) or j >= 0):
+            best = min((k for k in (i, j) if 0 <= k < len(self.entries)),
+                       key=lambda k: (abs(self.times[k] - row.time), self.entries[k].entry_id))
+        else:
             return None
-        best = min(options, key=lambda i: (abs(self.times[i] - time), self.entries[i].entry_id))
         self._right[best] = best + 1
         self._left[best + 1] = best
         return self.entries[best]
@@ -217,7 +233,7 @@ def match_lines(rows: Iterable[PosRow], entries: Iterable[LedgerLine], *, start:
     for group_rows, group_entries in by_reference.values():
         pool = _Pool(group_entries)
         for row in sorted(group_rows, key=lambda r: (r.time, r.line)):
-            found = pool.take(row.time)
+            found = pool.take(row, tolerance, beyond=True)
             if found is None:
                 loose_rows.append(row)
             else:
@@ -232,7 +248,7 @@ def match_lines(rows: Iterable[PosRow], entries: Iterable[LedgerLine], *, start:
     pools = {points: _Pool(group) for points, group in by_points.items()}
     for row in sorted(loose_rows, key=lambda r: (r.time, r.line)):
         points_pool = pools.get(row.points)
-        found = points_pool.take(row.time, tolerance) if points_pool is not None else None
+        found = points_pool.take(row, tolerance, beyond=False) if points_pool is not None else None
         if found is None:
             lines.append(Line(Status.MISSING_IN_COALITION, row, None))
         else:
