@@ -220,7 +220,7 @@ def _report_figure(view: BatchView) -> Figure:
     width, height = _figure_size(view)
     figure = Figure(figsize=(width, 3.2 + 2 * height))
     top, table_axes, matrix_axes, bar_axes = figure.subplots(
-        4, 1, gridspec_kw={"height_ratios": [0.6, 0.35 + 0.18 * min(len(view.positions), MAX_PARTIES), height,
+        4, 1, gridspec_kw={"height_ratios": [0.45, 0.3 + 0.12 * min(len(view.positions), MAX_PARTIES), height,
                                              height]})
     top.set_axis_off()
     period = f"{view.period_start:%Y-%m-%d %H:%M} to {view.period_end:%Y-%m-%d %H:%M} UTC"
@@ -243,6 +243,10 @@ def _report_figure(view: BatchView) -> Figure:
             loc="upper center", cellLoc="right")
         table.auto_set_font_size(False)
         table.set_fontsize(8)
+        table.auto_set_column_width(list(range(7)))
+        for (row, column), cell in table.get_celld().items():
+            if column == 0 and row > 0:
+                cell.set_text_props(ha="left")
     draw_matrix(figure, matrix_axes, view)
     draw_positions(bar_axes, view)
     figure.tight_layout()
