@@ -395,8 +395,11 @@ def _iso_time(ctx: click.Context, param: click.Parameter, value: str | None) -> 
 @click.option("--to", "end", callback=_iso_time, help="Window end, exclusive (default: after the file's last line).")
 @click.option("--tolerance-s", default=300, show_default=True, type=click.IntRange(0, 86_400),
               help="How far apart POS and ledger times may be.")
+@click.option("--max-lines", default=200, show_default=True, type=click.IntRange(0),
+              help="Lines shown per table (the totals always count them all).")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole report as JSON.")
-def reconcile(merchant_id: int, file: Any, start: Any, end: Any, tolerance_s: int, as_json: bool) -> None:
+def reconcile(merchant_id: int, file: Any, start: Any, end: Any, tolerance_s: int, max_lines: int,
+              as_json: bool) -> None:
     """Compare a merchant's POS export (CSV, FILE or - for stdin) with its ledger. Writes nothing.
 
     The CSV has a header row naming reference, time (ISO 8601), amount_minor (integer
@@ -427,7 +430,7 @@ def reconcile(merchant_id: int, file: Any, start: Any, end: Any, tolerance_s: in
         return "" if minor is None else f"{minor / scale:,.{settings.currency_exponent}f}"
 
     def when(moment: dt.datetime | None) -> str:
-        return "" if moment is None else f"{moment:%m-%d %H:%M:%S}"
+        return "" if moment is None else f"{moment:%Y-%m-%d %H:%M}"
 
     sections = [
         (Status.MISMATCHED, "Mismatched", ("line", "reference", "differs", "in the POS file", "in Coalition")),
@@ -444,7 +447,7 @@ def reconcile(merchant_id: int, file: Any, start: Any, end: Any, tolerance_s: in
         for column in columns:
             numeric = column.endswith(("points", "amount"))
             table.add_column(column, justify="right" if numeric else "left", no_wrap=not numeric)
-        for line in lines:
+        for line in lines[:max_lines]:
             row, entry = line.row, line.entry
             reference = (row.reference if row else None) or (entry.reference if entry else None) or ""
             if status == Status.MISMATCHED and row and entry:
@@ -458,6 +461,8 @@ def reconcile(merchant_id: int, file: Any, start: Any, end: Any, tolerance_s: in
                 label = f"{entry.kind.value} {entry.entry_id}" + (" (reversed)" if entry.reversed else "")
                 table.add_row(label, reference, when(entry.time), str(entry.points), money(entry.amount_minor))
         console.print(table)
+        if len(lines) > max_lines:
+            console.print(f"… and {len(lines) - max_lines:,} more (--max-lines, or --json for all)")
     totals = Table(header_style="bold", box=None, pad_edge=False)
     for column in ("", "lines", "POS points", "POS amount", "ledger points", "ledger amount"):
         totals.add_column(column, justify="left" if not column else "right", no_wrap=not column)

@@ -82,6 +82,9 @@ def test_reconcile_prints_the_differences_and_totals(shop: tuple[Path, int, str]
     assert "Missing in Coalition (1)" in result.output and "R-7" in result.output
     assert "line 5: points 'x'" in result.output
     assert asyncio.run(entry_count(db_file)) == before
+    short = invoke(db_file, "reconcile", "--merchant", str(merchant_id), "--max-lines", "0",
+                   str(write_file(tmp_path, time)))
+    assert "R-7" not in short.output and "… and 1 more" in short.output
 
 
 def test_reconcile_as_json(shop: tuple[Path, int, str], tmp_path: Path) -> None:
