@@ -312,3 +312,11 @@ def test_one_reference_for_everything_still_pairs_quickly() -> None:
     lines = match_lines(rows, entries, start=at(0), end=at(count))
     assert len(lines) == count and all(ln.status == Status.MATCHED for ln in lines)
     assert all(ln.row and ln.entry and ln.entry.entry_id == ln.row.line - 1 for ln in lines)
+
+
+def test_windows_line_endings_and_quoted_fields() -> None:
+    data = ('reference,time,amount_minor,points\r\n"R-1, table 4",2026-01-05T12:00:00Z,2350,23\r\n'
+            '"R-2\r\nsplit",2026-01-05T12:00:00Z,1,1\r\nR-3,2026-01-05T12:00:00Z,100,1\r\n')
+    parsed = parse_pos_csv(data, currency_exponent=2)
+    assert [(r.line, r.reference) for r in parsed.rows] == [(2, "R-1, table 4"), (5, "R-3")]
+    assert [(e.line, e.code) for e in parsed.errors] == [(3, "INVALID_REFERENCE")]  # a line break inside
