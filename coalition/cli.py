@@ -588,6 +588,48 @@ def settle_export(batch_id: int, merchant_id: int | None, fmt: str, output: str 
         click.echo(text, nl=False)
 
 
+@settle.command("simulate")
+@click.option("--period-end", callback=_aware_datetime, help="Simulate the next run at this instant (ISO 8601).")
+@click.option("--batch", "batch_id", type=int, help="Or re-price this closed batch.")
+@click.option("--point-value-minor", type=int, help="Money (minor units) per point.")
+@click.option("--funding-model", help="ISSUANCE or REDEMPTION.")
+@click.option("--reimbursement-rate", help="Decimal 0..1 paid to the honoring merchant, e.g. 0.80.")
+@click.option("--breakage-share", help="Decimal 0..1 of expired points' funding returned to the issuer.")
+def settle_simulate(period_end: Any, batch_id: int | None, point_value_minor: int | None, funding_model: str | None,
+                    reimbursement_rate: str | None, breakage_share: str | None) -> None:
+    """What-if: each merchant's net position under a changed policy beside the real one. Writes nothing."""
+    from coalition.settlement.reports import format_money
+    from coalition.settlement.whatif import Simulation, simulate_settlement
+
+    settings = _settings()
+
+    async def run(db: Database) -> Simulation:
+        return await simulate_settlement(db, settings, period_end=period_end, batch_id=batch_id,
+                                         point_value_minor=point_value_minor, funding_model=funding_model,
+                                         reimbursement_rate=reimbursement_rate, breakage_share=breakage_share)
+
+    simulation = _run(_with_db(settings, run))
+    p = simulation.policy
+
+    def money(minor: int) -> str:
+        return format_money(minor, settings.currency_exponent)
+
+    console.print(f"what-if {simulation.period_start:%Y-%m-%d %H:%M} to {simulation.period_end:%Y-%m-%d %H:%M} UTC: "
+                  f"{p.funding_model.value}, point value {p.point_value_minor}, reimbursement rate "
+                  f"{p.reimbursement_rate}, breakage share {p.breakage_share} (nothing written)")
+    table = Table(header_style="bold", box=None, pad_edge=False)
+    for column in ("merchant", "net now", "simulated", "change"):
+        table.add_column(column, justify="right")
+    for change in simulation.changes:
+        table.add_row(str(change.merchant_id), money(change.current.net_minor), money(change.simulated.net_minor),
+                      money(change.delta_minor))
+    table.add_row("network income", money(simulation.current.netting.network_income_minor),
+                  money(simulation.simulated.netting.network_income_minor),
+                  money(simulation.simulated.netting.network_income_minor
+                        - simulation.current.netting.network_income_minor), style="bold")
+    console.print(table)
+
+
 @cli.command("verify-statement")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @click.option("--public-key", help="The network's public key (GraphQL network.publicKey) to pin; "
