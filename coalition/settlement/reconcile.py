@@ -372,8 +372,13 @@ def report_as_dict(report: Report) -> dict[str, Any]:
         "from": report.start.isoformat() if report.start else None,
         "to": report.end.isoformat() if report.end else None,
         "rowsRead": report.rows_read,
-        "totals": {status.value: asdict(report.totals(status)) for status in Status},
+        "totals": {status.value: _camel(asdict(report.totals(status))) for status in Status},
         "lines": [side(line) for line in report.lines],
-        "rowErrors": [asdict(error) for error in report.row_errors],
+        "rowErrors": [_camel(asdict(error)) for error in report.row_errors],
         "rowErrorCount": report.row_error_count,
     }
+
+
+def _camel(fields: dict[str, Any]) -> dict[str, Any]:
+    """``pos_amount_minor`` -> ``posAmountMinor``, as the API spells its fields."""
+    return {k.split("_")[0] + "".join(part.title() for part in k.split("_")[1:]): v for k, v in fields.items()}

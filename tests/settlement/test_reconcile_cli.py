@@ -92,8 +92,8 @@ def test_reconcile_as_json(shop: tuple[Path, int, str], tmp_path: Path) -> None:
     result = invoke(db_file, "reconcile", "--merchant", str(merchant_id), "--json", str(write_file(tmp_path, time)))
     assert result.exit_code == 0, result.output
     report: dict[str, Any] = json.loads(result.stdout)
-    assert report["totals"]["MATCHED"] == {"count": 1, "pos_points": 23, "pos_amount_minor": 2350,
-                                           "ledger_points": 23, "ledger_amount_minor": 2350}
+    assert report["totals"]["MATCHED"] == {"count": 1, "posPoints": 23, "posAmountMinor": 2350,
+                                           "ledgerPoints": 23, "ledgerAmountMinor": 2350}
     assert [(line["status"], line["reference"], line["differences"]) for line in report["lines"]] == [
         ("MATCHED", "R-1", []), ("MISMATCHED", "R-2", ["amount"]), ("MISSING_IN_COALITION", "R-7", [])]
     assert [(e["line"], e["code"]) for e in report["rowErrors"]] == [(5, "INVALID_POINTS")]
