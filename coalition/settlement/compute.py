@@ -31,6 +31,7 @@ the original transaction and its batch.
 from __future__ import annotations
 
 import bisect
+import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -160,6 +161,25 @@ def _ordinals(n: int) -> list[ColumnElement[Any]]:
     return [literal_column(str(k)) for k in range(1, n + 1)]
 
 
+def _index_at(versions: list[Policy], when: dt.datetime) -> int:
+    """The same choice as :func:`_version_index`, in Python."""
+    return max(0, bisect.bisect_right([v.effective_from for v in versions[1:]], when))
+
+
+async def _originals(conn: AsyncConnection, reversal_ids: set[int]) -> dict[int, tuple[int, dt.datetime]]:
+    """reversal entry id -> (original entry id, its created_at); reversals are few."""
+    found: dict[int, tuple[int, dt.datetime]] = {}
+    ids = sorted(reversal_ids)
+    original = aliased(Entry)
+    for start in range(0, len(ids), 1000):
+        rows = await conn.execute(
+            select(Entry.id, original.id, original.created_at)
+            .join(original, original.id == Entry.reverses_id).where(Entry.id.in_(ids[start:start + 1000])))
+        for rev, orig, at in rows:
+            found[rev] = (orig, at)
+    return found
+
+
 def _in_window(column: Any, after: int, through: int) -> ColumnElement[bool]:
     return and_(column > after, column <= through)
 
@@ -197,90 +217,75 @@ async def compute_settlement(
     issued: dict[tuple[int, int | None], int] = {}
     adjustments: list[Line] = []
 
-    # 1. Honored points: the hot query, a plain GROUP BY over the window's allocations.
+    # 1. One pass over the window's allocations: honored (REDEEM, CAPTURE), expired, and
+    #    reversed redemptions (RESTORE), the last kept per reversal entry to price later.
     vidx = _version_index(versions, Allocation.created_at).label("v")
-    rows = await conn.execute(
-        select(vidx, Allocation.issuer_merchant_id, Allocation.merchant_id, func.sum(Allocation.points))
-        .where(_in_window(Allocation.entry_id, lo, hi),
-               Allocation.kind.in_([AllocationKind.REDEEM, AllocationKind.CAPTURE]))
-        .group_by(*_ordinals(3))
-    )
-    for v, issuer, redeemer, points in rows:
-        honored[(int(v), issuer, redeemer)] = honored.get((int(v), issuer, redeemer), 0) + int(points)
-        figures(redeemer).points_honored += int(points)
-    step("honored", 1)
-
-    # 2. Reversed redemptions (RESTORE), priced under the original transaction's version.
-    reversal, original = aliased(Entry), aliased(Entry)
-    late = original.id <= lo
-    vidx = _version_index(versions, original.created_at).label("v")
-    rev_id = case((late, Allocation.entry_id), else_=None).label("rev_id")
-    orig_id = case((late, original.id), else_=None).label("orig_id")
-    rows = await conn.execute(
-        select(vidx, Allocation.issuer_merchant_id, Allocation.merchant_id, rev_id, orig_id,
+    restore_of = case((Allocation.kind == AllocationKind.RESTORE, Allocation.entry_id), else_=None).label("rev")
+    rows = list(await conn.execute(
+        select(vidx, Allocation.kind, Allocation.issuer_merchant_id, Allocation.merchant_id, restore_of,
                func.sum(Allocation.points))
-        .join(reversal, reversal.id == Allocation.entry_id)
-        .join(original, original.id == reversal.reverses_id)
-        .where(_in_window(Allocation.entry_id, lo, hi), Allocation.kind == AllocationKind.RESTORE)
+        .where(_in_window(Allocation.entry_id, lo, hi), Allocation.kind.in_(
+            [AllocationKind.REDEEM, AllocationKind.CAPTURE, AllocationKind.EXPIRY, AllocationKind.RESTORE]))
         .group_by(*_ordinals(5))
-    )
-    for v, issuer, redeemer, rev, orig, points in rows:
-        figures(redeemer).points_reversed += int(points)
-        if rev is None:
-            honored[(int(v), issuer, redeemer)] = honored.get((int(v), issuer, redeemer), 0) - int(points)
-        else:
-            adjustments.append(Line(LineKind.ADJUSTMENT, versions[int(v)], issuer, redeemer, -int(points),
-                                    reversal_entry_id=rev, original_entry_id=orig))
-    step("reversals", 2)
-
-    # 3. Points issued (ISSUED postings of earns; account_id NULL: the network).
-    issue_filter = (Posting.account == Account.ISSUED, Posting.points < 0, _in_window(Posting.entry_id, lo, hi))
-    if len(versions) == 1:
-        query = select(literal(0).label("v"), Posting.account_id, -func.sum(Posting.points)).where(*issue_filter)
-        query = query.group_by(*_ordinals(2))
-    else:
-        vidx = _version_index(versions, Entry.created_at).label("v")
-        query = (select(vidx, Posting.account_id, -func.sum(Posting.points))
-                 .join(Entry, Entry.id == Posting.entry_id).where(*issue_filter)
-                 .group_by(*_ordinals(2)))
-    for v, issuer, points in await conn.execute(query):
-        issued[(int(v), issuer)] = issued.get((int(v), issuer), 0) + int(points)
-        if issuer is not None:
-            figures(issuer).points_issued += int(points)
-
-    # ... and returned by reversing earns, priced under the earn's version.
-    vidx = _version_index(versions, original.created_at).label("v")
-    rev_id = case((late, Posting.entry_id), else_=None).label("rev_id")
-    orig_id = case((late, original.id), else_=None).label("orig_id")
-    rows = await conn.execute(
-        select(vidx, Posting.account_id, rev_id, orig_id, func.sum(Posting.points))
-        .select_from(Posting)
-        .join(reversal, reversal.id == Posting.entry_id)
-        .join(original, original.id == reversal.reverses_id)
-        .where(Posting.account == Account.ISSUED, Posting.points > 0, _in_window(Posting.entry_id, lo, hi))
-        .group_by(*_ordinals(4))
-    )
-    for v, issuer, rev, orig, points in rows:
-        if issuer is not None:
-            figures(issuer).points_reversed += int(points)
-        if rev is None:
-            issued[(int(v), issuer)] = issued.get((int(v), issuer), 0) - int(points)
-        else:
-            adjustments.append(Line(LineKind.ADJUSTMENT, versions[int(v)], issuer, None, -int(points),
-                                    reversal_entry_id=rev, original_entry_id=orig))
-    step("issued", 3)
-
-    # 4. Expiries (breakage) per issuer.
-    vidx = _version_index(versions, Allocation.created_at).label("v")
+    ))
     expired: dict[tuple[int, int | None], int] = {}
-    for v, issuer, points in await conn.execute(
-        select(vidx, Allocation.issuer_merchant_id, func.sum(Allocation.points))
-        .where(_in_window(Allocation.entry_id, lo, hi), Allocation.kind == AllocationKind.EXPIRY)
-        .group_by(*_ordinals(2))
-    ):
-        expired[(int(v), issuer)] = int(points)
-        if issuer is not None:
-            figures(issuer).points_expired += int(points)
+    restores: list[tuple[int | None, int, int, int]] = []
+    for v, kind, issuer, redeemer, rev, total in rows:
+        points = int(total)
+        if kind == AllocationKind.EXPIRY:
+            expired[(int(v), issuer)] = expired.get((int(v), issuer), 0) + points
+            if issuer is not None:
+                figures(issuer).points_expired += points
+        elif kind == AllocationKind.RESTORE:
+            restores.append((issuer, redeemer, rev, points))
+            figures(redeemer).points_reversed += points
+        else:
+            honored[(int(v), issuer, redeemer)] = honored.get((int(v), issuer, redeemer), 0) + points
+            figures(redeemer).points_honored += points
+    step("allocations", 1)
+
+    # 2. Points issued: ISSUED postings (earns < 0; reversals of earns > 0, kept per reversal).
+    #    account_id NULL is the network. The entry's time is needed only under several versions.
+    returned_by = case((Posting.points > 0, Posting.entry_id), else_=None).label("rev")
+    issue_filter = (Posting.account == Account.ISSUED, _in_window(Posting.entry_id, lo, hi))
+    if len(versions) == 1:
+        query = select(literal(0).label("v"), Posting.account_id, returned_by, func.sum(Posting.points))
+    else:
+        query = (select(_version_index(versions, Entry.created_at).label("v"), Posting.account_id, returned_by,
+                        func.sum(Posting.points)).join(Entry, Entry.id == Posting.entry_id))
+    returns: list[tuple[int | None, int, int]] = []
+    for v, issuer, rev, total in await conn.execute(query.where(*issue_filter).group_by(*_ordinals(3))):
+        points = int(total)
+        if rev is None:
+            issued[(int(v), issuer)] = issued.get((int(v), issuer), 0) - points
+            if issuer is not None:
+                figures(issuer).points_issued -= points
+        else:
+            returns.append((issuer, rev, points))
+            if issuer is not None:
+                figures(issuer).points_reversed += points
+    step("issued", 2)
+
+    # 3. Reversals are priced under the version of the transaction they reverse; one whose
+    #    original is in an earlier batch becomes an ADJUSTMENT line.
+    originals = await _originals(conn, {r[2] for r in restores} | {r[1] for r in returns})
+    for issuer, redeemer, rev, points in restores:
+        orig_id, orig_at = originals[rev]
+        v = _index_at(versions, orig_at)
+        if orig_id > lo:
+            honored[(v, issuer, redeemer)] = honored.get((v, issuer, redeemer), 0) - points
+        else:
+            adjustments.append(Line(LineKind.ADJUSTMENT, versions[v], issuer, redeemer, -points,
+                                    reversal_entry_id=rev, original_entry_id=orig_id))
+    for issuer, rev, points in returns:
+        orig_id, orig_at = originals[rev]
+        v = _index_at(versions, orig_at)
+        if orig_id > lo:
+            issued[(v, issuer)] = issued.get((v, issuer), 0) - points
+        else:
+            adjustments.append(Line(LineKind.ADJUSTMENT, versions[v], issuer, None, -points,
+                                    reversal_entry_id=rev, original_entry_id=orig_id))
+    step("reversals", 3)
     step("expiries", 4)
 
     # 5. Price the lines; name each adjustment's original batch.
