@@ -217,31 +217,37 @@ async def compute_settlement(
     issued: dict[tuple[int, int | None], int] = {}
     adjustments: list[Line] = []
 
-    # 1. One pass over the window's allocations: honored (REDEEM, CAPTURE), expired, and
-    #    reversed redemptions (RESTORE), the last kept per reversal entry to price later.
-    vidx = _version_index(versions, Allocation.created_at).label("v")
-    restore_of = case((Allocation.kind == AllocationKind.RESTORE, Allocation.entry_id), else_=None).label("rev")
+    # 1. One pass over the window's allocations, shaped like a bare issuer x redeemer GROUP BY:
+    #    grouping by kind costs less than filtering on it; the kinds that are not money
+    #    (HOLD, RELEASE, REVERSAL) are dropped here, RESTORE is read per reversal below.
+    columns: list[Any] = [Allocation.issuer_merchant_id, Allocation.merchant_id, Allocation.kind]
+    if len(versions) > 1:
+        columns.append(_version_index(versions, Allocation.created_at).label("v"))
     rows = list(await conn.execute(
-        select(vidx, Allocation.kind, Allocation.issuer_merchant_id, Allocation.merchant_id, restore_of,
-               func.sum(Allocation.points))
-        .where(_in_window(Allocation.entry_id, lo, hi), Allocation.kind.in_(
-            [AllocationKind.REDEEM, AllocationKind.CAPTURE, AllocationKind.EXPIRY, AllocationKind.RESTORE]))
-        .group_by(*_ordinals(5))
+        select(*columns, func.sum(Allocation.points).label("points"))
+        .where(_in_window(Allocation.entry_id, lo, hi)).group_by(*_ordinals(len(columns)))
     ))
     expired: dict[tuple[int, int | None], int] = {}
-    restores: list[tuple[int | None, int, int, int]] = []
-    for v, kind, issuer, redeemer, rev, total in rows:
-        points = int(total)
+    for row in rows:
+        issuer, redeemer, kind, points = row[0], row[1], row[2], int(row[-1])
+        v = int(row[3]) if len(versions) > 1 else 0
         if kind == AllocationKind.EXPIRY:
-            expired[(int(v), issuer)] = expired.get((int(v), issuer), 0) + points
+            expired[(v, issuer)] = expired.get((v, issuer), 0) + points
             if issuer is not None:
                 figures(issuer).points_expired += points
-        elif kind == AllocationKind.RESTORE:
-            restores.append((issuer, redeemer, rev, points))
-            figures(redeemer).points_reversed += points
-        else:
-            honored[(int(v), issuer, redeemer)] = honored.get((int(v), issuer, redeemer), 0) + points
+        elif kind in (AllocationKind.REDEEM, AllocationKind.CAPTURE):
+            honored[(v, issuer, redeemer)] = honored.get((v, issuer, redeemer), 0) + points
             figures(redeemer).points_honored += points
+    # Reversed redemptions (RESTORE), per reversal entry, through the small partial index.
+    restores: list[tuple[int | None, int, int, int]] = []
+    for issuer, redeemer, rev, total in await conn.execute(
+        select(Allocation.issuer_merchant_id, Allocation.merchant_id, Allocation.entry_id, func.sum(Allocation.points))
+        .where(Allocation.kind == AllocationKind.RESTORE, _in_window(Allocation.entry_id, lo, hi))
+        .group_by(*_ordinals(3))
+    ):
+        assert redeemer is not None  # a RESTORE always names the merchant that had honored the points
+        restores.append((issuer, redeemer, rev, int(total)))
+        figures(redeemer).points_reversed += int(total)
     step("allocations", 1)
 
     # 2. Points issued: ISSUED postings (earns < 0; reversals of earns > 0, kept per reversal).

@@ -123,8 +123,8 @@ async def run_settlement(
             if latest is not None:
                 period_start = latest.period_end
             else:
-                first = (await conn.execute(select(func.min(Entry.created_at)).where(
-                    Entry.id > after, Entry.id <= through))).scalar_one_or_none()
+                first = (await conn.execute(select(Entry.created_at).where(Entry.id > after, Entry.id <= through)
+                                            .order_by(Entry.id).limit(1))).scalar_one_or_none()
                 period_start = min(first, period_end) if first is not None else period_end
             batch_id = await _write_batch(conn, settings, keys, figures, key=key, latest=latest,
                                           period_start=period_start, period_end=period_end, now=now)
@@ -161,10 +161,13 @@ async def _write_batch(
     seq = latest.seq + 1 if latest is not None else 1
     start, end = _iso(period_start), _iso(period_end)
     documents = [line_document(line) for line in figures.lines]
+    by_merchant: dict[int, list[dict[str, Any]]] = {}
+    for line, document in zip(figures.lines, documents, strict=True):
+        for party in {line.issuer, line.redeemer} - {None}:
+            by_merchant.setdefault(party, []).append(document)  # type: ignore[arg-type]
     merchant_texts: dict[int, str] = {}
     for merchant_id, f in sorted(figures.merchants.items()):
-        own = [d for line, d in zip(figures.lines, documents, strict=True)
-               if merchant_id in (line.issuer, line.redeemer)]
+        own = by_merchant.get(merchant_id, [])
         merchant_texts[merchant_id] = statements.merchant_statement(
             batch_seq=seq, period_start=start, period_end=end, currency=settings.currency, merchant_id=merchant_id,
             figures=_figures_document(f), lines=own)

@@ -24,6 +24,14 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("allocations", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_allocations_restores",
+            ["entry_id"],
+            unique=False,
+            postgresql_where=sa.text("kind = 'RESTORE'"),
+            sqlite_where=sa.text("kind = 'RESTORE'"),
+        )
     op.create_table(
         "network_policies",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
@@ -150,3 +158,5 @@ def downgrade() -> None:
         batch_op.drop_index("ix_network_policies_effective_from")
 
     op.drop_table("network_policies")
+    with op.batch_alter_table("allocations", schema=None) as batch_op:
+        batch_op.drop_index("ix_allocations_restores")
