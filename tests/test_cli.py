@@ -30,8 +30,8 @@ from coalition.db import Database, utcnow
 from coalition.demo import example_requests
 from coalition.ledger.invariants import ledger_violations
 from coalition.ledger.models import Entry, EntryKind, Hold, HoldStatus, Lot
-from coalition.migrate import head_revision
 from coalition.members.models import Member
+from coalition.migrate import head_revision
 from coalition.partners.models import Merchant
 
 SECRET = "cli-test-secret"
