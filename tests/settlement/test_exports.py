@@ -114,7 +114,7 @@ async def test_a_merchants_report_shows_no_other_position(shops: Any) -> None:
     batch = await worked_example(s)
     page = (await export_batch(s.db, s.settings, s.keys, batch_id=batch.id, merchant_id=s.c.id,
                                fmt="html")).content.decode()
-    assert "Statement of Cafe" in page and "0.27" in page
+    assert "Statement of Cafe" in page and "0.27" in page and "Your side" in page
     assert "-0.96" not in page and "0.22" not in page  # Bakery's and Books' positions
     assert "Network income" not in page and "Gross obligations" not in page
     assert f'data-merchant="{s.a.id}"' not in page
