@@ -47,6 +47,7 @@ RENDER_CACHE_SIZE = 64  # rendered downloads kept, oldest out first
 RENDER_CACHE_S = 300  # merchant names can change; the figures never do
 SIMULATION_FORMATS = ("html", "pdf", "png")
 HTML_POLICY = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
+INDEX_POLICY = HTML_POLICY.replace("form-action 'none'", "form-action 'self'")  # the what-if form
 
 
 class HttpError(Exception):
@@ -178,13 +179,15 @@ def report_routes(services: Any, authenticator: Authenticator, limiter: Any) -> 
         older = batches[INDEX_PAGE - 1].id if len(batches) > INDEX_PAGE else None
         page = index_html(batches[:INDEX_PAGE], services.settings.currency_exponent, older)
         return HTMLResponse(page, headers={"Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff",
-                                           "Content-Security-Policy": HTML_POLICY})
+                                           "Content-Security-Policy": INDEX_POLICY})
 
     async def simulation(request: Request) -> Response:
         caller = await caller_of(request)
         if caller.role != Role.ADMIN:
             raise HttpError(403, "FORBIDDEN", "simulations need an admin key")
-        fmt, query = request.path_params["fmt"], request.query_params
+        fmt = request.path_params["fmt"]
+        # An HTML form sends its empty fields too: empty means "as now".
+        query = {name: value.strip() for name, value in request.query_params.items() if value.strip()}
         if fmt not in SIMULATION_FORMATS:
             raise HttpError(404, "INVALID_FORMAT", f"no .{fmt[:20]} simulation: one of {', '.join(SIMULATION_FORMATS)}")
         period_end: Any = None

@@ -105,6 +105,13 @@ async def test_the_what_if_report_page(api: Any, admin_key: str, shops: Any) -> 
     bad = await api.client.get(f"/admin/settlement/simulate.html?batch={batch.id}&reimbursementRate=2",
                                headers=auth)
     assert (bad.status_code, bad.json()["error"]["code"]) == (400, "INVALID_REIMBURSEMENT_RATE")
+    # The console's form sends every field, the empty ones too.
+    form = await api.client.get(f"/admin/settlement/simulate.html?batch={batch.id}&reimbursementRate=0.80"
+                                "&fundingModel=&pointValueMinor=&breakageShare=", headers=auth)
+    assert form.status_code == 200 and "0.14" in form.text
+    index = await api.client.get("/admin/settlement", headers=auth)
+    assert 'action="settlement/simulate.html"' in index.text
+    assert "form-action 'self'" in index.headers["content-security-policy"]
     no_window = await api.client.get("/admin/settlement/simulate.html", headers=auth)
     assert (no_window.status_code, no_window.json()["error"]["code"]) == (400, "INVALID_SIMULATION_WINDOW")
     async with s.db.sessions.begin() as session:
