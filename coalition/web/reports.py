@@ -193,7 +193,8 @@ def report_routes(services: Any, authenticator: Authenticator, limiter: Any) -> 
         period_end: Any = None
         if "periodEnd" in query:
             try:
-                period_end = dt.datetime.fromisoformat(query["periodEnd"])
+                # An unescaped "+01:00" arrives as " 01:00" (a query string's + is a space).
+                period_end = dt.datetime.fromisoformat(query["periodEnd"].replace(" ", "+"))
             except ValueError:
                 raise HttpError(400, "INVALID_PERIOD_END", "periodEnd must be ISO 8601 with an offset") from None
         point_value: Any = query.get("pointValueMinor")

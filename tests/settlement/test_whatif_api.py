@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from graphql_relay import to_global_id
@@ -120,3 +121,17 @@ async def test_the_what_if_report_page(api: Any, admin_key: str, shops: Any) -> 
                                    headers={"Authorization": f"Bearer {merchant}"})
     assert refused.status_code == 403
     assert await counts(s.db) == before
+
+
+async def test_the_what_if_page_for_the_next_period(api: Any, admin_key: str, shops: Any) -> None:
+    s = shops
+    await worked_example(s)
+    s.clock.advance(minutes=1)
+    auth = {"Authorization": f"Bearer {admin_key}"}
+    end = s.clock().astimezone(dt.timezone(dt.timedelta(hours=1))).isoformat()  # "+01:00", sent unescaped
+    page = await api.client.get(f"/admin/settlement/simulate.html?periodEnd={end}&fundingModel=REDEMPTION",
+                                headers=auth)
+    assert page.status_code == 200, page.text
+    assert "REDEMPTION" in page.text and "0.58" in page.text  # Books under REDEMPTION (worked example)
+    bad = await api.client.get("/admin/settlement/simulate.html?periodEnd=tomorrow", headers=auth)
+    assert (bad.status_code, bad.json()["error"]["code"]) == (400, "INVALID_PERIOD_END")
