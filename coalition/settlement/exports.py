@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,7 +43,14 @@ from coalition.settlement import reports
 from coalition.settlement.errors import BatchNotFound
 from coalition.settlement.models import LineKind
 from coalition.settlement.reports import BatchView, LineRow, MatrixCell, PositionRow
-from coalition.settlement.service import batch_lines, batch_positions, export_statement, export_text, get_batch
+from coalition.settlement.service import (
+    batch_lines,
+    batch_positions,
+    export_statement,
+    export_text,
+    get_batch,
+    netting_ratio_of,
+)
 
 FORMATS = ("csv", "json", "html", "pdf", "png")
 MEDIA_TYPES = {"csv": "text/csv; charset=utf-8", "json": "application/json", "html": "text/html; charset=utf-8",
@@ -102,7 +108,6 @@ async def batch_view(db: Database, settings: Settings, batch_id: int, *, merchan
         points_honored=p.points_honored, points_reversed=p.points_reversed, points_expired=p.points_expired,
         charges_minor=p.charges_minor, reimbursements_minor=p.reimbursements_minor, breakage_minor=p.breakage_minor,
         adjustments_minor=p.adjustments_minor, net_minor=p.net_minor) for p in positions]
-    totals = json.loads(batch.statement).get("totals", {})
     whole = merchant_id is None
     title = (f"Settlement batch {batch.seq}" if whole
              else f"Statement of {name(merchant_id)}, settlement batch {batch.seq}")
@@ -111,7 +116,7 @@ async def batch_view(db: Database, settings: Settings, batch_id: int, *, merchan
         currency=settings.currency, currency_exponent=settings.currency_exponent,
         gross_minor=batch.gross_minor if whole else None, net_minor=batch.net_minor if whole else None,
         network_income_minor=batch.network_income_minor if whole else None,
-        netting_ratio=str(totals.get("nettingRatio", "")) if whole else None,
+        netting_ratio=netting_ratio_of(batch) if whole else None,
         positions=position_rows, lines=line_rows, matrix=matrix, digest=batch.digest, signature=batch.signature,
         merchant_id=merchant_id)
 
