@@ -5,7 +5,8 @@
 
 The schema in that database is dropped and recreated. Rows are made with
 ``generate_series`` (not through the ledger: only their shape matters here): one earn and
-one lot per merchant, N redemptions each with one REDEEM allocation and two postings.
+one lot per merchant, N redemptions spread over ``--pairs`` issuer x redeemer cells, each
+with one REDEEM allocation and two postings.
 Prints the bare ``SELECT issuer, redeemer, sum(points) GROUP BY`` time, the full
 ``run_settlement`` time (aggregation, pricing, statements, signing, writing) and the ratio.
 The target is a ratio <= 1.5.
@@ -43,8 +44,8 @@ INSERT INTO entries (id, kind, member_id, merchant_id, points, created_at)
   SELECT :m + g, 'REDEEM', 1, 1 + (g * 7919) % :m, -(1 + g % 100), now() - interval '1 day'
   FROM generate_series(1::bigint, :n) g;
 INSERT INTO allocations (entry_id, lot_id, member_id, issuer_merchant_id, merchant_id, kind, points, created_at)
-  SELECT :m + g, 1 + (g * 104729) % :m, 1, 1 + (g * 104729) % :m, 1 + (g * 7919) % :m, 'REDEEM', 1 + g % 100,
-         now() - interval '1 day'
+  SELECT :m + g, 1 + (g % :p) % :m, 1, 1 + (g % :p) % :m, 1 + ((g % :p) / :m + g % :p) % :m, 'REDEEM',
+         1 + g % 100, now() - interval '1 day'
   FROM generate_series(1::bigint, :n) g;
 INSERT INTO postings (entry_id, account, account_id, points)
   SELECT :m + g, 'MEMBER', 1, -(1 + g % 100) FROM generate_series(1::bigint, :n) g
@@ -53,7 +54,7 @@ INSERT INTO postings (entry_id, account, account_id, points)
 BARE = "SELECT issuer_merchant_id, merchant_id, sum(points) FROM allocations GROUP BY 1, 2"
 
 
-async def main(redemptions: int, merchants: int) -> None:
+async def main(redemptions: int, merchants: int, pairs: int) -> None:
     url = os.environ["COALITION_BENCH_DATABASE_URL"]
     settings = load_settings({"COALITION_DATABASE_URL": url, "COALITION_SECRET_KEY": "bench"})
     db = Database(settings.database_url, pool_size=2)
@@ -64,7 +65,7 @@ async def main(redemptions: int, merchants: int) -> None:
         started = time.perf_counter()
         async with db.engine.begin() as conn:
             for statement in SEED.strip().split(";\n"):
-                await conn.execute(text(statement), {"m": merchants, "n": redemptions})
+                await conn.execute(text(statement), {"m": merchants, "n": redemptions, "p": pairs})
             await conn.execute(text("SELECT setval(pg_get_serial_sequence('entries', 'id'), :x)"),
                                {"x": merchants + redemptions})
         async with db.engine.connect() as conn:
@@ -93,5 +94,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--redemptions", type=int, default=1_000_000)
     parser.add_argument("--merchants", type=int, default=5_000)
+    parser.add_argument("--pairs", type=int, default=20_000, help="Distinct issuer x redeemer pairs (matrix cells).")
     args = parser.parse_args()
-    asyncio.run(main(args.redemptions, args.merchants))
+    asyncio.run(main(args.redemptions, args.merchants, args.pairs))
