@@ -181,7 +181,8 @@ async def _originals(conn: AsyncConnection, reversal_ids: set[int]) -> dict[int,
 
 
 def _in_window(column: Any, after: int, through: int) -> ColumnElement[bool]:
-    return and_(column > after, column <= through)
+    # Integers inlined (never user text): the planner then sees the real range, not a generic one.
+    return and_(column > literal_column(str(int(after))), column <= literal_column(str(int(through))))
 
 
 async def compute_settlement(

@@ -127,9 +127,10 @@ def bilateral(lines: Iterable[Leg]) -> list[Transfer]:
         for payer, payee, amount in _obligations(line):
             if amount == 0 or payer == payee:
                 continue
-            a, b = sorted((payer, payee), key=_key)
-            sign = 1 if payer == a else -1  # positive: a pays b
-            balances[(a, b)] = balances.get((a, b), 0) + sign * amount
+            if _key(payer) < _key(payee):  # the pair in a fixed order; positive: the first pays
+                balances[(payer, payee)] = balances.get((payer, payee), 0) + amount
+            else:
+                balances[(payee, payer)] = balances.get((payee, payer), 0) - amount
     result = []
     for (a, b), amount in sorted(balances.items(), key=lambda kv: (_key(kv[0][0]), _key(kv[0][1]))):
         if amount > 0:
