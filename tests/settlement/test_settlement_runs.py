@@ -204,3 +204,21 @@ async def main() -> None:
 
 asyncio.run(main())
 """
+
+
+async def test_captured_holds_are_honored_and_voided_ones_are_not(shops: Any) -> None:
+    s = shops
+    await set_policy(s.db, s.settings, now=s.clock(), effective_from=s.clock() - dt.timedelta(days=1),
+                     point_value_minor=1, funding_model="REDEMPTION", reimbursement_rate="0.5")
+    await s.earn(100, s.a)
+    held = await s.ledger.authorize(merchant_id=s.b.id, loyalty_id=s.loyalty_id, points=40, idempotency_key="h1")
+    captured = await s.ledger.capture(merchant_id=s.b.id, hold_id=held.hold.id, points=30, idempotency_key="c1")
+    voided = await s.ledger.authorize(merchant_id=s.c.id, loyalty_id=s.loyalty_id, points=20, idempotency_key="h2")
+    await s.ledger.void(merchant_id=s.c.id, hold_id=voided.hold.id, idempotency_key="v1")
+    first = (await s.settle()).batch
+    assert await s.positions(first.id) == {s.a.id: -30, s.b.id: 15}  # 30 captured x 0.5; the void is nothing
+    await s.reverse(captured.entry)
+    second = (await s.settle()).batch
+    assert await s.positions(second.id) == {s.a.id: 30, s.b.id: -15}
+    (adjustment,) = [line for line in await s.lines(second.id) if line.kind == LineKind.ADJUSTMENT]
+    assert adjustment.original_entry_id == captured.entry.id
