@@ -25,6 +25,7 @@ from coalition.ledger.service import Ledger
 from coalition.metrics import Metrics, MetricsMiddleware
 from coalition.ratelimit import make_rate_limiter
 from coalition.web.graphiql import graphiql_html
+from coalition.web.reports import report_routes
 
 logger = logging.getLogger("coalition.app")
 
@@ -106,6 +107,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/metrics", metrics.endpoint),
             Route("/", home),
             Mount("/static", StaticFiles(packages=[("coalition.web", "static")]), name="static"),
+            *report_routes(services, authenticator, limiter),
         ],
         middleware=[Middleware(MetricsMiddleware, metrics=metrics)],
         lifespan=lifespan,

@@ -371,3 +371,355 @@ def check() -> None:
             err_console.print(f"✗ {problem}", markup=False, style="red")
         raise click.ClickException(f"the ledger has {len(problems)} problem(s)")
     console.print(f"ledger consistent: {entries:,} transactions, {members:,} members")
+
+
+# ---------------------------------------------------------------- reconciliation
+
+
+def _iso_time(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    import datetime as dt
+
+    if value is None:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not ISO 8601, e.g. 2026-01-01T00:00:00Z") from None
+    return parsed.replace(tzinfo=dt.UTC) if parsed.tzinfo is None else parsed
+
+
+@cli.command()
+@click.option("--merchant", "merchant_id", required=True, type=int, help="Whose ledger to compare the file with.")
+@click.argument("file", type=click.File("rb"))
+@click.option("--from", "start", callback=_iso_time, help="Window start, ISO 8601 (default: the file's first line).")
+@click.option("--to", "end", callback=_iso_time, help="Window end, exclusive (default: after the file's last line).")
+@click.option("--tolerance-s", default=300, show_default=True, type=click.IntRange(0, 86_400),
+              help="How far apart POS and ledger times may be.")
+@click.option("--max-lines", default=200, show_default=True, type=click.IntRange(0),
+              help="Lines shown per table (the totals always count them all).")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole report as JSON.")
+def reconcile(merchant_id: int, file: Any, start: Any, end: Any, tolerance_s: int, max_lines: int,
+              as_json: bool) -> None:
+    """Compare a merchant's POS export (CSV, FILE or - for stdin) with its ledger. Writes nothing.
+
+    The CSV has a header row naming reference, time (ISO 8601), amount_minor (integer
+    minor units) or amount (decimal), and points (+ earned, - redeemed), in any order.
+    """
+    import datetime as dt
+
+    from coalition.settlement.pos_csv import MAX_CSV_BYTES
+    from coalition.settlement.reconcile import Status, reconcile_pos_export, report_as_dict
+
+    settings = _settings()
+    data = file.read(MAX_CSV_BYTES + 1)  # one byte over is enough to refuse it
+
+    async def run(db: Database) -> Any:
+        return await reconcile_pos_export(db, merchant_id=merchant_id, data=data, start=start, end=end,
+                                          currency_exponent=settings.currency_exponent,
+                                          tolerance=dt.timedelta(seconds=tolerance_s))
+
+    report = _run(_with_db(settings, run))
+    if as_json:
+        click.echo(json.dumps(report_as_dict(report), indent=2))
+        return
+    window = f"{report.start:%Y-%m-%d %H:%M:%S} to {report.end:%Y-%m-%d %H:%M:%S} UTC" if report.start else "empty"
+    console.print(f"merchant {merchant_id}: {report.rows_read:,} line(s) read, window {window}")
+    scale = 10**settings.currency_exponent
+
+    def money(minor: int | None) -> str:
+        return "" if minor is None else f"{minor / scale:,.{settings.currency_exponent}f}"
+
+    def when(moment: dt.datetime | None) -> str:
+        return "" if moment is None else f"{moment:%Y-%m-%d %H:%M}"
+
+    sections = [
+        (Status.MISMATCHED, "Mismatched", ("line", "reference", "differs", "in the POS file", "in Coalition")),
+        (Status.MISSING_IN_COALITION, "Missing in Coalition", ("line", "reference", "time", "points", "amount")),
+        (Status.MISSING_IN_POS, "Missing in the POS file", ("transaction", "reference", "time", "points",
+                                                             "amount")),
+    ]
+    for status, title, columns in sections:
+        lines = report.by_status(status)
+        if not lines:
+            continue
+        table = Table(title=f"{title} ({len(lines):,})", title_justify="left", header_style="bold", box=None,
+                      pad_edge=False)
+        for column in columns:
+            numeric = column.endswith(("points", "amount"))
+            table.add_column(column, justify="right" if numeric else "left", no_wrap=not numeric)
+        for line in lines[:max_lines]:
+            row, entry = line.row, line.entry
+            reference = (row.reference if row else None) or (entry.reference if entry else None) or ""
+            if status == Status.MISMATCHED and row and entry:
+                pos = {"points": f"{row.points} pts", "amount": money(row.amount_minor), "time": when(row.time)}
+                ours = {"points": f"{entry.points} pts", "amount": money(entry.amount_minor), "time": when(entry.time)}
+                table.add_row(str(row.line), reference, ", ".join(line.differences),
+                              "; ".join(pos[d] for d in line.differences), "; ".join(ours[d] for d in line.differences))
+            elif row:
+                table.add_row(str(row.line), reference, when(row.time), str(row.points), money(row.amount_minor))
+            elif entry:
+                label = f"{entry.kind.value} {entry.entry_id}" + (" (reversed)" if entry.reversed else "")
+                table.add_row(label, reference, when(entry.time), str(entry.points), money(entry.amount_minor))
+        console.print(table)
+        if len(lines) > max_lines:
+            console.print(f"… and {len(lines) - max_lines:,} more (--max-lines, or --json for all)")
+    totals = Table(header_style="bold", box=None, pad_edge=False)
+    for column in ("", "lines", "POS points", "POS amount", "ledger points", "ledger amount"):
+        totals.add_column(column, justify="left" if not column else "right", no_wrap=not column)
+    for status, label in zip(Status, ("matched", "mismatched", "missing in Coalition", "missing in POS"), strict=True):
+        t = report.totals(status)
+        totals.add_row(label, f"{t.count:,}", f"{t.pos_points:,}", money(t.pos_amount_minor), f"{t.ledger_points:,}",
+                       money(t.ledger_amount_minor))
+    console.print(totals)
+    for error in report.row_errors:
+        err_console.print(f"✗ {error.message} ({error.code})", markup=False, style="red")
+    if report.row_error_count > len(report.row_errors):
+        err_console.print(f"… and {report.row_error_count - len(report.row_errors):,} more unreadable lines")
+
+
+# ---------------------------------------------------------------- settlement
+
+
+def _aware_datetime(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    import datetime as dt
+
+    if value is None:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an ISO 8601 date-time") from None
+    if parsed.tzinfo is None:
+        raise click.BadParameter(f"{value!r} has no time zone: add Z or +01:00")
+    return parsed
+
+
+@cli.group(invoke_without_command=True)
+@click.option("--period-end", callback=_aware_datetime,
+              help="Settle entries created before this ISO date-time (default: the last period boundary).")
+@click.option("--key", "idempotency_key", help="Idempotency key (default: derived from the period end).")
+@click.pass_context
+def settle(ctx: click.Context, period_end: Any, idempotency_key: str | None) -> None:
+    """Close every unsettled activity up to --period-end into one signed batch."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from coalition.crypto import NetworkKeys
+    from coalition.db import utcnow
+    from coalition.settlement.policy import current_policy, latest_period_end
+    from coalition.settlement.service import RunResult, batch_positions, run_settlement
+
+    settings = _settings()
+
+    async def run(db: Database) -> tuple[RunResult, list[Any]]:
+        end = period_end
+        if end is None:
+            end = latest_period_end(await current_policy(db, settings), utcnow())
+        with _progress() as progress:
+            task = progress.add_task("Settling", total=5)
+
+            def report(stage: str, done: int, total: int) -> None:
+                progress.update(task, description=f"Settling: {stage}", completed=done, total=total)
+
+            result = await run_settlement(db, settings, NetworkKeys.from_settings(settings), period_end=end,
+                                          idempotency_key=idempotency_key or f"cli-{end.isoformat()}",
+                                          progress=report)
+        return result, await batch_positions(db, result.batch.id)
+
+    result, positions = _run(_with_db(settings, run))
+    batch = result.batch
+    verb = "already closed" if result.replayed else "closed"
+    console.print(f"batch {batch.id} (#{batch.seq}) {verb}: {batch.period_start:%Y-%m-%d %H:%M} to "
+                  f"{batch.period_end:%Y-%m-%d %H:%M} UTC, entries {batch.after_entry_id + 1:,}.."
+                  f"{batch.through_entry_id:,}")
+    table = Table(header_style="bold", box=None, pad_edge=False)
+    for column in ("merchant", "issued", "honored", "reversed", "expired", "net (minor)"):
+        table.add_column(column, justify="right")
+    for p in positions:
+        table.add_row(str(p.merchant_id), f"{p.points_issued:,}", f"{p.points_honored:,}", f"{p.points_reversed:,}",
+                      f"{p.points_expired:,}", f"{p.net_minor:,}")
+    if positions:
+        console.print(table)
+    console.print(f"gross {batch.gross_minor:,}  net {batch.net_minor:,}  network income "
+                  f"{batch.network_income_minor:,}  residue {batch.residue_minor}  ({settings.currency} minor units)")
+    console.print(f"digest {batch.digest}")
+
+
+@settle.command("export")
+@click.option("--batch", "batch_id", required=True, type=int, help="The batch id.")
+@click.option("--merchant", "merchant_id", type=int, help="Only this merchant's statement (default: all).")
+@click.option("--format", "fmt", type=click.Choice(["json", "csv", "html", "pdf", "png"]), default="json",
+              show_default=True, help="json: the signed export; csv: the positions (a batch) or the lines (a "
+              "statement); html, pdf, png: the report with the matrix heat map and net positions chart.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), help="Write here (default: stdout).")
+def settle_export(batch_id: int, merchant_id: int | None, fmt: str, output: str | None) -> None:
+    """Export a batch, or one merchant's statement (--merchant).
+
+    The JSON is signed: `coalition verify-statement` checks it offline.
+    """
+    from coalition.crypto import NetworkKeys
+    from coalition.settlement.service import export_statement, export_text
+
+    settings = _settings()
+    if fmt != "json":
+        from coalition.settlement.exports import export_batch
+
+        async def render(db: Database) -> bytes:
+            return (await export_batch(db, settings, NetworkKeys.from_settings(settings), batch_id=batch_id,
+                                       merchant_id=merchant_id, fmt=fmt)).content
+
+        content = _run(_with_db(settings, render))
+        if output:
+            Path(output).write_bytes(content)
+            err_console.print(f"wrote {output} ({len(content):,} bytes)")
+        else:
+            import sys
+
+            sys.stdout.buffer.write(content)
+        return
+
+    async def run(db: Database) -> str:
+        return export_text(await export_statement(db, NetworkKeys.from_settings(settings), batch_id, merchant_id))
+
+    text = _run(_with_db(settings, run))
+    if output:
+        Path(output).write_text(text)
+        err_console.print(f"wrote {output}")
+    else:
+        click.echo(text, nl=False)
+
+
+@settle.command("simulate")
+@click.option("--period-end", callback=_aware_datetime, help="Simulate the next run at this instant (ISO 8601).")
+@click.option("--batch", "batch_id", type=int, help="Or re-price this closed batch.")
+@click.option("--point-value-minor", type=int, help="Money (minor units) per point.")
+@click.option("--funding-model", help="ISSUANCE or REDEMPTION.")
+@click.option("--reimbursement-rate", help="Decimal 0..1 paid to the honoring merchant, e.g. 0.80.")
+@click.option("--breakage-share", help="Decimal 0..1 of expired points' funding returned to the issuer.")
+def settle_simulate(period_end: Any, batch_id: int | None, point_value_minor: int | None, funding_model: str | None,
+                    reimbursement_rate: str | None, breakage_share: str | None) -> None:
+    """What-if: each merchant's net position under a changed policy beside the real one. Writes nothing."""
+    from coalition.settlement.reports import format_money
+    from coalition.settlement.whatif import Simulation, simulate_settlement
+
+    settings = _settings()
+
+    async def run(db: Database) -> Simulation:
+        return await simulate_settlement(db, settings, period_end=period_end, batch_id=batch_id,
+                                         point_value_minor=point_value_minor, funding_model=funding_model,
+                                         reimbursement_rate=reimbursement_rate, breakage_share=breakage_share)
+
+    simulation = _run(_with_db(settings, run))
+    p = simulation.policy
+
+    def money(minor: int) -> str:
+        return format_money(minor, settings.currency_exponent)
+
+    console.print(f"what-if {simulation.period_start:%Y-%m-%d %H:%M} to {simulation.period_end:%Y-%m-%d %H:%M} UTC: "
+                  f"{p.funding_model.value}, point value {p.point_value_minor}, reimbursement rate "
+                  f"{p.reimbursement_rate}, breakage share {p.breakage_share} (nothing written)")
+    table = Table(header_style="bold", box=None, pad_edge=False)
+    for column in ("merchant", "net now", "simulated", "change"):
+        table.add_column(column, justify="right")
+    for change in simulation.changes:
+        table.add_row(str(change.merchant_id), money(change.current.net_minor), money(change.simulated.net_minor),
+                      money(change.delta_minor))
+    table.add_row("network income", money(simulation.current.netting.network_income_minor),
+                  money(simulation.simulated.netting.network_income_minor),
+                  money(simulation.simulated.netting.network_income_minor
+                        - simulation.current.netting.network_income_minor), style="bold")
+    console.print(table)
+
+
+@cli.command("verify-statement")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--public-key", help="The network's public key (GraphQL network.publicKey) to pin; "
+                                   "without it the key inside the file is trusted.")
+def verify_statement(file: str, public_key: str | None) -> None:
+    """Verify an exported statement offline: hashes, chain fields and the Ed25519 signature (no database)."""
+    from coalition.settlement.statements import VerificationError, verify_export
+
+    try:
+        verified = verify_export(json.loads(Path(file).read_text()), public_key)
+    except (VerificationError, ValueError) as exc:
+        raise click.ClickException(f"statement does NOT verify: {exc}") from None
+    batch = verified.batch
+    console.print(f"statement verifies: batch #{batch['seq']} {batch['periodStart']} .. {batch['periodEnd']}, "
+                  f"digest {verified.digest}")
+    for statement in verified.merchants:
+        console.print(f"  merchant {statement['merchantId']}: net {statement['figures']['netMinor']:,} "
+                      f"{statement['currency']} minor units, {len(statement['lines'])} lines")
+    if not verified.public_key_pinned:
+        err_console.print("note: the key inside the file was trusted; pass --public-key to pin the network's key")
+
+
+@cli.group()
+def policy() -> None:
+    """The network's settlement policy (versioned)."""
+
+
+def _print_policy(p: Any) -> None:
+    for name, value in p.as_dict().items():
+        console.print(f"{name:>18}  {value}")
+
+
+@policy.command("show")
+def policy_show() -> None:
+    """Show the policy in force now."""
+    from coalition.settlement.policy import current_policy
+
+    settings = _settings()
+
+    async def run(db: Database) -> Any:
+        return await current_policy(db, settings)
+
+    _print_policy(_run(_with_db(settings, run)))
+
+
+@policy.command("set")
+@click.option("--point-value-minor", type=int, help="Money (minor units) per point.")
+@click.option("--funding-model", help="ISSUANCE or REDEMPTION.")
+@click.option("--reimbursement-rate", help="Decimal 0..1 paid to the honoring merchant, e.g. 0.90.")
+@click.option("--breakage-share", help="Decimal 0..1 of expired points' funding returned to the issuer.")
+@click.option("--period", help="DAILY, WEEKLY or MONTHLY.")
+@click.option("--timezone", help="IANA time zone the periods are cut in.")
+@click.option("--effective-from", callback=_aware_datetime, help="ISO date-time it applies from (default: now).")
+def policy_set(**changes: Any) -> None:
+    """Append a policy version; options left out keep their current value."""
+    from coalition.settlement.policy import set_policy
+
+    settings = _settings()
+
+    async def run(db: Database) -> Any:
+        return await set_policy(db, settings, **changes)
+
+    _print_policy(_run(_with_db(settings, run)))
+
+
+@cli.command()
+@click.option("--once", is_flag=True, help="Run one tick and exit.")
+@click.option("--interval-s", default=60.0, show_default=True, type=click.FloatRange(0.1),
+              help="Seconds between ticks.")
+@click.option("--settle/--no-settle", default=True, show_default=True, help="Close settlement periods when due.")
+def worker(once: bool, interval_s: float, settle: bool) -> None:
+    """Release expired holds, expire lots and close due settlement periods, on a schedule."""
+    import logging
+
+    from coalition.crypto import NetworkKeys
+    from coalition.worker import Worker
+
+    settings = _settings()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+
+    async def run(db: Database) -> Any:
+        job = Worker(db, settings, NetworkKeys.from_settings(settings), settle=settle)
+        if once:
+            return await job.tick()
+        await job.run(interval_s)
+        return None
+
+    report = _run(_with_db(settings, run))
+    if report is not None:
+        console.print(f"released {report.holds_released:,} holds, expired {report.points_expired:,} points, "
+                      f"closed batches {report.batch_ids or 'none'}")
+        if report.errors:
+            raise click.ClickException("; ".join(report.errors))

@@ -5,5 +5,7 @@ from coalition.db import Base
 from coalition.ledger.models import Allocation, Entry, Hold, Lot, Posting
 from coalition.members.models import Member
 from coalition.partners.models import Merchant
+from coalition.settlement.models import NetworkPolicy, SettlementBatch, SettlementLine, SettlementPosition
 
-__all__ = ["Allocation", "ApiKey", "Base", "Entry", "Hold", "Lot", "Member", "Merchant", "Posting"]
+__all__ = ["Allocation", "ApiKey", "Base", "Entry", "Hold", "Lot", "Member", "Merchant", "NetworkPolicy", "Posting",
+           "SettlementBatch", "SettlementLine", "SettlementPosition"]

@@ -15,10 +15,14 @@ from coalition.graphql.ledger.types import Hold, Transaction
 from coalition.graphql.members.types import Member
 from coalition.graphql.network.types import Network, network_of
 from coalition.graphql.partners.types import Merchant, MerchantConnection, MerchantEdge
+from coalition.graphql.settlement.queries import SettlementQueries
+from coalition.graphql.settlement.types import SettlementBatch
+from coalition.graphql.settlement.whatif import WhatIfQueries
 from coalition.members.service import find_member
 from coalition.partners.service import list_merchants
 
-NODE_TYPES: dict[str, Any] = {"Merchant": Merchant, "Member": Member, "Transaction": Transaction, "Hold": Hold}
+NODE_TYPES: dict[str, Any] = {"Merchant": Merchant, "Member": Member, "Transaction": Transaction, "Hold": Hold,
+                              "SettlementBatch": SettlementBatch}
 
 
 class AdminViewer(graphene.ObjectType):  # type: ignore[misc]
@@ -50,7 +54,7 @@ class Viewer(graphene.Union):  # type: ignore[misc]
         types = (AdminViewer, MerchantViewer, MemberViewer)
 
 
-class Query(graphene.ObjectType):  # type: ignore[misc]
+class Query(SettlementQueries, WhatIfQueries, graphene.ObjectType):  # type: ignore[misc]
     node = graphene.Field(graphene.relay.Node, id=graphene.ID(required=True),
                           description="Any object by global ID, if the caller may see it.")
     viewer = graphene.Field(Viewer, description="Who is calling; null without credentials.")

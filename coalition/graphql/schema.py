@@ -11,9 +11,11 @@ from coalition.graphql.ledger.mutations import LedgerMutations
 from coalition.graphql.members.mutations import MemberMutations
 from coalition.graphql.partners.mutations import PartnerMutations
 from coalition.graphql.queries import Query
+from coalition.graphql.settlement.mutations import SettlementMutations
+from coalition.graphql.settlement.reconcile import ReconcileMutations
 
 
-class Mutation(PartnerMutations, MemberMutations, LedgerMutations):
+class Mutation(PartnerMutations, MemberMutations, LedgerMutations, ReconcileMutations, SettlementMutations):
     pass
 
 

@@ -1,0 +1,123 @@
+"""Settlement tables. Every row is written once and never updated.
+
+- ``network_policies``: the policy's versions; the version in force at an entry's
+  ``created_at`` (the latest with ``effective_from <= created_at``) prices that entry.
+- ``settlement_batches``: one closed batch per run, chained by ``seq`` /
+  ``previous_batch_id`` (both unique, so two runs can never chain from the same batch) and
+  covering the ledger entries with ``after_entry_id < id <= through_entry_id``.
+- ``settlement_lines``: the batch's aggregated lines (issuer x redeemer, issuance,
+  expiry per policy version) and its adjustments (one per late reversal).
+- ``settlement_positions``: one row per merchant with activity in the batch: its figures,
+  its net position and the canonical text of its own statement.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+
+from sqlalchemy import BigInteger, CheckConstraint, Enum, ForeignKey, Index, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from coalition.db import Base, intpk, utcnow
+
+
+class FundingModel(enum.StrEnum):
+    ISSUANCE = "ISSUANCE"  # the issuer pays when it issues; every honored point is reimbursed
+    REDEMPTION = "REDEMPTION"  # the issuer pays only when another merchant honors its points
+
+
+class SettlementPeriod(enum.StrEnum):
+    DAILY = "DAILY"
+    WEEKLY = "WEEKLY"
+    MONTHLY = "MONTHLY"
+
+
+class LineKind(enum.StrEnum):
+    HONORED = "HONORED"  # issuer's points honored by redeemer (net of same-batch reversals)
+    ISSUED = "ISSUED"  # points the issuer issued (net of same-batch earn reversals)
+    EXPIRED = "EXPIRED"  # the issuer's points that expired (breakage)
+    ADJUSTMENT = "ADJUSTMENT"  # a reversal of a transaction settled in an earlier batch
+
+
+def _enum(cls: type[enum.Enum]) -> Enum:
+    return Enum(cls, native_enum=False, length=16)
+
+
+class NetworkPolicy(Base):
+    __tablename__ = "network_policies"
+    __table_args__ = (
+        CheckConstraint("point_value_minor >= 0", name="point_value_non_negative"),
+        Index("ix_network_policies_effective_from", "effective_from"),
+    )
+
+    id: Mapped[intpk]
+    point_value_minor: Mapped[int]
+    funding_model: Mapped[FundingModel] = mapped_column(_enum(FundingModel))
+    reimbursement_rate: Mapped[str] = mapped_column(String(32))  # a Decimal, 0..1
+    breakage_share: Mapped[str] = mapped_column(String(32))  # a Decimal, 0..1
+    period: Mapped[SettlementPeriod] = mapped_column(_enum(SettlementPeriod))
+    timezone: Mapped[str] = mapped_column(String(64))
+    effective_from: Mapped[dt.datetime]
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class SettlementBatch(Base):
+    __tablename__ = "settlement_batches"
+
+    id: Mapped[intpk]
+    seq: Mapped[int] = mapped_column(BigInteger, unique=True)
+    previous_batch_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("settlement_batches.id"), unique=True)
+    idempotency_key: Mapped[str] = mapped_column(String(128), unique=True)
+    period_start: Mapped[dt.datetime]
+    period_end: Mapped[dt.datetime]
+    after_entry_id: Mapped[int]
+    through_entry_id: Mapped[int]
+    funding_models: Mapped[str] = mapped_column(String(64))  # the models in force, comma-separated
+    gross_minor: Mapped[int]
+    net_minor: Mapped[int]
+    bilateral_minor: Mapped[int]
+    network_income_minor: Mapped[int]
+    residue_minor: Mapped[str] = mapped_column(String(64))  # a Decimal: exact minus rounded, to the network
+    statement: Mapped[str] = mapped_column(Text)  # the canonical batch statement (JSON)
+    digest: Mapped[str] = mapped_column(String(64))
+    signature: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class SettlementLine(Base):
+    __tablename__ = "settlement_lines"
+
+    id: Mapped[intpk]
+    batch_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("settlement_batches.id"), index=True)
+    kind: Mapped[LineKind] = mapped_column(_enum(LineKind))
+    policy_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("network_policies.id"))
+    issuer_merchant_id: Mapped[int | None] = mapped_column(BigInteger)  # NULL: the network
+    redeemer_merchant_id: Mapped[int | None] = mapped_column(BigInteger)
+    points: Mapped[int]
+    issuer_minor: Mapped[int]  # signed effect on the issuer's position
+    redeemer_minor: Mapped[int]  # signed effect on the redeemer's position
+    exact_minor: Mapped[str] = mapped_column(String(64))  # the unrounded money of the line (Decimal)
+    reversal_entry_id: Mapped[int | None] = mapped_column(BigInteger)
+    original_entry_id: Mapped[int | None] = mapped_column(BigInteger)
+    original_batch_id: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class SettlementPosition(Base):
+    __tablename__ = "settlement_positions"
+
+    batch_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("settlement_batches.id"), primary_key=True)
+    merchant_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("merchants.id"), primary_key=True,
+                                             index=True)
+    points_issued: Mapped[int]
+    points_honored: Mapped[int]
+    points_reversed: Mapped[int]
+    points_expired: Mapped[int]
+    charges_minor: Mapped[int]
+    reimbursements_minor: Mapped[int]
+    breakage_minor: Mapped[int]
+    adjustments_minor: Mapped[int]
+    net_minor: Mapped[int]
+    statement: Mapped[str] = mapped_column(Text)  # the merchant's canonical statement (JSON)
+    statement_sha256: Mapped[str] = mapped_column(String(64))

@@ -1,0 +1,342 @@
+"""Settlement runs: close every unsettled ledger entry up to a period end into one signed batch.
+
+Exactly once, without a marker per entry: batch ``n`` covers the entries with
+``batch[n-1].through_entry_id < id <= batch[n].through_entry_id``, so consecutive
+batches tile the entry ids and no entry can be in two. The high-water mark is the
+largest id of an entry created before ``periodEnd``, read safely:
+
+- PostgreSQL: in a short transaction of its own, ``LOCK TABLE entries IN SHARE MODE``
+  waits for every in-flight ledger write (they hold ROW EXCLUSIVE) and holds new ones
+  off for the instant it takes to read ``max(id)``; so every id up to the mark is
+  committed or rolled back for good, and a later write gets a larger id. Entries,
+  postings and allocations of one transaction commit together and are append-only, so
+  the aggregation afterwards needs no lock.
+- SQLite: the run is one ``BEGIN IMMEDIATE`` transaction, which already excludes writers.
+
+Runs are serialized by ``pg_advisory_xact_lock`` (SQLite: the write lock) held by the
+transaction that writes the batch; ``settlement_batches.seq``, ``previous_batch_id`` and
+``idempotency_key`` are unique as the last line. A second run waits, then sees the
+first's batch: the same idempotency key returns it (``replayed``), a ``periodEnd`` not
+after it is refused with ``PERIOD_END_NOT_AFTER_LAST_BATCH``. An entry created at or
+after ``periodEnd`` but with a smaller id than one before it (clock skew between
+concurrent writers) settles with the ids around it: the id decides, never the clock.
+
+A closed batch is never updated; a reversal of a settled transaction settles in a later
+batch as an ADJUSTMENT line naming the original (see :mod:`coalition.settlement.compute`).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, insert, select, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from coalition.config import Settings
+from coalition.crypto import NetworkKeys
+from coalition.db import Database, utcnow
+from coalition.errors import IdempotencyKeyConflict, check_idempotency_key
+from coalition.ledger.models import Entry
+from coalition.settlement import netting, statements
+from coalition.settlement.compute import Line, Progress, SettlementFigures, compute_settlement
+from coalition.settlement.errors import BatchNotFound, InvalidPeriodEnd, SettlementRaced
+from coalition.settlement.models import LineKind, SettlementBatch, SettlementLine, SettlementPosition
+
+# pg_advisory_xact_lock key for settlement runs: "SETL" in ASCII.
+SETTLEMENT_LOCK_KEY = 0x5345544C
+
+
+@dataclass(frozen=True)
+class RunResult:
+    batch: SettlementBatch
+    replayed: bool = False
+
+
+def _iso(value: dt.datetime) -> str:
+    return value.astimezone(dt.UTC).isoformat()
+
+
+def line_document(line: Line) -> dict[str, Any]:
+    return {
+        "kind": line.kind.value, "policyId": line.policy.id, "issuerMerchantId": line.issuer,
+        "redeemerMerchantId": line.redeemer, "points": line.points, "issuerMinor": line.issuer_minor,
+        "redeemerMinor": line.redeemer_minor, "exactMinor": str(line.exact_minor),
+        "reversalEntryId": line.reversal_entry_id, "originalEntryId": line.original_entry_id,
+        "originalBatchId": line.original_batch_id,
+    }
+
+
+def check_period_end(period_end: Any, now: dt.datetime) -> dt.datetime:
+    if not isinstance(period_end, dt.datetime) or period_end.tzinfo is None:
+        raise InvalidPeriodEnd("periodEnd must be a date-time with a time zone", field="periodEnd")
+    period_end = period_end.astimezone(dt.UTC)
+    assert isinstance(period_end, dt.datetime)
+    if period_end > now:
+        raise InvalidPeriodEnd(f"periodEnd {_iso(period_end)} is in the future (now {_iso(now)}): "
+                               "only past activity can be settled", code="PERIOD_END_IN_FUTURE", field="periodEnd")
+    return period_end
+
+
+async def _high_water_mark(db: Database, conn: AsyncConnection, after: int, period_end: dt.datetime) -> int:
+    query = select(func.max(Entry.id)).where(Entry.id > after, Entry.created_at < period_end)
+    if db.is_sqlite:  # the run's BEGIN IMMEDIATE transaction already excludes writers
+        return int((await conn.execute(query)).scalar_one_or_none() or after)
+    async with db.engine.begin() as short:
+        await short.execute(text(f"LOCK TABLE {Entry.__tablename__} IN SHARE MODE"))
+        return int((await short.execute(query)).scalar_one_or_none() or after)
+
+
+async def run_settlement(
+    db: Database, settings: Settings, keys: NetworkKeys, *, period_end: Any, idempotency_key: str,
+    now: dt.datetime | None = None, progress: Progress | None = None,
+) -> RunResult:
+    """Close every unsettled entry created before ``period_end`` into a new signed batch.
+
+    Same key and same ``period_end`` again: the same batch, ``replayed``. Refusals
+    (``DomainError``) write nothing.
+    """
+    key = check_idempotency_key(idempotency_key)
+    now = now or utcnow()
+    period_end = check_period_end(period_end, now)
+    try:
+        async with db.transaction() as conn:
+            if not db.is_sqlite:
+                await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": SETTLEMENT_LOCK_KEY})
+            earlier = await _by_key(conn, key, period_end)
+            if earlier is not None:
+                return RunResult(earlier, replayed=True)
+            latest = (await conn.execute(
+                select(SettlementBatch).order_by(SettlementBatch.seq.desc()).limit(1))).first()
+            if latest is not None and period_end <= latest.period_end:
+                raise InvalidPeriodEnd(
+                    f"periodEnd {_iso(period_end)} is not after the last batch's ({_iso(latest.period_end)}): "
+                    "that activity is settled already", code="PERIOD_END_NOT_AFTER_LAST_BATCH", field="periodEnd")
+            after = latest.through_entry_id if latest is not None else 0
+            through = await _high_water_mark(db, conn, after, period_end)
+            figures = await compute_settlement(conn, settings, after_entry_id=after, through_entry_id=through,
+                                               progress=progress)
+            if latest is not None:
+                period_start = latest.period_end
+            else:
+                first = (await conn.execute(select(Entry.created_at).where(Entry.id > after, Entry.id <= through)
+                                            .order_by(Entry.id).limit(1))).scalar_one_or_none()
+                period_start = min(first, period_end) if first is not None else period_end
+            batch_id = await _write_batch(conn, settings, keys, figures, key=key, latest=latest,
+                                          period_start=period_start, period_end=period_end, now=now)
+            batch = (await conn.execute(select(SettlementBatch).where(SettlementBatch.id == batch_id))).one()
+    except IntegrityError:
+        # Only without the advisory lock (another process on SQLite racing past BEGIN
+        # IMMEDIATE cannot happen; this is the constraint's last line).
+        async with db.read() as conn:
+            earlier = await _by_key(conn, key, period_end)
+        if earlier is not None:
+            return RunResult(earlier, replayed=True)
+        raise SettlementRaced("another settlement run closed this activity at the same time; run again",
+                              field="periodEnd") from None
+    return RunResult(_batch_from_row(batch))
+
+
+def _batch_from_row(row: Any) -> SettlementBatch:
+    return SettlementBatch(**dict(row._mapping))
+
+
+async def _by_key(conn: AsyncConnection, key: str, period_end: dt.datetime) -> SettlementBatch | None:
+    row = (await conn.execute(select(SettlementBatch).where(SettlementBatch.idempotency_key == key))).first()
+    if row is None:
+        return None
+    if row.period_end != period_end:
+        raise IdempotencyKeyConflict(key)
+    return _batch_from_row(row)
+
+
+async def _write_batch(
+    conn: AsyncConnection, settings: Settings, keys: NetworkKeys, figures: SettlementFigures, *, key: str,
+    latest: Any, period_start: dt.datetime, period_end: dt.datetime, now: dt.datetime,
+) -> int:
+    seq = latest.seq + 1 if latest is not None else 1
+    start, end = _iso(period_start), _iso(period_end)
+    documents = [line_document(line) for line in figures.lines]
+    by_merchant: dict[int, list[dict[str, Any]]] = {}
+    for line, document in zip(figures.lines, documents, strict=True):
+        for party in {line.issuer, line.redeemer} - {None}:
+            by_merchant.setdefault(party, []).append(document)  # type: ignore[arg-type]
+    merchant_texts: dict[int, str] = {}
+    for merchant_id, f in sorted(figures.merchants.items()):
+        own = by_merchant.get(merchant_id, [])
+        merchant_texts[merchant_id] = statements.merchant_statement(
+            batch_seq=seq, period_start=start, period_end=end, currency=settings.currency, merchant_id=merchant_id,
+            figures=_figures_document(f), lines=own)
+    hashes = {m: statements.sha256_hex(t) for m, t in merchant_texts.items()}
+    n = figures.netting
+    totals = {
+        "grossMinor": n.gross_minor, "netMinor": n.net_minor, "bilateralMinor": n.bilateral_minor,
+        "bilateralTransfers": len(n.bilateral), "transfers": len(n.transfers),
+        "networkIncomeMinor": n.network_income_minor, "residueMinor": str(figures.residue_minor),
+        "nettingRatio": str(n.netting_ratio), "lines": len(figures.lines),
+    }
+    previous_digest = latest.digest if latest is not None else None
+    batch_text = statements.batch_statement(
+        seq=seq, previous_digest=previous_digest, period_start=start, period_end=end,
+        after_entry_id=figures.after_entry_id, through_entry_id=figures.through_entry_id, currency=settings.currency,
+        policies=[p.as_dict() for p in figures.policies], totals=totals, merchant_hashes=hashes)
+    digest = statements.sha256_hex(batch_text)
+    signature = base64.b64encode(keys.sign(digest.encode("ascii"))).decode()
+    batch_id = int((await conn.execute(insert(SettlementBatch).values(
+        seq=seq, previous_batch_id=latest.id if latest is not None else None, idempotency_key=key,
+        period_start=period_start, period_end=period_end, after_entry_id=figures.after_entry_id,
+        through_entry_id=figures.through_entry_id,
+        funding_models=",".join(sorted({p.funding_model.value for p in figures.policies})),
+        gross_minor=n.gross_minor, net_minor=n.net_minor, bilateral_minor=n.bilateral_minor,
+        network_income_minor=n.network_income_minor, residue_minor=str(figures.residue_minor),
+        statement=batch_text, digest=digest, signature=signature, created_at=now,
+    ).returning(SettlementBatch.id))).scalar_one())
+    if figures.lines:
+        await conn.execute(insert(SettlementLine), [{
+            "batch_id": batch_id, "kind": line.kind, "policy_id": line.policy.id,
+            "issuer_merchant_id": line.issuer, "redeemer_merchant_id": line.redeemer, "points": line.points,
+            "issuer_minor": line.issuer_minor, "redeemer_minor": line.redeemer_minor,
+            "exact_minor": str(line.exact_minor), "reversal_entry_id": line.reversal_entry_id,
+            "original_entry_id": line.original_entry_id, "original_batch_id": line.original_batch_id,
+        } for line in figures.lines])
+    if figures.merchants:
+        await conn.execute(insert(SettlementPosition), [{
+            "batch_id": batch_id, "merchant_id": m, "points_issued": f.points_issued,
+            "points_honored": f.points_honored, "points_reversed": f.points_reversed,
+            "points_expired": f.points_expired, "charges_minor": f.charges_minor,
+            "reimbursements_minor": f.reimbursements_minor, "breakage_minor": f.breakage_minor,
+            "adjustments_minor": f.adjustments_minor, "net_minor": f.net_minor,
+            "statement": merchant_texts[m], "statement_sha256": hashes[m],
+        } for m, f in sorted(figures.merchants.items())])
+    return batch_id
+
+
+def _figures_document(f: Any) -> dict[str, int]:
+    return {
+        "pointsIssued": f.points_issued, "pointsHonored": f.points_honored, "pointsReversed": f.points_reversed,
+        "pointsExpired": f.points_expired, "chargesMinor": f.charges_minor,
+        "reimbursementsMinor": f.reimbursements_minor, "breakageMinor": f.breakage_minor,
+        "adjustmentsMinor": f.adjustments_minor, "netMinor": f.net_minor,
+    }
+
+
+# ---------------------------------------------------------------- reading closed batches
+
+
+async def list_batches(db: Database, *, after_id: int | None = None, limit: int = 20) -> list[SettlementBatch]:
+    """Closed batches, newest first; ``after_id`` is the last id of the previous page."""
+    query = select(SettlementBatch).order_by(SettlementBatch.id.desc()).limit(limit)
+    if after_id is not None:
+        query = query.where(SettlementBatch.id < after_id)
+    async with db.read() as conn:
+        return [_batch_from_row(r) for r in await conn.execute(query)]
+
+
+async def get_batch(db: Database, batch_id: int) -> SettlementBatch:
+    async with db.read() as conn:
+        row = (await conn.execute(select(SettlementBatch).where(SettlementBatch.id == batch_id))).first()
+    if row is None:
+        raise BatchNotFound(f"there is no settlement batch {batch_id}", field="batchId")
+    return _batch_from_row(row)
+
+
+async def batch_lines(db: Database, batch_id: int, *, merchant_id: int | None = None) -> list[SettlementLine]:
+    """The batch's lines; with ``merchant_id``, only the lines where it is issuer or redeemer."""
+    query = select(SettlementLine).where(SettlementLine.batch_id == batch_id).order_by(SettlementLine.id)
+    if merchant_id is not None:
+        query = query.where((SettlementLine.issuer_merchant_id == merchant_id)
+                            | (SettlementLine.redeemer_merchant_id == merchant_id))
+    async with db.read() as conn:
+        return [SettlementLine(**dict(r._mapping)) for r in await conn.execute(query)]
+
+
+async def batch_positions(db: Database, batch_id: int, *, merchant_id: int | None = None) -> list[SettlementPosition]:
+    """Every merchant's position (admin), or only ``merchant_id``'s."""
+    query = select(SettlementPosition).where(SettlementPosition.batch_id == batch_id)
+    if merchant_id is not None:
+        query = query.where(SettlementPosition.merchant_id == merchant_id)
+    async with db.read() as conn:
+        rows = await conn.execute(query.order_by(SettlementPosition.merchant_id))
+        return [SettlementPosition(**dict(r._mapping)) for r in rows]
+
+
+async def export_statement(db: Database, keys: NetworkKeys, batch_id: int,
+                           merchant_id: int | None = None) -> dict[str, Any]:
+    """The signed JSON export of one merchant's statement, or of every merchant's (admin)."""
+    batch = await get_batch(db, batch_id)
+    positions = await batch_positions(db, batch_id, merchant_id=merchant_id)
+    if merchant_id is not None and not positions:
+        raise BatchNotFound(f"merchant {merchant_id} has no statement in batch {batch_id}", field="merchantId")
+    return statements.export_document(
+        batch_statement=batch.statement, digest=batch.digest, signature=batch.signature,
+        public_key_b64=keys.public_key_b64, merchant_statements=[p.statement for p in positions])
+
+
+@dataclass(frozen=True)
+class MatrixCell:
+    """Issuer x redeemer: points honored and money, summed over policy versions."""
+
+    issuer: int | None
+    redeemer: int
+    points: int
+    amount_minor: int  # reimbursed to the redeemer
+    charged_minor: int  # charged to the issuer (REDEMPTION)
+
+
+@dataclass(frozen=True)
+class _StoredLeg:
+    issuer: int | None
+    redeemer: int | None
+    issuer_minor: int
+    redeemer_minor: int
+
+
+async def batch_matrix(db: Database, batch_id: int, *, merchant_id: int | None = None) -> list[MatrixCell]:
+    cells: dict[tuple[int | None, int], list[int]] = {}
+    for line in await batch_lines(db, batch_id, merchant_id=merchant_id):
+        if line.kind == LineKind.HONORED and line.redeemer_merchant_id is not None:
+            cell = cells.setdefault((line.issuer_merchant_id, line.redeemer_merchant_id), [0, 0, 0])
+            cell[0] += line.points
+            cell[1] += line.redeemer_minor
+            cell[2] -= line.issuer_minor
+    return [MatrixCell(i, r, *v) for (i, r), v in sorted(cells.items(), key=lambda kv: (kv[0][0] or 0, kv[0][1]))]
+
+
+async def batch_netting(db: Database, batch_id: int) -> netting.Netting:
+    """The batch's netting recomputed from its stored lines (transfers and the bilateral view)."""
+    lines = await batch_lines(db, batch_id)
+    return netting.net(_StoredLeg(line.issuer_merchant_id, line.redeemer_merchant_id, line.issuer_minor,
+                                  line.redeemer_minor) for line in lines)
+
+
+async def batch_adjustments(db: Database, batch_id: int, *, merchant_id: int | None = None) -> list[SettlementLine]:
+    return [line for line in await batch_lines(db, batch_id, merchant_id=merchant_id)
+            if line.kind == LineKind.ADJUSTMENT]
+
+
+async def batch_transfers(db: Database, batch_id: int, *, merchant_id: int | None = None,
+                          bilateral: bool = False) -> list[netting.Transfer]:
+    """The multilateral transfers (or the bilateral view); a merchant sees only its own."""
+    result = await batch_netting(db, batch_id)
+    transfers = result.bilateral if bilateral else result.transfers
+    if merchant_id is None:
+        return transfers
+    return [t for t in transfers if merchant_id in (t.payer, t.payee)]
+
+
+def netting_ratio_of(batch: SettlementBatch) -> str:
+    return str(json.loads(batch.statement)["totals"]["nettingRatio"])
+
+
+def previous_digest_of(batch: SettlementBatch) -> str | None:
+    value = json.loads(batch.statement)["previousDigest"]
+    return None if value is None else str(value)
+
+
+def export_text(document: dict[str, Any]) -> str:
+    """The export file's text (the statements inside stay byte-exact strings)."""
+    return json.dumps(document, indent=2, sort_keys=True) + "\n"

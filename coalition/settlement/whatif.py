@@ -1,0 +1,162 @@
+"""What-if: a period's settlement under another policy, beside the figures of the real one. Reads only.
+
+:func:`simulate_settlement` prices one window of ledger entries twice with
+:func:`coalition.settlement.compute.compute_settlement`: under the stored policy versions
+(what a run would close, or did close) and under one simulated policy applied to every
+transaction. Nothing is written, so an admin can try a reimbursement rate or a funding
+model and see each partner's net position move.
+
+The window is either
+
+- ``period_end``: the activity a settlement run at ``period_end`` would close now (the
+  entries after the last batch, created before ``period_end``), or
+- ``batch_id``: a closed batch's own entries, to ask what that period would have settled to.
+
+The simulated policy is the version in force at the period's end with the given changes
+(``point_value_minor``, ``funding_model``, ``reimbursement_rate``, ``breakage_share``),
+checked like a real policy change. Unlike a run, the window's upper id is read without
+locking the ledger: a write still in flight at ``period_end`` may be left out of a
+simulation but never out of the real run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, replace
+from typing import Any
+
+from sqlalchemy import func, select
+
+from coalition.config import Settings
+from coalition.db import Database, utcnow
+from coalition.errors import InvalidInput
+from coalition.ledger.models import Entry
+from coalition.partners.models import Merchant
+from coalition.settlement.compute import MerchantFigures, SettlementFigures, compute_settlement
+from coalition.settlement.errors import BatchNotFound, InvalidPeriodEnd
+from coalition.settlement.models import SettlementBatch
+from coalition.settlement.policy import Policy, policy_at, policy_versions, validate_policy
+from coalition.settlement.reports import NETWORK_LABEL, BatchView, LineRow, MatrixCell, PositionRow, format_money
+from coalition.settlement.service import check_period_end
+
+POLICY_FIELDS = ("point_value_minor", "funding_model", "reimbursement_rate", "breakage_share")
+
+
+@dataclass(frozen=True)
+class PositionChange:
+    """One merchant's figures under the real policy and the simulated one."""
+
+    merchant_id: int
+    current: MerchantFigures
+    simulated: MerchantFigures
+
+    @property
+    def delta_minor(self) -> int:
+        return self.simulated.net_minor - self.current.net_minor
+
+
+@dataclass(frozen=True)
+class Simulation:
+    period_start: dt.datetime
+    period_end: dt.datetime
+    batch_id: int | None  # the closed batch re-priced, if that was asked
+    policy: Policy  # the simulated policy
+    current: SettlementFigures  # under the stored policy versions
+    simulated: SettlementFigures
+
+    @property
+    def changes(self) -> list[PositionChange]:
+        ids = sorted(set(self.current.merchants) | set(self.simulated.merchants))
+        return [PositionChange(m, self.current.merchants.get(m) or MerchantFigures(m),
+                               self.simulated.merchants.get(m) or MerchantFigures(m)) for m in ids]
+
+
+async def simulate_settlement(
+    db: Database,
+    settings: Settings,
+    *,
+    period_end: Any = None,
+    batch_id: int | None = None,
+    now: dt.datetime | None = None,
+    **policy_changes: Any,
+) -> Simulation:
+    """Price a window under the stored policy and under the changed one; see the module docstring."""
+    unknown = set(policy_changes) - set(POLICY_FIELDS)
+    if unknown:
+        raise TypeError(f"not a policy field: {', '.join(sorted(unknown))}")
+    if (period_end is None) == (batch_id is None):
+        raise InvalidInput("give periodEnd (the next run's activity) or batchId (a closed batch), not both",
+                           code="INVALID_SIMULATION_WINDOW", field="periodEnd")
+    if period_end is not None:
+        period_end = check_period_end(period_end, now or utcnow())
+    async with db.read() as conn:
+        if batch_id is not None:
+            batch = (await conn.execute(select(SettlementBatch).where(SettlementBatch.id == batch_id))).first()
+            if batch is None:
+                raise BatchNotFound(f"there is no settlement batch {batch_id}", field="batchId")
+            after, through = batch.after_entry_id, batch.through_entry_id
+            start, end = batch.period_start, batch.period_end
+        else:
+            latest = (await conn.execute(
+                select(SettlementBatch).order_by(SettlementBatch.seq.desc()).limit(1))).first()
+            if latest is not None and period_end <= latest.period_end:
+                raise InvalidPeriodEnd(
+                    f"periodEnd {period_end.isoformat()} is not after the last batch's "
+                    f"({latest.period_end.isoformat()}): pass batchId to re-price a closed batch",
+                    code="PERIOD_END_NOT_AFTER_LAST_BATCH", field="periodEnd")
+            after = latest.through_entry_id if latest is not None else 0
+            through = int((await conn.execute(select(func.max(Entry.id)).where(
+                Entry.id > after, Entry.created_at < period_end))).scalar_one_or_none() or after)
+            first = (await conn.execute(select(func.min(Entry.created_at)).where(
+                Entry.id > after, Entry.id <= through))).scalar_one_or_none()
+            start = latest.period_end if latest is not None else min(first or period_end, period_end)
+            end = period_end
+        base = policy_at(await policy_versions(conn, settings), end)
+        policy = replace(validate_policy(base, **policy_changes), id=None)  # a version nobody stored
+        current = await compute_settlement(conn, settings, after_entry_id=after, through_entry_id=through)
+        simulated = await compute_settlement(conn, settings, after_entry_id=after, through_entry_id=through,
+                                             policy_override=policy)
+    return Simulation(period_start=start, period_end=end, batch_id=batch_id, policy=policy, current=current,
+                      simulated=simulated)
+
+
+async def simulation_view(db: Database, settings: Settings, simulation: Simulation) -> BatchView:
+    """The simulation as a report: simulated figures, each merchant's real net beside them."""
+    figures = simulation.simulated
+    changes = simulation.changes
+    ids = {c.merchant_id for c in changes} | {m for line in figures.lines for m in (line.issuer, line.redeemer) if m}
+    async with db.read() as conn:
+        rows = await conn.execute(select(Merchant.id, Merchant.name).where(Merchant.id.in_(ids)))
+        names = {r.id: r.name for r in rows}
+
+    def name(merchant: int | None) -> str:
+        return NETWORK_LABEL if merchant is None else names.get(merchant, f"merchant {merchant}")
+
+    positions = [PositionRow(
+        merchant_id=c.merchant_id, name=name(c.merchant_id), points_issued=c.simulated.points_issued,
+        points_honored=c.simulated.points_honored, points_reversed=c.simulated.points_reversed,
+        points_expired=c.simulated.points_expired, charges_minor=c.simulated.charges_minor,
+        reimbursements_minor=c.simulated.reimbursements_minor, breakage_minor=c.simulated.breakage_minor,
+        adjustments_minor=c.simulated.adjustments_minor, net_minor=c.simulated.net_minor) for c in changes]
+    lines = [LineRow(kind=line.kind.value, issuer_id=line.issuer, issuer_name=name(line.issuer),
+                     redeemer_id=line.redeemer, redeemer_name=name(line.redeemer) if line.redeemer else "",
+                     points=line.points, issuer_minor=line.issuer_minor, redeemer_minor=line.redeemer_minor,
+                     original_entry_id=line.original_entry_id, original_batch_id=line.original_batch_id)
+             for line in figures.lines]
+    matrix = [MatrixCell(issuer, name(issuer), redeemer, name(redeemer), points, reimbursed)
+              for issuer, redeemer, points, reimbursed, _ in figures.matrix]
+    p, n = simulation.policy, figures.netting
+
+    def money(minor: int) -> str:
+        return format_money(minor, settings.currency_exponent)
+
+    notes = [f"What-if, nothing written: funding model {p.funding_model.value}, point value {p.point_value_minor} "
+             f"minor unit(s), reimbursement rate {p.reimbursement_rate}, breakage share {p.breakage_share}.",
+             f"Under the real policy: network income {money(simulation.current.netting.network_income_minor)}, "
+             f"net {money(simulation.current.netting.net_minor)}."]
+    return BatchView(
+        title=f"What-if settlement to {simulation.period_end:%Y-%m-%d %H:%M} UTC", batch_id=simulation.batch_id,
+        seq=None, period_start=simulation.period_start, period_end=simulation.period_end, currency=settings.currency,
+        currency_exponent=settings.currency_exponent, gross_minor=n.gross_minor, net_minor=n.net_minor,
+        network_income_minor=n.network_income_minor, netting_ratio=str(n.netting_ratio), positions=positions,
+        lines=lines, matrix=matrix, notes=notes, current_net={c.merchant_id: c.current.net_minor for c in changes})

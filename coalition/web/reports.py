@@ -1,0 +1,223 @@
+"""Downloads of settlement batches and statements: thin routes over :mod:`coalition.settlement.exports`.
+
+==========================================================  ==========================================
+``GET /admin/settlement``                                    the batches, with links to their reports
+``GET /admin/settlement/{batch}/report.{fmt}``               the whole batch (admin key)
+``GET /admin/settlement/simulate.{fmt}?periodEnd=…&…``       what-if (admin): ``periodEnd`` or ``batch``,
+                                                             and any of ``pointValueMinor``,
+                                                             ``fundingModel``, ``reimbursementRate``,
+                                                             ``breakageShare``; html, pdf or png
+``GET /statements/{batch}.{fmt}``                            a merchant's own statement (its key); an
+                                                             admin adds ``?merchant=<id>``
+==========================================================  ==========================================
+
+``fmt`` is ``html``, ``pdf``, ``png``, ``csv`` or ``json``; ``batch`` is the batch's number
+(``SettlementBatch`` id) or its GraphQL global ID. Credentials as for the API:
+``Authorization: Bearer <key>``, or the key as the password of HTTP Basic so that a
+browser can open the pages (never in the URL: it would end up in logs). Errors are
+JSON ``{"error": {"code", "message"}}``: 401 no or bad key, 403 a caller who may not see
+it (a merchant asking for another's statement, a member token), 404 no such batch or no
+statement for that merchant in it, 400 a bad format or merchant, 429 too many requests.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import quote
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from coalition.auth.models import Role
+from coalition.auth.service import Authenticator, Caller
+from coalition.errors import DomainError, NotFound
+from coalition.graphql.core.types import InvalidId, decode_id
+from coalition.settlement.exports import FORMATS, MEDIA_TYPES, Export, export_batch, render
+from coalition.settlement.reports import index_html
+from coalition.settlement.service import list_batches
+from coalition.settlement.whatif import simulate_settlement, simulation_view
+
+INDEX_PAGE = 50
+RENDER_CACHE_SIZE = 64  # rendered downloads kept, oldest out first
+RENDER_CACHE_S = 300  # merchant names can change; the figures never do
+SIMULATION_FORMATS = ("html", "pdf", "png")
+HTML_POLICY = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
+INDEX_POLICY = HTML_POLICY.replace("form-action 'none'", "form-action 'self'")  # the what-if form
+
+
+class HttpError(Exception):
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.headers = status, code, message, headers or {}
+
+    def __repr__(self) -> str:
+        return f"HttpError(status={self.status}, code={self.code!r}, message={self.message!r})"
+
+    def response(self) -> Response:
+        return JSONResponse({"error": {"code": self.code, "message": self.message}}, status_code=self.status,
+                            headers=self.headers)
+
+
+def _id(raw: str, type_name: str, what: str) -> int:
+    if raw.isdigit() and 0 < int(raw) < 2**63:
+        return int(raw)
+    try:
+        return decode_id(raw, type_name)
+    except InvalidId:
+        raise HttpError(400 if what == "merchant" else 404, f"INVALID_{what.upper()}",
+                        f"{raw[:60]!r} is not a {what} number or {type_name} ID") from None
+
+
+def credential_of(header: str) -> str:
+    """The API key in ``Bearer <key>``, or in ``Basic`` (the password, or the user name when it is empty)."""
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer":
+        return value.strip()
+    if scheme.lower() == "basic":
+        try:
+            user, _, password = base64.b64decode(value.strip(), validate=True).decode().partition(":")
+        except (ValueError, UnicodeDecodeError):
+            return ""
+        return password or user
+    return ""
+
+
+def report_routes(services: Any, authenticator: Authenticator, limiter: Any) -> list[Route]:
+    """The routes, bound to the application's services (``db``, ``settings``, ``keys``)."""
+
+    rendered: dict[tuple[Any, ...], tuple[float, Export]] = {}
+
+    async def caller_of(request: Request) -> Caller:
+        caller = await authenticator.authenticate(credential_of(request.headers.get("authorization", "")))
+        if caller is None:
+            # Basic as well, so that a browser asks for the key and the report's links work there.
+            raise HttpError(401, "UNAUTHENTICATED", "send an API key: Authorization: Bearer <key>",
+                            {"WWW-Authenticate": 'Bearer, Basic realm="Coalition", charset="UTF-8"'})
+        retry_after = await limiter.hit(caller.rate_limit_key)
+        if retry_after is not None:
+            raise HttpError(429, "RATE_LIMITED", "too many requests for this key; slow down",
+                            {"Retry-After": str(max(1, round(retry_after)))})
+        return caller
+
+    async def send(request: Request, merchant_id: int | None, links: list[tuple[str, str]]) -> Response:
+        fmt = request.path_params["fmt"]
+        if fmt not in FORMATS:
+            raise HttpError(404, "INVALID_FORMAT", f"no .{fmt[:20]} export: one of {', '.join(FORMATS)}")
+        batch_id = _id(request.path_params["batch"], "SettlementBatch", "batch")
+        # A closed batch never changes, and a chart costs a few hundred milliseconds of CPU:
+        # repeated downloads (and a key hammering one URL) come from memory for a while.
+        key = (batch_id, merchant_id, fmt, tuple(links))
+        cached = rendered.get(key)
+        if cached is not None and cached[0] > time.monotonic():
+            export = cached[1]
+        else:
+            export = await export_batch(services.db, services.settings, services.keys, batch_id=batch_id,
+                                        merchant_id=merchant_id, fmt=fmt, links=links)
+            if len(rendered) >= RENDER_CACHE_SIZE:
+                rendered.pop(next(iter(rendered)))
+            rendered[key] = (time.monotonic() + RENDER_CACHE_S, export)
+        headers = {"Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff"}
+        if fmt == "html":
+            headers["Content-Security-Policy"] = HTML_POLICY
+        else:
+            headers["Content-Disposition"] = f'attachment; filename="{export.filename}"'
+        return Response(export.content, media_type=export.media_type, headers=headers)
+
+    def guarded(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except HttpError as error:
+                return error.response()
+            except NotFound as error:
+                return HttpError(404, error.code, error.message).response()
+            except DomainError as error:
+                return HttpError(400, error.code, error.message).response()
+
+        return endpoint
+
+    async def batch_report(request: Request) -> Response:
+        caller = await caller_of(request)
+        if caller.role != Role.ADMIN:
+            raise HttpError(403, "FORBIDDEN", "the batch report needs an admin key; a merchant gets its own "
+                            "statement at /statements/<batch>.<format>")
+        links = [(fmt.upper(), f"report.{fmt}") for fmt in FORMATS if fmt != "html"]
+        return await send(request, None, links)
+
+    async def statement(request: Request) -> Response:
+        caller = await caller_of(request)
+        asked = request.query_params.get("merchant")
+        wanted = None if asked is None else _id(asked, "Merchant", "merchant")
+        if caller.role == Role.ADMIN:
+            if wanted is None:
+                raise HttpError(400, "MERCHANT_REQUIRED", "an admin names the merchant: ?merchant=<id>; the whole "
+                                "batch is at /admin/settlement/<batch>/report.<format>")
+            merchant_id = wanted
+        elif caller.role == Role.MERCHANT and caller.merchant_id is not None:
+            if wanted is not None and wanted != caller.merchant_id:
+                raise HttpError(403, "FORBIDDEN", "a merchant sees only its own statement")
+            merchant_id = caller.merchant_id
+        else:
+            raise HttpError(403, "FORBIDDEN", "statements need a merchant or admin API key")
+        batch = request.path_params["batch"]
+        query = f"?merchant={quote(asked)}" if asked is not None else ""
+        links = [(fmt.upper(), f"{batch}.{fmt}{query}") for fmt in FORMATS if fmt != "html"]
+        return await send(request, merchant_id, links)
+
+    async def batch_index(request: Request) -> Response:
+        caller = await caller_of(request)
+        if caller.role != Role.ADMIN:
+            raise HttpError(403, "FORBIDDEN", "the settlement console needs an admin key")
+        before = request.query_params.get("before")
+        after_id = _id(before, "SettlementBatch", "batch") if before else None
+        batches = await list_batches(services.db, after_id=after_id, limit=INDEX_PAGE + 1)
+        older = batches[INDEX_PAGE - 1].id if len(batches) > INDEX_PAGE else None
+        page = index_html(batches[:INDEX_PAGE], services.settings.currency_exponent, older)
+        return HTMLResponse(page, headers={"Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff",
+                                           "Content-Security-Policy": INDEX_POLICY})
+
+    async def simulation(request: Request) -> Response:
+        caller = await caller_of(request)
+        if caller.role != Role.ADMIN:
+            raise HttpError(403, "FORBIDDEN", "simulations need an admin key")
+        fmt = request.path_params["fmt"]
+        # An HTML form sends its empty fields too: empty means "as now".
+        query = {name: value.strip() for name, value in request.query_params.items() if value.strip()}
+        if fmt not in SIMULATION_FORMATS:
+            raise HttpError(404, "INVALID_FORMAT", f"no .{fmt[:20]} simulation: one of {', '.join(SIMULATION_FORMATS)}")
+        period_end: Any = None
+        if "periodEnd" in query:
+            try:
+                # An unescaped "+01:00" arrives as " 01:00" (a query string's + is a space).
+                period_end = dt.datetime.fromisoformat(query["periodEnd"].replace(" ", "+"))
+            except ValueError:
+                raise HttpError(400, "INVALID_PERIOD_END", "periodEnd must be ISO 8601 with an offset") from None
+        point_value: Any = query.get("pointValueMinor")
+        if point_value is not None:
+            point_value = int(point_value) if point_value.lstrip("-").isdigit() else point_value
+        batch = query.get("batch")
+        result = await simulate_settlement(
+            services.db, services.settings, period_end=period_end,
+            batch_id=_id(batch, "SettlementBatch", "batch") if batch else None, point_value_minor=point_value,
+            funding_model=query.get("fundingModel"), reimbursement_rate=query.get("reimbursementRate"),
+            breakage_share=query.get("breakageShare"))
+        view = await simulation_view(services.db, services.settings, result)
+        content = await render(view, fmt)
+        headers = {"Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff"}
+        if fmt == "html":
+            headers["Content-Security-Policy"] = HTML_POLICY
+        else:
+            headers["Content-Disposition"] = f'attachment; filename="what-if.{fmt}"'
+        return Response(content, media_type=MEDIA_TYPES[fmt], headers=headers)
+
+    return [
+        Route("/admin/settlement", guarded(batch_index), methods=["GET"]),
+        Route("/admin/settlement/simulate.{fmt}", guarded(simulation), methods=["GET"]),
+        Route("/admin/settlement/{batch}/report.{fmt}", guarded(batch_report), methods=["GET"]),
+        Route("/statements/{batch}.{fmt}", guarded(statement), methods=["GET"]),
+    ]

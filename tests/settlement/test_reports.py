@@ -1,0 +1,75 @@
+"""Report rendering, pure: figures in, SVG / PNG / PDF out."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from coalition.settlement.reports import (
+    MAX_PARTIES,
+    BatchView,
+    LineRow,
+    MatrixCell,
+    PositionRow,
+    format_money,
+    matrix_svg,
+    positions_svg,
+    report_html,
+    report_pdf,
+    report_png,
+)
+
+
+def view(merchants: int) -> BatchView:
+    positions = [PositionRow(i, f"Shop {i:02d}", 10 * i, 5 * i, 0, 0, 10 * i, 9 * i, 0, 0, (-1) ** i * 111 * i)
+                 for i in range(1, merchants + 1)]
+    matrix = [MatrixCell(i, f"Shop {i:02d}", j, f"Shop {j:02d}", i + j, i + j)
+              for i in range(1, merchants + 1) for j in range(1, merchants + 1) if i != j]
+    matrix.append(MatrixCell(None, "Network", 1, "Shop 01", 7, 6))
+    return BatchView("Settlement batch 9", 9, 9, dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+                     dt.datetime(2026, 2, 1, tzinfo=dt.UTC), "EUR", 2, 1000, 500, 12, "0.5000", positions,
+                     [LineRow("HONORED", 1, "Shop 01", 2, "Shop 02", 3, 0, 3)], matrix, digest="d" * 64)
+
+
+def test_money_is_formatted_from_integers() -> None:
+    assert [format_money(m, 2) for m in (0, 5, -5, 123456, -100)] == ["0.00", "0.05", "-0.05", "1,234.56", "-1.00"]
+    assert format_money(-1500, 0) == "-1,500" and format_money(1, 3) == "0.001"
+
+
+def test_charts_show_the_figures_as_text() -> None:
+    small = view(3)
+    svg = matrix_svg(small)
+    assert svg.startswith("<svg") and "Shop 01" in svg and "Network" in svg
+    bars = positions_svg(small)
+    assert all(text in bars for text in ("-1.11", "2.22", "-3.33"))
+
+
+def test_many_partners_fold_into_others() -> None:
+    crowded = view(MAX_PARTIES + 15)
+    assert "others" in matrix_svg(crowded)
+    assert f"{MAX_PARTIES + 15 - 2 * (MAX_PARTIES // 2)} others" in positions_svg(crowded)
+    assert report_png(crowded).startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_files_are_deterministic_and_well_formed() -> None:
+    small = view(4)
+    pdf = report_pdf(small)
+    assert pdf.startswith(b"%PDF-") and pdf.rstrip().endswith(b"%%EOF") and report_pdf(small) == pdf
+    assert report_png(small) == report_png(small)
+    page = report_html(small, [("PDF", "report.pdf")])
+    assert page == report_html(small, [("PDF", "report.pdf")])
+    assert 'href="report.pdf"' in page and "0.5000" in page and "d" * 64 in page
+
+
+def test_names_are_escaped_in_the_page() -> None:
+    hostile = view(2)
+    hostile.positions[0] = PositionRow(1, "<script>alert(1)</script>", 0, 0, 0, 0, 0, 0, 0, 0, 0)
+    page = report_html(hostile)
+    assert "<script>alert(1)</script>" not in page and "&lt;script&gt;" in page
+
+
+def test_an_empty_batch_renders() -> None:
+    empty = BatchView("Settlement batch 1", 1, 1, dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+                      dt.datetime(2026, 2, 1, tzinfo=dt.UTC), "EUR", 2, 0, 0, 0, "0.0000", [], [], [])
+    assert "no points were honored" in matrix_svg(empty)
+    assert "No merchant had activity" in report_html(empty)
+    assert report_pdf(empty).startswith(b"%PDF-")

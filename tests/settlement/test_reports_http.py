@@ -1,0 +1,112 @@
+"""Report and statement downloads through the real ASGI app: formats, figures, and who may fetch what.
+
+The batch is the worked example's batch 1 (positions Bakery -96, Books +22, Cafe +27).
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+from typing import Any
+
+import pytest
+from graphql_relay import to_global_id
+
+from coalition.auth.models import Role
+from coalition.auth.service import create_api_key
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+async def merchant_key(db: Any, merchant_id: int) -> str:
+    async with db.sessions.begin() as session:
+        return await create_api_key(session, Role.MERCHANT, merchant_id=merchant_id)
+
+
+@pytest.fixture
+async def batch(shops: Any) -> Any:
+    s = shops
+    await s.earn(100, s.a)
+    s.clock.advance(minutes=1)
+    await s.earn(50, s.b)
+    await s.redeem(30, s.c)
+    await s.redeem(80, s.b)
+    await s.redeem(5, s.a)
+    return (await s.settle()).batch
+
+
+async def get(api: Any, path: str, key: str | None) -> Any:
+    return await api.client.get(path, headers={"Authorization": f"Bearer {key}"} if key else {})
+
+
+async def test_the_admin_downloads_the_batch_in_every_format(api: Any, admin_key: str, batch: Any) -> None:
+    page = await get(api, f"/admin/settlement/{batch.id}/report.html", admin_key)
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "default-src 'none'" in page.headers["content-security-policy"]
+    for text in ("Bakery", "Books", "Cafe", "-0.96", "0.22", "0.27", batch.digest):
+        assert text in page.text, text
+    assert page.text.count("<svg") == 2
+    pdf = await get(api, f"/admin/settlement/{batch.id}/report.pdf", admin_key)
+    assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF-")
+    assert pdf.headers["content-disposition"] == 'attachment; filename="settlement-1.pdf"'
+    png = await get(api, f"/admin/settlement/{batch.id}/report.png", admin_key)
+    assert png.status_code == 200 and png.content.startswith(PNG_SIGNATURE)
+    positions = await get(api, f"/admin/settlement/{batch.id}/report.csv", admin_key)
+    nets = {r["merchant_name"]: int(r["net_minor"]) for r in csv.DictReader(io.StringIO(positions.text))}
+    assert nets == {"Bakery": -96, "Books": 22, "Cafe": 27}
+    by_global_id = await get(api, f"/admin/settlement/{to_global_id('SettlementBatch', str(batch.id))}/report.json",
+                             admin_key)
+    assert by_global_id.status_code == 200 and by_global_id.json()["digest"] == batch.digest
+
+
+async def test_a_merchant_fetches_only_its_own_statement(api: Any, admin_key: str, shops: Any, batch: Any) -> None:
+    cafe = await merchant_key(shops.db, shops.c.id)
+    own = await get(api, f"/statements/{batch.id}.csv", cafe)
+    assert own.status_code == 200
+    lines = list(csv.DictReader(io.StringIO(own.text)))
+    assert sum(int(r["effect_minor"]) for r in lines) == 27
+    page = await get(api, f"/statements/{batch.id}.html", cafe)
+    assert "Statement of Cafe" in page.text and "-0.96" not in page.text and "0.22" not in page.text
+    assert (await get(api, f"/statements/{batch.id}.json", cafe)).json()["merchantStatement"]
+    # Another merchant's statement, or the whole batch: refused.
+    foreign = await get(api, f"/statements/{batch.id}.csv?merchant={shops.a.id}", cafe)
+    assert (foreign.status_code, foreign.json()["error"]["code"]) == (403, "FORBIDDEN")
+    whole = await get(api, f"/admin/settlement/{batch.id}/report.csv", cafe)
+    assert whole.status_code == 403
+    # An admin names the merchant.
+    as_admin = await get(api, f"/statements/{batch.id}.csv?merchant={shops.a.id}", admin_key)
+    assert sum(int(r["effect_minor"]) for r in csv.DictReader(io.StringIO(as_admin.text))) == -96
+    unnamed = await get(api, f"/statements/{batch.id}.csv", admin_key)
+    assert (unnamed.status_code, unnamed.json()["error"]["code"]) == (400, "MERCHANT_REQUIRED")
+
+
+async def test_refusals(api: Any, admin_key: str, shops: Any, batch: Any, make_merchant: Any) -> None:
+    assert (await get(api, f"/admin/settlement/{batch.id}/report.pdf", None)).status_code == 401
+    assert (await get(api, f"/admin/settlement/{batch.id}/report.pdf", "coa_nonsense")).status_code == 401
+    missing = await get(api, f"/admin/settlement/{batch.id + 7}/report.csv", admin_key)
+    assert (missing.status_code, missing.json()["error"]["code"]) == (404, "BATCH_NOT_FOUND")
+    assert (await get(api, f"/admin/settlement/{batch.id}/report.xlsx", admin_key)).status_code == 404
+    assert (await get(api, "/admin/settlement/nonsense/report.csv", admin_key)).status_code == 404
+    idle = (await make_merchant("Idle")).merchant
+    no_statement = await get(api, f"/statements/{batch.id}.pdf", await merchant_key(shops.db, idle.id))
+    assert no_statement.status_code == 404
+    member = await shops.make_member(shops.a.id)
+    assert (await get(api, f"/statements/{batch.id}.csv", member.member_token)).status_code == 403
+
+
+async def test_a_browser_opens_the_console_with_basic_auth(api: Any, admin_key: str, shops: Any, batch: Any) -> None:
+    asked = await get(api, "/admin/settlement", None)
+    assert asked.status_code == 401 and "Basic" in asked.headers["www-authenticate"]
+    basic = {"Authorization": "Basic " + base64.b64encode(f"admin:{admin_key}".encode()).decode()}
+    index = await api.client.get("/admin/settlement", headers=basic)
+    assert index.status_code == 200 and index.headers["content-type"].startswith("text/html")
+    assert f'href="settlement/{batch.id}/report.pdf"' in index.text
+    assert "2.53" in index.text  # gross 253 minor units
+    report = await api.client.get(f"/admin/settlement/{batch.id}/report.html", headers=basic)
+    assert report.status_code == 200 and 'href="report.pdf"' in report.text
+    cafe = await merchant_key(shops.db, shops.c.id)
+    assert (await get(api, "/admin/settlement", cafe)).status_code == 403
+    wrong = {"Authorization": "Basic " + base64.b64encode(b"admin:coa_wrong").decode()}
+    assert (await api.client.get("/admin/settlement", headers=wrong)).status_code == 401
+    assert (await api.client.get("/admin/settlement", headers={"Authorization": "Basic !!"})).status_code == 401

@@ -1,0 +1,102 @@
+"""`coalition settle`, `settle export`, `verify-statement`, `policy` and `worker --once` on a demo database.
+
+The signature check also runs in a fresh Python process that imports nothing from
+Coalition: only ``hashlib``, ``json`` and ``cryptography``, as a merchant would.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from coalition.cli import cli
+
+SECRET = "settle-cli-secret"
+
+OFFLINE_CHECK = r"""
+import base64, hashlib, json, sys
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+doc = json.load(open(sys.argv[1]))
+batch_text = doc["batchStatement"]
+assert hashlib.sha256(batch_text.encode()).hexdigest() == doc["digest"], "digest"
+Ed25519PublicKey.from_public_bytes(base64.b64decode(sys.argv[2])).verify(
+    base64.b64decode(doc["signature"]), doc["digest"].encode("ascii"))
+mine = doc["merchantStatement"]
+listed = {m["merchantId"]: m["sha256"] for m in json.loads(batch_text)["merchantStatements"]}
+assert listed[json.loads(mine)["merchantId"]] == hashlib.sha256(mine.encode()).hexdigest(), "statement hash"
+print("OK", json.loads(mine)["figures"]["netMinor"])
+"""
+
+
+def invoke(db_file: Path, *args: str) -> Result:
+    env = {"COALITION_DATABASE_URL": f"sqlite+aiosqlite:///{db_file}", "COALITION_SECRET_KEY": SECRET,
+           "COALITION_REDIS_URL": "", "COALITION_ADMIN_KEY": ""}
+    return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def demo_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    db_file = tmp_path_factory.mktemp("settle") / "demo.db"
+    result = invoke(db_file, "demo", "--members", "25", "--merchants", "3", "--seed", "3")
+    assert result.exit_code == 0, result.output
+    return db_file
+
+
+def test_settle_export_and_verify_offline(demo_db: Path, tmp_path: Path) -> None:
+    end = dt.datetime.now(dt.UTC).isoformat()
+    first = invoke(demo_db, "settle", "--period-end", end)
+    assert first.exit_code == 0, first.output
+    assert "closed" in first.output and "digest" in first.output
+    again = invoke(demo_db, "settle", "--period-end", end)
+    assert "already closed" in again.output  # same derived key: the same batch
+
+    exported = tmp_path / "m1.json"
+    result = invoke(demo_db, "settle", "export", "--batch", "1", "--merchant", "1", "-o", str(exported))
+    assert result.exit_code == 0, result.output
+    key = json.loads(exported.read_text())["publicKey"]
+
+    ok = invoke(demo_db, "verify-statement", str(exported), "--public-key", key)
+    assert ok.exit_code == 0 and "statement verifies" in ok.output, ok.output
+
+    fresh = subprocess.run([sys.executable, "-I", "-c", OFFLINE_CHECK, str(exported), key],
+                           capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert fresh.returncode == 0 and fresh.stdout.startswith("OK"), fresh.stderr
+
+    document = json.loads(exported.read_text())
+    statement = json.loads(document["merchantStatement"])
+    statement["figures"]["netMinor"] += 1  # the merchant edits its own position
+    document["merchantStatement"] = json.dumps(statement, sort_keys=True, separators=(",", ":"))
+    tampered = tmp_path / "tampered.json"
+    tampered.write_text(json.dumps(document))
+    bad = invoke(demo_db, "verify-statement", str(tampered), "--public-key", key)
+    assert bad.exit_code != 0 and "does NOT verify" in bad.output
+    fresh = subprocess.run([sys.executable, "-I", "-c", OFFLINE_CHECK, str(tampered), key],
+                           capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert fresh.returncode != 0
+
+    wrong_key = invoke(demo_db, "verify-statement", str(exported), "--public-key", "A" * 43 + "=")
+    assert wrong_key.exit_code != 0
+
+
+def test_policy_show_and_set(demo_db: Path, tmp_path: Path) -> None:
+    shown = invoke(demo_db, "policy", "show")
+    assert shown.exit_code == 0 and "fundingModel" in shown.output
+    bad = invoke(demo_db, "policy", "set", "--funding-model", "BARTER")
+    assert bad.exit_code != 0 and "fundingModel must be one of" in bad.output
+    later = (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).isoformat()
+    good = invoke(demo_db, "policy", "set", "--funding-model", "redemption", "--reimbursement-rate", "0.85",
+                  "--effective-from", later)
+    assert good.exit_code == 0, good.output
+    assert "REDEMPTION" in good.output and "0.85" in good.output
+
+
+def test_worker_once(demo_db: Path) -> None:
+    result = invoke(demo_db, "worker", "--once")
+    assert result.exit_code == 0, result.output
+    assert "released" in result.output
