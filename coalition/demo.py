@@ -171,6 +171,7 @@ async def create_demo(
                 db, keys, merchant_id=shops[person.shops[0]].id,
                 idempotency_key=f"demo-enroll-{offset + person.index}", email=person.email, phone=person.phone,
                 referral_code=referrer.referral_code if referrer else None,
+                referral_daily_limit=settings.referral_daily_limit, now=when,
             )
             person.member_id = enrollment.member.id
             person.loyalty_id = enrollment.member.loyalty_id
