@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Mapping
-from typing import Literal
+from typing import Any, Literal
 
 import networkx as nx
 import numpy as np
@@ -21,31 +21,46 @@ Format = Literal["png", "svg"]
 
 
 def map_graph(aff: Affinity, communities: Communities, volumes: Mapping[int, int] | None = None,
-              flows: nx.DiGraph | None = None, max_neighbors: int = 5) -> nx.Graph:
-    """The graph that is drawn: merchant nodes with ``volume`` and ``community``; edges are the
-    ``max_neighbors`` strongest shared-member links per merchant (``weight`` = shared members)
-    or, when ``flows`` is given, cross-redemption points between the two merchants."""
+              flows: nx.DiGraph | None = None, max_neighbors: int = 5, max_nodes: int = 400) -> nx.Graph:
+    """The graph that is drawn: the ``max_nodes`` biggest merchants (by ``volumes``, default
+    distinct members) with ``volume`` and ``community``; edges are the ``max_neighbors``
+    strongest shared-member links per merchant (``weight`` = shared members) or, when ``flows``
+    is given, cross-redemption points between the two merchants."""
     graph = nx.Graph()
-    for merchant, members in zip(aff.merchant_ids.tolist(), aff.members.tolist(), strict=True):
-        volume = members if volumes is None else volumes.get(merchant, 0)
-        graph.add_node(merchant, volume=volume, community=communities.label_of(merchant))
+    volume_of = aff.members if volumes is None else np.array([volumes.get(int(m), 0) for m in aff.merchant_ids])
+    biggest = np.sort(np.argsort(-volume_of, kind="stable")[:max_nodes])
+    for i in biggest.tolist():
+        merchant = int(aff.merchant_ids[i])
+        graph.add_node(merchant, volume=int(volume_of[i]), community=communities.label_of(merchant))
     if flows is not None:
         for issuer, redeemer, data in flows.edges(data=True):
             if issuer in graph and redeemer in graph:
                 previous = graph.get_edge_data(issuer, redeemer, {"weight": 0})["weight"]
                 graph.add_edge(issuer, redeemer, weight=previous + data.get("points", 0))
         return graph
-    kept = strongest_edges(sp.csr_matrix(aff.shared, dtype=np.float64), max_neighbors)
-    ids = aff.merchant_ids
+    shown = sp.csr_matrix(aff.shared, dtype=np.float64)[biggest][:, biggest]
+    kept = strongest_edges(shown, max_neighbors)
+    ids = aff.merchant_ids[biggest]
     graph.add_weighted_edges_from(
         (int(ids[r]), int(ids[c]), float(w)) for r, c, w in zip(kept.row.tolist(), kept.col.tolist(),
                                                                  kept.data.tolist(), strict=True))
     return graph
 
 
+Layout = dict[int, Any]
+
+
+def layout_of(graph: nx.Graph, seed: int = 0) -> Layout:
+    """Seeded spring layout (unweighted, so a tight neighbourhood does not collapse to a point)."""
+    if not graph.number_of_nodes():
+        return {}
+    positions: Layout = nx.spring_layout(graph, seed=seed, iterations=50)
+    return positions
+
+
 def render_map(graph: nx.Graph, fmt: Format = "png", seed: int = 0, title: str = "Coalition network",
-               size_in: float = 10.0) -> bytes:
-    """Draw ``map_graph(...)`` with a seeded spring layout; return the PNG or SVG bytes."""
+               size_in: float = 10.0, layout: Layout | None = None) -> bytes:
+    """Draw ``map_graph(...)`` (``layout`` default: ``layout_of(graph, seed)``); return PNG or SVG bytes."""
     if fmt not in ("png", "svg"):
         raise ValueError(f"map format must be 'png' or 'svg', got {fmt!r}")
     figure = Figure(figsize=(size_in, size_in))
@@ -53,10 +68,11 @@ def render_map(graph: nx.Graph, fmt: Format = "png", seed: int = 0, title: str =
     axes.set_axis_off()
     axes.set_title(title)
     if graph.number_of_nodes():
-        layout = nx.spring_layout(graph, seed=seed, weight="weight", iterations=50)
+        if layout is None:
+            layout = layout_of(graph, seed)
         nodes = list(graph.nodes)
         volume = np.array([graph.nodes[n].get("volume", 1) for n in nodes], dtype=np.float64)
-        sizes = 20.0 + 600.0 * np.sqrt(volume / max(volume.max(), 1.0))
+        sizes = 10.0 + 12000.0 / max(len(nodes), 20) * np.sqrt(volume / max(volume.max(), 1.0))
         colours = [graph.nodes[n].get("community", 0) for n in nodes]
         weights = np.array([d.get("weight", 1.0) for _, _, d in graph.edges(data=True)], dtype=np.float64)
         widths = 0.2 + 3.0 * weights / weights.max() if len(weights) else []
