@@ -184,7 +184,7 @@ def _first_time(member_ids: IntArray, times: IntArray, wanted: IntArray) -> IntA
 
 
 def collusion(purchases: Purchases, graph: PurchaseGraph, lag_s: int = 86400, min_members: int = 10,
-              min_share: float = 0.5, min_lift: float = 10.0) -> list[FraudAlert]:
+              min_share: float = 0.25, min_lift: float = 10.0) -> list[FraudAlert]:
     """Merchant pairs (X, Y) where members earn only at X and redeem only at Y soon after.
 
     A *pattern member* earns at exactly one merchant X, redeems at exactly one other
