@@ -1,4 +1,4 @@
-"""Fraud alerts: sybil referral farms, shared contact fingerprints, merchant collusion.
+"""Fraud alerts: sybil referral farms, referral cycles, shared contact fingerprints, merchant collusion.
 
 Each detector is vectorised over the whole network (no Python loop over members) and
 returns ``FraudAlert`` values with a kind, the members (and merchants) involved, a score in
@@ -16,12 +16,23 @@ import networkx as nx
 import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
+from scipy.sparse.csgraph import connected_components
 
-from coalition.network.graphs import EARN, REDEEM, IntArray, Members, PurchaseGraph, Purchases, Referrals
+from coalition.network.graphs import (
+    EARN,
+    REDEEM,
+    IntArray,
+    Members,
+    PurchaseGraph,
+    Purchases,
+    ReferralGraph,
+    Referrals,
+)
 
 
 class FraudKind(enum.StrEnum):
     SYBIL_FARM = "SYBIL_FARM"
+    REFERRAL_CYCLE = "REFERRAL_CYCLE"
     SHARED_CONTACT = "SHARED_CONTACT"
     MERCHANT_COLLUSION = "MERCHANT_COLLUSION"
 
@@ -107,6 +118,32 @@ def sybil_farms(referrals: Referrals, buyer_ids: IntArray, window_s: int = 3600,
             f"{_duration(window_s)} of each other.",
         ))
     alerts.sort(key=lambda alert: (-alert.score, alert.member_ids[0]))
+    return alerts
+
+
+# --- referral cycles ------------------------------------------------------------------------
+
+
+def referral_cycles(graph: ReferralGraph) -> list[FraudAlert]:
+    """Groups of members who referred each other in a loop.
+
+    Each member is referred at most once, by a member who enrolled earlier, so an honest
+    referral graph is a forest; a loop means the referral data was forged. The loops are the
+    strongly connected components of more than one member (plus self-referrals), found in
+    linear time by scipy; no cycle enumeration. Score: 1.
+    """
+    _, labels = connected_components(graph.adjacency, directed=True, connection="strong")
+    sizes = np.bincount(labels)
+    self_loops = np.flatnonzero(graph.adjacency.diagonal() != 0)
+    alerts = []
+    for label in np.flatnonzero(sizes > 1).tolist() + [-1 - int(i) for i in self_loops]:
+        nodes = np.flatnonzero(labels == label) if label >= 0 else np.array([-1 - label])
+        member_ids = tuple(int(m) for m in graph.ids[nodes])
+        explanation = (f"Member {member_ids[0]} is recorded as referring themselves." if len(nodes) == 1 else
+                       f"{len(nodes)} members referred each other in a loop; referrals always point to an earlier "
+                       f"member, so the loop cannot come from real enrollments.")
+        alerts.append(FraudAlert(FraudKind.REFERRAL_CYCLE, 1.0, member_ids, (), explanation))
+    alerts.sort(key=lambda alert: alert.member_ids)
     return alerts
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import networkx as nx
 
 from coalition.network.communities import Communities, merchant_communities
-from coalition.network.fraud import FraudAlert, collusion, shared_contacts, sybil_farms
+from coalition.network.fraud import FraudAlert, collusion, referral_cycles, shared_contacts, sybil_farms
 from coalition.network.graphs import (
     Affinity,
     FloatArray,
@@ -90,8 +90,8 @@ def analyze_all(members: Members, purchases: Purchases, referrals: Referrals, fl
         found = merchant_communities(aff, seed=seed)
     with stage("recommendations"):
         recommended = recommend_all(aff, recommendations_k)
-    with stage("fraud_sybil"):
-        alerts = sybil_farms(referrals, purchased.member_ids)
+    with stage("fraud_sybil"):  # referral fraud: sybil farms and referral loops
+        alerts = sybil_farms(referrals, purchased.member_ids) + referral_cycles(referred)
     with stage("fraud_shared_contacts"):
         alerts += shared_contacts(members)
     with stage("fraud_collusion"):

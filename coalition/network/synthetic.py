@@ -41,6 +41,8 @@ class PlantedTruth:
             return self.sybil_members
         if kind is FraudKind.MERCHANT_COLLUSION:
             return self.collusion_members
+        if kind is FraudKind.REFERRAL_CYCLE:
+            return np.zeros(0, dtype=np.int64)  # the generator's referrals always point back in time
         return np.array(sorted(m for group in self.shared_contact_groups for m in group), dtype=np.int64)
 
 

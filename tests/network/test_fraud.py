@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from coalition.network.fraud import FraudKind, collusion, shared_contacts, sybil_farms
-from coalition.network.graphs import EARN, REDEEM, Members, Purchases, Referrals, purchase_graph
+from coalition.network.fraud import FraudKind, collusion, referral_cycles, shared_contacts, sybil_farms
+from coalition.network.graphs import EARN, REDEEM, Members, Purchases, Referrals, purchase_graph, referral_graph
 from coalition.network.synthetic import detection_scores, generate
 
 HOUR = 3600
@@ -104,3 +104,15 @@ def test_planted_fraud_in_a_synthetic_network_is_found_without_flagging_honest_m
         assert score.precision == 1.0, score
         assert score.recall == 1.0, score
     assert {a.merchant_ids for a in alerts if a.kind is FraudKind.MERCHANT_COLLUSION} == set(net.truth.collusion_pairs)
+
+
+def test_referral_cycles_are_found_and_a_tree_is_clean() -> None:
+    tree = Referrals.of([1, 1, 2, 5], [2, 3, 4, 6])
+    looped = Referrals.of([1, 1, 2, 10, 11, 12, 12, 7], [2, 3, 4, 11, 12, 10, 13, 7])
+
+    assert referral_cycles(referral_graph(tree)) == []
+    alerts = referral_cycles(referral_graph(looped))
+
+    assert [a.member_ids for a in alerts] == [(7,), (10, 11, 12)]
+    assert all(a.kind is FraudKind.REFERRAL_CYCLE and a.score == 1.0 for a in alerts)
+    assert "3 members referred each other in a loop" in alerts[1].explanation

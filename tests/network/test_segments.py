@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from coalition.network.graphs import EARN, Purchases, purchase_graph
 from coalition.network.segments import (
@@ -87,3 +89,16 @@ def test_network_and_merchant_rfm() -> None:
     pairs = list(zip(per_merchant.member_ids.tolist(), per_merchant.merchant_ids.tolist(), strict=True))
     assert (2, 2) in pairs and (2, 1) in pairs
     assert per_merchant.r.min() >= 1 and per_merchant.r.max() <= 5
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(-50, 50)), min_size=1, max_size=200))
+def test_quintiles_equal_the_rank_definition(rows: list[tuple[int, int]]) -> None:
+    groups = np.array([g for g, _ in rows], dtype=np.int64)
+    values = np.array([v for _, v in rows], dtype=np.int64)
+
+    scores = quintiles(values, groups)
+
+    for i, (group, value) in enumerate(rows):
+        peers = values[groups == group]
+        assert scores[i] == 1 + (int((peers < value).sum()) * 5) // len(peers)
