@@ -90,3 +90,18 @@ async def build_planted(db: Database, keys: NetworkKeys, ledger: Ledger, clock: 
         await earn(friend, shop)
     clock.advance(hours=1)
     return net
+
+
+async def forget_cached_insights(redis_url: str | None) -> None:
+    """Tests truncate the database between them; the Redis cache of insights must go too."""
+    if redis_url is None:
+        return
+    import redis.asyncio as redis_asyncio
+
+    client = redis_asyncio.from_url(redis_url)
+    try:
+        keys = [key async for key in client.scan_iter("coalition:insights:*")]
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()

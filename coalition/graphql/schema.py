@@ -7,10 +7,15 @@ from typing import Any
 import graphene
 
 from coalition.graphql.core.scalars import BigInt
+from coalition.graphql.insights.queries import InsightQueries
 from coalition.graphql.ledger.mutations import LedgerMutations
 from coalition.graphql.members.mutations import MemberMutations
 from coalition.graphql.partners.mutations import PartnerMutations
-from coalition.graphql.queries import Query
+from coalition.graphql.queries import Query as CoreQuery
+
+
+class Query(InsightQueries, CoreQuery):
+    pass
 
 
 class Mutation(PartnerMutations, MemberMutations, LedgerMutations):

@@ -9,8 +9,8 @@ The results are cut into scopes before they are stored (``coalition.network.stor
 - ``network``: the admin's view: totals, top referrers, the best partner pairs, merchant
   communities, fraud alerts with their explanations, and loyalty segments summed over all
   (member, merchant) relationships.
-- ``merchant:<id>``: one merchant's view. Its *members* are the members who bought there or
-  were enrolled there; lists of members (top referrers, win-back) hold only those, so a
+- ``merchant:<id>``: one merchant's view. Its *members* are the members who earned or redeemed
+  there or were enrolled there; lists of members (top referrers, win-back) hold only those, so a
   merchant never sees another merchant's customers. Counts, partner recommendations and the
   merchant's community are network aggregates over merchants, which every partner may see.
 - ``rfm:<id>``: RFM scores and loyalty type of each of the merchant's members at the merchant,
@@ -131,6 +131,15 @@ def build_payloads(data: NetworkData, analysis: NetworkAnalysis) -> dict[str, di
         lo, hi = np.searchsorted(sorted_merchants, [merchant_id, merchant_id + 1])
         return order[lo:hi]
 
+    # A merchant's members: whoever earned or redeemed there, or was enrolled there.
+    p_order = np.argsort(data.purchases.merchant_ids, kind="stable")
+    p_merchants = data.purchases.merchant_ids[p_order]
+    p_members = data.purchases.member_ids[p_order]
+
+    def members_of(merchant_id: int) -> Any:
+        lo, hi = np.searchsorted(p_merchants, [merchant_id, merchant_id + 1])
+        return np.union1d(p_members[lo:hi], data.members.ids[data.enrolled_by == merchant_id])
+
     community_of = {m: i for i, group in enumerate(analysis.communities.groups) for m in group}
     rules = {t: segments.rule(t) for t in LoyaltyType}
 
@@ -146,7 +155,6 @@ def build_payloads(data: NetworkData, analysis: NetworkAnalysis) -> dict[str, di
                  "referrals": int(referral_counts[i]), "reach": reach.get(int(referred.ids[i]))} for i in best]
 
     payloads: dict[str, dict[str, Any]] = {}
-    enrolled_by = data.enrolled_by
     for merchant in data.merchants:
         rows = rows_of(merchant.id)
         types = segments.types[rows]
@@ -155,7 +163,7 @@ def build_payloads(data: NetworkData, analysis: NetworkAnalysis) -> dict[str, di
                                                      (recency > segments.win_back_s))
         back = rows[wanted]
         back = back[np.lexsort((rfm.member_ids[back], -rfm.monetary_minor[back]))][:LIST_LIMIT]
-        own = np.union1d(rfm.member_ids[rows], data.members.ids[enrolled_by == merchant.id])
+        own = members_of(merchant.id)
         community = community_of.get(merchant.id)
         payloads[merchant_scope(merchant.id)] = {
             "merchant_id": merchant.id,

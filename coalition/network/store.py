@@ -7,8 +7,8 @@ reads one row: the scope's payload in the newest SUCCEEDED run.
 
 With Redis (``COALITION_REDIS_URL``) the payloads are also cached there after the commit,
 under a key naming the run (``coalition:insights:<run>:<scope>``), and
-``coalition:insights:latest`` names the newest run. The run's name includes its start time in
-microseconds, so a database restored or truncated (ids restarting) never meets an old key.
+``coalition:insights:latest`` names the newest run. The run's name includes the time it finished,
+in microseconds, so a database restored or truncated (ids restarting) never meets an old key.
 Redis is never the only copy: on a miss or a Redis error the database answers.
 """
 
@@ -53,8 +53,8 @@ class Stored:
         return max(0.0, ((now or utcnow()) - self.computed_at).total_seconds())
 
 
-def _run_name(run_id: int, started_at: dt.datetime) -> str:
-    return f"{run_id}-{int(started_at.timestamp() * 1_000_000)}"
+def _run_name(run_id: int, computed_at: dt.datetime) -> str:
+    return f"{run_id}-{int(computed_at.timestamp() * 1_000_000)}"
 
 
 class InsightStore:
@@ -110,7 +110,7 @@ class InsightStore:
                          payloads: dict[str, dict[str, Any]]) -> None:
         if self.redis is None:
             return
-        name = _run_name(run_id, started_at)
+        name = _run_name(run_id, finished)
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
                 for scope, payload in payloads.items():
@@ -157,6 +157,18 @@ class InsightStore:
             return None
         return Stored(row.id, row.started_at, row.finished_at, {}), bytes(row.data)
 
+    async def member_rfm(self, merchant_id: int, member_id: int) -> list[Any] | None:
+        """``[r, f, m, recency_s, purchases, spent_minor, segment]`` of a member at a merchant, if they bought there."""
+        stored = await self.latest(f"rfm:{merchant_id}")
+        if stored is None:
+            return None
+        row = stored.payload.get(str(member_id))
+        return None if row is None else list(row)
+
+    async def view(self, merchant_id: int | None) -> Stored | None:
+        """The network's scope (``merchant_id`` None) or one merchant's, from the newest run."""
+        return await self.latest(NETWORK_SCOPE if merchant_id is None else merchant_scope(merchant_id))
+
     async def runs(self, limit: int = 10) -> list[InsightRun]:
         async with self.db.session() as session:
             return list((await session.execute(
@@ -179,7 +191,7 @@ class InsightStore:
     async def _fill(self, scope: str, stored: Stored) -> None:
         if self.redis is None:
             return
-        name = _run_name(stored.run_id, stored.started_at)
+        name = _run_name(stored.run_id, stored.computed_at)
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
                 pipe.set(f"coalition:insights:{name}:{scope}", _dump(stored), ex=self.cache_s)

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from planted_network import build_planted
+import pytest
+from planted_network import build_planted, forget_cached_insights
 
 from coalition.network.jobs import rfm_scope, run_analysis
 from coalition.network.store import NETWORK_SCOPE, InsightStore, merchant_scope
+
+
+@pytest.fixture(autouse=True)
+async def _no_cached_insights(settings: Any) -> None:
+    await forget_cached_insights(settings.redis_url)
 
 
 async def test_a_run_finds_the_planted_fraud_and_scopes_merchants(db: Any, settings: Any, keys: Any, ledger: Any,
