@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
+import json
 import logging
 import re
 import shutil
@@ -339,3 +340,16 @@ async def _an_open_lot(conn: Any) -> tuple[int, int]:
 
 async def _rows(conn: Any, sql: str) -> list[tuple[Any, ...]]:
     return [tuple(r) for r in await conn.execute(text(sql))]
+
+
+def test_analyze_stores_a_run_and_writes_the_map(demo_db: Path, tmp_path: Path) -> None:
+    svg = tmp_path / "map.svg"
+    result = invoke(demo_db, "analyze", "--map", str(svg), "--json")
+
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["run_id"] == 1 and summary["members"] == 30 and summary["merchants"] == 3
+    assert svg.read_bytes().lstrip().startswith(b"<?xml")
+    again = invoke(demo_db, "analyze", "--no-map")
+    assert again.exit_code == 0 and "analysis run 2 stored" in again.output
+    assert invoke(demo_db, "analyze", "--map", str(tmp_path / "map.gif")).exit_code != 0
