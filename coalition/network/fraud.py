@@ -27,6 +27,7 @@ from coalition.network.graphs import (
     Purchases,
     ReferralGraph,
     Referrals,
+    compact,
 )
 
 
@@ -235,9 +236,9 @@ def collusion(purchases: Purchases, graph: PurchaseGraph, lag_s: int = 86400, mi
     redeems = purchases.select(purchases.kinds == REDEEM)
     if len(redeems) == 0 or len(graph.member_ids) == 0:
         return []
-    r_members, r_rows = np.unique(redeems.member_ids, return_inverse=True)
-    r_merchants, r_cols = np.unique(redeems.merchant_ids, return_inverse=True)
-    redeemed = sp.csr_matrix((np.ones(len(r_rows), dtype=np.int64), (r_rows.reshape(-1), r_cols.reshape(-1))),
+    r_members, r_rows = compact(redeems.member_ids)
+    r_merchants, r_cols = compact(redeems.merchant_ids)
+    redeemed = sp.csr_matrix((np.ones(len(r_rows), dtype=np.int64), (r_rows, r_cols)),
                              shape=(len(r_members), len(r_merchants)))
     redeemed.sum_duplicates()
     r_degree = np.diff(redeemed.indptr)
