@@ -64,8 +64,9 @@ Int8Array = NDArray[np.int8]
 
 @dataclass(frozen=True, slots=True, eq=False)
 class RFM:
-    """RFM per member (``merchant_ids`` is None) or per member and merchant (row i is member
-    ``member_ids[i]`` at merchant ``merchant_ids[i]``, rows grouped by member)."""
+    """RFM per member (``merchant_ids`` is None; rows in member id order) or per member and
+    merchant (row i is member ``member_ids[i]`` at merchant ``merchant_ids[i]``; rows sorted by
+    merchant id, then member id)."""
 
     member_ids: IntArray
     merchant_ids: IntArray | None
@@ -97,9 +98,10 @@ class LoyaltySegments:
     win_back_s: int
 
     def rows_of(self, merchant_id: int) -> IntArray:
+        """Row numbers of ``merchant_id``'s members (a contiguous range: rows are grouped by merchant)."""
         assert self.rfm.merchant_ids is not None
-        rows: IntArray = np.flatnonzero(self.rfm.merchant_ids == merchant_id)
-        return rows
+        lo, hi = np.searchsorted(self.rfm.merchant_ids, [merchant_id, merchant_id + 1])
+        return np.arange(lo, hi, dtype=np.int64)
 
     def rule(self, loyalty_type: LoyaltyType) -> str:
         return LOYALTY_RULES[loyalty_type].format(lapse_days=self.lapse_s // DAY_S, share=self.high_share)
@@ -168,13 +170,21 @@ def network_rfm(graph: PurchaseGraph, as_of: int) -> RFM:
 
 
 def merchant_rfm(graph: PurchaseGraph, as_of: int) -> RFM:
-    """RFM per member at each merchant, quintiles within each merchant's own members."""
-    indptr = graph.counts.indptr
-    members = np.repeat(graph.member_ids, np.diff(indptr))
-    columns = graph.counts.indices.astype(np.int64)
-    frequency = graph.counts.data.astype(np.int64)
-    monetary = graph.amounts_minor.data.astype(np.int64)
-    recency = (as_of - graph.last_times.data).astype(np.int64)
+    """RFM per member at each merchant, quintiles within each merchant's own members.
+
+    Rows are grouped by merchant (merchant ids ascending, then member ids), so one merchant's
+    rows are a contiguous slice (``LoyaltySegments.rows_of``).
+    """
+    counts = graph.counts.tocsc()
+    amounts = graph.amounts_minor.tocsc()
+    last = graph.last_times.tocsc()
+    for matrix in (counts, amounts, last):
+        matrix.sort_indices()
+    columns = np.repeat(np.arange(len(graph.merchant_ids), dtype=np.int64), np.diff(counts.indptr))
+    members = graph.member_ids[counts.indices]
+    frequency = counts.data.astype(np.int64)
+    monetary = amounts.data.astype(np.int64)
+    recency = (as_of - last.data).astype(np.int64)
     return RFM(members, graph.merchant_ids[columns], recency, frequency, monetary, quintiles(-recency, columns),
                quintiles(frequency, columns), quintiles(monetary, columns))
 
@@ -183,9 +193,8 @@ def loyalty_segments(graph: PurchaseGraph, as_of: int, lapse_s: int = 90 * DAY_S
                      win_back_s: int = 45 * DAY_S) -> LoyaltySegments:
     """Loyalty type of every member at every merchant they bought at (rule in the module docstring)."""
     rfm = merchant_rfm(graph, as_of)
-    indptr = graph.amounts_minor.indptr
     totals = np.asarray(graph.amounts_minor.sum(axis=1), dtype=np.float64).reshape(-1)
-    share = rfm.monetary_minor / np.maximum(np.repeat(totals, np.diff(indptr)), 1.0)
+    share = rfm.monetary_minor / np.maximum(totals[np.searchsorted(graph.member_ids, rfm.member_ids)], 1.0)
     lapsed = rfm.recency_s > lapse_s
     high = share >= high_share
     types = np.where(high, LoyaltyType.TRAPPED, LoyaltyType.ACCESSIBLE).astype(np.int8)

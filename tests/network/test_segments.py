@@ -88,6 +88,7 @@ def test_network_and_merchant_rfm() -> None:
     assert per_merchant.merchant_ids is not None
     pairs = list(zip(per_merchant.member_ids.tolist(), per_merchant.merchant_ids.tolist(), strict=True))
     assert (2, 2) in pairs and (2, 1) in pairs
+    assert pairs == sorted(pairs, key=lambda pair: (pair[1], pair[0]))  # grouped by merchant
     assert per_merchant.r.min() >= 1 and per_merchant.r.max() <= 5
 
 
