@@ -9,6 +9,7 @@ behind each score is written on the detector.
 from __future__ import annotations
 
 import enum
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -159,17 +160,22 @@ def _present(values: NDArray[Any]) -> NDArray[np.bool_]:
 
 
 def _duplicated(values: NDArray[Any]) -> tuple[IntArray, IntArray]:
-    """(member positions, key number) for every present value held by more than one member."""
+    """(member positions, key number) for every present value held by more than one member.
+
+    A Counter over the values: blind indexes are 64-character strings, and a numpy string
+    array of a million of them would take 256 MB just to be sorted.
+    """
     positions = np.flatnonzero(_present(values))
-    if len(positions) == 0:
-        return positions, positions
-    present = values[positions]
-    if present.dtype == object:
-        present = present.astype(str)
-    _, inverse, counts = np.unique(present, return_inverse=True, return_counts=True)
-    inverse = inverse.reshape(-1)
-    shared = counts[inverse] > 1
-    return positions[shared].astype(np.int64), inverse[shared].astype(np.int64)
+    present = values[positions].tolist()
+    counts = Counter(present)
+    keys: dict[Any, int] = {}
+    rows: list[int] = []
+    numbers: list[int] = []
+    for position, value in zip(positions.tolist(), present, strict=True):
+        if counts[value] > 1:
+            rows.append(position)
+            numbers.append(keys.setdefault(value, len(keys)))
+    return np.array(rows, dtype=np.int64), np.array(numbers, dtype=np.int64)
 
 
 def shared_contacts(members: Members, min_members: int = 2) -> list[FraudAlert]:
