@@ -60,11 +60,13 @@ def strongest_edges(weights: sp.csr_matrix, max_neighbors: int) -> sp.coo_matrix
 
 
 def merchant_communities(aff: Affinity, resolution: float = 1.0, seed: int = 0, min_shared: int = 2,
-                         max_neighbors: int = 30) -> Communities:
+                         max_neighbors: int = 30, backend: str | None = None) -> Communities:
     """Louvain communities of merchants (``nx.community.louvain_communities``, seeded).
 
     Edges: pairs sharing at least ``min_shared`` members, weight = Jaccard, each merchant's
     ``max_neighbors`` strongest. A merchant with no such edge is a community of its own.
+    ``backend`` names an installed networkx backend (``"parallel"``, ``"cugraph"``) to
+    dispatch Louvain to; None runs networkx itself.
     """
     shared = aff.shared.copy()
     shared.data = np.where(shared.data >= min_shared, shared.data, 0)
@@ -76,7 +78,8 @@ def merchant_communities(aff: Affinity, resolution: float = 1.0, seed: int = 0, 
     graph = nx.Graph()
     graph.add_nodes_from(range(len(aff.merchant_ids)))
     graph.add_weighted_edges_from(zip(kept.row.tolist(), kept.col.tolist(), kept.data.tolist(), strict=True))
-    found = nx.community.louvain_communities(graph, weight="weight", resolution=resolution, seed=seed)
+    options = {} if backend is None else {"backend": backend}
+    found = nx.community.louvain_communities(graph, weight="weight", resolution=resolution, seed=seed, **options)
     modularity = float(nx.community.modularity(graph, found, weight="weight")) if graph.number_of_edges() else 0.0
     ordered = sorted((sorted(int(aff.merchant_ids[i]) for i in group) for group in found),
                      key=lambda group: (-len(group), group[0]))

@@ -42,6 +42,7 @@ def test_communities_are_deterministic_for_a_seed() -> None:
 
     assert first.groups == second.groups
     assert first.labels.tolist() == second.labels.tolist()
+    assert merchant_communities(aff, seed=7, backend="networkx").groups == first.groups  # dispatch works
 
 
 def test_a_merchant_without_shared_members_is_alone() -> None:
