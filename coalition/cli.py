@@ -135,8 +135,9 @@ def serve(host: str, port: int, workers: int, log_level: str) -> None:
 
 
 @cli.command()
-@click.option("--members", default=300, show_default=True, type=click.IntRange(1, 100_000),
-              help="How many members to enroll.")
+@click.option("--members", default=300, show_default=True, type=click.IntRange(1, 10_000_000),
+              help="How many members to enroll. From 5,000 on, a synthetic network is bulk-loaded instead "
+                   "(about ten purchases per member, planted fraud; see coalition.network.synthetic).")
 @click.option("--merchants", default=5, show_default=True, type=click.IntRange(1, 50),
               help="How many partner shops (bakery, café, bookshop, florist, bike repair, ...).")
 @click.option("--seed", default=7, show_default=True, type=int, help="Seed for the simulated history.")
@@ -154,7 +155,7 @@ def demo(members: int, merchants: int, seed: int, force: bool, if_empty: bool, h
     embedded default, delete coalition.db and coalition.secret.
     """
     from coalition.crypto import NetworkKeys
-    from coalition.demo import count_merchants, create_demo
+    from coalition.demo import LARGE_DEMO_MEMBERS, count_merchants, create_demo, create_synthetic_demo
 
     settings = _settings()
 
@@ -173,6 +174,10 @@ def demo(members: int, merchants: int, seed: int, force: bool, if_empty: bool, h
                         tasks[stage] = progress.add_task(stage.capitalize(), total=total)
                     progress.update(tasks[stage], completed=done, total=total)
 
+                if members >= LARGE_DEMO_MEMBERS:
+                    return await create_synthetic_demo(db, settings, NetworkKeys.from_settings(settings),
+                                                       members=members, merchants=merchants, seed=seed,
+                                                       progress=report)
                 return await create_demo(db, settings, NetworkKeys.from_settings(settings), members=members,
                                          merchants=merchants, seed=seed, progress=report)
         finally:
