@@ -17,8 +17,10 @@ Ids: members 1..n_members, merchants 1..n_merchants.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from coalition.network.fraud import FraudAlert, FraudKind
 from coalition.network.graphs import EARN, NETWORK, REDEEM, Flows, IntArray, Members, Purchases, Referrals
@@ -197,9 +199,16 @@ def generate(n_members: int = 10_000, n_merchants: int = 200, n_purchases: int =
             phone[group - 1] = f"shared-p{g}"
         groups.append(tuple(int(m) for m in group))
 
-    purchases = Purchases(np.concatenate(rows_member).astype(np.int64), np.concatenate(rows_merchant).astype(np.int64),
-                          np.concatenate(rows_points).astype(np.int64), np.concatenate(rows_amount).astype(np.int64),
-                          np.concatenate(rows_time).astype(np.int64), np.concatenate(rows_kind).astype(np.int8))
+    # Rows in time order, as a ledger holds them (members interleaved).
+    row_times = np.concatenate(rows_time).astype(np.int64)
+    in_time = np.argsort(row_times, kind="stable")
+
+    def column(parts: list[IntArray] | list[NDArray[np.int8]], dtype: type[np.integer[Any]]) -> NDArray[Any]:
+        return np.concatenate(parts).astype(dtype)[in_time]
+
+    purchases = Purchases(column(rows_member, np.int64), column(rows_merchant, np.int64),
+                          column(rows_points, np.int64), column(rows_amount, np.int64), row_times[in_time],
+                          column(rows_kind, np.int8))
     referrals = Referrals(np.concatenate(ref_from).astype(np.int64), np.concatenate(ref_to).astype(np.int64),
                           np.concatenate(ref_at).astype(np.int64))
     flows = Flows(np.concatenate(flows_from).astype(np.int64), np.concatenate(flows_to).astype(np.int64),
