@@ -211,10 +211,15 @@ def _community(index: int, analysis: NetworkAnalysis) -> dict[str, Any]:
 
 
 async def analyze_forever(db: Database, settings: Settings, store: InsightStore) -> None:
-    """The server's schedule: run the analysis every ``analyze_interval_s`` seconds."""
+    """The server's schedule: run the analysis every ``analyze_interval_s`` seconds.
+
+    With Redis, API processes share the schedule: whoever takes the lock for the interval runs it.
+    """
     while True:
         await asyncio.sleep(settings.analyze_interval_s)
         try:
+            if not await store.claim("analyze", settings.analyze_interval_s):
+                continue
             run = await run_analysis(db, settings, store=store, draw_map=True)
             logger.info("network analysis run %s stored at %s", run.run_id, run.computed_at)
         except Exception:

@@ -157,6 +157,16 @@ class InsightStore:
             return None
         return Stored(row.id, row.started_at, row.finished_at, {}), bytes(row.data)
 
+    async def claim(self, job: str, seconds: float) -> bool:
+        """Take a job for ``seconds`` across processes (Redis ``SET NX``); always true without Redis."""
+        if self.redis is None:
+            return True
+        try:
+            return bool(await self.redis.set(f"coalition:jobs:{job}", "1", nx=True, ex=max(1, int(seconds * 0.9))))
+        except RedisError as exc:
+            logger.warning("could not coordinate job %s through Redis, running it here: %r", job, exc)
+            return True
+
     async def member_rfm(self, merchant_id: int, member_id: int) -> list[Any] | None:
         """``[r, f, m, recency_s, purchases, spent_minor, segment]`` of a member at a merchant, if they bought there."""
         stored = await self.latest(f"rfm:{merchant_id}")

@@ -76,3 +76,10 @@ async def test_without_redis_the_database_answers(store: InsightStore, monkeypat
         monkeypatch.setattr(store.redis, "get", broken)
     latest = await store.latest(NETWORK_SCOPE)
     assert latest is not None and latest.payload == {"value": 1}
+
+
+async def test_a_scheduled_job_is_claimed_by_one_process(store: InsightStore) -> None:
+    first = await store.claim("analyze", 60)
+    second = await store.claim("analyze", 60)
+    assert first is True
+    assert second is (store.redis is None)  # without Redis every process runs its own schedule
