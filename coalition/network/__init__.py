@@ -7,7 +7,7 @@ Inputs are the column dataclasses of ``graphs`` (``Purchases``, ``Referrals``, `
 - ``influence``: PageRank on the referral graph, top referrers with reach
 - ``communities``: Louvain on the merchant affinity graph
 - ``recommendations``: partner recommendations (shared members vs expectation, resource allocation)
-- ``fraud``: sybil farms, shared contact fingerprints, merchant collusion
+- ``fraud``: sybil farms, referral cycles, shared contact fingerprints, merchant collusion
 - ``segments``: RFM and the four loyalty types with rules and suggested actions
 - ``netmap``: the network map as PNG or SVG (imports matplotlib; import it directly)
 - ``synthetic``: a seeded synthetic network with planted fraud, for tests and benchmarks
