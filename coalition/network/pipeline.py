@@ -36,6 +36,12 @@ from coalition.network.segments import RFM, LoyaltySegments, loyalty_segments, n
 
 StageCallback = Callable[[str, float], None]
 
+STAGES: tuple[str, ...] = (
+    "purchase_graph", "affinity", "referral_graph", "flow_graph", "pagerank", "top_referrers", "communities",
+    "recommendations", "fraud_sybil", "fraud_shared_contacts", "fraud_collusion", "rfm", "segments", "map",
+)
+"""The stages ``analyze_all`` reports to ``on_stage``, in order ("map" only when drawing)."""
+
 
 @dataclass(frozen=True, slots=True, eq=False)
 class NetworkAnalysis:
