@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from coalition.network import analyze_all
+from coalition.network import Flows, Members, Purchases, Referrals, analyze_all
 from coalition.network.pipeline import STAGES
 from coalition.network.synthetic import detection_scores, generate
 
@@ -28,3 +28,11 @@ def test_analyze_all_without_the_map() -> None:
 
     assert result.map_png is None and result.map_svg is None
     assert list(result.timings_s) == list(STAGES[:-1])
+
+
+def test_analyze_all_on_an_empty_network() -> None:
+    result = analyze_all(Members.of([]), Purchases.of([], [], [], [], [], []), Referrals.of([], []),
+                         Flows.of([], [], []), as_of=0)
+
+    assert result.alerts == [] and result.top_referrers == [] and result.communities.groups == ()
+    assert result.map_png is not None
