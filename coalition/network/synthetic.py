@@ -10,6 +10,9 @@ redemption. Planted fraud, in member and merchant ids the truth lists:
 - collusion pairs (X, Y): straw members who earn only at X and redeem at Y minutes later;
 - shared-contact groups: otherwise honest members sharing one e-mail or phone blind index.
 
+And honest look-alikes that must not be flagged: launch events, where a referrer brings
+``event_size`` friends in under an hour who all go on to buy.
+
 Ten million purchases take a few seconds (numpy only, no Python loop over rows).
 Ids: members 1..n_members, merchants 1..n_merchants.
 """
@@ -73,7 +76,8 @@ class DetectionScore:
 def generate(n_members: int = 10_000, n_merchants: int = 200, n_purchases: int = 100_000,
              n_referrals: int | None = None, seed: int = 0, neighbourhood_size: int = 20, sybil_farms: int = 3,
              farm_size: int = 40, collusion_pairs: int = 2, collusion_members: int = 30,
-             shared_groups: int = 10, days: int = 365) -> SyntheticNetwork:
+             shared_groups: int = 10, launch_events: int = 2, event_size: int = 30,
+             days: int = 365) -> SyntheticNetwork:
     """Generate the network (see the module docstring). ``n_referrals`` defaults to 60% of members."""
     rng = np.random.default_rng(seed)
     end = START + days * DAY_S
@@ -84,7 +88,8 @@ def generate(n_members: int = 10_000, n_merchants: int = 200, n_purchases: int =
     farm_sizes = rng.integers(farm_size * 3 // 4, farm_size * 5 // 4 + 1, size=sybil_farms)
     n_sybil = int(farm_sizes.sum()) + sybil_farms
     n_straw = collusion_pairs * collusion_members
-    n_honest = n_members - n_sybil - n_straw
+    n_event = launch_events * (1 + event_size)
+    n_honest = n_members - n_sybil - n_straw - n_event
     if n_honest < 100:
         raise ValueError(f"{n_members} members leave {n_honest} honest ones after planting fraud; use more")
 
@@ -101,7 +106,8 @@ def generate(n_members: int = 10_000, n_merchants: int = 200, n_purchases: int =
     ref_from, ref_to, ref_at = [referrers + 1], [referees + 1], [enrolled[referees]]
 
     # --- honest purchases ---
-    n_planted_rows = n_straw * 2 + sybil_farms * 3
+    event_rows_each = 5
+    n_planted_rows = n_straw * 2 + sybil_farms * 3 + n_event * event_rows_each
     n_rows = max(n_purchases - n_planted_rows, 0)
     activity = rng.lognormal(0.0, 1.0, size=n_honest)
     activity /= activity.sum()
@@ -154,6 +160,29 @@ def generate(n_members: int = 10_000, n_merchants: int = 200, n_purchases: int =
         sybil_referrers.append(referrer)
         sybil_members += [referrer, *farm.tolist()]
         next_id = referrer + 1 + size
+
+    # --- launch events (honest, must not be flagged): a referrer brings event_size friends
+    # in under an hour, and they all go on to buy in the referrer's neighbourhood ---
+    for _ in range(launch_events):
+        referrer = next_id
+        burst_at = int(rng.integers(START, end - 60 * DAY_S))
+        friends = np.arange(referrer + 1, referrer + 1 + event_size, dtype=np.int64)
+        friends_enrolled = np.sort(burst_at + rng.integers(0, 50 * 60, size=event_size))
+        all_enrolled += [np.array([burst_at - 90 * DAY_S]), friends_enrolled]
+        ref_from.append(np.full(event_size, referrer, dtype=np.int64))
+        ref_to.append(friends)
+        ref_at.append(friends_enrolled)
+        hood = int(rng.integers(0, n_neighbourhoods))
+        buyers = np.repeat(np.arange(referrer, referrer + 1 + event_size, dtype=np.int64), event_rows_each)
+        shops = hood + n_neighbourhoods * rng.integers(0, per_hood, size=len(buyers))
+        event_amounts = (rng.lognormal(0.0, 0.5, size=len(buyers)) * price[shops]).astype(np.int64)
+        rows_member.append(buyers)
+        rows_merchant.append(np.minimum(shops, n_merchants - 1) + 1)
+        rows_points.append(event_amounts // 100)
+        rows_amount.append(event_amounts)
+        rows_time.append(burst_at + rng.integers(DAY_S, 50 * DAY_S, size=len(buyers)))
+        rows_kind.append(np.zeros(len(buyers), dtype=np.int8))
+        next_id = referrer + 1 + event_size
 
     # --- collusion pairs: straw members earn once at X, redeem at Y within two hours ---
     pairs: list[tuple[int, int]] = []

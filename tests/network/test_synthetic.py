@@ -59,3 +59,20 @@ def test_detection_scores() -> None:
     assert sybil.precision == pytest.approx(len(half) / (len(half) + 1))
     assert sybil.recall == pytest.approx(len(half) / len(planted))
     assert scores[FraudKind.SHARED_CONTACT].recall == 0.0
+
+
+def test_launch_events_look_like_bursts_but_their_referees_buy() -> None:
+    net = generate(n_members=5000, n_merchants=100, n_purchases=30_000, seed=8, launch_events=2, event_size=30)
+    referrals = net.referrals
+
+    bursty = []
+    for referrer in np.unique(referrals.referrer_ids):
+        times = referrals.enrolled_at[referrals.referrer_ids == referrer]
+        if len(times) >= 30 and times.max() - times.min() < 3600:
+            bursty.append(int(referrer))
+    honest_bursts = [r for r in bursty if r not in set(net.truth.sybil_referrers.tolist())]
+
+    assert len(honest_bursts) == 2
+    for referrer in honest_bursts:
+        friends = referrals.referee_ids[referrals.referrer_ids == referrer]
+        assert np.isin(friends, net.purchases.member_ids).all()
