@@ -10,9 +10,10 @@ covers ``[E(j-1), E(j))`` and a redemption ``[R(k-1), R(k))``; allocations are t
 Only the cut-down of redemptions is a Python loop, over redemption rows.
 
 Writes: PostgreSQL uses COPY (asyncpg ``copy_records_to_table``; as a superuser with the
-foreign-key triggers off for the transaction), SQLite Core ``executemany`` in chunks. Members are given ids in enrollment order so a referrer's id is
-always smaller than its referees'; contact blind indexes that repeat (the generator's planted
-shared contacts) are kept for the first member only, as the unique index demands.
+foreign-key triggers off for the transaction), SQLite Core ``executemany`` in chunks.
+Members are given ids in enrollment order so a referrer's id is always smaller than its
+referees'; contact blind indexes that repeat (the generator's planted shared contacts) are
+kept for the first member only, as the unique index demands.
 """
 
 from __future__ import annotations

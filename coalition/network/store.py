@@ -34,6 +34,7 @@ NETWORK_SCOPE = "network"
 MAP_SCOPES = {"png": "map.png", "svg": "map.svg"}
 KEEP_RUNS = 5
 LATEST_KEY = "coalition:insights:latest"
+LAZY_PREFIXES = ("rfm:",)
 
 
 def merchant_scope(merchant_id: int) -> str:
@@ -114,6 +115,8 @@ class InsightStore:
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
                 for scope, payload in payloads.items():
+                    if scope.startswith(LAZY_PREFIXES):
+                        continue  # large and seldom read: cached when first asked for
                     pipe.set(f"coalition:insights:{name}:{scope}",
                              _dump(Stored(run_id, started_at, finished, payload)), ex=self.cache_s)
                 pipe.set(LATEST_KEY, name, ex=self.cache_s)

@@ -6,6 +6,7 @@ in them are ids, resolved through the request's DataLoaders.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +34,13 @@ class InsightsView:
 
 
 async def _members(info: Any, ids: list[int]) -> list[Any]:
-    found = [await Member.fetch(info, member_id) for member_id in ids]
+    # Gathered, so the DataLoader sends one query for the whole list.
+    found = await asyncio.gather(*(Member.fetch(info, member_id) for member_id in ids))
+    return [m for m in found if m is not None]
+
+
+async def _merchants(info: Any, ids: list[int]) -> list[Any]:
+    found = await asyncio.gather(*(Merchant.fetch(info, merchant_id) for merchant_id in ids))
     return [m for m in found if m is not None]
 
 
@@ -84,7 +91,7 @@ class FraudAlert(graphene.ObjectType):  # type: ignore[misc]
 
     @staticmethod
     async def resolve_merchants(root: Any, info: Any) -> list[Any]:
-        return [await Merchant.fetch(info, m) for m in root["merchant_ids"]]
+        return await _merchants(info, root["merchant_ids"])
 
 
 class SegmentCount(graphene.ObjectType):  # type: ignore[misc]
@@ -111,7 +118,7 @@ class MerchantCommunity(graphene.ObjectType):  # type: ignore[misc]
 
     @staticmethod
     async def resolve_merchants(root: Any, info: Any) -> list[Any]:
-        return [await Merchant.fetch(info, m) for m in root["merchant_ids"]]
+        return await _merchants(info, root["merchant_ids"])
 
 
 class WinBackMember(graphene.ObjectType):  # type: ignore[misc]
