@@ -77,3 +77,37 @@ async def test_the_daily_limit_holds_under_concurrency(db: Any, keys: Any, shop:
 
     outcomes = await asyncio.gather(*(attempt(i) for i in range(6)))
     assert sorted(outcomes) == ["OK", "OK"] + ["REFERRAL_LIMIT_REACHED"] * 4
+
+
+ONBOARD = """mutation($name: String!) { onboardMerchant(input: {name: $name, earnRatePointsPerUnit: 1}) {
+  apiKey userErrors { code } } }"""
+ENROLL = """mutation($key: String!, $email: String, $ref: String) {
+  enrollMember(input: {idempotencyKey: $key, email: $email, referralCode: $ref}) {
+    member { loyaltyId referralCode } memberToken userErrors { field code message } } }"""
+EARN = """mutation($lid: String!, $amount: Int!, $key: String!) {
+  earnPoints(input: {loyaltyId: $lid, purchaseAmountMinor: $amount, idempotencyKey: $key}) {
+    member { balance } userErrors { code } } }"""
+MINE = """{ viewer { ... on MemberViewer { member { balance
+  transactions { edges { node { kind points merchant { name } reference } } } } } } }"""
+
+
+async def test_referral_through_the_api(api: Any, admin_key: str, settings: Any) -> None:
+    shop = (await api.call(ONBOARD, {"name": "Bakery"}, key=admin_key))["onboardMerchant"]["apiKey"]
+    ana = (await api.call(ENROLL, {"key": "1", "email": "ana@example.com"}, key=shop))["enrollMember"]
+    code = ana["member"]["referralCode"]
+
+    selfish = (await api.call(ENROLL, {"key": "2", "email": "ana@example.com", "ref": code}, key=shop))["enrollMember"]
+    assert selfish["userErrors"][0]["code"] == "SELF_REFERRAL" and selfish["userErrors"][0]["field"] == [
+        "input", "referralCode"]
+    bo = (await api.call(ENROLL, {"key": "3", "email": "bo@example.com", "ref": code}, key=shop))["enrollMember"]
+    assert bo["userErrors"] == []
+
+    earned = (await api.call(EARN, {"lid": bo["member"]["loyaltyId"], "amount": 2500, "key": "s1"}, key=shop))
+    assert earned["earnPoints"]["member"]["balance"] == 25 + settings.referral_welcome_points
+
+    mine = (await api.call(MINE, key=bo["memberToken"]))["viewer"]["member"]
+    kinds = {(e["node"]["kind"], e["node"]["merchant"] and e["node"]["merchant"]["name"])
+             for e in mine["transactions"]["edges"]}
+    assert kinds == {("EARN", "Bakery"), ("BONUS", None)}
+    ana_now = (await api.call(MINE, key=ana["memberToken"]))["viewer"]["member"]
+    assert ana_now["balance"] == settings.referral_bonus_points
