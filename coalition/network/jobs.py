@@ -148,7 +148,11 @@ def build_payloads(data: NetworkData, analysis: NetworkAnalysis) -> dict[str, di
                 for t in LoyaltyType]
 
     def referrers_among(member_ids: Any) -> list[dict[str, Any]]:
-        nodes = np.searchsorted(referred.ids, member_ids[np.isin(member_ids, referred.ids)])
+        if len(referred.ids) == 0:
+            return []
+        # referred.ids is sorted: a binary search, not np.isin (which sorts it again per merchant).
+        nodes = np.minimum(np.searchsorted(referred.ids, member_ids), len(referred.ids) - 1)
+        nodes = nodes[referred.ids[nodes] == member_ids]
         nodes = nodes[referral_counts[nodes] > 0]
         best = nodes[np.lexsort((referred.ids[nodes], -analysis.pagerank[nodes]))][:LIST_LIMIT]
         return [{"member_id": int(referred.ids[i]), "influence": float(analysis.pagerank[i]),
