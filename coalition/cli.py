@@ -199,7 +199,8 @@ def _print_demo(network: DemoNetwork, url: str, currency: str) -> None:
     from coalition.demo import example_requests
 
     counts = ", ".join(f"{n:,} {kind.lower()}" for kind, n in sorted(network.transactions.items()))
-    console.print(f"\n[bold]Demo network ready[/] in {network.elapsed_s:.1f} s: {len(network.merchants)} merchants, "
+    shops = network.total_merchants or len(network.merchants)
+    console.print(f"\n[bold]Demo network ready[/] in {network.elapsed_s:.1f} s: {shops} merchants, "
                   f"{network.members} members ({network.referred} referred); transactions: {counts}.")
     console.print("\n[bold]Keys[/] (shown this once; only their hashes are stored):")
     # Plain lines, never wrapped or truncated: people copy these.

@@ -91,6 +91,7 @@ class DemoNetwork:
     transactions: dict[str, int] = field(default_factory=dict)
     open_hold_id: int | None = None
     elapsed_s: float = 0.0
+    total_merchants: int = 0  # when larger than ``merchants`` (a bulk-loaded demo lists keys for a few)
 
 
 @dataclass
@@ -425,5 +426,5 @@ async def create_synthetic_demo(
         admin_key=admin_key, merchants=shops, sample_loyalty_id=sample.loyalty_id, sample_balance=sample.balance,
         members=members, referred=len(network.referrals),
         transactions={"EARN": loaded.rows["lots"], "REDEEM": loaded.rows["entries"] - loaded.rows["lots"]},
-        elapsed_s=time.perf_counter() - started,
+        elapsed_s=time.perf_counter() - started, total_merchants=n_merchants,
     )

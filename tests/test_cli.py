@@ -354,3 +354,13 @@ def test_analyze_stores_a_run_and_writes_the_map(demo_db: Path, tmp_path: Path) 
     again = invoke(demo_db, "analyze", "--no-map")
     assert again.exit_code == 0 and "analysis run 2 stored" in again.output
     assert invoke(demo_db, "analyze", "--map", str(tmp_path / "map.gif")).exit_code != 0
+
+
+def test_a_large_demo_is_bulk_loaded_and_consistent(tmp_path: Path) -> None:
+    db_file = tmp_path / "large.db"
+    result = invoke(db_file, "demo", "--members", "5000", "--seed", "2")
+
+    assert result.exit_code == 0, result.output
+    assert "5000 members" in result.output.replace("\n", " ")
+    assert "ledger consistent" in invoke(db_file, "check").output
+    assert scalar(db_file, select(func.count()).select_from(Member)) == 5000
