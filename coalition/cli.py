@@ -9,6 +9,7 @@ they are made (``demo``, ``keys create``), and never in a log.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import shlex
 from collections.abc import Awaitable, Callable, Coroutine
@@ -358,11 +359,29 @@ def release_holds() -> None:
               help="Also write the network map here (.png or .svg, by the file's suffix).")
 @click.option("--json", "as_json", is_flag=True, help="Print the run's summary as JSON on stdout.")
 @click.option("--no-map", "no_map", is_flag=True, help="Skip drawing the map (faster on large networks).")
-def analyze(map_file: Path | None, as_json: bool, no_map: bool) -> None:
+@click.option("--every", "every_s", type=click.FloatRange(min=1), default=None,
+              help="Keep running: analyse every this many seconds (a worker; with Redis, one run per interval "
+                   "across all workers).")
+def analyze(map_file: Path | None, as_json: bool, no_map: bool, every_s: float | None) -> None:
     """Analyse the network (referrals, partners, fraud, segments) and store the results for the API."""
-    from coalition.network.jobs import RunReport, run_analysis
+    from coalition.network.jobs import RunReport, analyze_forever, run_analysis
+    from coalition.network.store import InsightStore
 
     settings = _settings()
+    if every_s is not None:
+        scheduled = settings.with_overrides(analyze_interval_s=every_s)
+
+        async def forever(db: Database) -> None:
+            store = InsightStore(db, settings.redis_url, settings.insights_cache_s)
+            err_console.print(f"analysing every {every_s:g} s; stop with Ctrl-C")
+            try:
+                await analyze_forever(db, scheduled, store, first_now=True)
+            finally:
+                await store.aclose()
+
+        with contextlib.suppress(KeyboardInterrupt):
+            _run(_with_db(settings, forever))
+        return
     if map_file is not None and map_file.suffix.lower() not in (".png", ".svg"):
         raise click.ClickException(f"--map {map_file}: the file must end in .png or .svg")
     if map_file is not None and no_map:

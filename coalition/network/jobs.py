@@ -214,13 +214,16 @@ def _community(index: int, analysis: NetworkAnalysis) -> dict[str, Any]:
     return {"id": index, "merchant_ids": list(analysis.communities.groups[index])}
 
 
-async def analyze_forever(db: Database, settings: Settings, store: InsightStore) -> None:
+async def analyze_forever(db: Database, settings: Settings, store: InsightStore, *, first_now: bool = False) -> None:
     """The server's schedule: run the analysis every ``analyze_interval_s`` seconds.
 
     With Redis, API processes share the schedule: whoever takes the lock for the interval runs it.
     """
+    wait = not first_now
     while True:
-        await asyncio.sleep(settings.analyze_interval_s)
+        if wait:
+            await asyncio.sleep(settings.analyze_interval_s)
+        wait = True
         try:
             if not await store.claim("analyze", settings.analyze_interval_s):
                 continue

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Any
 
 import pytest
 from planted_network import build_planted, forget_cached_insights
 
-from coalition.network.jobs import rfm_scope, run_analysis
+from coalition.network.jobs import analyze_forever, rfm_scope, run_analysis
 from coalition.network.store import NETWORK_SCOPE, InsightStore, merchant_scope
 
 
@@ -61,3 +63,22 @@ async def _buyers(db: Any, merchant_id: int) -> set[int]:
 
     async with db.read() as conn:
         return set((await conn.execute(select(Entry.member_id).where(Entry.merchant_id == merchant_id))).scalars())
+
+
+async def test_the_schedule_runs_at_once_then_waits(db: Any, settings: Any) -> None:
+    store = InsightStore(db, settings.redis_url)
+    every_hour = settings.with_overrides(analyze_interval_s=3600)
+    task = asyncio.create_task(analyze_forever(db, every_hour, store, first_now=True))
+    try:
+        for _ in range(200):
+            if await store.latest(NETWORK_SCOPE) is not None:
+                break
+            await asyncio.sleep(0.05)
+        stored = await store.latest(NETWORK_SCOPE)
+        assert stored is not None and stored.run_id == 1
+        assert not task.done()  # asleep until the next hour
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await store.aclose()
