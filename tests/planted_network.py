@@ -100,7 +100,7 @@ async def forget_cached_insights(redis_url: str | None) -> None:
 
     client = redis_asyncio.from_url(redis_url)
     try:
-        keys = [key async for pattern in ("coalition:insights:*", "coalition:jobs:*")
+        keys = [key for pattern in ("coalition:insights:*", "coalition:jobs:*")
                 async for key in client.scan_iter(pattern)]
         if keys:
             await client.delete(*keys)
