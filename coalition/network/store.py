@@ -14,6 +14,7 @@ Redis is never the only copy: on a miss or a Redis error the database answers.
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import json
 import logging
@@ -27,6 +28,7 @@ from sqlalchemy.sql.functions import max as sql_max
 
 from coalition.db import Database, utcnow
 from coalition.network.models import InsightResult, InsightRun, RunStatus
+from coalition.network.segments import LoyaltyType
 
 logger = logging.getLogger("coalition.network.store")
 
@@ -175,8 +177,13 @@ class InsightStore:
         stored = await self.latest(f"rfm:{merchant_id}")
         if stored is None:
             return None
-        row = stored.payload.get(str(member_id))
-        return None if row is None else list(row)
+        columns = stored.payload
+        members = columns.get("member_ids", [])
+        i = bisect.bisect_left(members, member_id)
+        if i == len(members) or members[i] != member_id:
+            return None
+        return [columns["r"][i], columns["f"][i], columns["m"][i], columns["recency_s"][i],
+                columns["frequency"][i], columns["monetary_minor"][i], LoyaltyType(columns["type"][i]).name]
 
     async def view(self, merchant_id: int | None) -> Stored | None:
         """The network's scope (``merchant_id`` None) or one merchant's, from the newest run."""

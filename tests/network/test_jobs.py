@@ -44,7 +44,7 @@ async def test_a_run_finds_the_planted_fraud_and_scopes_merchants(db: Any, setti
             listed = {m["member_id"] for m in mine.payload["win_back"] + mine.payload["top_referrers"]}
             rfm = await store.latest(rfm_scope(shop.id))
             assert rfm is not None
-            listed |= {int(k) for k in rfm.payload}
+            listed |= set(rfm.payload["member_ids"])
             # Only the shop's own members: enrolled there or bought there.
             buyers = await _buyers(db, shop.id)
             assert listed <= buyers | {m for m, home in net.members.items() if home == name}, name
