@@ -23,8 +23,11 @@ from coalition.graphql.http import GraphQLEndpoint, RequestRejected
 from coalition.graphql.schema import graphql_schema
 from coalition.ledger.service import Ledger
 from coalition.metrics import Metrics, MetricsMiddleware
+from coalition.network.jobs import analyze_forever
+from coalition.network.store import InsightStore
 from coalition.ratelimit import make_rate_limiter
 from coalition.web.graphiql import graphiql_html
+from coalition.web.network_map import network_map_endpoint
 from coalition.web.reports import report_routes
 
 logger = logging.getLogger("coalition.app")
@@ -34,7 +37,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
     """Build the application. Engines connect lazily; the lifespan starts background work."""
     settings = settings or load_settings()
     db = Database(settings.database_url, pool_size=settings.db_pool_size)
-    services = Services(settings=settings, db=db, keys=NetworkKeys.from_settings(settings), ledger=Ledger(db, settings))
+    insights = InsightStore(db, settings.redis_url, settings.insights_cache_s)
+    services = Services(settings=settings, db=db, keys=NetworkKeys.from_settings(settings), ledger=Ledger(db, settings),
+                        insights=insights)
     authenticator = Authenticator(db, cache_s=settings.auth_cache_s)
     limiter = make_rate_limiter(settings.redis_url, settings.rate_limit_per_s)
 
@@ -87,9 +92,16 @@ def create_app(settings: Settings | None = None) -> Starlette:
         if settings.admin_key:
             await ensure_admin_key(db, settings.admin_key)
         sweeper = asyncio.create_task(sweep_holds()) if settings.hold_sweep_interval_s > 0 else None
+        analyzer = (asyncio.create_task(analyze_forever(db, settings, insights))
+                    if settings.analyze_interval_s > 0 else None)
         try:
             yield
         finally:
+            if analyzer is not None:
+                analyzer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await analyzer
+            await insights.aclose()
             if sweeper is not None:
                 sweeper.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -98,7 +110,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await db.dispose()
 
     methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
-    metrics = Metrics(frozenset({"/graphql", "/healthz", "/readyz", "/metrics", "/", "/static/*"}))
+    metrics = Metrics(frozenset({"/graphql", "/healthz", "/readyz", "/metrics", "/", "/static/*", "/admin/*",
+                                 "/statements/*"}))
     app = Starlette(
         routes=[
             Route("/graphql", endpoint, methods=methods),
@@ -106,6 +119,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/readyz", readyz),
             Route("/metrics", metrics.endpoint),
             Route("/", home),
+            Route("/admin/network-map.{fmt}", network_map_endpoint(insights, authenticator)),
             Mount("/static", StaticFiles(packages=[("coalition.web", "static")]), name="static"),
             *report_routes(services, authenticator, limiter),
         ],

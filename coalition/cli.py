@@ -9,6 +9,7 @@ they are made (``demo``, ``keys create``), and never in a log.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import shlex
 from collections.abc import Awaitable, Callable, Coroutine
@@ -135,8 +136,9 @@ def serve(host: str, port: int, workers: int, log_level: str) -> None:
 
 
 @cli.command()
-@click.option("--members", default=300, show_default=True, type=click.IntRange(1, 100_000),
-              help="How many members to enroll.")
+@click.option("--members", default=300, show_default=True, type=click.IntRange(1, 10_000_000),
+              help="How many members to enroll. From 5,000 on, a synthetic network is bulk-loaded instead "
+                   "(about ten purchases per member, planted fraud; see coalition.network.synthetic).")
 @click.option("--merchants", default=5, show_default=True, type=click.IntRange(1, 50),
               help="How many partner shops (bakery, café, bookshop, florist, bike repair, ...).")
 @click.option("--seed", default=7, show_default=True, type=int, help="Seed for the simulated history.")
@@ -154,7 +156,7 @@ def demo(members: int, merchants: int, seed: int, force: bool, if_empty: bool, h
     embedded default, delete coalition.db and coalition.secret.
     """
     from coalition.crypto import NetworkKeys
-    from coalition.demo import count_merchants, create_demo
+    from coalition.demo import LARGE_DEMO_MEMBERS, count_merchants, create_demo, create_synthetic_demo
 
     settings = _settings()
 
@@ -173,6 +175,10 @@ def demo(members: int, merchants: int, seed: int, force: bool, if_empty: bool, h
                         tasks[stage] = progress.add_task(stage.capitalize(), total=total)
                     progress.update(tasks[stage], completed=done, total=total)
 
+                if members >= LARGE_DEMO_MEMBERS:
+                    return await create_synthetic_demo(db, settings, NetworkKeys.from_settings(settings),
+                                                       members=members, merchants=merchants, seed=seed,
+                                                       progress=report)
                 return await create_demo(db, settings, NetworkKeys.from_settings(settings), members=members,
                                          merchants=merchants, seed=seed, progress=report)
         finally:
@@ -194,7 +200,8 @@ def _print_demo(network: DemoNetwork, url: str, currency: str) -> None:
     from coalition.demo import example_requests
 
     counts = ", ".join(f"{n:,} {kind.lower()}" for kind, n in sorted(network.transactions.items()))
-    console.print(f"\n[bold]Demo network ready[/] in {network.elapsed_s:.1f} s: {len(network.merchants)} merchants, "
+    shops = network.total_merchants or len(network.merchants)
+    console.print(f"\n[bold]Demo network ready[/] in {network.elapsed_s:.1f} s: {shops} merchants, "
                   f"{network.members} members ({network.referred} referred); transactions: {counts}.")
     console.print("\n[bold]Keys[/] (shown this once; only their hashes are stored):")
     # Plain lines, never wrapped or truncated: people copy these.
@@ -345,6 +352,68 @@ def release_holds() -> None:
 
     count = _run(_with_db(settings, run))
     console.print(f"released {count:,} expired hold{'s' if count != 1 else ''}")
+
+
+@cli.command()
+@click.option("--map", "map_file", type=click.Path(dir_okay=False, writable=True, path_type=Path),
+              help="Also write the network map here (.png or .svg, by the file's suffix).")
+@click.option("--json", "as_json", is_flag=True, help="Print the run's summary as JSON on stdout.")
+@click.option("--no-map", "no_map", is_flag=True, help="Skip drawing the map (faster on large networks).")
+@click.option("--every", "every_s", type=click.FloatRange(min=1), default=None,
+              help="Keep running: analyse every this many seconds (a worker; with Redis, one run per interval "
+                   "across all workers).")
+def analyze(map_file: Path | None, as_json: bool, no_map: bool, every_s: float | None) -> None:
+    """Analyse the network (referrals, partners, fraud, segments) and store the results for the API."""
+    from coalition.network.jobs import RunReport, analyze_forever, run_analysis
+    from coalition.network.store import InsightStore
+
+    settings = _settings()
+    if every_s is not None:
+        scheduled = settings.with_overrides(analyze_interval_s=every_s)
+
+        async def forever(db: Database) -> None:
+            store = InsightStore(db, settings.redis_url, settings.insights_cache_s)
+            err_console.print(f"analysing every {every_s:g} s; stop with Ctrl-C")
+            try:
+                await analyze_forever(db, scheduled, store, first_now=True)
+            finally:
+                await store.aclose()
+
+        with contextlib.suppress(KeyboardInterrupt):
+            _run(_with_db(settings, forever))
+        return
+    if map_file is not None and map_file.suffix.lower() not in (".png", ".svg"):
+        raise click.ClickException(f"--map {map_file}: the file must end in .png or .svg")
+    if map_file is not None and no_map:
+        raise click.ClickException("--map and --no-map contradict each other")
+
+    async def run(db: Database) -> RunReport:
+        with _progress() as progress:
+            task = progress.add_task("Analysing", total=None)
+
+            def report(stage: str, done: int, total: int) -> None:
+                progress.update(task, description=f"Analysing: {stage.replace('_', ' ')}", completed=done,
+                                total=total)
+
+            return await run_analysis(db, settings, progress=report, draw_map=not no_map)
+
+    result = _run(_with_db(settings, run))
+    if map_file is not None:
+        data = result.map_svg if map_file.suffix.lower() == ".svg" else result.map_png
+        assert data is not None
+        map_file.write_bytes(data)
+    summary = {"run_id": result.run_id, "started_at": result.started_at.isoformat(),
+               "computed_at": result.computed_at.isoformat(), **result.summary}
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+        return
+    seconds = (result.computed_at - result.started_at).total_seconds()
+    console.print(f"analysis run {result.run_id} stored in {seconds:.1f} s: {result.summary['members']:,} members, "
+                  f"{result.summary['merchants']:,} merchants, {result.summary['purchases']:,} purchases, "
+                  f"{result.summary['referrals']:,} referrals; {result.summary['communities']} merchant "
+                  f"communities, {result.summary['fraud_alerts']} fraud alert(s)")
+    if map_file is not None:
+        console.print(f"network map written to {map_file}")
 
 
 @cli.command()

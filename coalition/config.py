@@ -48,6 +48,15 @@ class Settings:
     document_cache_size: int = 1024
     db_pool_size: int = 20
     hold_sweep_interval_s: float = 5.0
+    # Referrals: both members get network-issued points at the referee's first purchase of at
+    # least referral_min_purchase_minor; a referrer may bring in referral_daily_limit members a day.
+    referral_bonus_points: int = 200
+    referral_welcome_points: int = 100
+    referral_min_purchase_minor: int = 1000
+    referral_daily_limit: int = 10
+    # Network analysis (`coalition analyze`, the worker): how often, and how long Redis keeps results.
+    analyze_interval_s: float = 0.0
+    insights_cache_s: int = 3600
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -125,4 +134,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         auth_cache_s=_float(env, "COALITION_AUTH_CACHE_S", 2.0),
         db_pool_size=_int(env, "COALITION_DB_POOL_SIZE", 20, minimum=1),
         hold_sweep_interval_s=_float(env, "COALITION_HOLD_SWEEP_INTERVAL_S", 5.0),
+        referral_bonus_points=_int(env, "COALITION_REFERRAL_BONUS_POINTS", 200),
+        referral_welcome_points=_int(env, "COALITION_REFERRAL_WELCOME_POINTS", 100),
+        referral_min_purchase_minor=_int(env, "COALITION_REFERRAL_MIN_PURCHASE_MINOR", 1000, minimum=1),
+        referral_daily_limit=_int(env, "COALITION_REFERRAL_DAILY_LIMIT", 10, minimum=1),
+        analyze_interval_s=_float(env, "COALITION_ANALYZE_INTERVAL_S", 0.0),
+        insights_cache_s=_int(env, "COALITION_INSIGHTS_CACHE_S", 3600, minimum=1),
     )

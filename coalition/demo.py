@@ -91,6 +91,7 @@ class DemoNetwork:
     transactions: dict[str, int] = field(default_factory=dict)
     open_hold_id: int | None = None
     elapsed_s: float = 0.0
+    total_merchants: int = 0  # when larger than ``merchants`` (a bulk-loaded demo lists keys for a few)
 
 
 @dataclass
@@ -171,6 +172,7 @@ async def create_demo(
                 db, keys, merchant_id=shops[person.shops[0]].id,
                 idempotency_key=f"demo-enroll-{offset + person.index}", email=person.email, phone=person.phone,
                 referral_code=referrer.referral_code if referrer else None,
+                referral_daily_limit=settings.referral_daily_limit, now=when,
             )
             person.member_id = enrollment.member.id
             person.loyalty_id = enrollment.member.loyalty_id
@@ -378,3 +380,51 @@ def example_requests(merchant_key: str, loyalty_id: str) -> list[tuple[str, dict
             "idempotencyKey": "curl-example-1",
         }}}),
     ]
+
+
+LARGE_DEMO_MEMBERS = 5_000
+"""From this many members on, ``coalition demo`` writes a synthetic network in bulk instead of
+simulating every purchase through the services (which takes about a minute per 10,000)."""
+
+
+async def create_synthetic_demo(
+    db: Database, settings: Settings, keys: NetworkKeys, *, members: int, merchants: int = 5, seed: int = 7,
+    purchases_per_member: int = 10, progress: Progress | None = None,
+) -> DemoNetwork:
+    """A large demo network: ``coalition.network.synthetic`` arrays bulk-loaded into the ledger.
+
+    Power-law referrals, neighbourhood clusters of merchants and planted fraud (sybil farms,
+    colluding merchant pairs) as the generator makes them; a year of history ending now.
+    Merchants: at least ``merchants``, and one per 2,000 members (at most 1,000).
+    """
+    from coalition.auth.models import Role
+    from coalition.auth.service import create_api_key
+    from coalition.network.bulkload import load_synthetic
+    from coalition.network.synthetic import generate
+
+    started = time.perf_counter()
+    report = progress or (lambda stage, done, total: None)
+    n_merchants = max(merchants, min(1000, members // 2000))
+    report("generating", 0, 1)
+    network = generate(n_members=members, n_merchants=n_merchants, n_purchases=members * purchases_per_member,
+                       seed=seed)
+    report("generating", 1, 1)
+    shift_s = int(utcnow().timestamp()) - network.as_of
+    names = [(_profile(i).name, _profile(i).category) for i in range(n_merchants)]
+    loaded = await load_synthetic(db, keys, network, merchant_names=names, shift_s=shift_s, progress=progress)
+    admin_key = await create_admin_key(db, label="demo admin")
+    shops: list[DemoMerchant] = []
+    async with db.sessions.begin() as session:
+        for merchant_id, (name, category) in list(zip(loaded.merchant_ids, names, strict=True))[:5]:
+            key = await create_api_key(session, Role.MERCHANT, merchant_id=merchant_id, label="demo")
+            shops.append(DemoMerchant(merchant_id, name, category, 1, key))
+    async with db.read() as conn:
+        sample = (await conn.execute(
+            select(Member.loyalty_id, Member.balance).where(Member.id.in_([int(i) for i in loaded.member_ids[:1000]]))
+            .order_by(Member.balance.desc(), Member.id).limit(1))).one()
+    return DemoNetwork(
+        admin_key=admin_key, merchants=shops, sample_loyalty_id=sample.loyalty_id, sample_balance=sample.balance,
+        members=members, referred=len(network.referrals),
+        transactions={"EARN": loaded.rows["lots"], "REDEEM": loaded.rows["entries"] - loaded.rows["lots"]},
+        elapsed_s=time.perf_counter() - started, total_merchants=n_merchants,
+    )

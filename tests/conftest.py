@@ -149,6 +149,7 @@ async def app(db: Database, settings: Settings) -> Any:
     application = create_app(settings)
     yield application
     await application.state.limiter.aclose()
+    await application.state.services.insights.aclose()
     await application.state.services.db.dispose()
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
+import json
 import logging
 import re
 import shutil
@@ -121,7 +122,7 @@ def test_migrate_creates_the_database_and_is_idempotent(tmp_path: Path) -> None:
 
     assert first.exit_code == 0, first.output
     assert second.exit_code == 0, second.output
-    assert f"revision {head_revision()}" in second.output
+    assert f"revision {head_revision()}" in second.output.replace("\n", "")
     assert scalar(db_file, text("SELECT version_num FROM alembic_version")) == head_revision()
     assert scalar(db_file, select(func.count()).select_from(Member)) == 0
 
@@ -340,3 +341,26 @@ async def _an_open_lot(conn: Any) -> tuple[int, int]:
 
 async def _rows(conn: Any, sql: str) -> list[tuple[Any, ...]]:
     return [tuple(r) for r in await conn.execute(text(sql))]
+
+
+def test_analyze_stores_a_run_and_writes_the_map(demo_db: Path, tmp_path: Path) -> None:
+    svg = tmp_path / "map.svg"
+    result = invoke(demo_db, "analyze", "--map", str(svg), "--json")
+
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["run_id"] == 1 and summary["members"] == 30 and summary["merchants"] == 3
+    assert svg.read_bytes().lstrip().startswith(b"<?xml")
+    again = invoke(demo_db, "analyze", "--no-map")
+    assert again.exit_code == 0 and "analysis run 2 stored" in again.output
+    assert invoke(demo_db, "analyze", "--map", str(tmp_path / "map.gif")).exit_code != 0
+
+
+def test_a_large_demo_is_bulk_loaded_and_consistent(tmp_path: Path) -> None:
+    db_file = tmp_path / "large.db"
+    result = invoke(db_file, "demo", "--members", "5000", "--seed", "2")
+
+    assert result.exit_code == 0, result.output
+    assert "5000 members" in result.output.replace("\n", " ")
+    assert "ledger consistent" in invoke(db_file, "check").output
+    assert scalar(db_file, select(func.count()).select_from(Member)) == 5000

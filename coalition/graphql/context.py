@@ -12,6 +12,7 @@ from coalition.crypto import NetworkKeys
 from coalition.db import Database
 from coalition.graphql.errors import Forbidden, Unauthenticated
 from coalition.ledger.service import Ledger
+from coalition.network.store import InsightStore
 
 
 @dataclass
@@ -22,6 +23,7 @@ class Services:
     db: Database
     keys: NetworkKeys
     ledger: Ledger
+    insights: InsightStore | None = None  # stored network analysis (made by the app factory)
 
 
 @dataclass
@@ -33,6 +35,12 @@ class Context:
     @property
     def db(self) -> Database:
         return self.services.db
+
+    @property
+    def insights(self) -> InsightStore:
+        if self.services.insights is None:
+            self.services.insights = InsightStore(self.services.db)
+        return self.services.insights
 
     def loader(self, cls: type) -> Any:
         """The request's instance of a DataLoader class (one per request, so no stale cache)."""

@@ -7,12 +7,17 @@ from typing import Any
 import graphene
 
 from coalition.graphql.core.scalars import BigInt
+from coalition.graphql.insights.queries import InsightQueries
 from coalition.graphql.ledger.mutations import LedgerMutations
 from coalition.graphql.members.mutations import MemberMutations
 from coalition.graphql.partners.mutations import PartnerMutations
-from coalition.graphql.queries import Query
+from coalition.graphql.queries import Query as CoreQuery
 from coalition.graphql.settlement.mutations import SettlementMutations
 from coalition.graphql.settlement.reconcile import ReconcileMutations
+
+
+class Query(InsightQueries, CoreQuery):
+    pass
 
 
 class Mutation(PartnerMutations, MemberMutations, LedgerMutations, ReconcileMutations, SettlementMutations):

@@ -105,6 +105,15 @@ async def ledger_violations(conn: AsyncConnection) -> list[str]:
         if expected != attributed:
             problems.append(f"entry {entry_id} ({kind}): {expected} points honored, {attributed} attributed to lots")
 
+    # 4b. Points without a merchant issuer are the network's bonuses, and bonuses are the network's.
+    for r in await _rows(conn, select(Entry.id, Entry.kind, Entry.merchant_id, Lot.issuer_merchant_id)
+                         .join(Lot, Lot.entry_id == Entry.id)
+                         .where((Entry.kind == EntryKind.BONUS) | Lot.issuer_merchant_id.is_(None))):
+        entry_id, kind, merchant_id, issuer = r
+        if kind != EntryKind.BONUS or merchant_id is not None or issuer is not None:
+            problems.append(f"entry {entry_id} ({kind}): merchant {merchant_id}, lot issuer {issuer}; only network "
+                            "bonuses may have neither")
+
     # 5. Issued = outstanding + held + honored + expired + reversed - owed, network-wide.
     def total(account: Account, positive: bool | None = None) -> ScalarSelect[Any]:
         q = select(func.coalesce(func.sum(Posting.points), 0)).where(Posting.account == account)

@@ -30,6 +30,7 @@ class EntryKind(enum.StrEnum):
     HOLD = "HOLD"
     CAPTURE = "CAPTURE"
     VOID = "VOID"
+    BONUS = "BONUS"  # points the network itself issues (referral bonuses); merchant_id NULL
 
 
 class Account(enum.StrEnum):
@@ -68,6 +69,10 @@ class Entry(Base):
     __tablename__ = "entries"
     __table_args__ = (
         UniqueConstraint("merchant_id", "idempotency_key"),
+        # NULLs are distinct in the constraint above, so the network's own writes (merchant_id
+        # NULL: bonuses) get their once-only guarantee from this partial unique index.
+        Index("uq_entries_network_idempotency_key", "idempotency_key", unique=True,
+              postgresql_where=text("merchant_id IS NULL"), sqlite_where=text("merchant_id IS NULL")),
         Index("ix_entries_member_id_id", "member_id", "id"),
         Index("ix_entries_merchant_id_id", "merchant_id", "id"),
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from coalition.errors import InvalidInput, check_idempotency_key, check_text
 from coalition.ledger import core
-from coalition.ledger.base import LedgerBase
+from coalition.ledger.bonuses import BonusOperations
 from coalition.ledger.core import LedgerResult
 from coalition.ledger.inputs import check_points, parse_loyalty_id
 from coalition.ledger.models import Account, AllocationKind, Entry, EntryKind
@@ -12,7 +12,7 @@ from coalition.members.models import Member
 from coalition.partners.models import Merchant
 
 
-class PurchaseOperations(LedgerBase):
+class PurchaseOperations(BonusOperations):
     async def earn(
         self,
         *,
@@ -52,6 +52,8 @@ class PurchaseOperations(LedgerBase):
                 (Account.MEMBER, member_id, points - repaid),
                 (Account.DEBT, member_id, repaid),
             ])
+            if member.referred_by_id is not None:  # the one check referrals cost the earn path
+                member = await self.pay_referral_bonuses(conn, member, amount, now)
         entry = Entry(id=entry_id, kind=EntryKind.EARN, member_id=member_id, merchant_id=merchant_id,
                       points=points, amount_minor=amount, reference=reference, idempotency_key=key,
                       request_hash=fingerprint, created_at=now)

@@ -7,11 +7,12 @@ a refusal raises a :class:`~coalition.errors.DomainError` and rolls everything b
 
 from __future__ import annotations
 
+from coalition.ledger.bonuses import BonusOperations
 from coalition.ledger.expiry import ExpiryOperations
 from coalition.ledger.holds import HoldOperations
 from coalition.ledger.purchases import PurchaseOperations
 from coalition.ledger.reversals import ReversalOperations
 
 
-class Ledger(PurchaseOperations, HoldOperations, ReversalOperations, ExpiryOperations):
-    """Earn, redeem, authorize/capture/void, reverse, expire. See each mixin's module."""
+class Ledger(PurchaseOperations, HoldOperations, ReversalOperations, ExpiryOperations, BonusOperations):
+    """Earn, redeem, authorize/capture/void, reverse, expire, network bonuses. See each mixin's module."""

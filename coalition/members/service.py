@@ -8,6 +8,7 @@ second enrollment of the same e-mail or phone is refused without decrypting anyt
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from dataclasses import dataclass
 
@@ -23,6 +24,7 @@ from coalition.ledger.errors import MemberNotFound, MerchantSuspended
 from coalition.ledger.inputs import parse_loyalty_id
 from coalition.members.loyalty_id import new_loyalty_id, new_referral_code
 from coalition.members.models import Member
+from coalition.network.referrals import check_referral
 from coalition.partners.models import Merchant, MerchantStatus
 
 EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
@@ -68,9 +70,12 @@ class ReferralCodeNotFound(NotFound):
 
 async def enroll_member(
     db: Database, keys: NetworkKeys, *, merchant_id: int, idempotency_key: str, email: str | None = None,
-    phone: str | None = None, referral_code: str | None = None,
+    phone: str | None = None, referral_code: str | None = None, referral_daily_limit: int = 10,
+    now: dt.datetime | None = None,
 ) -> Enrollment:
+    """Enroll a member; with a referral code, the referral rules apply (``coalition.network.referrals``)."""
     key = check_idempotency_key(idempotency_key)
+    now = now or utcnow()
     clean_email = normalize_email(email)
     clean_phone = normalize_phone(phone)
     code = referral_code.strip().upper() if referral_code and referral_code.strip() else None
@@ -93,6 +98,9 @@ async def enroll_member(
                     select(Member.id).where(Member.referral_code == code))).scalar()
                 if referrer_id is None:
                     raise ReferralCodeNotFound(f"no member has referral code {code!r}", field="referralCode")
+            if referrer_id is not None:
+                await check_referral(session, referrer_id=referrer_id, email_index=email_index,
+                                     phone_index=phone_index, now=now, daily_limit=referral_daily_limit)
             for index, field in ((email_index, "email"), (phone_index, "phone")):
                 column = Member.email_index if field == "email" else Member.phone_index
                 if index and (await session.execute(select(Member.id).where(column == index))).first():
@@ -108,7 +116,7 @@ async def enroll_member(
                 phone_encrypted=keys.encrypt(clean_phone) if clean_phone else None, email_index=email_index,
                 phone_index=phone_index, balance=0, held=0, owed=0, lifetime_points=0,
                 enrolled_by_merchant_id=merchant_id, enroll_idempotency_key=key,
-                enroll_request_hash=fingerprint, created_at=utcnow(),
+                enroll_request_hash=fingerprint, created_at=now,
             )
             session.add(member)
             await session.flush()

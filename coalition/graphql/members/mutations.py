@@ -45,6 +45,7 @@ class EnrollMember(graphene.Mutation):  # type: ignore[misc]
                 info.context.db, info.context.services.keys, merchant_id=merchant_id,
                 idempotency_key=input.idempotency_key, email=input.email, phone=input.phone,
                 referral_code=input.referral_code,
+                referral_daily_limit=info.context.services.settings.referral_daily_limit,
             )
             return {"member": enrollment.member, "member_token": enrollment.member_token, "qr_code": enrollment.qr_code}
 

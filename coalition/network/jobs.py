@@ -1,0 +1,238 @@
+"""Running the network analysis: load → analyse → store, with progress.
+
+``run_analysis`` is what ``coalition analyze`` and the API server's schedule
+(``COALITION_ANALYZE_INTERVAL_S``) call. The analysis itself (``pipeline.analyze_all``) is
+CPU-bound and runs in a worker thread, so a server's event loop keeps answering meanwhile.
+
+The results are cut into scopes before they are stored (``coalition.network.store``):
+
+- ``network``: the admin's view: totals, top referrers, the best partner pairs, merchant
+  communities, fraud alerts with their explanations, and loyalty segments summed over all
+  (member, merchant) relationships.
+- ``merchant:<id>``: one merchant's view. Its *members* are the members who earned or redeemed
+  there or were enrolled there; lists of members (top referrers, win-back) hold only those, so a
+  merchant never sees another merchant's customers. Counts, partner recommendations and the
+  merchant's community are network aggregates over merchants, which every partner may see.
+- ``rfm:<id>``: RFM scores and loyalty type (``LoyaltyType`` number) of each of the merchant's
+  buyers at the merchant, as columns sorted by member id; read only when one member's RFM is
+  asked for.
+- ``map.png`` / ``map.svg``: the network map.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from coalition.config import Settings
+from coalition.db import Database
+from coalition.network.loader import NetworkData, load_network
+from coalition.network.pipeline import NetworkAnalysis, analyze_all
+from coalition.network.segments import SUGGESTED_ACTIONS, LoyaltyType
+from coalition.network.store import NETWORK_SCOPE, InsightStore, merchant_scope
+
+logger = logging.getLogger("coalition.network.jobs")
+
+Progress = Callable[[str, int, int], None]
+"""``progress(stage, done, total)``: ``done`` of ``total`` steps finished, now at ``stage``."""
+
+LOAD_STAGES = ["merchants", "members", "referrals", "purchases", "flows"]
+ANALYSIS_STAGES = ["purchase_graph", "affinity", "referral_graph", "flow_graph", "pagerank", "top_referrers",
+                   "communities", "recommendations", "fraud_sybil", "fraud_shared_contacts", "fraud_collusion",
+                   "rfm", "segments", "map"]
+LIST_LIMIT = 100  # members per win-back or referrer list, pairs in the admin's recommendations
+
+
+def rfm_scope(merchant_id: int) -> str:
+    return f"rfm:{merchant_id}"
+
+
+@dataclass(frozen=True)
+class RunReport:
+    run_id: int
+    started_at: dt.datetime
+    computed_at: dt.datetime
+    summary: dict[str, Any]
+    map_png: bytes | None
+    map_svg: bytes | None
+
+
+async def run_analysis(
+    db: Database, settings: Settings, *, store: InsightStore | None = None, progress: Progress | None = None,
+    draw_map: bool = True, now: dt.datetime | None = None,
+) -> RunReport:
+    """One analysis run, recorded in ``insight_runs`` whether it succeeds or fails."""
+    report = progress or (lambda stage, done, total: None)
+    total = len(LOAD_STAGES) + len(ANALYSIS_STAGES) - (0 if draw_map else 1) + 2
+    done = 0
+
+    def step(stage: str) -> None:
+        nonlocal done
+        report(stage, done, total)
+        done += 1
+
+    own_store = store is None
+    store = store or InsightStore(db, settings.redis_url, settings.insights_cache_s)
+    run_id = await store.start_run({"draw_map": draw_map}, now=now)
+    try:
+        started = time.perf_counter()
+        data = await load_network(db, progress=step, now=now)
+        load_s = time.perf_counter() - started
+
+        def on_stage(name: str, seconds: float) -> None:
+            step(name)
+
+        analysis = await asyncio.to_thread(
+            analyze_all, data.members, data.purchases, data.referrals, data.flows, data.as_of,
+            top_k=LIST_LIMIT, draw_map=draw_map, on_stage=on_stage,
+        )
+        step("scopes")
+        payloads = await asyncio.to_thread(build_payloads, data, analysis)
+        blobs = {name: blob for name, blob in (("map.png", analysis.map_png), ("map.svg", analysis.map_svg))
+                 if blob is not None}
+        summary = {
+            "members": len(data.members), "merchants": len(data.merchants), "referrals": len(data.referrals),
+            "purchases": len(data.purchases), "fraud_alerts": len(analysis.alerts),
+            "communities": len(analysis.communities.groups),
+            "timings_s": {"load": round(load_s, 3), **{k: round(v, 3) for k, v in analysis.timings_s.items()}},
+        }
+        step("store")
+        stored = await store.finish_run(run_id, payloads, blobs, summary)
+        report("done", total, total)
+        return RunReport(run_id, stored.started_at, stored.computed_at, summary, analysis.map_png, analysis.map_svg)
+    except BaseException as exc:
+        await asyncio.shield(store.fail_run(run_id, f"{type(exc).__name__}: {exc}"))
+        raise
+    finally:
+        if own_store:
+            await store.aclose()
+
+
+def build_payloads(data: NetworkData, analysis: NetworkAnalysis) -> dict[str, dict[str, Any]]:
+    """Cut one run's results into the stored scopes (see the module docstring)."""
+    segments = analysis.segments
+    rfm = segments.rfm
+    assert rfm.merchant_ids is not None
+    referred = analysis.referral_graph
+    referral_counts = referred.out_degree()
+    reach = {r.member_id: r.reach for r in analysis.top_referrers}
+
+    # Group the (member, merchant) rows by merchant once, not once per merchant.
+    order = np.argsort(rfm.merchant_ids, kind="stable")
+    sorted_merchants = rfm.merchant_ids[order]
+
+    def rows_of(merchant_id: int) -> Any:
+        lo, hi = np.searchsorted(sorted_merchants, [merchant_id, merchant_id + 1])
+        return order[lo:hi]
+
+    # A merchant's members: whoever earned or redeemed there, or was enrolled there.
+    p_order = np.argsort(data.purchases.merchant_ids, kind="stable")
+    p_merchants = data.purchases.merchant_ids[p_order]
+    p_members = data.purchases.member_ids[p_order]
+
+    def members_of(merchant_id: int) -> Any:
+        lo, hi = np.searchsorted(p_merchants, [merchant_id, merchant_id + 1])
+        return np.union1d(p_members[lo:hi], data.members.ids[data.enrolled_by == merchant_id])
+
+    community_of = {m: i for i, group in enumerate(analysis.communities.groups) for m in group}
+    rules = {t: segments.rule(t) for t in LoyaltyType}
+
+    def segment_rows(counts: Any) -> list[dict[str, Any]]:
+        return [{"segment": t.name, "members": int(counts[t]), "rule": rules[t], "action": SUGGESTED_ACTIONS[t]}
+                for t in LoyaltyType]
+
+    def referrers_among(member_ids: Any) -> list[dict[str, Any]]:
+        if len(referred.ids) == 0:
+            return []
+        # referred.ids is sorted: a binary search, not np.isin (which sorts it again per merchant).
+        nodes = np.minimum(np.searchsorted(referred.ids, member_ids), len(referred.ids) - 1)
+        nodes = nodes[referred.ids[nodes] == member_ids]
+        nodes = nodes[referral_counts[nodes] > 0]
+        best = nodes[np.lexsort((referred.ids[nodes], -analysis.pagerank[nodes]))][:LIST_LIMIT]
+        return [{"member_id": int(referred.ids[i]), "influence": float(analysis.pagerank[i]),
+                 "referrals": int(referral_counts[i]), "reach": reach.get(int(referred.ids[i]))} for i in best]
+
+    payloads: dict[str, dict[str, Any]] = {}
+    for merchant in data.merchants:
+        rows = rows_of(merchant.id)
+        types = segments.types[rows]
+        recency = rfm.recency_s[rows]
+        wanted = (types == LoyaltyType.HIGH_RISK) | ((types == LoyaltyType.ACCESSIBLE) &
+                                                     (recency > segments.win_back_s))
+        back = rows[wanted]
+        back = back[np.lexsort((rfm.member_ids[back], -rfm.monetary_minor[back]))][:LIST_LIMIT]
+        own = members_of(merchant.id)
+        community = community_of.get(merchant.id)
+        payloads[merchant_scope(merchant.id)] = {
+            "merchant_id": merchant.id,
+            "members": len(own),
+            "segments": segment_rows(np.bincount(types, minlength=len(LoyaltyType))),
+            "recommendations": [_recommendation(merchant.id, r) for r in analysis.recommendations.get(merchant.id, [])],
+            "win_back": [{"member_id": int(rfm.member_ids[i]), "segment": LoyaltyType(int(segments.types[i])).name,
+                          "recency_s": int(rfm.recency_s[i]), "monetary_minor": int(rfm.monetary_minor[i])}
+                         for i in back],
+            "top_referrers": referrers_among(own),
+            "communities": [] if community is None else [_community(community, analysis)],
+        }
+        # Columns sorted by member id (a reader bisects): tolist() is C speed, a dict per member is not.
+        by_member = rows[np.argsort(rfm.member_ids[rows], kind="stable")]
+        payloads[rfm_scope(merchant.id)] = {
+            "member_ids": rfm.member_ids[by_member].tolist(), "r": rfm.r[by_member].tolist(),
+            "f": rfm.f[by_member].tolist(), "m": rfm.m[by_member].tolist(),
+            "recency_s": rfm.recency_s[by_member].tolist(), "frequency": rfm.frequency[by_member].tolist(),
+            "monetary_minor": rfm.monetary_minor[by_member].tolist(), "type": segments.types[by_member].tolist(),
+        }
+
+    pairs = sorted((_recommendation(m, r) for m, recs in analysis.recommendations.items() for r in recs),
+                   key=lambda p: (-p["score"], p["merchant_id"], p["partner_id"]))
+    payloads[NETWORK_SCOPE] = {
+        "members": len(data.members),
+        "segments": segment_rows(np.bincount(segments.types, minlength=len(LoyaltyType))),
+        "recommendations": pairs[:LIST_LIMIT],
+        "win_back": [],
+        "top_referrers": [{"member_id": r.member_id, "influence": r.pagerank, "referrals": r.referrals,
+                           "reach": r.reach} for r in analysis.top_referrers],
+        "communities": [_community(i, analysis) for i in range(len(analysis.communities.groups))],
+        "modularity": analysis.communities.modularity,
+        "fraud_alerts": [{"kind": str(a.kind), "score": a.score, "member_ids": list(a.member_ids),
+                          "merchant_ids": list(a.merchant_ids), "explanation": a.explanation}
+                         for a in sorted(analysis.alerts, key=lambda a: -a.score)],
+    }
+    return payloads
+
+
+def _recommendation(merchant_id: int, r: Any) -> dict[str, Any]:
+    return {"merchant_id": merchant_id, "partner_id": r.merchant_id, "score": r.score,
+            "shared_members": r.shared_members, "lift": r.lift}
+
+
+def _community(index: int, analysis: NetworkAnalysis) -> dict[str, Any]:
+    return {"id": index, "merchant_ids": list(analysis.communities.groups[index])}
+
+
+async def analyze_forever(db: Database, settings: Settings, store: InsightStore, *, first_now: bool = False) -> None:
+    """The server's schedule: run the analysis every ``analyze_interval_s`` seconds.
+
+    With Redis, API processes share the schedule: whoever takes the lock for the interval runs it.
+    """
+    wait = not first_now
+    while True:
+        if wait:
+            await asyncio.sleep(settings.analyze_interval_s)
+        wait = True
+        try:
+            if not await store.claim("analyze", settings.analyze_interval_s):
+                continue
+            run = await run_analysis(db, settings, store=store, draw_map=True)
+            logger.info("network analysis run %s stored at %s", run.run_id, run.computed_at)
+        except Exception:
+            logger.exception("network analysis failed; will retry in %s s", settings.analyze_interval_s)
+
+

@@ -1,0 +1,119 @@
+"""Every analysis in one call: arrays in, one ``NetworkAnalysis`` out, with the time per stage.
+
+Order: build the graphs once (purchase incidence, affinity, referral adjacency, flows), then
+run each analysis on them. Nothing here touches the database; ``coalition analyze`` loads
+the columns, calls ``analyze_all`` and stores the result.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import networkx as nx
+
+from coalition.network.communities import Communities, merchant_communities
+from coalition.network.fraud import FraudAlert, collusion, referral_cycles, shared_contacts, sybil_farms
+from coalition.network.graphs import (
+    Affinity,
+    FloatArray,
+    Flows,
+    Members,
+    PurchaseGraph,
+    Purchases,
+    ReferralGraph,
+    Referrals,
+    affinity,
+    flow_digraph,
+    purchase_graph,
+    referral_graph,
+)
+from coalition.network.influence import Referrer, pagerank, top_referrers
+from coalition.network.recommendations import Recommendation, recommend_all
+from coalition.network.segments import RFM, LoyaltySegments, loyalty_segments, network_rfm
+
+StageCallback = Callable[[str, float], None]
+
+STAGES: tuple[str, ...] = (
+    "purchase_graph", "affinity", "referral_graph", "flow_graph", "pagerank", "top_referrers", "communities",
+    "recommendations", "fraud_sybil", "fraud_shared_contacts", "fraud_collusion", "rfm", "segments", "map",
+)
+"""The stages ``analyze_all`` reports to ``on_stage``, in order ("map" only when drawing)."""
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class NetworkAnalysis:
+    """All results of one run. ``timings_s``: seconds per stage, in run order."""
+
+    purchase_graph: PurchaseGraph
+    affinity: Affinity
+    referral_graph: ReferralGraph
+    flows: nx.DiGraph
+    pagerank: FloatArray
+    top_referrers: list[Referrer]
+    communities: Communities
+    recommendations: dict[int, list[Recommendation]]
+    alerts: list[FraudAlert]
+    network_rfm: RFM
+    segments: LoyaltySegments
+    map_png: bytes | None
+    map_svg: bytes | None
+    timings_s: dict[str, float]
+
+
+def analyze_all(members: Members, purchases: Purchases, referrals: Referrals, flows: Flows, as_of: int, *,
+                top_k: int = 20, recommendations_k: int = 10, seed: int = 0, draw_map: bool = True,
+                on_stage: StageCallback | None = None) -> NetworkAnalysis:
+    """Run every analysis with default thresholds; ``as_of`` (epoch seconds) anchors recency.
+
+    ``on_stage(name, seconds)`` is called after each stage (progress for the CLI).
+    """
+    timings: dict[str, float] = {}
+
+    @contextmanager
+    def stage(name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        yield
+        timings[name] = time.perf_counter() - started
+        if on_stage is not None:
+            on_stage(name, timings[name])
+
+    with stage("purchase_graph"):
+        purchased = purchase_graph(purchases)
+    with stage("affinity"):
+        aff = affinity(purchased)
+    with stage("referral_graph"):
+        referred = referral_graph(referrals, members.ids)
+    with stage("flow_graph"):
+        flow = flow_digraph(flows)
+    with stage("pagerank"):
+        scores = pagerank(referred)
+    with stage("top_referrers"):
+        top = top_referrers(referred, top_k, scores)
+    with stage("communities"):
+        found = merchant_communities(aff, seed=seed)
+    with stage("recommendations"):
+        recommended = recommend_all(aff, recommendations_k)
+    with stage("fraud_sybil"):  # referral fraud: sybil farms and referral loops
+        alerts = sybil_farms(referrals, purchased.member_ids) + referral_cycles(referred)
+    with stage("fraud_shared_contacts"):
+        alerts += shared_contacts(members)
+    with stage("fraud_collusion"):
+        alerts += collusion(purchases, purchased)
+    with stage("rfm"):
+        rfm = network_rfm(purchased, as_of)
+    with stage("segments"):
+        segmented = loyalty_segments(purchased, as_of)
+    png = svg = None
+    if draw_map:
+        from coalition.network.netmap import layout_of, map_graph, render_map  # matplotlib only when drawing
+
+        with stage("map"):
+            drawn = map_graph(aff, found)
+            positions = layout_of(drawn, seed)
+            png = render_map(drawn, "png", layout=positions)
+            svg = render_map(drawn, "svg", layout=positions)
+    return NetworkAnalysis(purchased, aff, referred, flow, scores, top, found, recommended, alerts, rfm, segmented,
+                           png, svg, timings)

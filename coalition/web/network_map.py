@@ -1,0 +1,46 @@
+"""The network map for the admin console: ``GET /admin/network-map.png`` and ``.svg``.
+
+Served from the newest analysis run that drew one (``coalition analyze``), to an admin API key
+(``Authorization: Bearer``). ``X-Computed-At`` and ``Last-Modified`` say how fresh it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from email.utils import format_datetime
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from coalition.auth.models import Role
+from coalition.auth.service import Authenticator
+from coalition.network.store import MAP_SCOPES, InsightStore
+
+MEDIA_TYPES = {"png": "image/png", "svg": "image/svg+xml"}
+
+
+def network_map_endpoint(
+    store: InsightStore, authenticator: Authenticator
+) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        fmt = request.path_params["fmt"]
+        if fmt not in MAP_SCOPES:
+            return JSONResponse({"error": "the map is .png or .svg"}, status_code=404)
+        scheme, _, credential = request.headers.get("authorization", "").partition(" ")
+        caller = await authenticator.authenticate(credential.strip()) if scheme.lower() == "bearer" else None
+        if caller is None:
+            return JSONResponse({"error": "send an admin API key: Authorization: Bearer <key>"}, status_code=401,
+                                headers={"WWW-Authenticate": "Bearer"})
+        if caller.role != Role.ADMIN:
+            return JSONResponse({"error": "the network map is for admins"}, status_code=403)
+        found = await store.latest_blob(MAP_SCOPES[fmt])
+        if found is None:
+            return JSONResponse({"error": "no map yet: run `coalition analyze`"}, status_code=404)
+        stored, data = found
+        return Response(data, media_type=MEDIA_TYPES[fmt], headers={
+            "Cache-Control": "private, max-age=60",
+            "Last-Modified": format_datetime(stored.computed_at, usegmt=True),
+            "X-Computed-At": stored.computed_at.isoformat(),
+        })
+
+    return endpoint

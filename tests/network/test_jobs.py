@@ -1,0 +1,84 @@
+"""An analysis run over a network built through the real services finds what was planted."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import pytest
+from planted_network import build_planted, forget_cached_insights
+
+from coalition.network.jobs import analyze_forever, rfm_scope, run_analysis
+from coalition.network.store import NETWORK_SCOPE, InsightStore, merchant_scope
+
+
+@pytest.fixture(autouse=True)
+async def _no_cached_insights(settings: Any) -> None:
+    await forget_cached_insights(settings.redis_url)
+
+
+async def test_a_run_finds_the_planted_fraud_and_scopes_merchants(db: Any, settings: Any, keys: Any, ledger: Any,
+                                                                   clock: Any) -> None:
+    net = await build_planted(db, keys, ledger, clock)
+    stages: list[str] = []
+
+    run = await run_analysis(db, settings, progress=lambda stage, done, total: stages.append(stage), now=clock.now)
+
+    assert stages[0] == "merchants" and stages[-1] == "done" and "pagerank" in stages
+    assert run.map_png is not None and run.map_png.startswith(b"\x89PNG")
+    assert run.summary["members"] == len(net.members)
+    store = InsightStore(db, settings.redis_url)
+    try:
+        network = await store.latest(NETWORK_SCOPE)
+        assert network is not None and network.run_id == run.run_id
+        alerts = {a["kind"]: a for a in network.payload["fraud_alerts"]}
+        assert set(alerts["SYBIL_FARM"]["member_ids"]) == {net.sybil_referrer, *net.sybils}
+        assert alerts["MERCHANT_COLLUSION"]["merchant_ids"] == [net.shops["X"].id, net.shops["Y"].id]
+        assert set(alerts["MERCHANT_COLLUSION"]["member_ids"]) == set(net.colluders)
+        assert network.payload["top_referrers"][0]["member_id"] in {net.sybil_referrer, net.honest_referrer}
+
+        for name, shop in net.shops.items():
+            mine = await store.latest(merchant_scope(shop.id))
+            assert mine is not None
+            listed = {m["member_id"] for m in mine.payload["win_back"] + mine.payload["top_referrers"]}
+            rfm = await store.latest(rfm_scope(shop.id))
+            assert rfm is not None
+            listed |= set(rfm.payload["member_ids"])
+            # Only the shop's own members: enrolled there or bought there.
+            buyers = await _buyers(db, shop.id)
+            assert listed <= buyers | {m for m, home in net.members.items() if home == name}, name
+        b = await store.latest(merchant_scope(net.shops["B"].id))
+        assert b is not None
+        assert [r["member_id"] for r in b.payload["top_referrers"]] == [net.honest_referrer]
+        assert sum(s["members"] for s in b.payload["segments"]) > 0
+    finally:
+        await store.aclose()
+
+
+async def _buyers(db: Any, merchant_id: int) -> set[int]:
+    from sqlalchemy import select
+
+    from coalition.ledger.models import Entry
+
+    async with db.read() as conn:
+        return set((await conn.execute(select(Entry.member_id).where(Entry.merchant_id == merchant_id))).scalars())
+
+
+async def test_the_schedule_runs_at_once_then_waits(db: Any, settings: Any) -> None:
+    store = InsightStore(db, settings.redis_url)
+    every_hour = settings.with_overrides(analyze_interval_s=3600)
+    task = asyncio.create_task(analyze_forever(db, every_hour, store, first_now=True))
+    try:
+        for _ in range(200):
+            if await store.latest(NETWORK_SCOPE) is not None:
+                break
+            await asyncio.sleep(0.05)
+        stored = await store.latest(NETWORK_SCOPE)
+        assert stored is not None and stored.run_id == 1
+        assert not task.done()  # asleep until the next hour
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await store.aclose()

@@ -1,0 +1,113 @@
+"""Referral rules at enrollment: self-referral, the daily limit per referrer, codes."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from typing import Any
+
+import pytest
+
+from coalition.errors import DomainError
+from coalition.members.service import enroll_member
+
+
+@pytest.fixture
+async def shop(make_merchant: Any) -> Any:
+    return (await make_merchant("Bakery")).merchant
+
+
+async def _enroll(db: Any, keys: Any, shop: Any, key: str, **fields: Any) -> Any:
+    return await enroll_member(db, keys, merchant_id=shop.id, idempotency_key=key, **fields)
+
+
+async def test_a_referral_records_who_referred_whom(db: Any, keys: Any, shop: Any) -> None:
+    referrer = (await _enroll(db, keys, shop, "a", email="ana@example.com")).member
+    referee = (await _enroll(db, keys, shop, "b", email="bo@example.com", referral_code=referrer.referral_code)).member
+    assert referee.referred_by_id == referrer.id
+
+
+async def test_self_referral_is_refused(db: Any, keys: Any, shop: Any) -> None:
+    referrer = (await _enroll(db, keys, shop, "a", email="ana@example.com", phone="+44 7700 900001")).member
+
+    for contact in ({"email": "ANA@example.com"}, {"phone": "+447700900001", "email": "new@example.com"}):
+        with pytest.raises(DomainError) as info:
+            await _enroll(db, keys, shop, f"self-{contact}", referral_code=referrer.referral_code, **contact)
+        assert info.value.code == "SELF_REFERRAL"
+
+
+async def test_duplicate_contact_and_unknown_code_are_refused(db: Any, keys: Any, shop: Any) -> None:
+    referrer = (await _enroll(db, keys, shop, "a", email="ana@example.com")).member
+    await _enroll(db, keys, shop, "b", email="bo@example.com")
+
+    with pytest.raises(DomainError) as info:
+        await _enroll(db, keys, shop, "c", email="bo@example.com", referral_code=referrer.referral_code)
+    assert info.value.code == "CONTACT_ALREADY_ENROLLED"
+    with pytest.raises(DomainError) as info:
+        await _enroll(db, keys, shop, "d", email="cy@example.com", referral_code="NOSUCHCODE")
+    assert info.value.code == "REFERRAL_CODE_NOT_FOUND"
+
+
+async def test_a_referrer_is_limited_per_day(db: Any, keys: Any, shop: Any) -> None:
+    referrer = (await _enroll(db, keys, shop, "a")).member
+    day = dt.datetime(2026, 3, 1, 9, tzinfo=dt.UTC)
+    for i in range(3):
+        await _enroll(db, keys, shop, f"r{i}", referral_code=referrer.referral_code, referral_daily_limit=3,
+                      now=day + dt.timedelta(hours=i))
+
+    with pytest.raises(DomainError) as info:
+        await _enroll(db, keys, shop, "r3", referral_code=referrer.referral_code, referral_daily_limit=3,
+                      now=day + dt.timedelta(hours=5))
+    assert info.value.code == "REFERRAL_LIMIT_REACHED"
+    # A day after the first, there is room again.
+    later = await _enroll(db, keys, shop, "r4", referral_code=referrer.referral_code, referral_daily_limit=3,
+                          now=day + dt.timedelta(hours=24, minutes=1))
+    assert later.member.referred_by_id == referrer.id
+
+
+async def test_the_daily_limit_holds_under_concurrency(db: Any, keys: Any, shop: Any) -> None:
+    referrer = (await _enroll(db, keys, shop, "a")).member
+
+    async def attempt(i: int) -> str:
+        try:
+            await _enroll(db, keys, shop, f"c{i}", referral_code=referrer.referral_code, referral_daily_limit=2)
+        except DomainError as error:
+            return error.code
+        return "OK"
+
+    outcomes = await asyncio.gather(*(attempt(i) for i in range(6)))
+    assert sorted(outcomes) == ["OK", "OK"] + ["REFERRAL_LIMIT_REACHED"] * 4
+
+
+ONBOARD = """mutation($name: String!) { onboardMerchant(input: {name: $name, earnRatePointsPerUnit: 1}) {
+  apiKey userErrors { code } } }"""
+ENROLL = """mutation($key: String!, $email: String, $ref: String) {
+  enrollMember(input: {idempotencyKey: $key, email: $email, referralCode: $ref}) {
+    member { loyaltyId referralCode } memberToken userErrors { field code message } } }"""
+EARN = """mutation($lid: String!, $amount: Int!, $key: String!) {
+  earnPoints(input: {loyaltyId: $lid, purchaseAmountMinor: $amount, idempotencyKey: $key}) {
+    member { balance } userErrors { code } } }"""
+MINE = """{ viewer { ... on MemberViewer { member { balance
+  transactions { edges { node { kind points merchant { name } reference } } } } } } }"""
+
+
+async def test_referral_through_the_api(api: Any, admin_key: str, settings: Any) -> None:
+    shop = (await api.call(ONBOARD, {"name": "Bakery"}, key=admin_key))["onboardMerchant"]["apiKey"]
+    ana = (await api.call(ENROLL, {"key": "1", "email": "ana@example.com"}, key=shop))["enrollMember"]
+    code = ana["member"]["referralCode"]
+
+    selfish = (await api.call(ENROLL, {"key": "2", "email": "ana@example.com", "ref": code}, key=shop))["enrollMember"]
+    assert selfish["userErrors"][0]["code"] == "SELF_REFERRAL" and selfish["userErrors"][0]["field"] == [
+        "input", "referralCode"]
+    bo = (await api.call(ENROLL, {"key": "3", "email": "bo@example.com", "ref": code}, key=shop))["enrollMember"]
+    assert bo["userErrors"] == []
+
+    earned = (await api.call(EARN, {"lid": bo["member"]["loyaltyId"], "amount": 2500, "key": "s1"}, key=shop))
+    assert earned["earnPoints"]["member"]["balance"] == 25 + settings.referral_welcome_points
+
+    mine = (await api.call(MINE, key=bo["memberToken"]))["viewer"]["member"]
+    kinds = {(e["node"]["kind"], e["node"]["merchant"] and e["node"]["merchant"]["name"])
+             for e in mine["transactions"]["edges"]}
+    assert kinds == {("EARN", "Bakery"), ("BONUS", None)}
+    ana_now = (await api.call(MINE, key=ana["memberToken"]))["viewer"]["member"]
+    assert ana_now["balance"] == settings.referral_bonus_points

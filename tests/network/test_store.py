@@ -1,0 +1,85 @@
+"""Stored insights: whole runs or nothing, the newest served, Redis as a cache only."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from redis.exceptions import RedisError
+from sqlalchemy import func, select
+
+from coalition.network.models import InsightRun, RunStatus
+from coalition.network.store import KEEP_RUNS, NETWORK_SCOPE, InsightStore, merchant_scope
+
+
+@pytest.fixture
+async def store(db: Any, settings: Any) -> AsyncIterator[InsightStore]:
+    store = InsightStore(db, settings.redis_url, cache_s=60)
+    if store.redis is not None:
+        await store.redis.flushdb()
+    yield store
+    await store.aclose()
+
+
+async def _run(store: InsightStore, value: int) -> int:
+    run_id = await store.start_run({"value": value})
+    await store.finish_run(run_id, {NETWORK_SCOPE: {"value": value}, merchant_scope(1): {"mine": value}},
+                           {"map.svg": b"<svg/>"}, {"members": value})
+    return run_id
+
+
+async def test_nothing_is_served_before_the_first_run(store: InsightStore) -> None:
+    assert await store.latest(NETWORK_SCOPE) is None
+    run_id = await store.start_run({})
+    assert await store.latest(NETWORK_SCOPE) is None  # a run in progress is not served
+    await store.fail_run(run_id, "boom")
+    assert await store.latest(NETWORK_SCOPE) is None
+
+
+async def test_the_newest_successful_run_is_served_with_its_time(store: InsightStore) -> None:
+    await _run(store, 1)
+    second = await _run(store, 2)
+    failed = await store.start_run({})
+    await store.fail_run(failed, "boom")
+
+    for _ in range(2):  # from the database, then (with Redis) from the cache
+        network = await store.latest(NETWORK_SCOPE)
+        assert network is not None
+        assert (network.run_id, network.payload) == (second, {"value": 2})
+        assert network.computed_at >= network.started_at
+        assert 0 <= network.age_s() < 60
+    mine = await store.latest(merchant_scope(1))
+    assert mine is not None and mine.payload == {"mine": 2}
+    other = await store.latest(merchant_scope(2))  # a merchant the run had nothing for
+    assert other is not None and other.payload == {} and other.run_id == second
+    blob = await store.latest_blob("map.svg")
+    assert blob is not None and blob[1] == b"<svg/>"
+
+
+async def test_old_runs_are_pruned(store: InsightStore, db: Any) -> None:
+    for value in range(KEEP_RUNS + 3):
+        await _run(store, value)
+    async with db.read() as conn:
+        assert (await conn.execute(select(func.count()).select_from(InsightRun))).scalar_one() == KEEP_RUNS
+        statuses = set((await conn.execute(select(InsightRun.status))).scalars())
+    assert statuses == {RunStatus.SUCCEEDED}
+    latest = await store.latest(NETWORK_SCOPE)
+    assert latest is not None and latest.payload == {"value": KEEP_RUNS + 2}
+
+
+async def test_without_redis_the_database_answers(store: InsightStore, monkeypatch: Any) -> None:
+    await _run(store, 1)
+    if store.redis is not None:
+        async def broken(*args: Any, **kwargs: Any) -> Any:
+            raise RedisError("down")
+        monkeypatch.setattr(store.redis, "get", broken)
+    latest = await store.latest(NETWORK_SCOPE)
+    assert latest is not None and latest.payload == {"value": 1}
+
+
+async def test_a_scheduled_job_is_claimed_by_one_process(store: InsightStore) -> None:
+    first = await store.claim("analyze", 60)
+    second = await store.claim("analyze", 60)
+    assert first is True
+    assert second is (store.redis is None)  # without Redis every process runs its own schedule
