@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 
 from coalition.errors import DomainError
-from coalition.ledger.models import Account, Allocation, AllocationKind, Lot, Posting
+from coalition.ledger.models import Allocation, AllocationKind
+from coalition.members.service import find_member
 from coalition.settlement.models import LineKind, SettlementBatch, SettlementLine, SettlementPosition
 from coalition.settlement.policy import set_policy
 from coalition.settlement.service import export_statement, get_batch, run_settlement
@@ -113,12 +114,8 @@ async def test_network_issued_points_are_charged_to_the_network(shops: Any) -> N
     s = shops
     await set_policy(s.db, s.settings, now=s.clock(), effective_from=s.clock() - dt.timedelta(days=1),
                      point_value_minor=1, funding_model="REDEMPTION", reimbursement_rate="0.9")
-    bonus = await s.earn(50, s.a)
-    # Stand-in for a network referral bonus: the lot, its issuance and its attribution have no merchant.
-    async with s.db.transaction() as conn:
-        await conn.execute(update(Lot).where(Lot.entry_id == bonus.id).values(issuer_merchant_id=None))
-        await conn.execute(update(Posting).where(Posting.entry_id == bonus.id, Posting.account == Account.ISSUED)
-                           .values(account_id=None))
+    member = await find_member(s.db, s.loyalty_id)
+    await s.ledger.award_network_bonus(member_id=member.id, points=50, idempotency_key="bonus-1", reason="welcome")
     await s.redeem(20, s.b)
     async with s.db.read() as conn:
         issuers = set((await conn.execute(select(Allocation.issuer_merchant_id)
