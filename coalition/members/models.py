@@ -14,7 +14,11 @@ class Member(Base):
     ``balance`` (spendable), ``held`` and ``owed`` are the only contended values in the
     ledger; every ledger write locks this row first (see ``coalition.ledger.service``).
     Contact data is Fernet-encrypted; the ``*_index`` columns are keyed HMACs (blind
-    index) so a duplicate can be found without decrypting anything.
+    index) so a duplicate can be found without decrypting anything. The ``*_fingerprint``
+    columns are keyed HMACs of a coarser, canonical form (``coalition.members.contact``) that
+    one person's variants share: not unique, read by the fraud analysis; NULL on rows enrolled
+    before migration 0004 until the next analysis run fills them in
+    (``coalition.members.service.backfill_fingerprints``).
     """
 
     __tablename__ = "members"
@@ -42,3 +46,6 @@ class Member(Base):
     enroll_idempotency_key: Mapped[str | None] = mapped_column(String(128))
     enroll_request_hash: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # Last: migration 0004 added them to existing tables, and ADD COLUMN appends.
+    email_fingerprint: Mapped[str | None] = mapped_column(String(64), index=True)
+    phone_fingerprint: Mapped[str | None] = mapped_column(String(64), index=True)

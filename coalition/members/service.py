@@ -4,15 +4,22 @@ A member is enrolled by a merchant (at its till or web shop) and gets one loyalt
 that works at every partner, a self-service token and a QR payload the network signs.
 Contact data is optional, validated, encrypted (Fernet) and indexed blind (HMAC), so a
 second enrollment of the same e-mail or phone is refused without decrypting anything.
+Each contact also gets a fingerprint (``coalition.members.contact``) that the usual variants
+of one address or number share, for the fraud analysis; a variant is enrolled, and flagged later.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import select
+from cryptography.fernet import InvalidToken
+from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -22,10 +29,13 @@ from coalition.errors import Conflict, IdempotencyKeyConflict, InvalidInput, Not
 from coalition.ledger.core import request_hash
 from coalition.ledger.errors import MemberNotFound, MerchantSuspended
 from coalition.ledger.inputs import parse_loyalty_id
+from coalition.members.contact import email_fingerprint, phone_fingerprint
 from coalition.members.loyalty_id import new_loyalty_id, new_referral_code
 from coalition.members.models import Member
 from coalition.network.referrals import check_referral
 from coalition.partners.models import Merchant, MerchantStatus
+
+logger = logging.getLogger("coalition.members")
 
 EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
 TIERS = [(20_000, "PLATINUM"), (5_000, "GOLD"), (1_000, "SILVER"), (0, "BASIC")]
@@ -84,6 +94,7 @@ async def enroll_member(
     fingerprint = request_hash("enroll", email=clean_email, phone=clean_phone, referral_code=code)
     email_index = keys.blind_index("email", clean_email) if clean_email else None
     phone_index = keys.blind_index("phone", clean_phone) if clean_phone else None
+    email_print, phone_print = email_fingerprint(keys, clean_email), phone_fingerprint(keys, clean_phone)
     try:
         async with db.sessions.begin() as session:
             earlier = await _replay(session, keys, merchant_id, key, fingerprint)
@@ -100,7 +111,8 @@ async def enroll_member(
                     raise ReferralCodeNotFound(f"no member has referral code {code!r}", field="referralCode")
             if referrer_id is not None:
                 await check_referral(session, referrer_id=referrer_id, email_index=email_index,
-                                     phone_index=phone_index, now=now, daily_limit=referral_daily_limit)
+                                     phone_index=phone_index, email_fingerprint=email_print,
+                                     phone_fingerprint=phone_print, now=now, daily_limit=referral_daily_limit)
             for index, field in ((email_index, "email"), (phone_index, "phone")):
                 column = Member.email_index if field == "email" else Member.phone_index
                 if index and (await session.execute(select(Member.id).where(column == index))).first():
@@ -114,7 +126,8 @@ async def enroll_member(
                 loyalty_id=new_loyalty_id(), referral_code=new_referral_code(), referred_by_id=referrer_id,
                 token_hash="pending", email_encrypted=keys.encrypt(clean_email) if clean_email else None,
                 phone_encrypted=keys.encrypt(clean_phone) if clean_phone else None, email_index=email_index,
-                phone_index=phone_index, balance=0, held=0, owed=0, lifetime_points=0,
+                phone_index=phone_index, email_fingerprint=email_print, phone_fingerprint=phone_print,
+                balance=0, held=0, owed=0, lifetime_points=0,
                 enrolled_by_merchant_id=merchant_id, enroll_idempotency_key=key,
                 enroll_request_hash=fingerprint, created_at=now,
             )
@@ -159,3 +172,52 @@ async def find_member(db: Database, loyalty_id: str) -> Member:
     if member is None:
         raise MemberNotFound(f"no member has loyalty ID {lid}", field="loyaltyId")
     return member
+
+
+async def backfill_fingerprints(db: Database, keys: NetworkKeys, *, batch_size: int = 1000) -> int:
+    """Fill in the contact fingerprints of members enrolled before they existed; return how many rows.
+
+    Migration 0004 cannot compute them: SQL cannot decrypt, and migrations do not hold the
+    key. So rows with contact data and a NULL fingerprint are read here in batches (keyset on
+    the id, so the loop ends even if a row cannot be decrypted), decrypted and fingerprinted
+    off the event loop, and updated one short transaction per batch. ``run_analysis`` calls it
+    before loading, so every analysis sees every member's fingerprints; once all rows are
+    filled it costs one query. Enrollment writes the same values, so a race is harmless.
+    """
+    missing = or_(and_(Member.email_encrypted.is_not(None), Member.email_fingerprint.is_(None)),
+                  and_(Member.phone_encrypted.is_not(None), Member.phone_fingerprint.is_(None)))
+    write = (update(Member).where(Member.id == bindparam("member_id"))
+             .values(email_fingerprint=bindparam("email_fp"), phone_fingerprint=bindparam("phone_fp")))
+    after, filled, unreadable = 0, 0, 0
+    while True:
+        async with db.read() as conn:
+            rows = (await conn.execute(
+                select(Member.id, Member.email_encrypted, Member.phone_encrypted)
+                .where(Member.id > after, missing).order_by(Member.id).limit(batch_size)
+            )).all()
+        if not rows:
+            break
+        after = rows[-1].id
+        values = await asyncio.to_thread(_fingerprint_rows, keys, rows)
+        unreadable += len(rows) - len(values)
+        if values:
+            async with db.transaction() as conn:
+                await conn.execute(write, values)
+            filled += len(values)
+    if unreadable:
+        logger.warning("%d members' contact data could not be decrypted with this network's key: their "
+                       "fingerprints stay empty and they are left out of shared-contact alerts", unreadable)
+    return filled
+
+
+def _fingerprint_rows(keys: NetworkKeys, rows: Sequence[Any]) -> list[dict[str, Any]]:
+    values = []
+    for row in rows:
+        try:
+            email = keys.decrypt(row.email_encrypted) if row.email_encrypted is not None else None
+            phone = keys.decrypt(row.phone_encrypted) if row.phone_encrypted is not None else None
+        except InvalidToken:
+            continue
+        values.append({"member_id": row.id, "email_fp": email_fingerprint(keys, email),
+                       "phone_fp": phone_fingerprint(keys, phone)})
+    return values

@@ -13,7 +13,8 @@ Writes: PostgreSQL uses COPY (asyncpg ``copy_records_to_table``; as a superuser 
 foreign-key triggers off for the transaction), SQLite Core ``executemany`` in chunks.
 Members are given ids in enrollment order so a referrer's id is always smaller than its
 referees'; contact blind indexes that repeat (the generator's planted shared contacts) are
-kept for the first member only, as the unique index demands.
+kept for the first member only, as the unique index demands, and for every member as the
+contact fingerprint (not unique), which is what the shared-contact analysis reads.
 """
 
 from __future__ import annotations
@@ -227,6 +228,9 @@ async def load_synthetic(
             seen.add(value)
             return str(value)
 
+        def fingerprint(value: Any) -> str | None:
+            return str(value) if value else None
+
         rng = np.random.default_rng(secrets.randbits(128))
         loyalty_ids = random_codes(len(order), loyalty=True, rng=rng)
         referral_codes = random_codes(len(order), loyalty=False, rng=rng)
@@ -240,11 +244,11 @@ async def load_synthetic(
                 yield (mid, loyalty_ids[i], referral_codes[i],
                        int(referrer_of[old]) or None, hash_secret(keys.member_token(mid)), unique_index(emails[i]),
                        unique_index(phones[i]), int(balance[old]), 0, 0, int(lifetime[old]), int(first_shop[old]),
-                       enrolled[i])
+                       enrolled[i], fingerprint(emails[i]), fingerprint(phones[i]))
 
         member_columns = ["id", "loyalty_id", "referral_code", "referred_by_id", "token_hash", "email_index",
                           "phone_index", "balance", "held", "owed", "lifetime_points", "enrolled_by_merchant_id",
-                          "created_at"]
+                          "created_at", "email_fingerprint", "phone_fingerprint"]
         await _write(conn, Member.__table__, member_columns, member_rows(),
                      lambda done: report("members", done, len(order)))
         rows["members"] = len(order)

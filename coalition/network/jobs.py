@@ -32,7 +32,9 @@ from typing import Any
 import numpy as np
 
 from coalition.config import Settings
+from coalition.crypto import NetworkKeys
 from coalition.db import Database
+from coalition.members.service import backfill_fingerprints
 from coalition.network.loader import NetworkData, load_network
 from coalition.network.pipeline import NetworkAnalysis, analyze_all
 from coalition.network.segments import SUGGESTED_ACTIONS, LoyaltyType
@@ -66,9 +68,13 @@ class RunReport:
 
 async def run_analysis(
     db: Database, settings: Settings, *, store: InsightStore | None = None, progress: Progress | None = None,
-    draw_map: bool = True, now: dt.datetime | None = None,
+    draw_map: bool = True, now: dt.datetime | None = None, keys: NetworkKeys | None = None,
 ) -> RunReport:
-    """One analysis run, recorded in ``insight_runs`` whether it succeeds or fails."""
+    """One analysis run, recorded in ``insight_runs`` whether it succeeds or fails.
+
+    It first fills in the contact fingerprints that rows enrolled before migration 0004 lack
+    (``backfill_fingerprints``: it needs ``keys``, made from ``settings`` when not given).
+    """
     report = progress or (lambda stage, done, total: None)
     total = len(LOAD_STAGES) + len(ANALYSIS_STAGES) - (0 if draw_map else 1) + 2
     done = 0
@@ -83,6 +89,9 @@ async def run_analysis(
     run_id = await store.start_run({"draw_map": draw_map}, now=now)
     try:
         started = time.perf_counter()
+        filled = await backfill_fingerprints(db, keys or NetworkKeys.from_settings(settings))
+        if filled:
+            logger.info("filled in the contact fingerprints of %d members enrolled before them", filled)
         data = await load_network(db, progress=step, now=now)
         load_s = time.perf_counter() - started
 

@@ -5,6 +5,12 @@ asyncpg decodes in C into Python lists (about ten times faster than a row per re
 SQLite rows are read in chunks. Either way the result is one numpy array per column, the
 plain data ``coalition.network`` analyses take (``coalition.network.graphs``).
 
+Members' contact columns are their *fingerprints* (``Member.email_fingerprint``,
+``phone_fingerprint``: the blind index of a canonical form that one person's variants share,
+``coalition.members.contact``), not the exact blind index: that one is unique, so it could
+never link two members. They go into ``Members.email_index`` / ``phone_index``, which is what
+``fraud.shared_contacts`` groups by.
+
 What is left out: reversed earns and redemptions (their reversal cancels them), holds that
 were never captured, and the network's own bonuses (they are not purchases).
 """
@@ -94,7 +100,7 @@ async def load_members(conn: AsyncConnection) -> tuple[Members, IntArray]:
     names = ["id", "enrolled_at", "email_index", "phone_index", "enrolled_by"]
     query = select(
         Member.id.label("id"), epoch(conn, Member.created_at).label("enrolled_at"),
-        Member.email_index.label("email_index"), Member.phone_index.label("phone_index"),
+        Member.email_fingerprint.label("email_index"), Member.phone_fingerprint.label("phone_index"),
         func.coalesce(Member.enrolled_by_merchant_id, literal(-1)).label("enrolled_by"),
     ).order_by(Member.id)
     c = await _columns(conn, query, names)

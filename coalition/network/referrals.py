@@ -2,7 +2,8 @@
 
 Errors (``coalition.errors.Refused``)::
 
-    SELF_REFERRAL            the contact given is the referrer's own: nobody refers themselves
+    SELF_REFERRAL            the contact given is the referrer's own, or a variant of it with the
+                             same fingerprint (``ann+2@gmail.com`` for ``ann@gmail.com``)
     REFERRAL_LIMIT_REACHED   the referrer already brought in ``referral_daily_limit`` members
                              in the last 24 hours (sybil farms enroll in bursts)
 
@@ -34,7 +35,7 @@ class ReferralLimitReached(Refused):
 
 async def check_referral(
     session: AsyncSession, *, referrer_id: int, email_index: str | None, phone_index: str | None,
-    now: dt.datetime, daily_limit: int,
+    now: dt.datetime, daily_limit: int, email_fingerprint: str | None = None, phone_fingerprint: str | None = None,
 ) -> None:
     """Refuse a referral that breaks a rule. Call inside the enrollment's transaction.
 
@@ -43,10 +44,12 @@ async def check_referral(
     referee's foreign key takes only a KEY SHARE lock, which does not conflict with it.
     """
     referrer = (await session.execute(
-        select(Member.id, Member.email_index, Member.phone_index)
+        select(Member.id, Member.email_index, Member.phone_index, Member.email_fingerprint, Member.phone_fingerprint)
         .where(Member.id == referrer_id).with_for_update(key_share=True)
     )).one()
-    if (email_index and email_index == referrer.email_index) or (phone_index and phone_index == referrer.phone_index):
+    pairs = ((email_index, referrer.email_index), (phone_index, referrer.phone_index),
+             (email_fingerprint, referrer.email_fingerprint), (phone_fingerprint, referrer.phone_fingerprint))
+    if any(ours and ours == theirs for ours, theirs in pairs):
         raise SelfReferral("this contact belongs to the member whose referral code was given: members cannot "
                            "refer themselves", field="referralCode")
     recent = (await session.execute(

@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse, Response
 from coalition.auth.models import Role
 from coalition.auth.service import Authenticator
 from coalition.network.store import MAP_SCOPES, InsightStore
+from coalition.web.reports import credential_of
 
 MEDIA_TYPES = {"png": "image/png", "svg": "image/svg+xml"}
 
@@ -26,11 +27,12 @@ def network_map_endpoint(
         fmt = request.path_params["fmt"]
         if fmt not in MAP_SCOPES:
             return JSONResponse({"error": "the map is .png or .svg"}, status_code=404)
-        scheme, _, credential = request.headers.get("authorization", "").partition(" ")
-        caller = await authenticator.authenticate(credential.strip()) if scheme.lower() == "bearer" else None
+        # Bearer, or the key as the HTTP Basic password so the admin console's link opens in a browser.
+        credential = credential_of(request.headers.get("authorization", ""))
+        caller = await authenticator.authenticate(credential) if credential else None
         if caller is None:
             return JSONResponse({"error": "send an admin API key: Authorization: Bearer <key>"}, status_code=401,
-                                headers={"WWW-Authenticate": "Bearer"})
+                                headers={"WWW-Authenticate": 'Bearer, Basic realm="Coalition", charset="UTF-8"'})
         if caller.role != Role.ADMIN:
             return JSONResponse({"error": "the network map is for admins"}, status_code=403)
         found = await store.latest_blob(MAP_SCOPES[fmt])

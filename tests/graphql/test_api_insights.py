@@ -85,6 +85,9 @@ async def test_an_admin_sees_the_planted_fraud_and_the_map(api: Any, admin_key: 
     merchant = await api.client.get("/admin/network-map.svg", headers={"Authorization": f"Bearer {planted.keys['A']}"})
     assert merchant.status_code == 403
     assert (await api.client.get("/admin/network-map.svg")).status_code == 401
+    # A browser sends the key as the Basic password (the admin console links to the map).
+    browser = await api.client.get("/admin/network-map.svg", auth=("", admin_key))
+    assert browser.status_code == 200 and browser.headers["content-type"] == "image/svg+xml"
 
 
 async def test_each_merchant_sees_only_its_own_members(api: Any, db: Any, planted: Planted) -> None:

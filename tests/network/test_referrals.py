@@ -36,6 +36,18 @@ async def test_self_referral_is_refused(db: Any, keys: Any, shop: Any) -> None:
         assert info.value.code == "SELF_REFERRAL"
 
 
+async def test_referring_a_variant_of_ones_own_contact_is_self_referral(db: Any, keys: Any, shop: Any) -> None:
+    referrer = (await _enroll(db, keys, shop, "a", email="ann.smith@gmail.com", phone="+44 7700 900001")).member
+
+    for contact in ({"email": "annsmith+2@googlemail.com"}, {"phone": "07700 900001", "email": "x@example.com"}):
+        with pytest.raises(DomainError) as info:
+            await _enroll(db, keys, shop, f"variant-{contact}", referral_code=referrer.referral_code, **contact)
+        assert info.value.code == "SELF_REFERRAL"
+    # A different person is welcome.
+    friend = await _enroll(db, keys, shop, "b", email="bo@gmail.com", referral_code=referrer.referral_code)
+    assert friend.member.referred_by_id == referrer.id
+
+
 async def test_duplicate_contact_and_unknown_code_are_refused(db: Any, keys: Any, shop: Any) -> None:
     referrer = (await _enroll(db, keys, shop, "a", email="ana@example.com")).member
     await _enroll(db, keys, shop, "b", email="bo@example.com")
