@@ -122,15 +122,33 @@ def _key(party: int | None) -> int:
 
 def bilateral(lines: Iterable[Leg]) -> list[Transfer]:
     """The minimum transfers if each pair of parties settled directly (see the module docstring)."""
+    # Balances per pair in a fixed order (the network, then merchant ids); positive: the first pays.
+    # The obligations of _obligations, booked inline (a batch has a line per matrix cell):
+    # payer -> payee adds to (payer, payee) or takes from (payee, payer); zero balances are
+    # never transfers, so zero obligations need no test.
     balances: dict[tuple[int | None, int | None], int] = {}
+    get = balances.get
     for line in lines:
-        for payer, payee, amount in _obligations(line):
-            if amount == 0 or payer == payee:
-                continue
-            if _key(payer) < _key(payee):  # the pair in a fixed order; positive: the first pays
-                balances[(payer, payee)] = balances.get((payer, payee), 0) + amount
+        i, r, x, y = line.issuer, line.redeemer, line.issuer_minor, line.redeemer_minor
+        if i is not None and r is not None and i != r and (x < 0 < y or y < 0 < x):
+            if x < 0:  # the issuer pays the redeemer directly, the rest goes through the network
+                direct = min(-x, y)
+                pair = (i, r) if i < r else (r, i)
+                balances[pair] = get(pair, 0) + (direct if i < r else -direct)
+                balances[(None, i)] = get((None, i), 0) + x + direct
+                balances[(None, r)] = get((None, r), 0) + y - direct
             else:
-                balances[(payee, payer)] = balances.get((payee, payer), 0) - amount
+                direct = min(-y, x)
+                pair = (r, i) if r < i else (i, r)
+                balances[pair] = get(pair, 0) + (direct if r < i else -direct)
+                balances[(None, r)] = get((None, r), 0) + y + direct
+                balances[(None, i)] = get((None, i), 0) + x - direct
+            continue
+        # Otherwise each merchant leg is owed to or by the network: (network, party) moves by the leg.
+        if i is not None and x:
+            balances[(None, i)] = get((None, i), 0) + x
+        if r is not None and y:
+            balances[(None, r)] = get((None, r), 0) + y
     result = []
     for (a, b), amount in sorted(balances.items(), key=lambda kv: (_key(kv[0][0]), _key(kv[0][1]))):
         if amount > 0:
@@ -149,8 +167,15 @@ def netting_ratio(gross_minor: int, net_minor: int) -> Decimal:
 def net(lines: Iterable[Leg]) -> Netting:
     """Everything above for one batch."""
     lines = list(lines)
-    by_merchant = positions(lines)
-    gross_minor = gross(lines)
+    by_merchant: dict[int, int] = {}
+    gross_minor = 0
+    for line in lines:  # positions() and gross() in one pass
+        if line.issuer is not None:
+            by_merchant[line.issuer] = by_merchant.get(line.issuer, 0) + line.issuer_minor
+            gross_minor += abs(line.issuer_minor)
+        if line.redeemer is not None:
+            by_merchant[line.redeemer] = by_merchant.get(line.redeemer, 0) + line.redeemer_minor
+            gross_minor += abs(line.redeemer_minor)
     net_minor = sum(abs(v) for v in by_merchant.values())
     return Netting(
         positions=by_merchant, gross_minor=gross_minor, net_minor=net_minor,

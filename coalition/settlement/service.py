@@ -30,6 +30,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,6 +70,20 @@ def line_document(line: Line) -> dict[str, Any]:
         "reversalEntryId": line.reversal_entry_id, "originalEntryId": line.original_entry_id,
         "originalBatchId": line.original_batch_id,
     }
+
+
+def line_text(line: Line) -> str:
+    """``statements.canonical(line_document(line))``, written out: keys in sorted order, ints,
+    null, and ASCII strings that JSON leaves as they are (kind names, decimal strings)."""
+    return (f'{{"exactMinor":"{line.exact_minor}",'
+            f'"issuerMerchantId":{"null" if line.issuer is None else line.issuer},'
+            f'"issuerMinor":{line.issuer_minor},"kind":"{line.kind.value}",'
+            f'"originalBatchId":{"null" if line.original_batch_id is None else line.original_batch_id},'
+            f'"originalEntryId":{"null" if line.original_entry_id is None else line.original_entry_id},'
+            f'"points":{line.points},"policyId":{"null" if line.policy.id is None else line.policy.id},'
+            f'"redeemerMerchantId":{"null" if line.redeemer is None else line.redeemer},'
+            f'"redeemerMinor":{line.redeemer_minor},'
+            f'"reversalEntryId":{"null" if line.reversal_entry_id is None else line.reversal_entry_id}}}')
 
 
 def check_period_end(period_end: Any, now: dt.datetime) -> dt.datetime:
@@ -160,17 +175,21 @@ async def _write_batch(
 ) -> int:
     seq = latest.seq + 1 if latest is not None else 1
     start, end = _iso(period_start), _iso(period_end)
-    documents = [line_document(line) for line in figures.lines]
-    by_merchant: dict[int, list[dict[str, Any]]] = {}
-    for line, document in zip(figures.lines, documents, strict=True):
-        for party in {line.issuer, line.redeemer} - {None}:
-            by_merchant.setdefault(party, []).append(document)  # type: ignore[arg-type]
+    # Each line's canonical text is made once and spliced into its issuer's and its redeemer's statement.
+    by_merchant: dict[int, list[str]] = {}
+    for line in figures.lines:
+        line_json = line_text(line)
+        issuer, redeemer = line.issuer, line.redeemer
+        if issuer is not None:
+            by_merchant.setdefault(issuer, []).append(line_json)
+        if redeemer is not None and redeemer != issuer:
+            by_merchant.setdefault(redeemer, []).append(line_json)
     merchant_texts: dict[int, str] = {}
     for merchant_id, f in sorted(figures.merchants.items()):
-        own = by_merchant.get(merchant_id, [])
-        merchant_texts[merchant_id] = statements.merchant_statement(
+        merchant_texts[merchant_id] = statements.merchant_statement_text(
             batch_seq=seq, period_start=start, period_end=end, currency=settings.currency, merchant_id=merchant_id,
-            figures=_figures_document(f), lines=own)
+            figures=_figures_document(f), line_texts=by_merchant.pop(merchant_id, []))
+    del by_merchant
     hashes = {m: statements.sha256_hex(t) for m, t in merchant_texts.items()}
     n = figures.netting
     totals = {
@@ -195,24 +214,37 @@ async def _write_batch(
         network_income_minor=n.network_income_minor, residue_minor=str(figures.residue_minor),
         statement=batch_text, digest=digest, signature=signature, created_at=now,
     ).returning(SettlementBatch.id))).scalar_one())
-    if figures.lines:
-        await conn.execute(insert(SettlementLine), [{
-            "batch_id": batch_id, "kind": line.kind, "policy_id": line.policy.id,
-            "issuer_merchant_id": line.issuer, "redeemer_merchant_id": line.redeemer, "points": line.points,
-            "issuer_minor": line.issuer_minor, "redeemer_minor": line.redeemer_minor,
-            "exact_minor": str(line.exact_minor), "reversal_entry_id": line.reversal_entry_id,
-            "original_entry_id": line.original_entry_id, "original_batch_id": line.original_batch_id,
-        } for line in figures.lines])
-    if figures.merchants:
-        await conn.execute(insert(SettlementPosition), [{
-            "batch_id": batch_id, "merchant_id": m, "points_issued": f.points_issued,
-            "points_honored": f.points_honored, "points_reversed": f.points_reversed,
-            "points_expired": f.points_expired, "charges_minor": f.charges_minor,
-            "reimbursements_minor": f.reimbursements_minor, "breakage_minor": f.breakage_minor,
-            "adjustments_minor": f.adjustments_minor, "net_minor": f.net_minor,
-            "statement": merchant_texts[m], "statement_sha256": hashes[m],
-        } for m, f in sorted(figures.merchants.items())])
+    await _insert_rows(conn, SettlementLine.__table__, _LINE_COLUMNS, (
+        (batch_id, line.kind.value, line.policy.id, line.issuer, line.redeemer, line.points, line.issuer_minor,
+         line.redeemer_minor, str(line.exact_minor), line.reversal_entry_id, line.original_entry_id,
+         line.original_batch_id) for line in figures.lines))
+    await _insert_rows(conn, SettlementPosition.__table__, _POSITION_COLUMNS, (
+        (batch_id, m, f.points_issued, f.points_honored, f.points_reversed, f.points_expired, f.charges_minor,
+         f.reimbursements_minor, f.breakage_minor, f.adjustments_minor, f.net_minor, merchant_texts[m], hashes[m])
+        for m, f in sorted(figures.merchants.items())))
     return batch_id
+
+
+_LINE_COLUMNS = ("batch_id", "kind", "policy_id", "issuer_merchant_id", "redeemer_merchant_id", "points",
+                 "issuer_minor", "redeemer_minor", "exact_minor", "reversal_entry_id", "original_entry_id",
+                 "original_batch_id")
+_POSITION_COLUMNS = ("batch_id", "merchant_id", "points_issued", "points_honored", "points_reversed",
+                     "points_expired", "charges_minor", "reimbursements_minor", "breakage_minor",
+                     "adjustments_minor", "net_minor", "statement", "statement_sha256")
+
+
+async def _insert_rows(conn: AsyncConnection, table: Any, columns: tuple[str, ...],
+                       rows: Iterable[tuple[Any, ...]]) -> None:
+    """COPY on PostgreSQL (a batch has one line per matrix cell: 10^5 and more), executemany on SQLite."""
+    if conn.dialect.name == "postgresql":
+        raw = await conn.get_raw_connection()
+        await raw.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
+            table.name, records=rows, columns=list(columns))
+        return
+    rows = list(rows)
+    if rows:
+        await conn.exec_driver_sql(
+            f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})", rows)
 
 
 def _figures_document(f: Any) -> dict[str, int]:

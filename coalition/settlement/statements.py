@@ -64,6 +64,19 @@ def merchant_statement(*, batch_seq: int, period_start: str, period_end: str, cu
     })
 
 
+def merchant_statement_text(*, batch_seq: int, period_start: str, period_end: str, currency: str, merchant_id: int,
+                            figures: dict[str, int], line_texts: list[str]) -> str:
+    """:func:`merchant_statement` for lines already in canonical text (each ``canonical(line)``).
+
+    The same text, spliced rather than re-encoded: a batch's line appears in two statements
+    (issuer's and redeemer's) and is encoded once. The keys around ``lines`` sort the same way.
+    """
+    head = canonical({"batchSeq": batch_seq, "currency": currency, "figures": figures})
+    tail = canonical({"merchantId": merchant_id, "periodEnd": period_end, "periodStart": period_start,
+                      "type": MERCHANT_STATEMENT_TYPE})
+    return f'{head[:-1]},"lines":[{",".join(line_texts)}],{tail[1:]}'
+
+
 def batch_statement(*, seq: int, previous_digest: str | None, period_start: str, period_end: str,
                     after_entry_id: int, through_entry_id: int, currency: str, policies: list[dict[str, Any]],
                     totals: dict[str, Any], merchant_hashes: dict[int, str]) -> str:
