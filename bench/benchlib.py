@@ -262,8 +262,8 @@ class Server:
                  nodelay: bool = False) -> None:
         """``extra_path``: a directory put on PYTHONPATH (e.g. one holding uvloop and httptools,
         which uvicorn then picks up on its own) without installing anything into the virtualenv.
-        ``nodelay``: serve with bench/nodelay.py's h11 protocol, which sets TCP_NODELAY on each
-        connection (uvicorn with several workers leaves it off; see that module)."""
+        ``nodelay``: serve with bench/nodelay.py's protocol instead of the product's (since
+        coalition/serving.py they are the same class)."""
         self.nodelay = nodelay
         self.port = port
         self.workers = workers
@@ -272,8 +272,8 @@ class Server:
             "--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--log-level", "warning",
         ]
         env = bench_env(database_url)
-        if nodelay:
-            self.cmd += ["--http", "nodelay:NoDelayH11Protocol"]
+        # The protocol `coalition serve` passes (TCP_NODELAY on: see coalition/serving.py).
+        self.cmd += ["--http", "nodelay:NoDelayH11Protocol" if nodelay else "coalition.serving:NoDelayH11Protocol"]
         for path in (extra_path, str(BENCH) if nodelay else None):
             if path:
                 env["PYTHONPATH"] = os.pathsep.join(p for p in (path, env.get("PYTHONPATH")) if p)

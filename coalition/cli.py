@@ -127,12 +127,16 @@ def serve(host: str, port: int, workers: int, log_level: str) -> None:
     """Migrate the database, then serve the API (GraphQL at /graphql)."""
     import uvicorn
 
+    from coalition.serving import NoDelayH11Protocol
+
     settings = _settings()
     revision = _run(run_migrations(settings))
     err_console.print(f"database {_safe_url(settings.database_url)} at revision {revision}")
     err_console.print(f"Coalition API on {API_URL.format(host=host, port=port)} ({workers} worker(s))")
     # The factory reads the settings from the environment in each worker process.
-    uvicorn.run(APP_FACTORY, factory=True, host=host, port=port, workers=workers, log_level=log_level)
+    # TCP_NODELAY on every connection: uvicorn leaves it off when it binds the socket (workers > 1).
+    uvicorn.run(APP_FACTORY, factory=True, host=host, port=port, workers=workers, log_level=log_level,
+                http=NoDelayH11Protocol)
 
 
 @cli.command()
@@ -769,8 +773,10 @@ def policy_set(**changes: Any) -> None:
 @click.option("--interval-s", default=60.0, show_default=True, type=click.FloatRange(0.1),
               help="Seconds between ticks.")
 @click.option("--settle/--no-settle", default=True, show_default=True, help="Close settlement periods when due.")
-def worker(once: bool, interval_s: float, settle: bool) -> None:
-    """Release expired holds, expire lots and close due settlement periods, on a schedule."""
+@click.option("--analyze-every", "analyze_every_s", default=3600.0, show_default=True, type=click.FloatRange(0),
+              help="Run the network analysis when the last run is this many seconds old (0: never).")
+def worker(once: bool, interval_s: float, settle: bool, analyze_every_s: float) -> None:
+    """Release expired holds, expire lots, close due settlement periods and analyse the network, on a schedule."""
     import logging
 
     from coalition.crypto import NetworkKeys
@@ -780,15 +786,18 @@ def worker(once: bool, interval_s: float, settle: bool) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
     async def run(db: Database) -> Any:
-        job = Worker(db, settings, NetworkKeys.from_settings(settings), settle=settle)
-        if once:
-            return await job.tick()
-        await job.run(interval_s)
-        return None
+        job = Worker(db, settings, NetworkKeys.from_settings(settings), settle=settle, analyze_every_s=analyze_every_s)
+        try:
+            if once:
+                return await job.tick()
+            await job.run(interval_s)
+            return None
+        finally:
+            await job.aclose()
 
     report = _run(_with_db(settings, run))
     if report is not None:
         console.print(f"released {report.holds_released:,} holds, expired {report.points_expired:,} points, "
-                      f"closed batches {report.batch_ids or 'none'}")
+                      f"closed batches {report.batch_ids or 'none'}, analysis run {report.analysis_run or 'none'}")
         if report.errors:
             raise click.ClickException("; ".join(report.errors))

@@ -1,7 +1,9 @@
 """The background worker (``coalition worker``): the ledger's and settlement's periodic jobs.
 
-Each tick: void expired holds, expire lots past their date, and close every settlement
-period that has ended (per the policy's period and time zone) and is not yet settled.
+Each tick: void expired holds, expire lots past their date, close every settlement
+period that has ended (per the policy's period and time zone) and is not yet settled, and
+run the network analysis when the last run is older than ``analyze_every_s`` (with Redis,
+one worker per interval runs it).
 A period's run uses the idempotency key ``auto-<period end>``, so two workers, or a
 worker and a restarted one, close it once: the second gets the same batch back.
 Every job is safe to repeat; a failed job is logged and retried on the next tick.
@@ -22,6 +24,8 @@ from coalition.config import Settings
 from coalition.crypto import NetworkKeys
 from coalition.db import Database, utcnow
 from coalition.ledger.service import Ledger
+from coalition.network.jobs import run_analysis
+from coalition.network.store import InsightStore
 from coalition.settlement.models import SettlementBatch
 from coalition.settlement.policy import current_policy, latest_period_end
 from coalition.settlement.service import run_settlement
@@ -35,6 +39,7 @@ class TickReport:
     holds_released: int = 0
     points_expired: int = 0
     batch_ids: list[int] = field(default_factory=list)
+    analysis_run: int | None = None
     errors: list[str] = field(default_factory=list)
 
 
@@ -42,14 +47,22 @@ class Worker:
     """One tick at a time (:meth:`tick`), or forever (:meth:`run`). The clock is injectable."""
 
     def __init__(self, db: Database, settings: Settings, keys: NetworkKeys, *,
-                 clock: Callable[[], dt.datetime] = utcnow, settle: bool = True) -> None:
+                 clock: Callable[[], dt.datetime] = utcnow, settle: bool = True, analyze_every_s: float = 0.0) -> None:
         self.db, self.settings, self.keys, self.clock, self.settle = db, settings, keys, clock, settle
         self.ledger = Ledger(db, settings, clock=clock)
+        self.analyze_every_s = analyze_every_s
+        self.insights = InsightStore(db, settings.redis_url, settings.insights_cache_s)
+        self.analyzed_at: dt.datetime | None = None
+
+    async def aclose(self) -> None:
+        await self.insights.aclose()
 
     async def tick(self) -> TickReport:
         report = TickReport()
-        for name, job in (("holds", self._release_holds), ("expiry", self._expire), ("settlement", self._settle)):
-            if name == "settlement" and not self.settle:
+        jobs = (("holds", self._release_holds), ("expiry", self._expire), ("settlement", self._settle),
+                ("analysis", self._analyze))
+        for name, job in jobs:
+            if (name == "settlement" and not self.settle) or (name == "analysis" and self.analyze_every_s <= 0):
                 continue
             try:
                 await job(report)
@@ -81,6 +94,16 @@ class Worker:
         result = await run_settlement(self.db, self.settings, self.keys, period_end=due,
                                       idempotency_key=f"auto-{due.isoformat()}", now=now)
         report.batch_ids.append(result.batch.id)
+
+    async def _analyze(self, report: TickReport) -> None:
+        now = self.clock()
+        if self.analyzed_at is not None and (now - self.analyzed_at).total_seconds() < self.analyze_every_s:
+            return
+        self.analyzed_at = now
+        if not await self.insights.claim("analyze", self.analyze_every_s):
+            return  # another worker runs this interval's analysis
+        run = await run_analysis(self.db, self.settings, store=self.insights, keys=self.keys, now=now)
+        report.analysis_run = run.run_id
 
     async def run(self, interval_s: float, stop: asyncio.Event | None = None) -> None:
         """Tick every ``interval_s`` seconds until ``stop`` is set."""

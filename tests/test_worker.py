@@ -41,6 +41,7 @@ async def test_a_tick_runs_every_job_and_closes_each_due_period_once(
     clock.advance(days=400)
     later = await worker.tick()
     assert later.points_expired == 100 and len(later.batch_ids) == 1
+    await worker.aclose()
 
 
 async def test_run_stops_when_asked(db: Any, settings: Any, keys: Any, clock: Any) -> None:
@@ -50,3 +51,26 @@ async def test_run_stops_when_asked(db: Any, settings: Any, keys: Any, clock: An
     await asyncio.sleep(0.05)
     stop.set()
     await asyncio.wait_for(task, timeout=5)
+    await worker.aclose()
+
+
+async def test_the_analysis_runs_when_its_interval_has_passed(
+    db: Any, settings: Any, keys: Any, ledger: Any, clock: Any, make_merchant: Any, make_member: Any,
+) -> None:
+    shop = (await make_merchant("Bakery", 1)).merchant
+    member = (await make_member(shop.id)).member
+    await ledger.earn(merchant_id=shop.id, loyalty_id=member.loyalty_id, purchase_amount_minor=10_000,
+                      idempotency_key="e1")
+    worker = Worker(db, settings, keys, clock=clock, settle=False, analyze_every_s=3600)
+    try:
+        first = await worker.tick()
+        assert first.errors == [] and first.analysis_run is not None
+        clock.advance(seconds=600)
+        assert (await worker.tick()).analysis_run is None  # not due yet
+        clock.advance(seconds=3000)
+        later = await worker.tick()
+        assert later.analysis_run is not None and later.analysis_run != first.analysis_run
+        stored = await worker.insights.latest("network")
+        assert stored is not None and stored.run_id == later.analysis_run
+    finally:
+        await worker.aclose()

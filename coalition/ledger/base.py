@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 
-from sqlalchemy import insert, update
+from sqlalchemy import bindparam, insert, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from coalition.config import Settings
@@ -24,6 +24,26 @@ def balance_limit(member: Member, adding: int) -> Refused:
         f"{MAX_POINTS}",
         code="BALANCE_LIMIT_EXCEEDED",
     )
+
+
+# Built once (see core): credit, and debit with and without moving the points to ``held``.
+_credit = (
+    update(Member)
+    .where(Member.id == bindparam("m_id"), Member.owed == 0, Member.balance <= bindparam("m_max_balance"))
+    .values(balance=Member.balance + bindparam("m_points"),
+            lifetime_points=Member.lifetime_points + bindparam("m_points"))
+    .returning(Member)
+)
+# The conditional UPDATE is what keeps a balance from going negative under concurrency.
+_debit_where = (Member.id == bindparam("m_id"), Member.balance >= bindparam("m_points"), Member.owed == 0)
+_debit = update(Member).where(*_debit_where).values(balance=Member.balance - bindparam("m_points")).returning(Member)
+_debit_to_held = (
+    update(Member)
+    .where(*_debit_where)
+    .values(balance=Member.balance - bindparam("m_points"), held=Member.held + bindparam("m_points"))
+    .returning(Member)
+)
+_insert_lot = insert(Lot)
 
 
 class LedgerBase:
@@ -50,23 +70,16 @@ class LedgerBase:
 
         Returns the member after the update and how many points went to the debt.
         """
-        row = (
-            await conn.execute(
-                update(Member)
-                .where(Member.id == member_id, Member.owed == 0, Member.balance <= MAX_POINTS - points)
-                .values(balance=Member.balance + points, lifetime_points=Member.lifetime_points + points)
-                .returning(Member)
-            )
-        ).first()
+        params = {"m_id": member_id, "m_points": points, "m_max_balance": MAX_POINTS - points}
+        row = (await conn.execute(_credit, params)).first()
         if row is not None:
             return core.member_from_row(row), 0
         member = await core.lock_member(conn, member_id)
         repaid = min(member.owed, points)
         if member.balance + points - repaid > MAX_POINTS:
             raise balance_limit(member, points - repaid)
-        member = await core.update_member(
-            conn, member_id, balance=Member.balance + (points - repaid), owed=Member.owed - repaid,
-            lifetime_points=Member.lifetime_points + points,
+        member = await core.add_to_member(
+            conn, member_id, balance=points - repaid, owed=-repaid, lifetime_points=points
         )
         return member, repaid
 
@@ -76,25 +89,16 @@ class LedgerBase:
     ) -> None:
         if points <= 0:
             return
-        await conn.execute(insert(Lot).values(
-            member_id=member_id, entry_id=entry_id, issuer_merchant_id=issuer, points=points, remaining=points,
-            expires_at=now + dt.timedelta(days=self.settings.points_expiry_days), reversed=False,
-            created_at=now,
-        ))
+        await conn.execute(_insert_lot, {
+            "member_id": member_id, "entry_id": entry_id, "issuer_merchant_id": issuer, "points": points,
+            "remaining": points, "expires_at": now + dt.timedelta(days=self.settings.points_expiry_days),
+            "reversed": False, "created_at": now,
+        })
 
     async def debit(self, conn: AsyncConnection, member_id: int, points: int, *, to_held: bool) -> Member:
         """Take spendable points atomically: the conditional UPDATE never lets a balance go negative."""
-        values = {"balance": Member.balance - points}
-        if to_held:
-            values["held"] = Member.held + points
-        row = (
-            await conn.execute(
-                update(Member)
-                .where(Member.id == member_id, Member.balance >= points, Member.owed == 0)
-                .values(**values)
-                .returning(Member)
-            )
-        ).first()
+        stmt = _debit_to_held if to_held else _debit
+        row = (await conn.execute(stmt, {"m_id": member_id, "m_points": points})).first()
         if row is not None:
             return core.member_from_row(row)
         member = await core.lock_member(conn, member_id)

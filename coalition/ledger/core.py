@@ -9,15 +9,17 @@ accounts are sums over ``postings`` and never updated in place.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, bindparam, insert, literal, select, update
+from sqlalchemy import BigInteger, ColumnElement, Select, and_, bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.dml import Insert
 
 from coalition.errors import IdempotencyKeyConflict
 from coalition.ledger.models import Account, Allocation, AllocationKind, Entry, EntryKind, Hold, Lot, Posting
@@ -43,10 +45,6 @@ def request_hash(operation: str, **fields: Any) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def dialect_insert(conn: AsyncConnection) -> Callable[..., Any]:
-    return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-
-
 def member_from_row(row: Any) -> Member:
     return Member(**dict(row._mapping))
 
@@ -55,54 +53,113 @@ def entry_from_row(row: Any) -> Entry:
     return Entry(**dict(row._mapping))
 
 
+@dataclass(frozen=True)
+class AtEarnRate:
+    """An earn's points, computed in the INSERT from the merchant's rate and ``amount_minor``.
+
+    ``amount_minor * earn_rate_points_per_unit // minor_per_unit``: rounded down, so a network
+    never issues a point nobody paid for.
+    """
+
+    minor_per_unit: int
+
+
+# Every statement of the hot path is built once, here or in a cached builder, and run with
+# bind parameters: building a Core statement and its cache key per call cost more CPU than
+# executing it (BENCHMARKS.md, finding 2).
+_ENTRY_VALUES = ("kind", "merchant_id", "amount_minor", "reference", "reverses_id", "hold_id",
+                 "idempotency_key", "request_hash", "created_at")
+
+
+def _build_entry_insert(
+    dialect_name: str, member_where: ColumnElement[bool], points: ColumnElement[int], require_active_merchant: bool
+) -> Insert:
+    """``INSERT INTO entries ... SELECT ... FROM members [JOIN merchants] ON CONFLICT DO NOTHING``.
+
+    Every value but the member's id and (for an earn) the points is a bind parameter named
+    ``e_<column>``.
+    """
+    columns: dict[str, ColumnElement[Any]] = {
+        name: bindparam(f"e_{name}", type_=Entry.__table__.c[name].type) for name in _ENTRY_VALUES
+    }
+    columns |= {"member_id": Member.__table__.c.id, "points": points}
+    source: Select[*tuple[Any, ...]] = (
+        select(*[value.label(name) for name, value in columns.items()]).select_from(Member)
+    )
+    if require_active_merchant:
+        source = source.join(
+            Merchant, and_(Merchant.id == columns["merchant_id"], Merchant.status == MerchantStatus.ACTIVE)
+        )
+    source = source.where(member_where)
+    make_insert = postgresql.insert if dialect_name == "postgresql" else sqlite.insert
+    return (
+        make_insert(Entry)
+        .from_select(list(columns), source, include_defaults=False)
+        .on_conflict_do_nothing()
+        .returning(Entry.id, Entry.member_id, Entry.points)
+    )
+
+
+def _points_column(at_earn_rate: bool) -> ColumnElement[int]:
+    if at_earn_rate:
+        return (bindparam("e_amount_minor", type_=BigInteger) * Merchant.earn_rate_points_per_unit) // bindparam(
+            "e_minor_per_unit", type_=BigInteger
+        )
+    return bindparam("e_points", type_=BigInteger)
+
+
+@functools.cache
+def _entry_insert(dialect_name: str, by_loyalty_id: bool, at_earn_rate: bool, require_active_merchant: bool) -> Insert:
+    member_key = Member.loyalty_id if by_loyalty_id else Member.id
+    return _build_entry_insert(
+        dialect_name, member_key == bindparam("e_member"), _points_column(at_earn_rate), require_active_merchant
+    )
+
+
 async def insert_entry(
     conn: AsyncConnection,
     *,
     kind: EntryKind,
     merchant_id: int | None,
-    member_where: ColumnElement[bool],
-    points: int | ColumnElement[int],
+    points: int | AtEarnRate,
     now: dt.datetime,
     idempotency_key: str | None,
     request_hash: str | None,
+    member_id: int | None = None,
+    loyalty_id: str | None = None,
+    member_where: ColumnElement[bool] | None = None,
     amount_minor: int | None = None,
     reference: str | None = None,
     reverses_id: int | None = None,
     hold_id: int | None = None,
     require_active_merchant: bool = True,
 ) -> tuple[int, int, int] | None:
-    """Insert the entry for an active merchant and the member matching ``member_where``.
+    """Insert the entry for an active merchant and the member ``member_id`` or ``loyalty_id``.
 
-    ``points`` may be an expression over ``merchants`` (the earn rate). Returns
-    ``(entry_id, member_id, points)``, or None when nothing was inserted: the key was used
-    before, the merchant is not active, or no member matched. One round trip either way.
+    Returns ``(entry_id, member_id, points)``, or None when nothing was inserted: the key was
+    used before, the merchant is not active, or no member matched. One round trip either way.
+    ``member_where`` (any condition on ``members``) is the older, slower form: its statement
+    is built on every call.
     """
-    columns = {
-        "kind": literal(kind.value),
-        "member_id": Member.id,
-        "merchant_id": literal(merchant_id),
-        "points": points if isinstance(points, ColumnElement) else literal(points),
-        "amount_minor": literal(amount_minor),
-        "reference": literal(reference),
-        "reverses_id": literal(reverses_id),
-        "hold_id": literal(hold_id),
-        "idempotency_key": literal(idempotency_key),
-        "request_hash": literal(request_hash),
-        "created_at": literal(now, Entry.created_at.type),
+    if (member_id is None) + (loyalty_id is None) + (member_where is None) != 2:
+        raise TypeError("insert_entry takes exactly one of member_id, loyalty_id and member_where")
+    at_earn_rate = isinstance(points, AtEarnRate)
+    params: dict[str, Any] = {
+        "e_kind": kind, "e_merchant_id": merchant_id, "e_amount_minor": amount_minor, "e_reference": reference,
+        "e_reverses_id": reverses_id, "e_hold_id": hold_id, "e_idempotency_key": idempotency_key,
+        "e_request_hash": request_hash, "e_created_at": now,
     }
-    source: Select[*tuple[Any, ...]] = (
-        select(*[value.label(name) for name, value in columns.items()]).select_from(Member)
-    )
-    if require_active_merchant:
-        source = source.join(Merchant, and_(Merchant.id == merchant_id, Merchant.status == MerchantStatus.ACTIVE))
-    source = source.where(member_where)
-    stmt = (
-        dialect_insert(conn)(Entry)
-        .from_select(list(columns), source, include_defaults=False)
-        .on_conflict_do_nothing()
-        .returning(Entry.id, Entry.member_id, Entry.points)
-    )
-    row = (await conn.execute(stmt)).first()
+    if isinstance(points, AtEarnRate):
+        params["e_minor_per_unit"] = points.minor_per_unit
+    else:
+        params["e_points"] = points
+    if member_where is None:
+        stmt = _entry_insert(conn.dialect.name, loyalty_id is not None, at_earn_rate, require_active_merchant)
+        params["e_member"] = loyalty_id if loyalty_id is not None else member_id
+    else:
+        stmt = _build_entry_insert(conn.dialect.name, member_where, _points_column(at_earn_rate),
+                                   require_active_merchant)
+    row = (await conn.execute(stmt, params)).first()
     return None if row is None else (row.id, row.member_id, row.points)
 
 
@@ -138,15 +195,46 @@ async def load_entry(conn: AsyncConnection, entry_id: int) -> Entry:
     return entry_from_row((await conn.execute(select(Entry).where(Entry.id == entry_id))).one())
 
 
+# FOR NO KEY UPDATE on PostgreSQL: it still lets other transactions insert rows that
+# reference the member (entries, lots), which FOR UPDATE would block.
+_lock_member = select(Member).where(Member.id == bindparam("m_id")).with_for_update(key_share=True)
+
+
 async def lock_member(conn: AsyncConnection, member_id: int) -> Member:
     """Read the member row under a row lock (SQLite: the whole database is already ours)."""
-    row = (await conn.execute(select(Member).where(Member.id == member_id).with_for_update(key_share=True))).one()
-    return member_from_row(row)
+    return member_from_row((await conn.execute(_lock_member, {"m_id": member_id})).one())
 
 
 async def update_member(conn: AsyncConnection, member_id: int, **values: Any) -> Member:
+    """Set any member columns (built per call: prefer :func:`add_to_member` on hot paths)."""
     row = (await conn.execute(update(Member).where(Member.id == member_id).values(**values).returning(Member))).one()
     return member_from_row(row)
+
+
+_add_to_member = (
+    update(Member)
+    .where(Member.id == bindparam("m_id"))
+    .values(
+        balance=Member.balance + bindparam("m_balance"),
+        held=Member.held + bindparam("m_held"),
+        owed=Member.owed + bindparam("m_owed"),
+        lifetime_points=Member.lifetime_points + bindparam("m_lifetime_points"),
+    )
+    .returning(Member)
+)
+
+
+async def add_to_member(
+    conn: AsyncConnection, member_id: int, *, balance: int = 0, held: int = 0, owed: int = 0,
+    lifetime_points: int = 0,
+) -> Member:
+    """Add (signed) amounts to the member's counters; the table's CHECKs keep them >= 0."""
+    params = {"m_id": member_id, "m_balance": balance, "m_held": held, "m_owed": owed,
+              "m_lifetime_points": lifetime_points}
+    return member_from_row((await conn.execute(_add_to_member, params)).one())
+
+
+_insert_posting = insert(Posting)
 
 
 async def add_postings(conn: AsyncConnection, entry_id: int, legs: Iterable[tuple[Account, int | None, int]]) -> None:
@@ -159,7 +247,7 @@ async def add_postings(conn: AsyncConnection, entry_id: int, legs: Iterable[tupl
     if sum(row["points"] for row in rows) != 0:
         raise AssertionError(f"entry {entry_id}: postings do not balance: {rows}")
     if rows:
-        await conn.execute(insert(Posting).values(rows))
+        await conn.execute(_insert_posting, rows)
 
 
 @dataclass(frozen=True)
@@ -187,13 +275,33 @@ def take_fifo(lots: Sequence[tuple[int, int | None, int]], points: int) -> list[
     return taken
 
 
-async def open_lots(conn: AsyncConnection, member_id: int) -> list[tuple[int, int | None, int]]:
-    """The member's lots with points left, soonest expiry first (FIFO)."""
-    rows = await conn.execute(
-        select(Lot.id, Lot.issuer_merchant_id, Lot.remaining)
-        .where(Lot.member_id == member_id, Lot.remaining > 0)
-        .order_by(Lot.expires_at, Lot.id)
+def _build_open_lots() -> Select[tuple[int, int | None, int]]:
+    fifo = (Lot.expires_at, Lot.id)
+    lots = (
+        select(
+            Lot.id, Lot.issuer_merchant_id, Lot.remaining, Lot.expires_at,
+            (func.sum(Lot.remaining).over(order_by=fifo) - Lot.remaining).label("points_ahead"),
+        )
+        .where(Lot.member_id == bindparam("l_member_id"), Lot.remaining > 0)
+        .subquery()
     )
+    # A lot is needed while the lots before it (in FIFO order) hold less than was asked.
+    return (
+        select(lots.c.id, lots.c.issuer_merchant_id, lots.c.remaining)
+        .where(lots.c.points_ahead < bindparam("l_points", type_=BigInteger))
+        .order_by(lots.c.expires_at, lots.c.id)
+    )
+
+
+_open_lots = _build_open_lots()
+
+
+async def open_lots(conn: AsyncConnection, member_id: int, points: int) -> list[tuple[int, int | None, int]]:
+    """The member's lots with points left, soonest expiry first (FIFO), up to the first that covers ``points``.
+
+    Every open lot when they hold fewer than ``points`` in all.
+    """
+    rows = await conn.execute(_open_lots, {"l_member_id": member_id, "l_points": points})
     return [(r.id, r.issuer_merchant_id, r.remaining) for r in rows]
 
 
@@ -210,6 +318,9 @@ async def move_lot_points(conn: AsyncConnection, deltas: dict[int, int]) -> None
     params = [{"b_lot_id": lot_id, "b_delta": delta} for lot_id, delta in sorted(deltas.items()) if delta]
     if params:
         await conn.execute(_lot_delta, params)
+
+
+_insert_allocation = insert(Allocation)
 
 
 async def add_allocations(
@@ -239,4 +350,4 @@ async def add_allocations(
         if s.points
     ]
     if rows:
-        await conn.execute(insert(Allocation).values(rows))
+        await conn.execute(_insert_allocation, rows)

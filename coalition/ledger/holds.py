@@ -46,7 +46,7 @@ class HoldOperations(LedgerBase):
         now = self.clock()
         async with self.db.transaction() as conn:
             inserted = await core.insert_entry(
-                conn, kind=EntryKind.HOLD, merchant_id=merchant_id, member_where=Member.loyalty_id == lid,
+                conn, kind=EntryKind.HOLD, merchant_id=merchant_id, loyalty_id=lid,
                 points=-points, now=now, idempotency_key=key, request_hash=fingerprint,
             )
             if inserted is None:
@@ -60,7 +60,7 @@ class HoldOperations(LedgerBase):
                 id=hold.id, member_id=member_id, merchant_id=merchant_id, points=points,
                 status=HoldStatus.AUTHORIZED, expires_at=hold.expires_at, created_at=now,
             ))
-            slices = core.take_fifo(await core.open_lots(conn, member_id), points)
+            slices = core.take_fifo(await core.open_lots(conn, member_id, points), points)
             await core.move_lot_points(conn, {s.lot_id: -s.points for s in slices})
             await core.add_allocations(conn, entry_id=entry_id, member_id=member_id, merchant_id=merchant_id,
                                        kind=AllocationKind.HOLD, slices=slices, now=now, hold_id=entry_id)
@@ -110,7 +110,7 @@ class HoldOperations(LedgerBase):
                                   code="CAPTURE_EXCEEDS_HOLD", field="points")
                 kind = EntryKind.CAPTURE if capture else EntryKind.VOID
                 inserted = await core.insert_entry(
-                    conn, kind=kind, merchant_id=merchant_id, member_where=Member.id == hold.member_id,
+                    conn, kind=kind, merchant_id=merchant_id, member_id=hold.member_id,
                     points=hold.points - captured, hold_id=hold_id, now=now, idempotency_key=key,
                     request_hash=fingerprint,
                 )
@@ -153,8 +153,7 @@ class HoldOperations(LedgerBase):
     ) -> Member:
         """Move a closed hold's points: ``captured`` honored, the rest back to their lots."""
         released = hold.points - captured
-        member = await core.update_member(conn, hold.member_id, held=Member.held - hold.points,
-                                          balance=Member.balance + released)
+        member = await core.add_to_member(conn, hold.member_id, held=-hold.points, balance=released)
         rows = await conn.execute(
             select(Allocation.lot_id, Allocation.issuer_merchant_id, Allocation.points)
             .where(Allocation.hold_id == hold.id, Allocation.kind == AllocationKind.HOLD)
@@ -200,7 +199,7 @@ class HoldOperations(LedgerBase):
                 hold = hold_from_row(row)
                 inserted = await core.insert_entry(
                     conn, kind=EntryKind.VOID, merchant_id=hold.merchant_id,
-                    member_where=Member.id == hold.member_id, points=hold.points, hold_id=hold.id,
+                    member_id=hold.member_id, points=hold.points, hold_id=hold.id,
                     reference="authorization expired", now=now, idempotency_key=None, request_hash=None,
                     require_active_merchant=False,
                 )

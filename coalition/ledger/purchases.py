@@ -8,8 +8,6 @@ from coalition.ledger.bonuses import BonusOperations
 from coalition.ledger.core import LedgerResult
 from coalition.ledger.inputs import check_points, parse_loyalty_id
 from coalition.ledger.models import Account, AllocationKind, Entry, EntryKind
-from coalition.members.models import Member
-from coalition.partners.models import Merchant
 
 
 class PurchaseOperations(BonusOperations):
@@ -29,12 +27,11 @@ class PurchaseOperations(BonusOperations):
         reference = check_text(reference, "reference", 128)
         fingerprint = core.request_hash("earn", loyalty_id=lid, amount=amount, reference=reference)
         now = self.clock()
-        # Rounded down so a network never issues a point nobody paid for.
-        points_expr = (amount * Merchant.earn_rate_points_per_unit) // (10**self.settings.currency_exponent)
+        earn_rate = core.AtEarnRate(minor_per_unit=10**self.settings.currency_exponent)
         async with self.db.transaction() as conn:
             inserted = await core.insert_entry(
-                conn, kind=EntryKind.EARN, merchant_id=merchant_id, member_where=Member.loyalty_id == lid,
-                points=points_expr, amount_minor=amount, reference=reference, now=now,
+                conn, kind=EntryKind.EARN, merchant_id=merchant_id, loyalty_id=lid,
+                points=earn_rate, amount_minor=amount, reference=reference, now=now,
                 idempotency_key=key, request_hash=fingerprint,
             )
             if inserted is None:
@@ -71,14 +68,14 @@ class PurchaseOperations(BonusOperations):
         now = self.clock()
         async with self.db.transaction() as conn:
             inserted = await core.insert_entry(
-                conn, kind=EntryKind.REDEEM, merchant_id=merchant_id, member_where=Member.loyalty_id == lid,
+                conn, kind=EntryKind.REDEEM, merchant_id=merchant_id, loyalty_id=lid,
                 points=-points, reference=reference, now=now, idempotency_key=key, request_hash=fingerprint,
             )
             if inserted is None:
                 return await self._not_inserted(conn, merchant_id, key, fingerprint, lid)
             entry_id, member_id, _ = inserted
             member = await self.debit(conn, member_id, points, to_held=False)
-            slices = core.take_fifo(await core.open_lots(conn, member_id), points)
+            slices = core.take_fifo(await core.open_lots(conn, member_id, points), points)
             await core.move_lot_points(conn, {s.lot_id: -s.points for s in slices})
             await core.add_allocations(conn, entry_id=entry_id, member_id=member_id, merchant_id=merchant_id,
                                        kind=AllocationKind.REDEEM, slices=slices, now=now)

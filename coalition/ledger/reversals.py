@@ -61,7 +61,7 @@ class ReversalOperations(LedgerBase):
             expired = await self._expired_from_earn(conn, target) if target.kind == EntryKind.EARN else 0
             points = expired - target.points if target.kind == EntryKind.EARN else sum(s.points for s in honored)
             inserted = await core.insert_entry(
-                conn, kind=EntryKind.REVERSAL, merchant_id=merchant_id, member_where=Member.id == target.member_id,
+                conn, kind=EntryKind.REVERSAL, merchant_id=merchant_id, member_id=target.member_id,
                 points=points, reverses_id=target.id, reference=reason, now=now, idempotency_key=key,
                 request_hash=fingerprint,
             )
@@ -121,9 +121,8 @@ class ReversalOperations(LedgerBase):
                                        kind=AllocationKind.REVERSAL, now=now,
                                        slices=[Slice(lot_row.id, lot_row.issuer_merchant_id, left)])
         shortfall = target.points - expired - left
-        member = await core.update_member(
-            conn, member.id, balance=Member.balance - left, owed=Member.owed + shortfall,
-            lifetime_points=Member.lifetime_points - target.points,
+        member = await core.add_to_member(
+            conn, member.id, balance=-left, owed=shortfall, lifetime_points=-target.points
         )
         await core.add_postings(conn, entry_id, [
             (Account.MEMBER, member.id, -left),
@@ -169,8 +168,7 @@ class ReversalOperations(LedgerBase):
         await core.add_allocations(conn, kind=AllocationKind.REVERSAL, slices=repay, entry_id=entry_id,
                                    member_id=member.id, merchant_id=target.merchant_id, now=now)
         total = sum(s.points for s in honored)
-        member = await core.update_member(conn, member.id, balance=Member.balance + total - repaid,
-                                          owed=Member.owed - repaid)
+        member = await core.add_to_member(conn, member.id, balance=total - repaid, owed=-repaid)
         await core.add_postings(conn, entry_id, [
             (Account.HONORED, target.merchant_id, -total),
             (Account.MEMBER, member.id, total - repaid),
