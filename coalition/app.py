@@ -23,7 +23,6 @@ from coalition.graphql.http import GraphQLEndpoint, RequestRejected
 from coalition.graphql.schema import graphql_schema
 from coalition.ledger.service import Ledger
 from coalition.metrics import Metrics, MetricsMiddleware
-from coalition.network.jobs import analyze_forever
 from coalition.network.store import InsightStore
 from coalition.ratelimit import make_rate_limiter
 from coalition.web.graphiql import graphiql_html
@@ -92,8 +91,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
         if settings.admin_key:
             await ensure_admin_key(db, settings.admin_key)
         sweeper = asyncio.create_task(sweep_holds()) if settings.hold_sweep_interval_s > 0 else None
-        analyzer = (asyncio.create_task(analyze_forever(db, settings, insights))
-                    if settings.analyze_interval_s > 0 else None)
+        analyzer = None
+        if settings.analyze_interval_s > 0:
+            # Imported here: numpy, scipy and networkx load only in a process that analyses.
+            from coalition.network.jobs import analyze_forever
+
+            analyzer = asyncio.create_task(analyze_forever(db, settings, insights))
         try:
             yield
         finally:

@@ -16,7 +16,19 @@ Inputs are the column dataclasses of ``graphs`` (``Purchases``, ``Referrals``, `
 
 from __future__ import annotations
 
-from coalition.network.graphs import EARN, NETWORK, REDEEM, Flows, Members, Purchases, Referrals
-from coalition.network.pipeline import NetworkAnalysis, analyze_all
+from importlib import import_module
+from typing import Any
 
-__all__ = ["EARN", "NETWORK", "REDEEM", "Flows", "Members", "NetworkAnalysis", "Purchases", "Referrals", "analyze_all"]
+# The package's names load on first use (PEP 562): the API process imports the insight store
+# from this package, and should not pay for numpy, scipy and networkx until it analyses.
+_EXPORTS = {
+    "EARN": "graphs", "NETWORK": "graphs", "REDEEM": "graphs", "Flows": "graphs", "Members": "graphs",
+    "Purchases": "graphs", "Referrals": "graphs", "NetworkAnalysis": "pipeline", "analyze_all": "pipeline",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f"coalition.network.{_EXPORTS[name]}"), name)

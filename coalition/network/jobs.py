@@ -36,8 +36,9 @@ from coalition.crypto import NetworkKeys
 from coalition.db import Database
 from coalition.members.service import backfill_fingerprints
 from coalition.network.loader import NetworkData, load_network
+from coalition.network.models import LoyaltyType
 from coalition.network.pipeline import NetworkAnalysis, analyze_all
-from coalition.network.segments import SUGGESTED_ACTIONS, LoyaltyType
+from coalition.network.segments import SUGGESTED_ACTIONS
 from coalition.network.store import NETWORK_SCOPE, InsightStore, merchant_scope
 
 logger = logging.getLogger("coalition.network.jobs")

@@ -22,22 +22,15 @@ there for more than ``win_back_s`` (default 45 days), biggest spenders first.
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
 
 from coalition.network.graphs import FloatArray, IntArray, PurchaseGraph
+from coalition.network.models import LoyaltyType
 
 DAY_S = 86400
-
-
-class LoyaltyType(enum.IntEnum):
-    TRULY_LOYAL = 0
-    ACCESSIBLE = 1
-    TRAPPED = 2
-    HIGH_RISK = 3
 
 
 LOYALTY_RULES: dict[LoyaltyType, str] = {

@@ -27,8 +27,7 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.sql.functions import max as sql_max
 
 from coalition.db import Database, utcnow
-from coalition.network.models import InsightResult, InsightRun, RunStatus
-from coalition.network.segments import LoyaltyType
+from coalition.network.models import InsightResult, InsightRun, LoyaltyType, RunStatus
 
 logger = logging.getLogger("coalition.network.store")
 

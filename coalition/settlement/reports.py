@@ -15,16 +15,18 @@ fixed SVG ids), so the same batch always renders to the same bytes.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
-from matplotlib import rc_context
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
+
+if TYPE_CHECKING:  # matplotlib is imported on first use: an API process that never draws does not load it
+    from matplotlib.figure import Figure
 
 MAX_PARTIES = 25
 NETWORK_LABEL = "Network"
@@ -186,7 +188,22 @@ def _figure_size(view: BatchView) -> tuple[float, float]:
     return 8.27, max(4.0, 1.2 + 0.3 * parties)
 
 
+@contextlib.contextmanager
+def _drawing() -> Iterator[None]:
+
+    with _drawing():
+        yield
+
+
+def _new_figure(figsize: tuple[float, float]) -> Figure:
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=figsize)
+
+
 def _save(figure: Figure, fmt: str, **kwargs: Any) -> bytes:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
     FigureCanvasAgg(figure)
     buffer = io.BytesIO()
     metadata = _METADATA[fmt]
@@ -196,16 +213,16 @@ def _save(figure: Figure, fmt: str, **kwargs: Any) -> bytes:
 
 def matrix_svg(view: BatchView) -> str:
     """The heat map as an ``<svg>`` element to inline in HTML (text stays text)."""
-    with _lock, rc_context(_RC):
-        figure = Figure(figsize=_figure_size(view))
+    with _drawing():
+        figure = _new_figure(_figure_size(view))
         draw_matrix(figure, figure.add_subplot(), view)
         return _inline(_save(figure, "svg"))
 
 
 def positions_svg(view: BatchView) -> str:
     """The net-position bar chart as an ``<svg>`` element."""
-    with _lock, rc_context(_RC):
-        figure = Figure(figsize=_figure_size(view))
+    with _drawing():
+        figure = _new_figure(_figure_size(view))
         draw_positions(figure.add_subplot(), view)
         return _inline(_save(figure, "svg"))
 
@@ -218,7 +235,7 @@ def _inline(svg: bytes) -> str:
 def _report_figure(view: BatchView) -> Figure:
     """One page: the summary, the positions table, both charts (for PDF and PNG)."""
     width, height = _figure_size(view)
-    figure = Figure(figsize=(width, 3.2 + 2 * height))
+    figure = _new_figure((width, 3.2 + 2 * height))
     top, table_axes, matrix_axes, bar_axes = figure.subplots(
         4, 1, gridspec_kw={"height_ratios": [0.45, 0.3 + 0.12 * min(len(view.positions), MAX_PARTIES), height,
                                              height]})
@@ -255,13 +272,13 @@ def _report_figure(view: BatchView) -> Figure:
 
 def report_png(view: BatchView, *, dpi: int = 110) -> bytes:
     """The whole report as one PNG image."""
-    with _lock, rc_context(_RC):
+    with _drawing():
         return _save(_report_figure(view), "png", dpi=dpi)
 
 
 def report_pdf(view: BatchView) -> bytes:
     """The whole report as a one-page PDF."""
-    with _lock, rc_context(_RC):
+    with _drawing():
         return _save(_report_figure(view), "pdf")
 
 
