@@ -100,7 +100,8 @@ class Worker:
         if self.analyzed_at is not None and (now - self.analyzed_at).total_seconds() < self.analyze_every_s:
             return
         self.analyzed_at = now
-        if not await self.insights.claim("analyze", self.analyze_every_s):
+        slot = int(now.timestamp() // self.analyze_every_s)  # workers agree on the interval they are in
+        if not await self.insights.claim(f"analyze:{slot}", self.analyze_every_s):
             return  # another worker runs this interval's analysis
         run = await run_analysis(self.db, self.settings, store=self.insights, keys=self.keys, now=now)
         report.analysis_run = run.run_id

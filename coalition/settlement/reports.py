@@ -190,8 +190,9 @@ def _figure_size(view: BatchView) -> tuple[float, float]:
 
 @contextlib.contextmanager
 def _drawing() -> Iterator[None]:
+    from matplotlib import rc_context
 
-    with _drawing():
+    with _lock, rc_context(_RC):
         yield
 
 
