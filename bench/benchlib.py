@@ -273,7 +273,7 @@ class Server:
         ]
         env = bench_env(database_url)
         # The protocol `coalition serve` passes (TCP_NODELAY on: see coalition/serving.py).
-        self.cmd += ["--http", "nodelay:NoDelayH11Protocol" if nodelay else "coalition.serving:NoDelayH11Protocol"]
+        self.cmd += ["--http", "nodelay:NoDelayH11Protocol" if nodelay else "coalition.serving:NoDelayHttpProtocol"]
         for path in (extra_path, str(BENCH) if nodelay else None):
             if path:
                 env["PYTHONPATH"] = os.pathsep.join(p for p in (path, env.get("PYTHONPATH")) if p)

@@ -127,7 +127,7 @@ def serve(host: str, port: int, workers: int, log_level: str) -> None:
     """Migrate the database, then serve the API (GraphQL at /graphql)."""
     import uvicorn
 
-    from coalition.serving import NoDelayH11Protocol
+    from coalition.serving import NoDelayHttpProtocol
 
     settings = _settings()
     revision = _run(run_migrations(settings))
@@ -136,7 +136,7 @@ def serve(host: str, port: int, workers: int, log_level: str) -> None:
     # The factory reads the settings from the environment in each worker process.
     # TCP_NODELAY on every connection: uvicorn leaves it off when it binds the socket (workers > 1).
     uvicorn.run(APP_FACTORY, factory=True, host=host, port=port, workers=workers, log_level=log_level,
-                http=NoDelayH11Protocol)
+                http=NoDelayHttpProtocol)
 
 
 @cli.command()

@@ -1,4 +1,8 @@
-"""The HTTP protocol ``coalition serve`` gives uvicorn: h11 with TCP_NODELAY on every connection.
+"""The HTTP protocol ``coalition serve`` gives uvicorn, with TCP_NODELAY on every connection.
+
+``NoDelayHttpProtocol`` is uvicorn's httptools protocol when httptools is installed (a
+dependency; it parses HTTP in C), else its h11 protocol. uvicorn runs on uvloop, also a
+dependency, when it is importable.
 
 Why: with ``--workers N > 1`` uvicorn binds the listening socket itself as
 ``socket.socket(family=AF_INET)``, whose ``proto`` is 0, and asyncio only sets TCP_NODELAY
@@ -16,6 +20,11 @@ import socket
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+try:
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+except ImportError:  # pragma: no cover - httptools is a dependency; h11 is the fallback
+    HttpToolsProtocol = None  # type: ignore[assignment,misc]
+
 
 def set_nodelay(transport: asyncio.BaseTransport) -> None:
     """Switch Nagle's algorithm off on a TCP transport (a no-op for Unix sockets)."""
@@ -32,3 +41,17 @@ class NoDelayH11Protocol(H11Protocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         set_nodelay(transport)
         super().connection_made(transport)
+
+
+if HttpToolsProtocol is not None:
+
+    class NoDelayHttpToolsProtocol(HttpToolsProtocol):
+        """uvicorn's httptools protocol, with TCP_NODELAY set before the first byte is read."""
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            set_nodelay(transport)
+            super().connection_made(transport)
+
+    NoDelayHttpProtocol: type = NoDelayHttpToolsProtocol
+else:  # pragma: no cover
+    NoDelayHttpProtocol = NoDelayH11Protocol

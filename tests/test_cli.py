@@ -34,7 +34,7 @@ from coalition.ledger.models import Entry, EntryKind, Hold, HoldStatus, Lot
 from coalition.members.models import Member
 from coalition.migrate import head_revision
 from coalition.partners.models import Merchant
-from coalition.serving import NoDelayH11Protocol
+from coalition.serving import NoDelayHttpProtocol
 
 SECRET = "cli-test-secret"
 KEY = re.compile(r"\bcoa_[A-Za-z0-9_-]{43}\b")
@@ -319,7 +319,7 @@ def test_serve_migrates_then_runs_uvicorn(tmp_path: Path, monkeypatch: pytest.Mo
     [(args, kwargs)] = calls
     assert args == ("coalition.app:create_app",)
     assert kwargs == {"factory": True, "host": "0.0.0.0", "port": 9000, "workers": 3, "log_level": "info",
-                      "http": NoDelayH11Protocol}
+                      "http": NoDelayHttpProtocol}
 
 
 async def _all_keys(conn: Any) -> list[Any]:

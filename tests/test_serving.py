@@ -12,7 +12,7 @@ import uvicorn
 from click.testing import CliRunner
 
 from coalition.cli import cli
-from coalition.serving import NoDelayH11Protocol, set_nodelay
+from coalition.serving import NoDelayH11Protocol, NoDelayHttpProtocol, set_nodelay
 
 
 async def hello(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -38,13 +38,15 @@ def serve_kwargs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int) 
 def test_serve_uses_the_nodelay_protocol_for_any_worker_count(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int
 ) -> None:
-    assert serve_kwargs(tmp_path, monkeypatch, workers)["http"] is NoDelayH11Protocol
+    assert serve_kwargs(tmp_path, monkeypatch, workers)["http"] is NoDelayHttpProtocol
 
 
-def test_served_connection_has_tcp_nodelay(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # given uvicorn configured as `coalition serve --workers 2` configures it
+@pytest.mark.parametrize("protocol", [NoDelayHttpProtocol, NoDelayH11Protocol])
+def test_served_connection_has_tcp_nodelay(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, protocol: type) -> None:
+    # given uvicorn configured as `coalition serve --workers 2` configures it (httptools, or the h11 fallback)
     kwargs = serve_kwargs(tmp_path, monkeypatch, workers=2)
-    kwargs = {k: v for k, v in kwargs.items() if k not in ("factory", "workers")} | {"host": "127.0.0.1"}
+    kwargs = {k: v for k, v in kwargs.items() if k not in ("factory", "workers")} | {"host": "127.0.0.1",
+                                                                                      "http": protocol}
     asyncio.run(serve_one_request(uvicorn.Config(hello, **kwargs)))
 
 
