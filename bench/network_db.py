@@ -21,8 +21,8 @@ from coalition.crypto import NetworkKeys
 from coalition.db import Database
 from coalition.demo import create_synthetic_demo
 from coalition.migrate import migrate
-from coalition.network.jobs import rfm_scope, run_analysis
-from coalition.network.store import NETWORK_SCOPE, InsightStore, merchant_scope
+from coalition.network.jobs import run_analysis
+from coalition.network.store import NETWORK_SCOPE, InsightStore, merchant_scope, rfm_scope
 
 
 async def main(members: int, skip_load: bool) -> None:

@@ -37,9 +37,9 @@ from coalition.db import Database
 from coalition.members.service import backfill_fingerprints
 from coalition.network.loader import NetworkData, load_network
 from coalition.network.models import LoyaltyType
-from coalition.network.pipeline import NetworkAnalysis, analyze_all
+from coalition.network.pipeline import STAGES, NetworkAnalysis, analyze_all
 from coalition.network.segments import SUGGESTED_ACTIONS
-from coalition.network.store import NETWORK_SCOPE, InsightStore, merchant_scope
+from coalition.network.store import NETWORK_SCOPE, InsightStore, merchant_scope, rfm_scope
 
 logger = logging.getLogger("coalition.network.jobs")
 
@@ -47,14 +47,7 @@ Progress = Callable[[str, int, int], None]
 """``progress(stage, done, total)``: ``done`` of ``total`` steps finished, now at ``stage``."""
 
 LOAD_STAGES = ["merchants", "members", "referrals", "purchases", "flows"]
-ANALYSIS_STAGES = ["purchase_graph", "affinity", "referral_graph", "flow_graph", "pagerank", "top_referrers",
-                   "communities", "recommendations", "fraud_sybil", "fraud_shared_contacts", "fraud_collusion",
-                   "rfm", "segments", "map"]
 LIST_LIMIT = 100  # members per win-back or referrer list, pairs in the admin's recommendations
-
-
-def rfm_scope(merchant_id: int) -> str:
-    return f"rfm:{merchant_id}"
 
 
 @dataclass(frozen=True)
@@ -77,7 +70,7 @@ async def run_analysis(
     (``backfill_fingerprints``: it needs ``keys``, made from ``settings`` when not given).
     """
     report = progress or (lambda stage, done, total: None)
-    total = len(LOAD_STAGES) + len(ANALYSIS_STAGES) - (0 if draw_map else 1) + 2
+    total = len(LOAD_STAGES) + len(STAGES) - (0 if draw_map else 1) + 2
     done = 0
 
     def step(stage: str) -> None:

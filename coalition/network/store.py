@@ -42,6 +42,11 @@ def merchant_scope(merchant_id: int) -> str:
     return f"merchant:{merchant_id}"
 
 
+def rfm_scope(merchant_id: int) -> str:
+    """A merchant's RFM columns (read lazily: see ``LAZY_PREFIXES``)."""
+    return f"rfm:{merchant_id}"
+
+
 @dataclass(frozen=True)
 class Stored:
     """One scope's payload from one run, and when that run computed it."""
@@ -173,7 +178,7 @@ class InsightStore:
 
     async def member_rfm(self, merchant_id: int, member_id: int) -> list[Any] | None:
         """``[r, f, m, recency_s, purchases, spent_minor, segment]`` of a member at a merchant, if they bought there."""
-        stored = await self.latest(f"rfm:{merchant_id}")
+        stored = await self.latest(rfm_scope(merchant_id))
         if stored is None:
             return None
         columns = stored.payload

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from planted_network import build_planted, forget_cached_insights
 
-from coalition.network.jobs import analyze_forever, rfm_scope, run_analysis
-from coalition.network.store import NETWORK_SCOPE, InsightStore, merchant_scope
+from coalition.network.jobs import analyze_forever, run_analysis
+from coalition.network.store import NETWORK_SCOPE, InsightStore, merchant_scope, rfm_scope
 
 
 @pytest.fixture(autouse=True)
