@@ -449,7 +449,8 @@ def check() -> None:
 # ---------------------------------------------------------------- reconciliation
 
 
-def _iso_time(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+def _parse_datetime(value: str | None, *, naive_is_utc: bool) -> Any:
+    """An ISO 8601 option value; one without a time zone is UTC, or refused."""
     import datetime as dt
 
     if value is None:
@@ -458,7 +459,16 @@ def _iso_time(ctx: click.Context, param: click.Parameter, value: str | None) -> 
         parsed = dt.datetime.fromisoformat(value)
     except ValueError:
         raise click.BadParameter(f"{value!r} is not ISO 8601, e.g. 2026-01-01T00:00:00Z") from None
-    return parsed.replace(tzinfo=dt.UTC) if parsed.tzinfo is None else parsed
+    if parsed.tzinfo is None:
+        if not naive_is_utc:
+            raise click.BadParameter(f"{value!r} has no time zone: add Z or +01:00")
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    return parsed
+
+
+def _iso_time(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    """A POS time: without a zone it is UTC, as in the CSV."""
+    return _parse_datetime(value, naive_is_utc=True)
 
 
 @cli.command()
@@ -554,17 +564,8 @@ def reconcile(merchant_id: int, file: Any, start: Any, end: Any, tolerance_s: in
 
 
 def _aware_datetime(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
-    import datetime as dt
-
-    if value is None:
-        return None
-    try:
-        parsed = dt.datetime.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not an ISO 8601 date-time") from None
-    if parsed.tzinfo is None:
-        raise click.BadParameter(f"{value!r} has no time zone: add Z or +01:00")
-    return parsed
+    """A settlement instant: the zone must be said, periods end at a local midnight."""
+    return _parse_datetime(value, naive_is_utc=False)
 
 
 @cli.group(invoke_without_command=True)
