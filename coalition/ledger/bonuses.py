@@ -26,10 +26,9 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from coalition.errors import IdempotencyKeyConflict, Refused, check_idempotency_key, check_text
+from coalition.errors import Refused, check_idempotency_key, check_text
 from coalition.ledger import core
 from coalition.ledger.base import LedgerBase
 from coalition.ledger.core import LedgerResult
@@ -49,13 +48,6 @@ def referral_keys(referee_id: int) -> tuple[str, str]:
     return f"referral:{referee_id}:referee", f"referral:{referee_id}:referrer"
 
 
-async def network_entry_by_key(conn: AsyncConnection, key: str) -> Entry | None:
-    row = (await conn.execute(
-        select(Entry).where(Entry.merchant_id.is_(None), Entry.idempotency_key == key)
-    )).first()
-    return None if row is None else core.entry_from_row(row)
-
-
 class BonusOperations(LedgerBase):
     async def award_network_bonus(
         self, *, member_id: int, points: int, idempotency_key: str, reason: str | None = None
@@ -69,11 +61,9 @@ class BonusOperations(LedgerBase):
         async with self.db.transaction() as conn:
             result = await self._award(conn, member_id, points, key, fingerprint, reason, now)
             if result is None:
-                earlier = await network_entry_by_key(conn, key)
+                earlier = await core.find_by_key(conn, None, key, fingerprint)
                 if earlier is None:
                     raise MemberNotFound(f"no member {member_id}", field="memberId")
-                if earlier.request_hash != fingerprint:
-                    raise IdempotencyKeyConflict(key)
                 return await core.replay(conn, earlier)
             return result
 
@@ -117,7 +107,7 @@ class BonusOperations(LedgerBase):
         marker = referee_key if settings.referral_welcome_points else referrer_key
         if not (settings.referral_welcome_points or settings.referral_bonus_points):
             return referee
-        if await network_entry_by_key(conn, marker) is not None:
+        if await core.entry_by_key(conn, None, marker) is not None:
             return referee
         for member_id, points, key, role, reason in (
             (referee.id, settings.referral_welcome_points, referee_key, "referee", REFERRAL_REASON_REFEREE),

@@ -163,15 +163,19 @@ async def insert_entry(
     return None if row is None else (row.id, row.member_id, row.points)
 
 
-async def find_by_key(conn: AsyncConnection, merchant_id: int, key: str, fingerprint: str) -> Entry | None:
-    """The entry an earlier request stored under this key, or IDEMPOTENCY_KEY_CONFLICT."""
+async def entry_by_key(conn: AsyncConnection, merchant_id: int | None, key: str) -> Entry | None:
+    """The entry stored under this merchant's key (``merchant_id`` None: the network's own entries)."""
+    # ``== None`` compiles to IS NULL, which the partial unique index on network keys serves.
     row = (
         await conn.execute(select(Entry).where(Entry.merchant_id == merchant_id, Entry.idempotency_key == key))
     ).first()
-    if row is None:
-        return None
-    entry = entry_from_row(row)
-    if entry.request_hash != fingerprint:
+    return None if row is None else entry_from_row(row)
+
+
+async def find_by_key(conn: AsyncConnection, merchant_id: int | None, key: str, fingerprint: str) -> Entry | None:
+    """The entry an earlier request stored under this key, or IDEMPOTENCY_KEY_CONFLICT."""
+    entry = await entry_by_key(conn, merchant_id, key)
+    if entry is not None and entry.request_hash != fingerprint:
         raise IdempotencyKeyConflict(key)
     return entry
 
