@@ -73,7 +73,7 @@ class BonusOperations(LedgerBase):
     ) -> LedgerResult | None:
         """Insert the bonus in the caller's transaction; None when the key was used (or no such member)."""
         inserted = await core.insert_entry(
-            conn, kind=EntryKind.BONUS, merchant_id=None, member_where=Member.id == member_id, points=points,
+            conn, kind=EntryKind.BONUS, merchant_id=None, member_id=member_id, points=points,
             reference=reason, now=now, idempotency_key=key, request_hash=fingerprint,
             require_active_merchant=False,
         )

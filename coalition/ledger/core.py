@@ -127,7 +127,6 @@ async def insert_entry(
     request_hash: str | None,
     member_id: int | None = None,
     loyalty_id: str | None = None,
-    member_where: ColumnElement[bool] | None = None,
     amount_minor: int | None = None,
     reference: str | None = None,
     reverses_id: int | None = None,
@@ -138,11 +137,9 @@ async def insert_entry(
 
     Returns ``(entry_id, member_id, points)``, or None when nothing was inserted: the key was
     used before, the merchant is not active, or no member matched. One round trip either way.
-    ``member_where`` (any condition on ``members``) is the older, slower form: its statement
-    is built on every call.
     """
-    if (member_id is None) + (loyalty_id is None) + (member_where is None) != 2:
-        raise TypeError("insert_entry takes exactly one of member_id, loyalty_id and member_where")
+    if (member_id is None) == (loyalty_id is None):
+        raise TypeError("insert_entry takes exactly one of member_id and loyalty_id")
     at_earn_rate = isinstance(points, AtEarnRate)
     params: dict[str, Any] = {
         "e_kind": kind, "e_merchant_id": merchant_id, "e_amount_minor": amount_minor, "e_reference": reference,
@@ -153,12 +150,8 @@ async def insert_entry(
         params["e_minor_per_unit"] = points.minor_per_unit
     else:
         params["e_points"] = points
-    if member_where is None:
-        stmt = _entry_insert(conn.dialect.name, loyalty_id is not None, at_earn_rate, require_active_merchant)
-        params["e_member"] = loyalty_id if loyalty_id is not None else member_id
-    else:
-        stmt = _build_entry_insert(conn.dialect.name, member_where, _points_column(at_earn_rate),
-                                   require_active_merchant)
+    stmt = _entry_insert(conn.dialect.name, loyalty_id is not None, at_earn_rate, require_active_merchant)
+    params["e_member"] = loyalty_id if loyalty_id is not None else member_id
     row = (await conn.execute(stmt, params)).first()
     return None if row is None else (row.id, row.member_id, row.points)
 
@@ -207,12 +200,6 @@ _lock_member = select(Member).where(Member.id == bindparam("m_id")).with_for_upd
 async def lock_member(conn: AsyncConnection, member_id: int) -> Member:
     """Read the member row under a row lock (SQLite: the whole database is already ours)."""
     return member_from_row((await conn.execute(_lock_member, {"m_id": member_id})).one())
-
-
-async def update_member(conn: AsyncConnection, member_id: int, **values: Any) -> Member:
-    """Set any member columns (built per call: prefer :func:`add_to_member` on hot paths)."""
-    row = (await conn.execute(update(Member).where(Member.id == member_id).values(**values).returning(Member))).one()
-    return member_from_row(row)
 
 
 _add_to_member = (

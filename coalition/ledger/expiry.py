@@ -10,7 +10,6 @@ from coalition.ledger import core
 from coalition.ledger.base import LedgerBase
 from coalition.ledger.core import Slice
 from coalition.ledger.models import Account, AllocationKind, EntryKind, Lot
-from coalition.members.models import Member
 
 
 class ExpiryOperations(LedgerBase):
@@ -41,7 +40,7 @@ class ExpiryOperations(LedgerBase):
                 points = sum(s.points for s in slices)
                 if points:
                     inserted = await core.insert_entry(
-                        conn, kind=EntryKind.EXPIRY, merchant_id=None, member_where=Member.id == member_id,
+                        conn, kind=EntryKind.EXPIRY, merchant_id=None, member_id=member_id,
                         points=-points, reference="points expired", now=now, idempotency_key=None,
                         request_hash=None, require_active_merchant=False,
                     )
@@ -50,7 +49,7 @@ class ExpiryOperations(LedgerBase):
                     await core.move_lot_points(conn, {s.lot_id: -s.points for s in slices})
                     await core.add_allocations(conn, entry_id=entry_id, member_id=member_id, merchant_id=None,
                                                kind=AllocationKind.EXPIRY, slices=slices, now=now)
-                    await core.update_member(conn, member_id, balance=Member.balance - points)
+                    await core.add_to_member(conn, member_id, balance=-points)
                     by_issuer: dict[int | None, int] = {}
                     for s in slices:
                         by_issuer[s.issuer_merchant_id] = by_issuer.get(s.issuer_merchant_id, 0) + s.points

@@ -68,6 +68,6 @@ async def test_entry_statements_are_built_once_per_shape(net: Any) -> None:
 @pytest.mark.parametrize("members", [{}, {"member_id": 1, "loyalty_id": "LX"}])
 async def test_insert_entry_takes_exactly_one_member_reference(db: Any, clock: Any, members: dict[str, Any]) -> None:
     async with db.transaction() as conn:
-        with pytest.raises(TypeError, match="exactly one of member_id, loyalty_id and member_where"):
+        with pytest.raises(TypeError, match="exactly one of member_id and loyalty_id"):
             await core.insert_entry(conn, kind=EntryKind.BONUS, merchant_id=None, points=1, now=clock(),
                                     idempotency_key=None, request_hash=None, **members)
