@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from sqlalchemy import func, select
 
 from coalition.config import Settings
 from coalition.crypto import NetworkKeys
@@ -85,6 +86,21 @@ class Shops:
 
     async def lines(self, batch_id: int) -> list[Any]:
         return await batch_lines(self.db, batch_id)
+
+    async def row_counts(self, *tables: Any) -> dict[str, int]:
+        """Rows per table: what a read-only call or a refusal must leave as it was."""
+        async with self.db.read() as conn:
+            return {t.__tablename__: (await conn.execute(select(func.count()).select_from(t))).scalar_one()
+                    for t in tables}
+
+    async def worked_example_activity(self) -> None:
+        """Batch 1 of test_worked_example.py: A issues 100, B 50; C honors 30, B 80 and A 5."""
+        await self.earn(100, self.a)
+        self.clock.advance(minutes=1)
+        await self.earn(50, self.b)
+        await self.redeem(30, self.c)
+        await self.redeem(80, self.b)
+        await self.redeem(5, self.a)
 
 
 @pytest.fixture

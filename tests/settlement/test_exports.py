@@ -12,9 +12,7 @@ import json
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
 
-from coalition.db import Database
 from coalition.errors import InvalidInput
 from coalition.ledger.models import Allocation, Entry, Lot, Posting
 from coalition.settlement.errors import BatchNotFound
@@ -25,19 +23,11 @@ from coalition.settlement.statements import verify_export
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-async def counts(db: Database) -> dict[str, int]:
-    async with db.read() as conn:
-        return {t.__tablename__: (await conn.execute(select(func.count()).select_from(t))).scalar_one()
-                for t in (Entry, Posting, Lot, Allocation, SettlementBatch, SettlementLine, SettlementPosition)}
+TABLES = (Entry, Posting, Lot, Allocation, SettlementBatch, SettlementLine, SettlementPosition)
 
 
 async def worked_example(s: Any) -> Any:
-    await s.earn(100, s.a)
-    s.clock.advance(minutes=1)
-    await s.earn(50, s.b)
-    await s.redeem(30, s.c)
-    await s.redeem(80, s.b)
-    await s.redeem(5, s.a)
+    await s.worked_example_activity()
     return (await s.settle()).batch
 
 
@@ -48,7 +38,7 @@ def rows(content: bytes) -> list[dict[str, str]]:
 async def test_batch_csv_parses_back_to_the_positions(shops: Any) -> None:
     s = shops
     batch = await worked_example(s)
-    before = await counts(s.db)
+    before = await s.row_counts(*TABLES)
     export = await export_batch(s.db, s.settings, s.keys, batch_id=batch.id, fmt="csv")
     assert export.media_type.startswith("text/csv") and export.filename == f"settlement-{batch.seq}.csv"
     parsed = {r["merchant_name"]: r for r in rows(export.content)}
@@ -59,7 +49,7 @@ async def test_batch_csv_parses_back_to_the_positions(shops: Any) -> None:
     assert (int(bakery["points_issued"]), int(bakery["charges_minor"]), int(bakery["reimbursements_minor"])) == (
         100, 100, 4)
     assert {r["currency"] for r in parsed.values()} == {"EUR"}
-    assert await counts(s.db) == before
+    assert await s.row_counts(*TABLES) == before
 
 
 async def test_a_statement_holds_only_the_merchants_own_lines(shops: Any) -> None:
@@ -94,7 +84,7 @@ async def test_json_is_the_signed_export(shops: Any) -> None:
 async def test_the_report_renders_the_figures(shops: Any) -> None:
     s = shops
     batch = await worked_example(s)
-    before = await counts(s.db)
+    before = await s.row_counts(*TABLES)
     page = (await export_batch(s.db, s.settings, s.keys, batch_id=batch.id, fmt="html")).content.decode()
     assert page.startswith("<!doctype html>")
     for text in ("Settlement batch 1", "Bakery", "Books", "Cafe", "-0.96", "0.22", "0.27", "0.4269", batch.digest):
@@ -106,7 +96,7 @@ async def test_the_report_renders_the_figures(shops: Any) -> None:
     assert png.content.startswith(PNG_SIGNATURE) and png.filename == f"settlement-1-merchant-{s.b.id}.png"
     # The same batch renders to the same bytes (no dates in the files).
     assert (await export_batch(s.db, s.settings, s.keys, batch_id=batch.id, fmt="pdf")).content == pdf.content
-    assert await counts(s.db) == before
+    assert await s.row_counts(*TABLES) == before
 
 
 async def test_a_merchants_report_shows_no_other_position(shops: Any) -> None:

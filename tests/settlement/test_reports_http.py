@@ -26,14 +26,8 @@ async def merchant_key(db: Any, merchant_id: int) -> str:
 
 @pytest.fixture
 async def batch(shops: Any) -> Any:
-    s = shops
-    await s.earn(100, s.a)
-    s.clock.advance(minutes=1)
-    await s.earn(50, s.b)
-    await s.redeem(30, s.c)
-    await s.redeem(80, s.b)
-    await s.redeem(5, s.a)
-    return (await s.settle()).batch
+    await shops.worked_example_activity()
+    return (await shops.settle()).batch
 
 
 async def get(api: Any, path: str, key: str | None) -> Any:

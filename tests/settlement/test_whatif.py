@@ -15,28 +15,17 @@ import datetime as dt
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
 
-from coalition.db import Database
 from coalition.errors import DomainError
 from coalition.ledger.models import Allocation, Entry, Lot, Posting
 from coalition.settlement.models import FundingModel, NetworkPolicy, SettlementBatch, SettlementLine
 from coalition.settlement.whatif import simulate_settlement
 
-
-async def counts(db: Database) -> dict[str, int]:
-    async with db.read() as conn:
-        return {t.__tablename__: (await conn.execute(select(func.count()).select_from(t))).scalar_one()
-                for t in (Entry, Posting, Lot, Allocation, SettlementBatch, SettlementLine, NetworkPolicy)}
+TABLES = (Entry, Posting, Lot, Allocation, SettlementBatch, SettlementLine, NetworkPolicy)
 
 
 async def worked_example(s: Any) -> None:
-    await s.earn(100, s.a)
-    s.clock.advance(minutes=1)
-    await s.earn(50, s.b)
-    await s.redeem(30, s.c)
-    await s.redeem(80, s.b)
-    await s.redeem(5, s.a)
+    await s.worked_example_activity()
     s.clock.advance(minutes=1)
 
 
@@ -48,7 +37,7 @@ def nets(s: Any, figures: Any) -> dict[str, int]:
 async def test_a_lower_reimbursement_rate_by_hand(shops: Any) -> None:
     s = shops
     await worked_example(s)
-    before = await counts(s.db)
+    before = await s.row_counts(*TABLES)
     simulation = await simulate_settlement(s.db, s.settings, period_end=s.clock(), now=s.clock(),
                                            reimbursement_rate="0.80")
     assert nets(s, simulation.current) == {"A": -96, "B": 22, "C": 27}
@@ -60,21 +49,21 @@ async def test_a_lower_reimbursement_rate_by_hand(shops: Any) -> None:
     # Positions plus network income are exactly zero in both.
     for figures in (simulation.current, simulation.simulated):
         assert sum(figures.netting.positions.values()) + figures.netting.network_income_minor == 0
-    assert await counts(s.db) == before
+    assert await s.row_counts(*TABLES) == before
 
 
 async def test_another_funding_model_for_a_closed_batch(shops: Any) -> None:
     s = shops
     await worked_example(s)
     batch = (await s.settle()).batch
-    before = await counts(s.db)
+    before = await s.row_counts(*TABLES)
     simulation = await simulate_settlement(s.db, s.settings, batch_id=batch.id, funding_model="REDEMPTION")
     assert simulation.policy.funding_model == FundingModel.REDEMPTION
     assert nets(s, simulation.current) == await named_positions(s, batch.id)
     assert nets(s, simulation.simulated) == {"A": -96, "B": 58, "C": 27}
     assert simulation.simulated.netting.network_income_minor == 11
     assert (simulation.period_start, simulation.period_end) == (batch.period_start, batch.period_end)
-    assert await counts(s.db) == before
+    assert await s.row_counts(*TABLES) == before
 
 
 async def named_positions(s: Any, batch_id: int) -> dict[str, int]:
@@ -104,11 +93,11 @@ async def test_the_next_period_excludes_settled_activity(shops: Any) -> None:
 async def test_bad_policies_are_refused(shops: Any, changes: dict[str, Any], code: str) -> None:
     s = shops
     await worked_example(s)
-    before = await counts(s.db)
+    before = await s.row_counts(*TABLES)
     with pytest.raises(DomainError) as info:
         await simulate_settlement(s.db, s.settings, period_end=s.clock(), now=s.clock(), **changes)
     assert info.value.code == code
-    assert await counts(s.db) == before
+    assert await s.row_counts(*TABLES) == before
 
 
 async def test_bad_windows_are_refused(shops: Any) -> None:

@@ -6,11 +6,9 @@ import datetime as dt
 from typing import Any
 
 from graphql_relay import to_global_id
-from sqlalchemy import func, select
 
 from coalition.auth.models import Role
 from coalition.auth.service import create_api_key
-from coalition.db import Database
 from coalition.ledger.models import Entry, Posting
 from coalition.settlement.models import NetworkPolicy, SettlementBatch
 
@@ -24,26 +22,14 @@ SIMULATE = """query($input: SimulateSettlementInput!) { simulateSettlement(input
   current { networkIncomeMinor } } }"""
 
 
-async def counts(db: Database) -> dict[str, int]:
-    async with db.read() as conn:
-        return {t.__tablename__: (await conn.execute(select(func.count()).select_from(t))).scalar_one()
-                for t in (Entry, Posting, SettlementBatch, NetworkPolicy)}
-
-
-async def worked_example(s: Any) -> None:
-    await s.earn(100, s.a)
-    s.clock.advance(minutes=1)
-    await s.earn(50, s.b)
-    await s.redeem(30, s.c)
-    await s.redeem(80, s.b)
-    await s.redeem(5, s.a)
+TABLES = (Entry, Posting, SettlementBatch, NetworkPolicy)
 
 
 async def test_an_admin_sees_what_a_lower_rate_would_do(api: Any, admin_key: str, shops: Any) -> None:
     s = shops
-    await worked_example(s)
+    await s.worked_example_activity()
     batch = (await s.settle()).batch
-    before = await counts(s.db)
+    before = await s.row_counts(*TABLES)
     variables = {"input": {"batchId": to_global_id("SettlementBatch", str(batch.id)),
                            "policy": {"reimbursementRate": "0.80"}}}
     result = (await api.call(SIMULATE, variables, key=admin_key))["simulateSettlement"]
@@ -58,12 +44,12 @@ async def test_an_admin_sees_what_a_lower_rate_would_do(api: Any, admin_key: str
         ("Books", "Bakery"): (5, 4)}
     assert {(t["payer"] and t["payer"]["name"], t["payee"] and t["payee"]["name"]): t["amountMinor"]
             for t in result["transfers"]} == {("Bakery", None): 96, (None, "Books"): 14, (None, "Cafe"): 24}
-    assert await counts(s.db) == before
+    assert await s.row_counts(*TABLES) == before
 
 
 async def test_only_admins_and_only_good_input(api: Any, admin_key: str, shops: Any) -> None:
     s = shops
-    await worked_example(s)
+    await s.worked_example_activity()
     async with s.db.sessions.begin() as session:
         merchant = await create_api_key(session, Role.MERCHANT, merchant_id=s.a.id)
     s.clock.advance(minutes=1)
@@ -71,7 +57,7 @@ async def test_only_admins_and_only_good_input(api: Any, admin_key: str, shops: 
     good = {"input": {"periodEnd": period_end, "policy": {"fundingModel": "REDEMPTION"}}}
     refused = await api.call(SIMULATE, good, key=merchant, expect_errors=True)
     assert refused["errors"][0]["extensions"]["code"] == "FORBIDDEN"
-    before = await counts(s.db)
+    before = await s.row_counts(*TABLES)
     for policy, code in (({"reimbursementRate": "1.2"}, "INVALID_REIMBURSEMENT_RATE"),
                          ({"fundingModel": "BARTER"}, "INVALID_FUNDING_MODEL")):
         body = await api.call(SIMULATE, {"input": {"periodEnd": period_end, "policy": policy}}, key=admin_key,
@@ -85,14 +71,14 @@ async def test_only_admins_and_only_good_input(api: Any, admin_key: str, shops: 
     result = (await api.call(SIMULATE, good, key=admin_key))["simulateSettlement"]
     assert {p["merchant"]["name"]: p["netMinor"] for p in result["positions"]} == {
         "Bakery": -96, "Books": 58, "Cafe": 27}
-    assert await counts(s.db) == before
+    assert await s.row_counts(*TABLES) == before
 
 
 async def test_the_what_if_report_page(api: Any, admin_key: str, shops: Any) -> None:
     s = shops
-    await worked_example(s)
+    await s.worked_example_activity()
     batch = (await s.settle()).batch
-    before = await counts(s.db)
+    before = await s.row_counts(*TABLES)
     auth = {"Authorization": f"Bearer {admin_key}"}
     page = await api.client.get(f"/admin/settlement/simulate.html?batch={batch.id}&reimbursementRate=0.80",
                                 headers=auth)
@@ -120,12 +106,12 @@ async def test_the_what_if_report_page(api: Any, admin_key: str, shops: Any) -> 
     refused = await api.client.get(f"/admin/settlement/simulate.html?batch={batch.id}",
                                    headers={"Authorization": f"Bearer {merchant}"})
     assert refused.status_code == 403
-    assert await counts(s.db) == before
+    assert await s.row_counts(*TABLES) == before
 
 
 async def test_the_what_if_page_for_the_next_period(api: Any, admin_key: str, shops: Any) -> None:
     s = shops
-    await worked_example(s)
+    await s.worked_example_activity()
     s.clock.advance(minutes=1)
     auth = {"Authorization": f"Bearer {admin_key}"}
     end = s.clock().astimezone(dt.timezone(dt.timedelta(hours=1))).isoformat()  # "+01:00", sent unescaped
