@@ -7,7 +7,7 @@
         .venv/bin/python bench/settlement.py --redemptions 1000000 --merchants 5000 --pairs 200000
 
 The schema in that database is dropped and recreated, unless ``--reuse`` finds rows of
-the same shape already there (then only the settlement tables are emptied). Rows are
+the same shape already there (then only the settlement tables are recreated). Rows are
 made set-based in the database (``generate_series`` on PostgreSQL, a recursive CTE on
 SQLite; not through the ledger: only their shape matters here), with the secondary
 indexes built after the rows: one earn and one lot per merchant, N redemptions spread
@@ -66,6 +66,7 @@ INSERT INTO postings (entry_id, account, account_id, points)
 """
 PG_SERIES = "generate_series(1::bigint, :{bound}) g"
 SQLITE_SERIES = "(WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < :{bound}) SELECT g FROM s)"
+SETTLEMENT_TABLES = ("settlement_positions", "settlement_lines", "settlement_batches")
 BARE = "SELECT issuer_merchant_id, merchant_id, sum(points) FROM allocations GROUP BY 1, 2"
 SHAPE = "SELECT token_hash FROM members WHERE id = 1"
 
@@ -116,7 +117,7 @@ async def _shape(db: Database) -> str | None:
 
 async def _clear_batches(db: Database) -> None:
     async with db.transaction() as conn:
-        for table in ("settlement_positions", "settlement_lines", "settlement_batches"):
+        for table in SETTLEMENT_TABLES:
             await conn.execute(text(f"DELETE FROM {table}"))
 
 
@@ -127,6 +128,12 @@ async def main(redemptions: int, merchants: int, pairs: int, reuse: bool, runs: 
     try:
         if reuse and await _shape(db) == _shape_tag(redemptions, merchants, pairs):
             log(f"reusing {redemptions:,} redemptions across {merchants:,} merchants")
+            # The settlement tables as the models describe them now (the rows are the ledger's).
+            settlement = [Base.metadata.tables[t] for t in SETTLEMENT_TABLES]
+            async with db.engine.begin() as conn:
+                for table in SETTLEMENT_TABLES:  # children first, whatever foreign keys they had
+                    await conn.execute(text(f"DROP TABLE IF EXISTS {table}"))
+                await conn.run_sync(lambda sync: Base.metadata.create_all(sync, tables=settlement))
         else:
             async with db.engine.begin() as conn:
                 await conn.run_sync(Base.metadata.drop_all)

@@ -10,6 +10,7 @@ with one made by ``Base.metadata.create_all``.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -159,3 +160,46 @@ def test_sqlite_folder_is_created(tmp_path: Path) -> None:
 
     assert asyncio.run(migrate_url(url)) == head_revision()
     assert (tmp_path / "a" / "b" / "coalition.db").exists()
+
+
+def _lines_of(connection: Connection) -> list[tuple[Any, ...]]:
+    return [tuple(r) for r in connection.execute(text(
+        "SELECT batch_id, line_no, points FROM settlement_lines ORDER BY batch_id, line_no"))]
+
+
+def test_settlement_lines_keep_their_order_through_0005_and_back(database_url: str) -> None:
+    """0005 numbers each batch's existing lines by their old id; its downgrade restores ids."""
+    config = alembic_config(database_url)
+    command.upgrade(config, "0004_contact_fingerprints")
+
+    def seed(connection: Connection) -> None:
+        for batch in (1, 2):
+            connection.execute(text(
+                "INSERT INTO settlement_batches (id, seq, idempotency_key, period_start, period_end, after_entry_id,"
+                " through_entry_id, funding_models, gross_minor, net_minor, bilateral_minor, network_income_minor,"
+                " residue_minor, statement, digest, signature, created_at) VALUES (:b, :b, :k, :t, :t, 0, 0,"
+                " 'ISSUANCE', 0, 0, 0, 0, '0', '{}', 'd', 's', :t)"),
+                {"b": batch, "k": f"key-{batch}", "t": dt.datetime(2026, 11, 1)})
+        # Ids interleave the two batches; points tell the lines apart.
+        for line_id, batch, points in ((10, 2, 201), (11, 1, 101), (12, 2, 202), (13, 1, 102), (14, 2, 203)):
+            connection.execute(text(
+                "INSERT INTO settlement_lines (id, batch_id, kind, points, issuer_minor, redeemer_minor, exact_minor)"
+                " VALUES (:i, :b, 'HONORED', :p, 0, 0, '0')"), {"i": line_id, "b": batch, "p": points})
+
+    asyncio.run(_on(database_url, seed, begin=True))
+    command.upgrade(config, "head")
+    expected = [(1, 1, 101), (1, 2, 102), (2, 1, 201), (2, 2, 202), (2, 3, 203)]
+    assert asyncio.run(_on(database_url, _lines_of)) == expected
+
+    command.downgrade(config, "0004_contact_fingerprints")
+
+    def add_line(connection: Connection) -> list[tuple[Any, ...]]:  # ids number themselves again
+        connection.execute(text("INSERT INTO settlement_lines (batch_id, kind, points, issuer_minor, redeemer_minor,"
+                                " exact_minor) VALUES (1, 'HONORED', 103, 0, 0, '0')"))
+        return [tuple(r) for r in connection.execute(text("SELECT id, batch_id, points FROM settlement_lines"
+                                                          " ORDER BY id"))]
+
+    assert asyncio.run(_on(database_url, add_line, begin=True)) == [
+        (1, 1, 101), (2, 1, 102), (3, 2, 201), (4, 2, 202), (5, 2, 203), (6, 1, 103)]
+    command.upgrade(config, "head")
+    assert asyncio.run(_on(database_url, _lines_of))[:2] == [(1, 1, 101), (1, 2, 102)]

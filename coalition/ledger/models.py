@@ -132,6 +132,9 @@ class Allocation(Base):
     __tablename__ = "allocations"
     __table_args__ = (
         CheckConstraint("points > 0", name="points_positive"),
+        # Every movement but an expiry names its merchant: settlement tells expiries from
+        # honored points by this alone, without grouping 10^7 rows by kind.
+        CheckConstraint("(kind = 'EXPIRY') = (merchant_id IS NULL)", name="merchant_unless_expiry"),
         # Settlement finds a window's reversed redemptions without scanning every allocation.
         Index("ix_allocations_restores", "entry_id", postgresql_where=text("kind = 'RESTORE'"),
               sqlite_where=text("kind = 'RESTORE'")),

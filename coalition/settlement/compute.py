@@ -33,12 +33,12 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, func, literal, literal_column, select
+from sqlalchemy import ColumnElement, Select, and_, case, func, literal, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import aliased
 
@@ -118,7 +118,6 @@ def round_half_even(value: Decimal) -> int:
     return int(value.quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
 
 
-@functools.lru_cache(maxsize=256)
 def _fraction(rate: Decimal) -> tuple[int, int] | None:
     """``rate`` as coefficient / 10**places, or None when its exponent is positive."""
     sign, digits, exponent = rate.as_tuple()
@@ -128,45 +127,74 @@ def _fraction(rate: Decimal) -> tuple[int, int] | None:
     return (-coefficient if sign else coefficient), 10 ** -exponent
 
 
-def _times(value: int, rate: Decimal) -> tuple[Decimal, int]:
-    """``Decimal(value) * rate`` and that product rounded half-even: the same integer
-    :func:`round_half_even` gives, found with integer division (a line costs a fifth)."""
-    exact = Decimal(value) * rate
-    fraction = _fraction(rate)
-    if fraction is None or abs(value * fraction[0]) >= 10**27:  # past 27 digits Decimal itself rounds
-        return exact, round_half_even(exact)
-    quotient, remainder = divmod(value * fraction[0], fraction[1])  # floor: remainder >= 0
-    twice = 2 * remainder
-    if twice > fraction[1] or (twice == fraction[1] and quotient & 1):
-        quotient += 1
-    return exact, quotient
+@dataclass(frozen=True, slots=True)
+class _Rate:
+    """A rate, and the same as a fraction for rounding with integers."""
+
+    value: Decimal
+    fraction: tuple[int, int] | None
+
+    @classmethod
+    def of(cls, rate: Decimal) -> _Rate:
+        return cls(rate, _fraction(rate))
+
+    def times(self, value: int) -> tuple[Decimal, int]:
+        """``Decimal(value) * rate`` and that product rounded half-even: the same integer
+        :func:`round_half_even` gives, found with integer division (a line costs a fifth)."""
+        exact = Decimal(value) * self.value
+        fraction = self.fraction
+        if fraction is None or abs(value * fraction[0]) >= 10**27:  # past 27 digits Decimal itself rounds
+            return exact, round_half_even(exact)
+        quotient, remainder = divmod(value * fraction[0], fraction[1])  # floor: remainder >= 0
+        twice = 2 * remainder
+        if twice > fraction[1] or (twice == fraction[1] and quotient & 1):
+            quotient += 1
+        return exact, quotient
+
+
+@dataclass(frozen=True, slots=True)
+class _Terms:
+    """What :func:`price` needs of a policy, worked out once per policy instead of per line."""
+
+    point_value_minor: int
+    redemption: bool
+    reimbursement: _Rate
+    breakage: _Rate
+
+
+@functools.lru_cache(maxsize=256)
+def _terms(policy: Policy) -> _Terms:
+    return _Terms(policy.point_value_minor, policy.funding_model == FundingModel.REDEMPTION,
+                  _Rate.of(policy.reimbursement_rate), _Rate.of(policy.breakage_share))
 
 
 _ZERO = Decimal(0)
+_HONORED, _ISSUED, _EXPIRED, _ADJUSTMENT = LineKind.HONORED, LineKind.ISSUED, LineKind.EXPIRED, LineKind.ADJUSTMENT
 
 
-def price(line: Line) -> Line:
-    """Fill the line's money from its policy (the table in the module docstring)."""
-    p, pol = line.points, line.policy
-    value = p * pol.point_value_minor
-    redemption = pol.funding_model == FundingModel.REDEMPTION
+def price(line: Line, terms: _Terms | None = None) -> Line:
+    """Fill the line's money from its policy (the table in the module docstring).
+
+    ``terms``: ``_terms(line.policy)``, when the caller prices many lines of one policy.
+    """
+    t = terms or _terms(line.policy)
+    value = line.points * t.point_value_minor
     kind = line.kind
-    if kind == LineKind.ADJUSTMENT:
-        kind = LineKind.HONORED if line.redeemer is not None else LineKind.ISSUED
+    if kind is _ADJUSTMENT:
+        kind = _HONORED if line.redeemer is not None else _ISSUED
     exact = _ZERO
-    if kind == LineKind.ISSUED:
-        if not redemption:
-            line.issuer_minor = -value
-            exact = Decimal(-value)
-    elif kind == LineKind.HONORED:
-        own = line.issuer is not None and line.issuer == line.redeemer
-        if not (redemption and own):
-            exact, line.redeemer_minor = _times(value, pol.reimbursement_rate)
-            if redemption:
+    if kind is _HONORED:
+        if not (t.redemption and line.issuer is not None and line.issuer == line.redeemer):
+            exact, line.redeemer_minor = t.reimbursement.times(value)
+            if t.redemption:
                 line.issuer_minor = -value
                 exact -= value
-    elif kind == LineKind.EXPIRED and not redemption:
-        exact, line.issuer_minor = _times(value, pol.breakage_share)
+    elif kind is _ISSUED:
+        if not t.redemption:
+            line.issuer_minor = -value
+            exact = Decimal(-value)
+    elif kind is _EXPIRED and not t.redemption:
+        exact, line.issuer_minor = t.breakage.times(value)
     line.exact_minor = exact
     return line
 
@@ -188,6 +216,22 @@ def _ordinals(n: int) -> list[ColumnElement[Any]]:
 def _index_at(versions: list[Policy], when: dt.datetime) -> int:
     """The same choice as :func:`_version_index`, in Python."""
     return max(0, bisect.bisect_right([v.effective_from for v in versions[1:]], when))
+
+
+async def _all_rows(conn: AsyncConnection, query: Select[Any]) -> Sequence[Sequence[Any]]:
+    """Every row of ``query``, as plain sequences (kinds as their string values).
+
+    PostgreSQL: straight from asyncpg. The matrix query returns a row per issuer x redeemer
+    cell (10^5 and more), and SQLAlchemy's result rows cost about as much again as reading
+    them (BENCHMARKS.md, "Settlement"). The statement is rendered with its values inlined:
+    only integers and timestamps the server itself holds (window bounds, policy dates).
+    """
+    if conn.dialect.name != "postgresql":
+        return list(await conn.execute(query))
+    sql = str(query.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
+    raw = await conn.get_raw_connection()
+    records: Sequence[Sequence[Any]] = await raw.driver_connection.fetch(sql)  # type: ignore[union-attr]
+    return records
 
 
 async def _originals(conn: AsyncConnection, reversal_ids: set[int]) -> dict[int, tuple[int, dt.datetime]]:
@@ -243,25 +287,28 @@ async def compute_settlement(
     adjustments: list[Line] = []
 
     # 1. One pass over the window's allocations, shaped like a bare issuer x redeemer GROUP BY:
-    #    grouping by kind costs less than filtering on it; the kinds that are not money
-    #    (HOLD, RELEASE, REVERSAL) are dropped here, RESTORE is read per reversal below.
-    columns: list[Any] = [Allocation.issuer_merchant_id, Allocation.merchant_id, Allocation.kind]
+    #    points honored (REDEEM, CAPTURE) and expired (EXPIRY: the one kind without a
+    #    merchant, a CHECK on the table) per issuer and merchant; grouping by kind as well
+    #    cost 10-25 % more (BENCHMARKS.md, "Settlement"). HOLD and RELEASE move no money,
+    #    REVERSAL is read from the ISSUED postings and RESTORE per reversal, below.
+    columns: list[Any] = [Allocation.issuer_merchant_id, Allocation.merchant_id]
     if len(versions) > 1:
         columns.append(_version_index(versions, Allocation.created_at).label("v"))
-    rows = list(await conn.execute(
+    money = Allocation.kind.in_([AllocationKind.REDEEM, AllocationKind.CAPTURE, AllocationKind.EXPIRY])
+    rows = await _all_rows(conn, (
         select(*columns, func.sum(Allocation.points).label("points"))
-        .where(_in_window(Allocation.entry_id, lo, hi)).group_by(*_ordinals(len(columns)))
+        .where(money, _in_window(Allocation.entry_id, lo, hi)).group_by(*_ordinals(len(columns)))
     ))
     expired: dict[tuple[int, int | None], int] = {}
     several = len(versions) > 1
     for row in rows:
-        issuer, redeemer, kind, points = row[0], row[1], row[2], int(row[-1])
-        v = int(row[3]) if several else 0
-        if kind == AllocationKind.EXPIRY:
+        issuer, redeemer, points = row[0], row[1], int(row[-1])
+        v = int(row[2]) if several else 0
+        if redeemer is None:
             expired[(v, issuer)] = expired.get((v, issuer), 0) + points
             if issuer is not None:
                 figures(issuer).points_expired += points
-        elif kind in (AllocationKind.REDEEM, AllocationKind.CAPTURE):
+        else:
             honored[(v, issuer, redeemer)] = honored.get((v, issuer, redeemer), 0) + points
             figures(redeemer).points_honored += points
     # Reversed redemptions (RESTORE), per reversal entry, through the small partial index.
@@ -322,14 +369,15 @@ async def compute_settlement(
 
     # 5. Price the lines; name each adjustment's original batch.
     lines: list[Line] = []
+    terms = [_terms(version) for version in versions]
     for (v, issuer), points in _sorted(issued):
         if points:
-            lines.append(price(Line(LineKind.ISSUED, versions[v], issuer, None, points)))
+            lines.append(price(Line(_ISSUED, versions[v], issuer, None, points), terms[v]))
     for (v, issuer, redeemer), points in _sorted(honored):
         if points:
-            lines.append(price(Line(LineKind.HONORED, versions[v], issuer, redeemer, points)))
+            lines.append(price(Line(_HONORED, versions[v], issuer, redeemer, points), terms[v]))
     for (v, issuer), points in _sorted(expired):
-        lines.append(price(Line(LineKind.EXPIRED, versions[v], issuer, None, points)))
+        lines.append(price(Line(_EXPIRED, versions[v], issuer, None, points), terms[v]))
     if adjustments:
         batches = list(await conn.execute(
             select(SettlementBatch.through_entry_id, SettlementBatch.id)

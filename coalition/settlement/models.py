@@ -87,12 +87,20 @@ class SettlementBatch(Base):
 
 
 class SettlementLine(Base):
+    """A batch's line, keyed by (batch, its place in the batch).
+
+    No foreign keys: a dense batch has a line per matrix cell (10^5 and more), and checking
+    the batch and policy of each row one by one cost three times the insert itself
+    (BENCHMARKS.md, "Settlement"). The run writes the lines in the transaction that writes
+    their batch, with policy ids it read in that transaction; batches and policies are never
+    deleted.
+    """
+
     __tablename__ = "settlement_lines"
 
-    id: Mapped[intpk]
-    batch_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("settlement_batches.id"), index=True)
+    batch_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     kind: Mapped[LineKind] = mapped_column(_enum(LineKind))
-    policy_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("network_policies.id"))
+    policy_id: Mapped[int | None] = mapped_column(BigInteger)
     issuer_merchant_id: Mapped[int | None] = mapped_column(BigInteger)  # NULL: the network
     redeemer_merchant_id: Mapped[int | None] = mapped_column(BigInteger)
     points: Mapped[int]
@@ -102,6 +110,8 @@ class SettlementLine(Base):
     reversal_entry_id: Mapped[int | None] = mapped_column(BigInteger)
     original_entry_id: Mapped[int | None] = mapped_column(BigInteger)
     original_batch_id: Mapped[int | None] = mapped_column(BigInteger)
+    # Last, as the migration that added it left it: 1, 2, ... in the batch's order.
+    line_no: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
 
 
 class SettlementPosition(Base):

@@ -27,10 +27,13 @@ batch as an ADJUSTMENT line naming the original (see :mod:`coalition.settlement.
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import datetime as dt
+import gc
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,6 +53,33 @@ from coalition.settlement.models import LineKind, SettlementBatch, SettlementLin
 
 # pg_advisory_xact_lock key for settlement runs: "SETL" in ASCII.
 SETTLEMENT_LOCK_KEY = 0x5345544C
+
+
+# The statements of a dense batch are ~90 MB of JSON: lz4 compresses them about four times
+# faster than PostgreSQL's default pglz (BENCHMARKS.md, "Settlement"). For this transaction
+# only, and only where the server has lz4 (PostgreSQL 14+ built with it).
+_LZ4_STATEMENTS = text(
+    "SELECT set_config('default_toast_compression', 'lz4', true) FROM pg_settings "
+    "WHERE name = 'default_toast_compression' AND 'lz4' = ANY(enumvals)")
+
+
+@contextlib.contextmanager
+def _without_cyclic_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a run builds its lines.
+
+    A dense batch allocates a few hundred thousand objects that live until the batch is
+    written, none of them in a reference cycle; each collection the allocations set off
+    walks all of them again (about a third of the run's pricing time, measured). Reference
+    counting still frees everything; collection resumes at once afterwards.
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 @dataclass(frozen=True)
@@ -77,7 +107,7 @@ def line_text(line: Line) -> str:
     null, and ASCII strings that JSON leaves as they are (kind names, decimal strings)."""
     return (f'{{"exactMinor":"{line.exact_minor}",'
             f'"issuerMerchantId":{"null" if line.issuer is None else line.issuer},'
-            f'"issuerMinor":{line.issuer_minor},"kind":"{line.kind.value}",'
+            f'"issuerMinor":{line.issuer_minor},"kind":"{line.kind}",'
             f'"originalBatchId":{"null" if line.original_batch_id is None else line.original_batch_id},'
             f'"originalEntryId":{"null" if line.original_entry_id is None else line.original_entry_id},'
             f'"points":{line.points},"policyId":{"null" if line.policy.id is None else line.policy.id},'
@@ -122,6 +152,7 @@ async def run_settlement(
         async with db.transaction() as conn:
             if not db.is_sqlite:
                 await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": SETTLEMENT_LOCK_KEY})
+                await conn.execute(_LZ4_STATEMENTS)
             earlier = await _by_key(conn, key, period_end)
             if earlier is not None:
                 return RunResult(earlier, replayed=True)
@@ -133,16 +164,18 @@ async def run_settlement(
                     "that activity is settled already", code="PERIOD_END_NOT_AFTER_LAST_BATCH", field="periodEnd")
             after = latest.through_entry_id if latest is not None else 0
             through = await _high_water_mark(db, conn, after, period_end)
-            figures = await compute_settlement(conn, settings, after_entry_id=after, through_entry_id=through,
-                                               progress=progress)
-            if latest is not None:
-                period_start = latest.period_end
-            else:
-                first = (await conn.execute(select(Entry.created_at).where(Entry.id > after, Entry.id <= through)
-                                            .order_by(Entry.id).limit(1))).scalar_one_or_none()
-                period_start = min(first, period_end) if first is not None else period_end
-            batch_id = await _write_batch(conn, settings, keys, figures, key=key, latest=latest,
-                                          period_start=period_start, period_end=period_end, now=now)
+            with _without_cyclic_gc():
+                figures = await compute_settlement(conn, settings, after_entry_id=after, through_entry_id=through,
+                                                   progress=progress)
+                if latest is not None:
+                    period_start = latest.period_end
+                else:
+                    first = (await conn.execute(select(Entry.created_at).where(Entry.id > after, Entry.id <= through)
+                                                .order_by(Entry.id).limit(1))).scalar_one_or_none()
+                    period_start = min(first, period_end) if first is not None else period_end
+                batch_id = await _write_batch(conn, settings, keys, figures, key=key, latest=latest,
+                                              period_start=period_start, period_end=period_end, now=now)
+                del figures
             batch = (await conn.execute(select(SettlementBatch).where(SettlementBatch.id == batch_id))).one()
     except IntegrityError:
         # Only without the advisory lock (another process on SQLite racing past BEGIN
@@ -169,11 +202,20 @@ async def _by_key(conn: AsyncConnection, key: str, period_end: dt.datetime) -> S
     return _batch_from_row(row)
 
 
-async def _write_batch(
-    conn: AsyncConnection, settings: Settings, keys: NetworkKeys, figures: SettlementFigures, *, key: str,
-    latest: Any, period_start: dt.datetime, period_end: dt.datetime, now: dt.datetime,
-) -> int:
-    seq = latest.seq + 1 if latest is not None else 1
+@dataclass(frozen=True)
+class _Signed:
+    """A batch's statements: each merchant's text and hash, the batch text, digest and signature."""
+
+    merchant_texts: dict[int, str]
+    hashes: dict[int, str]
+    batch_text: str
+    digest: str
+    signature: str
+
+
+def _sign(settings: Settings, keys: NetworkKeys, figures: SettlementFigures, *, seq: int, previous_digest: str | None,
+          period_start: dt.datetime, period_end: dt.datetime) -> _Signed:
+    """Build and sign the batch's statements: CPU only, no database (it runs in a thread)."""
     start, end = _iso(period_start), _iso(period_end)
     # Each line's canonical text is made once and spliced into its issuer's and its redeemer's statement.
     by_merchant: dict[int, list[str]] = {}
@@ -198,34 +240,65 @@ async def _write_batch(
         "networkIncomeMinor": n.network_income_minor, "residueMinor": str(figures.residue_minor),
         "nettingRatio": str(n.netting_ratio), "lines": len(figures.lines),
     }
-    previous_digest = latest.digest if latest is not None else None
     batch_text = statements.batch_statement(
         seq=seq, previous_digest=previous_digest, period_start=start, period_end=end,
         after_entry_id=figures.after_entry_id, through_entry_id=figures.through_entry_id, currency=settings.currency,
         policies=[p.as_dict() for p in figures.policies], totals=totals, merchant_hashes=hashes)
     digest = statements.sha256_hex(batch_text)
     signature = base64.b64encode(keys.sign(digest.encode("ascii"))).decode()
-    batch_id = int((await conn.execute(insert(SettlementBatch).values(
-        seq=seq, previous_batch_id=latest.id if latest is not None else None, idempotency_key=key,
+    return _Signed(merchant_texts, hashes, batch_text, digest, signature)
+
+
+async def _next_batch_id(conn: AsyncConnection) -> int:
+    """The id the new batch will have, taken before its row is written (the lines go first)."""
+    if conn.dialect.name == "postgresql":
+        query = text("SELECT nextval(pg_get_serial_sequence('settlement_batches', 'id'))")
+    else:  # the run's BEGIN IMMEDIATE excludes every other writer; batches are never deleted
+        query = text("SELECT coalesce(max(id), 0) + 1 FROM settlement_batches")
+    return int((await conn.execute(query)).scalar_one())
+
+
+async def _write_batch(
+    conn: AsyncConnection, settings: Settings, keys: NetworkKeys, figures: SettlementFigures, *, key: str,
+    latest: Any, period_start: dt.datetime, period_end: dt.datetime, now: dt.datetime,
+) -> int:
+    """Write the batch, its lines and its positions; returns the batch id.
+
+    The lines are streamed to the database while a thread builds and signs the statements,
+    so the server's work on a dense batch's lines overlaps the statements' CPU work
+    (BENCHMARKS.md, "Settlement"); the batch row and the positions follow.
+    """
+    seq = latest.seq + 1 if latest is not None else 1
+    batch_id = await _next_batch_id(conn)
+    writing_lines = asyncio.ensure_future(_insert_rows(conn, SettlementLine.__table__, _LINE_COLUMNS, (
+        (batch_id, line_no, line.kind, line.policy.id, line.issuer, line.redeemer, line.points,
+         line.issuer_minor, line.redeemer_minor, str(line.exact_minor), line.reversal_entry_id,
+         line.original_entry_id, line.original_batch_id) for line_no, line in enumerate(figures.lines, 1))))
+    try:
+        signed = await asyncio.to_thread(
+            _sign, settings, keys, figures, seq=seq, previous_digest=latest.digest if latest is not None else None,
+            period_start=period_start, period_end=period_end)
+    finally:
+        await writing_lines
+    n = figures.netting
+    await conn.execute(insert(SettlementBatch).values(
+        id=batch_id, seq=seq, previous_batch_id=latest.id if latest is not None else None, idempotency_key=key,
         period_start=period_start, period_end=period_end, after_entry_id=figures.after_entry_id,
         through_entry_id=figures.through_entry_id,
         funding_models=",".join(sorted({p.funding_model.value for p in figures.policies})),
         gross_minor=n.gross_minor, net_minor=n.net_minor, bilateral_minor=n.bilateral_minor,
         network_income_minor=n.network_income_minor, residue_minor=str(figures.residue_minor),
-        statement=batch_text, digest=digest, signature=signature, created_at=now,
-    ).returning(SettlementBatch.id))).scalar_one())
-    await _insert_rows(conn, SettlementLine.__table__, _LINE_COLUMNS, (
-        (batch_id, line.kind.value, line.policy.id, line.issuer, line.redeemer, line.points, line.issuer_minor,
-         line.redeemer_minor, str(line.exact_minor), line.reversal_entry_id, line.original_entry_id,
-         line.original_batch_id) for line in figures.lines))
+        statement=signed.batch_text, digest=signed.digest, signature=signed.signature, created_at=now,
+    ))
     await _insert_rows(conn, SettlementPosition.__table__, _POSITION_COLUMNS, (
         (batch_id, m, f.points_issued, f.points_honored, f.points_reversed, f.points_expired, f.charges_minor,
-         f.reimbursements_minor, f.breakage_minor, f.adjustments_minor, f.net_minor, merchant_texts[m], hashes[m])
+         f.reimbursements_minor, f.breakage_minor, f.adjustments_minor, f.net_minor, signed.merchant_texts[m],
+         signed.hashes[m])
         for m, f in sorted(figures.merchants.items())))
     return batch_id
 
 
-_LINE_COLUMNS = ("batch_id", "kind", "policy_id", "issuer_merchant_id", "redeemer_merchant_id", "points",
+_LINE_COLUMNS = ("batch_id", "line_no", "kind", "policy_id", "issuer_merchant_id", "redeemer_merchant_id", "points",
                  "issuer_minor", "redeemer_minor", "exact_minor", "reversal_entry_id", "original_entry_id",
                  "original_batch_id")
 _POSITION_COLUMNS = ("batch_id", "merchant_id", "points_issued", "points_honored", "points_reversed",
@@ -278,7 +351,7 @@ async def get_batch(db: Database, batch_id: int) -> SettlementBatch:
 
 async def batch_lines(db: Database, batch_id: int, *, merchant_id: int | None = None) -> list[SettlementLine]:
     """The batch's lines; with ``merchant_id``, only the lines where it is issuer or redeemer."""
-    query = select(SettlementLine).where(SettlementLine.batch_id == batch_id).order_by(SettlementLine.id)
+    query = select(SettlementLine).where(SettlementLine.batch_id == batch_id).order_by(SettlementLine.line_no)
     if merchant_id is not None:
         query = query.where((SettlementLine.issuer_merchant_id == merchant_id)
                             | (SettlementLine.redeemer_merchant_id == merchant_id))
