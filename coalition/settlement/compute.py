@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, case, func, literal, literal_column, select
+from sqlalchemy import BigInteger, ColumnElement, Select, and_, case, cast, func, literal, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import aliased
 
@@ -296,13 +296,13 @@ async def compute_settlement(
         columns.append(_version_index(versions, Allocation.created_at).label("v"))
     money = Allocation.kind.in_([AllocationKind.REDEEM, AllocationKind.CAPTURE, AllocationKind.EXPIRY])
     rows = await _all_rows(conn, (
-        select(*columns, func.sum(Allocation.points).label("points"))
+        select(*columns, cast(func.sum(Allocation.points), BigInteger).label("points"))  # not numeric: no Decimals
         .where(money, _in_window(Allocation.entry_id, lo, hi)).group_by(*_ordinals(len(columns)))
     ))
     expired: dict[tuple[int, int | None], int] = {}
     several = len(versions) > 1
     for row in rows:
-        issuer, redeemer, points = row[0], row[1], int(row[-1])
+        issuer, redeemer, points = row[0], row[1], row[-1]
         v = int(row[2]) if several else 0
         if redeemer is None:
             expired[(v, issuer)] = expired.get((v, issuer), 0) + points
@@ -394,17 +394,18 @@ async def compute_settlement(
     for line in lines:
         issuer, redeemer = line.issuer, line.redeemer
         issuer_minor, redeemer_minor = line.issuer_minor, line.redeemer_minor
+        kind = line.kind
         if issuer is not None and issuer_minor:
             f = figures(issuer)
-            if line.kind == LineKind.ADJUSTMENT:
+            if kind is _ADJUSTMENT:
                 f.adjustments_minor += issuer_minor
-            elif line.kind == LineKind.EXPIRED:
+            elif kind is _EXPIRED:
                 f.breakage_minor += issuer_minor
             else:
                 f.charges_minor -= issuer_minor
         if redeemer is not None and redeemer_minor:
             f = figures(redeemer)
-            if line.kind == LineKind.ADJUSTMENT:
+            if kind is _ADJUSTMENT:
                 f.adjustments_minor += redeemer_minor
             else:
                 f.reimbursements_minor += redeemer_minor

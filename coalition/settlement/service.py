@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import contextlib
 import datetime as dt
 import gc
@@ -218,14 +219,14 @@ def _sign(settings: Settings, keys: NetworkKeys, figures: SettlementFigures, *, 
     """Build and sign the batch's statements: CPU only, no database (it runs in a thread)."""
     start, end = _iso(period_start), _iso(period_end)
     # Each line's canonical text is made once and spliced into its issuer's and its redeemer's statement.
-    by_merchant: dict[int, list[str]] = {}
+    by_merchant: dict[int, list[str]] = collections.defaultdict(list)
     for line in figures.lines:
         line_json = line_text(line)
         issuer, redeemer = line.issuer, line.redeemer
         if issuer is not None:
-            by_merchant.setdefault(issuer, []).append(line_json)
+            by_merchant[issuer].append(line_json)
         if redeemer is not None and redeemer != issuer:
-            by_merchant.setdefault(redeemer, []).append(line_json)
+            by_merchant[redeemer].append(line_json)
     merchant_texts: dict[int, str] = {}
     for merchant_id, f in sorted(figures.merchants.items()):
         merchant_texts[merchant_id] = statements.merchant_statement_text(
