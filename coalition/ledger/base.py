@@ -53,6 +53,9 @@ class LedgerBase:
         self.db = db
         self.settings = settings
         self.clock = clock
+        # PostgreSQL runs a plain earn or redeem as one statement (ledger/fastpath.py) and
+        # falls back to the multi-statement path for anything else; SQLite runs only the latter.
+        self.fast_path = not db.is_sqlite
 
     async def _not_inserted(
         self, conn: AsyncConnection, merchant_id: int, key: str, fingerprint: str, loyalty_id: str | None
@@ -91,9 +94,12 @@ class LedgerBase:
             return
         await conn.execute(_insert_lot, {
             "member_id": member_id, "entry_id": entry_id, "issuer_merchant_id": issuer, "points": points,
-            "remaining": points, "expires_at": now + dt.timedelta(days=self.settings.points_expiry_days),
+            "remaining": points, "expires_at": self.lot_expiry(now),
             "reversed": False, "created_at": now,
         })
+
+    def lot_expiry(self, now: dt.datetime) -> dt.datetime:
+        return now + dt.timedelta(days=self.settings.points_expiry_days)
 
     async def debit(self, conn: AsyncConnection, member_id: int, points: int, *, to_held: bool) -> Member:
         """Take spendable points atomically: the conditional UPDATE never lets a balance go negative."""

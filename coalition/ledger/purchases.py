@@ -1,9 +1,16 @@
-"""Earning and redeeming points at a purchase."""
+"""Earning and redeeming points at a purchase.
+
+On PostgreSQL a plain earn or redemption is one statement (``fastpath``); whenever that
+statement reports anything unusual its transaction is rolled back and the code below, the
+one definition of both operations and the only path on SQLite, runs instead.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+
 from coalition.errors import InvalidInput, check_idempotency_key, check_text
-from coalition.ledger import core
+from coalition.ledger import core, fastpath
 from coalition.ledger.bonuses import BonusOperations
 from coalition.ledger.core import LedgerResult
 from coalition.ledger.inputs import check_points, parse_loyalty_id
@@ -27,12 +34,22 @@ class PurchaseOperations(BonusOperations):
         reference = check_text(reference, "reference", 128)
         fingerprint = core.request_hash("earn", loyalty_id=lid, amount=amount, reference=reference)
         now = self.clock()
-        earn_rate = core.AtEarnRate(minor_per_unit=10**self.settings.currency_exponent)
+        minor_per_unit = 10**self.settings.currency_exponent
+        if self.fast_path:
+            done = await fastpath.earn(
+                self.db, merchant_id=merchant_id, loyalty_id=lid, amount_minor=amount, minor_per_unit=minor_per_unit,
+                reference=reference, idempotency_key=key, request_hash=fingerprint, now=now,
+                expires_at=self.lot_expiry(now),
+            )
+            if done is not None:
+                entry_id, points, member = done
+                return LedgerResult(entry=_earn_entry(entry_id, member.id, merchant_id, points, amount, reference,
+                                                      key, fingerprint, now), member=member)
         async with self.db.transaction() as conn:
             inserted = await core.insert_entry(
                 conn, kind=EntryKind.EARN, merchant_id=merchant_id, loyalty_id=lid,
-                points=earn_rate, amount_minor=amount, reference=reference, now=now,
-                idempotency_key=key, request_hash=fingerprint,
+                points=core.AtEarnRate(minor_per_unit=minor_per_unit), amount_minor=amount, reference=reference,
+                now=now, idempotency_key=key, request_hash=fingerprint,
             )
             if inserted is None:
                 return await self._not_inserted(conn, merchant_id, key, fingerprint, lid)
@@ -51,9 +68,7 @@ class PurchaseOperations(BonusOperations):
             ])
             if member.referred_by_id is not None:  # the one check referrals cost the earn path
                 member = await self.pay_referral_bonuses(conn, member, amount, now)
-        entry = Entry(id=entry_id, kind=EntryKind.EARN, member_id=member_id, merchant_id=merchant_id,
-                      points=points, amount_minor=amount, reference=reference, idempotency_key=key,
-                      request_hash=fingerprint, created_at=now)
+        entry = _earn_entry(entry_id, member_id, merchant_id, points, amount, reference, key, fingerprint, now)
         return LedgerResult(entry=entry, member=member)
 
     async def redeem(
@@ -66,6 +81,15 @@ class PurchaseOperations(BonusOperations):
         reference = check_text(reference, "reference", 128)
         fingerprint = core.request_hash("redeem", loyalty_id=lid, points=points, reference=reference)
         now = self.clock()
+        if self.fast_path:
+            done = await fastpath.redeem(
+                self.db, merchant_id=merchant_id, loyalty_id=lid, points=points, reference=reference,
+                idempotency_key=key, request_hash=fingerprint, now=now,
+            )
+            if done is not None:
+                entry_id, _, member = done
+                return LedgerResult(entry=_redeem_entry(entry_id, member.id, merchant_id, points, reference, key,
+                                                        fingerprint, now), member=member)
         async with self.db.transaction() as conn:
             inserted = await core.insert_entry(
                 conn, kind=EntryKind.REDEEM, merchant_id=merchant_id, loyalty_id=lid,
@@ -82,7 +106,19 @@ class PurchaseOperations(BonusOperations):
             await core.add_postings(conn, entry_id, [
                 (Account.MEMBER, member_id, -points), (Account.HONORED, merchant_id, points),
             ])
-        entry = Entry(id=entry_id, kind=EntryKind.REDEEM, member_id=member_id, merchant_id=merchant_id,
-                      points=-points, reference=reference, idempotency_key=key, request_hash=fingerprint,
-                      created_at=now)
+        entry = _redeem_entry(entry_id, member_id, merchant_id, points, reference, key, fingerprint, now)
         return LedgerResult(entry=entry, member=member)
+
+
+# The transaction a write returns, built the same way whichever path wrote it.
+def _earn_entry(entry_id: int, member_id: int, merchant_id: int, points: int, amount: int, reference: str | None,
+                key: str, fingerprint: str, now: dt.datetime) -> Entry:
+    return Entry(id=entry_id, kind=EntryKind.EARN, member_id=member_id, merchant_id=merchant_id, points=points,
+                 amount_minor=amount, reference=reference, idempotency_key=key, request_hash=fingerprint,
+                 created_at=now)
+
+
+def _redeem_entry(entry_id: int, member_id: int, merchant_id: int, points: int, reference: str | None, key: str,
+                  fingerprint: str, now: dt.datetime) -> Entry:
+    return Entry(id=entry_id, kind=EntryKind.REDEEM, member_id=member_id, merchant_id=merchant_id, points=-points,
+                 reference=reference, idempotency_key=key, request_hash=fingerprint, created_at=now)
