@@ -1,0 +1,419 @@
+"""The one-statement earn and redeem on PostgreSQL (coalition.ledger.fastpath) and its fallback.
+
+On PostgreSQL a plain earn or redemption must be one statement, give exactly what the
+multi-statement path gives, and hand every unusual case to that path with nothing of its
+own attempt left behind. On SQLite the multi-statement path is the only one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any
+
+import pytest
+from sqlalchemy import event, inspect, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from coalition.db import Database
+from coalition.ledger import fastpath
+from coalition.ledger.core import MAX_POINTS
+from coalition.ledger.models import AllocationKind
+from coalition.ledger.service import Ledger
+from coalition.members.loyalty_id import new_loyalty_id
+from coalition.members.service import enroll_member
+from coalition.partners.models import MerchantStatus
+from coalition.partners.service import set_merchant_status
+
+PG_URL = os.environ.get("COALITION_TEST_DATABASE_URL")
+needs_pg = pytest.mark.skipif(not PG_URL, reason="the fast path is PostgreSQL's: set COALITION_TEST_DATABASE_URL")
+
+# Columns that name who or when rather than what happened: they differ between two members.
+MEMBER_IDENTITY = {"id", "loyalty_id", "referral_code", "token_hash", "enroll_idempotency_key",
+                   "enroll_request_hash", "created_at"}
+ENTRY_IDENTITY = {"id", "member_id", "idempotency_key", "request_hash"}
+
+
+class Spy:
+    """Records what each fast statement did: True when it wrote the operation, False when it fell back."""
+
+    def __init__(self) -> None:
+        self.outcomes: list[bool] = []
+
+    def take(self) -> list[bool]:
+        outcomes, self.outcomes = self.outcomes, []
+        return outcomes
+
+
+@pytest.fixture
+def spy(monkeypatch: pytest.MonkeyPatch) -> Spy:
+    recorder = Spy()
+    run = fastpath._run
+
+    async def recording(*args: Any) -> Any:
+        done = await run(*args)
+        recorder.outcomes.append(done is not None)
+        return done
+
+    monkeypatch.setattr(fastpath, "_run", recording)
+    return recorder
+
+
+@contextmanager
+def statements(db: Database) -> Iterator[list[str]]:
+    """The SQL statements the engine sends while the block runs (BEGIN and COMMIT are not statements)."""
+    sent: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        sent.append(statement)
+
+    event.listen(db.engine.sync_engine, "before_cursor_execute", record)
+    try:
+        yield sent
+    finally:
+        event.remove(db.engine.sync_engine, "before_cursor_execute", record)
+
+
+def columns(obj: Any, leave_out: set[str]) -> dict[str, Any]:
+    """The attributes an ORM object carries (set ones only), less those in ``leave_out``."""
+    return {k: v for k, v in inspect(obj).dict.items() if k not in leave_out and not k.startswith("_")}
+
+
+async def earn(net: Any, points: int, *, ledger: Ledger | None = None, loyalty_id: str | None = None,
+               merchant: Any = None, key: str | None = None) -> Any:
+    merchant = merchant or net.a
+    return await (ledger or net.ledger).earn(
+        merchant_id=merchant.id, loyalty_id=loyalty_id or net.loyalty_id,
+        purchase_amount_minor=net.amount_for(points, merchant), idempotency_key=key or net.key("earn"))
+
+
+async def redeem(net: Any, points: int, *, ledger: Ledger | None = None, loyalty_id: str | None = None,
+                 key: str | None = None) -> Any:
+    return await (ledger or net.ledger).redeem(merchant_id=net.b.id, loyalty_id=loyalty_id or net.loyalty_id,
+                                               points=points, idempotency_key=key or net.key("redeem"))
+
+
+# ---------------------------------------------------------------- which path
+
+
+async def test_sqlite_has_only_the_multi_statement_path(ledger: Ledger, db: Database) -> None:
+    assert ledger.fast_path is (not db.is_sqlite)
+
+
+@needs_pg
+async def test_plain_earn_and_redeem_are_one_statement_each(net: Any, db: Database, spy: Spy) -> None:
+    with statements(db) as sent:
+        earned = await earn(net, 100)
+    assert len(sent) == 1 and sent[0].lstrip().startswith("WITH snap AS")
+    with statements(db) as sent:
+        redeemed = await redeem(net, 30)
+    assert len(sent) == 1 and sent[0].lstrip().startswith("WITH snap AS")
+    assert spy.take() == [True, True]
+    assert (earned.member.balance, redeemed.member.balance) == (100, 70)
+
+
+@needs_pg
+async def test_fast_results_equal_the_multi_statement_results(net: Any, db: Database, probe: Any, clock: Any,
+                                                               spy: Spy) -> None:
+    # given two members with the same history, one served by each path
+    slow = Ledger(db, net.settings, clock=clock)
+    slow.fast_path = False
+    other_id, other_lid = await net.new_member()
+    results = []
+    start = clock.now
+    for ledger, lid in ((net.ledger, net.loyalty_id), (slow, other_lid)):
+        clock.now = start
+        earned = await earn(net, 60, ledger=ledger, loyalty_id=lid)
+        clock.advance(days=1)
+        earned_c = await earn(net, 25, ledger=ledger, loyalty_id=lid, merchant=net.c)
+        redeemed = await redeem(net, 70, ledger=ledger, loyalty_id=lid)
+        results.append((earned, earned_c, redeemed))
+    assert spy.take() == [True, True, True]
+
+    # then every result carries the same fields with the same values
+    for fast, slow_result in zip(*results, strict=True):
+        assert not fast.replayed and not slow_result.replayed and fast.hold is None and slow_result.hold is None
+        assert columns(fast.entry, ENTRY_IDENTITY) == columns(slow_result.entry, ENTRY_IDENTITY)
+        assert columns(fast.member, MEMBER_IDENTITY) == columns(slow_result.member, MEMBER_IDENTITY)
+        assert set(columns(fast.member, set())) == set(columns(slow_result.member, set()))
+        assert set(columns(fast.entry, set())) == set(columns(slow_result.entry, set()))
+    # and the rows written are the same: lots, allocations (FIFO), postings
+    fast_earned, _, fast_redeemed = results[0]
+    slow_earned, _, slow_redeemed = results[1]
+    fast_lot, slow_lot = await probe.lot_for(fast_earned.entry.id), await probe.lot_for(slow_earned.entry.id)
+    assert (fast_lot.points, fast_lot.remaining, fast_lot.expires_at, fast_lot.issuer_merchant_id,
+            fast_lot.reversed, fast_lot.created_at) == (slow_lot.points, slow_lot.remaining, slow_lot.expires_at,
+                                                         slow_lot.issuer_merchant_id, slow_lot.reversed,
+                                                         slow_lot.created_at)
+
+    def allocation_fields(rows: list[Any]) -> list[tuple[Any, ...]]:
+        return [(a.issuer_merchant_id, a.merchant_id, a.kind, a.points, a.hold_id, a.created_at) for a in rows]
+
+    assert allocation_fields(await probe.allocations(fast_redeemed.entry.id)) == allocation_fields(
+        await probe.allocations(slow_redeemed.entry.id))
+    for fast, slow_result in ((fast_earned, slow_earned), (fast_redeemed, slow_redeemed)):
+        fast_legs = {(acc, "member" if acc_id == net.member_id and acc == "MEMBER" else acc_id): pts
+                     for (acc, acc_id), pts in (await probe.postings(fast.entry.id)).items()}
+        slow_legs = {(acc, "member" if acc_id == other_id and acc == "MEMBER" else acc_id): pts
+                     for (acc, acc_id), pts in (await probe.postings(slow_result.entry.id)).items()}
+        assert fast_legs == slow_legs
+    # and what the ledger returned is what it stored
+    stored = (await probe.entries(id=fast_redeemed.entry.id))[0]
+    assert {k: getattr(stored, k) for k in columns(fast_redeemed.entry, set())} == columns(fast_redeemed.entry, set())
+
+
+@needs_pg
+async def test_redeem_takes_lots_soonest_expiry_first_then_by_id(net: Any, db: Database, probe: Any, clock: Any,
+                                                                 spy: Spy) -> None:
+    # given five lots: expiring in 365, 30, 365 (a day later), 30 and 90 days
+    short = Ledger(db, net.settings.with_overrides(points_expiry_days=30), clock=clock)
+    medium = Ledger(db, net.settings.with_overrides(points_expiry_days=90), clock=clock)
+    first = await earn(net, 10)
+    promo = await earn(net, 20, ledger=short, merchant=net.c)
+    clock.advance(days=1)
+    later = await earn(net, 30)
+    promo_twin = await earn(net, 40, ledger=short)
+    quarter = await earn(net, 50, ledger=medium, merchant=net.c)
+    spy.take()
+    lot = {r.entry_id: r for r in await probe.lots(net.member_id)}
+
+    # when 115 points are redeemed in one fast statement
+    result = await redeem(net, 115)
+
+    # then the 30-day lots go first (older id first), then the 90-day one, then the oldest 365-day one
+    assert spy.take() == [True]
+    assert [(a.lot_id, a.issuer_merchant_id, a.merchant_id, a.points, a.kind)
+            for a in await probe.allocations(result.entry.id)] == [
+        (lot[promo.entry.id].id, net.c.id, net.b.id, 20, AllocationKind.REDEEM),
+        (lot[promo_twin.entry.id].id, net.a.id, net.b.id, 40, AllocationKind.REDEEM),
+        (lot[quarter.entry.id].id, net.c.id, net.b.id, 50, AllocationKind.REDEEM),
+        (lot[first.entry.id].id, net.a.id, net.b.id, 5, AllocationKind.REDEEM),
+    ]
+    remaining = {r.entry_id: r.remaining for r in await probe.lots(net.member_id)}
+    assert remaining == {first.entry.id: 5, promo.entry.id: 0, later.entry.id: 30, promo_twin.entry.id: 0,
+                         quarter.entry.id: 0}
+    assert result.member.balance == 35
+    assert await probe.postings(result.entry.id) == {("MEMBER", net.member_id): -115, ("HONORED", net.b.id): 115}
+
+
+# ---------------------------------------------------------------- every unusual case falls back
+
+
+@needs_pg
+async def test_refusals_fall_back_and_leave_nothing(net: Any, db: Database, probe: Any, make_merchant: Any,
+                                                    spy: Spy) -> None:
+    await earn(net, 40)
+    spy.take()
+    unknown = new_loyalty_id()
+    generous = (await make_merchant("Generous", 1000)).merchant
+    refusals: list[tuple[str, Callable[[], Any]]] = [
+        ("MEMBER_NOT_FOUND", lambda: net.ledger.earn(merchant_id=net.a.id, loyalty_id=unknown,
+                                                     purchase_amount_minor=500, idempotency_key="x")),
+        ("MEMBER_NOT_FOUND", lambda: net.ledger.redeem(merchant_id=net.a.id, loyalty_id=unknown, points=1,
+                                                       idempotency_key="x")),
+        ("INSUFFICIENT_POINTS", lambda: redeem(net, 41, key="x")),
+        ("PURCHASE_TOO_SMALL", lambda: net.ledger.earn(merchant_id=net.a.id, loyalty_id=net.loyalty_id,
+                                                       purchase_amount_minor=99, idempotency_key="x")),
+        ("BALANCE_LIMIT_EXCEEDED", lambda: net.ledger.earn(merchant_id=generous.id, loyalty_id=net.loyalty_id,
+                                                           purchase_amount_minor=MAX_POINTS, idempotency_key="x")),
+    ]
+    for code, call in refusals:
+        await probe.unchanged(code, call)
+        assert spy.take() == [False], code
+    await set_merchant_status(db, net.b.id, MerchantStatus.SUSPENDED)
+    await probe.unchanged("MERCHANT_SUSPENDED", lambda: earn(net, 5, merchant=net.b, key="x"))
+    await probe.unchanged("MERCHANT_SUSPENDED", lambda: redeem(net, 5, key="x"))
+    assert spy.take() == [False, False]
+
+
+@needs_pg
+async def test_retries_and_key_conflicts_fall_back(net: Any, probe: Any, spy: Spy) -> None:
+    first_earn = await earn(net, 50, key="e")
+    first_redeem = await redeem(net, 20, key="r")
+    assert spy.take() == [True, True]
+    before = await probe.snapshot()
+
+    again_earn = await earn(net, 50, key="e")
+    again_redeem = await redeem(net, 20, key="r")
+
+    assert spy.take() == [False, False]
+    assert (again_earn.replayed, again_redeem.replayed) == (True, True)
+    assert columns(again_earn.entry, set()) == {**columns(first_earn.entry, set()),
+                                                **columns(again_earn.entry, set())}
+    assert columns(again_redeem.entry, set()) == {**columns(first_redeem.entry, set()),
+                                                  **columns(again_redeem.entry, set())}
+    assert again_redeem.member.balance == 30
+    assert await probe.snapshot() == before
+    await probe.unchanged("IDEMPOTENCY_KEY_CONFLICT", lambda: earn(net, 51, key="e"))
+    await probe.unchanged("IDEMPOTENCY_KEY_CONFLICT", lambda: redeem(net, 21, key="r"))
+    assert spy.take() == [False, False]
+
+
+@needs_pg
+async def test_a_member_who_owes_points_falls_back(net: Any, probe: Any, spy: Spy) -> None:
+    # given a member who owes 30 points (earn 50, spend 30, the earn refunded)
+    earned = await earn(net, 50)
+    await redeem(net, 30)
+    await net.ledger.reverse(merchant_id=net.a.id, transaction_id=earned.entry.id, idempotency_key="refund")
+    spy.take()
+    # then a redemption is refused by the multi-statement path
+    await probe.unchanged("MEMBER_OWES_POINTS", lambda: redeem(net, 1))
+    assert spy.take() == [False]
+    # and an earn repays the debt first, there too
+    result = await earn(net, 45)
+    assert spy.take() == [False]
+    assert (result.member.balance, result.member.owed) == (15, 0)
+    assert await probe.postings(result.entry.id) == {
+        ("ISSUED", net.a.id): -45, ("MEMBER", net.member_id): 15, ("DEBT", net.member_id): 30}
+    # and once repaid the member is plain again
+    await earn(net, 5)
+    assert spy.take() == [True]
+
+
+@needs_pg
+async def test_a_referred_member_earns_on_the_multi_statement_path(net: Any, db: Database, keys: Any,
+                                                                   spy: Spy) -> None:
+    async with db.read() as conn:
+        code = (await conn.execute(text("SELECT referral_code FROM members WHERE id = :id"),
+                                   {"id": net.member_id})).scalar_one()
+    referee = (await enroll_member(db, keys, merchant_id=net.a.id, idempotency_key="ref",
+                                   referral_code=code)).member
+    unit = 10**net.settings.currency_exponent
+    result = await net.ledger.earn(merchant_id=net.a.id, loyalty_id=referee.loyalty_id,
+                                   purchase_amount_minor=50 * unit, idempotency_key="first")
+    assert spy.take() == [False]
+    assert result.member.balance == 50 + net.settings.referral_welcome_points
+    # the referee's redemptions are plain
+    await redeem(net, 10, loyalty_id=referee.loyalty_id)
+    assert spy.take() == [True]
+
+
+# ---------------------------------------------------------------- concurrency
+
+
+class PausingDatabase(Database):
+    """A database whose write transactions wait for ``release`` before they commit."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url, pool_size=2)
+        self.entered = asyncio.Event()
+        self.release = asyncio.Event()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        async with super().transaction() as conn:
+            yield conn
+            self.entered.set()
+            await self.release.wait()
+
+
+async def wait_for_lock_wait(db: Database) -> None:
+    """Until some other backend of this database waits on a row lock."""
+    for _ in range(500):
+        async with db.read() as conn:
+            waiting = (await conn.execute(text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"))).scalar_one()
+        if waiting:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("no backend started waiting on the member row")
+
+
+@needs_pg
+@pytest.mark.parametrize("operation", ["earn", "redeem"])
+async def test_a_concurrent_change_to_the_member_forces_the_fallback(net: Any, db: Database, probe: Any,
+                                                                     settings: Any, clock: Any, spy: Spy,
+                                                                     operation: str) -> None:
+    # given a member with two lots, and a redemption on the multi-statement path that has
+    # changed the member and the first lot but not yet committed
+    await earn(net, 30)
+    await earn(net, 40, merchant=net.c)
+    spy.take()
+    paused = PausingDatabase(settings.database_url)
+    other = Ledger(paused, settings, clock=clock)
+    other.fast_path = False
+    try:
+        first = asyncio.create_task(redeem(net, 25, ledger=other))
+        await paused.entered.wait()
+        # when the fast statement reads its snapshot (the old member and lots) and then waits
+        # for the member's row lock
+        second = asyncio.create_task(redeem(net, 20) if operation == "redeem" else earn(net, 20))
+        await wait_for_lock_wait(db)
+        paused.release.set()
+        redeemed = await first
+        result = await second
+    finally:
+        paused.release.set()
+        await paused.dispose()
+
+    # then its UPDATE matched nothing, it fell back, and the multi-statement path did it right
+    assert spy.take() == [False]
+    assert redeemed.member.balance == 45
+    lots = await probe.lots(net.member_id)
+    if operation == "redeem":
+        assert result.member.balance == 25
+        assert [x.remaining for x in lots] == [0, 25]
+        assert [(a.lot_id, a.points) for a in await probe.allocations(result.entry.id)] == [
+            (lots[0].id, 5), (lots[1].id, 15)]
+    else:
+        assert result.member.balance == 65
+        assert [x.remaining for x in lots] == [5, 40, 20]
+    assert (await probe.counts())["entries"] == 4
+
+
+@needs_pg
+async def test_a_check_constraint_in_the_fast_statement_falls_back(net: Any, db: Database, probe: Any,
+                                                                   spy: Spy) -> None:
+    # given a CHECK that any balance of exactly 77 breaks (both paths write that balance)
+    await earn(net, 70)
+    spy.take()
+    async with db.transaction() as conn:
+        await conn.execute(text("ALTER TABLE members ADD CONSTRAINT ck_test_not_77 CHECK (balance <> 77)"))
+    try:
+        before = await probe.snapshot()
+        # when an earn would make it 77, the fast statement's CHECK error is caught and the
+        # multi-statement path runs, and raises it as it always did
+        with pytest.raises(IntegrityError, match="ck_test_not_77"):
+            await earn(net, 7)
+        assert spy.take() == [False]
+        assert await probe.snapshot() == before
+    finally:
+        async with db.transaction() as conn:
+            await conn.execute(text("ALTER TABLE members DROP CONSTRAINT ck_test_not_77"))
+    assert (await earn(net, 7)).member.balance == 77
+
+
+@needs_pg
+async def test_a_lot_earned_concurrently_is_not_skipped(net: Any, db: Database, probe: Any, settings: Any,
+                                                        clock: Any, spy: Spy) -> None:
+    # given a member with one lot, and an earn of a 30-day lot (expiring first) on the
+    # multi-statement path that has not yet committed
+    await earn(net, 30)
+    spy.take()
+    paused = PausingDatabase(settings.database_url)
+    promo = Ledger(paused, settings.with_overrides(points_expiry_days=30), clock=clock)
+    promo.fast_path = False
+    try:
+        first = asyncio.create_task(earn(net, 10, ledger=promo))
+        await paused.entered.wait()
+        # when a redemption's snapshot sees only the old lot and then waits for the member
+        second = asyncio.create_task(redeem(net, 20))
+        await wait_for_lock_wait(db)
+        paused.release.set()
+        promo_earned = await first
+        result = await second
+    finally:
+        paused.release.set()
+        await paused.dispose()
+
+    # then it fell back and took the new, sooner-expiring lot first (its snapshot would not have)
+    assert spy.take() == [False]
+    lots = {lot.entry_id: lot for lot in await probe.lots(net.member_id)}
+    promo_lot = lots[promo_earned.entry.id]
+    assert [(a.lot_id, a.points) for a in await probe.allocations(result.entry.id)] == [
+        (promo_lot.id, 10), (next(lot.id for lot in lots.values() if lot.id != promo_lot.id), 10)]
+    assert result.member.balance == 20
