@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+import pytest
+from graphql_relay import to_global_id
 from sqlalchemy import func, select
 
+from coalition.ledger import fastpath
 from coalition.ledger.invariants import assert_ledger_consistent
 from coalition.ledger.models import Entry
 
@@ -216,3 +220,59 @@ async def test_health_endpoints(api: Any) -> None:
     assert (await api.client.get("/healthz")).json() == {"status": "ok"}
     ready = await api.client.get("/readyz")
     assert ready.status_code == 200 and ready.json()["database"] == "ok"
+
+
+FULL_EARN = """mutation($lid: String!, $amount: Int!, $key: String!) {
+  earnPoints(input: {loyaltyId: $lid, purchaseAmountMinor: $amount, idempotencyKey: $key, reference: "R"}) {
+    transaction { id kind points amountMinor reference createdAt merchant { id name } reverses { id } hold { id }
+      member { id loyaltyId referralCode balance heldPoints owedPoints lifetimePoints tier } }
+    member { id loyaltyId referralCode balance heldPoints owedPoints lifetimePoints tier }
+    userErrors { field code message } } }"""
+FULL_REDEEM = """mutation($lid: String!, $points: Int!, $key: String!) {
+  redeemPoints(input: {loyaltyId: $lid, points: $points, idempotencyKey: $key, reference: "R"}) {
+    transaction { id kind points amountMinor reference createdAt merchant { id name } reverses { id } hold { id }
+      member { id loyaltyId balance heldPoints owedPoints lifetimePoints tier } }
+    member { id loyaltyId referralCode balance heldPoints owedPoints lifetimePoints tier }
+    userErrors { field code message } } }"""
+
+
+async def test_earn_and_redeem_answer_the_same_on_either_ledger_path(api: Any, admin_key: str, db: Any,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    # given two members with the same history, the first served as configured (on PostgreSQL
+    # the one-statement path), the second by the multi-statement path only
+    net = await setup_network(api, admin_key)
+    other = (await api.call(ENROLL, {"key": "e-2"}, key=net["a"]))["enrollMember"]["member"]
+    ledger = api.client._transport.app.state.services.ledger
+    fast_statements: list[bool] = []
+    run = fastpath._run
+
+    async def recording(*args: Any) -> Any:
+        done = await run(*args)
+        fast_statements.append(done is not None)
+        return done
+
+    monkeypatch.setattr(fastpath, "_run", recording)
+    expected_fast = [True, True] if ledger.fast_path else []
+    bodies = []
+    for member, fast in ((net["member"]["member"], ledger.fast_path), (other, False)):
+        ledger.fast_path = fast
+        earned = await api.client.post("/graphql", json={"query": FULL_EARN, "variables": {
+            "lid": member["loyaltyId"], "amount": 5_000, "key": f"earn-{member['loyaltyId']}"}},
+            headers={"Authorization": f"Bearer {net['a']}"})
+        redeemed = await api.client.post("/graphql", json={"query": FULL_REDEEM, "variables": {
+            "lid": member["loyaltyId"], "points": 40, "key": f"redeem-{member['loyaltyId']}"}},
+            headers={"Authorization": f"Bearer {net['b']}"})
+        body = earned.content + b"\n" + redeemed.content
+        # what names the member and the transactions differs by construction; nothing else may
+        async with db.read() as conn:
+            ids = (await conn.execute(select(Entry.id).where(Entry.idempotency_key.in_(
+                [f"earn-{member['loyaltyId']}", f"redeem-{member['loyaltyId']}"])).order_by(Entry.id))).scalars()
+            for n, entry_id in enumerate(ids):
+                body = body.replace(to_global_id("Transaction", entry_id).encode(), f"<tx{n}>".encode())
+        for name in ("id", "loyaltyId", "referralCode"):
+            body = body.replace(member[name].encode(), f"<{name}>".encode())
+        bodies.append(re.sub(rb'"createdAt":"[^"]+"', b'"createdAt":"<now>"', body))  # the app's clock is real
+    # then the responses are the same bytes
+    assert fast_statements == expected_fast
+    assert b"userErrors\":[]" in bodies[0]
+    assert bodies[0] == bodies[1]
