@@ -417,3 +417,50 @@ async def test_a_lot_earned_concurrently_is_not_skipped(net: Any, db: Database, 
     assert [(a.lot_id, a.points) for a in await probe.allocations(result.entry.id)] == [
         (promo_lot.id, 10), (next(lot.id for lot in lots.values() if lot.id != promo_lot.id), 10)]
     assert result.member.balance == 20
+
+
+@needs_pg
+async def test_every_write_that_moves_lots_updates_the_member_row(net: Any, db: Database, clock: Any) -> None:
+    """The fast statement trusts an unchanged ``xmin``.
+
+    A write that moved a member's lots but only locked the member row would break that.
+    """
+
+    async def version() -> tuple[str, list[tuple[int, int]]]:
+        async with db.read() as conn:
+            xmin = (await conn.execute(text("SELECT xmin::text FROM members WHERE id = :id"),
+                                       {"id": net.member_id})).scalar_one()
+            lots = [(r.id, r.remaining) for r in await conn.execute(
+                text("SELECT id, remaining FROM lots WHERE member_id = :id ORDER BY id"), {"id": net.member_id})]
+        return xmin, lots
+
+    async def changes(step: str, call: Callable[[], Any]) -> Any:
+        before = await version()
+        result = await call()
+        after = await version()
+        assert after[1] != before[1], f"{step}: moved no lot"
+        assert after[0] != before[0], f"{step}: moved lots without updating the member row"
+        return result
+
+    ledger = net.ledger
+    await changes("earn", lambda: earn(net, 100))
+    clock.advance(days=1)
+    earned_c = await changes("earn at C", lambda: earn(net, 50, merchant=net.c))
+    redeemed = await changes("redeem", lambda: redeem(net, 10))
+    hold = (await changes("authorize", lambda: net.authorize(20))).hold
+    await changes("capture", lambda: ledger.capture(merchant_id=net.b.id, hold_id=hold.id, points=15,
+                                                    idempotency_key="cap"))
+    hold = (await changes("authorize", lambda: net.authorize(5))).hold
+    await changes("void", lambda: ledger.void(merchant_id=net.b.id, hold_id=hold.id, idempotency_key="void"))
+    await changes("authorize", lambda: net.authorize(5, expires_in_s=60))
+    clock.advance(seconds=120)
+    await changes("hold expiry", lambda: ledger.release_expired_holds())
+    await changes("reverse a redemption", lambda: ledger.reverse(merchant_id=net.b.id,
+                                                                 transaction_id=redeemed.entry.id,
+                                                                 idempotency_key="rev-r"))
+    await changes("reverse an earn", lambda: ledger.reverse(merchant_id=net.c.id, transaction_id=earned_c.entry.id,
+                                                            idempotency_key="rev-e"))
+    await changes("network bonus", lambda: ledger.award_network_bonus(member_id=net.member_id, points=7,
+                                                                      idempotency_key="bonus"))
+    clock.advance(days=400)
+    await changes("expiry", lambda: ledger.expire_lots())
