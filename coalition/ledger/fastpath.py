@@ -21,11 +21,12 @@ reads the member's ``xmin`` (the transaction that wrote the row version) in the 
 and updates the member only ``WHERE xmin`` is still that: every ledger write that changes
 a member's lots also UPDATEs the member row, under that row's lock, in the same
 transaction (redeem, authorize, capture, void, hold expiry, reversals, lot expiry, earns
-and bonuses), so an unchanged ``xmin`` means the lots read in the snapshot are the lots as
-they are, and they stay so while the statement holds the member's row lock. Everything
-written after the member UPDATE (lot, lot decrements, allocations, postings) is joined to
-its RETURNING, so when it matches nothing, nothing else is written. The CHECK constraints
-stay the last line: one firing here rolls back and falls back like the rest.
+and bonuses; ``tests/ledger/test_ledger_fastpath.py`` checks each), so an unchanged
+``xmin`` means the lots read in the snapshot are the lots as they are, and they stay so
+while the statement holds the member's row lock. Everything written after the member
+UPDATE (lot, lot decrements, allocations, postings) is joined to its RETURNING, so when
+it matches nothing, nothing else is written. The CHECK constraints stay the last line:
+one firing here rolls back and falls back like the rest.
 """
 
 from __future__ import annotations
