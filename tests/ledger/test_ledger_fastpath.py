@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
@@ -323,6 +323,25 @@ async def wait_for_lock_wait(db: Database) -> None:
     raise AssertionError("no backend started waiting on the member row")
 
 
+async def race(db: Database, settings: Any, clock: Any, held: Callable[[Ledger], Awaitable[Any]],
+               fast: Callable[[], Awaitable[Any]]) -> tuple[Any, Any]:
+    """Run ``held`` on a multi-statement ledger that stops before it commits, start ``fast`` then,
+    and let ``held`` commit once ``fast`` waits on the member's row lock. Both results, in that order."""
+    paused = PausingDatabase(settings.database_url)
+    ledger = Ledger(paused, settings, clock=clock)
+    ledger.fast_path = False
+    try:
+        first = asyncio.create_task(held(ledger))
+        await paused.entered.wait()
+        second = asyncio.create_task(fast())
+        await wait_for_lock_wait(db)
+        paused.release.set()
+        return await first, await second
+    finally:
+        paused.release.set()
+        await paused.dispose()
+
+
 @needs_pg
 @pytest.mark.parametrize("operation", ["earn", "redeem"])
 async def test_a_concurrent_change_to_the_member_forces_the_fallback(net: Any, db: Database, probe: Any,
@@ -333,22 +352,10 @@ async def test_a_concurrent_change_to_the_member_forces_the_fallback(net: Any, d
     await earn(net, 30)
     await earn(net, 40, merchant=net.c)
     spy.take()
-    paused = PausingDatabase(settings.database_url)
-    other = Ledger(paused, settings, clock=clock)
-    other.fast_path = False
-    try:
-        first = asyncio.create_task(redeem(net, 25, ledger=other))
-        await paused.entered.wait()
-        # when the fast statement reads its snapshot (the old member and lots) and then waits
-        # for the member's row lock
-        second = asyncio.create_task(redeem(net, 20) if operation == "redeem" else earn(net, 20))
-        await wait_for_lock_wait(db)
-        paused.release.set()
-        redeemed = await first
-        result = await second
-    finally:
-        paused.release.set()
-        await paused.dispose()
+    # when the fast statement reads its snapshot (the old member and lots) and then waits
+    # for the member's row lock
+    redeemed, result = await race(db, settings, clock, lambda other: redeem(net, 25, ledger=other),
+                                  lambda: redeem(net, 20) if operation == "redeem" else earn(net, 20))
 
     # then its UPDATE matched nothing, it fell back, and the multi-statement path did it right
     assert spy.take() == [False]
@@ -394,21 +401,9 @@ async def test_a_lot_earned_concurrently_is_not_skipped(net: Any, db: Database, 
     # multi-statement path that has not yet committed
     await earn(net, 30)
     spy.take()
-    paused = PausingDatabase(settings.database_url)
-    promo = Ledger(paused, settings.with_overrides(points_expiry_days=30), clock=clock)
-    promo.fast_path = False
-    try:
-        first = asyncio.create_task(earn(net, 10, ledger=promo))
-        await paused.entered.wait()
-        # when a redemption's snapshot sees only the old lot and then waits for the member
-        second = asyncio.create_task(redeem(net, 20))
-        await wait_for_lock_wait(db)
-        paused.release.set()
-        promo_earned = await first
-        result = await second
-    finally:
-        paused.release.set()
-        await paused.dispose()
+    # when a redemption's snapshot sees only the old lot and then waits for the member
+    promo_earned, result = await race(db, settings.with_overrides(points_expiry_days=30), clock,
+                                      lambda promo: earn(net, 10, ledger=promo), lambda: redeem(net, 20))
 
     # then it fell back and took the new, sooner-expiring lot first (its snapshot would not have)
     assert spy.take() == [False]
