@@ -46,7 +46,9 @@ class Settings:
     max_aliases: int = 100
     max_tokens: int = 10_000
     document_cache_size: int = 1024
-    db_pool_size: int = 20
+    # Idle connections kept per process: at least the requests one process serves at once,
+    # or connections are opened and closed under load (twice as many are allowed in a burst).
+    db_pool_size: int = 32
     hold_sweep_interval_s: float = 5.0
     # Referrals: both members get network-issued points at the referee's first purchase of at
     # least referral_min_purchase_minor; a referrer may bring in referral_daily_limit members a day.
@@ -132,7 +134,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         default_hold_expiry_s=_int(env, "COALITION_HOLD_EXPIRY_S", 900, minimum=1),
         rate_limit_per_s=_int(env, "COALITION_RATE_LIMIT_PER_S", 200, minimum=1),
         auth_cache_s=_float(env, "COALITION_AUTH_CACHE_S", 2.0),
-        db_pool_size=_int(env, "COALITION_DB_POOL_SIZE", 20, minimum=1),
+        db_pool_size=_int(env, "COALITION_DB_POOL_SIZE", 32, minimum=1),
         hold_sweep_interval_s=_float(env, "COALITION_HOLD_SWEEP_INTERVAL_S", 5.0),
         referral_bonus_points=_int(env, "COALITION_REFERRAL_BONUS_POINTS", 200),
         referral_welcome_points=_int(env, "COALITION_REFERRAL_WELCOME_POINTS", 100),

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, ClassVar
 
+import asyncpg
 from sqlalchemy import BigInteger, DateTime, Integer, MetaData, String, TypeDecorator, event, text
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -21,6 +22,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm import DeclarativeBase, mapped_column
+from sqlalchemy.util import greenlet_spawn
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -85,7 +87,7 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 class Database:
     """The process's engine plus the three ways to use it."""
 
-    def __init__(self, url: str, *, pool_size: int = 20, echo: bool = False) -> None:
+    def __init__(self, url: str, *, pool_size: int = 32, echo: bool = False) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         kwargs: dict[str, Any] = {"echo": echo}
@@ -120,6 +122,28 @@ class Database:
             conn = await conn.execution_options(coalition_read_only=True)
             async with AsyncSession(bind=conn, expire_on_commit=False) as session:
                 yield session
+
+    @asynccontextmanager
+    async def driver_connection(self) -> AsyncIterator[Any]:
+        """A pooled asyncpg connection with no transaction open: each statement commits on its own.
+
+        PostgreSQL only; for the ledger's one-statement writes (``coalition.ledger.fastpath``),
+        which need none of SQLAlchemy's statement handling. A connection that failed other
+        than by PostgreSQL refusing a statement (lost, closed, cancelled mid-statement) is
+        dropped from the pool rather than handed out again.
+        """
+        pooled = await self.engine.raw_connection()
+        try:
+            yield pooled.driver_connection
+        except asyncpg.PostgresError as exc:
+            if pooled.driver_connection.is_closed():
+                pooled.invalidate(exc)
+            raise
+        except BaseException as exc:
+            pooled.invalidate(exc if isinstance(exc, Exception) else None)
+            raise
+        finally:
+            await greenlet_spawn(pooled.close)
 
     async def ping(self) -> None:
         async with self.read() as conn:

@@ -64,16 +64,33 @@ def spy(monkeypatch: pytest.MonkeyPatch) -> Spy:
 
 @contextmanager
 def statements(db: Database) -> Iterator[list[str]]:
-    """The SQL statements the engine sends while the block runs (BEGIN and COMMIT are not statements)."""
+    """The SQL statements sent while the block runs: SQLAlchemy's and those on ``db.driver_connection``."""
     sent: list[str] = []
 
     def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
         sent.append(statement)
 
+    def log(query: Any) -> None:
+        sent.append(query.query)
+
+    pooled = db.driver_connection
+
+    @asynccontextmanager
+    async def logged() -> AsyncIterator[Any]:
+        async with pooled() as conn:
+            conn.add_query_logger(log)
+            try:
+                yield conn
+            finally:
+                await asyncio.sleep(0)  # asyncpg calls its loggers soon after a query, not during it
+                conn.remove_query_logger(log)
+
     event.listen(db.engine.sync_engine, "before_cursor_execute", record)
+    db.driver_connection = logged  # type: ignore[method-assign]
     try:
         yield sent
     finally:
+        del db.driver_connection
         event.remove(db.engine.sync_engine, "before_cursor_execute", record)
 
 
@@ -370,6 +387,33 @@ async def test_a_concurrent_change_to_the_member_forces_the_fallback(net: Any, d
         assert result.member.balance == 65
         assert [x.remaining for x in lots] == [5, 40, 20]
     assert (await probe.counts())["entries"] == 4
+
+
+@needs_pg
+async def test_a_lost_connection_is_dropped_and_the_write_still_happens_once(net: Any, db: Database, probe: Any,
+                                                                             settings: Any, clock: Any,
+                                                                             spy: Spy) -> None:
+    # given a ledger whose pool holds one idle connection, and that connection's backend gone
+    small = Database(settings.database_url, pool_size=1)
+    ledger = Ledger(small, settings, clock=clock)
+    try:
+        await earn(net, 10, ledger=ledger)
+        async with small.driver_connection() as conn:
+            victim = await conn.fetchval("SELECT pg_backend_pid()")
+        async with db.read() as conn:
+            assert (await conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": victim})).scalar_one()
+        spy.take()
+        # when the fast statement meets the dead connection
+        result = await earn(net, 20, ledger=ledger, key="after-the-loss")
+        # then the multi-statement path made the earn, once
+        assert spy.take() == [False]
+        assert result.member.balance == 30
+        assert len(await probe.entries(idempotency_key="after-the-loss")) == 1
+        # and the dead connection left the pool: the next earn is fast again
+        assert (await earn(net, 5, ledger=ledger)).member.balance == 35
+        assert spy.take() == [True]
+    finally:
+        await small.dispose()
 
 
 @needs_pg
