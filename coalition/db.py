@@ -133,10 +133,12 @@ class Database:
         dropped from the pool rather than handed out again.
         """
         pooled = await self.engine.raw_connection()
+        conn = pooled.driver_connection
+        assert conn is not None, "a pooled connection that is not closed has a driver connection"
         try:
-            yield pooled.driver_connection
+            yield conn
         except asyncpg.PostgresError as exc:
-            if pooled.driver_connection.is_closed():
+            if conn.is_closed():
                 pooled.invalidate(exc)
             raise
         except BaseException as exc:
