@@ -50,10 +50,6 @@ _MEMBER_COLUMNS = tuple(Member.__table__.columns)
 _RETURNING = ", ".join(f"m.{c.name}" for c in _MEMBER_COLUMNS)
 
 
-class _Fallback(Exception):
-    """Raised inside the transaction to roll it back: the multi-statement path takes over."""
-
-
 class _Statement(NamedTuple):
     """SQL with asyncpg's numbered parameters, and the names they stand for, in order."""
 
@@ -70,7 +66,7 @@ def _statement(sql: str) -> _Statement:
             names.append(match[1])
         return f"${names.index(match[1]) + 1}"
 
-    return _Statement(re.sub(r":([a-z_]+)", number, sql), tuple(names))
+    return _Statement(re.sub(r"(?<![:\w]):([a-z_]\w*)", number, sql), tuple(names))
 
 
 # The member is read once, in the snapshot, with its row version. The conditions of the
