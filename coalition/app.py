@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 
@@ -97,9 +98,16 @@ def create_app(settings: Settings | None = None) -> Starlette:
             from coalition.network.jobs import analyze_forever
 
             analyzer = asyncio.create_task(analyze_forever(db, settings, insights))
+        # What is alive once the app has started lives as long as the process: freeze it, so
+        # that the collector's full passes skip it. Unfrozen, each pass walked every object in
+        # the process and stalled all requests in flight for about 100 ms every few seconds
+        # under load (BENCHMARKS.md, finding 5).
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:
+            gc.unfreeze()
             if analyzer is not None:
                 analyzer.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
