@@ -16,6 +16,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections import Counter
@@ -219,6 +220,8 @@ class PgbenchResult:
     threads: int = 2
     seconds: int = 20
     scale: int = 10
+    p50_ms: float = float("nan")  # per-transaction latency percentiles, from pgbench's --log
+    p99_ms: float = float("nan")
 
     def label(self) -> str:
         return (f"pgbench TPC-B (scale {self.scale}, {self.clients} clients, {self.threads} threads, "
@@ -226,22 +229,34 @@ class PgbenchResult:
 
 
 def run_pgbench(clients: int = 32, threads: int = 2, seconds: int = 20, scale: int = 10) -> PgbenchResult:
-    """TPC-B on a scratch database (``coalition_pgbench``) in the same PostgreSQL server as the bench."""
+    """TPC-B on a scratch database (``coalition_pgbench``) in the same PostgreSQL server as the bench.
+
+    Every transaction's latency is logged (``--log``, third column in microseconds), so the
+    baseline's own p50 and p99 are printed beside ours."""
     if not 1 <= seconds <= 60:
         raise ValueError("keep the pgbench run at 60 s or less")
     recreate_pg_database(PGBENCH_DB)
     base = ["pgbench", "-h", PG_HOST, "-U", PG_USER]
     subprocess.run([*base, "-i", "-q", "-s", str(scale), PGBENCH_DB], check=True, capture_output=True)
-    cmd = [*base, "-c", str(clients), "-j", str(threads), "-T", str(seconds), "-M", "prepared", PGBENCH_DB]
-    wait_for_quiet()
-    log("running " + " ".join(cmd))
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    with tempfile.TemporaryDirectory() as logs:
+        cmd = [*base, "-c", str(clients), "-j", str(threads), "-T", str(seconds), "-M", "prepared", "--log",
+               f"--log-prefix={logs}/pgbench", PGBENCH_DB]
+        wait_for_quiet()
+        log("running " + " ".join(cmd))
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        latencies = sorted(int(line.split()[2]) for path in Path(logs).iterdir()
+                           for line in path.read_text().splitlines() if line.strip())
     tps = re.search(r"tps = ([\d.]+) \(without initial connection time\)", out)
     latency = re.search(r"latency average = ([\d.]+) ms", out)
     if tps is None:
         raise RuntimeError("could not read tps from pgbench:\n" + out)
-    return PgbenchResult(float(tps.group(1)), float(latency.group(1)) if latency else float("nan"), " ".join(cmd),
-                         clients, threads, seconds, scale)
+
+    def percentile(q: float) -> float:
+        return latencies[min(len(latencies) - 1, int(q * len(latencies)))] / 1000 if latencies else float("nan")
+
+    shown = " ".join(cmd).replace(logs, "$TMP")
+    return PgbenchResult(float(tps.group(1)), float(latency.group(1)) if latency else float("nan"), shown,
+                         clients, threads, seconds, scale, percentile(0.5), percentile(0.99))
 
 
 def drop_pg_databases() -> None:

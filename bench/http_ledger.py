@@ -105,7 +105,7 @@ def print_report(pgbench: PgbenchResult, rows: list[Row], violations: list[str],
                  extra_path: str | None = None, nodelay: bool = False) -> None:
     print()
     print(f"{pgbench.label()}: {pgbench.tps:.0f} tps, "
-          f"latency avg {pgbench.latency_ms:.1f} ms")
+          f"latency avg {pgbench.latency_ms:.1f} ms, p50 {pgbench.p50_ms:.1f} ms, p99 {pgbench.p99_ms:.1f} ms")
     if nodelay:
         print("server: uvicorn --http nodelay:NoDelayH11Protocol (bench/nodelay.py: TCP_NODELAY on every connection)")
     if extra_path:
