@@ -69,6 +69,13 @@ def _statement(sql: str) -> _Statement:
     return _Statement(re.sub(r"(?<![:\w]):([a-z_]\w*)", number, sql), tuple(names))
 
 
+# Both statements end alike: the updated member row and the entry's id and points, or, when
+# the entry went in but the member update missed, a division by zero that fails the
+# statement and so undoes the entry.
+_RESULT = """SELECT u.*, e.id AS entry_id, e.points AS entry_points, 1 / CAST(u.id IS NOT NULL AS int) AS applied
+FROM e LEFT JOIN u ON u.id = e.member_id
+"""
+
 # The member is read once, in the snapshot, with its row version. The conditions of the
 # common case are tested here (so a refusal inserts nothing) and again in the UPDATE, on
 # the newest version of the row.
@@ -113,10 +120,7 @@ legs AS (
          (VALUES (1, 'ISSUED', -1), (2, 'MEMBER', 1)) AS leg (n, account, sign)
     ORDER BY leg.n
 )
--- An entry with no updated member fails the statement (division by zero), which undoes the entry.
-SELECT u.*, e.id AS entry_id, e.points AS entry_points, 1 / CAST(u.id IS NOT NULL AS int) AS applied
-FROM e LEFT JOIN u ON u.id = e.member_id
-"""
+{_RESULT}"""
 
 # Lots in FIFO order (soonest expiry, then id) up to the first that covers the points, the
 # running sum as in ``core.open_lots``; each gives min(remaining, points still needed).
@@ -177,10 +181,7 @@ legs AS (
          (VALUES (1, 'MEMBER', -1), (2, 'HONORED', 1)) AS leg (n, account, sign)
     ORDER BY leg.n
 )
--- An entry with no updated member fails the statement (division by zero), which undoes the entry.
-SELECT u.*, e.id AS entry_id, e.points AS entry_points, 1 / CAST(u.id IS NOT NULL AS int) AS applied
-FROM e LEFT JOIN u ON u.id = e.member_id
-"""
+{_RESULT}"""
 
 _EARN = _statement(_EARN_SQL)
 _REDEEM = _statement(_REDEEM_SQL)
