@@ -75,6 +75,10 @@ class Entry(Base):
               postgresql_where=text("merchant_id IS NULL"), sqlite_where=text("merchant_id IS NULL")),
         Index("ix_entries_member_id_id", "member_id", "id"),
         Index("ix_entries_merchant_id_id", "merchant_id", "id"),
+        # An entry is reversed at most once. Partial: almost no entry is a reversal, and an
+        # index entry for each NULL would cost every earn and redeem a write for nothing.
+        Index("uq_entries_reverses_id", "reverses_id", unique=True,
+              postgresql_where=text("reverses_id IS NOT NULL"), sqlite_where=text("reverses_id IS NOT NULL")),
     )
 
     id: Mapped[intpk]
@@ -84,7 +88,7 @@ class Entry(Base):
     points: Mapped[int]  # signed, the member's spendable side: + earn, - redeem
     amount_minor: Mapped[int | None]  # purchase amount for EARN
     reference: Mapped[str | None] = mapped_column(String(128))
-    reverses_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("entries.id"), unique=True)
+    reverses_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("entries.id"))
     hold_id: Mapped[int | None] = mapped_column(BigInteger)
     idempotency_key: Mapped[str | None] = mapped_column(String(128))
     request_hash: Mapped[str | None] = mapped_column(String(64))
@@ -138,12 +142,15 @@ class Allocation(Base):
         # Settlement finds a window's reversed redemptions without scanning every allocation.
         Index("ix_allocations_restores", "entry_id", postgresql_where=text("kind = 'RESTORE'"),
               sqlite_where=text("kind = 'RESTORE'")),
+        # Only holds' allocations carry hold_id; a redemption's would add a NULL index entry.
+        Index("ix_allocations_hold_id", "hold_id", postgresql_where=text("hold_id IS NOT NULL"),
+              sqlite_where=text("hold_id IS NOT NULL")),
     )
 
     id: Mapped[intpk]
     entry_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("entries.id"), index=True)
     lot_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("lots.id"), index=True)
-    hold_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("holds.id"), index=True)
+    hold_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("holds.id"))
     member_id: Mapped[int] = mapped_column(BigInteger)
     issuer_merchant_id: Mapped[int | None] = mapped_column(BigInteger)
     merchant_id: Mapped[int | None] = mapped_column(BigInteger)

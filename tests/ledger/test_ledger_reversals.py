@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from sqlalchemy import func, insert, select
+from sqlalchemy.exc import IntegrityError
 
-from coalition.ledger.models import AllocationKind, EntryKind
+from coalition.ledger.models import AllocationKind, Entry, EntryKind
 from coalition.partners.models import MerchantStatus
 from coalition.partners.service import set_merchant_status
 
@@ -269,3 +271,21 @@ async def test_reversing_an_earn_whose_points_expired_creates_no_debt(net: Any, 
 async def test_invalid_reason_is_refused(net: Any, probe: Any, reason: str) -> None:
     earned = await net.earn(50, net.a)
     await probe.unchanged("INVALID_REASON", lambda: reverse(net, earned.entry, reason=reason), field="reason")
+
+
+async def test_the_database_refuses_a_second_reversal_of_one_entry(net: Any, db: Any) -> None:
+    # given an earn reversed once (the partial unique index covers only entries that reverse one)
+    earned = await net.earn(100, net.a)
+    first = await reverse(net, earned.entry)
+    row = {"kind": EntryKind.REVERSAL.value, "member_id": net.member_id, "merchant_id": net.a.id, "points": 0,
+           "reverses_id": earned.entry.id, "idempotency_key": "by-hand", "created_at": first.entry.created_at}
+    # when a second reversal of the same entry is written past the ledger's own checks
+    with pytest.raises(IntegrityError, match="reverses_id"):
+        async with db.transaction() as conn:
+            await conn.execute(insert(Entry).values(row))
+    # then it is refused, while entries that reverse nothing (reverses_id NULL) never conflict
+    async with db.transaction() as conn:
+        for key in ("plain-1", "plain-2"):
+            await conn.execute(insert(Entry).values({**row, "reverses_id": None, "idempotency_key": key}))
+        count = await conn.scalar(select(func.count()).select_from(Entry).where(Entry.reverses_id == earned.entry.id))
+    assert count == 1
