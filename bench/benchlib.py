@@ -380,6 +380,19 @@ def _postgres_pids() -> list[int]:
     return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and _comm(int(p.name)) == "postgres"]
 
 
+def connections_per_worker(port: int, pids: list[int]) -> tuple[int, ...]:
+    """How many established connections on ``port`` each of ``pids`` holds (``ss``), in that order.
+
+    With several uvicorn workers sharing one listening socket, whichever worker wakes first
+    accepts every connection waiting, so wrk's 32 connections opened at once can split 24 / 8;
+    the worker holding more of them answers each more slowly (BENCHMARKS.md, finding 6).
+    """
+    out = subprocess.run(["ss", "-tnpH", "state", "established", f"( sport = :{port} )"],
+                         capture_output=True, text=True, check=True).stdout
+    held = Counter(int(pid) for pid in re.findall(r"pid=(\d+)", out))
+    return tuple(held.get(pid, 0) for pid in pids)
+
+
 class CpuMeter:
     """Where the machine's CPU went during a load run: app workers, postgres, wrk, everything else.
 

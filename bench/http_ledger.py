@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import json
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +39,7 @@ from benchlib import (
     Server,
     WrkResult,
     check_invariants,
+    connections_per_worker,
     count_entries,
     drop_pg_databases,
     ensure_pg_bench,
@@ -62,6 +64,11 @@ class Row:
     wrk: WrkResult
     written: int
     tag: str
+    spread: tuple[int, ...]  # connections each worker held halfway through the run
+
+    @property
+    def spread_label(self) -> str:
+        return " / ".join(str(n) for n in self.spread) or "-"
 
     @property
     def accounted(self) -> int:
@@ -79,6 +86,10 @@ def smoke(server: Server, seed: Seed) -> None:
             raise SystemExit(f"smoke {name} failed: {json.dumps(body)[:500]}")
 
 
+def _record_spread(into: list[tuple[int, ...]], port: int, pids: list[int]) -> None:
+    into.append(connections_per_worker(port, pids))
+
+
 def bench_workers(workers: int, seed: Seed, database_url: str, *, seconds: int, port: int,
                   extra_path: str | None, floor: bool, connections: int = 32, nodelay: bool = False) -> list[Row]:
     rows: list[Row] = []
@@ -92,12 +103,18 @@ def bench_workers(workers: int, seed: Seed, database_url: str, *, seconds: int, 
         for op in ("earn", "redeem", *(["floor"] if floor else [])):
             tag = run_tag(f"{op}-w{workers}")
             log(f"wrk {op}, {workers} worker(s), {seconds} s")
+            pids = server.worker_pids()
+            spread: list[tuple[int, ...]] = []
+            halfway = threading.Timer(seconds / 2, _record_spread, args=(spread, port, pids))
+            halfway.start()
             result = run_wrk(SCRIPTS[op], server.url, seed.api_key, ids_file=seed.ids_file, tag=tag,
-                             seconds=seconds, connections=connections, app_pids=server.worker_pids(), quiet=True)
+                             seconds=seconds, connections=connections, app_pids=pids, quiet=True)
+            halfway.join()
             written = asyncio.run(count_entries(database_url, tag)).get(KIND[op], 0) if op in KIND else 0
-            rows.append(Row(op, workers, result, written, tag))
+            rows.append(Row(op, workers, result, written, tag, spread[0] if spread else ()))
             log(f"  {result.rps:.0f} req/s, p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms, "
-                f"counts {result.counts}, codes {result.error_codes}, written {written}, cores {result.cpu}")
+                f"counts {result.counts}, codes {result.error_codes}, written {written}, cores {result.cpu}, "
+                f"connections per worker {rows[-1].spread_label}")
     return rows
 
 
@@ -114,7 +131,8 @@ def print_report(pgbench: PgbenchResult, rows: list[Row], violations: list[str],
           f"({TARGET_RATIO * pgbench.tps:.0f}) and p99 <= {TARGET_P99_MS:.0f} ms")
     print()
     header = (f"| {'op':6} | {'workers':>7} | {'req/s':>7} | {'p50 ms':>7} | {'p90 ms':>7} | {'p99 ms':>7} | "
-              f"{'ratio to pgbench':>16} | {'ratio >= 0.5':12} | {'p99 <= 50 ms':12} | {'target met':10} |")
+              f"{'ratio to pgbench':>16} | {'ratio >= 0.5':12} | {'p99 <= 50 ms':12} | {'target met':10} | "
+              f"{'connections per worker':22} |")
     print(header)
     print("|" + "|".join("-" * (len(cell)) for cell in header.split("|")[1:-1]) + "|")
 
@@ -126,7 +144,7 @@ def print_report(pgbench: PgbenchResult, rows: list[Row], violations: list[str],
         ratio_ok, p99_ok = ratio >= TARGET_RATIO, row.wrk.p99_ms <= TARGET_P99_MS
         print(f"| {row.op:6} | {row.workers:>7} | {row.wrk.rps:>7.0f} | {row.wrk.p50_ms:>7.1f} | "
               f"{row.wrk.p90_ms:>7.1f} | {row.wrk.p99_ms:>7.1f} | {ratio:>16.2f} | {yn(ratio_ok, row.op):12} | "
-              f"{yn(p99_ok, row.op):12} | {yn(ratio_ok and p99_ok, row.op):10} |")
+              f"{yn(p99_ok, row.op):12} | {yn(ratio_ok and p99_ok, row.op):10} | {row.spread_label:22} |")
     print()
     print("Correctness per run (wrk counts completed responses; entries are counted in the database by key prefix):")
     header = (f"| {'op':6} | {'workers':>7} | {'requests':>8} | {'200 ok':>7} | {'userErrors':>10} | "
