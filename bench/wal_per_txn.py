@@ -1,6 +1,6 @@
 """WAL written per ledger earn and redeem on PostgreSQL, against a pgbench TPC-B transaction.
 
-    .venv/bin/python bench/wal_per_txn.py [--transactions 2000] [--concurrency 32]
+    .venv/bin/python bench/wal_per_txn.py [--transactions 2000] [--concurrency 32] [--by-record]
 
 PostgreSQL's CPU per request and its fsync load grow with the WAL a transaction writes:
 one record per heap row inserted or updated and one per index entry added, plus the
@@ -15,7 +15,9 @@ images of its first touch of each page alike) and runs with nothing else of ours
 - pgbench: ``pgbench -t`` TPC-B transactions on ``coalition_pgbench`` (scale 10) with the
   same number of clients, the same total.
 
-Prints WAL records, full-page images and bytes per transaction. Changes on the machine
+Prints WAL records, full-page images and bytes per transaction; with ``--by-record``, also
+which kinds of record they are (index inserts, heap inserts, row locks taken by foreign-key
+checks, multixacts, commits), read with ``pg_walinspect`` between the run's two LSNs. Changes on the machine
 (other databases written during a run) show up as extra WAL; run it on a quiet server.
 """
 
@@ -55,13 +57,26 @@ async def wal_now(conn: Any) -> Wal:
     return Wal(int(row[0]), int(row[1]), int(row[2]))
 
 
-async def measure(conn: Any, work: Callable[[], Awaitable[int]]) -> tuple[Wal, int]:
+@dataclass
+class Measured:
+    wal: Wal
+    transactions: int
+    by_record: list[tuple[str, int, int]]  # (resource manager/record type, records, bytes with full pages)
+
+
+async def measure(conn: Any, work: Callable[[], Awaitable[int]], *, by_record: bool) -> Measured:
     """WAL written by ``work`` (which returns how many transactions it committed), after a CHECKPOINT."""
     await conn.execute("CHECKPOINT")
-    before = await wal_now(conn)
+    before, start = await wal_now(conn), await conn.fetchval("SELECT pg_current_wal_lsn()")
     done = await work()
     await asyncio.sleep(1)  # the closed connections' backends exit and report their counts
-    return await wal_now(conn) - before, done
+    wal, end = await wal_now(conn) - before, await conn.fetchval("SELECT pg_current_wal_lsn()")
+    records = []
+    if by_record:
+        records = [(r[0], int(r[1]), int(r[2])) for r in await conn.fetch(
+            'SELECT "resource_manager/record_type", count, combined_size FROM pg_get_wal_stats($1, $2, true) '
+            "WHERE count > 0 ORDER BY count DESC", start, end)]
+    return Measured(wal, done, records)
 
 
 async def ledger_run(settings: Settings, merchant_id: int, loyalty_ids: list[str], op: str, *, total: int,
@@ -117,20 +132,22 @@ async def run(args: argparse.Namespace) -> None:
                        check=True, capture_output=True)
     settings = bench_settings(pg_url(BENCH_DB))
     conn = await asyncpg.connect(host=PG_HOST, user=PG_USER, database="postgres")
-    rows: list[tuple[str, Wal, int]] = []
+    if args.by_record:
+        await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_walinspect")
+    rows: list[tuple[str, Measured]] = []
     try:
         for op in ("earn", "redeem"):
             log(f"{op}: {args.transactions} calls from {args.concurrency} tasks")
-            wal, done = await measure(conn, partial(ledger_run, settings, seed.merchant_id, seed.loyalty_ids, op,
-                                                    total=args.transactions, concurrency=args.concurrency))
-            rows.append((f"ledger {op}", wal, done))
+            measured = await measure(conn, partial(ledger_run, settings, seed.merchant_id, seed.loyalty_ids, op,
+                                                   total=args.transactions, concurrency=args.concurrency),
+                                     by_record=args.by_record)
+            rows.append((f"ledger {op}", measured))
 
         async def pgbench() -> int:
             return await asyncio.to_thread(pgbench_calls, total=args.transactions, clients=args.concurrency)
 
         log(f"pgbench: {args.transactions} TPC-B transactions from {args.concurrency} clients")
-        wal, done = await measure(conn, pgbench)
-        rows.append(("pgbench TPC-B", wal, done))
+        rows.append(("pgbench TPC-B", await measure(conn, pgbench, by_record=args.by_record)))
     finally:
         await conn.close()
 
@@ -139,9 +156,15 @@ async def run(args: argparse.Namespace) -> None:
     header = f"| {'workload':14} | {'transactions':>12} | {'records':>7} | {'full pages':>10} | {'bytes':>7} |"
     print(header)
     print("|" + "|".join("-" * len(cell) for cell in header.split("|")[1:-1]) + "|")
-    for name, wal, done in rows:
-        print(f"| {name:14} | {done:>12} | {wal.records / done:>7.1f} | {wal.fpi / done:>10.2f} | "
-              f"{wal.bytes / done:>7.0f} |")
+    for name, m in rows:
+        n = m.transactions
+        print(f"| {name:14} | {n:>12} | {m.wal.records / n:>7.1f} | {m.wal.fpi / n:>10.2f} | {m.wal.bytes / n:>7.0f} |")
+    for name, m in rows:
+        if m.by_record:
+            print(f"\n{name}, per transaction, by record type (pg_walinspect; records >= 0.05 per transaction):")
+            for kind, count, size in m.by_record:
+                if count / m.transactions >= 0.05:
+                    print(f"  {kind:28} {count / m.transactions:6.2f} records  {size / m.transactions:8.0f} bytes")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -149,6 +172,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--transactions", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--members", type=int, default=10_000)
+    parser.add_argument("--by-record", action="store_true",
+                        help="also break the WAL down by record type (creates the pg_walinspect extension in the "
+                             "postgres database; PostgreSQL 15+)")
     args = parser.parse_args(argv)
     if not 100 <= args.transactions <= 100_000:
         parser.error("--transactions must be 100..100000")
