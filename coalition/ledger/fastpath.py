@@ -122,10 +122,12 @@ legs AS (
 )
 {_RESULT}"""
 
-# Lots in FIFO order (soonest expiry, then id) up to the first that covers the points, the
-# running sum as in ``core.open_lots``; each gives min(remaining, points still needed).
+# Lots in FIFO order (soonest expiry, then id) up to the first that covers the points, as in
+# ``core.open_lots``: ``walk`` steps along ix_lots_open one lot at a time and stops there, so a
+# redemption reads the lots it spends, however many more the member holds. Each lot gives
+# min(remaining, points still needed).
 _REDEEM_SQL = f"""
-WITH snap AS (
+WITH RECURSIVE snap AS (
     SELECT m.id, m.xmin AS version
     FROM members m
     JOIN merchants mc ON mc.id = CAST(:merchant_id AS bigint) AND mc.status = '{MerchantStatus.ACTIVE.value}'
@@ -140,16 +142,26 @@ e AS (
     ON CONFLICT DO NOTHING
     RETURNING id, member_id, points
 ),
-ahead AS (
-    SELECT l.id, l.issuer_merchant_id, l.remaining, l.expires_at,
-           sum(l.remaining) OVER (ORDER BY l.expires_at, l.id) - l.remaining AS points_ahead
-    FROM lots l JOIN snap ON l.member_id = snap.id
-    WHERE l.remaining > 0
+walk (member_id, id, issuer_merchant_id, remaining, expires_at, points_ahead) AS (
+    (SELECT l.member_id, l.id, l.issuer_merchant_id, l.remaining, l.expires_at, CAST(0 AS bigint)
+     FROM lots l JOIN snap ON l.member_id = snap.id
+     WHERE l.remaining > 0
+     ORDER BY l.expires_at, l.id
+     LIMIT 1)
+    UNION ALL
+    SELECT n.member_id, n.id, n.issuer_merchant_id, n.remaining, n.expires_at, w.points_ahead + w.remaining
+    FROM walk w CROSS JOIN LATERAL (
+        SELECT l.member_id, l.id, l.issuer_merchant_id, l.remaining, l.expires_at
+        FROM lots l
+        WHERE l.member_id = w.member_id AND l.remaining > 0 AND (l.expires_at, l.id) > (w.expires_at, w.id)
+        ORDER BY l.expires_at, l.id
+        LIMIT 1
+    ) n
+    WHERE w.points_ahead + w.remaining < CAST(:points AS bigint)
 ),
 take AS (
     SELECT id, issuer_merchant_id, expires_at, least(remaining, CAST(:points AS bigint) - points_ahead) AS points
-    FROM ahead
-    WHERE points_ahead < CAST(:points AS bigint)
+    FROM walk
 ),
 u AS (
     UPDATE members m

@@ -135,7 +135,7 @@ async def test_plain_earn_and_redeem_are_one_statement_each(net: Any, db: Databa
     assert len(sent) == 1 and sent[0].lstrip().startswith("WITH snap AS")
     with statements(db) as sent:
         redeemed = await redeem(net, 30)
-    assert len(sent) == 1 and sent[0].lstrip().startswith("WITH snap AS")
+    assert len(sent) == 1 and sent[0].lstrip().startswith("WITH RECURSIVE snap AS")
     assert spy.take() == [True, True]
     assert (earned.member.balance, redeemed.member.balance) == (100, 70)
 
@@ -222,6 +222,25 @@ async def test_redeem_takes_lots_soonest_expiry_first_then_by_id(net: Any, db: D
                          quarter.entry.id: 0}
     assert result.member.balance == 35
     assert await probe.postings(result.entry.id) == {("MEMBER", net.member_id): -115, ("HONORED", net.b.id): 115}
+
+
+@needs_pg
+async def test_redeem_walks_many_lots_of_one_expiry_in_id_order(net: Any, probe: Any, spy: Spy) -> None:
+    # given 60 lots of 10 points, all earned at the same moment (one expiry: ties go by lot id)
+    earned = [await earn(net, 10) for _ in range(60)]
+    spy.take()
+    lot_ids = [r.id for r in sorted(await probe.lots(net.member_id), key=lambda r: r.id)]
+
+    # when 455 points are redeemed in one fast statement
+    result = await redeem(net, 455)
+
+    # then the 45 oldest lots are emptied and the 46th gives 5, in lot id order; the rest are untouched
+    assert spy.take() == [True]
+    assert [(a.lot_id, a.points) for a in await probe.allocations(result.entry.id)] == [
+        *((lot_id, 10) for lot_id in lot_ids[:45]), (lot_ids[45], 5)]
+    remaining = {r.id: r.remaining for r in await probe.lots(net.member_id)}
+    assert [remaining[lot_id] for lot_id in lot_ids] == [0] * 45 + [5] + [10] * 14
+    assert result.member.balance == 600 - 455 and len(earned) == 60
 
 
 # ---------------------------------------------------------------- every unusual case falls back
