@@ -16,9 +16,22 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import BigInteger, ColumnElement, Select, and_, bindparam, func, insert, select, update
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Select,
+    and_,
+    bindparam,
+    cast,
+    insert,
+    literal_column,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.orm import aliased
 from sqlalchemy.sql.dml import Insert
 
 from coalition.errors import IdempotencyKeyConflict
@@ -267,21 +280,38 @@ def take_fifo(lots: Sequence[tuple[int, int | None, int]], points: int) -> list[
 
 
 def _build_open_lots() -> Select[tuple[int, int | None, int]]:
-    fifo = (Lot.expires_at, Lot.id)
-    lots = (
-        select(
-            Lot.id, Lot.issuer_merchant_id, Lot.remaining, Lot.expires_at,
-            (func.sum(Lot.remaining).over(order_by=fifo) - Lot.remaining).label("points_ahead"),
-        )
-        .where(Lot.member_id == bindparam("l_member_id"), Lot.remaining > 0)
+    """The member's open lots in FIFO order (soonest expiry, then id), walked one lot at a time
+    along ix_lots_open while the lots so far hold less than was asked: a redemption reads the
+    lots it spends, however many more the member holds."""
+    member, points = bindparam("l_member_id"), bindparam("l_points", type_=BigInteger)
+    # The constant 0 is written into the SQL, not bound, so that both databases can tell that
+    # the partial index ix_lots_open (WHERE remaining > 0) covers the rows asked for.
+    zero = literal_column("0")
+    first = (
+        select(Lot.id, Lot.issuer_merchant_id, Lot.remaining, Lot.expires_at,
+               cast(zero, BigInteger).label("points_ahead"))
+        .where(Lot.member_id == member, Lot.remaining > zero)
+        .order_by(Lot.expires_at, Lot.id)
+        .limit(1)
         .subquery()
     )
-    # A lot is needed while the lots before it (in FIFO order) hold less than was asked.
-    return (
-        select(lots.c.id, lots.c.issuer_merchant_id, lots.c.remaining)
-        .where(lots.c.points_ahead < bindparam("l_points", type_=BigInteger))
-        .order_by(lots.c.expires_at, lots.c.id)
+    walk = select(first).cte("walk", recursive=True)
+    later = aliased(Lot)
+    following = (
+        select(later.id)
+        .where(later.member_id == member, later.remaining > zero,
+               tuple_(later.expires_at, later.id) > tuple_(walk.c.expires_at, walk.c.id))
+        .order_by(later.expires_at, later.id)
+        .limit(1)
+        .scalar_subquery()
     )
+    walk = walk.union_all(
+        select(Lot.id, Lot.issuer_merchant_id, Lot.remaining, Lot.expires_at,
+               (walk.c.points_ahead + walk.c.remaining).label("points_ahead"))
+        .join_from(walk, Lot, Lot.id == following)
+        .where(walk.c.points_ahead + walk.c.remaining < points)
+    )
+    return select(walk.c.id, walk.c.issuer_merchant_id, walk.c.remaining).order_by(walk.c.expires_at, walk.c.id)
 
 
 _open_lots = _build_open_lots()

@@ -43,6 +43,18 @@ async def test_open_lots_skips_spent_lots_and_breaks_expiry_ties_by_id(net: Any,
     assert await open_lot_points(db, net.member_id, 21) == [20, 30]
 
 
+async def test_open_lots_walks_the_open_lots_index_without_scanning_every_lot(db: Any) -> None:
+    # SQLite's EXPLAIN QUERY PLAN names each step; the statement's parameters are written in
+    if not db.is_sqlite:
+        pytest.skip("EXPLAIN QUERY PLAN is SQLite's")
+    statement = core._open_lots.params(l_member_id=1, l_points=25)
+    async with db.read() as conn:
+        sql = str(statement.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
+        plan = [row[3] for row in await conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql)]
+    assert sum("USING INDEX ix_lots_open" in step for step in plan) == 2, plan  # the first lot, and each next
+    assert not any(step.startswith("SCAN lots") for step in plan), plan
+
+
 async def test_redeem_across_many_lots_takes_exactly_the_points(net: Any, probe: Any) -> None:
     for _ in range(25):
         await net.earn(4)
