@@ -283,10 +283,11 @@ def _build_open_lots() -> Select[tuple[int, int | None, int]]:
     """The member's open lots in FIFO order (soonest expiry, then id), walked one lot at a time
     along ix_lots_open while the lots so far hold less than was asked: a redemption reads the
     lots it spends, however many more the member holds."""
-    member, points = bindparam("l_member_id"), bindparam("l_points", type_=BigInteger)
+    member = bindparam("l_member_id", type_=BigInteger)
+    points = bindparam("l_points", type_=BigInteger)
     # The constant 0 is written into the SQL, not bound, so that both databases can tell that
     # the partial index ix_lots_open (WHERE remaining > 0) covers the rows asked for.
-    zero = literal_column("0")
+    zero = literal_column("0", BigInteger)
     first = (
         select(Lot.id, Lot.issuer_merchant_id, Lot.remaining, Lot.expires_at,
                cast(zero, BigInteger).label("points_ahead"))
