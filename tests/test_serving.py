@@ -51,8 +51,11 @@ def test_served_connection_has_tcp_nodelay(tmp_path: Path, monkeypatch: pytest.M
 
 
 async def serve_one_request(config: uvicorn.Config) -> None:
-    # on a socket bound the way uvicorn binds it for several workers (proto 0: asyncio leaves Nagle on)
-    sock = config.bind_socket()
+    # on a socket bound the way uvicorn before 0.55 bound it for several workers (proto 0: asyncio
+    # leaves Nagle on), which the pinned range still admits
+    sock = socket.socket(family=socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((config.host, config.port))
     assert sock.proto == 0
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
