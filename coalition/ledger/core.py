@@ -285,8 +285,9 @@ def _build_open_lots() -> Select[tuple[int, int | None, int]]:
     lots it spends, however many more the member holds."""
     member = bindparam("l_member_id", type_=BigInteger)
     points = bindparam("l_points", type_=BigInteger)
-    # The constant 0 is written into the SQL, not bound, so that both databases can tell that
-    # the partial index ix_lots_open (WHERE remaining > 0) covers the rows asked for.
+    # The 0 is written into the SQL, not bound: PostgreSQL's generic plan of a prepared statement
+    # cannot tell that a bound value satisfies ix_lots_open's predicate (remaining > 0), and
+    # planned a scan of the whole lots table instead.
     zero = literal_column("0", BigInteger)
     first = (
         select(Lot.id, Lot.issuer_merchant_id, Lot.remaining, Lot.expires_at,
