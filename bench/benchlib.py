@@ -228,6 +228,13 @@ class PgbenchResult:
                 f"{self.seconds} s, prepared)")
 
 
+def init_pgbench_database(scale: int = 10) -> None:
+    """A fresh ``coalition_pgbench`` holding pgbench's TPC-B tables at ``scale``."""
+    recreate_pg_database(PGBENCH_DB)
+    subprocess.run(["pgbench", "-h", PG_HOST, "-U", PG_USER, "-i", "-q", "-s", str(scale), PGBENCH_DB],
+                   check=True, capture_output=True)
+
+
 def run_pgbench(clients: int = 32, threads: int = 2, seconds: int = 20, scale: int = 10) -> PgbenchResult:
     """TPC-B on a scratch database (``coalition_pgbench``) in the same PostgreSQL server as the bench.
 
@@ -235,9 +242,8 @@ def run_pgbench(clients: int = 32, threads: int = 2, seconds: int = 20, scale: i
     baseline's own p50 and p99 are printed beside ours."""
     if not 1 <= seconds <= 60:
         raise ValueError("keep the pgbench run at 60 s or less")
-    recreate_pg_database(PGBENCH_DB)
+    init_pgbench_database(scale)
     base = ["pgbench", "-h", PG_HOST, "-U", PG_USER]
-    subprocess.run([*base, "-i", "-q", "-s", str(scale), PGBENCH_DB], check=True, capture_output=True)
     with tempfile.TemporaryDirectory() as logs:
         cmd = [*base, "-c", str(clients), "-j", str(threads), "-T", str(seconds), "-M", "prepared", "--log",
                f"--log-prefix={logs}/pgbench", PGBENCH_DB]

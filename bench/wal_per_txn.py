@@ -12,8 +12,8 @@ images of its first touch of each page alike) and runs with nothing else of ours
   ``--concurrency`` asyncio tasks on random members of ``coalition_bench`` (reused when
   seeded, else built as ``http_ledger.py`` builds it), on a pool closed before the counts
   are read (a backend reports its WAL counts when idle for seconds, or when it exits);
-- pgbench: ``pgbench -t`` TPC-B transactions on ``coalition_pgbench`` (scale 10) with the
-  same number of clients, the same total.
+- pgbench: ``pgbench -t`` TPC-B transactions on a fresh ``coalition_pgbench`` (scale 10) with
+  the same number of clients, the same total.
 
 Prints WAL records, full-page images and bytes per transaction; with ``--by-record``, also
 which kinds of record they are (index inserts, heap inserts, row locks taken by foreign-key
@@ -35,7 +35,19 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-from benchlib import BENCH_DB, PG_HOST, PG_USER, PGBENCH_DB, bench_settings, ensure_pg_bench, log, pg_url, run_tag
+from benchlib import (
+    BENCH_DB,
+    PG_HOST,
+    PG_USER,
+    PGBENCH_DB,
+    bench_settings,
+    ensure_pg_bench,
+    init_pgbench_database,
+    log,
+    pg_url,
+    run_tag,
+)
+from inprocess_ledger import ledger_ops
 
 from coalition.config import Settings
 from coalition.db import Database
@@ -94,19 +106,14 @@ async def ledger_run(settings: Settings, merchant_id: int, loyalty_ids: list[str
 
 async def ledger_calls(ledger: Ledger, merchant_id: int, loyalty_ids: list[str], op: str, *, total: int,
                        concurrency: int) -> int:
+    call = ledger_ops(ledger, merchant_id)[op]  # as bench/inprocess_ledger.py calls it
     tag = run_tag(f"wal-{op}")
     rnd = random.Random(17)
     todo = iter(range(total))
 
     async def worker() -> None:
         for i in todo:
-            lid = rnd.choice(loyalty_ids)
-            if op == "earn":
-                await ledger.earn(merchant_id=merchant_id, loyalty_id=lid,
-                                  purchase_amount_minor=rnd.randint(100, 10_000), idempotency_key=f"{tag}-{i}")
-            else:
-                await ledger.redeem(merchant_id=merchant_id, loyalty_id=lid, points=rnd.randint(1, 20),
-                                    idempotency_key=f"{tag}-{i}")
+            await call(rnd.choice(loyalty_ids), f"{tag}-{i}")
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     return total
@@ -123,13 +130,7 @@ def pgbench_calls(*, total: int, clients: int) -> int:
 async def run(args: argparse.Namespace) -> None:
     seed = await ensure_pg_bench(members=args.members, ids_file=Path("/tmp/coalition_bench_ids_wal.txt"),
                                  fresh=False)
-    exists = subprocess.run(["psql", "-h", PG_HOST, "-U", PG_USER, "-Atc",
-                             f"SELECT 1 FROM pg_database WHERE datname = '{PGBENCH_DB}'", "postgres"],
-                            check=True, capture_output=True, text=True).stdout.strip()
-    if not exists:
-        subprocess.run(["createdb", "-h", PG_HOST, "-U", PG_USER, PGBENCH_DB], check=True)
-        subprocess.run(["pgbench", "-h", PG_HOST, "-U", PG_USER, "-i", "-q", "-s", "10", PGBENCH_DB],
-                       check=True, capture_output=True)
+    init_pgbench_database()
     settings = bench_settings(pg_url(BENCH_DB))
     conn = await asyncpg.connect(host=PG_HOST, user=PG_USER, database="postgres")
     if args.by_record:
