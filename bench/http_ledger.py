@@ -49,6 +49,7 @@ from benchlib import (
     run_pgbench,
     run_tag,
     run_wrk,
+    vacuum_bench_database,
 )
 
 SCRIPTS = {"earn": BENCH / "earn.lua", "redeem": BENCH / "redeem.lua", "floor": BENCH / "floor.lua"}
@@ -101,6 +102,8 @@ def bench_workers(workers: int, seed: Seed, database_url: str, *, seconds: int, 
             run_wrk(SCRIPTS[op], server.url, seed.api_key, ids_file=seed.ids_file, tag=run_tag(f"warm-{op}"),
                     seconds=3)
         for op in ("earn", "redeem", *(["floor"] if floor else [])):
+            if op in KIND:
+                vacuum_bench_database()
             tag = run_tag(f"{op}-w{workers}")
             log(f"wrk {op}, {workers} worker(s), {seconds} s")
             pids = server.worker_pids()

@@ -58,6 +58,7 @@ from benchlib import (
     run_tag,
     setup_bench_database,
     summarize_pyinstrument,
+    vacuum_bench_database,
     wait_for_quiet,
 )
 from sqlalchemy import text
@@ -98,6 +99,8 @@ async def drive(backend: str, name: str, op: Op, loyalty_ids: list[str], *, seco
     tag = run_tag(f"inproc-{backend}-{name}")
     latencies: list[float] = []
     errors: Counter[str] = Counter()
+    if backend == "pg":
+        vacuum_bench_database()
     if quiet and seconds >= 5:
         wait_for_quiet()
     started = time.perf_counter()

@@ -49,6 +49,11 @@ class Settings:
     # Idle connections kept per process: at least the requests one process serves at once,
     # or connections are opened and closed under load (twice as many are allowed in a burst).
     db_pool_size: int = 32
+    # PostgreSQL: one-statement earns (and, apart, redemptions) one process runs at once; those
+    # that arrive meanwhile go together in the next statement (ledger/batching.py). One gives
+    # the largest batches and the least CPU per earn; more suits a database with many cores
+    # and few API processes (BENCHMARKS.md, finding 8).
+    ledger_batches_in_flight: int = 1
     hold_sweep_interval_s: float = 5.0
     # Referrals: both members get network-issued points at the referee's first purchase of at
     # least referral_min_purchase_minor; a referrer may bring in referral_daily_limit members a day.
@@ -135,6 +140,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         rate_limit_per_s=_int(env, "COALITION_RATE_LIMIT_PER_S", 200, minimum=1),
         auth_cache_s=_float(env, "COALITION_AUTH_CACHE_S", 2.0),
         db_pool_size=_int(env, "COALITION_DB_POOL_SIZE", 32, minimum=1),
+        ledger_batches_in_flight=_int(env, "COALITION_LEDGER_BATCHES_IN_FLIGHT", 1, minimum=1),
         hold_sweep_interval_s=_float(env, "COALITION_HOLD_SWEEP_INTERVAL_S", 5.0),
         referral_bonus_points=_int(env, "COALITION_REFERRAL_BONUS_POINTS", 200),
         referral_welcome_points=_int(env, "COALITION_REFERRAL_WELCOME_POINTS", 100),

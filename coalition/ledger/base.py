@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from coalition.config import Settings
 from coalition.db import Database, utcnow
 from coalition.errors import Refused
-from coalition.ledger import core
+from coalition.ledger import core, fastpath
 from coalition.ledger.core import MAX_POINTS, LedgerResult
 from coalition.ledger.errors import InsufficientPoints, MemberNotFound, MerchantSuspended
 from coalition.ledger.models import Lot
@@ -53,9 +53,11 @@ class LedgerBase:
         self.db = db
         self.settings = settings
         self.clock = clock
-        # PostgreSQL runs a plain earn or redeem as one statement (ledger/fastpath.py) and
-        # falls back to the multi-statement path for anything else; SQLite runs only the latter.
+        # PostgreSQL runs a plain earn or redeem as one statement (ledger/fastpath.py), batched
+        # with the concurrent ones, and falls back to the multi-statement path for anything
+        # else; SQLite runs only the latter.
         self.fast_path = not db.is_sqlite
+        self.fast = fastpath.FastPath(db, max_in_flight=settings.ledger_batches_in_flight)
 
     async def _not_inserted(
         self, conn: AsyncConnection, merchant_id: int, key: str, fingerprint: str, loyalty_id: str | None

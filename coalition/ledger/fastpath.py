@@ -1,35 +1,38 @@
-"""PostgreSQL only: a plain earn or redeem as one statement, its own transaction.
+"""PostgreSQL only: plain earns or redemptions, many at a time, as one statement and transaction.
 
 The multi-statement code in ``purchases.py`` is the ledger's definition of an earn and a
 redemption; SQLite runs only that. On PostgreSQL each operation first tries one
 data-modifying CTE that does the whole common case in one round trip: the entry, the
 member's counters, the lot (earn) or the lot decrements and their allocations, soonest
-expiry first then lot id (redeem), and postings that sum to zero. It runs without BEGIN
-and COMMIT on a pooled asyncpg connection (``Database.driver_connection``): PostgreSQL
-runs a lone statement as a transaction of its own, and skipping SQLAlchemy's execution
-and the two extra round trips more than halves the Python time of an earn. Anything
-unusual makes the statement write nothing and return no row, or fail, which undoes all
-of it; the operation then runs again on the multi-statement path, which gives the result
-or error it always gave.
+expiry first then lot id (redeem), and postings that sum to zero. The statement takes a
+batch: the operations of one kind that arrive while earlier statements of that kind run go
+together in the next (:class:`FastPath`, :mod:`coalition.ledger.batching`), at most one per
+member. It runs without BEGIN and COMMIT on a pooled asyncpg connection
+(``Database.driver_connection``): PostgreSQL runs a lone statement as a transaction of its
+own. One statement per batch instead of one per earn more than halves the CPU an earn costs
+in the worker and in PostgreSQL under load (BENCHMARKS.md, finding 8). Anything unusual
+makes the statement leave that operation out, or fail, which undoes the whole batch; each
+operation left out then runs again on the multi-statement path, which gives the result or
+error it always gave.
 
 Unusual: the idempotency key already used (a retry or a conflict), the merchant not
 active, no such member, a member someone referred (referral bonuses), a member who owes
 points, a balance that would pass ``MAX_POINTS``, too few points, an earn of no whole
-point, and any change to the member row since the statement's snapshot.
+point, and (failing the batch) any change to a member row since the statement's snapshot.
 
 Concurrency. Under READ COMMITTED every CTE reads the statement's snapshot; only an
 UPDATE that meets a row changed since then looks at the newest version, and it re-checks
 just its own WHERE there. The lots a CTE reads can therefore be stale. So the statement
-reads the member's ``xmin`` (the transaction that wrote the row version) in the snapshot
+reads each member's ``xmin`` (the transaction that wrote the row version) in the snapshot
 and updates the member only ``WHERE xmin`` is still that: every ledger write that changes
 a member's lots also UPDATEs the member row, under that row's lock, in the same
 transaction (redeem, authorize, capture, void, hold expiry, reversals, lot expiry, earns
 and bonuses; ``tests/ledger/test_ledger_fastpath.py`` checks each), so an unchanged
 ``xmin`` means the lots read in the snapshot are the lots as they are, and they stay so
 while the statement holds the member's row lock. Everything written after the member
-UPDATE (lot, lot decrements, allocations, postings) is joined to its RETURNING, so when
-it matches nothing, nothing else is written; the entry, inserted before it, is undone by
-the final SELECT, which divides by zero when the entry has no updated member beside it.
+UPDATE (lot, lot decrements, allocations, postings) is joined to its RETURNING, so for a
+member it missed nothing else is written; the entries, inserted before it, are undone by
+the final SELECT, which divides by zero unless every entry has its own updated member.
 The CHECK constraints stay the last line: one firing fails the statement like the rest.
 """
 
@@ -37,17 +40,21 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Mapping, Sequence
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 import asyncpg
 
 from coalition.db import Database
+from coalition.ledger.batching import Batcher
 from coalition.ledger.core import MAX_POINTS
 from coalition.members.models import Member
 from coalition.partners.models import MerchantStatus
 
 _MEMBER_COLUMNS = tuple(Member.__table__.columns)
 _RETURNING = ", ".join(f"m.{c.name}" for c in _MEMBER_COLUMNS)
+_UPDATED = ", ".join(f"u.{c.name}" for c in _MEMBER_COLUMNS)
 
 
 class _Statement(NamedTuple):
@@ -69,129 +76,167 @@ def _statement(sql: str) -> _Statement:
     return _Statement(re.sub(r"(?<![:\w]):([a-z_]\w*)", number, sql), tuple(names))
 
 
-# Both statements end alike: the updated member row and the entry's id and points, or, when
-# the entry went in but the member update missed, a division by zero that fails the
-# statement and so undoes the entry.
-_RESULT = """SELECT u.*, e.id AS entry_id, e.points AS entry_points, 1 / CAST(u.id IS NOT NULL AS int) AS applied
-FROM e LEFT JOIN u ON u.id = e.member_id
+# Every statement takes a batch: each parameter is an array with one value per operation, and
+# ``req`` numbers the operations (``n``, from 1). ``e`` returns the entries inserted (an
+# operation whose key is taken inserts none), ``es`` ties each to its operation. Both statements
+# end alike: one row per inserted entry with its operation's number and the updated member, or,
+# when some entry went in without its own member update, a division by zero that fails the
+# statement and so undoes every entry of the batch. ``es`` is in member id order, and the
+# member UPDATE reads it in that order, so two batches lock their common members in one order
+# (no deadlock between two processes' batches).
+_RESULT = f"""SELECT es.n, e.id AS entry_id, e.points AS entry_points, {_UPDATED},
+       1 / CAST((SELECT count(*) FROM u) = (SELECT count(*) FROM e)
+                AND (SELECT count(*) FROM es) = (SELECT count(*) FROM e) AS int) AS applied
+FROM e LEFT JOIN es ON es.id = e.id LEFT JOIN u ON u.id = es.member_id
 """
 
-# The member is read once, in the snapshot, with its row version. The conditions of the
-# common case are tested here (so a refusal inserts nothing) and again in the UPDATE, on
-# the newest version of the row.
+# The members are read once, in the snapshot, with their row versions. The conditions of the
+# common case are tested here (so a refusal inserts nothing) and again in the UPDATE, on the
+# newest version of each row.
 _EARN_SQL = f"""
-WITH snap AS (
-    SELECT m.id, m.xmin AS version,
-           CAST(:amount_minor AS bigint) * mc.earn_rate_points_per_unit / CAST(:minor_per_unit AS bigint) AS points
-    FROM members m
-    JOIN merchants mc ON mc.id = CAST(:merchant_id AS bigint) AND mc.status = '{MerchantStatus.ACTIVE.value}'
-    WHERE m.loyalty_id = CAST(:loyalty_id AS varchar) AND m.referred_by_id IS NULL AND m.owed = 0
+WITH req AS (
+    SELECT * FROM unnest(CAST(:merchant_id AS bigint[]), CAST(:loyalty_id AS varchar[]),
+                         CAST(:amount_minor AS bigint[]), CAST(:minor_per_unit AS bigint[]),
+                         CAST(:reference AS varchar[]), CAST(:idempotency_key AS varchar[]),
+                         CAST(:request_hash AS varchar[]), CAST(:now AS timestamptz[]),
+                         CAST(:expires_at AS timestamptz[]))
+        WITH ORDINALITY AS r (merchant_id, loyalty_id, amount_minor, minor_per_unit, reference, idempotency_key,
+                              request_hash, now, expires_at, n)
+),
+snap AS (
+    SELECT r.*, m.id AS member_id, m.xmin AS version, m.balance,
+           r.amount_minor * mc.earn_rate_points_per_unit / r.minor_per_unit AS points
+    FROM req r
+    JOIN merchants mc ON mc.id = r.merchant_id AND mc.status = '{MerchantStatus.ACTIVE.value}'
+    JOIN members m ON m.loyalty_id = r.loyalty_id AND m.referred_by_id IS NULL AND m.owed = 0
 ),
 e AS (
     INSERT INTO entries (kind, member_id, merchant_id, points, amount_minor, reference, idempotency_key,
                          request_hash, created_at)
-    SELECT 'EARN', snap.id, CAST(:merchant_id AS bigint), snap.points, CAST(:amount_minor AS bigint),
-           CAST(:reference AS varchar), CAST(:idempotency_key AS varchar), CAST(:request_hash AS varchar),
-           CAST(:now AS timestamptz)
-    FROM snap
-    WHERE snap.points > 0
+    SELECT 'EARN', s.member_id, s.merchant_id, s.points, s.amount_minor, s.reference, s.idempotency_key,
+           s.request_hash, s.now
+    FROM snap s
+    WHERE s.points > 0 AND s.balance <= {MAX_POINTS} - s.points
+    ORDER BY s.n
     ON CONFLICT DO NOTHING
-    RETURNING id, member_id, points
+    RETURNING id, member_id, merchant_id, idempotency_key, points
+),
+es AS (
+    SELECT e.id, e.member_id, e.points, s.n, s.version, s.merchant_id, s.now, s.expires_at
+    FROM e JOIN snap s ON s.merchant_id = e.merchant_id AND s.idempotency_key = e.idempotency_key
+                      AND s.member_id = e.member_id
+    ORDER BY e.member_id
 ),
 u AS (
     UPDATE members m
-    SET balance = m.balance + e.points, lifetime_points = m.lifetime_points + e.points
-    FROM e, snap
-    WHERE m.id = e.member_id AND m.xmin = snap.version
-      AND m.referred_by_id IS NULL AND m.owed = 0 AND m.balance <= {MAX_POINTS} - e.points
+    SET balance = m.balance + es.points, lifetime_points = m.lifetime_points + es.points
+    FROM es
+    WHERE m.id = es.member_id AND m.xmin = es.version
+      AND m.referred_by_id IS NULL AND m.owed = 0 AND m.balance <= {MAX_POINTS} - es.points
     RETURNING {_RETURNING}
 ),
 lot AS (
     INSERT INTO lots (member_id, entry_id, issuer_merchant_id, points, remaining, expires_at, reversed, created_at)
-    SELECT u.id, e.id, CAST(:merchant_id AS bigint), e.points, e.points, CAST(:expires_at AS timestamptz), false,
-           CAST(:now AS timestamptz)
-    FROM u JOIN e ON e.member_id = u.id
+    SELECT u.id, es.id, es.merchant_id, es.points, es.points, es.expires_at, false, es.now
+    FROM u JOIN es ON es.member_id = u.id
+    ORDER BY es.n
 ),
 legs AS (
     INSERT INTO postings (entry_id, account, account_id, points)
-    SELECT e.id, leg.account, CASE leg.account WHEN 'ISSUED' THEN CAST(:merchant_id AS bigint) ELSE u.id END,
-           leg.sign * e.points
-    FROM u JOIN e ON e.member_id = u.id,
+    SELECT es.id, leg.account, CASE leg.account WHEN 'ISSUED' THEN es.merchant_id ELSE u.id END,
+           leg.sign * es.points
+    FROM u JOIN es ON es.member_id = u.id,
          (VALUES (1, 'ISSUED', -1), (2, 'MEMBER', 1)) AS leg (n, account, sign)
-    ORDER BY leg.n
+    ORDER BY es.n, leg.n
 )
 {_RESULT}"""
 
 # Lots in FIFO order (soonest expiry, then id) up to the first that covers the points, as in
-# ``core.open_lots``: ``walk`` steps along ix_lots_open one lot at a time and stops there, so a
-# redemption reads the lots it spends, however many more the member holds. Each lot gives
-# min(remaining, points still needed).
+# ``core.open_lots``: ``walk`` steps along ix_lots_open one lot at a time, per member, and stops
+# there, so a redemption reads the lots it spends, however many more the member holds. Each lot
+# gives min(remaining, points still needed).
 _REDEEM_SQL = f"""
-WITH RECURSIVE snap AS (
-    SELECT m.id, m.xmin AS version
-    FROM members m
-    JOIN merchants mc ON mc.id = CAST(:merchant_id AS bigint) AND mc.status = '{MerchantStatus.ACTIVE.value}'
-    WHERE m.loyalty_id = CAST(:loyalty_id AS varchar) AND m.owed = 0 AND m.balance >= CAST(:points AS bigint)
+WITH RECURSIVE req AS (
+    SELECT * FROM unnest(CAST(:merchant_id AS bigint[]), CAST(:loyalty_id AS varchar[]), CAST(:points AS bigint[]),
+                         CAST(:reference AS varchar[]), CAST(:idempotency_key AS varchar[]),
+                         CAST(:request_hash AS varchar[]), CAST(:now AS timestamptz[]))
+        WITH ORDINALITY AS r (merchant_id, loyalty_id, points, reference, idempotency_key, request_hash, now, n)
+),
+snap AS (
+    SELECT r.*, m.id AS member_id, m.xmin AS version
+    FROM req r
+    JOIN merchants mc ON mc.id = r.merchant_id AND mc.status = '{MerchantStatus.ACTIVE.value}'
+    JOIN members m ON m.loyalty_id = r.loyalty_id AND m.owed = 0 AND m.balance >= r.points
 ),
 e AS (
     INSERT INTO entries (kind, member_id, merchant_id, points, reference, idempotency_key, request_hash,
                          created_at)
-    SELECT 'REDEEM', snap.id, CAST(:merchant_id AS bigint), -CAST(:points AS bigint), CAST(:reference AS varchar),
-           CAST(:idempotency_key AS varchar), CAST(:request_hash AS varchar), CAST(:now AS timestamptz)
-    FROM snap
+    SELECT 'REDEEM', s.member_id, s.merchant_id, -s.points, s.reference, s.idempotency_key, s.request_hash, s.now
+    FROM snap s
+    ORDER BY s.n
     ON CONFLICT DO NOTHING
-    RETURNING id, member_id, points
+    RETURNING id, member_id, merchant_id, idempotency_key, points
 ),
-walk (member_id, id, issuer_merchant_id, remaining, expires_at, points_ahead) AS (
-    (SELECT l.member_id, l.id, l.issuer_merchant_id, l.remaining, l.expires_at, CAST(0 AS bigint)
-     FROM lots l JOIN snap ON l.member_id = snap.id
-     WHERE l.remaining > 0
-     ORDER BY l.expires_at, l.id
-     LIMIT 1)
+es AS (
+    SELECT e.id, e.member_id, s.points, s.n, s.version, s.merchant_id, s.now
+    FROM e JOIN snap s ON s.merchant_id = e.merchant_id AND s.idempotency_key = e.idempotency_key
+                      AND s.member_id = e.member_id
+    ORDER BY e.member_id
+),
+walk (member_id, id, issuer_merchant_id, remaining, expires_at, points_ahead, wanted) AS (
+    SELECT first.member_id, first.id, first.issuer_merchant_id, first.remaining, first.expires_at,
+           CAST(0 AS bigint), es.points
+    FROM es CROSS JOIN LATERAL (
+        SELECT l.member_id, l.id, l.issuer_merchant_id, l.remaining, l.expires_at
+        FROM lots l
+        WHERE l.member_id = es.member_id AND l.remaining > 0
+        ORDER BY l.expires_at, l.id
+        LIMIT 1
+    ) first
     UNION ALL
-    SELECT n.member_id, n.id, n.issuer_merchant_id, n.remaining, n.expires_at, w.points_ahead + w.remaining
+    SELECT next.member_id, next.id, next.issuer_merchant_id, next.remaining, next.expires_at,
+           w.points_ahead + w.remaining, w.wanted
     FROM walk w CROSS JOIN LATERAL (
         SELECT l.member_id, l.id, l.issuer_merchant_id, l.remaining, l.expires_at
         FROM lots l
         WHERE l.member_id = w.member_id AND l.remaining > 0 AND (l.expires_at, l.id) > (w.expires_at, w.id)
         ORDER BY l.expires_at, l.id
         LIMIT 1
-    ) n
-    WHERE w.points_ahead + w.remaining < CAST(:points AS bigint)
+    ) next
+    WHERE w.points_ahead + w.remaining < w.wanted
 ),
 take AS (
-    SELECT id, issuer_merchant_id, expires_at, least(remaining, CAST(:points AS bigint) - points_ahead) AS points
+    SELECT member_id, id, issuer_merchant_id, expires_at, least(remaining, wanted - points_ahead) AS points
     FROM walk
 ),
 u AS (
     UPDATE members m
-    SET balance = m.balance - CAST(:points AS bigint)
-    FROM e, snap
-    WHERE m.id = e.member_id AND m.xmin = snap.version
-      AND m.owed = 0 AND m.balance >= CAST(:points AS bigint)
-      AND (SELECT coalesce(sum(take.points), 0) FROM take) = CAST(:points AS bigint)
+    SET balance = m.balance - es.points
+    FROM es
+    WHERE m.id = es.member_id AND m.xmin = es.version
+      AND m.owed = 0 AND m.balance >= es.points
+      AND (SELECT coalesce(sum(take.points), 0) FROM take WHERE take.member_id = es.member_id) = es.points
     RETURNING {_RETURNING}
 ),
 spent AS (
     UPDATE lots l
     SET remaining = l.remaining - take.points
-    FROM take, u
+    FROM take JOIN u ON u.id = take.member_id
     WHERE l.id = take.id
 ),
 honored AS (
     INSERT INTO allocations (entry_id, lot_id, member_id, issuer_merchant_id, merchant_id, kind, points, created_at)
-    SELECT e.id, take.id, u.id, take.issuer_merchant_id, CAST(:merchant_id AS bigint), 'REDEEM', take.points,
-           CAST(:now AS timestamptz)
-    FROM take, u JOIN e ON e.member_id = u.id
-    ORDER BY take.expires_at, take.id
+    SELECT es.id, take.id, u.id, take.issuer_merchant_id, es.merchant_id, 'REDEEM', take.points, es.now
+    FROM take JOIN u ON u.id = take.member_id JOIN es ON es.member_id = u.id
+    ORDER BY es.n, take.expires_at, take.id
 ),
 legs AS (
     INSERT INTO postings (entry_id, account, account_id, points)
-    SELECT e.id, leg.account, CASE leg.account WHEN 'MEMBER' THEN u.id ELSE CAST(:merchant_id AS bigint) END,
-           leg.sign * CAST(:points AS bigint)
-    FROM u JOIN e ON e.member_id = u.id,
+    SELECT es.id, leg.account, CASE leg.account WHEN 'MEMBER' THEN u.id ELSE es.merchant_id END,
+           leg.sign * es.points
+    FROM u JOIN es ON es.member_id = u.id,
          (VALUES (1, 'MEMBER', -1), (2, 'HONORED', 1)) AS leg (n, account, sign)
-    ORDER BY leg.n
+    ORDER BY es.n, leg.n
 )
 {_RESULT}"""
 
@@ -199,47 +244,72 @@ _EARN = _statement(_EARN_SQL)
 _REDEEM = _statement(_REDEEM_SQL)
 
 
+Done = tuple[int, int, Member]  # (entry id, the entry's points, the member after)
+
+
 def _member(row: asyncpg.Record) -> Member:
-    return Member(**{c.key: row[i] for i, c in enumerate(_MEMBER_COLUMNS)})
+    return Member(**{c.key: row[i] for i, c in enumerate(_MEMBER_COLUMNS, start=3)})
 
 
-async def _run(db: Database, statement: _Statement, params: dict[str, Any]) -> tuple[int, int, Member] | None:
-    """Run one fast statement, its own transaction: ``(entry_id, entry_points, member)``, or None.
+async def _run(db: Database, statement: _Statement, operations: Sequence[Mapping[str, Any]]) -> list[Done | None]:
+    """Run one batch as one statement, its own transaction: per operation ``Done``, or None.
 
-    None means the multi-statement path must run: the statement wrote nothing, or failed,
-    which undoes all of it (the statement fails itself when the member update missed after
-    the entry went in). A lost connection is handed over too: whether or not the statement
-    committed, the multi-statement path answers right, by replaying the entry if it did.
+    None means the multi-statement path must run that operation: the statement did not write
+    it, or failed, which undoes the whole batch. When it failed itself because a member changed
+    after its snapshot (an entry without its member update: another process wrote to that
+    member meanwhile, and has committed since, as the UPDATE waited for it), it runs once more,
+    on a snapshot that sees the change. A lost connection is handed over too: whether or not
+    the statement committed, the multi-statement path answers right, by replaying the entry if
+    it did.
     """
+    arrays = [[operation[name] for operation in operations] for name in statement.names]
+    done: list[Done | None] = [None] * len(operations)
     try:
         async with db.driver_connection() as conn:
-            row = await conn.fetchrow(statement.sql, *(params[name] for name in statement.names))
+            try:
+                rows = await conn.fetch(statement.sql, *arrays)
+            except asyncpg.DivisionByZeroError:
+                rows = await conn.fetch(statement.sql, *arrays)
     except (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError):
-        return None
-    if row is None:
-        return None
-    n = len(_MEMBER_COLUMNS)
-    return int(row[n]), int(row[n + 1]), _member(row)
+        return done
+    for row in rows:
+        done[row[0] - 1] = (int(row[1]), int(row[2]), _member(row))
+    return done
 
 
-async def earn(
-    db: Database, *, merchant_id: int, loyalty_id: str, amount_minor: int, minor_per_unit: int,
-    reference: str | None, idempotency_key: str, request_hash: str, now: dt.datetime, expires_at: dt.datetime,
-) -> tuple[int, int, Member] | None:
-    """A plain earn: ``(entry_id, points, member after)``, or None to take the multi-statement path."""
-    return await _run(db, _EARN, {
-        "merchant_id": merchant_id, "loyalty_id": loyalty_id, "amount_minor": amount_minor,
-        "minor_per_unit": minor_per_unit, "reference": reference, "idempotency_key": idempotency_key,
-        "request_hash": request_hash, "now": now, "expires_at": expires_at,
-    })
+class FastPath:
+    """The one-statement earn and redeem of one database, each batching concurrent calls.
 
+    ``max_in_flight`` statements of each kind run at once; calls that arrive meanwhile wait
+    and go together in the next (:mod:`coalition.ledger.batching`), at most ``max_batch``
+    operations, one per member.
+    """
 
-async def redeem(
-    db: Database, *, merchant_id: int, loyalty_id: str, points: int, reference: str | None,
-    idempotency_key: str, request_hash: str, now: dt.datetime,
-) -> tuple[int, int, Member] | None:
-    """A plain redemption: ``(entry_id, -points, member after)``, or None to take the multi-statement path."""
-    return await _run(db, _REDEEM, {
-        "merchant_id": merchant_id, "loyalty_id": loyalty_id, "points": points, "reference": reference,
-        "idempotency_key": idempotency_key, "request_hash": request_hash, "now": now,
-    })
+    def __init__(self, db: Database, *, max_in_flight: int, max_batch: int = 32) -> None:
+        def batcher(statement: _Statement) -> Batcher[dict[str, Any], Done | None]:
+            return Batcher(lambda operations: _run(db, statement, operations), itemgetter("loyalty_id"),
+                           max_in_flight=max_in_flight, max_size=max_batch)
+
+        self._earn = batcher(_EARN)
+        self._redeem = batcher(_REDEEM)
+
+    async def earn(
+        self, *, merchant_id: int, loyalty_id: str, amount_minor: int, minor_per_unit: int, reference: str | None,
+        idempotency_key: str, request_hash: str, now: dt.datetime, expires_at: dt.datetime,
+    ) -> Done | None:
+        """A plain earn: ``(entry_id, points, member after)``, or None to take the multi-statement path."""
+        return await self._earn.submit({
+            "merchant_id": merchant_id, "loyalty_id": loyalty_id, "amount_minor": amount_minor,
+            "minor_per_unit": minor_per_unit, "reference": reference, "idempotency_key": idempotency_key,
+            "request_hash": request_hash, "now": now, "expires_at": expires_at,
+        })
+
+    async def redeem(
+        self, *, merchant_id: int, loyalty_id: str, points: int, reference: str | None, idempotency_key: str,
+        request_hash: str, now: dt.datetime,
+    ) -> Done | None:
+        """A plain redemption: ``(entry_id, -points, member after)``, or None to take the multi-statement path."""
+        return await self._redeem.submit({
+            "merchant_id": merchant_id, "loyalty_id": loyalty_id, "points": points, "reference": reference,
+            "idempotency_key": idempotency_key, "request_hash": request_hash, "now": now,
+        })

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 
 from coalition.errors import InvalidInput, check_idempotency_key, check_text
-from coalition.ledger import core, fastpath
+from coalition.ledger import core
 from coalition.ledger.bonuses import BonusOperations
 from coalition.ledger.core import LedgerResult
 from coalition.ledger.inputs import check_points, parse_loyalty_id
@@ -36,8 +36,8 @@ class PurchaseOperations(BonusOperations):
         now = self.clock()
         minor_per_unit = 10**self.settings.currency_exponent
         if self.fast_path:
-            done = await fastpath.earn(
-                self.db, merchant_id=merchant_id, loyalty_id=lid, amount_minor=amount, minor_per_unit=minor_per_unit,
+            done = await self.fast.earn(
+                merchant_id=merchant_id, loyalty_id=lid, amount_minor=amount, minor_per_unit=minor_per_unit,
                 reference=reference, idempotency_key=key, request_hash=fingerprint, now=now,
                 expires_at=self.lot_expiry(now),
             )
@@ -82,8 +82,8 @@ class PurchaseOperations(BonusOperations):
         fingerprint = core.request_hash("redeem", loyalty_id=lid, points=points, reference=reference)
         now = self.clock()
         if self.fast_path:
-            done = await fastpath.redeem(
-                self.db, merchant_id=merchant_id, loyalty_id=lid, points=points, reference=reference,
+            done = await self.fast.redeem(
+                merchant_id=merchant_id, loyalty_id=lid, points=points, reference=reference,
                 idempotency_key=key, request_hash=fingerprint, now=now,
             )
             if done is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
@@ -38,7 +39,7 @@ ENTRY_IDENTITY = {"id", "member_id", "idempotency_key", "request_hash"}
 
 
 class Spy:
-    """Records what each fast statement did: True when it wrote the operation, False when it fell back."""
+    """Records what the fast statements did per operation: True when one wrote it, False when it fell back."""
 
     def __init__(self) -> None:
         self.outcomes: list[bool] = []
@@ -55,7 +56,7 @@ def spy(monkeypatch: pytest.MonkeyPatch) -> Spy:
 
     async def recording(*args: Any) -> Any:
         done = await run(*args)
-        recorder.outcomes.append(done is not None)
+        recorder.outcomes.extend(d is not None for d in done)
         return done
 
     monkeypatch.setattr(fastpath, "_run", recording)
@@ -94,6 +95,10 @@ def statements(db: Database) -> Iterator[list[str]]:
         event.remove(db.engine.sync_engine, "before_cursor_execute", record)
 
 
+def fast_statements(sent: list[str]) -> list[str]:
+    return [statement for statement in sent if re.match(r"\s*WITH (RECURSIVE )?req AS", statement)]
+
+
 def columns(obj: Any, leave_out: set[str]) -> dict[str, Any]:
     """The attributes an ORM object carries (set ones only), less those in ``leave_out``."""
     return {k: v for k, v in inspect(obj).dict.items() if k not in leave_out and not k.startswith("_")}
@@ -130,12 +135,16 @@ async def test_sqlite_has_only_the_multi_statement_path(ledger: Ledger, db: Data
 
 @needs_pg
 async def test_plain_earn_and_redeem_are_one_statement_each(net: Any, db: Database, spy: Spy) -> None:
+    # (a connection's first batch also has asyncpg look up the array parameters' types, once)
+    await earn(net, 1)
+    await redeem(net, 1)
+    spy.take()
     with statements(db) as sent:
         earned = await earn(net, 100)
-    assert len(sent) == 1 and sent[0].lstrip().startswith("WITH snap AS")
+    assert len(sent) == 1 and sent[0].lstrip().startswith("WITH req AS")
     with statements(db) as sent:
         redeemed = await redeem(net, 30)
-    assert len(sent) == 1 and sent[0].lstrip().startswith("WITH RECURSIVE snap AS")
+    assert len(sent) == 1 and sent[0].lstrip().startswith("WITH RECURSIVE req AS")
     assert spy.take() == [True, True]
     assert (earned.member.balance, redeemed.member.balance) == (100, 70)
 
@@ -388,9 +397,8 @@ async def race(db: Database, settings: Any, clock: Any, held: Callable[[Ledger],
 
 @needs_pg
 @pytest.mark.parametrize("operation", ["earn", "redeem"])
-async def test_a_concurrent_change_to_the_member_forces_the_fallback(net: Any, db: Database, probe: Any,
-                                                                     settings: Any, clock: Any, spy: Spy,
-                                                                     operation: str) -> None:
+async def test_a_concurrent_change_to_the_member_makes_the_statement_run_again(
+        net: Any, db: Database, probe: Any, settings: Any, clock: Any, spy: Spy, operation: str) -> None:
     # given a member with two lots, and a redemption on the multi-statement path that has
     # changed the member and the first lot but not yet committed
     await earn(net, 30)
@@ -398,11 +406,14 @@ async def test_a_concurrent_change_to_the_member_forces_the_fallback(net: Any, d
     spy.take()
     # when the fast statement reads its snapshot (the old member and lots) and then waits
     # for the member's row lock
-    redeemed, result = await race(db, settings, clock, lambda other: redeem(net, 25, ledger=other),
-                                  lambda: redeem(net, 20) if operation == "redeem" else earn(net, 20))
+    with statements(db) as sent:
+        redeemed, result = await race(db, settings, clock, lambda other: redeem(net, 25, ledger=other),
+                                      lambda: redeem(net, 20) if operation == "redeem" else earn(net, 20))
 
-    # then its UPDATE matched nothing, it fell back, and the multi-statement path did it right
-    assert spy.take() == [False]
+    # then its UPDATE matched nothing, the statement undid itself and ran again on a snapshot
+    # that sees the change, and did it right
+    assert len(fast_statements(sent)) == 2
+    assert spy.take() == [True]
     assert redeemed.member.balance == 45
     lots = await probe.lots(net.member_id)
     if operation == "redeem":
@@ -473,11 +484,13 @@ async def test_a_lot_earned_concurrently_is_not_skipped(net: Any, db: Database, 
     await earn(net, 30)
     spy.take()
     # when a redemption's snapshot sees only the old lot and then waits for the member
-    promo_earned, result = await race(db, settings.with_overrides(points_expiry_days=30), clock,
-                                      lambda promo: earn(net, 10, ledger=promo), lambda: redeem(net, 20))
+    with statements(db) as sent:
+        promo_earned, result = await race(db, settings.with_overrides(points_expiry_days=30), clock,
+                                          lambda promo: earn(net, 10, ledger=promo), lambda: redeem(net, 20))
 
-    # then it fell back and took the new, sooner-expiring lot first (its snapshot would not have)
-    assert spy.take() == [False]
+    # then it ran again and took the new, sooner-expiring lot first (its first snapshot would not have)
+    assert len(fast_statements(sent)) == 2
+    assert spy.take() == [True]
     lots = {lot.entry_id: lot for lot in await probe.lots(net.member_id)}
     promo_lot = lots[promo_earned.entry.id]
     assert [(a.lot_id, a.points) for a in await probe.allocations(result.entry.id)] == [
@@ -530,3 +543,166 @@ async def test_every_write_that_moves_lots_updates_the_member_row(net: Any, db: 
                                                                       idempotency_key="bonus"))
     clock.advance(days=400)
     await changes("expiry", lambda: ledger.expire_lots())
+
+
+# ---------------------------------------------------------------- batches
+
+
+@pytest.fixture
+def batched(db: Database, net: Any, clock: Any) -> Ledger:
+    """A ledger that runs one fast statement of each kind at a time, so calls that arrive
+    while one runs go together in the next."""
+    return Ledger(db, net.settings.with_overrides(ledger_batches_in_flight=1), clock=clock)
+
+
+async def alone_then_together(*calls: Awaitable[Any]) -> list[Any]:
+    """Start every call at once: the first runs alone, the rest arrive while it runs and go in
+    one batch. Results (or the errors raised) in order."""
+    return await asyncio.gather(*calls, return_exceptions=True)
+
+
+@needs_pg
+async def test_concurrent_operations_go_in_one_statement_each_with_its_own_results(
+        net: Any, db: Database, probe: Any, clock: Any, batched: Ledger, spy: Spy) -> None:
+    # given six members, each with a 30-day lot from C and a 365-day lot from A
+    short = Ledger(db, net.settings.with_overrides(points_expiry_days=30), clock=clock)
+    members = [await net.new_member() for _ in range(6)]
+    for n, (_, lid) in enumerate(members):
+        await earn(net, 10 + n, ledger=short, loyalty_id=lid, merchant=net.c)
+        await earn(net, 100, loyalty_id=lid)
+    spy.take()
+
+    # when all six earn at A at once (points 1..6), then all six redeem 20 + n at once
+    with statements(db) as sent:
+        earned = await alone_then_together(*(
+            earn(net, n + 1, ledger=batched, loyalty_id=lid, key=f"e{n}") for n, (_, lid) in enumerate(members)))
+    assert len(sent) == 2
+    with statements(db) as sent:
+        redeemed = await alone_then_together(*(
+            redeem(net, 20 + n, ledger=batched, loyalty_id=lid, key=f"r{n}") for n, (_, lid) in enumerate(members)))
+    assert len(sent) == 2
+
+    # then every operation was written by a fast statement, with its own entry, member and rows
+    assert spy.take() == [True] * 12
+    for n, ((member_id, lid), e, r) in enumerate(zip(members, earned, redeemed, strict=True)):
+        assert (e.member.id, e.member.loyalty_id, e.entry.points, e.entry.idempotency_key) == (
+            member_id, lid, n + 1, f"e{n}")
+        assert (e.member.balance, e.member.lifetime_points) == (111 + 2 * n, 111 + 2 * n)
+        assert (r.member.id, r.entry.points, r.member.balance) == (member_id, -(20 + n), 91 + n)
+        assert await probe.postings(e.entry.id) == {("ISSUED", net.a.id): -(n + 1), ("MEMBER", member_id): n + 1}
+        assert await probe.postings(r.entry.id) == {("MEMBER", member_id): -(20 + n), ("HONORED", net.b.id): 20 + n}
+        lots = await probe.lots(member_id)  # the 30-day lot from C first, emptied; then A's oldest
+        assert [(a.lot_id, a.issuer_merchant_id, a.points) for a in await probe.allocations(r.entry.id)] == [
+            (lots[0].id, net.c.id, 10 + n), (lots[1].id, net.a.id, 10)]
+        assert [lot.remaining for lot in lots] == [0, 90, n + 1]
+
+
+@needs_pg
+async def test_refusals_in_a_batch_fall_back_one_by_one_and_the_rest_is_written(
+        net: Any, probe: Any, make_merchant: Any, batched: Ledger, spy: Spy) -> None:
+    # given two members with points, a key already used, and a merchant that gives 1,000 a unit
+    (first_id, first), (second_id, second) = await net.new_member(), await net.new_member()
+    used = await earn(net, 40, loyalty_id=first, key="used")
+    generous = (await make_merchant("Generous", 1000)).merchant
+    spy.take()
+
+    # when one batch holds two plain earns and four that the fast statement must leave out
+    results = await alone_then_together(
+        earn(net, 5, ledger=batched, loyalty_id=first),
+        earn(net, 7, ledger=batched, loyalty_id=second),
+        earn(net, 40, ledger=batched, loyalty_id=first, key="used"),  # a retry
+        batched.earn(merchant_id=net.a.id, loyalty_id=new_loyalty_id(), purchase_amount_minor=500,
+                     idempotency_key="unknown"),
+        batched.earn(merchant_id=net.a.id, loyalty_id=net.loyalty_id, purchase_amount_minor=99,
+                     idempotency_key="small"),
+        batched.earn(merchant_id=generous.id, loyalty_id=net.loyalty_id, purchase_amount_minor=MAX_POINTS,
+                     idempotency_key="huge"),
+    )
+
+    # then the plain ones were written by it, each of the others took the multi-statement path
+    # and got its own answer; the refused ones wrote nothing
+    outcomes = spy.take()
+    assert outcomes[:2] == [True, True] and sorted(outcomes[2:]) == [False] * 4
+    assert (results[0].member.balance, results[1].member.balance) == (45, 7)
+    assert results[2].replayed and results[2].entry.id == used.entry.id
+    assert [getattr(r, "code", None) for r in results[3:]] == [
+        "MEMBER_NOT_FOUND", "PURCHASE_TOO_SMALL", "BALANCE_LIMIT_EXCEEDED"]
+    assert [len(await probe.entries(idempotency_key=k)) for k in ("used", "unknown", "small", "huge")] == [1, 0, 0, 0]
+    assert (await probe.member(first_id)).balance == 45 and (await probe.member(second_id)).balance == 7
+
+    # and the same for redemptions: one too many points, one unknown member
+    results = await alone_then_together(
+        redeem(net, 5, ledger=batched, loyalty_id=first),
+        redeem(net, 8, ledger=batched, loyalty_id=second),
+        redeem(net, 3, ledger=batched, loyalty_id=net.loyalty_id),
+        batched.redeem(merchant_id=net.b.id, loyalty_id=new_loyalty_id(), points=1, idempotency_key="nobody"),
+    )
+    outcomes = spy.take()
+    assert outcomes[0] is True and sorted(outcomes[1:]) == [False, False, False]
+    assert results[0].member.balance == 40
+    assert [getattr(r, "code", None) for r in results[1:]] == [
+        "INSUFFICIENT_POINTS", "INSUFFICIENT_POINTS", "MEMBER_NOT_FOUND"]
+    assert (await probe.member(second_id)).balance == 7
+
+
+@needs_pg
+async def test_one_key_twice_in_a_batch_is_written_once(net: Any, probe: Any, batched: Ledger, spy: Spy) -> None:
+    # given two members, and one idempotency key sent for each of them at once
+    (_, first), (_, second) = await net.new_member(), await net.new_member()
+    results = await alone_then_together(
+        earn(net, 1, ledger=batched, loyalty_id=net.loyalty_id),
+        earn(net, 10, ledger=batched, loyalty_id=first, key="shared"),
+        earn(net, 10, ledger=batched, loyalty_id=second, key="shared"),
+    )
+    # then one of them was written; the other is a conflict and changed nothing
+    assert spy.take() == [True, True, False]
+    assert results[1].member.loyalty_id == first and results[1].member.balance == 10
+    assert getattr(results[2], "code", None) == "IDEMPOTENCY_KEY_CONFLICT"
+    assert len(await probe.entries(idempotency_key="shared")) == 1
+
+
+@needs_pg
+async def test_a_member_changed_under_a_batch_makes_it_run_again_and_each_operation_happens_once(
+        net: Any, db: Database, probe: Any, settings: Any, clock: Any, batched: Ledger, spy: Spy) -> None:
+    # given two members, and a redemption of the first on the multi-statement path that has
+    # changed the member but not yet committed
+    (_, other) = await net.new_member()
+    await earn(net, 50)
+    await earn(net, 50, loyalty_id=other)
+    spy.take()
+
+    # when a batch with an earn for each member reads its snapshot and waits for the row lock
+    async def batch() -> list[Any]:
+        return await alone_then_together(
+            earn(net, 1, ledger=batched, loyalty_id=other, key="alone"),
+            earn(net, 20, ledger=batched, key="changed"),
+            earn(net, 30, ledger=batched, loyalty_id=other, key="unchanged"))
+
+    with statements(db) as sent:
+        redeemed, results = await race(db, settings, clock, lambda slow: redeem(net, 25, ledger=slow), batch)
+
+    # then the batch's statement undid itself and ran again, and made both earns, once
+    assert len(fast_statements(sent)) == 3
+    assert spy.take() == [True, True, True]
+    assert redeemed.member.balance == 25
+    assert (results[1].member.balance, results[2].member.balance) == (45, 81)
+    assert [len(await probe.entries(idempotency_key=k)) for k in ("changed", "unchanged")] == [1, 1]
+
+
+@needs_pg
+async def test_two_operations_on_one_member_in_one_statement_undo_it(net: Any, db: Database, probe: Any,
+                                                                     clock: Any) -> None:
+    # (the batcher never builds such a batch; the statement must refuse it anyway: one UPDATE
+    # cannot apply two earns to one member row)
+    await earn(net, 10)
+    before = await probe.snapshot()
+    now = clock()
+    operations = [{
+        "merchant_id": net.a.id, "loyalty_id": net.loyalty_id, "amount_minor": net.amount_for(5, net.a),
+        "minor_per_unit": 10**net.settings.currency_exponent, "reference": None, "idempotency_key": key,
+        "request_hash": key, "now": now, "expires_at": now,
+    } for key in ("twice-1", "twice-2")]
+    with statements(db) as sent:
+        assert await fastpath._run(db, fastpath._EARN, operations) == [None, None]
+    assert len(fast_statements(sent)) == 2  # refused, and again when run once more
+    assert await probe.snapshot() == before
