@@ -148,6 +148,20 @@ def vacuum_bench_database() -> None:
                    check=True, capture_output=True)
 
 
+def pg_sessions_opened(name: str) -> int:
+    """Sessions ever opened on database ``name`` (PostgreSQL 14+), read from ``postgres``.
+
+    The difference across a load run is how many new connections the API opened during it:
+    each costs a backend start and, on that connection, parsing and planning every statement
+    again, so a steady load should open next to none."""
+    out = subprocess.run(
+        ["psql", "-h", PG_HOST, "-U", PG_USER, "-d", "postgres", "-Atc",
+         f"SELECT sessions FROM pg_stat_database WHERE datname = '{name}'"],
+        check=True, capture_output=True, text=True,
+    ).stdout
+    return int(out.strip() or 0)
+
+
 def pg_database_exists(name: str) -> bool:
     out = subprocess.run(
         ["psql", "-h", PG_HOST, "-U", PG_USER, "-d", "postgres", "-Atc",

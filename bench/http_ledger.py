@@ -45,6 +45,7 @@ from benchlib import (
     ensure_pg_bench,
     graphql_post,
     log,
+    pg_sessions_opened,
     pg_url,
     run_pgbench,
     run_tag,
@@ -66,6 +67,7 @@ class Row:
     written: int
     tag: str
     spread: tuple[int, ...]  # connections each worker held halfway through the run
+    sessions_opened: int  # PostgreSQL connections the API opened during the run
 
     @property
     def spread_label(self) -> str:
@@ -110,11 +112,13 @@ def bench_workers(workers: int, seed: Seed, database_url: str, *, seconds: int, 
             spread: list[tuple[int, ...]] = []
             halfway = threading.Timer(seconds / 2, _record_spread, args=(spread, port, pids))
             halfway.start()
+            sessions_before = pg_sessions_opened(BENCH_DB)
             result = run_wrk(SCRIPTS[op], server.url, seed.api_key, ids_file=seed.ids_file, tag=tag,
                              seconds=seconds, connections=connections, app_pids=pids, quiet=True)
+            sessions = pg_sessions_opened(BENCH_DB) - sessions_before
             halfway.join()
             written = asyncio.run(count_entries(database_url, tag)).get(KIND[op], 0) if op in KIND else 0
-            rows.append(Row(op, workers, result, written, tag, spread[0] if spread else ()))
+            rows.append(Row(op, workers, result, written, tag, spread[0] if spread else (), sessions))
             log(f"  {result.rps:.0f} req/s, p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms, "
                 f"counts {result.counts}, codes {result.error_codes}, written {written}, cores {result.cpu}, "
                 f"connections per worker {rows[-1].spread_label}")
@@ -161,9 +165,10 @@ def print_report(pgbench: PgbenchResult, rows: list[Row], violations: list[str],
         print(f"| {row.op:6} | {row.workers:>7} | {w.requests:>8} | {w.counts.get('ok', 0):>7} | "
               f"{w.counts.get('user_errors', 0):>10} | {w.non_2xx:>7} | {w.socket_errors:>8} | {written} | {diff} |")
     print()
-    print("CPU during each run, in cores busy (the machine has 2; 'other' is work that is not this benchmark's):")
+    print("CPU during each run, in cores busy (the machine has 2; 'other' is work that is not this benchmark's), "
+          "and the PostgreSQL connections the API opened during it:")
     header = (f"| {'op':6} | {'workers':>7} | {'app':>5} | {'postgres':>8} | {'wrk':>5} | {'other':>5} | "
-              f"{'total':>5} | {'app CPU ms/req':>14} | {'pg CPU ms/req':>13} |")
+              f"{'total':>5} | {'app CPU ms/req':>14} | {'pg CPU ms/req':>13} | {'pg sessions opened':>18} |")
     print(header)
     print("|" + "|".join("-" * (len(cell)) for cell in header.split("|")[1:-1]) + "|")
     for row in rows:
@@ -171,7 +176,8 @@ def print_report(pgbench: PgbenchResult, rows: list[Row], violations: list[str],
         rps = max(row.wrk.rps, 1e-9)
         print(f"| {row.op:6} | {row.workers:>7} | {c.get('app', 0):>5.2f} | {c.get('pg', 0):>8.2f} | "
               f"{c.get('wrk', 0):>5.2f} | {c.get('other', 0):>5.2f} | {c.get('busy', 0):>5.2f} | "
-              f"{c.get('app', 0) / rps * 1000:>14.2f} | {c.get('pg', 0) / rps * 1000:>13.2f} |")
+              f"{c.get('app', 0) / rps * 1000:>14.2f} | {c.get('pg', 0) / rps * 1000:>13.2f} | "
+              f"{row.sessions_opened:>18} |")
     codes = {f"{r.op}/w{r.workers}": r.wrk.error_codes for r in rows if r.wrk.error_codes}
     if codes:
         print("error codes:", json.dumps(codes))

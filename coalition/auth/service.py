@@ -2,11 +2,15 @@
 
 Keys are random (256 bits) and stored as SHA-256; a lookup by hash is one indexed read.
 Authentications are cached in process for ``auth_cache_s`` seconds (default 2): a
-revoked key or suspended merchant stops working within that time on every process.
+revoked key or suspended merchant stops working within that time on every process. When
+an entry expires, the requests that arrive while it is looked up again wait for that one
+lookup rather than each reading the database (a busy POS sends dozens at once, and each
+would take a pooled connection of its own).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 
@@ -88,21 +92,40 @@ class Authenticator:
         self.cache_s = cache_s
         self.max_entries = max_entries
         self._cache: dict[str, tuple[float, Caller | None]] = {}
+        self._looking_up: dict[str, asyncio.Task[Caller | None]] = {}
+        self._generation = 0  # forget() moves it on: a lookup begun before then is not cached
 
     async def authenticate(self, credential: str) -> Caller | None:
         if not credential or len(credential) > MAX_CREDENTIAL_LENGTH:
             return None
         digest = hash_secret(credential)
-        now = time.monotonic()
         hit = self._cache.get(digest)
-        if hit is not None and hit[0] > now:
+        if hit is not None and hit[0] > time.monotonic():
             return hit[1]
+        if self.cache_s <= 0:
+            return await self._lookup(credential, digest)
+        lookup = self._looking_up.get(digest)
+        if lookup is None:
+            lookup = asyncio.create_task(self._lookup_and_cache(credential, digest))
+            self._looking_up[digest] = lookup
+            lookup.add_done_callback(lambda done: self._looked_up(digest, done))
+        # shielded: a caller that gives up (a closed connection) leaves the lookup to the others
+        return await asyncio.shield(lookup)
+
+    async def _lookup_and_cache(self, credential: str, digest: str) -> Caller | None:
+        started, generation = time.monotonic(), self._generation
         caller = await self._lookup(credential, digest)
-        if self.cache_s > 0:
+        if generation == self._generation:
             if len(self._cache) >= self.max_entries:
                 self._cache.clear()
-            self._cache[digest] = (now + self.cache_s, caller)
+            self._cache[digest] = (started + self.cache_s, caller)
         return caller
+
+    def _looked_up(self, digest: str, lookup: asyncio.Task[Caller | None]) -> None:
+        if self._looking_up.get(digest) is lookup:
+            del self._looking_up[digest]
+        if not lookup.cancelled():
+            lookup.exception()  # its callers got it; this keeps asyncio from reporting it unretrieved
 
     async def _lookup(self, credential: str, digest: str) -> Caller | None:
         # A suspended merchant's key still authenticates: it may read its history, and the
@@ -121,3 +144,5 @@ class Authenticator:
 
     def forget(self) -> None:
         self._cache.clear()
+        self._looking_up.clear()
+        self._generation += 1

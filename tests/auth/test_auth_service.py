@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from coalition.auth.models import ApiKey, Role
 from coalition.auth.service import (
@@ -190,3 +191,99 @@ async def test_key_roles_must_match_merchants(db: Any, make_merchant: Any) -> No
             await create_api_key(session, Role.MERCHANT)
         with pytest.raises(ValueError, match="merchant"):
             await create_api_key(session, Role.ADMIN, merchant_id=shop.merchant.id)
+
+
+@pytest.fixture
+def key_reads(db: Any) -> Iterator[list[str]]:
+    """The statements that read api_keys, as they are sent."""
+    seen: list[str] = []
+
+    def before(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if "FROM api_keys" in statement:
+            seen.append(statement)
+
+    event.listen(db.engine.sync_engine, "before_cursor_execute", before)
+    yield seen
+    event.remove(db.engine.sync_engine, "before_cursor_execute", before)
+
+
+async def test_concurrent_misses_wait_for_one_lookup(db: Any, key_reads: list[str]) -> None:
+    # given a caching authenticator and a key it has not seen (or whose entry expired)
+    auth = Authenticator(db, cache_s=0.3)
+    key = await create_admin_key(db)
+    # when fifty requests with that key arrive at once
+    callers = await asyncio.gather(*(auth.authenticate(key) for _ in range(50)))
+    # then one read answers them all
+    assert len(key_reads) == 1
+    assert len(set(callers)) == 1 and callers[0] is not None and callers[0].role == Role.ADMIN
+    # and once the entry expires, the next burst again costs one read
+    await asyncio.sleep(0.35)
+    again = await asyncio.gather(*(auth.authenticate(key) for _ in range(50)))
+    assert len(key_reads) == 2
+    assert set(again) == set(callers)
+
+
+async def test_a_failed_lookup_reaches_every_waiter_and_is_not_cached(db: Any, key_reads: list[str],
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    auth = Authenticator(db, cache_s=60)
+    key = await create_admin_key(db)
+    real_lookup = auth._lookup
+
+    async def failing(credential: str, digest: str) -> Any:
+        await asyncio.sleep(0.01)
+        raise ConnectionError("database unreachable")
+
+    monkeypatch.setattr(auth, "_lookup", failing)
+    results = await asyncio.gather(*(auth.authenticate(key) for _ in range(5)), return_exceptions=True)
+    assert [type(r) for r in results] == [ConnectionError] * 5
+    # the failure is not remembered: the next call reads again and succeeds
+    monkeypatch.setattr(auth, "_lookup", real_lookup)
+    caller = await auth.authenticate(key)
+    assert caller is not None and len(key_reads) == 1
+
+
+async def test_a_caller_that_gives_up_leaves_the_lookup_to_the_others(db: Any, key_reads: list[str],
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    auth = Authenticator(db, cache_s=60)
+    key = await create_admin_key(db)
+    real_lookup = auth._lookup
+    release = asyncio.Event()
+
+    async def held(credential: str, digest: str) -> Any:
+        await release.wait()
+        return await real_lookup(credential, digest)
+
+    monkeypatch.setattr(auth, "_lookup", held)
+    first, second, third = (asyncio.create_task(auth.authenticate(key)) for _ in range(3))
+    await asyncio.sleep(0)
+    first.cancel()  # e.g. its client hung up
+    release.set()
+    assert (await second) is not None and (await third) == (await second)
+    assert first.cancelled() and len(key_reads) == 1
+    # the answer was cached: a later call reads nothing
+    assert await auth.authenticate(key) == (await second)
+    assert len(key_reads) == 1
+
+
+async def test_forget_during_a_lookup_keeps_its_answer_out_of_the_cache(db: Any, key_reads: list[str],
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    auth = Authenticator(db, cache_s=60)
+    key = await create_admin_key(db)
+    real_lookup = auth._lookup
+    release = asyncio.Event()
+
+    async def held(credential: str, digest: str) -> Any:
+        await release.wait()
+        return await real_lookup(credential, digest)
+
+    monkeypatch.setattr(auth, "_lookup", held)
+    before = asyncio.create_task(auth.authenticate(key))
+    await asyncio.sleep(0)
+    # the key is revoked and the cache forgotten while the lookup is under way
+    await revoke_api_key(db, key)
+    auth.forget()
+    release.set()
+    await before  # what it read, before or after the revocation, is not kept
+    monkeypatch.setattr(auth, "_lookup", real_lookup)
+    assert await auth.authenticate(key) is None
+    assert len(key_reads) == 2
