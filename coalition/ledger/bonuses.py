@@ -87,8 +87,9 @@ class BonusOperations(LedgerBase):
             (Account.MEMBER, member_id, points - repaid),
             (Account.DEBT, member_id, repaid),
         ])
-        entry = Entry(id=entry_id, kind=EntryKind.BONUS, member_id=member_id, merchant_id=None, points=points,
-                      reference=reason, idempotency_key=key, request_hash=fingerprint, created_at=now)
+        entry = Entry.from_values(id=entry_id, kind=EntryKind.BONUS, member_id=member_id, merchant_id=None,
+                                  points=points, reference=reason, idempotency_key=key, request_hash=fingerprint,
+                                  created_at=now)
         return LedgerResult(entry=entry, member=member)
 
     async def pay_referral_bonuses(

@@ -59,11 +59,11 @@ def request_hash(operation: str, **fields: Any) -> str:
 
 
 def member_from_row(row: Any) -> Member:
-    return Member(**dict(row._mapping))
+    return Member.from_values(**row._mapping)
 
 
 def entry_from_row(row: Any) -> Entry:
-    return Entry(**dict(row._mapping))
+    return Entry.from_values(**row._mapping)
 
 
 @dataclass(frozen=True)

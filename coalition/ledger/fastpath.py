@@ -248,7 +248,7 @@ Done = tuple[int, int, Member]  # (entry id, the entry's points, the member afte
 
 
 def _member(row: asyncpg.Record) -> Member:
-    return Member(**{c.key: row[i] for i, c in enumerate(_MEMBER_COLUMNS, start=3)})
+    return Member.from_values(**{c.key: row[i] for i, c in enumerate(_MEMBER_COLUMNS, start=3)})
 
 
 async def _run(db: Database, statement: _Statement, operations: Sequence[Mapping[str, Any]]) -> list[Done | None]:

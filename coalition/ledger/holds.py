@@ -67,9 +67,9 @@ class HoldOperations(LedgerBase):
             await core.add_postings(conn, entry_id, [
                 (Account.MEMBER, member_id, -points), (Account.HELD, member_id, points),
             ])
-        entry = Entry(id=entry_id, kind=EntryKind.HOLD, member_id=member_id, merchant_id=merchant_id,
-                      points=-points, hold_id=entry_id, idempotency_key=key, request_hash=fingerprint,
-                      created_at=now)
+        entry = Entry.from_values(id=entry_id, kind=EntryKind.HOLD, member_id=member_id, merchant_id=merchant_id,
+                                  points=-points, hold_id=entry_id, idempotency_key=key, request_hash=fingerprint,
+                                  created_at=now)
         return LedgerResult(entry=entry, member=member, hold=hold)
 
     async def capture(
@@ -143,9 +143,9 @@ class HoldOperations(LedgerBase):
             if exc.code == "HOLD_EXPIRED" and expired_member is not None:
                 await self.release_expired_holds(member_id=expired_member)
             raise
-        entry = Entry(id=entry_id, kind=kind, member_id=hold.member_id, merchant_id=merchant_id,
-                      points=hold.points - captured, hold_id=hold_id, idempotency_key=key,
-                      request_hash=fingerprint, created_at=now)
+        entry = Entry.from_values(id=entry_id, kind=kind, member_id=hold.member_id, merchant_id=merchant_id,
+                                  points=hold.points - captured, hold_id=hold_id, idempotency_key=key,
+                                  request_hash=fingerprint, created_at=now)
         return LedgerResult(entry=entry, member=member, hold=hold)
 
     async def _settle_hold(

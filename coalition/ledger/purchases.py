@@ -113,12 +113,13 @@ class PurchaseOperations(BonusOperations):
 # The transaction a write returns, built the same way whichever path wrote it.
 def _earn_entry(entry_id: int, member_id: int, merchant_id: int, points: int, amount: int, reference: str | None,
                 key: str, fingerprint: str, now: dt.datetime) -> Entry:
-    return Entry(id=entry_id, kind=EntryKind.EARN, member_id=member_id, merchant_id=merchant_id, points=points,
-                 amount_minor=amount, reference=reference, idempotency_key=key, request_hash=fingerprint,
-                 created_at=now)
+    return Entry.from_values(id=entry_id, kind=EntryKind.EARN, member_id=member_id, merchant_id=merchant_id,
+                             points=points, amount_minor=amount, reference=reference, idempotency_key=key,
+                             request_hash=fingerprint, created_at=now)
 
 
 def _redeem_entry(entry_id: int, member_id: int, merchant_id: int, points: int, reference: str | None, key: str,
                   fingerprint: str, now: dt.datetime) -> Entry:
-    return Entry(id=entry_id, kind=EntryKind.REDEEM, member_id=member_id, merchant_id=merchant_id, points=-points,
-                 reference=reference, idempotency_key=key, request_hash=fingerprint, created_at=now)
+    return Entry.from_values(id=entry_id, kind=EntryKind.REDEEM, member_id=member_id, merchant_id=merchant_id,
+                             points=-points, reference=reference, idempotency_key=key, request_hash=fingerprint,
+                             created_at=now)

@@ -78,9 +78,9 @@ class ReversalOperations(LedgerBase):
                 member = await self._reverse_earn(conn, target, entry_id, expired)
             else:
                 member = await self._restore(conn, target, entry_id, honored)
-        entry = Entry(id=entry_id, kind=EntryKind.REVERSAL, member_id=target.member_id, merchant_id=merchant_id,
-                      points=points, reference=reason, reverses_id=target.id, idempotency_key=key,
-                      request_hash=fingerprint, created_at=now)
+        entry = Entry.from_values(id=entry_id, kind=EntryKind.REVERSAL, member_id=target.member_id,
+                                  merchant_id=merchant_id, points=points, reference=reason, reverses_id=target.id,
+                                  idempotency_key=key, request_hash=fingerprint, created_at=now)
         return LedgerResult(entry=entry, member=member)
 
     async def _honored_slices(self, conn: AsyncConnection, target: Entry) -> list[Slice]:
