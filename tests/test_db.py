@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from sqlalchemy import inspect
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -37,3 +38,8 @@ def test_from_values_builds_an_object_as_a_query_loads_one() -> None:
     state = inspect(member)
     assert state.transient and not state.modified
     assert isinstance(Entry.from_values(id=1, points=3), Entry)
+
+
+def test_from_values_refuses_a_name_that_is_no_attribute() -> None:
+    with pytest.raises(TypeError, match="refrence"):
+        Entry.from_values(id=1, refrence="typo")
