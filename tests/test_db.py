@@ -1,4 +1,5 @@
-"""The process's database handle: how its pool hands out connections."""
+"""The process's database handle and the declarative base: how the pool hands out connections,
+how objects are built from values already in the database."""
 
 from __future__ import annotations
 

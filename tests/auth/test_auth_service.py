@@ -242,10 +242,8 @@ async def test_a_failed_lookup_reaches_every_waiter_and_is_not_cached(db: Any, k
     assert caller is not None and len(key_reads) == 1
 
 
-async def test_a_caller_that_gives_up_leaves_the_lookup_to_the_others(db: Any, key_reads: list[str],
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    auth = Authenticator(db, cache_s=60)
-    key = await create_admin_key(db)
+def hold_lookups(auth: Authenticator, monkeypatch: pytest.MonkeyPatch) -> asyncio.Event:
+    """Make ``auth``'s database lookups wait until the returned event is set, then run as usual."""
     real_lookup = auth._lookup
     release = asyncio.Event()
 
@@ -254,6 +252,14 @@ async def test_a_caller_that_gives_up_leaves_the_lookup_to_the_others(db: Any, k
         return await real_lookup(credential, digest)
 
     monkeypatch.setattr(auth, "_lookup", held)
+    return release
+
+
+async def test_a_caller_that_gives_up_leaves_the_lookup_to_the_others(db: Any, key_reads: list[str],
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    auth = Authenticator(db, cache_s=60)
+    key = await create_admin_key(db)
+    release = hold_lookups(auth, monkeypatch)
     first, second, third = (asyncio.create_task(auth.authenticate(key)) for _ in range(3))
     await asyncio.sleep(0)
     first.cancel()  # e.g. its client hung up
@@ -269,14 +275,7 @@ async def test_forget_during_a_lookup_keeps_its_answer_out_of_the_cache(db: Any,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     auth = Authenticator(db, cache_s=60)
     key = await create_admin_key(db)
-    real_lookup = auth._lookup
-    release = asyncio.Event()
-
-    async def held(credential: str, digest: str) -> Any:
-        await release.wait()
-        return await real_lookup(credential, digest)
-
-    monkeypatch.setattr(auth, "_lookup", held)
+    release = hold_lookups(auth, monkeypatch)
     before = asyncio.create_task(auth.authenticate(key))
     await asyncio.sleep(0)
     # the key is revoked and the cache forgotten while the lookup is under way
@@ -284,6 +283,5 @@ async def test_forget_during_a_lookup_keeps_its_answer_out_of_the_cache(db: Any,
     auth.forget()
     release.set()
     await before  # what it read, before or after the revocation, is not kept
-    monkeypatch.setattr(auth, "_lookup", real_lookup)
     assert await auth.authenticate(key) is None
     assert len(key_reads) == 2
