@@ -154,21 +154,19 @@ def pg_sessions_opened(name: str) -> int:
     The difference across a load run is how many new connections the API opened during it:
     each costs a backend start and, on that connection, parsing and planning every statement
     again, so a steady load should open next to none."""
-    out = subprocess.run(
-        ["psql", "-h", PG_HOST, "-U", PG_USER, "-d", "postgres", "-Atc",
-         f"SELECT sessions FROM pg_stat_database WHERE datname = '{name}'"],
-        check=True, capture_output=True, text=True,
-    ).stdout
-    return int(out.strip() or 0)
+    return int(_server_value(f"SELECT sessions FROM pg_stat_database WHERE datname = '{name}'") or 0)
 
 
 def pg_database_exists(name: str) -> bool:
-    out = subprocess.run(
-        ["psql", "-h", PG_HOST, "-U", PG_USER, "-d", "postgres", "-Atc",
-         f"SELECT 1 FROM pg_database WHERE datname = '{name}'"],
+    return _server_value(f"SELECT 1 FROM pg_database WHERE datname = '{name}'") == "1"
+
+
+def _server_value(sql: str) -> str:
+    """The one value ``sql`` returns, read over the ``postgres`` database ('' for no row)."""
+    return subprocess.run(
+        ["psql", "-h", PG_HOST, "-U", PG_USER, "-d", "postgres", "-Atc", sql],
         check=True, capture_output=True, text=True,
-    ).stdout
-    return out.strip() == "1"
+    ).stdout.strip()
 
 
 async def reuse_bench_database(database_url: str, *, members: int, ids_file: Path) -> Seed | None:
