@@ -3,7 +3,8 @@
 #   make run            venv + install + demo network (first time only) + API on http://127.0.0.1:8000/graphql
 #   make test           the test suite on the embedded default (SQLite, in-process limits)
 #   make test-services  the same suite on PostgreSQL + Redis at 127.0.0.1 (skips when absent, fails under CI=true)
-#   make lint           ruff + mypy --strict
+#   make lint           ruff (coalition, tests, bench) + mypy --strict
+#   make schema         regenerate schema.graphql from the code (a test fails when it is stale)
 #   make venv           just the virtual environment (.venv), idempotent
 
 # Prefer python3.11; any python3 >= 3.11 will do.
@@ -17,7 +18,7 @@ PORT ?= 8000
 TEST_DATABASE_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/test
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: run venv demo serve test test-services lint clean
+.PHONY: run venv demo serve test test-services lint schema clean
 
 venv: $(STAMP)
 
@@ -77,8 +78,11 @@ test-services: venv
 	$(BIN)/pytest
 
 lint: venv
-	$(BIN)/ruff check coalition tests
+	$(BIN)/ruff check coalition tests bench
 	$(BIN)/mypy
+
+schema: venv
+	$(BIN)/python -c 'from coalition.graphql.schema import schema; open("schema.graphql", "w").write(str(schema))'
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
