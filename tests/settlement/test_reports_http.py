@@ -65,21 +65,21 @@ async def test_a_merchant_fetches_only_its_own_statement(api: Any, admin_key: st
     assert (await get(api, f"/statements/{batch.id}.json", cafe)).json()["merchantStatement"]
     # Another merchant's statement, or the whole batch: refused.
     foreign = await get(api, f"/statements/{batch.id}.csv?merchant={shops.a.id}", cafe)
-    assert (foreign.status_code, foreign.json()["error"]["code"]) == (403, "FORBIDDEN")
+    assert (foreign.status_code, foreign.json()["errors"][0]["extensions"]["code"]) == (403, "FORBIDDEN")
     whole = await get(api, f"/admin/settlement/{batch.id}/report.csv", cafe)
     assert whole.status_code == 403
     # An admin names the merchant.
     as_admin = await get(api, f"/statements/{batch.id}.csv?merchant={shops.a.id}", admin_key)
     assert sum(int(r["effect_minor"]) for r in csv.DictReader(io.StringIO(as_admin.text))) == -96
     unnamed = await get(api, f"/statements/{batch.id}.csv", admin_key)
-    assert (unnamed.status_code, unnamed.json()["error"]["code"]) == (400, "MERCHANT_REQUIRED")
+    assert (unnamed.status_code, unnamed.json()["errors"][0]["extensions"]["code"]) == (400, "MERCHANT_REQUIRED")
 
 
 async def test_refusals(api: Any, admin_key: str, shops: Any, batch: Any, make_merchant: Any) -> None:
     assert (await get(api, f"/admin/settlement/{batch.id}/report.pdf", None)).status_code == 401
     assert (await get(api, f"/admin/settlement/{batch.id}/report.pdf", "coa_nonsense")).status_code == 401
     missing = await get(api, f"/admin/settlement/{batch.id + 7}/report.csv", admin_key)
-    assert (missing.status_code, missing.json()["error"]["code"]) == (404, "BATCH_NOT_FOUND")
+    assert (missing.status_code, missing.json()["errors"][0]["extensions"]["code"]) == (404, "BATCH_NOT_FOUND")
     assert (await get(api, f"/admin/settlement/{batch.id}/report.xlsx", admin_key)).status_code == 404
     assert (await get(api, "/admin/settlement/nonsense/report.csv", admin_key)).status_code == 404
     idle = (await make_merchant("Idle")).merchant
