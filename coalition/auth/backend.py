@@ -100,8 +100,8 @@ def caller_of(conn: HTTPConnection) -> Caller | None:
 def client_address(conn: HTTPConnection) -> str:
     """The address a client's budget is counted under: the IP, or an IPv6 address's /64.
 
-    Behind a reverse proxy this is the proxy, unless uvicorn is told to trust its
-    ``X-Forwarded-For`` (``--forwarded-allow-ips``).
+    Behind a reverse proxy this is the proxy, unless uvicorn trusts its ``X-Forwarded-For``
+    (``FORWARDED_ALLOW_IPS``; 127.0.0.1 and ::1 by default).
     """
     host = conn.client.host if conn.client else "unknown"
     try:
