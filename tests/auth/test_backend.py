@@ -235,3 +235,34 @@ def test_an_ipv6_client_is_counted_by_its_64() -> None:
     assert client_address(connection({}, client="2001:db8:1:2:bbbb::9")) == "2001:db8:1:2::/64"
     assert client_address(connection({}, client="::ffff:192.0.2.1")) == "192.0.2.1"
     assert client_address(connection({}, client="192.0.2.1")) == "192.0.2.1"
+
+
+async def test_a_database_outage_during_the_lookup_is_a_503_and_one_log_line(
+        api: Any, app: Any, admin_key: str, caplog: pytest.LogCaptureFixture) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    async def down(credential: str, digest: str) -> Any:
+        raise OperationalError("SELECT api_keys", {}, ConnectionRefusedError("connection refused"))
+
+    working = app.state.authenticator._lookup
+    app.state.authenticator._lookup = down
+    for _ in range(5):
+        for response in (await api.client.post("/graphql", json={"query": VIEWER}, headers=bearer(admin_key)),
+                         await api.client.get("/admin/settlement", headers=basic(admin_key))):
+            assert response.status_code == 503 and response.headers["Retry-After"] == "2"
+            assert code_of(response) == "SERVICE_UNAVAILABLE"
+    app.state.authenticator._lookup = working
+    assert (await api.client.post("/graphql", json={"query": VIEWER}, headers=bearer(admin_key))).status_code == 200
+    lines = [r.getMessage() for r in caplog.records if r.name == "coalition.auth"]
+    assert len(lines) == 2 and "503" in lines[0] and "again" in lines[1]
+    assert not any(r.exc_info for r in caplog.records)
+
+
+async def test_a_bug_in_the_lookup_is_a_500_in_the_one_shape(api: Any, app: Any, admin_key: str) -> None:
+    async def broken(credential: str, digest: str) -> Any:
+        raise KeyError("bug")
+
+    app.state.authenticator._lookup = broken
+    response = await api.client.post("/graphql", json={"query": VIEWER}, headers=bearer(admin_key))
+    assert response.status_code == 500 and code_of(response) == "INTERNAL_SERVER_ERROR"
+    assert "bug" not in response.text
