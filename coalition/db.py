@@ -93,8 +93,9 @@ def create_private_sqlite_file(url: str) -> None:
     if not database or database == ":memory:" or database.startswith("file:"):
         return
     try:
-        fd = os.open(os.path.expanduser(database), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except (FileExistsError, FileNotFoundError):
+        # The path as SQLite opens it (SQLite does not expand "~").
+        fd = os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError:  # it exists, or its folder does not, or may not be written: SQLite will say
         return
     os.close(fd)
 
