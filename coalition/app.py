@@ -10,20 +10,22 @@ from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from coalition.auth.backend import AuthBackend, caller_of, on_auth_error, require_scope
 from coalition.auth.service import Authenticator, ensure_admin_key
 from coalition.config import Settings, load_settings
 from coalition.crypto import NetworkKeys
 from coalition.db import Database
 from coalition.graphql.context import Context, Services
-from coalition.graphql.http import GraphQLEndpoint, RequestRejected
+from coalition.graphql.http import GraphQLEndpoint
 from coalition.graphql.schema import graphql_schema
 from coalition.ledger.service import Ledger
-from coalition.metrics import Metrics, MetricsMiddleware
+from coalition.metrics import Metrics, MetricsMiddleware, MetricsServer
 from coalition.network.store import InsightStore
 from coalition.ratelimit import make_rate_limiter
 from coalition.web.graphiql import graphiql_html
@@ -42,22 +44,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
                         insights=insights)
     authenticator = Authenticator(db, cache_s=settings.auth_cache_s)
     limiter = make_rate_limiter(settings.redis_url, settings.rate_limit_per_s)
+    failures = limiter.companion(settings.auth_failures_per_min, window_s=60, prefix="coalition:authfail:")
+    auth = AuthBackend(authenticator, limiter, failures, metrics_token=settings.metrics_token)
 
     async def context_factory(request: Request) -> Context:
-        header = request.headers.get("authorization")
-        caller = None
-        if header:
-            scheme, _, credential = header.partition(" ")
-            caller = await authenticator.authenticate(credential.strip()) if scheme.lower() == "bearer" else None
-            if caller is None:
-                raise RequestRejected(401, "UNAUTHENTICATED", "the API key or member token is invalid or revoked",
-                                      {"WWW-Authenticate": "Bearer"})
-        client = request.client.host if request.client else "unknown"
-        retry_after = await limiter.hit(caller.rate_limit_key if caller else f"ip:{client}")
-        if retry_after is not None:
-            raise RequestRejected(429, "RATE_LIMITED", "too many requests for this key; slow down",
-                                  {"Retry-After": str(max(1, round(retry_after)))})
-        return Context(services=services, caller=caller)
+        # AuthBackend (the middleware) has authenticated and rate-limited the request already.
+        return Context(services=services, caller=caller_of(request))
 
     endpoint = GraphQLEndpoint(
         graphql_schema(), context_factory, max_body_bytes=settings.max_query_bytes, max_depth=settings.max_query_depth,
@@ -92,6 +84,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
         if settings.admin_key:
             await ensure_admin_key(db, settings.admin_key)
         sweeper = asyncio.create_task(sweep_holds()) if settings.hold_sweep_interval_s > 0 else None
+        metrics_server = None
+        if settings.metrics_port is not None:
+            metrics_server = MetricsServer(metrics, settings.metrics_host, settings.metrics_port)
+        app.state.metrics_server = metrics_server
         analyzer = None
         if settings.analyze_interval_s > 0:
             # Imported here: numpy, scipy and networkx load only in a process that analyses.
@@ -108,6 +104,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             yield
         finally:
             gc.unfreeze()
+            if metrics_server is not None:
+                await asyncio.to_thread(metrics_server.close)  # waits up to half a second for its loop
             if analyzer is not None:
                 analyzer.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -128,13 +126,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/graphql", endpoint, methods=methods),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
-            Route("/metrics", metrics.endpoint),
+            Route("/metrics", require_scope(("admin", "metrics"), "/metrics", metrics.endpoint)),
             Route("/", home),
-            Route("/admin/network-map.{fmt}", network_map_endpoint(insights, authenticator)),
+            Route("/admin/network-map.{fmt}", network_map_endpoint(insights)),
             Mount("/static", StaticFiles(packages=[("coalition.web", "static")]), name="static"),
-            *report_routes(services, authenticator, limiter),
+            *report_routes(services),
         ],
-        middleware=[Middleware(MetricsMiddleware, metrics=metrics)],
+        middleware=[Middleware(MetricsMiddleware, metrics=metrics),
+                    Middleware(AuthenticationMiddleware, backend=auth, on_error=on_auth_error)],
         lifespan=lifespan,
     )
     app.state.services = services

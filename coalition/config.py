@@ -41,6 +41,14 @@ class Settings:
     max_hold_expiry_s: int = 7 * 24 * 3600
     rate_limit_per_s: int = 200
     auth_cache_s: float = 2.0
+    # Failed credentials (bad key, token or Basic password) one client address may send a
+    # minute; beyond, the address gets 429 before any lookup (guessing keys stays hopeless).
+    auth_failures_per_min: int = 30
+    # /metrics on the API's address needs an admin key or this token (Bearer); with
+    # metrics_port set, the metrics are also served without credentials on that address.
+    metrics_token: str | None = None
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
     max_query_bytes: int = 100_000
     max_query_depth: int = 15
     max_aliases: int = 100
@@ -100,6 +108,15 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _secret(env: Mapping[str, str], name: str, min_length: int = 16) -> str | None:
+    raw = env.get(name)
+    if not raw:
+        return None
+    if len(raw) < min_length:
+        raise ConfigError(f"{name} is {len(raw)} characters: use a random one of at least {min_length}")
+    return raw
+
+
 def normalize_database_url(url: str) -> str:
     """Accept the URLs people paste (postgres://, postgresql://, sqlite:///) and pick the async driver."""
     if url.startswith("postgres://"):
@@ -139,6 +156,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         default_hold_expiry_s=_int(env, "COALITION_HOLD_EXPIRY_S", 900, minimum=1),
         rate_limit_per_s=_int(env, "COALITION_RATE_LIMIT_PER_S", 200, minimum=1),
         auth_cache_s=_float(env, "COALITION_AUTH_CACHE_S", 2.0),
+        auth_failures_per_min=_int(env, "COALITION_AUTH_FAILURES_PER_MIN", 30, minimum=1),
+        metrics_token=_secret(env, "COALITION_METRICS_TOKEN"),
+        metrics_port=_int(env, "COALITION_METRICS_PORT", 0, minimum=0) or None,
+        metrics_host=env.get("COALITION_METRICS_HOST") or "127.0.0.1",
         db_pool_size=_int(env, "COALITION_DB_POOL_SIZE", 32, minimum=1),
         ledger_batches_in_flight=_int(env, "COALITION_LEDGER_BATCHES_IN_FLIGHT", 1, minimum=1),
         hold_sweep_interval_s=_float(env, "COALITION_HOLD_SWEEP_INTERVAL_S", 5.0),

@@ -8,12 +8,13 @@ instead of failing with ``database is locked`` when a read transaction upgrades.
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, ClassVar, Self
 
 import asyncpg
-from sqlalchemy import BigInteger, DateTime, Integer, MetaData, String, TypeDecorator, event, text
+from sqlalchemy import BigInteger, DateTime, Integer, MetaData, String, TypeDecorator, event, make_url, text
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -80,6 +81,25 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def create_private_sqlite_file(url: str) -> None:
+    """Create an SQLite database file that does not exist yet with mode 0600 (owner only).
+
+    It holds API-key hashes, encrypted contacts and the whole ledger; SQLite would create it
+    with the umask's mode (often world-readable). SQLite gives the -wal and -shm files it
+    makes later the database file's mode, so they are private too. An existing file is left
+    as it is, as is a file in a folder that does not exist (connecting fails there anyway).
+    """
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    try:
+        # The path as SQLite opens it (SQLite does not expand "~").
+        fd = os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError:  # it exists, or its folder does not, or may not be written: SQLite will say
+        return
+    os.close(fd)
+
+
 def _configure_sqlite(engine: AsyncEngine) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -114,6 +134,7 @@ class Database:
             if ":memory:" in url or url.endswith("://"):
                 raise ValueError("use a file for SQLite: the ledger needs several connections")
             kwargs["connect_args"] = {"timeout": 30}
+            create_private_sqlite_file(url)
         else:
             kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=False)
         self.engine = create_async_engine(url, **kwargs)

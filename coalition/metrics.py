@@ -6,14 +6,24 @@ shared by the workers: each worker then writes its samples there and any worker'
 ``/metrics`` answers for all of them (prometheus_client's multiprocess mode).
 Labels are bounded: the route is one of the application's paths or ``other``, never
 the raw URL, and nothing about the caller (no keys, no loyalty IDs) is recorded.
+
+On the API's address ``/metrics`` needs an admin key or ``COALITION_METRICS_TOKEN``.
+:class:`MetricsServer` serves the same text without credentials on an address of its
+own (``coalition serve --metrics-port``), one a firewall keeps private.
 """
 
 from __future__ import annotations
 
 import os
+import socket
+import threading
 import time
+from collections.abc import Callable, Iterable
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.process_collector import ProcessCollector
 from starlette.requests import Request
@@ -82,3 +92,45 @@ class MetricsMiddleware:
             await self.app(scope, receive, send_and_note_status)
         finally:
             self.metrics.observe(scope["path"], scope["method"], status, time.perf_counter() - started)
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """No line per scrape in the server's log."""
+
+
+class MetricsServer:
+    """``GET /metrics`` without credentials on ``host:port``, in a thread of this process.
+
+    The socket is bound with SO_REUSEPORT, so every worker of ``coalition serve --workers N``
+    binds the same port and the kernel hands each scrape to one of them (with
+    ``PROMETHEUS_MULTIPROC_DIR`` set, any worker answers for all, as on the API's address).
+    """
+
+    def __init__(self, metrics: Metrics, host: str, port: int) -> None:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0][0]
+
+        class Server(ThreadingWSGIServer):
+            address_family = family
+
+            def server_bind(self) -> None:
+                if hasattr(socket, "SO_REUSEPORT"):
+                    self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+                super().server_bind()
+
+        def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+            if environ.get("PATH_INFO") != "/metrics" or environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
+                start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
+                return [b"metrics are at GET /metrics\n"]
+            start_response("200 OK", [("Content-Type", CONTENT_TYPE_LATEST)])
+            return [generate_latest(metrics.registry)]
+
+        self.httpd: WSGIServer = make_server(host, port, app, Server, handler_class=_QuietHandler)
+        self.port = self.httpd.server_port
+        self._thread = threading.Thread(target=self.httpd.serve_forever, name="metrics-server", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self._thread.join(timeout=5)

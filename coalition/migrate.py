@@ -27,7 +27,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from coalition.config import Settings
-from coalition.db import UTCDateTime
+from coalition.db import UTCDateTime, create_private_sqlite_file
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -83,10 +83,11 @@ def current_revision(connection: Connection) -> str | None:
 
 
 def ensure_sqlite_directory(database_url: str) -> None:
-    """SQLite creates the file but not its folder: make the folder."""
+    """SQLite creates the file but not its folder: make the folder, and the file, private (0600)."""
     url = make_url(database_url)
     if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
         Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        create_private_sqlite_file(database_url)
 
 
 def _upgrade_on(connection: Connection, config: Config, revision: str) -> str | None:

@@ -11,8 +11,10 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -366,3 +368,33 @@ def test_a_large_demo_is_bulk_loaded_and_consistent(tmp_path: Path) -> None:
     assert "5000 members" in result.output.replace("\n", " ")
     assert "ledger consistent" in invoke(db_file, "check").output
     assert scalar(db_file, select(func.count()).select_from(Member)) == 5000
+
+
+def test_serve_passes_the_metrics_address_to_the_workers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import uvicorn
+
+    # monkeypatch puts back whatever the environment held, so the command's settings do not leak.
+    monkeypatch.delenv("COALITION_METRICS_PORT", raising=False)
+    monkeypatch.delenv("COALITION_METRICS_HOST", raising=False)
+    seen: list[tuple[str | None, str | None]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: seen.append(
+        (os.environ.get("COALITION_METRICS_PORT"), os.environ.get("COALITION_METRICS_HOST"))))
+
+    result = invoke(tmp_path / "coalition.db", "serve", "--metrics-port", "9100", "--metrics-host", "10.0.0.5")
+
+    assert result.exit_code == 0, result.output
+    assert seen == [("9100", "10.0.0.5")]
+    assert "metrics on http://10.0.0.5:9100/metrics" in result.output
+
+
+def test_the_database_file_is_created_private(tmp_path: Path) -> None:
+    db_file = tmp_path / "data" / "coalition.db"
+    old_umask = os.umask(0o022)
+    try:
+        assert invoke(db_file, "migrate").exit_code == 0
+        assert invoke(db_file, "keys", "create").exit_code == 0
+    finally:
+        os.umask(old_umask)
+    assert stat.S_IMODE(db_file.stat().st_mode) == 0o600
+    for companion in db_file.parent.glob("coalition.db-*"):  # -wal, -shm while a connection was open
+        assert stat.S_IMODE(companion.stat().st_mode) == 0o600, companion

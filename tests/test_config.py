@@ -14,3 +14,17 @@ def test_ledger_batches_in_flight_defaults_to_one_and_must_be_positive() -> None
         load_settings({"COALITION_LEDGER_BATCHES_IN_FLIGHT": "0"})
     with pytest.raises(ConfigError, match="is not an integer"):
         load_settings({"COALITION_LEDGER_BATCHES_IN_FLIGHT": "two"})
+
+
+def test_auth_and_metrics_settings() -> None:
+    defaults = load_settings({})
+    assert (defaults.auth_failures_per_min, defaults.metrics_token, defaults.metrics_port,
+            defaults.metrics_host) == (30, None, None, "127.0.0.1")
+    given = load_settings({"COALITION_AUTH_FAILURES_PER_MIN": "5", "COALITION_METRICS_TOKEN": "t" * 16,
+                           "COALITION_METRICS_PORT": "9100", "COALITION_METRICS_HOST": "::1"})
+    assert (given.auth_failures_per_min, given.metrics_token, given.metrics_port,
+            given.metrics_host) == (5, "t" * 16, 9100, "::1")
+    with pytest.raises(ConfigError, match="COALITION_METRICS_TOKEN is 6 characters"):
+        load_settings({"COALITION_METRICS_TOKEN": "secret"})
+    with pytest.raises(ConfigError, match="COALITION_AUTH_FAILURES_PER_MIN=0 must be at least 1"):
+        load_settings({"COALITION_AUTH_FAILURES_PER_MIN": "0"})

@@ -3,10 +3,13 @@ how objects are built from values already in the database."""
 
 from __future__ import annotations
 
+import os
+import stat
+from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from coalition.db import Database
@@ -44,3 +47,34 @@ def test_from_values_builds_an_object_as_a_query_loads_one() -> None:
 def test_from_values_refuses_a_name_that_is_no_attribute() -> None:
     with pytest.raises(TypeError, match="refrence"):
         Entry.from_values(id=1, refrence="typo")
+
+
+async def test_an_sqlite_file_is_created_readable_by_its_owner_only(tmp_path: Path) -> None:
+    # given the usual umask, under which SQLite makes a world-readable file
+    old_umask = os.umask(0o022)
+    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'coalition.db'}", pool_size=1)
+    try:
+        # when it is written (WAL: the -wal and -shm files exist while a connection is open)
+        async with database.transaction() as conn:
+            await conn.execute(text("CREATE TABLE secrets (value TEXT)"))
+            await conn.execute(text("INSERT INTO secrets VALUES ('hash')"))
+        async with database.read() as conn:
+            await conn.execute(text("SELECT value FROM secrets"))
+            files = sorted(tmp_path.iterdir())
+            # then the database and its companions are 0600
+            assert [f.name for f in files] == ["coalition.db", "coalition.db-shm", "coalition.db-wal"]
+            assert {f.name: stat.S_IMODE(f.stat().st_mode) for f in files} == dict.fromkeys(
+                ["coalition.db", "coalition.db-shm", "coalition.db-wal"], 0o600)
+    finally:
+        os.umask(old_umask)
+        await database.dispose()
+
+
+async def test_an_existing_sqlite_file_keeps_its_mode(tmp_path: Path) -> None:
+    path = tmp_path / "shared.db"
+    path.touch(mode=0o640)
+    path.chmod(0o640)
+    database = Database(f"sqlite+aiosqlite:///{path}", pool_size=1)
+    await database.ping()
+    await database.dispose()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640

@@ -143,3 +143,41 @@ async def test_make_rate_limiter_with_redis_url() -> None:
     retry_after = await limiter.hit(key)
     assert retry_after is not None and 0 < retry_after <= 1
     await limiter.aclose()
+
+
+async def test_a_minute_window_and_asking_without_counting() -> None:
+    clock = FakeClock(6_030.0)  # half way through a minute
+    requests = InProcessRateLimiter(100, clock=clock)
+    failures = requests.companion(2, window_s=60, prefix="fail:")
+
+    assert await failures.retry_after("ip:a") is None
+    assert [await failures.hit("ip:a") for _ in range(2)] == [None, None]
+    assert await failures.retry_after("ip:a") == pytest.approx(30.0)  # the budget is used up
+    assert await failures.retry_after("ip:a") == pytest.approx(30.0)  # asking counts nothing
+    assert await failures.hit("ip:a") == pytest.approx(30.0)
+    assert await failures.retry_after("ip:b") is None
+    assert await requests.hit("ip:a") is None  # the companion counts apart
+    clock.now = 6_060.0
+    assert await failures.retry_after("ip:a") is None and await failures.hit("ip:a") is None
+
+
+def test_a_window_must_be_at_least_a_second() -> None:
+    with pytest.raises(ValueError, match="window_s must be at least 1"):
+        InProcessRateLimiter(5, window_s=0)
+
+
+@needs_redis
+async def test_redis_companion_counts_per_minute_on_the_same_connection(
+        redis_client: redis_asyncio.Redis, prefix: str) -> None:
+    clock = FakeClock(12_045.0)
+    requests = RedisRateLimiter(redis_client, 100, prefix, clock=clock)
+    failures = requests.companion(2, window_s=60, prefix=f"{prefix}fail:")
+    assert isinstance(failures, RedisRateLimiter) and failures.redis is redis_client
+
+    assert [await failures.hit("ip:a") for _ in range(2)] == [None, None]
+    assert await failures.retry_after("ip:a") == pytest.approx(15.0)
+    assert await failures.hit("ip:a") == pytest.approx(15.0)
+    assert await failures.retry_after("ip:b") is None
+    assert 0 < await redis_client.ttl(f"{prefix}fail:ip:a:{12_045 // 60}") <= 61
+    clock.now = 12_060.0
+    assert await failures.retry_after("ip:a") is None

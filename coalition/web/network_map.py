@@ -1,7 +1,9 @@
 """The network map for the admin console: ``GET /admin/network-map.png`` and ``.svg``.
 
 Served from the newest analysis run that drew one (``coalition analyze``), to an admin API key
-(``Authorization: Bearer``). ``X-Computed-At`` and ``Last-Modified`` say how fresh it is.
+(``Authorization: Bearer``, or the key as the HTTP Basic password so that the admin console's
+link opens in a browser; :mod:`coalition.auth.backend`). ``X-Computed-At`` and
+``Last-Modified`` say how fresh it is. Errors have the API's shape (:mod:`coalition.web.errors`).
 """
 
 from __future__ import annotations
@@ -10,34 +12,30 @@ from collections.abc import Awaitable, Callable
 from email.utils import format_datetime
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
+from coalition.auth.backend import caller_of
 from coalition.auth.models import Role
-from coalition.auth.service import Authenticator
 from coalition.network.store import MAP_SCOPES, InsightStore
-from coalition.web.reports import credential_of
+from coalition.web.errors import error_response
 
 MEDIA_TYPES = {"png": "image/png", "svg": "image/svg+xml"}
 
 
-def network_map_endpoint(
-    store: InsightStore, authenticator: Authenticator
-) -> Callable[[Request], Awaitable[Response]]:
+def network_map_endpoint(store: InsightStore) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
         fmt = request.path_params["fmt"]
         if fmt not in MAP_SCOPES:
-            return JSONResponse({"error": "the map is .png or .svg"}, status_code=404)
-        # Bearer, or the key as the HTTP Basic password so the admin console's link opens in a browser.
-        credential = credential_of(request.headers.get("authorization", ""))
-        caller = await authenticator.authenticate(credential) if credential else None
+            return error_response(request, 404, "INVALID_FORMAT", "the map is .png or .svg")
+        caller = caller_of(request)
         if caller is None:
-            return JSONResponse({"error": "send an admin API key: Authorization: Bearer <key>"}, status_code=401,
-                                headers={"WWW-Authenticate": 'Bearer, Basic realm="Coalition", charset="UTF-8"'})
+            return error_response(request, 401, "UNAUTHENTICATED", "send an admin API key: Authorization: Bearer "
+                                  "<key> (or as the password of HTTP Basic in a browser)")
         if caller.role != Role.ADMIN:
-            return JSONResponse({"error": "the network map is for admins"}, status_code=403)
+            return error_response(request, 403, "FORBIDDEN", "the network map is for admins")
         found = await store.latest_blob(MAP_SCOPES[fmt])
         if found is None:
-            return JSONResponse({"error": "no map yet: run `coalition analyze`"}, status_code=404)
+            return error_response(request, 404, "NO_MAP_YET", "no map yet: run `coalition analyze`")
         stored, data = found
         return Response(data, media_type=MEDIA_TYPES[fmt], headers={
             "Cache-Control": "private, max-age=60",

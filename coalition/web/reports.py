@@ -12,35 +12,38 @@
 ==========================================================  ==========================================
 
 ``fmt`` is ``html``, ``pdf``, ``png``, ``csv`` or ``json``; ``batch`` is the batch's number
-(``SettlementBatch`` id) or its GraphQL global ID. Credentials as for the API:
-``Authorization: Bearer <key>``, or the key as the password of HTTP Basic so that a
-browser can open the pages (never in the URL: it would end up in logs). Errors are
-JSON ``{"error": {"code", "message"}}``: 401 no or bad key, 403 a caller who may not see
-it (a merchant asking for another's statement, a member token), 404 no such batch or no
+(``SettlementBatch`` id, written the canonical way: ``7``, not ``07``) or its GraphQL global
+ID. Credentials as for the API (:mod:`coalition.auth.backend`): ``Authorization: Bearer
+<key>``, or the key as the password of HTTP Basic so that a browser can open the pages
+(never in the URL: it would end up in logs). Errors have the API's shape,
+``{"errors": [{"message", "extensions": {"code"}}]}``, or are a small HTML page for a
+browser (:mod:`coalition.web.errors`): 401 no or bad key, 403 a caller who may not see it
+(a merchant asking for another's statement, a member token), 404 no such batch or no
 statement for that merchant in it, 400 a bad format or merchant, 429 too many requests.
 """
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import quote
 
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
+from coalition.auth.backend import caller_of
 from coalition.auth.models import Role
-from coalition.auth.service import Authenticator, Caller
+from coalition.auth.service import Caller
 from coalition.errors import DomainError, NotFound
 from coalition.graphql.core.types import InvalidId, decode_id
 from coalition.settlement.exports import FORMATS, MEDIA_TYPES, Export, export_batch, render
 from coalition.settlement.reports import index_html
 from coalition.settlement.service import list_batches
 from coalition.settlement.whatif import simulate_settlement, simulation_view
+from coalition.web.errors import error_response
 
 INDEX_PAGE = 50
 RENDER_CACHE_SIZE = 64  # rendered downloads kept, oldest out first
@@ -58,51 +61,38 @@ class HttpError(Exception):
     def __repr__(self) -> str:
         return f"HttpError(status={self.status}, code={self.code!r}, message={self.message!r})"
 
-    def response(self) -> Response:
-        return JSONResponse({"error": {"code": self.code, "message": self.message}}, status_code=self.status,
-                            headers=self.headers)
+    def response(self, request: Request) -> Response:
+        return error_response(request, self.status, self.code, self.message, self.headers)
+
+
+# A number as we write it: ASCII digits, no sign, no leading zero. "01", "+1" or an Arabic-Indic "1" name the
+# same row as "1" but would make another URL (and another entry in the render cache).
+_CANONICAL_NUMBER = re.compile(r"[1-9][0-9]{0,18}")
 
 
 def _id(raw: str, type_name: str, what: str) -> int:
-    if raw.isdigit() and 0 < int(raw) < 2**63:
+    if _CANONICAL_NUMBER.fullmatch(raw) and int(raw) < 2**63:
         return int(raw)
     try:
         return decode_id(raw, type_name)
     except InvalidId:
         raise HttpError(400 if what == "merchant" else 404, f"INVALID_{what.upper()}",
-                        f"{raw[:60]!r} is not a {what} number or {type_name} ID") from None
+                        f"{raw[:60]!r} is not a {what} number (digits, no leading zero) or {type_name} ID") from None
 
 
-def credential_of(header: str) -> str:
-    """The API key in ``Bearer <key>``, or in ``Basic`` (the password, or the user name when it is empty)."""
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() == "bearer":
-        return value.strip()
-    if scheme.lower() == "basic":
-        try:
-            user, _, password = base64.b64decode(value.strip(), validate=True).decode().partition(":")
-        except (ValueError, UnicodeDecodeError):
-            return ""
-        return password or user
-    return ""
+def require_caller(request: Request) -> Caller:
+    """The caller the authentication backend found; 401 for an anonymous request."""
+    caller = caller_of(request)
+    if caller is None:
+        raise HttpError(401, "UNAUTHENTICATED", "send an API key: Authorization: Bearer <key> (or as the "
+                        "password of HTTP Basic in a browser)")
+    return caller
 
 
-def report_routes(services: Any, authenticator: Authenticator, limiter: Any) -> list[Route]:
+def report_routes(services: Any) -> list[Route]:
     """The routes, bound to the application's services (``db``, ``settings``, ``keys``)."""
 
     rendered: dict[tuple[Any, ...], tuple[float, Export]] = {}
-
-    async def caller_of(request: Request) -> Caller:
-        caller = await authenticator.authenticate(credential_of(request.headers.get("authorization", "")))
-        if caller is None:
-            # Basic as well, so that a browser asks for the key and the report's links work there.
-            raise HttpError(401, "UNAUTHENTICATED", "send an API key: Authorization: Bearer <key>",
-                            {"WWW-Authenticate": 'Bearer, Basic realm="Coalition", charset="UTF-8"'})
-        retry_after = await limiter.hit(caller.rate_limit_key)
-        if retry_after is not None:
-            raise HttpError(429, "RATE_LIMITED", "too many requests for this key; slow down",
-                            {"Retry-After": str(max(1, round(retry_after)))})
-        return caller
 
     async def send(request: Request, merchant_id: int | None, links: list[tuple[str, str]]) -> Response:
         fmt = request.path_params["fmt"]
@@ -133,16 +123,16 @@ def report_routes(services: Any, authenticator: Authenticator, limiter: Any) -> 
             try:
                 return await handler(request)
             except HttpError as error:
-                return error.response()
+                return error.response(request)
             except NotFound as error:
-                return HttpError(404, error.code, error.message).response()
+                return HttpError(404, error.code, error.message).response(request)
             except DomainError as error:
-                return HttpError(400, error.code, error.message).response()
+                return HttpError(400, error.code, error.message).response(request)
 
         return endpoint
 
     async def batch_report(request: Request) -> Response:
-        caller = await caller_of(request)
+        caller = require_caller(request)
         if caller.role != Role.ADMIN:
             raise HttpError(403, "FORBIDDEN", "the batch report needs an admin key; a merchant gets its own "
                             "statement at /statements/<batch>.<format>")
@@ -150,7 +140,7 @@ def report_routes(services: Any, authenticator: Authenticator, limiter: Any) -> 
         return await send(request, None, links)
 
     async def statement(request: Request) -> Response:
-        caller = await caller_of(request)
+        caller = require_caller(request)
         asked = request.query_params.get("merchant")
         wanted = None if asked is None else _id(asked, "Merchant", "merchant")
         if caller.role == Role.ADMIN:
@@ -164,13 +154,15 @@ def report_routes(services: Any, authenticator: Authenticator, limiter: Any) -> 
             merchant_id = caller.merchant_id
         else:
             raise HttpError(403, "FORBIDDEN", "statements need a merchant or admin API key")
-        batch = request.path_params["batch"]
-        query = f"?merchant={quote(asked)}" if asked is not None else ""
+        # The links (part of the render cache's key) name the batch and merchant by number,
+        # however the URL named them: one entry, and one page, per statement.
+        batch = _id(request.path_params["batch"], "SettlementBatch", "batch")
+        query = f"?merchant={merchant_id}" if wanted is not None else ""
         links = [(fmt.upper(), f"{batch}.{fmt}{query}") for fmt in FORMATS if fmt != "html"]
         return await send(request, merchant_id, links)
 
     async def batch_index(request: Request) -> Response:
-        caller = await caller_of(request)
+        caller = require_caller(request)
         if caller.role != Role.ADMIN:
             raise HttpError(403, "FORBIDDEN", "the settlement console needs an admin key")
         before = request.query_params.get("before")
@@ -182,7 +174,7 @@ def report_routes(services: Any, authenticator: Authenticator, limiter: Any) -> 
                                            "Content-Security-Policy": INDEX_POLICY})
 
     async def simulation(request: Request) -> Response:
-        caller = await caller_of(request)
+        caller = require_caller(request)
         if caller.role != Role.ADMIN:
             raise HttpError(403, "FORBIDDEN", "simulations need an admin key")
         fmt = request.path_params["fmt"]
@@ -199,7 +191,8 @@ def report_routes(services: Any, authenticator: Authenticator, limiter: Any) -> 
                 raise HttpError(400, "INVALID_PERIOD_END", "periodEnd must be ISO 8601 with an offset") from None
         point_value: Any = query.get("pointValueMinor")
         if point_value is not None:
-            point_value = int(point_value) if point_value.lstrip("-").isdigit() else point_value
+            # ASCII digits only: str.isdigit() also takes "²", which int() refuses.
+            point_value = int(point_value) if re.fullmatch(r"-?[0-9]{1,18}", point_value) else point_value
         batch = query.get("batch")
         result = await simulate_settlement(
             services.db, services.settings, period_end=period_end,

@@ -65,21 +65,21 @@ async def test_a_merchant_fetches_only_its_own_statement(api: Any, admin_key: st
     assert (await get(api, f"/statements/{batch.id}.json", cafe)).json()["merchantStatement"]
     # Another merchant's statement, or the whole batch: refused.
     foreign = await get(api, f"/statements/{batch.id}.csv?merchant={shops.a.id}", cafe)
-    assert (foreign.status_code, foreign.json()["error"]["code"]) == (403, "FORBIDDEN")
+    assert (foreign.status_code, foreign.json()["errors"][0]["extensions"]["code"]) == (403, "FORBIDDEN")
     whole = await get(api, f"/admin/settlement/{batch.id}/report.csv", cafe)
     assert whole.status_code == 403
     # An admin names the merchant.
     as_admin = await get(api, f"/statements/{batch.id}.csv?merchant={shops.a.id}", admin_key)
     assert sum(int(r["effect_minor"]) for r in csv.DictReader(io.StringIO(as_admin.text))) == -96
     unnamed = await get(api, f"/statements/{batch.id}.csv", admin_key)
-    assert (unnamed.status_code, unnamed.json()["error"]["code"]) == (400, "MERCHANT_REQUIRED")
+    assert (unnamed.status_code, unnamed.json()["errors"][0]["extensions"]["code"]) == (400, "MERCHANT_REQUIRED")
 
 
 async def test_refusals(api: Any, admin_key: str, shops: Any, batch: Any, make_merchant: Any) -> None:
     assert (await get(api, f"/admin/settlement/{batch.id}/report.pdf", None)).status_code == 401
     assert (await get(api, f"/admin/settlement/{batch.id}/report.pdf", "coa_nonsense")).status_code == 401
     missing = await get(api, f"/admin/settlement/{batch.id + 7}/report.csv", admin_key)
-    assert (missing.status_code, missing.json()["error"]["code"]) == (404, "BATCH_NOT_FOUND")
+    assert (missing.status_code, missing.json()["errors"][0]["extensions"]["code"]) == (404, "BATCH_NOT_FOUND")
     assert (await get(api, f"/admin/settlement/{batch.id}/report.xlsx", admin_key)).status_code == 404
     assert (await get(api, "/admin/settlement/nonsense/report.csv", admin_key)).status_code == 404
     idle = (await make_merchant("Idle")).merchant
@@ -104,3 +104,36 @@ async def test_a_browser_opens_the_console_with_basic_auth(api: Any, admin_key: 
     wrong = {"Authorization": "Basic " + base64.b64encode(b"admin:coa_wrong").decode()}
     assert (await api.client.get("/admin/settlement", headers=wrong)).status_code == 401
     assert (await api.client.get("/admin/settlement", headers={"Authorization": "Basic !!"})).status_code == 401
+
+
+async def test_a_merchant_named_by_a_non_canonical_number_is_refused(
+        api: Any, admin_key: str, shops: Any, batch: Any) -> None:
+    canonical = await get(api, f"/statements/{batch.id}.csv?merchant={shops.c.id}", admin_key)
+    assert canonical.status_code == 200
+    # "03", "+3", "3.0", a superscript or an Arabic-Indic digit name merchant 3 only in a reader's eye;
+    # answered, each would be another URL for the same statement and another entry in the render cache.
+    for spelled in (f"0{shops.c.id}", f"00{shops.c.id}", f"+{shops.c.id}", f"{shops.c.id}.0", "\u00b3", "\u0663",
+                    f" {shops.c.id}", "0"):
+        refused = await get(api, f"/statements/{batch.id}.csv?merchant={spelled}", admin_key)
+        assert refused.status_code == 400, spelled
+        assert refused.json()["errors"][0]["extensions"]["code"] == "INVALID_MERCHANT"
+    for spelled in (f"0{batch.id}", "\u00b9"):
+        refused = await get(api, f"/statements/{spelled}.csv?merchant={shops.c.id}", admin_key)
+        assert refused.status_code == 404 and refused.json()["errors"][0]["extensions"]["code"] == "INVALID_BATCH"
+        refused = await get(api, f"/admin/settlement/{spelled}/report.csv", admin_key)
+        assert refused.status_code == 404
+
+
+async def test_one_statement_is_one_page_however_its_url_names_it(
+        api: Any, admin_key: str, shops: Any, batch: Any) -> None:
+    merchant, batch_gid = to_global_id("Merchant", str(shops.c.id)), to_global_id("SettlementBatch", str(batch.id))
+    pages = [await get(api, path, admin_key) for path in (
+        f"/statements/{batch.id}.html?merchant={shops.c.id}", f"/statements/{batch.id}.html?merchant={merchant}",
+        f"/statements/{batch_gid}.html?merchant={shops.c.id}")]
+    assert [p.status_code for p in pages] == [200, 200, 200]
+    # The links name batch and merchant by number: the same bytes (and one render-cache entry).
+    assert pages[0].content == pages[1].content == pages[2].content
+    assert f'href="{batch.id}.pdf?merchant={shops.c.id}"' in pages[0].text
+    cafe = await merchant_key(shops.db, shops.c.id)
+    own = await get(api, f"/statements/{batch.id}.html", cafe)
+    assert f'href="{batch.id}.pdf"' in own.text

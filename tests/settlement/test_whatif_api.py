@@ -91,7 +91,7 @@ async def test_the_what_if_report_page(api: Any, admin_key: str, shops: Any) -> 
     assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF-")
     bad = await api.client.get(f"/admin/settlement/simulate.html?batch={batch.id}&reimbursementRate=2",
                                headers=auth)
-    assert (bad.status_code, bad.json()["error"]["code"]) == (400, "INVALID_REIMBURSEMENT_RATE")
+    assert (bad.status_code, bad.json()["errors"][0]["extensions"]["code"]) == (400, "INVALID_REIMBURSEMENT_RATE")
     # The console's form sends every field, the empty ones too.
     form = await api.client.get(f"/admin/settlement/simulate.html?batch={batch.id}&reimbursementRate=0.80"
                                 "&fundingModel=&pointValueMinor=&breakageShare=", headers=auth)
@@ -100,7 +100,8 @@ async def test_the_what_if_report_page(api: Any, admin_key: str, shops: Any) -> 
     assert 'action="settlement/simulate.html"' in index.text
     assert "form-action 'self'" in index.headers["content-security-policy"]
     no_window = await api.client.get("/admin/settlement/simulate.html", headers=auth)
-    assert (no_window.status_code, no_window.json()["error"]["code"]) == (400, "INVALID_SIMULATION_WINDOW")
+    assert no_window.status_code == 400
+    assert no_window.json()["errors"][0]["extensions"]["code"] == "INVALID_SIMULATION_WINDOW"
     async with s.db.sessions.begin() as session:
         merchant = await create_api_key(session, Role.MERCHANT, merchant_id=s.b.id)
     refused = await api.client.get(f"/admin/settlement/simulate.html?batch={batch.id}",
@@ -120,4 +121,4 @@ async def test_the_what_if_page_for_the_next_period(api: Any, admin_key: str, sh
     assert page.status_code == 200, page.text
     assert "REDEMPTION" in page.text and "0.58" in page.text  # Books under REDEMPTION (worked example)
     bad = await api.client.get("/admin/settlement/simulate.html?periodEnd=tomorrow", headers=auth)
-    assert (bad.status_code, bad.json()["error"]["code"]) == (400, "INVALID_PERIOD_END")
+    assert (bad.status_code, bad.json()["errors"][0]["extensions"]["code"]) == (400, "INVALID_PERIOD_END")
