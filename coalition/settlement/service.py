@@ -393,6 +393,19 @@ async def export_statement(db: Database, keys: NetworkKeys, batch_id: int,
         return statements.export_document_v1(
             batch_statement=batch.statement, digest=batch.digest, signature=batch.signature,
             public_key_b64=keys.public_key_b64, merchant_statements=[p.statement for p in positions], single=single)
+    commitments = await statement_commitments(db, keys, batch_id, positions)
+    return statements.export_document(
+        batch_statement=batch.statement, digest=batch.digest, signature=batch.signature,
+        public_key_b64=keys.public_key_b64, commitments=commitments, single=single)
+
+
+async def statement_commitments(db: Database, keys: NetworkKeys, batch_id: int,
+                                positions: list[SettlementPosition]) -> list[statements.Commitment]:
+    """Each position's statement with its nonce and inclusion proof, in a version-2 batch.
+
+    Raises StatementKeyMismatch if the server's master secret is not the one the batch was
+    salted under (the nonces would not match the leaves).
+    """
     tree = statements.MerkleTree.build(await batch_leaves(db, batch_id))
     commitments = []
     for p in positions:
@@ -402,9 +415,7 @@ async def export_statement(db: Database, keys: NetworkKeys, batch_id: int,
             raise StatementKeyMismatch(f"merchant {p.merchant_id}'s statement in batch {batch_id} was salted with "
                                        "another master secret than this server's; export it with that secret")
         commitments.append(statements.Commitment(p.statement, nonce.hex(), tree.proof(p.statement_sha256)))
-    return statements.export_document(
-        batch_statement=batch.statement, digest=batch.digest, signature=batch.signature,
-        public_key_b64=keys.public_key_b64, commitments=commitments, single=single)
+    return commitments
 
 
 async def batch_leaves(db: Database, batch_id: int) -> list[str]:
