@@ -327,7 +327,10 @@ def _check_signature(key: str, signature: str, digest: str) -> None:
 def _statement(text: Any) -> dict[str, Any]:
     if not isinstance(text, str) or not text.isascii():
         raise VerificationError("a merchant statement is not ASCII text")
-    statement = json.loads(text)
+    try:
+        statement = json.loads(text)
+    except (ValueError, RecursionError):
+        raise VerificationError("a merchant statement is not JSON") from None
     if not isinstance(statement, dict) or canonical(statement) != text \
             or statement.get("type") != MERCHANT_STATEMENT_TYPE:
         raise VerificationError("a merchant statement is not in canonical form")
@@ -343,7 +346,7 @@ def _check_v2(entry: Any, batch: dict[str, Any]) -> dict[str, Any]:
         raise VerificationError(f"merchant {statement.get('merchantId')}'s nonce is not {NONCE_BYTES} bytes of hex")
     root = fold_proof(leaf_hash(bytes.fromhex(nonce), entry["statement"]), entry["proof"])
     expected = batch.get("merchantRoot")
-    if not isinstance(expected, str) or not hmac.compare_digest(root, expected):
+    if not _is_hash(expected) or not hmac.compare_digest(root, expected):
         raise VerificationError(f"merchant {statement.get('merchantId')}'s statement does not match the signed batch")
     return statement
 

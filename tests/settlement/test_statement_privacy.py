@@ -146,6 +146,10 @@ TAMPERING: dict[str, Callable[[dict[str, Any]], None]] = {
     "the root and the digest": _rehash_forged_root,
     "the signature": _set(("signature",), _signature_flip),
     "the signature not base64": _set(("signature",), lambda sig: "!" + sig[1:]),
+    "the statement not JSON": _set(("merchantStatement",), lambda text: text[:-1]),
+    "the statement not ASCII": _set(("merchantStatement",), lambda text: text.replace("EUR", "\u20ac")),
+    "the proof not a list": _set(("proof",), lambda proof: {"side": "left"}),
+    "a proof step not an object": _set(("proof",), lambda proof: ["left", *proof[1:]]),
 }
 
 
@@ -340,3 +344,19 @@ async def test_every_merchant_proves_its_statement_in_random_batches(shops: Any,
         leaves = list((await conn.execute(select(SettlementPosition.statement_sha256)
                                           .where(SettlementPosition.batch_id == batch.id))).scalars())
     assert MerkleTree.build(leaves).root == signed["merchantRoot"]
+
+
+async def test_malformed_exports_fail_with_a_reason_not_a_crash(shops: Any) -> None:
+    s = shops
+    await s.worked_example_activity()
+    batch = (await s.settle()).batch
+    good = await export_statement(s.db, s.keys, batch.id, s.a.id)
+    malformed: list[Any] = [
+        [], "export", {}, {"format": "coalition.statement-export/9"}, {"format": EXPORT_FORMAT},
+        {k: v for k, v in good.items() if k != "nonce"}, {k: v for k, v in good.items() if k != "proof"},
+        dict(good, digest=None), dict(good, merchantStatements="all"), dict(good, publicKey="not a key"),
+        dict(good, nonce=None), dict(good, nonce="Z" * 64), dict(good, proof=[{"side": "left"}] * 65),
+    ]
+    for document in malformed:
+        with pytest.raises(VerificationError):
+            verify_export(document, None)
