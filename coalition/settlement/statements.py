@@ -346,7 +346,7 @@ def _check_v2(entry: Any, batch: dict[str, Any]) -> dict[str, Any]:
         raise VerificationError(f"merchant {statement.get('merchantId')}'s nonce is not {NONCE_BYTES} bytes of hex")
     root = fold_proof(leaf_hash(bytes.fromhex(nonce), entry["statement"]), entry["proof"])
     expected = batch.get("merchantRoot")
-    if not _is_hash(expected) or not hmac.compare_digest(root, expected):
+    if not isinstance(expected, str) or not _is_hash(expected) or not hmac.compare_digest(root, expected):
         raise VerificationError(f"merchant {statement.get('merchantId')}'s statement does not match the signed batch")
     return statement
 
