@@ -48,6 +48,8 @@ class NetworkKeys:
         self._fernet = Fernet(base64.urlsafe_b64encode(_derive(master, b"contact-encryption")))
         self._index_key = _derive(master, b"blind-index")
         self._token_key = _derive(master, b"member-token")
+        # Keyed once: a batch derives one nonce per merchant (thousands), each a copy and an update.
+        self._statement_mac = hmac.new(_derive(master, b"statement-nonce"), digestmod=hashlib.sha256)
         self._signing_key = Ed25519PrivateKey.from_private_bytes(_derive(master, b"network-signing"))
         raw_public = self._signing_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
         self.public_key_b64 = base64.b64encode(raw_public).decode()
@@ -69,6 +71,17 @@ class NetworkKeys:
         """The member's self-service token: derivable, so an idempotent retry can return it again."""
         mac = hmac.new(self._token_key, f"{member_id}:{version}".encode(), hashlib.sha256).digest()
         return "cmt_" + base64.urlsafe_b64encode(mac).decode().rstrip("=")
+
+    def statement_nonce(self, batch_id: int, merchant_id: int) -> bytes:
+        """The 32-byte salt of a merchant's settlement statement in a batch (its Merkle leaf).
+
+        Derived, not stored: the network can hand it to that merchant again with every export,
+        and nobody without the master secret can guess it (so a leaf says nothing about the
+        figures). Rotating the master secret changes it, as it changes the signing key.
+        """
+        mac = self._statement_mac.copy()
+        mac.update(f"settlement-statement:{batch_id}:{merchant_id}".encode())
+        return mac.digest()
 
     def sign(self, data: bytes) -> bytes:
         return self._signing_key.sign(data)

@@ -9,6 +9,7 @@ NotFound
 Conflict
 ├── IdempotencyKeyConflict   the key closed a batch for another periodEnd
 └── SettlementRaced          SETTLEMENT_RACED: another run closed the activity first; run again
+└── StatementKeyMismatch     STATEMENT_KEY_MISMATCH: the batch was salted under another master secret
 """
 
 from __future__ import annotations
@@ -30,3 +31,10 @@ class BatchNotFound(NotFound):
 
 class SettlementRaced(Conflict):
     code = "SETTLEMENT_RACED"
+
+
+class StatementKeyMismatch(Conflict):
+    """A version-2 batch's statements were salted under another master secret than the server's:
+    their nonces cannot be derived again, so no export of them would verify."""
+
+    code = "STATEMENT_KEY_MISMATCH"

@@ -5,9 +5,11 @@ Two views, one function (:func:`export_batch`):
 - the **batch** (admins): every merchant's position, every line, the whole matrix and the
   batch totals;
 - one merchant's **statement** (that merchant, or an admin naming it): its own position,
-  the lines where it is issuer or redeemer, and nothing else. Batch totals are left out:
-  with few partners, gross, net and network income would let a merchant work out the
-  others' positions.
+  the lines where it is issuer or redeemer, and nothing else. Batch totals are left out of
+  the report, which stays about the merchant's own figures; the network-level totals are in
+  the signed batch statement and on the contract's ``SettlementBatch`` anyway (see
+  :mod:`coalition.settlement.statements` for what a merchant learns of the others: the
+  aggregates and the number of statements, nothing per merchant).
 
 Formats:
 
@@ -17,9 +19,11 @@ Formats:
             position). Money in integer minor units with a ``currency`` column; text cells
             that a spreadsheet would run as a formula get a leading ``'``.
 ``json``    the signed export (:func:`coalition.settlement.service.export_statement`):
-            verifiable offline with the network's public key.
+            verifiable offline with the network's public key; a merchant's holds its own
+            statement, its nonce and its inclusion proof (:mod:`coalition.settlement.statements`).
 ``html``    the report page: summary, positions table, matrix heat map and net positions
-            bar chart as inline SVG, the lines, the digest and signature.
+            bar chart as inline SVG, the lines, the digest and signature, the Merkle root and
+            (a merchant's statement) its nonce and inclusion proof.
 ``pdf``     the report on one page (for e-mail); ``png`` the same as an image.
 ==========  ==================================================================================
 """
@@ -49,7 +53,10 @@ from coalition.settlement.service import (
     export_statement,
     export_text,
     get_batch,
+    merchant_root_of,
     netting_ratio_of,
+    statement_commitments,
+    statement_version_of,
 )
 
 FORMATS = ("csv", "json", "html", "pdf", "png")
@@ -72,8 +79,13 @@ class Export:
     filename: str
 
 
-async def batch_view(db: Database, settings: Settings, batch_id: int, *, merchant_id: int | None = None) -> BatchView:
-    """The batch as plain figures, or only ``merchant_id``'s statement. Raises BatchNotFound."""
+async def batch_view(db: Database, settings: Settings, batch_id: int, *, merchant_id: int | None = None,
+                     keys: NetworkKeys | None = None) -> BatchView:
+    """The batch as plain figures, or only ``merchant_id``'s statement. Raises BatchNotFound.
+
+    With ``keys``, a merchant's statement in a version-2 batch also shows its nonce and
+    inclusion proof (the report's verification section).
+    """
     batch = await get_batch(db, batch_id)
     positions = await batch_positions(db, batch_id, merchant_id=merchant_id)
     if merchant_id is not None and not positions:
@@ -109,6 +121,9 @@ async def batch_view(db: Database, settings: Settings, batch_id: int, *, merchan
         charges_minor=p.charges_minor, reimbursements_minor=p.reimbursements_minor, breakage_minor=p.breakage_minor,
         adjustments_minor=p.adjustments_minor, net_minor=p.net_minor) for p in positions]
     whole = merchant_id is None
+    commitment = None
+    if not whole and keys is not None and statement_version_of(batch) == 2:
+        (commitment,) = await statement_commitments(db, keys, batch_id, positions)
     title = (f"Settlement batch {batch.seq}" if whole
              else f"Statement of {name(merchant_id)}, settlement batch {batch.seq}")
     return BatchView(
@@ -118,7 +133,7 @@ async def batch_view(db: Database, settings: Settings, batch_id: int, *, merchan
         network_income_minor=batch.network_income_minor if whole else None,
         netting_ratio=netting_ratio_of(batch) if whole else None,
         positions=position_rows, lines=line_rows, matrix=matrix, digest=batch.digest, signature=batch.signature,
-        merchant_id=merchant_id)
+        merchant_id=merchant_id, merchant_root=merchant_root_of(batch), commitment=commitment)
 
 
 def _text(value: Any) -> Any:
@@ -177,7 +192,7 @@ async def export_batch(db: Database, settings: Settings, keys: NetworkKeys, *, b
         batch = await get_batch(db, batch_id)
         document = await export_statement(db, keys, batch_id, merchant_id)
         return Export(export_text(document).encode(), MEDIA_TYPES[fmt], filename(batch.seq, merchant_id, fmt))
-    view = await batch_view(db, settings, batch_id, merchant_id=merchant_id)
+    view = await batch_view(db, settings, batch_id, merchant_id=merchant_id, keys=keys)
     assert view.seq is not None
     return Export(await render(view, fmt, links), MEDIA_TYPES[fmt], filename(view.seq, merchant_id, fmt))
 

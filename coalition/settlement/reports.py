@@ -101,6 +101,8 @@ class BatchView:
     digest: str | None = None
     signature: str | None = None
     merchant_id: int | None = None
+    merchant_root: str | None = None  # version 2: the Merkle root of the salted statements
+    commitment: Any = None  # a merchant's statement: its statements.Commitment (nonce and inclusion proof)
     notes: list[str] = field(default_factory=list)
     current_net: dict[int, int] | None = None  # a simulation: each merchant's net under the real policy
 
@@ -248,6 +250,10 @@ def _report_figure(view: BatchView) -> Figure:
                        f"network income {view.money(view.network_income_minor)}   netting ratio {view.netting_ratio}")
     if view.digest:
         summary.append(f"digest {view.digest}")
+    if view.merchant_root:
+        summary.append(f"merchant root {view.merchant_root}")
+    if view.commitment is not None:
+        summary.append(f"your nonce {view.commitment.nonce}")
     summary.extend(view.notes)
     top.text(0, 1, "\n".join(summary), va="top", ha="left", family="monospace")
     table_axes.set_axis_off()

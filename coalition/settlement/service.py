@@ -49,7 +49,7 @@ from coalition.errors import IdempotencyKeyConflict, check_idempotency_key
 from coalition.ledger.models import Entry
 from coalition.settlement import netting, statements
 from coalition.settlement.compute import Line, Progress, SettlementFigures, compute_settlement
-from coalition.settlement.errors import BatchNotFound, InvalidPeriodEnd, SettlementRaced
+from coalition.settlement.errors import BatchNotFound, InvalidPeriodEnd, SettlementRaced, StatementKeyMismatch
 from coalition.settlement.models import LineKind, SettlementBatch, SettlementLine, SettlementPosition
 
 # pg_advisory_xact_lock key for settlement runs: "SETL" in ASCII.
@@ -205,18 +205,22 @@ async def _by_key(conn: AsyncConnection, key: str, period_end: dt.datetime) -> S
 
 @dataclass(frozen=True)
 class _Signed:
-    """A batch's statements: each merchant's text and hash, the batch text, digest and signature."""
+    """A batch's statements: each merchant's text and salted leaf, the batch text, digest and signature."""
 
     merchant_texts: dict[int, str]
-    hashes: dict[int, str]
+    leaves: dict[int, str]
     batch_text: str
     digest: str
     signature: str
 
 
-def _sign(settings: Settings, keys: NetworkKeys, figures: SettlementFigures, *, seq: int, previous_digest: str | None,
-          period_start: dt.datetime, period_end: dt.datetime) -> _Signed:
-    """Build and sign the batch's statements: CPU only, no database (it runs in a thread)."""
+def _sign(settings: Settings, keys: NetworkKeys, figures: SettlementFigures, *, batch_id: int, seq: int,
+          previous_digest: str | None, period_start: dt.datetime, period_end: dt.datetime) -> _Signed:
+    """Build and sign the batch's statements: CPU only, no database (it runs in a thread).
+
+    Version 2 (:mod:`coalition.settlement.statements`): each merchant statement is a salted
+    leaf, the batch statement holds only the leaves' Merkle root.
+    """
     start, end = _iso(period_start), _iso(period_end)
     # Each line's canonical text is made once and spliced into its issuer's and its redeemer's statement.
     by_merchant: dict[int, list[str]] = collections.defaultdict(list)
@@ -233,7 +237,8 @@ def _sign(settings: Settings, keys: NetworkKeys, figures: SettlementFigures, *, 
             batch_seq=seq, period_start=start, period_end=end, currency=settings.currency, merchant_id=merchant_id,
             figures=_figures_document(f), line_texts=by_merchant.pop(merchant_id, []))
     del by_merchant
-    hashes = {m: statements.sha256_hex(t) for m, t in merchant_texts.items()}
+    leaves = {m: statements.leaf_hash(keys.statement_nonce(batch_id, m), t) for m, t in merchant_texts.items()}
+    tree = statements.MerkleTree.build(leaves.values())
     n = figures.netting
     totals = {
         "grossMinor": n.gross_minor, "netMinor": n.net_minor, "bilateralMinor": n.bilateral_minor,
@@ -244,10 +249,11 @@ def _sign(settings: Settings, keys: NetworkKeys, figures: SettlementFigures, *, 
     batch_text = statements.batch_statement(
         seq=seq, previous_digest=previous_digest, period_start=start, period_end=end,
         after_entry_id=figures.after_entry_id, through_entry_id=figures.through_entry_id, currency=settings.currency,
-        policies=[p.as_dict() for p in figures.policies], totals=totals, merchant_hashes=hashes)
+        policies=[p.as_dict() for p in figures.policies], totals=totals, merchant_root=tree.root,
+        merchant_count=len(leaves))
     digest = statements.sha256_hex(batch_text)
     signature = base64.b64encode(keys.sign(digest.encode("ascii"))).decode()
-    return _Signed(merchant_texts, hashes, batch_text, digest, signature)
+    return _Signed(merchant_texts, leaves, batch_text, digest, signature)
 
 
 async def _next_batch_id(conn: AsyncConnection) -> int:
@@ -277,7 +283,8 @@ async def _write_batch(
          line.original_entry_id, line.original_batch_id) for line_no, line in enumerate(figures.lines, 1))))
     try:
         signed = await asyncio.to_thread(
-            _sign, settings, keys, figures, seq=seq, previous_digest=latest.digest if latest is not None else None,
+            _sign, settings, keys, figures, batch_id=batch_id, seq=seq,
+            previous_digest=latest.digest if latest is not None else None,
             period_start=period_start, period_end=period_end)
     finally:
         await writing_lines
@@ -294,7 +301,7 @@ async def _write_batch(
     await _insert_rows(conn, SettlementPosition.__table__, _POSITION_COLUMNS, (
         (batch_id, m, f.points_issued, f.points_honored, f.points_reversed, f.points_expired, f.charges_minor,
          f.reimbursements_minor, f.breakage_minor, f.adjustments_minor, f.net_minor, signed.merchant_texts[m],
-         signed.hashes[m])
+         signed.leaves[m])
         for m, f in sorted(figures.merchants.items())))
     return batch_id
 
@@ -372,14 +379,60 @@ async def batch_positions(db: Database, batch_id: int, *, merchant_id: int | Non
 
 async def export_statement(db: Database, keys: NetworkKeys, batch_id: int,
                            merchant_id: int | None = None) -> dict[str, Any]:
-    """The signed JSON export of one merchant's statement, or of every merchant's (admin)."""
+    """The signed JSON export of one merchant's statement, or of every merchant's (admin).
+
+    A version-2 batch: each statement with its nonce and inclusion proof (only the merchant's
+    own in its export); a version-1 batch (closed before): the version-1 export as it always was.
+    """
     batch = await get_batch(db, batch_id)
     positions = await batch_positions(db, batch_id, merchant_id=merchant_id)
     if merchant_id is not None and not positions:
         raise BatchNotFound(f"merchant {merchant_id} has no statement in batch {batch_id}", field="merchantId")
+    single = merchant_id is not None
+    if statements.statement_version(batch.statement) == 1:
+        return statements.export_document_v1(
+            batch_statement=batch.statement, digest=batch.digest, signature=batch.signature,
+            public_key_b64=keys.public_key_b64, merchant_statements=[p.statement for p in positions], single=single)
+    commitments = await statement_commitments(db, keys, batch_id, positions)
     return statements.export_document(
         batch_statement=batch.statement, digest=batch.digest, signature=batch.signature,
-        public_key_b64=keys.public_key_b64, merchant_statements=[p.statement for p in positions])
+        public_key_b64=keys.public_key_b64, commitments=commitments, single=single)
+
+
+async def statement_commitments(db: Database, keys: NetworkKeys, batch_id: int,
+                                positions: list[SettlementPosition]) -> list[statements.Commitment]:
+    """Each position's statement with its nonce and inclusion proof, in a version-2 batch.
+
+    Raises StatementKeyMismatch if the server's master secret is not the one the batch was
+    salted under (the nonces would not match the leaves).
+    """
+    tree = statements.MerkleTree.build(await batch_leaves(db, batch_id))
+    commitments = []
+    for p in positions:
+        nonce = keys.statement_nonce(batch_id, p.merchant_id)
+        if statements.leaf_hash(nonce, p.statement) != p.statement_sha256:
+            # Only a changed master secret does this: the export would not verify, so say why instead.
+            raise StatementKeyMismatch(f"merchant {p.merchant_id}'s statement in batch {batch_id} was salted with "
+                                       "another master secret than this server's; export it with that secret")
+        commitments.append(statements.Commitment(p.statement, nonce.hex(), tree.proof(p.statement_sha256)))
+    return commitments
+
+
+async def batch_leaves(db: Database, batch_id: int) -> list[str]:
+    """Every salted leaf of a version-2 batch (hashes only: what an inclusion proof is built from)."""
+    async with db.read() as conn:
+        return list((await conn.execute(select(SettlementPosition.statement_sha256)
+                                        .where(SettlementPosition.batch_id == batch_id))).scalars())
+
+
+def merchant_root_of(batch: SettlementBatch) -> str | None:
+    """The Merkle root of a version-2 batch's salted statements (None: version 1, or no statement)."""
+    value = json.loads(batch.statement).get("merchantRoot")
+    return None if value is None else str(value)
+
+
+def statement_version_of(batch: SettlementBatch) -> int:
+    return statements.statement_version(batch.statement)
 
 
 @dataclass(frozen=True)

@@ -78,7 +78,25 @@ async def test_json_is_the_signed_export(shops: Any) -> None:
         s.a.id: -96, s.b.id: 22, s.c.id: 27}
     own = json.loads((await export_batch(s.db, s.settings, s.keys, batch_id=batch.id, merchant_id=s.c.id,
                                          fmt="json")).content)
-    assert [m["merchantId"] for m in verify_export(own, s.keys.public_key_b64).merchants] == [s.c.id]
+    assert [m["merchantId"] for m in verify_export(own, s.keys.public_key_b64, merchant_id=s.c.id).merchants] == [
+        s.c.id]
+    assert set(own) >= {"merchantStatement", "nonce", "proof"} and "merchantStatements" not in own
+
+
+async def test_the_reports_show_the_commitment_a_merchant_checks(shops: Any) -> None:
+    s = shops
+    batch = await worked_example(s)
+    own = json.loads((await export_batch(s.db, s.settings, s.keys, batch_id=batch.id, merchant_id=s.c.id,
+                                         fmt="json")).content)
+    root = json.loads(batch.statement)["merchantRoot"]
+    page = (await export_batch(s.db, s.settings, s.keys, batch_id=batch.id, merchant_id=s.c.id,
+                               fmt="html")).content.decode()
+    assert root in page and own["nonce"] in page
+    assert all(step["sha256"] in page for step in own["proof"]) and 1 <= len(own["proof"]) <= 2
+    whole = (await export_batch(s.db, s.settings, s.keys, batch_id=batch.id, fmt="html")).content.decode()
+    assert root in whole and own["nonce"] not in whole  # the batch report shows no merchant's nonce
+    view = await batch_view(s.db, s.settings, batch.id, merchant_id=s.b.id, keys=s.keys)
+    assert view.merchant_root == root and view.commitment is not None and view.commitment.nonce != own["nonce"]
 
 
 async def test_the_report_renders_the_figures(shops: Any) -> None:

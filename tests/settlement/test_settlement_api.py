@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 from typing import Any
 
@@ -31,9 +32,10 @@ RUN = """mutation($end: DateTime!, $key: String!) { runSettlement(input: {period
           positions { merchant { id } netMinor }
           transfers { payer { id } payee { id } amountMinor } }
   userErrors { field code message } } }"""
-BATCHES = """{ settlementBatches(first: 10) { edges { node { id digest
-  lines { issuer { id } redeemer { id } points } positions { merchant { id } netMinor }
-  transfers { amountMinor } bilateralTransfers { amountMinor } statementExport } } } }"""
+BATCHES = """{ settlementBatches(first: 10) { edges { node { id digest signature statement statementVersion
+  merchantRoot previousDigest lines { issuer { id } redeemer { id } points } positions { merchant { id } netMinor }
+  transfers { amountMinor } bilateralTransfers { amountMinor } statementExport
+  positions { statement statementSha256 } } } } }"""
 NODE = """query($id: ID!) { node(id: $id) { __typename ... on SettlementBatch { seq } } }"""
 NETWORK_KEY = "{ network { publicKey } }"
 
@@ -96,9 +98,20 @@ async def test_a_merchant_sees_only_its_own_position_and_can_verify_its_statemen
     assert [m["figures"]["netMinor"] for m in verified.merchants] == [node["positions"][0]["netMinor"]]
     assert "merchantStatements" not in document  # never another merchant's statement
 
+    assert verify_export(document, public_key, merchant_id=int(json.loads(document["merchantStatement"])
+                                                                ["merchantId"])).version == 2
+    assert node["statementVersion"] == 2 and node["merchantRoot"] == json.loads(node["statement"])["merchantRoot"]
+    assert document["nonce"] and document["proof"]
+
     admin = (await api.call(BATCHES, key=admin_key))["settlementBatches"]["edges"][0]["node"]
     assert len(admin["positions"]) == 3
     assert len(verify_export(json.loads(admin["statementExport"]), public_key).merchants) == 3
+    # Nothing B reads holds the hash of another merchant's statement (issue 13, item 4: it could be guessed).
+    readable = json.dumps(page)
+    others = [p["statement"] for p in admin["positions"] if p["statement"] != node["positions"][0]["statement"]]
+    assert len(others) == 2
+    for statement in others:
+        assert hashlib.sha256(statement.encode()).hexdigest() not in readable
 
 
 async def test_members_and_anonymous_callers_cannot_read_batches(api: Any, admin_key: str) -> None:

@@ -28,8 +28,12 @@ assert hashlib.sha256(batch_text.encode()).hexdigest() == doc["digest"], "digest
 Ed25519PublicKey.from_public_bytes(base64.b64decode(sys.argv[2])).verify(
     base64.b64decode(doc["signature"]), doc["digest"].encode("ascii"))
 mine = doc["merchantStatement"]
-listed = {m["merchantId"]: m["sha256"] for m in json.loads(batch_text)["merchantStatements"]}
-assert listed[json.loads(mine)["merchantId"]] == hashlib.sha256(mine.encode()).hexdigest(), "statement hash"
+node = hashlib.sha256(b"\x00" + bytes.fromhex(doc["nonce"]) + mine.encode()).digest()  # the salted leaf
+for step in doc["proof"]:
+    sibling = bytes.fromhex(step["sha256"])
+    pair = sibling + node if step["side"] == "left" else node + sibling
+    node = hashlib.sha256(b"\x01" + pair).digest()
+assert node.hex() == json.loads(batch_text)["merchantRoot"], "inclusion proof"
 print("OK", json.loads(mine)["figures"]["netMinor"])
 """
 
@@ -61,8 +65,10 @@ def test_settle_export_and_verify_offline(demo_db: Path, tmp_path: Path) -> None
     assert result.exit_code == 0, result.output
     key = json.loads(exported.read_text())["publicKey"]
 
-    ok = invoke(demo_db, "verify-statement", str(exported), "--public-key", key)
-    assert ok.exit_code == 0 and "statement verifies" in ok.output, ok.output
+    ok = invoke(demo_db, "verify-statement", str(exported), "--public-key", key, "--merchant", "1")
+    assert ok.exit_code == 0 and "statement verifies" in ok.output and "salted Merkle" in ok.output, ok.output
+    not_mine = invoke(demo_db, "verify-statement", str(exported), "--public-key", key, "--merchant", "2")
+    assert not_mine.exit_code != 0 and "not merchant 2" in " ".join(not_mine.output.split()), not_mine.output
 
     fresh = subprocess.run([sys.executable, "-I", "-c", OFFLINE_CHECK, str(exported), key],
                            capture_output=True, text=True, timeout=60, cwd=tmp_path)

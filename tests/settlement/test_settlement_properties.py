@@ -169,9 +169,14 @@ async def _check(s: Any, model: str) -> None:
         if merchant is not None:
             assert abs(totals.get(merchant, 0) - amount) <= Decimal(touching.get(merchant, 0)) / 2, merchant
 
-    # The latest batch's statements all verify.
+    # The latest batch's statements all verify, and each merchant's own export proves its statement alone.
     document = await export_statement(s.db, s.keys, batches[-1].id)
     verify_export(document, s.keys.public_key_b64)
+    for p in positions:
+        if p.batch_id == batches[-1].id:
+            own = await export_statement(s.db, s.keys, p.batch_id, p.merchant_id)
+            (statement,) = verify_export(own, s.keys.public_key_b64, merchant_id=p.merchant_id).merchants
+            assert statement["figures"]["netMinor"] == p.net_minor
 
 
 class StoredLeg:

@@ -13,6 +13,7 @@ import graphene
 from graphene import relay
 
 from coalition.auth.models import Role
+from coalition.errors import DomainError
 from coalition.graphql.core.scalars import BigInt
 from coalition.graphql.core.types import PageInfo, decode_id
 from coalition.graphql.errors import CodedError, Forbidden
@@ -107,8 +108,12 @@ class NetPosition(graphene.ObjectType):  # type: ignore[misc]
     reimbursements_minor = graphene.Field(BigInt, required=True, description="What it was reimbursed.")
     breakage_minor = graphene.Field(BigInt, required=True, description="Breakage returned to it.")
     adjustments_minor = graphene.Field(BigInt, required=True, description="Adjustments for late reversals.")
-    statement = graphene.String(required=True, description="Its canonical statement (JSON) as hashed into the batch.")
-    statement_sha256 = graphene.String(required=True, description="Hex SHA-256 of `statement`.")
+    statement = graphene.String(required=True, description="Its canonical statement (JSON) as committed to by the "
+                                                           "batch.")
+    statement_sha256 = graphene.String(
+        required=True, description="Its commitment in the batch: for a batch with `statementVersion` 2 the salted "
+                                   "Merkle leaf SHA-256(0x00 || nonce || statement) (the nonce is in "
+                                   "`statementExport`); for version 1 the plain SHA-256 of `statement`.")
 
     @staticmethod
     async def resolve_merchant(root: Any, info: Any) -> Any:
@@ -198,12 +203,20 @@ class SettlementBatch(graphene.ObjectType):  # type: ignore[misc]
     adjustments = graphene.List(graphene.NonNull(SettlementAdjustment), required=True,
                                 description="Reversals of transactions settled in earlier batches.")
     previous_digest = graphene.String(description="The previous batch's digest (null for the first batch).")
-    statement = graphene.String(required=True, description="The canonical batch statement (JSON) that is hashed.")
+    statement = graphene.String(required=True, description="The canonical batch statement (JSON) that is hashed: "
+                                                           "network totals and the root of the salted merchant "
+                                                           "statements (version 2), never a merchant's figures.")
+    statement_version = graphene.Int(required=True, description="2: merchant statements are salted Merkle leaves "
+                                                                "under `merchantRoot`; 1: a batch closed before, "
+                                                                "whose statement lists plain SHA-256 hashes.")
+    merchant_root = graphene.String(description="Hex Merkle root of the salted merchant statements that `statement` "
+                                                "commits to (null: version 1, or no merchant statement).")
     digest = graphene.String(required=True, description="Hex SHA-256 of `statement`.")
     signature = graphene.String(required=True, description="Base64 Ed25519 signature of the ASCII digest.")
     statement_export = graphene.String(
         merchant_id=graphene.ID(description="Admin: whose statement (default: every merchant's)."),
-        description="The signed JSON export that `coalition verify-statement` checks offline.")
+        description="The signed JSON export that `coalition verify-statement` checks offline: a merchant gets its "
+                    "own statement with its nonce and inclusion proof, never another's.")
 
     @staticmethod
     async def fetch(info: Any, batch_id: int) -> Any:
@@ -224,6 +237,14 @@ class SettlementBatch(graphene.ObjectType):  # type: ignore[misc]
     @staticmethod
     def resolve_previous_digest(root: Any, info: Any) -> str | None:
         return service.previous_digest_of(root)
+
+    @staticmethod
+    def resolve_statement_version(root: Any, info: Any) -> int:
+        return service.statement_version_of(root)
+
+    @staticmethod
+    def resolve_merchant_root(root: Any, info: Any) -> str | None:
+        return service.merchant_root_of(root)
 
     @staticmethod
     async def resolve_lines(root: Any, info: Any) -> Any:
@@ -256,7 +277,7 @@ class SettlementBatch(graphene.ObjectType):  # type: ignore[misc]
             wanted = own
         try:
             document = await service.export_statement(info.context.db, info.context.services.keys, root.id, wanted)
-        except BatchNotFound as error:
+        except DomainError as error:  # no statement for that merchant; a batch salted under another secret
             raise CodedError(error.message, code=error.code) from None
         return service.export_text(document)
 
