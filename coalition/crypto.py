@@ -47,7 +47,6 @@ class NetworkKeys:
     def __init__(self, master: bytes) -> None:
         self._fernet = Fernet(base64.urlsafe_b64encode(_derive(master, b"contact-encryption")))
         self._index_key = _derive(master, b"blind-index")
-        self._token_key = _derive(master, b"member-token")
         self._signing_key = Ed25519PrivateKey.from_private_bytes(_derive(master, b"network-signing"))
         raw_public = self._signing_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
         self.public_key_b64 = base64.b64encode(raw_public).decode()
@@ -64,11 +63,6 @@ class NetworkKeys:
 
     def blind_index(self, kind: str, normalized_value: str) -> str:
         return hmac.new(self._index_key, f"{kind}:{normalized_value}".encode(), hashlib.sha256).hexdigest()
-
-    def member_token(self, member_id: int, version: int = 0) -> str:
-        """The member's self-service token: derivable, so an idempotent retry can return it again."""
-        mac = hmac.new(self._token_key, f"{member_id}:{version}".encode(), hashlib.sha256).digest()
-        return "cmt_" + base64.urlsafe_b64encode(mac).decode().rstrip("=")
 
     def sign(self, data: bytes) -> bytes:
         return self._signing_key.sign(data)
