@@ -45,7 +45,8 @@ from coalition.settlement.service import run_settlement
 SEED = """
 INSERT INTO merchants (id, name, status, earn_rate_points_per_unit, created_at)
   SELECT g, 'shop ' || g, 'ACTIVE', 1, :t0 FROM {series_m};
-INSERT INTO members (id, loyalty_id, referral_code, enroll_request_hash, balance, held, owed, lifetime_points, created_at)
+INSERT INTO members (id, loyalty_id, referral_code, enroll_request_hash, balance, held, owed, lifetime_points,
+                     created_at)
   VALUES (1, 'LX1', 'R1', :shape, 0, 0, 0, 0, :t0);
 INSERT INTO entries (id, kind, member_id, merchant_id, points, created_at)
   SELECT g, 'EARN', 1, g, 1000000000, :t2 FROM {series_m};

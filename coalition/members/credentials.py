@@ -30,12 +30,12 @@ import datetime as dt
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from coalition.crypto import hash_secret
 from coalition.db import Database, utcnow
-from coalition.errors import Refused
+from coalition.errors import Refused, check_text
 from coalition.ledger.errors import MemberNotFound
 from coalition.members.models import CredentialKind, Member, MemberCredential
 
@@ -45,6 +45,7 @@ CLAIM_GROUPS, CLAIM_GROUP_LENGTH = 4, 5  # 20 characters x 5 bits = 100 bits
 # Letters people (and OCR) confuse with digits; Crockford folds them in when decoding.
 _CONFUSABLE = str.maketrans({"I": "1", "L": "1", "O": "0"})
 MAX_CLAIM_CODE_INPUT = 64
+MAX_LABEL_LENGTH = 64
 
 
 class ClaimCodeInvalid(Refused):
@@ -93,9 +94,9 @@ def claim_url(public_url: str, code: str) -> str:
     return f"{public_url.rstrip('/')}/claim#code={code}"
 
 
-def _live(now: dt.datetime) -> list[object]:
-    return [MemberCredential.revoked_at.is_(None),
-            or_(MemberCredential.expires_at.is_(None), MemberCredential.expires_at > now)]
+def _live(now: dt.datetime) -> ColumnElement[bool]:
+    return and_(MemberCredential.revoked_at.is_(None),
+                or_(MemberCredential.expires_at.is_(None), MemberCredential.expires_at > now))
 
 
 async def member_id_for_token(conn: AsyncConnection, digest: str, now: dt.datetime | None = None) -> int | None:
@@ -103,7 +104,7 @@ async def member_id_for_token(conn: AsyncConnection, digest: str, now: dt.dateti
     return (await conn.execute(
         select(MemberCredential.member_id).where(
             MemberCredential.secret_hash == digest, MemberCredential.kind == CredentialKind.TOKEN,
-            *_live(now or utcnow()))
+            _live(now or utcnow()))
     )).scalar()
 
 
@@ -159,7 +160,7 @@ async def claim_member_access(db: Database, raw_code: str, *, now: dt.datetime |
         member = await lock_member(session, owner)
         spent = (await session.execute(
             update(MemberCredential)
-            .where(MemberCredential.secret_hash == digest, MemberCredential.used_at.is_(None), *_live(now))
+            .where(MemberCredential.secret_hash == digest, MemberCredential.used_at.is_(None), _live(now))
             .values(used_at=now).returning(MemberCredential.id)
         )).scalar()
         if spent is None:
@@ -168,13 +169,19 @@ async def claim_member_access(db: Database, raw_code: str, *, now: dt.datetime |
     return ClaimedAccess(member=member, member_token=token)
 
 
-async def rotate_member_token(db: Database, member_id: int, *, now: dt.datetime | None = None) -> str:
-    """Revoke every live token of the member and return one new one (the member's wallet keeps it)."""
+async def rotate_member_token(db: Database, member_id: int, *, label: str | None = None,
+                              now: dt.datetime | None = None) -> str:
+    """Revoke every live token of the member and return one new one (the member's wallet keeps it).
+
+    Every token, not only the one the call came with: a member rotates because a token may
+    have leaked, and which one is rarely known. Other devices sign in again with the new token.
+    """
+    clean_label = check_text(label, "label", MAX_LABEL_LENGTH)
     now = now or utcnow()
     async with db.sessions.begin() as session:
         await lock_member(session, member_id)
         await _revoke(session, member_id, now, CredentialKind.TOKEN)
-        return await add_token(session, member_id, now=now, label="rotated")
+        return await add_token(session, member_id, now=now, label=clean_label or "rotated")
 
 
 async def revoke_member_credentials(db: Database, member_id: int, *, now: dt.datetime | None = None) -> int:

@@ -31,8 +31,8 @@ from coalition.errors import Conflict, IdempotencyKeyConflict, InvalidInput, Not
 from coalition.ledger.core import request_hash
 from coalition.ledger.errors import MemberNotFound, MerchantSuspended
 from coalition.ledger.inputs import parse_loyalty_id
-from coalition.members.credentials import ClaimCode, has_claimed, issue_claim_code, lock_member
 from coalition.members.contact import email_fingerprint, phone_fingerprint
+from coalition.members.credentials import ClaimCode, has_claimed, issue_claim_code, lock_member
 from coalition.members.loyalty_id import new_loyalty_id, new_referral_code
 from coalition.members.models import Member
 from coalition.network.referrals import check_referral
