@@ -18,7 +18,8 @@ failed attempts (``ClaimCodeInvalid`` marks a failure).
 Lifecycle::
 
     enrollMember ──> CLAIM (live) ──claimMemberAccess──> CLAIM (used) + TOKEN
-                         │ replay before the claim: revoked, a new CLAIM is issued
+                         │ replay before the claim (and before any revocation or re-issue):
+                         │ the CLAIM expires, a new one is issued; afterwards a replay gets none
     rotateMemberToken:   every live TOKEN revoked, one new TOKEN
     revokeMemberTokens:  every live TOKEN and CLAIM revoked ("sign out everywhere")
     issueMemberClaimCode (admin): every live TOKEN and CLAIM revoked, one new CLAIM
@@ -46,6 +47,7 @@ CLAIM_GROUPS, CLAIM_GROUP_LENGTH = 4, 5  # 20 characters x 5 bits = 100 bits
 _CONFUSABLE = str.maketrans({"I": "1", "L": "1", "O": "0"})
 MAX_CLAIM_CODE_INPUT = 64
 MAX_LABEL_LENGTH = 64
+ENROLLMENT_LABELS = ("enrollment", "enrollment replay")  # the codes enrollMember itself issued
 
 
 class ClaimCodeInvalid(Refused):
@@ -119,11 +121,18 @@ async def add_token(session: AsyncSession, member_id: int, *, now: dt.datetime, 
 
 async def issue_claim_code(session: AsyncSession, member_id: int, *, now: dt.datetime, ttl_s: int,
                            label: str | None = None) -> ClaimCode:
-    """A new one-time claim code for ``member_id``; the member's other live codes are revoked.
+    """A new one-time claim code for ``member_id``; the member's other live codes expire now.
 
+    Superseded codes are expired, not revoked: ``revoked_at`` is kept for a deliberate
+    revocation (the member's or an admin's), which :func:`enrollment_claim_open` looks for.
     The caller holds the member's lock (:func:`lock_member`) or has just inserted the member.
     """
-    await _revoke(session, member_id, now, CredentialKind.CLAIM)
+    await session.execute(
+        update(MemberCredential)
+        .where(MemberCredential.member_id == member_id, MemberCredential.kind == CredentialKind.CLAIM,
+               MemberCredential.used_at.is_(None), _live(now))
+        .values(expires_at=now)
+    )
     code = new_claim_code()
     expires_at = now + dt.timedelta(seconds=ttl_s)
     session.add(MemberCredential(member_id=member_id, kind=CredentialKind.CLAIM, secret_hash=hash_secret(code),
@@ -132,13 +141,20 @@ async def issue_claim_code(session: AsyncSession, member_id: int, *, now: dt.dat
     return ClaimCode(code=code, expires_at=expires_at)
 
 
-async def has_claimed(session: AsyncSession, member_id: int) -> bool:
-    """Whether the member ever exchanged a claim code or held a token (then a replay issues no code)."""
-    claimed = (await session.execute(select(MemberCredential.id).where(
+async def enrollment_claim_open(session: AsyncSession, member_id: int) -> bool:
+    """Whether a replayed enrollment may hand the merchant a fresh claim code.
+
+    Only while nothing but the enrollment's own codes exist, unused and never revoked on
+    purpose: once the customer claimed access, or the member or an admin revoked or re-issued
+    anything, the enrolling merchant gets nothing more (it must not undo an admin's hand-over).
+    """
+    other = (await session.execute(select(MemberCredential.id).where(
         MemberCredential.member_id == member_id,
-        or_(MemberCredential.kind == CredentialKind.TOKEN, MemberCredential.used_at.is_not(None))
+        or_(MemberCredential.kind != CredentialKind.CLAIM, MemberCredential.used_at.is_not(None),
+            MemberCredential.revoked_at.is_not(None), MemberCredential.label.is_(None),
+            MemberCredential.label.not_in(ENROLLMENT_LABELS))
     ).limit(1))).first()
-    return claimed is not None
+    return other is None
 
 
 async def claim_member_access(db: Database, raw_code: str, *, now: dt.datetime | None = None) -> ClaimedAccess:

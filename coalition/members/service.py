@@ -32,7 +32,13 @@ from coalition.ledger.core import request_hash
 from coalition.ledger.errors import MemberNotFound, MerchantSuspended
 from coalition.ledger.inputs import parse_loyalty_id
 from coalition.members.contact import email_fingerprint, phone_fingerprint
-from coalition.members.credentials import ClaimCode, has_claimed, issue_claim_code, lock_member
+from coalition.members.credentials import (
+    ENROLLMENT_LABELS,
+    ClaimCode,
+    enrollment_claim_open,
+    issue_claim_code,
+    lock_member,
+)
 from coalition.members.loyalty_id import new_loyalty_id, new_referral_code
 from coalition.members.models import Member
 from coalition.network.referrals import check_referral
@@ -150,7 +156,7 @@ async def enroll_member(
             )
             session.add(member)
             await session.flush()
-            claim = await issue_claim_code(session, member.id, now=now, ttl_s=claim_ttl_s, label="enrollment")
+            claim = await issue_claim_code(session, member.id, now=now, ttl_s=claim_ttl_s, label=ENROLLMENT_LABELS[0])
             return Enrollment(member=member, qr_code=keys.qr_payload(member.loyalty_id), claim=claim)
     except IntegrityError:
         # A concurrent request with the same key or contact won the race: answer as it would now.
@@ -178,8 +184,8 @@ async def _replay(
     """The enrollment this merchant already made with this idempotency key, if any.
 
     Never the member's token (the merchant never had it): a fresh claim code while the member
-    has not claimed access yet (the earlier, unused one is revoked, so one code at most is
-    live), else none.
+    has not claimed access yet and nobody revoked or re-issued its codes (the earlier, unused
+    one expires, so one code at most is live), else none.
     """
     earlier = (await session.execute(select(Member).where(
         Member.enrolled_by_merchant_id == merchant_id, Member.enroll_idempotency_key == key
@@ -190,8 +196,8 @@ async def _replay(
         raise IdempotencyKeyConflict(key)
     claim = None
     await lock_member(session, earlier.id)
-    if not await has_claimed(session, earlier.id):
-        claim = await issue_claim_code(session, earlier.id, now=now, ttl_s=claim_ttl_s, label="enrollment replay")
+    if await enrollment_claim_open(session, earlier.id):
+        claim = await issue_claim_code(session, earlier.id, now=now, ttl_s=claim_ttl_s, label=ENROLLMENT_LABELS[1])
     return Enrollment(member=earlier, qr_code=keys.qr_payload(earlier.loyalty_id), claim=claim, replayed=True)
 
 

@@ -45,7 +45,9 @@ async def credentials(db: Any, member_id: int) -> list[MemberCredential]:
 
 
 def live_claims(rows: list[MemberCredential]) -> list[MemberCredential]:
-    return [r for r in rows if r.kind == CredentialKind.CLAIM and r.used_at is None and r.revoked_at is None]
+    now = utcnow()
+    return [r for r in rows if r.kind == CredentialKind.CLAIM and r.used_at is None and r.revoked_at is None
+            and r.expires_at is not None and r.expires_at > now]
 
 
 async def claim_error(db: Any, code: str, **kwargs: Any) -> DomainError:
@@ -129,6 +131,21 @@ async def test_a_replay_issues_a_fresh_code_until_claimed_and_never_a_token(db: 
     after = await enroll_member(db, keys, merchant_id=shop.id, idempotency_key="e-1", email="ana@example.com")
     assert after.replayed and after.claim is None and after.member.id == first.member.id
     assert live_claims(await credentials(db, first.member.id)) == []
+
+
+async def test_a_replay_never_undoes_an_admins_reissue_or_revocation(db: Any, keys: Any, shop: Any) -> None:
+    """A member who never claimed, and lost the code to a rogue shop: the admin's hand-over stands."""
+    first = await enroll_member(db, keys, merchant_id=shop.id, idempotency_key="e-1")
+    _, handed_over = await reissue_claim_code(db, first.member.id, ttl_s=600)
+    replay = await enroll_member(db, keys, merchant_id=shop.id, idempotency_key="e-1")
+    assert replay.replayed and replay.claim is None
+    assert [r.secret_hash for r in live_claims(await credentials(db, first.member.id))] == [
+        hash_secret(handed_over.code)]
+    assert (await claim_member_access(db, handed_over.code)).member_token
+
+    other = await enroll_member(db, keys, merchant_id=shop.id, idempotency_key="e-2")
+    assert await revoke_member_credentials(db, other.member.id) == 1
+    assert (await enroll_member(db, keys, merchant_id=shop.id, idempotency_key="e-2")).claim is None
 
 
 async def test_concurrent_replays_leave_one_live_code(db: Any, keys: Any, shop: Any) -> None:
