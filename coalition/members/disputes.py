@@ -91,9 +91,11 @@ def _exists() -> Conflict:
 
 
 async def list_disputes(db: Database, *, before_id: int | None, limit: int,
-                        status: DisputeStatus | None = None) -> list[Dispute]:
-    """Newest first, for admins."""
+                        status: DisputeStatus | None = None, member_id: int | None = None) -> list[Dispute]:
+    """Newest first: every member's for admins, or one member's (``member_id``)."""
     query = select(Dispute)
+    if member_id is not None:
+        query = query.where(Dispute.member_id == member_id)
     if status is not None:
         query = query.where(Dispute.status == status)
     if before_id is not None:

@@ -38,6 +38,8 @@ RESOLVE = """mutation($id: ID!, $status: DisputeResolution!, $note: String) {
   resolveDispute(input: {disputeId: $id, status: $status, note: $note}) {
     dispute { id status resolvedAt resolutionNote } userErrors { field code message } } }"""
 NODE = """query($id: ID!) { node(id: $id) { __typename ... on Dispute { status } } }"""
+MY_DISPUTES = """{ viewer { ... on MemberViewer { member { disputes { edges { node { id status } } } } } } }"""
+MEMBER_DISPUTES = """query($lid: String!) { member(loyaltyId: $lid) { disputes { edges { node { id } } } } }"""
 
 
 @pytest.fixture
@@ -109,8 +111,12 @@ async def test_a_member_disputes_its_redemption_and_an_admin_resolves_it(api: An
     assert missing["userErrors"][0]["code"] == "DISPUTE_NOT_FOUND"
     open_now = (await api.call(DISPUTES, {"status": "OPEN"}, key=net["admin"]))["disputes"]
     assert [e["node"]["id"] for e in open_now["edges"]] == [capture["dispute"]["id"]]
-    # The member sees its own dispute; the member's own view of the node follows it.
+    # The member follows its disputes; another member sees none of them.
     assert (await api.call(NODE, {"id": d["id"]}, key=net["ana"]["token"]))["node"]["status"] == "RESOLVED"
+    mine = (await api.call(MY_DISPUTES, key=net["ana"]["token"]))["viewer"]["member"]["disputes"]["edges"]
+    assert [(e["node"]["id"], e["node"]["status"]) for e in mine] == [(capture["dispute"]["id"], "OPEN"),
+                                                                      (d["id"], "RESOLVED")]
+    assert (await api.call(MY_DISPUTES, key=net["bo"]["token"]))["viewer"]["member"]["disputes"]["edges"] == []
 
 
 @pytest.mark.parametrize(("target", "reason", "code"), [
@@ -140,6 +146,11 @@ async def test_only_the_member_opens_and_only_admins_list_disputes(api: Any, net
         assert body["errors"][0]["extensions"]["code"] in {"FORBIDDEN", "UNAUTHENTICATED"}
         body = await api.call(RESOLVE, {"id": opened["id"], "status": "DISMISSED"}, key=key, expect_errors=True)
         assert body["errors"][0]["extensions"]["code"] in {"FORBIDDEN", "UNAUTHENTICATED"}
+    # A merchant reading the member gets no disputes; an admin does.
+    for shop in net["shops"].values():
+        assert (await api.call(MEMBER_DISPUTES, {"lid": net["ana"]["lid"]}, key=shop))["member"]["disputes"] is None
+    admin_view = (await api.call(MEMBER_DISPUTES, {"lid": net["ana"]["lid"]}, key=net["admin"]))["member"]
+    assert [e["node"]["id"] for e in admin_view["disputes"]["edges"]] == [opened["id"]]
     # Nobody but the member and admins finds the dispute by its ID.
     for key in (net["shops"]["Rogue"], net["bo"]["token"]):
         assert (await api.call(NODE, {"id": opened["id"]}, key=key))["node"] is None
