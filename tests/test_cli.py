@@ -410,5 +410,6 @@ def test_a_large_demo_is_bulk_loaded_and_consistent(tmp_path: Path) -> None:
 
     assert result.exit_code == 0, result.output
     assert "5000 members" in result.output.replace("\n", " ")
+    assert re.search(r"claim code: [0-9A-Z-]{23} ", result.stdout)
     assert "ledger consistent" in invoke(db_file, "check").output
     assert scalar(db_file, select(func.count()).select_from(Member)) == 5000
