@@ -45,7 +45,8 @@ from coalition.settlement.service import run_settlement
 SEED = """
 INSERT INTO merchants (id, name, status, earn_rate_points_per_unit, created_at)
   SELECT g, 'shop ' || g, 'ACTIVE', 1, :t0 FROM {series_m};
-INSERT INTO members (id, loyalty_id, referral_code, token_hash, balance, held, owed, lifetime_points, created_at)
+INSERT INTO members (id, loyalty_id, referral_code, enroll_request_hash, balance, held, owed, lifetime_points,
+                     created_at)
   VALUES (1, 'LX1', 'R1', :shape, 0, 0, 0, 0, :t0);
 INSERT INTO entries (id, kind, member_id, merchant_id, points, created_at)
   SELECT g, 'EARN', 1, g, 1000000000, :t2 FROM {series_m};
@@ -68,7 +69,7 @@ PG_SERIES = "generate_series(1::bigint, :{bound}) g"
 SQLITE_SERIES = "(WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < :{bound}) SELECT g FROM s)"
 SETTLEMENT_TABLES = ("settlement_positions", "settlement_lines", "settlement_batches")
 BARE = "SELECT issuer_merchant_id, merchant_id, sum(points) FROM allocations GROUP BY 1, 2"
-SHAPE = "SELECT token_hash FROM members WHERE id = 1"
+SHAPE = "SELECT enroll_request_hash FROM members WHERE id = 1"
 
 
 def log(message: str) -> None:
@@ -104,7 +105,7 @@ async def _seed(db: Database, conn: AsyncConnection, redemptions: int, merchants
 
 
 def _shape_tag(redemptions: int, merchants: int, pairs: int) -> str:
-    return f"bench n={redemptions} m={merchants} p={pairs}"  # kept as the one member's token hash
+    return f"bench n={redemptions} m={merchants} p={pairs}"  # kept as the one member's enroll_request_hash
 
 
 async def _shape(db: Database) -> str | None:

@@ -72,6 +72,10 @@ class Settings:
     # Network analysis (`coalition analyze`, the worker): how often, and how long Redis keeps results.
     analyze_interval_s: float = 0.0
     insights_cache_s: int = 3600
+    # Member access: the base URL of links the network hands out (claim links), and how long a
+    # one-time claim code from enrollMember / issueMemberClaimCode stays valid.
+    public_url: str = "http://127.0.0.1:8000"
+    member_claim_ttl_s: int = 7 * 24 * 3600
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -115,6 +119,12 @@ def _secret(env: Mapping[str, str], name: str, min_length: int = 16) -> str | No
     if len(raw) < min_length:
         raise ConfigError(f"{name} is {len(raw)} characters: use a random one of at least {min_length}")
     return raw
+
+
+def _public_url(url: str) -> str:
+    if not url.startswith(("http://", "https://")) or any(ch in url for ch in " #?"):
+        raise ConfigError(f"COALITION_PUBLIC_URL={url!r} must be an http(s) URL without query or fragment")
+    return url.rstrip("/")
 
 
 def normalize_database_url(url: str) -> str:
@@ -169,4 +179,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         referral_daily_limit=_int(env, "COALITION_REFERRAL_DAILY_LIMIT", 10, minimum=1),
         analyze_interval_s=_float(env, "COALITION_ANALYZE_INTERVAL_S", 0.0),
         insights_cache_s=_int(env, "COALITION_INSIGHTS_CACHE_S", 3600, minimum=1),
+        public_url=_public_url(env.get("COALITION_PUBLIC_URL") or "http://127.0.0.1:8000"),
+        member_claim_ttl_s=_int(env, "COALITION_MEMBER_CLAIM_TTL_S", 7 * 24 * 3600, minimum=60),
     )

@@ -47,7 +47,6 @@ class NetworkKeys:
     def __init__(self, master: bytes) -> None:
         self._fernet = Fernet(base64.urlsafe_b64encode(_derive(master, b"contact-encryption")))
         self._index_key = _derive(master, b"blind-index")
-        self._token_key = _derive(master, b"member-token")
         # Keyed once: a batch derives one nonce per merchant (thousands), each a copy and an update.
         self._statement_mac = hmac.new(_derive(master, b"statement-nonce"), digestmod=hashlib.sha256)
         self._signing_key = Ed25519PrivateKey.from_private_bytes(_derive(master, b"network-signing"))
@@ -66,11 +65,6 @@ class NetworkKeys:
 
     def blind_index(self, kind: str, normalized_value: str) -> str:
         return hmac.new(self._index_key, f"{kind}:{normalized_value}".encode(), hashlib.sha256).hexdigest()
-
-    def member_token(self, member_id: int, version: int = 0) -> str:
-        """The member's self-service token: derivable, so an idempotent retry can return it again."""
-        mac = hmac.new(self._token_key, f"{member_id}:{version}".encode(), hashlib.sha256).digest()
-        return "cmt_" + base64.urlsafe_b64encode(mac).decode().rstrip("=")
 
     def statement_nonce(self, batch_id: int, merchant_id: int) -> bytes:
         """The 32-byte salt of a merchant's settlement statement in a batch (its Merkle leaf).

@@ -26,6 +26,7 @@ from coalition.db import Database, utcnow
 from coalition.ledger.core import LedgerResult
 from coalition.ledger.models import Entry
 from coalition.ledger.service import Ledger
+from coalition.members.credentials import reissue_claim_code
 from coalition.members.models import Member
 from coalition.members.service import enroll_member
 from coalition.partners.models import Merchant
@@ -92,6 +93,10 @@ class DemoNetwork:
     open_hold_id: int | None = None
     elapsed_s: float = 0.0
     total_merchants: int = 0  # when larger than ``merchants`` (a bulk-loaded demo lists keys for a few)
+    # A fresh one-time claim code for the sample member: the demo's customer exchanges it for a
+    # member token (claimMemberAccess). Enrollment codes are dated with the simulated history, so
+    # they have expired; this one is issued as an admin would for a member who lost access.
+    sample_claim_code: str | None = None
 
 
 @dataclass
@@ -197,10 +202,12 @@ async def create_demo(
                 Member.enrolled_by_merchant_id.in_([s.id for s in shops])))).group_by(Entry.kind)
         )}
     sample = max((p for p in people if p.member_id), key=lambda p: (p.balance, -p.index))
+    assert sample.member_id is not None
+    _, claim = await reissue_claim_code(db, sample.member_id, ttl_s=settings.member_claim_ttl_s)
     return DemoNetwork(
         admin_key=admin_key, merchants=shops, sample_loyalty_id=sample.loyalty_id, sample_balance=sample.balance,
         members=len(people), referred=sum(1 for p in people if p.referrer is not None), transactions=counts,
-        open_hold_id=open_hold, elapsed_s=time.perf_counter() - started,
+        open_hold_id=open_hold, elapsed_s=time.perf_counter() - started, sample_claim_code=claim.code,
     )
 
 
@@ -367,6 +374,13 @@ async def _backdate(db: Database, shops: list[DemoMerchant], people: list[_Membe
             )
 
 
+def claim_request(claim_code: str) -> dict[str, object]:
+    """The customer's request (no key): a claim code in, the member's token out, shown once."""
+    return {"query": "mutation Claim($input: ClaimMemberAccessInput!) { claimMemberAccess(input: $input) { "
+                     "memberToken member { loyaltyId balance } userErrors { code message } } }",
+            "variables": {"input": {"claimCode": claim_code}}}
+
+
 def example_requests(merchant_key: str, loyalty_id: str) -> list[tuple[str, dict[str, object]]]:
     """Two requests to try against the API: who am I, and an earn (with a fresh idempotency key)."""
     earn = (
@@ -420,11 +434,13 @@ async def create_synthetic_demo(
             shops.append(DemoMerchant(merchant_id, name, category, 1, key))
     async with db.read() as conn:
         sample = (await conn.execute(
-            select(Member.loyalty_id, Member.balance).where(Member.id.in_([int(i) for i in loaded.member_ids[:1000]]))
+            select(Member.id, Member.loyalty_id, Member.balance)
+            .where(Member.id.in_([int(i) for i in loaded.member_ids[:1000]]))
             .order_by(Member.balance.desc(), Member.id).limit(1))).one()
+    _, claim = await reissue_claim_code(db, sample.id, ttl_s=settings.member_claim_ttl_s)
     return DemoNetwork(
         admin_key=admin_key, merchants=shops, sample_loyalty_id=sample.loyalty_id, sample_balance=sample.balance,
         members=members, referred=len(network.referrals),
         transactions={"EARN": loaded.rows["lots"], "REDEEM": loaded.rows["entries"] - loaded.rows["lots"]},
-        elapsed_s=time.perf_counter() - started, total_merchants=n_merchants,
+        elapsed_s=time.perf_counter() - started, total_merchants=n_merchants, sample_claim_code=claim.code,
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from coalition.crypto import NetworkKeys
 from coalition.db import Database
 from coalition.ledger.invariants import assert_ledger_consistent
 from coalition.ledger.service import Ledger
+from coalition.members.credentials import claim_member_access
 from coalition.members.service import enroll_member
 from coalition.models import Base
 from coalition.partners.service import onboard_merchant
@@ -115,13 +117,32 @@ def make_merchant(db: Database) -> Callable[..., Any]:
     return make
 
 
+@dataclass(frozen=True)
+class EnrolledMember:
+    """A member enrolled by a merchant whose customer then claimed access (the usual start of a test)."""
+
+    member: Any
+    member_token: str
+    qr_code: str
+
+
+async def enroll_and_claim(db: Database, keys: NetworkKeys, *, merchant_id: int, idempotency_key: str,
+                           **fields: Any) -> EnrolledMember:
+    """Enroll (as the merchant) and exchange the claim code for a token (as the customer)."""
+    enrollment = await enroll_member(db, keys, merchant_id=merchant_id, idempotency_key=idempotency_key, **fields)
+    assert enrollment.claim is not None, "a replayed enrollment of a claimed member has no claim code"
+    claimed = await claim_member_access(db, enrollment.claim.code)
+    return EnrolledMember(member=enrollment.member, member_token=claimed.member_token, qr_code=enrollment.qr_code)
+
+
 @pytest.fixture
 def make_member(db: Database, keys: NetworkKeys) -> Callable[..., Any]:
+    """``await make_member(merchant_id, email=...)``: an :class:`EnrolledMember` with its token."""
     counter = iter(range(1, 1_000_000))
 
-    async def make(merchant_id: int, **contact: Any) -> Any:
-        return await enroll_member(db, keys, merchant_id=merchant_id, idempotency_key=f"enroll-{next(counter)}",
-                                   **contact)
+    async def make(merchant_id: int, **contact: Any) -> EnrolledMember:
+        return await enroll_and_claim(db, keys, merchant_id=merchant_id, idempotency_key=f"enroll-{next(counter)}",
+                                      **contact)
 
     return make
 

@@ -30,7 +30,7 @@ from coalition.auth.models import ApiKey, Role
 from coalition.cli import cli
 from coalition.config import load_settings
 from coalition.db import Database, utcnow
-from coalition.demo import example_requests
+from coalition.demo import claim_request, example_requests
 from coalition.ledger.invariants import ledger_violations
 from coalition.ledger.models import Entry, EntryKind, Hold, HoldStatus, Lot
 from coalition.members.models import Member
@@ -212,26 +212,72 @@ def test_the_printed_examples_work_against_the_app(demo_run: tuple[Path, Result]
     assert loyalty_id is not None
     settings = load_settings(environment(demo_db, COALITION_HOLD_SWEEP_INTERVAL_S="0"))
 
+    claim_code = re.search(r"claim code: (\S+) ", result.stdout)
+    assert claim_code is not None
+
     async def call() -> list[dict[str, Any]]:
         from coalition.app import create_app
 
         app = create_app(settings)
         try:
             async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
-                return [
+                answers = [
                     (await client.post("/graphql", json=body, headers={"Authorization": f"Bearer {merchant_key}"}))
                     .json()
                     for _, body in example_requests(merchant_key, loyalty_id.group(1))
                 ]
+                # The customer claims the sample member's token without a key, and reads its balance.
+                claimed = (await client.post("/graphql", json=claim_request(claim_code.group(1)))).json()
+                token = claimed["data"]["claimMemberAccess"]["memberToken"]
+                mine = (await client.post("/graphql", json={"query": "{ viewer { ... on MemberViewer { member { "
+                                                                      "loyaltyId } } } }"},
+                                          headers={"Authorization": f"Bearer {token}"})).json()
+                return [*answers, claimed, mine]
         finally:
             await app.state.limiter.aclose()
             await app.state.services.db.dispose()
 
-    viewer, earn = asyncio.run(call())
+    viewer, earn, claimed, mine = asyncio.run(call())
+    assert claimed["data"]["claimMemberAccess"]["userErrors"] == []
+    assert claimed["data"]["claimMemberAccess"]["member"]["loyaltyId"] == loyalty_id.group(1)
+    assert mine == {"data": {"viewer": {"member": {"loyaltyId": loyalty_id.group(1)}}}}
 
     assert viewer == {"data": {"viewer": {"merchant": {"name": "Crumb & Co. Bakery"}}}}
     assert earn["data"]["earnPoints"]["userErrors"] == []
     assert earn["data"]["earnPoints"]["transaction"]["points"] == 25  # 12.50 at the bakery's 2 points per unit
+
+
+def test_members_claim_code_and_revoke_tokens(demo_db: Path) -> None:
+    from coalition.auth.service import Authenticator
+    from coalition.members.credentials import claim_member_access
+
+    loyalty_id = scalar(demo_db, select(Member.loyalty_id).order_by(Member.id).limit(1))
+    issued = invoke(demo_db, "members", "claim-code", loyalty_id.lower())
+    assert issued.exit_code == 0, issued.output
+    code = issued.stdout.strip()
+    assert re.fullmatch(r"[0-9A-Z]{5}(-[0-9A-Z]{5}){3}", code)
+    assert f"/claim#code={code}" in issued.stderr
+
+    async def with_db(work: Callable[[Database], Any]) -> Any:
+        db = Database(f"sqlite+aiosqlite:///{demo_db}", pool_size=1)
+        try:
+            return await work(db)
+        finally:
+            await db.dispose()
+
+    async def claim(db: Database) -> str:
+        return (await claim_member_access(db, code)).member_token
+
+    async def works(db: Database) -> bool:
+        return await Authenticator(db, cache_s=0).authenticate(token) is not None
+
+    token = asyncio.run(with_db(claim))
+    assert asyncio.run(with_db(works))
+    revoked = invoke(demo_db, "members", "revoke-tokens", loyalty_id)
+    assert revoked.exit_code == 0 and "revoked 1 credential of member" in revoked.output, revoked.output
+    assert not asyncio.run(with_db(works))
+    missing = invoke(demo_db, "members", "claim-code", "0000-0000-0000")
+    assert missing.exit_code == 1 and "loyalty ID" in missing.output
 
 
 def test_demo_refuses_a_database_with_merchants(demo_db: Path) -> None:
@@ -366,6 +412,7 @@ def test_a_large_demo_is_bulk_loaded_and_consistent(tmp_path: Path) -> None:
 
     assert result.exit_code == 0, result.output
     assert "5000 members" in result.output.replace("\n", " ")
+    assert re.search(r"claim code: [0-9A-Z-]{23} ", result.stdout)
     assert "ledger consistent" in invoke(db_file, "check").output
     assert scalar(db_file, select(func.count()).select_from(Member)) == 5000
 

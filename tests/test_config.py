@@ -28,3 +28,15 @@ def test_auth_and_metrics_settings() -> None:
         load_settings({"COALITION_METRICS_TOKEN": "secret"})
     with pytest.raises(ConfigError, match="COALITION_AUTH_FAILURES_PER_MIN=0 must be at least 1"):
         load_settings({"COALITION_AUTH_FAILURES_PER_MIN": "0"})
+
+
+def test_member_access_settings() -> None:
+    defaults = load_settings({})
+    assert (defaults.public_url, defaults.member_claim_ttl_s) == ("http://127.0.0.1:8000", 7 * 24 * 3600)
+    custom = load_settings({"COALITION_PUBLIC_URL": "https://rewards.example.com/",
+                            "COALITION_MEMBER_CLAIM_TTL_S": "900"})
+    assert (custom.public_url, custom.member_claim_ttl_s) == ("https://rewards.example.com", 900)
+    for bad in ({"COALITION_PUBLIC_URL": "rewards.example.com"}, {"COALITION_PUBLIC_URL": "https://x.example/?a#b"},
+                {"COALITION_MEMBER_CLAIM_TTL_S": "10"}):
+        with pytest.raises(ConfigError):
+            load_settings(bad)

@@ -203,3 +203,42 @@ def test_settlement_lines_keep_their_order_through_0005_and_back(database_url: s
         (1, 1, 101), (2, 1, 102), (3, 2, 201), (4, 2, 202), (5, 2, 203), (6, 1, 103)]
     command.upgrade(config, "head")
     assert asyncio.run(_on(database_url, _lines_of))[:2] == [(1, 1, 101), (1, 2, 102)]
+
+
+def test_members_tokens_keep_working_through_0007_and_back(database_url: str) -> None:
+    """0007 moves each member's token hash into member_credentials; its downgrade puts it back."""
+    from coalition.auth.models import Role
+    from coalition.auth.service import Authenticator
+    from coalition.crypto import hash_secret
+    from coalition.db import Database
+
+    config = alembic_config(database_url)
+    command.upgrade(config, "0006_partial_null_indexes")
+    token = "cmt_old-derived-token-of-member-1"
+
+    def seed(connection: Connection) -> None:
+        connection.execute(text(
+            "INSERT INTO members (id, loyalty_id, referral_code, token_hash, balance, held, owed, lifetime_points,"
+            " created_at) VALUES (1, 'LX1', 'R1', :h, 0, 0, 0, 0, :t)"), {"h": hash_secret(token),
+                                                                        "t": dt.datetime(2026, 11, 1)})
+
+    asyncio.run(_on(database_url, seed, begin=True))
+    command.upgrade(config, "head")
+
+    async def authenticate() -> Any:
+        db = Database(database_url, pool_size=1)
+        try:
+            return await Authenticator(db, cache_s=0).authenticate(token)
+        finally:
+            await db.dispose()
+
+    caller = asyncio.run(authenticate())
+    assert caller is not None and caller.role == Role.MEMBER and caller.member_id == 1
+
+    command.downgrade(config, "0006_partial_null_indexes")
+
+    def token_hash(connection: Connection) -> Any:
+        return connection.execute(text("SELECT token_hash FROM members WHERE id = 1")).scalar_one()
+
+    assert asyncio.run(_on(database_url, token_hash)) == hash_secret(token)
+    command.upgrade(config, "head")

@@ -21,7 +21,7 @@ from coalition.auth.models import ApiKey, Role
 from coalition.crypto import hash_secret, new_api_key
 from coalition.db import Database, utcnow
 from coalition.errors import NotFound
-from coalition.members.models import Member
+from coalition.members.credentials import TOKEN_PREFIX, member_id_for_token
 
 MAX_CREDENTIAL_LENGTH = 200
 
@@ -131,8 +131,8 @@ class Authenticator:
         # A suspended merchant's key still authenticates: it may read its history, and the
         # ledger refuses its writes with MERCHANT_SUSPENDED.
         async with self.db.read() as conn:
-            if credential.startswith("cmt_"):
-                member_id = (await conn.execute(select(Member.id).where(Member.token_hash == digest))).scalar()
+            if credential.startswith(TOKEN_PREFIX):
+                member_id = await member_id_for_token(conn, digest)
                 return None if member_id is None else Caller(Role.MEMBER, member_id=member_id)
             row = (await conn.execute(
                 select(ApiKey.id, ApiKey.role, ApiKey.merchant_id)

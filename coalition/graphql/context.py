@@ -66,6 +66,12 @@ class Context:
             raise Forbidden("this operation needs a merchant API key")
         return caller.merchant_id
 
+    def require_member(self) -> int:
+        caller = self.require_caller()
+        if caller.role != Role.MEMBER or caller.member_id is None:
+            raise Forbidden("this operation needs the member's own token (Authorization: Bearer cmt_...)")
+        return caller.member_id
+
     def require_staff(self) -> Caller:
         """An admin or a merchant (not a member token)."""
         caller = self.require_caller()

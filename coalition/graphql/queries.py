@@ -12,6 +12,7 @@ from coalition.errors import DomainError
 from coalition.graphql.core.types import InvalidId, connection, decode_cursor, page_size
 from coalition.graphql.errors import CodedError
 from coalition.graphql.ledger.types import Hold, Transaction
+from coalition.graphql.members.disputes import Dispute
 from coalition.graphql.members.types import Member
 from coalition.graphql.network.types import Network, network_of
 from coalition.graphql.partners.types import Merchant, MerchantConnection, MerchantEdge
@@ -22,7 +23,7 @@ from coalition.members.service import find_member
 from coalition.partners.service import list_merchants
 
 NODE_TYPES: dict[str, Any] = {"Merchant": Merchant, "Member": Member, "Transaction": Transaction, "Hold": Hold,
-                              "SettlementBatch": SettlementBatch}
+                              "SettlementBatch": SettlementBatch, "Dispute": Dispute}
 
 
 class AdminViewer(graphene.ObjectType):  # type: ignore[misc]

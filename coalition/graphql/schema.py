@@ -9,6 +9,7 @@ import graphene
 from coalition.graphql.core.scalars import BigInt
 from coalition.graphql.insights.queries import InsightQueries
 from coalition.graphql.ledger.mutations import LedgerMutations
+from coalition.graphql.members.disputes import DisputeQueries
 from coalition.graphql.members.mutations import MemberMutations
 from coalition.graphql.partners.mutations import PartnerMutations
 from coalition.graphql.queries import Query as CoreQuery
@@ -16,7 +17,7 @@ from coalition.graphql.settlement.mutations import SettlementMutations
 from coalition.graphql.settlement.reconcile import ReconcileMutations
 
 
-class Query(InsightQueries, CoreQuery):
+class Query(InsightQueries, DisputeQueries, CoreQuery):
     pass
 
 

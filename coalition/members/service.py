@@ -1,7 +1,9 @@
 """Enrolling members and reading them.
 
 A member is enrolled by a merchant (at its till or web shop) and gets one loyalty ID
-that works at every partner, a self-service token and a QR payload the network signs.
+that works at every partner and a QR payload the network signs. The merchant also gets a
+one-time claim code to hand the customer, who exchanges it for a self-service token
+(``coalition.members.credentials``); the merchant never sees the member's token.
 Contact data is optional, validated, encrypted (Fernet) and indexed blind (HMAC), so a
 second enrollment of the same e-mail or phone is refused without decrypting anything.
 Each contact also gets a fingerprint (``coalition.members.contact``) that the usual variants
@@ -23,13 +25,20 @@ from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from coalition.crypto import NetworkKeys, hash_secret
+from coalition.crypto import NetworkKeys
 from coalition.db import Database, utcnow
 from coalition.errors import Conflict, IdempotencyKeyConflict, InvalidInput, NotFound, check_idempotency_key
 from coalition.ledger.core import request_hash
 from coalition.ledger.errors import MemberNotFound, MerchantSuspended
 from coalition.ledger.inputs import parse_loyalty_id
 from coalition.members.contact import email_fingerprint, phone_fingerprint
+from coalition.members.credentials import (
+    ENROLLMENT_LABELS,
+    ClaimCode,
+    enrollment_claim_open,
+    issue_claim_code,
+    lock_member,
+)
 from coalition.members.loyalty_id import new_loyalty_id, new_referral_code
 from coalition.members.models import Member
 from coalition.network.referrals import check_referral
@@ -66,11 +75,17 @@ def normalize_phone(raw: str | None) -> str | None:
     return compact if compact.startswith("+") else "+" + compact
 
 
+DEFAULT_CLAIM_TTL_S = 7 * 24 * 3600
+
+
 @dataclass(frozen=True)
 class Enrollment:
+    """An enrollment's result. ``claim`` is None on a replay once the member has claimed access:
+    the network never hands a merchant anything that opens the member's account twice."""
+
     member: Member
-    member_token: str
     qr_code: str
+    claim: ClaimCode | None
     replayed: bool = False
 
 
@@ -81,9 +96,16 @@ class ReferralCodeNotFound(NotFound):
 async def enroll_member(
     db: Database, keys: NetworkKeys, *, merchant_id: int, idempotency_key: str, email: str | None = None,
     phone: str | None = None, referral_code: str | None = None, referral_daily_limit: int = 10,
-    now: dt.datetime | None = None,
+    claim_ttl_s: int = DEFAULT_CLAIM_TTL_S, now: dt.datetime | None = None,
 ) -> Enrollment:
-    """Enroll a member; with a referral code, the referral rules apply (``coalition.network.referrals``)."""
+    """Enroll a member; with a referral code, the referral rules apply (``coalition.network.referrals``).
+
+    Outcomes, in order of precedence: the same key's earlier enrollment (a replay:
+    ``IDEMPOTENCY_KEY_CONFLICT`` if the input differs), ``MERCHANT_SUSPENDED``,
+    ``CONTACT_ALREADY_ENROLLED`` (before anything about the referral code, so the answer
+    never depends on whose contact it is), ``REFERRAL_CODE_NOT_FOUND``,
+    ``REFERRAL_LIMIT_REACHED``, a new member with a new claim code.
+    """
     key = check_idempotency_key(idempotency_key)
     now = now or utcnow()
     clean_email = normalize_email(email)
@@ -97,34 +119,35 @@ async def enroll_member(
     email_print, phone_print = email_fingerprint(keys, clean_email), phone_fingerprint(keys, clean_phone)
     try:
         async with db.sessions.begin() as session:
-            earlier = await _replay(session, keys, merchant_id, key, fingerprint)
+            earlier = await _replay(session, keys, merchant_id, key, fingerprint, now, claim_ttl_s)
             if earlier is not None:
                 return earlier
             status = (await session.execute(select(Merchant.status).where(Merchant.id == merchant_id))).scalar()
             if status != MerchantStatus.ACTIVE:
                 raise MerchantSuspended(f"merchant {merchant_id} is suspended: it cannot enroll members")
+            for index, field in ((email_index, "email"), (phone_index, "phone")):
+                column = Member.email_index if field == "email" else Member.phone_index
+                if index and (await session.execute(select(Member.id).where(column == index))).first():
+                    # A concurrent retry of this very request may have committed since the key check.
+                    earlier = await _replay(session, keys, merchant_id, key, fingerprint, now, claim_ttl_s)
+                    if earlier is not None:
+                        return earlier
+                    raise ContactAlreadyEnrolled(field)
             referrer_id = None
             if code is not None:
                 referrer_id = (await session.execute(
                     select(Member.id).where(Member.referral_code == code))).scalar()
                 if referrer_id is None:
                     raise ReferralCodeNotFound(f"no member has referral code {code!r}", field="referralCode")
-            if referrer_id is not None:
-                await check_referral(session, referrer_id=referrer_id, email_index=email_index,
-                                     phone_index=phone_index, email_fingerprint=email_print,
-                                     phone_fingerprint=phone_print, now=now, daily_limit=referral_daily_limit)
-            for index, field in ((email_index, "email"), (phone_index, "phone")):
-                column = Member.email_index if field == "email" else Member.phone_index
-                if index and (await session.execute(select(Member.id).where(column == index))).first():
-                    # A concurrent retry of this very request may have committed since the key check.
-                    earlier = await _replay(session, keys, merchant_id, key, fingerprint)
-                    if earlier is not None:
-                        return earlier
-                    raise Conflict(f"a member with this {field} is already enrolled: use their loyalty ID",
-                                   code="CONTACT_ALREADY_ENROLLED", field=field)
+                counts = await check_referral(
+                    session, referrer_id=referrer_id, email_index=email_index, phone_index=phone_index,
+                    email_fingerprint=email_print, phone_fingerprint=phone_print, now=now,
+                    daily_limit=referral_daily_limit)
+                if not counts:
+                    referrer_id = None
             member = Member(
                 loyalty_id=new_loyalty_id(), referral_code=new_referral_code(), referred_by_id=referrer_id,
-                token_hash="pending", email_encrypted=keys.encrypt(clean_email) if clean_email else None,
+                email_encrypted=keys.encrypt(clean_email) if clean_email else None,
                 phone_encrypted=keys.encrypt(clean_phone) if clean_phone else None, email_index=email_index,
                 phone_index=phone_index, email_fingerprint=email_print, phone_fingerprint=phone_print,
                 balance=0, held=0, owed=0, lifetime_points=0,
@@ -133,23 +156,37 @@ async def enroll_member(
             )
             session.add(member)
             await session.flush()
-            member.token_hash = hash_secret(keys.member_token(member.id))
-            await session.flush()
-            return _enrollment(keys, member)
+            claim = await issue_claim_code(session, member.id, now=now, ttl_s=claim_ttl_s, label=ENROLLMENT_LABELS[0])
+            return Enrollment(member=member, qr_code=keys.qr_payload(member.loyalty_id), claim=claim)
     except IntegrityError:
         # A concurrent request with the same key or contact won the race: answer as it would now.
-        async with db.session() as session:
-            earlier = await _replay(session, keys, merchant_id, key, fingerprint)
+        async with db.sessions.begin() as session:
+            earlier = await _replay(session, keys, merchant_id, key, fingerprint, now, claim_ttl_s)
         if earlier is None:
-            raise Conflict("a member with this contact is already enrolled: use their loyalty ID",
-                           code="CONTACT_ALREADY_ENROLLED") from None
+            raise ContactAlreadyEnrolled(None) from None
         return earlier
 
 
+class ContactAlreadyEnrolled(Conflict):
+    """The contact is some member's. Says so, and nothing about whose (no oracle: issue 13, item 5)."""
+
+    code = "CONTACT_ALREADY_ENROLLED"
+
+    def __init__(self, field: str | None) -> None:
+        super().__init__(f"a member with this {field or 'contact'} is already enrolled: ask the customer for "
+                         "their loyalty ID or QR code", field=field)
+
+
 async def _replay(
-    session: AsyncSession, keys: NetworkKeys, merchant_id: int, key: str, fingerprint: str
+    session: AsyncSession, keys: NetworkKeys, merchant_id: int, key: str, fingerprint: str, now: dt.datetime,
+    claim_ttl_s: int,
 ) -> Enrollment | None:
-    """The enrollment this merchant already made with this idempotency key, if any."""
+    """The enrollment this merchant already made with this idempotency key, if any.
+
+    Never the member's token (the merchant never had it): a fresh claim code while the member
+    has not claimed access yet and nobody revoked or re-issued its codes (the earlier, unused
+    one expires, so one code at most is live), else none.
+    """
     earlier = (await session.execute(select(Member).where(
         Member.enrolled_by_merchant_id == merchant_id, Member.enroll_idempotency_key == key
     ))).scalar_one_or_none()
@@ -157,12 +194,11 @@ async def _replay(
         return None
     if earlier.enroll_request_hash != fingerprint:
         raise IdempotencyKeyConflict(key)
-    return _enrollment(keys, earlier, replayed=True)
-
-
-def _enrollment(keys: NetworkKeys, member: Member, replayed: bool = False) -> Enrollment:
-    return Enrollment(member=member, member_token=keys.member_token(member.id),
-                      qr_code=keys.qr_payload(member.loyalty_id), replayed=replayed)
+    claim = None
+    await lock_member(session, earlier.id)
+    if await enrollment_claim_open(session, earlier.id):
+        claim = await issue_claim_code(session, earlier.id, now=now, ttl_s=claim_ttl_s, label=ENROLLMENT_LABELS[1])
+    return Enrollment(member=earlier, qr_code=keys.qr_payload(earlier.loyalty_id), claim=claim, replayed=True)
 
 
 async def find_member(db: Database, loyalty_id: str) -> Member:

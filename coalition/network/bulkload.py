@@ -30,7 +30,7 @@ import numpy as np
 from sqlalchemy import func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from coalition.crypto import NetworkKeys, hash_secret
+from coalition.crypto import NetworkKeys
 from coalition.db import Database
 from coalition.ledger.models import Allocation, Entry, Lot, Posting
 from coalition.members.loyalty_id import ALPHABET, BODY_LENGTH
@@ -242,11 +242,12 @@ async def load_synthetic(
             for i, old in enumerate(ids_sorted.tolist()):
                 mid = member_offset + 1 + i
                 yield (mid, loyalty_ids[i], referral_codes[i],
-                       int(referrer_of[old]) or None, hash_secret(keys.member_token(mid)), unique_index(emails[i]),
+                       int(referrer_of[old]) or None, unique_index(emails[i]),
                        unique_index(phones[i]), int(balance[old]), 0, 0, int(lifetime[old]), int(first_shop[old]),
                        enrolled[i], fingerprint(emails[i]), fingerprint(phones[i]))
 
-        member_columns = ["id", "loyalty_id", "referral_code", "referred_by_id", "token_hash", "email_index",
+        # No credentials: a bulk-loaded member gets a claim code from an admin (issueMemberClaimCode).
+        member_columns = ["id", "loyalty_id", "referral_code", "referred_by_id", "email_index",
                           "phone_index", "balance", "held", "owed", "lifetime_points", "enrolled_by_merchant_id",
                           "created_at", "email_fingerprint", "phone_fingerprint"]
         await _write(conn, Member.__table__, member_columns, member_rows(),

@@ -12,8 +12,10 @@ import pytest
 from planted_network import Planted, build_planted, forget_cached_insights
 from sqlalchemy import select
 
+from coalition.db import utcnow
 from coalition.graphql.core.types import encode_id
 from coalition.ledger.models import Entry
+from coalition.members.credentials import add_token
 from coalition.network.jobs import run_analysis
 
 ADMIN_VIEW = """{ insights {
@@ -132,8 +134,9 @@ async def test_fraud_alerts_and_other_merchants_are_forbidden_to_a_merchant(api:
     assert (await api.call(OTHER, {"id": other}, key=admin_key))["insights"]["scope"] == "MERCHANT"
 
 
-async def test_members_and_anonymous_callers_get_no_insights(api: Any, keys: Any, planted: Planted) -> None:
-    token = keys.member_token(planted.sybil_referrer)
+async def test_members_and_anonymous_callers_get_no_insights(api: Any, db: Any, planted: Planted) -> None:
+    async with db.sessions.begin() as session:
+        token = await add_token(session, planted.sybil_referrer, now=utcnow())
     body = await api.call(FRAUD, key=token, expect_errors=True)
     assert body["errors"][0]["extensions"]["code"] == "FORBIDDEN"
     body = await api.call(FRAUD, expect_errors=True)

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from graphql_relay import to_global_id
+from member_access import claim_over_api
 from sqlalchemy import func, select
 
 from coalition.ledger import fastpath
@@ -18,7 +19,7 @@ ONBOARD = """mutation($name: String!, $rate: Int) {
     merchant { id name status earnRatePointsPerUnit } apiKey userErrors { field code message } } }"""
 ENROLL = """mutation($key: String!, $email: String, $ref: String) {
   enrollMember(input: {idempotencyKey: $key, email: $email, referralCode: $ref}) {
-    member { id loyaltyId referralCode balance heldPoints tier } memberToken qrCode
+    member { id loyaltyId referralCode balance heldPoints tier } memberToken claimCode qrCode
     userErrors { field code message } } }"""
 EARN = """mutation($lid: String!, $amount: Int!, $key: String!, $ref: String) {
   earnPoints(input: {loyaltyId: $lid, purchaseAmountMinor: $amount, idempotencyKey: $key, reference: $ref}) {
@@ -55,7 +56,9 @@ async def setup_network(api: Any, admin_key: str) -> dict[str, Any]:
     a = (await api.call(ONBOARD, {"name": "Bakery", "rate": 2}, key=admin_key))["onboardMerchant"]
     b = (await api.call(ONBOARD, {"name": "Books", "rate": 1}, key=admin_key))["onboardMerchant"]
     enrolled = (await api.call(ENROLL, {"key": "e-1", "email": "ana@example.com"}, key=a["apiKey"]))["enrollMember"]
-    assert enrolled["userErrors"] == []
+    assert enrolled["userErrors"] == [] and enrolled["memberToken"] is None
+    # The customer claims the token; the merchant never had it.
+    enrolled["memberToken"] = await claim_over_api(api, enrolled["claimCode"])
     return {"a": a["apiKey"], "b": b["apiKey"], "member": enrolled}
 
 

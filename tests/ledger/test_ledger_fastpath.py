@@ -33,7 +33,7 @@ PG_URL = os.environ.get("COALITION_TEST_DATABASE_URL")
 needs_pg = pytest.mark.skipif(not PG_URL, reason="the fast path is PostgreSQL's: set COALITION_TEST_DATABASE_URL")
 
 # Columns that name who or when rather than what happened: they differ between two members.
-MEMBER_IDENTITY = {"id", "loyalty_id", "referral_code", "token_hash", "enroll_idempotency_key",
+MEMBER_IDENTITY = {"id", "loyalty_id", "referral_code", "enroll_idempotency_key",
                    "enroll_request_hash", "created_at"}
 ENTRY_IDENTITY = {"id", "member_id", "idempotency_key", "request_hash"}
 

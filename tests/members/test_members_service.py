@@ -1,4 +1,4 @@
-"""Enrolling members: loyalty ID, token, signed QR code, encrypted contact data, idempotency."""
+"""Enrolling members: loyalty ID, claim code, signed QR code, encrypted contact data, idempotency."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from coalition.crypto import NetworkKeys, hash_secret, verify_qr_payload
 from coalition.errors import DomainError
 from coalition.members.loyalty_id import normalize_loyalty_id
-from coalition.members.models import Member
+from coalition.members.models import Member, MemberCredential
 from coalition.members.service import TIERS, enroll_member, find_member, tier_for
 from coalition.partners.models import MerchantStatus
 from coalition.partners.service import set_merchant_status
@@ -71,17 +71,16 @@ async def test_enrollment_gives_a_valid_loyalty_id_and_a_fresh_member(enroll: An
     assert (await find_member(db, member.loyalty_id.lower())).id == member.id
 
 
-async def test_member_token_is_stored_hashed_and_derivable_on_replay(enroll: Any, db: Any, keys: NetworkKeys) -> None:
+async def test_enrollment_gives_a_claim_code_stored_hashed_and_no_token(enroll: Any, db: Any) -> None:
     enrolled = await enroll(email="ana@example.com")
-    token = enrolled.member_token
-    assert token.startswith("cmt_")
-    [row] = await member_rows(db)
-    assert row.token_hash == hash_secret(token)
-    assert token not in {str(v) for v in row}
-    assert keys.member_token(row.id) == token
-    # a retry hands the same token back, although only its hash was stored
-    again = await enroll(email="ana@example.com")
-    assert again.member_token == token
+    assert not hasattr(enrolled, "member_token")
+    claim = enrolled.claim
+    assert claim is not None and len(claim.code) == 23 and claim.code.count("-") == 3
+    async with db.read() as conn:
+        [row] = list(await conn.execute(select(MemberCredential)))
+    assert (row.member_id, row.kind, row.secret_hash) == (enrolled.member.id, "CLAIM", hash_secret(claim.code))
+    assert row.expires_at == claim.expires_at and row.used_at is None and row.revoked_at is None
+    assert claim.code not in {str(v) for v in row}
 
 
 async def test_qr_code_is_signed_by_the_network(enroll: Any, keys: NetworkKeys) -> None:
@@ -183,8 +182,7 @@ async def test_replay_returns_the_same_enrollment(enroll: Any, db: Any) -> None:
     again = await enroll(key="e-1", email="ANA@example.com ", phone="+351 912 345 678")
     assert again.replayed is True
     assert again.member.id == first.member.id
-    assert (again.member.loyalty_id, again.member_token, again.qr_code) == (
-        first.member.loyalty_id, first.member_token, first.qr_code)
+    assert (again.member.loyalty_id, again.qr_code) == (first.member.loyalty_id, first.qr_code)
     assert [tuple(r) for r in await member_rows(db)] == rows_before
 
 

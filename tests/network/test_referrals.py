@@ -7,6 +7,7 @@ import datetime as dt
 from typing import Any
 
 import pytest
+from member_access import claim_over_api
 
 from coalition.errors import DomainError
 from coalition.members.service import enroll_member
@@ -27,22 +28,35 @@ async def test_a_referral_records_who_referred_whom(db: Any, keys: Any, shop: An
     assert referee.referred_by_id == referrer.id
 
 
-async def test_self_referral_is_refused(db: Any, keys: Any, shop: Any) -> None:
+async def test_the_referrers_own_contact_answers_as_without_the_code(db: Any, keys: Any, shop: Any) -> None:
+    """Issue 13, item 5: SELF_REFERRAL answered exactly when the contact was the code owner's (an oracle).
+
+    Now an enrolled contact is CONTACT_ALREADY_ENROLLED whatever code comes with it: the
+    owner's code, another member's code, or none; the answer names nobody. Fails on the old code.
+    """
     referrer = (await _enroll(db, keys, shop, "a", email="ana@example.com", phone="+44 7700 900001")).member
+    other = (await _enroll(db, keys, shop, "b", email="bo@example.com")).member
 
     for contact in ({"email": "ANA@example.com"}, {"phone": "+447700900001", "email": "new@example.com"}):
-        with pytest.raises(DomainError) as info:
-            await _enroll(db, keys, shop, f"self-{contact}", referral_code=referrer.referral_code, **contact)
-        assert info.value.code == "SELF_REFERRAL"
+        answers = []
+        for code in (referrer.referral_code, other.referral_code, None):
+            with pytest.raises(DomainError) as info:
+                await _enroll(db, keys, shop, f"self-{contact}-{code}", referral_code=code, **contact)
+            answers.append((info.value.code, info.value.field, info.value.message))
+        assert answers[0] == answers[1] == answers[2], answers
+        assert answers[0][0] == "CONTACT_ALREADY_ENROLLED"
+        assert "ana" not in answers[0][2].lower() and referrer.loyalty_id not in answers[0][2]
 
 
-async def test_referring_a_variant_of_ones_own_contact_is_self_referral(db: Any, keys: Any, shop: Any) -> None:
+async def test_a_variant_of_ones_own_contact_enrolls_without_the_referral(db: Any, keys: Any, shop: Any) -> None:
+    """A variant (same fingerprint) is not refused, which would tell whose contact it is; the referral
+    simply does not count, so the self-referral earns no bonus."""
     referrer = (await _enroll(db, keys, shop, "a", email="ann.smith@gmail.com", phone="+44 7700 900001")).member
 
     for contact in ({"email": "annsmith+2@googlemail.com"}, {"phone": "07700 900001", "email": "x@example.com"}):
-        with pytest.raises(DomainError) as info:
-            await _enroll(db, keys, shop, f"variant-{contact}", referral_code=referrer.referral_code, **contact)
-        assert info.value.code == "SELF_REFERRAL"
+        variant = await _enroll(db, keys, shop, f"variant-{contact}", referral_code=referrer.referral_code, **contact)
+        assert variant.member.referred_by_id is None
+        assert variant.claim is not None
     # A different person is welcome.
     friend = await _enroll(db, keys, shop, "b", email="bo@gmail.com", referral_code=referrer.referral_code)
     assert friend.member.referred_by_id == referrer.id
@@ -95,7 +109,7 @@ ONBOARD = """mutation($name: String!) { onboardMerchant(input: {name: $name, ear
   apiKey userErrors { code } } }"""
 ENROLL = """mutation($key: String!, $email: String, $ref: String) {
   enrollMember(input: {idempotencyKey: $key, email: $email, referralCode: $ref}) {
-    member { loyaltyId referralCode } memberToken userErrors { field code message } } }"""
+    member { loyaltyId referralCode } memberToken claimCode userErrors { field code message } } }"""
 EARN = """mutation($lid: String!, $amount: Int!, $key: String!) {
   earnPoints(input: {loyaltyId: $lid, purchaseAmountMinor: $amount, idempotencyKey: $key}) {
     member { balance } userErrors { code } } }"""
@@ -109,10 +123,12 @@ async def test_referral_through_the_api(api: Any, admin_key: str, settings: Any)
     code = ana["member"]["referralCode"]
 
     selfish = (await api.call(ENROLL, {"key": "2", "email": "ana@example.com", "ref": code}, key=shop))["enrollMember"]
-    assert selfish["userErrors"][0]["code"] == "SELF_REFERRAL" and selfish["userErrors"][0]["field"] == [
-        "input", "referralCode"]
+    assert selfish["userErrors"][0]["code"] == "CONTACT_ALREADY_ENROLLED" and selfish["userErrors"][0]["field"] == [
+        "input", "email"]
     bo = (await api.call(ENROLL, {"key": "3", "email": "bo@example.com", "ref": code}, key=shop))["enrollMember"]
     assert bo["userErrors"] == []
+    bo["memberToken"] = await claim_over_api(api, bo["claimCode"])
+    ana["memberToken"] = await claim_over_api(api, ana["claimCode"])
 
     earned = (await api.call(EARN, {"lid": bo["member"]["loyaltyId"], "amount": 2500, "key": "s1"}, key=shop))
     assert earned["earnPoints"]["member"]["balance"] == 25 + settings.referral_welcome_points

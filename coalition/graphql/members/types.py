@@ -8,7 +8,9 @@ from graphene import relay
 from coalition.graphql.core.types import connection, decode_cursor, page_size
 from coalition.graphql.dataloaders import MemberByIdLoader
 from coalition.graphql.ledger.types import TransactionConnection, TransactionEdge
+from coalition.graphql.members.disputes import DisputeConnection, DisputeEdge
 from coalition.ledger.queries import member_history
+from coalition.members.disputes import list_disputes
 from coalition.members.models import Member as MemberModel
 from coalition.members.service import tier_for
 
@@ -35,6 +37,10 @@ class Member(graphene.ObjectType):  # type: ignore[misc]
     transactions = graphene.Field(
         TransactionConnection, required=True, first=graphene.Int(), after=graphene.String(),
         description="History, newest first. A merchant sees only its own transactions with this member.",
+    )
+    disputes = graphene.Field(
+        DisputeConnection, first=graphene.Int(), after=graphene.String(),
+        description="The member's disputes, newest first: for the member itself and admins; null for a merchant.",
     )
 
     @staticmethod
@@ -70,6 +76,15 @@ class Member(graphene.ObjectType):  # type: ignore[misc]
     @staticmethod
     def resolve_phone(root: Any, info: Any) -> str | None:
         return Member._own_contact(root, info, root.phone_encrypted)
+
+    @staticmethod
+    async def resolve_disputes(root: Any, info: Any, first: int | None = None, after: str | None = None) -> Any:
+        caller = info.context.require_caller()
+        if caller.role.value != "ADMIN" and caller.member_id != root.id:
+            return None
+        size = page_size(first)
+        rows = await list_disputes(info.context.db, member_id=root.id, before_id=decode_cursor(after), limit=size + 1)
+        return connection(DisputeEdge, DisputeConnection, rows, size)
 
     @staticmethod
     async def resolve_transactions(root: Any, info: Any, first: int | None = None, after: str | None = None) -> Any:
