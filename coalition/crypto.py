@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from coalition.config import Settings
+from coalition.ids import GlobalIds
 
 
 def load_master_secret(settings: Settings) -> bytes:
@@ -48,6 +49,7 @@ class NetworkKeys:
         self._fernet = Fernet(base64.urlsafe_b64encode(_derive(master, b"contact-encryption")))
         self._index_key = _derive(master, b"blind-index")
         self._token_key = _derive(master, b"member-token")
+        self.global_ids = GlobalIds(_derive(master, b"global-id"))  # the API's opaque IDs and cursors
         self._signing_key = Ed25519PrivateKey.from_private_bytes(_derive(master, b"network-signing"))
         raw_public = self._signing_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
         self.public_key_b64 = base64.b64encode(raw_public).decode()

@@ -36,7 +36,7 @@ from starlette.routing import Route
 from coalition.auth.models import Role
 from coalition.auth.service import Authenticator, Caller
 from coalition.errors import DomainError, NotFound
-from coalition.graphql.core.types import InvalidId, decode_id
+from coalition.ids import GlobalIds
 from coalition.settlement.exports import FORMATS, MEDIA_TYPES, Export, export_batch, render
 from coalition.settlement.reports import index_html
 from coalition.settlement.service import list_batches
@@ -63,14 +63,15 @@ class HttpError(Exception):
                             headers=self.headers)
 
 
-def _id(raw: str, type_name: str, what: str) -> int:
-    if raw.isdigit() and 0 < int(raw) < 2**63:
+def _id(ids: GlobalIds, raw: str, type_name: str, what: str) -> int:
+    # ASCII digits only (int() takes "²" and other Unicode digits; str.isdigit accepts them).
+    if raw.isascii() and raw.isdigit() and len(raw) <= 19 and 0 < int(raw) < 2**63:
         return int(raw)
-    try:
-        return decode_id(raw, type_name)
-    except InvalidId:
+    value = ids.decode(raw, type_name)
+    if value is None:
         raise HttpError(400 if what == "merchant" else 404, f"INVALID_{what.upper()}",
-                        f"{raw[:60]!r} is not a {what} number or {type_name} ID") from None
+                        f"{raw[:60]!r} is not a {what} number or {type_name} ID")
+    return value
 
 
 def credential_of(header: str) -> str:
@@ -91,6 +92,7 @@ def report_routes(services: Any, authenticator: Authenticator, limiter: Any) -> 
     """The routes, bound to the application's services (``db``, ``settings``, ``keys``)."""
 
     rendered: dict[tuple[Any, ...], tuple[float, Export]] = {}
+    ids: GlobalIds = services.keys.global_ids  # batch and merchant global IDs in URLs
 
     async def caller_of(request: Request) -> Caller:
         caller = await authenticator.authenticate(credential_of(request.headers.get("authorization", "")))
@@ -108,7 +110,7 @@ def report_routes(services: Any, authenticator: Authenticator, limiter: Any) -> 
         fmt = request.path_params["fmt"]
         if fmt not in FORMATS:
             raise HttpError(404, "INVALID_FORMAT", f"no .{fmt[:20]} export: one of {', '.join(FORMATS)}")
-        batch_id = _id(request.path_params["batch"], "SettlementBatch", "batch")
+        batch_id = _id(ids, request.path_params["batch"], "SettlementBatch", "batch")
         # A closed batch never changes, and a chart costs a few hundred milliseconds of CPU:
         # repeated downloads (and a key hammering one URL) come from memory for a while.
         key = (batch_id, merchant_id, fmt, tuple(links))
@@ -152,7 +154,7 @@ def report_routes(services: Any, authenticator: Authenticator, limiter: Any) -> 
     async def statement(request: Request) -> Response:
         caller = await caller_of(request)
         asked = request.query_params.get("merchant")
-        wanted = None if asked is None else _id(asked, "Merchant", "merchant")
+        wanted = None if asked is None else _id(ids, asked, "Merchant", "merchant")
         if caller.role == Role.ADMIN:
             if wanted is None:
                 raise HttpError(400, "MERCHANT_REQUIRED", "an admin names the merchant: ?merchant=<id>; the whole "
@@ -174,7 +176,7 @@ def report_routes(services: Any, authenticator: Authenticator, limiter: Any) -> 
         if caller.role != Role.ADMIN:
             raise HttpError(403, "FORBIDDEN", "the settlement console needs an admin key")
         before = request.query_params.get("before")
-        after_id = _id(before, "SettlementBatch", "batch") if before else None
+        after_id = _id(ids, before, "SettlementBatch", "batch") if before else None
         batches = await list_batches(services.db, after_id=after_id, limit=INDEX_PAGE + 1)
         older = batches[INDEX_PAGE - 1].id if len(batches) > INDEX_PAGE else None
         page = index_html(batches[:INDEX_PAGE], services.settings.currency_exponent, older)
@@ -203,7 +205,7 @@ def report_routes(services: Any, authenticator: Authenticator, limiter: Any) -> 
         batch = query.get("batch")
         result = await simulate_settlement(
             services.db, services.settings, period_end=period_end,
-            batch_id=_id(batch, "SettlementBatch", "batch") if batch else None, point_value_minor=point_value,
+            batch_id=_id(ids, batch, "SettlementBatch", "batch") if batch else None, point_value_minor=point_value,
             funding_model=query.get("fundingModel"), reimbursement_rate=query.get("reimbursementRate"),
             breakage_share=query.get("breakageShare"))
         view = await simulation_view(services.db, services.settings, result)
