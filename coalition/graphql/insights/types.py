@@ -237,7 +237,10 @@ class NetworkInsights(graphene.ObjectType):  # type: ignore[misc]
         return list(root.stored.payload.get("recommendations", []))[:page_size(first)]
 
     @staticmethod
-    def resolve_fraud_alerts(root: InsightsView, info: Any, first: int | None = None) -> list[Any]:
+    async def resolve_fraud_alerts(root: InsightsView, info: Any, first: int | None = None) -> list[Any]:
+        # async although it awaits nothing: a sync resolver's FORBIDDEN on this non-null field
+        # would null the object before its async siblings were awaited (graphql-core leaves
+        # their coroutines un-awaited); raised inside the gather, they finish first.
         info.context.require_admin()
         return list(root.stored.payload.get("fraud_alerts", []))[:page_size(first)]
 
