@@ -57,7 +57,9 @@ class GlobalIds:
             block = base64.urlsafe_b64decode(text + "==")
         except (binascii.Error, ValueError):
             return None
-        if len(block) != 16:
+        # 22 characters carry 4 spare bits: accept only the one spelling encode() makes, so an
+        # object has exactly one ID.
+        if len(block) != 16 or base64.urlsafe_b64encode(block).decode().rstrip("=") != text:
             return None
         decryptor = self._cipher.decryptor()
         plain = decryptor.update(block) + decryptor.finalize()

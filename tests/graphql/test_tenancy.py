@@ -90,6 +90,9 @@ async def test_ids_are_opaque_stable_and_typed(api: Any, admin_key: str, keys: N
     # one altered character is not an ID
     altered = first[:5] + ("B" if first[5] != "B" else "C") + first[6:]
     assert ids.decode(altered, "Member") is None
+    # the last character carries 4 spare bits: only the spelling encode() made is accepted
+    spellings = [first[:-1] + c for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"]
+    assert [s for s in spellings if ids.decode(s, "Member") is not None] == [first]
 
 
 async def test_cursors_are_opaque_and_checked(api: Any, admin_key: str, make_merchant: Any) -> None:
