@@ -8,11 +8,15 @@ anonymously:
   (required arguments filled from the seeded data, other tenants' loyalty IDs and IDs
   included), and ``node(id:)`` with every seeded object's ID, as issued and as a caller
   would guess it (``base64("Member:2")``);
+* every mutation, as every role that may not call it (refused, nothing written), and the
+  ledger mutations with every other merchant's hold and transaction (not found, nothing
+  written);
 * every page route of the app, path parameters filled from the seeded data.
 
 Every object in every response is checked against ``TYPE_RULES`` (who may see it) and every
-root field and page against ``ROOT_RULES`` / ``PAGE_RULES``. A new type, root field or page
-without a rule here fails the test: whoever adds one decides who may see it.
+root field, mutation and page against ``ROOT_RULES`` / ``sample_inputs`` / ``PAGE_RULES``. A new
+type, root field, mutation or page without a rule here fails the test: whoever adds one
+decides who may see or call it.
 """
 
 from __future__ import annotations
@@ -25,15 +29,19 @@ from typing import Any
 
 import pytest
 from planted_network import forget_cached_insights
-from sqlalchemy import select
+from sqlalchemy import func, select
 from starlette.routing import Mount, Route
 
 from coalition.crypto import NetworkKeys
+from coalition.ledger.errors import HoldNotFound, TransactionNotFound
 from coalition.ledger.models import Entry, Hold
 from coalition.ledger.service import Ledger
+from coalition.members.models import Member
 from coalition.members.service import enroll_member
 from coalition.network.jobs import run_analysis
+from coalition.partners.models import Merchant
 from coalition.partners.service import onboard_merchant
+from coalition.settlement.models import NetworkPolicy, SettlementBatch
 from coalition.settlement.service import run_settlement
 
 ADMIN, ANON = "admin", "anonymous"
@@ -43,6 +51,7 @@ ROLES = (ADMIN, *MERCHANTS, *MEMBERS, ANON)
 NODE_TYPES = ("Merchant", "Member", "Transaction", "Hold", "SettlementBatch")
 MAX_TYPE_REPEATS = 2  # a type may appear twice on one path (Transaction.reverses: a Transaction)
 DENIED = {"UNAUTHENTICATED", "FORBIDDEN"}
+HOLD_NOT_FOUND, TRANSACTION_NOT_FOUND = HoldNotFound.code, TransactionNotFound.code
 
 
 @dataclass
@@ -206,6 +215,10 @@ def everyone(seen: Seen) -> bool:
     return True
 
 
+def merchant_only(seen: Seen) -> bool:
+    return seen.role in MERCHANTS
+
+
 def member_rule(seen: Seen) -> bool:
     member_id = seen.own[1]
     if seen.role == ADMIN:
@@ -290,6 +303,20 @@ TYPE_RULES: dict[str, Callable[[Seen], bool]] = {
     "AdminViewer": viewer_of(ADMIN),
     "MerchantViewer": viewer_of("merchant"),
     "MemberViewer": viewer_of("member"),
+    # mutation payloads (what they hold is checked on its own)
+    "LedgerPayload": merchant_only,
+    "EnrollMemberPayload": merchant_only,
+    "OnboardMerchantPayload": admin_only,
+    "SuspendMerchantPayload": admin_only,
+    "RunSettlementPayload": admin_only,
+    "SetNetworkPolicyPayload": admin_only,
+    "ReconcilePosExportPayload": staff,
+    "ReconciliationReport": concerns_me("merchant"),
+    "ReconciliationLine": staff,
+    "ReconciliationTotals": staff,
+    "ReconciliationTotalsByStatus": staff,
+    "CsvRowError": staff,
+    "UserError": everyone,
     # containers and public facts (what they hold is checked on its own)
     "MerchantConnection": anyone_with_a_key,
     "MerchantEdge": anyone_with_a_key,
@@ -318,7 +345,7 @@ ROOT_RULES: dict[str, set[str]] = {
 
 # --- walking the introspected schema -------------------------------------------------------
 
-INTROSPECTION = """{ __schema { queryType { name } types { kind name
+INTROSPECTION = """{ __schema { queryType { name } mutationType { name } types { kind name
   possibleTypes { name }
   fields { name args { name type { kind name ofType { kind name ofType { kind name ofType { kind name } } } } }
            type { kind name ofType { kind name ofType { kind name ofType { kind name } } } } }
@@ -353,10 +380,11 @@ class Walker:
             "input": [{"policy": {"reimbursementRate": "0.5"}, "batchId": batch}],
         }
 
-    def reachable(self) -> set[str]:
-        """Object types reachable from Query (node's possible types included)."""
+    def reachable(self, root: str | None = None) -> set[str]:
+        """Object types reachable from ``root`` (default Query; node's possible types included)."""
+        root = root or self.query["name"]
         seen: set[str] = set()
-        todo = [self.query["name"]]
+        todo = [root]
         while todo:
             name = todo.pop()
             if name in seen or name.startswith("__"):
@@ -365,7 +393,7 @@ class Walker:
             t = self.types[name]
             todo += [p["name"] for p in t.get("possibleTypes") or []]
             todo += [named(f["type"]) for f in t.get("fields") or []]
-        return {n for n in seen if self.types[n]["kind"] in ("OBJECT",) and n != self.query["name"]}
+        return {n for n in seen if self.types[n]["kind"] == "OBJECT" and n != root}
 
     def _arguments(self, owner: str, f: dict[str, Any]) -> list[str]:
         """Argument lists to try: every value of each required argument; optional ``first`` at 100."""
@@ -442,6 +470,33 @@ def objects_in(data: Any) -> Iterator[tuple[str, dict[str, Any]]]:
 
 # --- the test ------------------------------------------------------------------------------
 
+def judged(net: Net, role: str, where: str, data: Any, presented: set[int]) -> list[str]:
+    """What ``role`` should not have seen in ``data``."""
+    leaks = []
+    for type_name, obj in objects_in(data):
+        try:
+            allowed = TYPE_RULES[type_name](Seen(role, type_name, obj, presented, net))
+        except AssertionError as error:
+            leaks.append(f"{role} {where}: {type_name}: {error}")
+            continue
+        if not allowed:
+            leaks.append(f"{role} {where}: may not see {type_name} {json.dumps(obj)[:160]}")
+    return leaks
+
+
+async def asked(api: Any, net: Net, role: str, document: str, variables: dict[str, Any] | None = None
+                ) -> dict[str, Any]:
+    """The response to ``document`` sent with ``role``'s credential; never a 5xx or an internal error."""
+    headers = {"Authorization": f"Bearer {net.api_key[role]}"} if role != ANON else {}
+    response = await api.client.post("/graphql", json={"query": document, "variables": variables or {}},
+                                      headers=headers)
+    assert response.status_code < 500, (role, document[:200], response.text[:300])
+    body: dict[str, Any] = response.json()
+    codes = [e.get("extensions", {}).get("code") for e in body.get("errors", [])]
+    assert "INTERNAL_SERVER_ERROR" not in codes and None not in codes, (role, document[:200], body["errors"])
+    return body
+
+
 @pytest.fixture(autouse=True)
 async def _no_cached_insights(settings: Any) -> None:
     await forget_cached_insights(settings.redis_url)
@@ -456,7 +511,8 @@ async def test_every_role_sees_only_what_it_may(api: Any, admin_key: str, db: An
 
     # Every type and root field has a rule: a new one without a rule fails here.
     reachable = walker.reachable()
-    assert reachable - TYPE_RULES.keys() == set(), "add these types to TYPE_RULES (who may see them?)"
+    payloads = walker.reachable(schema["mutationType"]["name"])
+    assert (reachable | payloads) - TYPE_RULES.keys() == set(), "add these types to TYPE_RULES (who may see them?)"
     roots = {f["name"] for f in walker.query["fields"]}
     assert roots == ROOT_RULES.keys(), "add root fields to ROOT_RULES (who may call them?)"
 
@@ -465,25 +521,11 @@ async def test_every_role_sees_only_what_it_may(api: Any, admin_key: str, db: An
 
     def judge(role: str, where: str, data: Any, presented: set[int]) -> None:
         nonlocal checked
-        for type_name, obj in objects_in(data):
-            checked += 1
-            try:
-                allowed = TYPE_RULES[type_name](Seen(role, type_name, obj, presented, net))
-            except AssertionError as error:
-                leaks.append(f"{role} {where}: {type_name}: {error}")
-                continue
-            if not allowed:
-                leaks.append(f"{role} {where}: may not see {type_name} {json.dumps(obj)[:160]}")
+        checked += len(list(objects_in(data)))
+        leaks.extend(judged(net, role, where, data, presented))
 
     async def ask(role: str, document: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
-        headers = {"Authorization": f"Bearer {net.api_key[role]}"} if role != ANON else {}
-        response = await api.client.post("/graphql", json={"query": document, "variables": variables or {}},
-                                          headers=headers)
-        assert response.status_code < 500, (role, document[:200], response.text[:300])
-        body: dict[str, Any] = response.json()
-        codes = [e.get("extensions", {}).get("code") for e in body.get("errors", [])]
-        assert "INTERNAL_SERVER_ERROR" not in codes and None not in codes, (role, document[:200], body["errors"])
-        return body
+        return await asked(api, net, role, document, variables)
 
     loyalty_to_member = {m.loyalty_id: m.id for m in net.member.values()}
     for root, document, presented_ids in walker.root_documents():
@@ -513,6 +555,97 @@ async def test_every_role_sees_only_what_it_may(api: Any, admin_key: str, db: An
     assert unasked == set(), f"the walk never selected {sorted(unasked)}"
     assert checked > 1000, checked  # the walk saw the network, not just errors
     assert leaks == [], f"{len(leaks)} leaks:\n" + "\n".join(leaks[:40])
+
+
+# --- mutations -------------------------------------------------------------------------------
+
+def sample_inputs(net: Net) -> dict[str, tuple[set[str], dict[str, Any]]]:
+    """Every mutation: the roles that may call it, and an input that would work for them."""
+    some_hold = next(i for i, (t, _) in net.ids.items() if t == "Hold")
+    some_entry = next(i for i, (t, _) in net.ids.items() if t == "Transaction")
+    shop_a = next(i for i, ref in net.ids.items() if ref == ("Merchant", net.merchant["A"]))
+    lid = net.member["m1"].loyalty_id
+    merchants = set(MERCHANTS)
+    return {
+        "runSettlement": ({ADMIN}, {"periodEnd": "2026-01-09T00:00:00+00:00", "idempotencyKey": "x"}),
+        "setNetworkPolicy": ({ADMIN}, {"reimbursementRate": "0.5"}),
+        "reconcilePosExport": (STAFF_ROLES, {"csv": "reference,time,amount_minor,points\n"}),
+        "earnPoints": (merchants, {"loyaltyId": lid, "purchaseAmountMinor": 100, "idempotencyKey": "x"}),
+        "redeemPoints": (merchants, {"loyaltyId": lid, "points": 1, "idempotencyKey": "x"}),
+        "authorizeRedemption": (merchants, {"loyaltyId": lid, "points": 1, "idempotencyKey": "x"}),
+        "captureRedemption": (merchants, {"holdId": some_hold, "idempotencyKey": "x"}),
+        "voidRedemption": (merchants, {"holdId": some_hold, "idempotencyKey": "x"}),
+        "reverseTransaction": (merchants, {"transactionId": some_entry, "idempotencyKey": "x"}),
+        "enrollMember": (merchants, {"idempotencyKey": "x"}),
+        "onboardMerchant": ({ADMIN}, {"name": "Rogue"}),
+        "suspendMerchant": ({ADMIN}, {"merchantId": shop_a}),
+        "reactivateMerchant": ({ADMIN}, {"merchantId": shop_a}),
+    }
+
+
+async def row_counts(db: Any) -> dict[str, int]:
+    tables = (Entry, Hold, Member, Merchant, SettlementBatch, NetworkPolicy)
+    async with db.read() as conn:
+        return {t.__tablename__: int((await conn.execute(select(func.count()).select_from(t))).scalar_one())
+                for t in tables}
+
+
+async def test_no_role_acts_on_what_is_not_its_own(api: Any, admin_key: str, db: Any, keys: NetworkKeys,
+                                                   ledger: Ledger, settings: Any, clock: Any) -> None:
+    net = await seed(db, keys, ledger, settings, clock)
+    net.api_key[ADMIN] = admin_key
+    schema = (await api.call(INTROSPECTION, key=admin_key))["__schema"]
+    walker = Walker(schema, net)
+    mutation = walker.types[schema["mutationType"]["name"]]
+    inputs = sample_inputs(net)
+    assert {f["name"] for f in mutation["fields"]} == inputs.keys(), "add new mutations to sample_inputs"
+
+    def document(name: str) -> str:
+        f = next(f for f in mutation["fields"] if f["name"] == name)
+        input_type = named(f["args"][0]["type"])
+        target = named(f["type"])
+        body = walker.selection(target, (target,))
+        return f"mutation($input: {input_type}!) {{ {name}(input: $input) {{ {body} }} }}"
+
+    wrong: list[str] = []
+    before = await row_counts(db)
+    # A role that may not call a mutation is refused, and nothing is written.
+    for name, (allowed, sample) in inputs.items():
+        for role in set(ROLES) - allowed:
+            body = await asked(api, net, role, document(name), {"input": sample})
+            codes = {e["extensions"]["code"] for e in body.get("errors", [])}
+            if (body.get("data") or {}).get(name) is not None or not codes or not codes <= DENIED:
+                wrong.append(f"{role} {name}: {codes or 'no error'}")
+    # A merchant names another's hold or transaction (as issued, or guessed): not found, nothing written.
+    probes = [("captureRedemption", "holdId", "Hold", HOLD_NOT_FOUND), ("voidRedemption", "holdId", "Hold",
+              HOLD_NOT_FOUND), ("reverseTransaction", "transactionId", "Transaction", TRANSACTION_NOT_FOUND)]
+    for shop in MERCHANTS:
+        mine = net.merchant[shop]
+        for name, field_name, type_name, not_found in probes:
+            owners = net.holds if type_name == "Hold" else net.entries
+            for global_id, (kind, value) in [*net.ids.items(), *net.guesses.items()]:
+                if kind != type_name or owners[value][0] == mine:
+                    continue
+                body = await asked(api, net, shop, document(name),
+                                   {"input": {field_name: global_id, "idempotencyKey": f"probe-{global_id}"}})
+                payload = body["data"][name]
+                codes = {e["code"] for e in payload["userErrors"]}
+                if not codes or not codes <= {not_found, "INVALID_ID"}:
+                    wrong.append(f"{shop} {name}({kind} {value} of merchant {owners[value][0]}): {codes}")
+                wrong.extend(judged(net, shop, name, payload, set()))
+                if any(payload.get(key) is not None for key in ("transaction", "hold", "member")):
+                    wrong.append(f"{shop} {name}({kind} {value}): answered with {json.dumps(payload)[:160]}")
+        others = [i for i, ref in net.ids.items() if ref[0] == "Merchant" and ref[1] != mine]
+        for other in others:
+            body = await asked(api, net, shop, document("reconcilePosExport"),
+                               {"input": {"csv": "reference,time,amount_minor,points\n", "merchantId": other}})
+            codes = {e["extensions"]["code"] for e in body.get("errors", [])}
+            codes |= {e["code"] for e in ((body.get("data") or {}).get("reconcilePosExport") or {}).get(
+                "userErrors", [])}
+            if not codes or not codes <= {"FORBIDDEN"}:
+                wrong.append(f"{shop} reconcilePosExport(another merchant): {codes or 'answered'}")
+    assert await row_counts(db) == before
+    assert wrong == [], "\n".join(wrong)
 
 
 # --- page routes -----------------------------------------------------------------------------
