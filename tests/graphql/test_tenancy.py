@@ -106,3 +106,35 @@ async def test_cursors_are_opaque_and_checked(api: Any, admin_key: str, make_mer
     forged = base64.b64encode(b"cursor:1").decode()
     body = await api.call(MERCHANTS, {"after": forged}, key=admin_key, expect_errors=True)
     assert [e["extensions"]["code"] for e in body["errors"]] == ["INVALID_CURSOR"]
+
+
+CAPTURE = """mutation($hold: ID!, $points: Int, $key: String!) {
+  captureRedemption(input: {holdId: $hold, points: $points, idempotencyKey: $key}) { userErrors { code message } } }"""
+REVERSE = """mutation($id: ID!, $key: String!) {
+  reverseTransaction(input: {transactionId: $id, idempotencyKey: $key}) { userErrors { code message } } }"""
+
+
+async def test_refusals_do_not_give_away_the_number_inside_an_id(
+        api: Any, db: Any, keys: NetworkKeys, make_merchant: Any, make_member: Any, ledger: Any) -> None:
+    # The raw number of a hold or transaction counts the network's activity: an opaque ID
+    # must not be opened by an error message.
+    net = await small_network(db, make_merchant, make_member, ledger)
+    lid, ids = net["members"][0].loyalty_id, keys.global_ids
+    held = await ledger.authorize(merchant_id=net["b"].id, loyalty_id=lid, points=9, idempotency_key="h")
+    earned = await ledger.earn(merchant_id=net["b"].id, loyalty_id=lid, purchase_amount_minor=500,
+                               idempotency_key="e")
+    await ledger.reverse(merchant_id=net["b"].id, transaction_id=earned.entry.id, idempotency_key="r")
+    calls = [
+        (CAPTURE, {"hold": ids.encode("Hold", held.hold.id), "points": 90, "key": "c1"}, "b"),  # exceeds
+        (CAPTURE, {"hold": ids.encode("Hold", held.hold.id), "key": "c2"}, "a"),  # another merchant's
+        (REVERSE, {"id": ids.encode("Transaction", earned.entry.id), "key": "r2"}, "b"),  # already reversed
+        (REVERSE, {"id": ids.encode("Transaction", held.entry.id), "key": "r3"}, "b"),  # a HOLD
+        (REVERSE, {"id": ids.encode("Transaction", earned.entry.id), "key": "r4"}, "c"),  # another merchant's
+    ]
+    numbers = {str(held.hold.id), str(earned.entry.id), str(held.entry.id)}
+    for document, variables, shop in calls:
+        data = await api.call(document, variables, key=net["keys"][shop])
+        (errors,) = [payload["userErrors"] for payload in data.values()]
+        assert errors, variables
+        words = set(errors[0]["message"].replace(":", " ").replace(",", " ").split())
+        assert not words & numbers, errors[0]["message"]
