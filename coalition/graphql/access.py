@@ -75,6 +75,12 @@ def may_see_merchant(info: Any) -> bool:
     return True
 
 
+def may_see_batches(info: Any) -> bool:
+    """Settlement batches: admins and merchants (a member's ``node`` gets null, as for no batch)."""
+    caller = info.context.require_caller()
+    return bool(caller.role == Role.ADMIN or (caller.role == Role.MERCHANT and caller.merchant_id is not None))
+
+
 def settlement_scope(info: Any) -> int | None:
     """None for an admin (sees all), the merchant's id for a merchant; members may not look."""
     caller = info.context.require_caller()

@@ -541,9 +541,13 @@ async def test_every_role_sees_only_what_it_may(api: Any, admin_key: str, db: An
 
     node = walker.node_document()
     for role in ROLES:
+        # What "no such object" looks like to this role: a hidden object must look the same.
+        missing = {t: await ask(role, node, {"id": keys.global_ids.encode(t, 10**12)}) for t in NODE_TYPES}
         for global_id in [*net.ids, *net.guesses, base64.b64encode(b"Member:99999999999999999999").decode()]:
             body = await ask(role, node, {"id": global_id})
             data = (body.get("data") or {}).get("node")
+            if global_id in net.ids and data is None and body != missing[net.ids[global_id][0]]:
+                leaks.append(f"{role} node({net.ids[global_id]}): hidden differs from missing: {body}")
             if global_id not in net.ids:  # a guess, or beyond 64 bits: not an ID, for everyone
                 codes = {e["extensions"]["code"] for e in body.get("errors", [])}
                 if data is not None or not codes <= {"INVALID_ID", *DENIED}:

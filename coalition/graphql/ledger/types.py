@@ -4,7 +4,7 @@ from typing import Any
 
 import graphene
 
-from coalition.graphql.access import may_see_ledger_row as can_see
+from coalition.graphql.access import may_see_ledger_row
 from coalition.graphql.core.types import Node, PageInfo, UserError
 from coalition.graphql.dataloaders import (
     EntryByIdLoader,
@@ -48,7 +48,7 @@ class Transaction(graphene.ObjectType):  # type: ignore[misc]
     @staticmethod
     async def fetch(info: Any, entry_id: int) -> Any:
         entry = await info.context.loader(EntryByIdLoader).load(entry_id)
-        return entry if entry is not None and can_see(info, entry.merchant_id, entry.member_id) else None
+        return entry if entry is not None and may_see_ledger_row(info, entry.merchant_id, entry.member_id) else None
 
     @staticmethod
     async def resolve_merchant(root: Any, info: Any) -> Any:
@@ -67,7 +67,7 @@ class Transaction(graphene.ObjectType):  # type: ignore[misc]
     @staticmethod
     async def resolve_reversed_by(root: Any, info: Any) -> Any:
         entry = await info.context.loader(ReversalByEntryIdLoader).load(root.id)
-        return entry if entry is not None and can_see(info, entry.merchant_id, entry.member_id) else None
+        return entry if entry is not None and may_see_ledger_row(info, entry.merchant_id, entry.member_id) else None
 
     @staticmethod
     async def resolve_hold(root: Any, info: Any) -> Any:
@@ -93,7 +93,7 @@ class Hold(graphene.ObjectType):  # type: ignore[misc]
     @staticmethod
     async def fetch(info: Any, hold_id: int) -> Any:
         hold = await info.context.loader(HoldByIdLoader).load(hold_id)
-        return hold if hold is not None and can_see(info, hold.merchant_id, hold.member_id) else None
+        return hold if hold is not None and may_see_ledger_row(info, hold.merchant_id, hold.member_id) else None
 
     @staticmethod
     async def resolve_merchant(root: Any, info: Any) -> Any:

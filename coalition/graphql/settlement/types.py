@@ -11,7 +11,7 @@ from typing import Any
 
 import graphene
 
-from coalition.graphql.access import settlement_scope
+from coalition.graphql.access import may_see_batches, settlement_scope
 from coalition.graphql.core.scalars import BigInt
 from coalition.graphql.core.types import Node, PageInfo, decode_id, encode_id
 from coalition.graphql.errors import CodedError, Forbidden
@@ -201,7 +201,8 @@ class SettlementBatch(graphene.ObjectType):  # type: ignore[misc]
 
     @staticmethod
     async def fetch(info: Any, batch_id: int) -> Any:
-        visible_merchant(info)
+        if not may_see_batches(info):
+            return None
         try:
             return await service.get_batch(info.context.db, batch_id)
         except BatchNotFound:
