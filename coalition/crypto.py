@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from coalition.config import Settings
+from coalition.ids import GlobalIds
 
 
 def load_master_secret(settings: Settings) -> bytes:
@@ -49,6 +50,7 @@ class NetworkKeys:
         self._index_key = _derive(master, b"blind-index")
         # Keyed once: a batch derives one nonce per merchant (thousands), each a copy and an update.
         self._statement_mac = hmac.new(_derive(master, b"statement-nonce"), digestmod=hashlib.sha256)
+        self.global_ids = GlobalIds(_derive(master, b"global-id"))  # the API's opaque IDs and cursors
         self._signing_key = Ed25519PrivateKey.from_private_bytes(_derive(master, b"network-signing"))
         raw_public = self._signing_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
         self.public_key_b64 = base64.b64encode(raw_public).decode()

@@ -49,3 +49,22 @@ class ReversalByEntryIdLoader(_ByColumnLoader):
 
 class HoldByIdLoader(_ByColumnLoader):
     model, column = Hold, "id"
+
+
+class RelatedMemberLoader(DataLoader[tuple[int, int], bool]):
+    """Whether (merchant, member) have a relationship: one query per merchant per tick."""
+
+    def __init__(self, db: Database) -> None:
+        super().__init__()
+        self.db = db
+
+    async def batch_load_fn(self, keys: Iterable[tuple[int, int]]) -> list[bool]:
+        from coalition.members.relations import related_member_ids
+
+        keys = list(keys)
+        by_merchant: dict[int, set[int]] = {}
+        for merchant_id, member_id in keys:
+            by_merchant.setdefault(merchant_id, set()).add(member_id)
+        related = {merchant_id: await related_member_ids(self.db, merchant_id, members)
+                   for merchant_id, members in by_merchant.items()}
+        return [member_id in related[merchant_id] for merchant_id, member_id in keys]

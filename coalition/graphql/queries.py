@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import graphene
-from graphql_relay import from_global_id
 
 from coalition.auth.models import Role
 from coalition.errors import DomainError
-from coalition.graphql.core.types import InvalidId, connection, decode_cursor, page_size
+from coalition.graphql.core.types import InvalidId, Node, connection, decode_cursor, ids_of, page_size
 from coalition.graphql.errors import CodedError
 from coalition.graphql.ledger.types import Hold, Transaction
 from coalition.graphql.members.disputes import Dispute
@@ -56,7 +55,7 @@ class Viewer(graphene.Union):  # type: ignore[misc]
 
 
 class Query(SettlementQueries, WhatIfQueries, graphene.ObjectType):  # type: ignore[misc]
-    node = graphene.Field(graphene.relay.Node, id=graphene.ID(required=True),
+    node = graphene.Field(Node, id=graphene.ID(required=True),
                           description="Any object by global ID, if the caller may see it.")
     viewer = graphene.Field(Viewer, description="Who is calling; null without credentials.")
     network = graphene.Field(Network, required=True, description="The network's public facts (no key needed).")
@@ -68,12 +67,13 @@ class Query(SettlementQueries, WhatIfQueries, graphene.ObjectType):  # type: ign
     @staticmethod
     async def resolve_node(root: Any, info: Any, id: str) -> Any:
         info.context.require_caller()
-        try:
-            type_name, raw = from_global_id(id)
-            node_type, value = NODE_TYPES[type_name], int(raw)
-        except Exception:
-            raise InvalidId(f"{id[:60]!r} is not an ID from this API") from None
-        return await node_type.fetch(info, value)
+        found = ids_of(info).decode_any(id, NODE_TYPES)
+        if found is None:
+            raise InvalidId(f"{id[:60]!r} is not an ID from this API")
+        type_name, value = found
+        # Each type's fetch applies coalition.graphql.access: an object the caller may not
+        # see is null, exactly like one that does not exist.
+        return await NODE_TYPES[type_name].fetch(info, value)
 
     @staticmethod
     async def resolve_viewer(root: Any, info: Any) -> Any:
@@ -94,8 +94,8 @@ class Query(SettlementQueries, WhatIfQueries, graphene.ObjectType):  # type: ign
     async def resolve_merchants(root: Any, info: Any, first: int | None = None, after: str | None = None) -> Any:
         info.context.require_caller()
         size = page_size(first)
-        rows = await list_merchants(info.context.db, after_id=decode_cursor(after), limit=size + 1)
-        return connection(MerchantEdge, MerchantConnection, rows, size)
+        rows = await list_merchants(info.context.db, after_id=decode_cursor(info, after), limit=size + 1)
+        return connection(info, MerchantEdge, MerchantConnection, rows, size)
 
     @staticmethod
     async def resolve_member(root: Any, info: Any, loyalty_id: str) -> Any:

@@ -102,11 +102,13 @@ class HoldOperations(LedgerBase):
                     select(Hold).where(Hold.id == hold_id, Hold.merchant_id == merchant_id)
                 )).first()
                 if row is None:
-                    raise HoldNotFound(f"merchant {merchant_id} has no hold {hold_id}", field="holdId")
+                    # No number in the message: the caller's ID is opaque (coalition.ids).
+                    raise HoldNotFound("this merchant has no such hold: pass the holdId authorizeRedemption returned",
+                                       field="holdId")
                 hold = hold_from_row(row)
                 captured = (points if points is not None else hold.points) if capture else 0
                 if captured > hold.points:
-                    raise Refused(f"hold {hold_id} reserves {hold.points} points, {captured} asked",
+                    raise Refused(f"the hold reserves {hold.points} points, {captured} asked",
                                   code="CAPTURE_EXCEEDS_HOLD", field="points")
                 kind = EntryKind.CAPTURE if capture else EntryKind.VOID
                 inserted = await core.insert_entry(
@@ -133,9 +135,9 @@ class HoldOperations(LedgerBase):
                     hold = hold_from_row(current)
                     if hold.status == HoldStatus.AUTHORIZED:
                         expired_member = hold.member_id
-                        raise Conflict(f"hold {hold_id} expired at {hold.expires_at.isoformat()} and released "
+                        raise Conflict(f"the hold expired at {hold.expires_at.isoformat()} and released "
                                        "its points", code="HOLD_EXPIRED", field="holdId")
-                    raise Conflict(f"hold {hold_id} is already {hold.status.value.lower()}",
+                    raise Conflict(f"the hold is already {hold.status.value.lower()}",
                                    code="HOLD_ALREADY_CLOSED", field="holdId")
                 hold = hold_from_row(closed)
                 member = await self._settle_hold(conn, hold, entry_id, captured, now)

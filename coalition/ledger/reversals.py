@@ -49,12 +49,12 @@ class ReversalOperations(LedgerBase):
                 select(Entry).where(Entry.id == transaction_id, Entry.merchant_id == merchant_id)
             )).first()
             if row is None:
-                raise TransactionNotFound(f"merchant {merchant_id} has no transaction {transaction_id}",
+                raise TransactionNotFound("this merchant has no such transaction: pass the ID of one of its own",
                                           field="transactionId")
             target = core.entry_from_row(row)
             if target.kind not in REVERSIBLE:
                 hint = "void the hold instead" if target.kind == EntryKind.HOLD else "it cannot be reversed"
-                raise Refused(f"transaction {transaction_id} is a {target.kind.value}: {hint}",
+                raise Refused(f"the transaction is a {target.kind.value}: {hint}",
                               code="NOT_REVERSIBLE", field="transactionId")
             honored = await self._honored_slices(conn, target)
             # Points of an earn that already expired stay breakage: only the rest is taken back.
@@ -71,7 +71,7 @@ class ReversalOperations(LedgerBase):
                     return await core.replay(conn, earlier)
                 if not await core.merchant_is_active(conn, merchant_id):
                     raise MerchantSuspended(f"merchant {merchant_id} is suspended: it cannot write to the ledger")
-                raise Conflict(f"transaction {transaction_id} is already reversed", code="ALREADY_REVERSED",
+                raise Conflict("the transaction is already reversed", code="ALREADY_REVERSED",
                                field="transactionId")
             entry_id = inserted[0]
             if target.kind == EntryKind.EARN:
@@ -111,7 +111,7 @@ class ReversalOperations(LedgerBase):
             held = await self._held_from_lot(conn, lot_row.id)
             if held:
                 raise Conflict(
-                    f"{held} points of transaction {target.id} are reserved by an open authorization; "
+                    f"{held} points of the transaction are reserved by an open authorization; "
                     "capture or void it first", code="POINTS_HELD", field="transactionId",
                 )
             left = lot_row.remaining

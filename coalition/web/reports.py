@@ -38,7 +38,7 @@ from coalition.auth.backend import caller_of
 from coalition.auth.models import Role
 from coalition.auth.service import Caller
 from coalition.errors import DomainError, NotFound
-from coalition.graphql.core.types import InvalidId, decode_id
+from coalition.ids import GlobalIds
 from coalition.settlement.exports import FORMATS, MEDIA_TYPES, Export, export_batch, render
 from coalition.settlement.reports import index_html
 from coalition.settlement.service import list_batches
@@ -70,14 +70,14 @@ class HttpError(Exception):
 _CANONICAL_NUMBER = re.compile(r"[1-9][0-9]{0,18}")
 
 
-def _id(raw: str, type_name: str, what: str) -> int:
+def _id(ids: GlobalIds, raw: str, type_name: str, what: str) -> int:
     if _CANONICAL_NUMBER.fullmatch(raw) and int(raw) < 2**63:
         return int(raw)
-    try:
-        return decode_id(raw, type_name)
-    except InvalidId:
+    value = ids.decode(raw, type_name)
+    if value is None:
         raise HttpError(400 if what == "merchant" else 404, f"INVALID_{what.upper()}",
-                        f"{raw[:60]!r} is not a {what} number (digits, no leading zero) or {type_name} ID") from None
+                        f"{raw[:60]!r} is not a {what} number (digits, no leading zero) or {type_name} ID")
+    return value
 
 
 def require_caller(request: Request) -> Caller:
@@ -93,12 +93,13 @@ def report_routes(services: Any) -> list[Route]:
     """The routes, bound to the application's services (``db``, ``settings``, ``keys``)."""
 
     rendered: dict[tuple[Any, ...], tuple[float, Export]] = {}
+    ids: GlobalIds = services.keys.global_ids  # batch and merchant global IDs in URLs
 
     async def send(request: Request, merchant_id: int | None, links: list[tuple[str, str]]) -> Response:
         fmt = request.path_params["fmt"]
         if fmt not in FORMATS:
             raise HttpError(404, "INVALID_FORMAT", f"no .{fmt[:20]} export: one of {', '.join(FORMATS)}")
-        batch_id = _id(request.path_params["batch"], "SettlementBatch", "batch")
+        batch_id = _id(ids, request.path_params["batch"], "SettlementBatch", "batch")
         # A closed batch never changes, and a chart costs a few hundred milliseconds of CPU:
         # repeated downloads (and a key hammering one URL) come from memory for a while.
         key = (batch_id, merchant_id, fmt, tuple(links))
@@ -142,7 +143,7 @@ def report_routes(services: Any) -> list[Route]:
     async def statement(request: Request) -> Response:
         caller = require_caller(request)
         asked = request.query_params.get("merchant")
-        wanted = None if asked is None else _id(asked, "Merchant", "merchant")
+        wanted = None if asked is None else _id(ids, asked, "Merchant", "merchant")
         if caller.role == Role.ADMIN:
             if wanted is None:
                 raise HttpError(400, "MERCHANT_REQUIRED", "an admin names the merchant: ?merchant=<id>; the whole "
@@ -156,7 +157,7 @@ def report_routes(services: Any) -> list[Route]:
             raise HttpError(403, "FORBIDDEN", "statements need a merchant or admin API key")
         # The links (part of the render cache's key) name the batch and merchant by number,
         # however the URL named them: one entry, and one page, per statement.
-        batch = _id(request.path_params["batch"], "SettlementBatch", "batch")
+        batch = _id(ids, request.path_params["batch"], "SettlementBatch", "batch")
         query = f"?merchant={merchant_id}" if wanted is not None else ""
         links = [(fmt.upper(), f"{batch}.{fmt}{query}") for fmt in FORMATS if fmt != "html"]
         return await send(request, merchant_id, links)
@@ -166,7 +167,7 @@ def report_routes(services: Any) -> list[Route]:
         if caller.role != Role.ADMIN:
             raise HttpError(403, "FORBIDDEN", "the settlement console needs an admin key")
         before = request.query_params.get("before")
-        after_id = _id(before, "SettlementBatch", "batch") if before else None
+        after_id = _id(ids, before, "SettlementBatch", "batch") if before else None
         batches = await list_batches(services.db, after_id=after_id, limit=INDEX_PAGE + 1)
         older = batches[INDEX_PAGE - 1].id if len(batches) > INDEX_PAGE else None
         page = index_html(batches[:INDEX_PAGE], services.settings.currency_exponent, older)
@@ -196,7 +197,7 @@ def report_routes(services: Any) -> list[Route]:
         batch = query.get("batch")
         result = await simulate_settlement(
             services.db, services.settings, period_end=period_end,
-            batch_id=_id(batch, "SettlementBatch", "batch") if batch else None, point_value_minor=point_value,
+            batch_id=_id(ids, batch, "SettlementBatch", "batch") if batch else None, point_value_minor=point_value,
             funding_model=query.get("fundingModel"), reimbursement_rate=query.get("reimbursementRate"),
             breakage_share=query.get("breakageShare"))
         view = await simulation_view(services.db, services.settings, result)

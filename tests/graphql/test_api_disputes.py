@@ -8,8 +8,6 @@ from typing import Any
 import pytest
 from member_access import claim_over_api
 
-from coalition.graphql.core.types import encode_id
-
 ONBOARD = """mutation($name: String!) { onboardMerchant(input: {name: $name, earnRatePointsPerUnit: 1}) {
   apiKey userErrors { code } } }"""
 ENROLL = """mutation($key: String!, $email: String) { enrollMember(input: {idempotencyKey: $key, email: $email}) {
@@ -78,7 +76,8 @@ async def test_a_member_sees_every_redemption_at_every_merchant(api: Any, net: d
     assert {net["redeem"], net["capture"]} <= ids and net["bo_redeem"] not in ids
 
 
-async def test_a_member_disputes_its_redemption_and_an_admin_resolves_it(api: Any, net: dict[str, Any]) -> None:
+async def test_a_member_disputes_its_redemption_and_an_admin_resolves_it(
+        api: Any, net: dict[str, Any], keys: Any) -> None:
     opened = await dispute(api, net["ana"]["token"], net["redeem"])
     assert opened["userErrors"] == []
     d = opened["dispute"]
@@ -106,7 +105,7 @@ async def test_a_member_disputes_its_redemption_and_an_admin_resolves_it(api: An
     assert resolved["dispute"]["resolutionNote"] == "refunded" and resolved["dispute"]["resolvedAt"]
     again = (await api.call(RESOLVE, {"id": d["id"], "status": "DISMISSED"}, key=net["admin"]))["resolveDispute"]
     assert again["userErrors"][0]["code"] == "DISPUTE_NOT_OPEN"
-    missing = (await api.call(RESOLVE, {"id": encode_id("Dispute", 999), "status": "DISMISSED"},
+    missing = (await api.call(RESOLVE, {"id": keys.global_ids.encode("Dispute", 999), "status": "DISMISSED"},
                               key=net["admin"]))["resolveDispute"]
     assert missing["userErrors"][0]["code"] == "DISPUTE_NOT_FOUND"
     open_now = (await api.call(DISPUTES, {"status": "OPEN"}, key=net["admin"]))["disputes"]

@@ -13,7 +13,6 @@ from planted_network import Planted, build_planted, forget_cached_insights
 from sqlalchemy import select
 
 from coalition.db import utcnow
-from coalition.graphql.core.types import encode_id
 from coalition.ledger.models import Entry
 from coalition.members.credentials import add_token
 from coalition.network.jobs import run_analysis
@@ -119,16 +118,16 @@ async def test_each_merchant_sees_only_its_own_members(api: Any, db: Any, plante
     assert rfm["purchases"] == 1 and 1 <= rfm["recencyScore"] <= 5
 
 
-async def test_fraud_alerts_and_other_merchants_are_forbidden_to_a_merchant(api: Any, admin_key: str,
+async def test_fraud_alerts_and_other_merchants_are_forbidden_to_a_merchant(api: Any, admin_key: str, keys: Any,
                                                                             planted: Planted) -> None:
     body = await api.call(FRAUD, key=planted.keys["A"], expect_errors=True)
     assert body["errors"][0]["extensions"]["code"] == "FORBIDDEN"
     assert body["data"]["insights"] is None
 
-    other = encode_id("Merchant", planted.shops["B"].id)
+    other = keys.global_ids.encode("Merchant", planted.shops["B"].id)
     body = await api.call(OTHER, {"id": other}, key=planted.keys["A"], expect_errors=True)
     assert body["errors"][0]["extensions"]["code"] == "FORBIDDEN"
-    own = encode_id("Merchant", planted.shops["A"].id)
+    own = keys.global_ids.encode("Merchant", planted.shops["A"].id)
     assert (await api.call(OTHER, {"id": own}, key=planted.keys["A"]))["insights"]["scope"] == "MERCHANT"
     # An admin may look at any merchant's view.
     assert (await api.call(OTHER, {"id": other}, key=admin_key))["insights"]["scope"] == "MERCHANT"

@@ -11,7 +11,6 @@ import io
 from typing import Any
 
 import pytest
-from graphql_relay import to_global_id
 
 from coalition.auth.models import Role
 from coalition.auth.service import create_api_key
@@ -34,7 +33,8 @@ async def get(api: Any, path: str, key: str | None) -> Any:
     return await api.client.get(path, headers={"Authorization": f"Bearer {key}"} if key else {})
 
 
-async def test_the_admin_downloads_the_batch_in_every_format(api: Any, admin_key: str, batch: Any) -> None:
+async def test_the_admin_downloads_the_batch_in_every_format(api: Any, admin_key: str, batch: Any,
+                                                             keys: Any) -> None:
     page = await get(api, f"/admin/settlement/{batch.id}/report.html", admin_key)
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert "default-src 'none'" in page.headers["content-security-policy"]
@@ -49,8 +49,8 @@ async def test_the_admin_downloads_the_batch_in_every_format(api: Any, admin_key
     positions = await get(api, f"/admin/settlement/{batch.id}/report.csv", admin_key)
     nets = {r["merchant_name"]: int(r["net_minor"]) for r in csv.DictReader(io.StringIO(positions.text))}
     assert nets == {"Bakery": -96, "Books": 22, "Cafe": 27}
-    by_global_id = await get(api, f"/admin/settlement/{to_global_id('SettlementBatch', str(batch.id))}/report.json",
-                             admin_key)
+    global_id = keys.global_ids.encode("SettlementBatch", batch.id)
+    by_global_id = await get(api, f"/admin/settlement/{global_id}/report.json", admin_key)
     assert by_global_id.status_code == 200 and by_global_id.json()["digest"] == batch.digest
 
 
@@ -125,8 +125,9 @@ async def test_a_merchant_named_by_a_non_canonical_number_is_refused(
 
 
 async def test_one_statement_is_one_page_however_its_url_names_it(
-        api: Any, admin_key: str, shops: Any, batch: Any) -> None:
-    merchant, batch_gid = to_global_id("Merchant", str(shops.c.id)), to_global_id("SettlementBatch", str(batch.id))
+        api: Any, admin_key: str, shops: Any, batch: Any, keys: Any) -> None:
+    merchant = keys.global_ids.encode("Merchant", shops.c.id)
+    batch_gid = keys.global_ids.encode("SettlementBatch", batch.id)
     pages = [await get(api, path, admin_key) for path in (
         f"/statements/{batch.id}.html?merchant={shops.c.id}", f"/statements/{batch.id}.html?merchant={merchant}",
         f"/statements/{batch_gid}.html?merchant={shops.c.id}")]

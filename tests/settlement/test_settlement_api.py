@@ -119,7 +119,7 @@ async def test_members_and_anonymous_callers_cannot_read_batches(api: Any, admin
     assert body["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
 
 
-async def test_bad_input_is_a_user_error_and_changes_nothing(api: Any, admin_key: str, db: Any) -> None:
+async def test_bad_input_is_a_user_error_and_changes_nothing(api: Any, admin_key: str, db: Any, keys: Any) -> None:
     shops = await _network(api, admin_key)
 
     async def counts() -> tuple[int, ...]:
@@ -159,5 +159,7 @@ async def test_bad_input_is_a_user_error_and_changes_nothing(api: Any, admin_key
 
     denied = await api.call(RUN, {"end": _now(), "key": "s3"}, key=shops["A"]["apiKey"], expect_errors=True)
     assert denied["errors"][0]["extensions"]["code"] == "FORBIDDEN"
-    unknown = await api.call(NODE, {"id": "U2V0dGxlbWVudEJhdGNoOjk5OQ=="}, key=admin_key)  # SettlementBatch:999
+    unknown = await api.call(NODE, {"id": keys.global_ids.encode("SettlementBatch", 999)}, key=admin_key)
     assert unknown["node"] is None
+    guessed = await api.call(NODE, {"id": "U2V0dGxlbWVudEJhdGNoOjE="}, key=admin_key, expect_errors=True)  # base64
+    assert guessed["errors"][0]["extensions"]["code"] == "INVALID_ID"  # of "SettlementBatch:1": not an ID any more

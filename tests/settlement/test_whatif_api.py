@@ -5,8 +5,6 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from graphql_relay import to_global_id
-
 from coalition.auth.models import Role
 from coalition.auth.service import create_api_key
 from coalition.ledger.models import Entry, Posting
@@ -25,12 +23,12 @@ SIMULATE = """query($input: SimulateSettlementInput!) { simulateSettlement(input
 TABLES = (Entry, Posting, SettlementBatch, NetworkPolicy)
 
 
-async def test_an_admin_sees_what_a_lower_rate_would_do(api: Any, admin_key: str, shops: Any) -> None:
+async def test_an_admin_sees_what_a_lower_rate_would_do(api: Any, admin_key: str, shops: Any, keys: Any) -> None:
     s = shops
     await s.worked_example_activity()
     batch = (await s.settle()).batch
     before = await s.row_counts(*TABLES)
-    variables = {"input": {"batchId": to_global_id("SettlementBatch", str(batch.id)),
+    variables = {"input": {"batchId": keys.global_ids.encode("SettlementBatch", batch.id),
                            "policy": {"reimbursementRate": "0.80"}}}
     result = (await api.call(SIMULATE, variables, key=admin_key))["simulateSettlement"]
     assert result["batch"] == {"seq": 1}

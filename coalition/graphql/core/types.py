@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Sequence
 from typing import Any
 
 import graphene
-from graphql_relay import from_global_id, to_global_id
 
 from coalition.errors import DomainError
 from coalition.graphql.errors import CodedError
+from coalition.ids import GlobalIds
 
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 20
@@ -42,44 +41,64 @@ class InvalidId(CodedError):
     code = "INVALID_ID"
 
 
-def decode_id(global_id: str, expected_type: str, field: str | None = None) -> int:
-    """The database id in a Relay global ID of ``expected_type``, or INVALID_ID."""
-    try:
-        type_name, raw = from_global_id(global_id)
-        value = int(raw)
-    except Exception:
-        value, type_name = -1, ""
-    if type_name != expected_type or not 0 < value < 2**63:
-        raise InvalidId(f"{global_id[:60]!r} is not a {expected_type} ID")
+def ids_of(info: Any) -> GlobalIds:
+    """The deployment's one codec for global IDs and cursors (see :mod:`coalition.ids`)."""
+    return info.context.services.keys.global_ids  # type: ignore[no-any-return]
+
+
+class Node(graphene.Interface):  # type: ignore[misc]
+    # Replaces graphene's ``relay.Node``, whose IDs are base64 of ``Type:number``: guessable,
+    # and decoded without bounds. These IDs come from :class:`coalition.ids.GlobalIds`.
+
+    class Meta:
+        name = "Node"
+        description = "An object with an ID: opaque, the same for the same object, accepted by `node(id:)`."
+
+    id = graphene.ID(required=True, description="The ID of the object")
+
+    @staticmethod
+    def resolve_id(root: Any, info: Any) -> str:
+        return encode_id(info, info.parent_type.name, root.id)
+
+
+def decode_id(info: Any, global_id: str, expected_type: str) -> int:
+    """The database id in a global ID of ``expected_type``, or INVALID_ID.
+
+    Garbage, an ID of another type or deployment, and an id beyond 64 bits all give the
+    same error, which says nothing about whether such an object exists.
+    """
+    value = ids_of(info).decode(global_id, expected_type)
+    if value is None:
+        raise InvalidId(f"{str(global_id)[:60]!r} is not a {expected_type} ID from this API")
     return value
 
 
-def decode_input_id(global_id: str, expected_type: str, field: str) -> int:
+def decode_input_id(info: Any, global_id: str, expected_type: str, field: str) -> int:
     """Like :func:`decode_id` but raises a DomainError, which mutations turn into userErrors."""
     try:
-        return decode_id(global_id, expected_type)
+        return decode_id(info, global_id, expected_type)
     except InvalidId as exc:
         raise DomainError(str(exc), code="INVALID_ID", field=field) from None
 
 
-def encode_id(type_name: str, value: int) -> str:
-    return to_global_id(type_name, str(value))
+def encode_id(info: Any, type_name: str, value: int) -> str:
+    return ids_of(info).encode(type_name, value)
 
 
-def encode_cursor(value: int) -> str:
-    return base64.b64encode(f"cursor:{value}".encode()).decode()
+CURSOR = "Cursor"  # cursors are IDs of their own type: opaque, and useless as an object ID
 
 
-def decode_cursor(cursor: str | None) -> int | None:
+def encode_cursor(info: Any, value: int) -> str:
+    return ids_of(info).encode(CURSOR, value)
+
+
+def decode_cursor(info: Any, cursor: str | None) -> int | None:
     if cursor is None:
         return None
-    try:
-        prefix, raw = base64.b64decode(cursor, validate=True).decode().split(":")
-        if prefix == "cursor" and int(raw) > 0:
-            return int(raw)
-    except Exception:
-        pass
-    raise CodedError(f"{cursor[:40]!r} is not a cursor from this API", code="INVALID_CURSOR")
+    value = ids_of(info).decode(cursor, CURSOR)
+    if value is None:
+        raise CodedError(f"{str(cursor)[:40]!r} is not a cursor from this API", code="INVALID_CURSOR")
+    return value
 
 
 def page_size(first: int | None) -> int:
@@ -90,10 +109,10 @@ def page_size(first: int | None) -> int:
     return first
 
 
-def connection(edge_type: Any, connection_type: Any, rows: Sequence[Any], size: int) -> Any:
+def connection(info: Any, edge_type: Any, connection_type: Any, rows: Sequence[Any], size: int) -> Any:
     """Build a connection from ``size + 1`` rows fetched in order (the extra one says a page follows)."""
     page = list(rows[:size])
-    edges = [edge_type(node=row, cursor=encode_cursor(row.id)) for row in page]
+    edges = [edge_type(node=row, cursor=encode_cursor(info, row.id)) for row in page]
     return connection_type(
         edges=edges,
         page_info=PageInfo(has_next_page=len(rows) > size, end_cursor=edges[-1].cursor if edges else None),

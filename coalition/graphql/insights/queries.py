@@ -22,7 +22,7 @@ class InsightQueries(graphene.ObjectType):  # type: ignore[misc]
     @staticmethod
     async def resolve_insights(root: Any, info: Any, merchant_id: str | None = None) -> Any:
         caller = info.context.require_staff()
-        wanted = None if merchant_id is None else decode_id(merchant_id, "Merchant")
+        wanted = None if merchant_id is None else decode_id(info, merchant_id, "Merchant")
         if caller.role == Role.MERCHANT:
             if wanted not in (None, caller.merchant_id):
                 raise Forbidden("a merchant sees only its own insights")

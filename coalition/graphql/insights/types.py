@@ -13,6 +13,7 @@ from typing import Any
 import graphene
 
 from coalition.errors import DomainError
+from coalition.graphql.access import visible_member_ids
 from coalition.graphql.core.scalars import BigInt
 from coalition.graphql.core.types import page_size
 from coalition.graphql.errors import CodedError
@@ -31,6 +32,16 @@ class InsightsView:
     stored: Stored
     merchant_id: int | None  # None: the network-wide view
     is_admin: bool
+
+
+async def _visible_rows(info: Any, rows: list[dict[str, Any]], size: int) -> list[dict[str, Any]]:
+    """The first ``size`` rows whose member the caller may see (coalition.graphql.access).
+
+    A merchant's stored view already holds only its own members; this keeps it so if a
+    stored result and the ledger ever disagree, and keeps a non-null ``member`` non-null.
+    """
+    visible = await visible_member_ids(info, [int(row["member_id"]) for row in rows])
+    return [row for row in rows if int(row["member_id"]) in visible][:size]
 
 
 async def _members(info: Any, ids: list[int]) -> list[Any]:
@@ -218,15 +229,18 @@ class NetworkInsights(graphene.ObjectType):  # type: ignore[misc]
         return int(root.stored.payload.get("members", 0))
 
     @staticmethod
-    def resolve_top_referrers(root: InsightsView, info: Any, first: int | None = None) -> list[Any]:
-        return list(root.stored.payload.get("top_referrers", []))[:page_size(first)]
+    async def resolve_top_referrers(root: InsightsView, info: Any, first: int | None = None) -> list[Any]:
+        return await _visible_rows(info, root.stored.payload.get("top_referrers", []), page_size(first))
 
     @staticmethod
     def resolve_partner_recommendations(root: InsightsView, info: Any, first: int | None = None) -> list[Any]:
         return list(root.stored.payload.get("recommendations", []))[:page_size(first)]
 
     @staticmethod
-    def resolve_fraud_alerts(root: InsightsView, info: Any, first: int | None = None) -> list[Any]:
+    async def resolve_fraud_alerts(root: InsightsView, info: Any, first: int | None = None) -> list[Any]:
+        # async although it awaits nothing: a sync resolver's FORBIDDEN on this non-null field
+        # would null the object before its async siblings were awaited (graphql-core leaves
+        # their coroutines un-awaited); raised inside the gather, they finish first.
         info.context.require_admin()
         return list(root.stored.payload.get("fraud_alerts", []))[:page_size(first)]
 
@@ -239,8 +253,8 @@ class NetworkInsights(graphene.ObjectType):  # type: ignore[misc]
         return list(root.stored.payload.get("communities", []))
 
     @staticmethod
-    def resolve_win_back(root: InsightsView, info: Any, first: int | None = None) -> list[Any]:
-        return list(root.stored.payload.get("win_back", []))[:page_size(first)]
+    async def resolve_win_back(root: InsightsView, info: Any, first: int | None = None) -> list[Any]:
+        return await _visible_rows(info, root.stored.payload.get("win_back", []), page_size(first))
 
     @staticmethod
     async def resolve_member_rfm(root: InsightsView, info: Any, loyalty_id: str) -> Any:

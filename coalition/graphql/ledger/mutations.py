@@ -52,7 +52,7 @@ class ReverseTransactionInput(graphene.InputObjectType):  # type: ignore[misc]
     idempotency_key = graphene.String(required=True, description="Makes a retry safe: same key, same result.")
 
 
-Operation = Callable[[Ledger, int, Any], Awaitable[LedgerResult]]
+Operation = Callable[[Ledger, int, Any, Any], Awaitable[LedgerResult]]  # (ledger, merchant, input, info)
 
 
 def ledger_mutation(name: str, input_type: type, description: str, operation: Operation) -> Any:
@@ -62,7 +62,7 @@ def ledger_mutation(name: str, input_type: type, description: str, operation: Op
         merchant_id = info.context.require_merchant()
 
         async def call() -> dict[str, Any]:
-            result = await operation(info.context.services.ledger, merchant_id, input)
+            result = await operation(info.context.services.ledger, merchant_id, input, info)
             return {"transaction": result.entry, "member": result.member, "hold": result.hold}
 
         return await payload_of(LedgerPayload, call)
@@ -75,38 +75,38 @@ def ledger_mutation(name: str, input_type: type, description: str, operation: Op
 
 EarnPoints = ledger_mutation(
     "EarnPoints", EarnPointsInput, "Issue points for a purchase at the calling merchant's earn rate (rounded down).",
-    lambda ledger, merchant_id, i: ledger.earn(
+    lambda ledger, merchant_id, i, info: ledger.earn(
         merchant_id=merchant_id, loyalty_id=i.loyalty_id, purchase_amount_minor=i.purchase_amount_minor,
         reference=i.reference, idempotency_key=i.idempotency_key),
 )
 RedeemPoints = ledger_mutation(
     "RedeemPoints", RedeemPointsInput, "Honor a member's points at the calling merchant, whoever issued them.",
-    lambda ledger, merchant_id, i: ledger.redeem(
+    lambda ledger, merchant_id, i, info: ledger.redeem(
         merchant_id=merchant_id, loyalty_id=i.loyalty_id, points=i.points, reference=i.reference,
         idempotency_key=i.idempotency_key),
 )
 AuthorizeRedemption = ledger_mutation(
     "AuthorizeRedemption", AuthorizeRedemptionInput, "Reserve points before the payment clears; capture or void later.",
-    lambda ledger, merchant_id, i: ledger.authorize(
+    lambda ledger, merchant_id, i, info: ledger.authorize(
         merchant_id=merchant_id, loyalty_id=i.loyalty_id, points=i.points, expires_in_s=i.expires_in_seconds,
         idempotency_key=i.idempotency_key),
 )
 CaptureRedemption = ledger_mutation(
     "CaptureRedemption", CaptureRedemptionInput, "Honor all or part of a hold; the rest goes back to the member.",
-    lambda ledger, merchant_id, i: ledger.capture(
-        merchant_id=merchant_id, hold_id=decode_input_id(i.hold_id, "Hold", "holdId"), points=i.points,
+    lambda ledger, merchant_id, i, info: ledger.capture(
+        merchant_id=merchant_id, hold_id=decode_input_id(info, i.hold_id, "Hold", "holdId"), points=i.points,
         idempotency_key=i.idempotency_key),
 )
 VoidRedemption = ledger_mutation(
     "VoidRedemption", VoidRedemptionInput, "Release a hold's points back to the member.",
-    lambda ledger, merchant_id, i: ledger.void(
-        merchant_id=merchant_id, hold_id=decode_input_id(i.hold_id, "Hold", "holdId"),
+    lambda ledger, merchant_id, i, info: ledger.void(
+        merchant_id=merchant_id, hold_id=decode_input_id(info, i.hold_id, "Hold", "holdId"),
         idempotency_key=i.idempotency_key),
 )
 ReverseTransaction = ledger_mutation(
     "ReverseTransaction", ReverseTransactionInput, "Reverse one of the calling merchant's own transactions (a refund).",
-    lambda ledger, merchant_id, i: ledger.reverse(
-        merchant_id=merchant_id, transaction_id=decode_input_id(i.transaction_id, "Transaction", "transactionId"),
+    lambda ledger, merchant_id, i, info: ledger.reverse(
+        merchant_id=merchant_id, transaction_id=decode_input_id(info, i.transaction_id, "Transaction", "transactionId"),
         reason=i.reason, idempotency_key=i.idempotency_key),
 )
 

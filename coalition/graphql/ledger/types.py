@@ -3,9 +3,9 @@ from __future__ import annotations
 from typing import Any
 
 import graphene
-from graphene import relay
 
-from coalition.graphql.core.types import PageInfo, UserError
+from coalition.graphql.access import may_see_ledger_row
+from coalition.graphql.core.types import Node, PageInfo, UserError
 from coalition.graphql.dataloaders import (
     EntryByIdLoader,
     HoldByIdLoader,
@@ -23,21 +23,11 @@ TransactionKind = graphene.Enum.from_enum(
 HoldStatus = graphene.Enum.from_enum(HoldStatusValue, description="Where a two-phase redemption stands.")
 
 
-def can_see(info: Any, merchant_id: int | None, member_id: int) -> bool:
-    """Admins see everything; a merchant its own transactions; a member its own."""
-    caller = info.context.require_caller()
-    if caller.role.value == "ADMIN":
-        return True
-    if caller.role.value == "MERCHANT":
-        return bool(merchant_id is not None and merchant_id == caller.merchant_id)
-    return bool(caller.member_id == member_id)
-
-
 class Transaction(graphene.ObjectType):  # type: ignore[misc]
     """One ledger transaction, seen from the member's side."""
 
     class Meta:
-        interfaces = (relay.Node,)
+        interfaces = (Node,)
         possible_types = (Entry,)  # resolved from ORM rows
 
     kind = graphene.Field(TransactionKind, required=True, description="EARN, REDEEM, HOLD, CAPTURE, ...")
@@ -58,7 +48,7 @@ class Transaction(graphene.ObjectType):  # type: ignore[misc]
     @staticmethod
     async def fetch(info: Any, entry_id: int) -> Any:
         entry = await info.context.loader(EntryByIdLoader).load(entry_id)
-        return entry if entry is not None and can_see(info, entry.merchant_id, entry.member_id) else None
+        return entry if entry is not None and may_see_ledger_row(info, entry.merchant_id, entry.member_id) else None
 
     @staticmethod
     async def resolve_merchant(root: Any, info: Any) -> Any:
@@ -77,7 +67,7 @@ class Transaction(graphene.ObjectType):  # type: ignore[misc]
     @staticmethod
     async def resolve_reversed_by(root: Any, info: Any) -> Any:
         entry = await info.context.loader(ReversalByEntryIdLoader).load(root.id)
-        return entry if entry is not None and can_see(info, entry.merchant_id, entry.member_id) else None
+        return entry if entry is not None and may_see_ledger_row(info, entry.merchant_id, entry.member_id) else None
 
     @staticmethod
     async def resolve_hold(root: Any, info: Any) -> Any:
@@ -89,7 +79,7 @@ class Hold(graphene.ObjectType):  # type: ignore[misc]
     """A two-phase redemption: points reserved until captured, voided or expired."""
 
     class Meta:
-        interfaces = (relay.Node,)
+        interfaces = (Node,)
         possible_types = (HoldModel,)
 
     status = graphene.Field(HoldStatus, required=True, description="AUTHORIZED, CAPTURED, VOIDED or EXPIRED.")
@@ -103,7 +93,7 @@ class Hold(graphene.ObjectType):  # type: ignore[misc]
     @staticmethod
     async def fetch(info: Any, hold_id: int) -> Any:
         hold = await info.context.loader(HoldByIdLoader).load(hold_id)
-        return hold if hold is not None and can_see(info, hold.merchant_id, hold.member_id) else None
+        return hold if hold is not None and may_see_ledger_row(info, hold.merchant_id, hold.member_id) else None
 
     @staticmethod
     async def resolve_merchant(root: Any, info: Any) -> Any:

@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import graphene
-from graphene import relay
 
 from coalition.graphql.core.mutations import payload_of
-from coalition.graphql.core.types import UserError, connection, decode_cursor, decode_input_id, page_size
+from coalition.graphql.core.types import Node, UserError, connection, decode_cursor, decode_input_id, page_size
 from coalition.graphql.dataloaders import MemberByIdLoader, MerchantByIdLoader
 from coalition.graphql.ledger.types import Transaction
 from coalition.members.disputes import close_dispute, dispute_transaction, get_dispute, list_disputes
@@ -29,7 +28,7 @@ class Dispute(graphene.ObjectType):  # type: ignore[misc]
     """A member's objection to one of its redemptions. Seen by admins and by the member itself."""
 
     class Meta:
-        interfaces = (relay.Node,)
+        interfaces = (Node,)
         possible_types = (DisputeModel,)
 
     status = graphene.Field(DisputeStatus, required=True, description="OPEN, RESOLVED or DISMISSED.")
@@ -91,10 +90,10 @@ class DisputeQueries(graphene.ObjectType):  # type: ignore[misc]
                                status: Any = None) -> Any:
         info.context.require_admin()
         size = page_size(first)
-        rows = await list_disputes(info.context.db, before_id=decode_cursor(after), limit=size + 1,
+        rows = await list_disputes(info.context.db, before_id=decode_cursor(info, after), limit=size + 1,
                                    status=DisputeStatusValue(status.value if hasattr(status, "value") else status)
                                    if status is not None else None)
-        return connection(DisputeEdge, DisputeConnection, rows, size)
+        return connection(info, DisputeEdge, DisputeConnection, rows, size)
 
 
 class DisputePayload(graphene.ObjectType):  # type: ignore[misc]
@@ -123,7 +122,7 @@ class DisputeTransaction(graphene.Mutation):  # type: ignore[misc]
         member_id = info.context.require_member()
 
         async def call() -> dict[str, Any]:
-            entry_id = decode_input_id(input.transaction_id, "Transaction", "transactionId")
+            entry_id = decode_input_id(info, input.transaction_id, "Transaction", "transactionId")
             dispute = await dispute_transaction(info.context.db, member_id=member_id, entry_id=entry_id,
                                                 reason=input.reason, idempotency_key=input.idempotency_key)
             return {"dispute": dispute}
@@ -150,7 +149,7 @@ class ResolveDispute(graphene.Mutation):  # type: ignore[misc]
         info.context.require_admin()
 
         async def call() -> dict[str, Any]:
-            dispute_id = decode_input_id(input.dispute_id, "Dispute", "disputeId")
+            dispute_id = decode_input_id(info, input.dispute_id, "Dispute", "disputeId")
             status = input.status.value if hasattr(input.status, "value") else input.status
             dispute = await close_dispute(info.context.db, dispute_id, status=DisputeStatusValue(status),
                                           note=input.note)

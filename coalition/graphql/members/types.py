@@ -3,10 +3,9 @@ from __future__ import annotations
 from typing import Any
 
 import graphene
-from graphene import relay
 
-from coalition.graphql.core.types import connection, decode_cursor, page_size
-from coalition.graphql.dataloaders import MemberByIdLoader
+from coalition.graphql.access import visible_member
+from coalition.graphql.core.types import Node, connection, decode_cursor, page_size
 from coalition.graphql.ledger.types import TransactionConnection, TransactionEdge
 from coalition.graphql.members.disputes import DisputeConnection, DisputeEdge
 from coalition.ledger.queries import member_history
@@ -19,7 +18,7 @@ class Member(graphene.ObjectType):  # type: ignore[misc]
     """A customer of the network, known at every partner by one loyalty ID."""
 
     class Meta:
-        interfaces = (relay.Node,)
+        interfaces = (Node,)
         possible_types = (MemberModel,)  # resolved from ORM rows
 
     loyalty_id = graphene.String(required=True, description="The shared ID, same at every partner (XXXX-XXXX-XXXX).")
@@ -45,10 +44,7 @@ class Member(graphene.ObjectType):  # type: ignore[misc]
 
     @staticmethod
     async def fetch(info: Any, member_id: int) -> Any:
-        caller = info.context.require_caller()
-        if caller.role.value == "MEMBER" and caller.member_id != member_id:
-            return None
-        return await info.context.loader(MemberByIdLoader).load(member_id)
+        return await visible_member(info, member_id)
 
     @staticmethod
     def resolve_held_points(root: Any, info: Any) -> int:
@@ -83,8 +79,9 @@ class Member(graphene.ObjectType):  # type: ignore[misc]
         if caller.role.value != "ADMIN" and caller.member_id != root.id:
             return None
         size = page_size(first)
-        rows = await list_disputes(info.context.db, member_id=root.id, before_id=decode_cursor(after), limit=size + 1)
-        return connection(DisputeEdge, DisputeConnection, rows, size)
+        rows = await list_disputes(info.context.db, member_id=root.id, before_id=decode_cursor(info, after),
+                                   limit=size + 1)
+        return connection(info, DisputeEdge, DisputeConnection, rows, size)
 
     @staticmethod
     async def resolve_transactions(root: Any, info: Any, first: int | None = None, after: str | None = None) -> Any:
@@ -92,5 +89,5 @@ class Member(graphene.ObjectType):  # type: ignore[misc]
         size = page_size(first)
         merchant_id = caller.merchant_id if caller.role.value == "MERCHANT" else None
         rows = await member_history(info.context.db, root.id, merchant_id=merchant_id,
-                                    before_id=decode_cursor(after), limit=size + 1)
-        return connection(TransactionEdge, TransactionConnection, rows, size)
+                                    before_id=decode_cursor(info, after), limit=size + 1)
+        return connection(info, TransactionEdge, TransactionConnection, rows, size)

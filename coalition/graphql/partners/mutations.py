@@ -67,7 +67,7 @@ def status_mutation(name: str, input_type: type, status: MerchantStatus, descrip
         info.context.require_admin()
 
         async def call() -> dict[str, Any]:
-            merchant_id = decode_input_id(input.merchant_id, "Merchant", "merchantId")
+            merchant_id = decode_input_id(info, input.merchant_id, "Merchant", "merchantId")
             return {"merchant": await set_merchant_status(info.context.db, merchant_id, status)}
 
         return await payload_of(SuspendMerchantPayload, call)

@@ -3,9 +3,9 @@ from __future__ import annotations
 from typing import Any
 
 import graphene
-from graphene import relay
 
-from coalition.graphql.core.types import PageInfo
+from coalition.graphql.access import may_see_merchant
+from coalition.graphql.core.types import Node, PageInfo
 from coalition.graphql.dataloaders import MerchantByIdLoader
 from coalition.partners.models import Merchant as MerchantModel
 from coalition.partners.models import MerchantStatus as MerchantStatusValue
@@ -17,7 +17,7 @@ class Merchant(graphene.ObjectType):  # type: ignore[misc]
     """A partner shop of the network. Every caller with a key may see the directory of partners."""
 
     class Meta:
-        interfaces = (relay.Node,)
+        interfaces = (Node,)
         possible_types = (MerchantModel,)  # resolved from ORM rows
 
     name = graphene.String(required=True, description="The shop's name.")
@@ -27,7 +27,8 @@ class Merchant(graphene.ObjectType):  # type: ignore[misc]
 
     @staticmethod
     async def fetch(info: Any, merchant_id: int) -> Any:
-        info.context.require_caller()
+        if not may_see_merchant(info):
+            return None
         return await info.context.loader(MerchantByIdLoader).load(merchant_id)
 
 

@@ -30,8 +30,8 @@ class SettlementQueries(graphene.ObjectType):  # type: ignore[misc]
                                          after: str | None = None) -> Any:
         visible_merchant(info)
         size = page_size(first)
-        rows = await list_batches(info.context.db, after_id=decode_cursor(after), limit=size + 1)
-        return connection(SettlementBatchEdge, SettlementBatchConnection, rows, size)
+        rows = await list_batches(info.context.db, after_id=decode_cursor(info, after), limit=size + 1)
+        return connection(info, SettlementBatchEdge, SettlementBatchConnection, rows, size)
 
     @staticmethod
     async def resolve_network_policy(root: Any, info: Any, at: Any = None) -> Any:

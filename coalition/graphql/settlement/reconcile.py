@@ -186,7 +186,7 @@ class ReconcilePosExportPayload(graphene.ObjectType):  # type: ignore[misc]
 def merchant_to_reconcile(info: Any, merchant_id: str | None) -> int:
     """A merchant reconciles only its own ledger; an admin names the merchant."""
     caller = info.context.require_staff()
-    wanted = None if merchant_id is None else decode_input_id(merchant_id, "Merchant", "merchantId")
+    wanted = None if merchant_id is None else decode_input_id(info, merchant_id, "Merchant", "merchantId")
     if caller.role == Role.ADMIN:
         if wanted is None:
             raise DomainError("an admin must say whose ledger: merchantId", code="MERCHANT_REQUIRED",

@@ -10,12 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 import graphene
-from graphene import relay
 
-from coalition.auth.models import Role
 from coalition.errors import DomainError
+from coalition.graphql.access import may_see_batches, settlement_scope
 from coalition.graphql.core.scalars import BigInt
-from coalition.graphql.core.types import PageInfo, decode_id
+from coalition.graphql.core.types import Node, PageInfo, decode_id, encode_id
 from coalition.graphql.errors import CodedError, Forbidden
 from coalition.settlement import service
 from coalition.settlement.errors import BatchNotFound
@@ -33,12 +32,7 @@ SettlementPeriod = graphene.Enum.from_enum(SettlementPeriodValue, description="H
 
 def visible_merchant(info: Any) -> int | None:
     """None for an admin (sees all), the merchant's id for a merchant; members may not look."""
-    caller = info.context.require_caller()
-    if caller.role == Role.ADMIN:
-        return None
-    if caller.role == Role.MERCHANT and caller.merchant_id is not None:
-        return int(caller.merchant_id)
-    raise Forbidden("settlement is for admins and merchants")
+    return settlement_scope(info)
 
 
 async def merchant_or_none(info: Any, merchant_id: int | None) -> Any:
@@ -150,11 +144,11 @@ class SettlementAdjustment(graphene.ObjectType):  # type: ignore[misc]
 
     @staticmethod
     def resolve_reversal_transaction_id(root: Any, info: Any) -> str:
-        return relay.Node.to_global_id("Transaction", root.reversal_entry_id)  # type: ignore[no-any-return]
+        return encode_id(info, "Transaction", root.reversal_entry_id)
 
     @staticmethod
     def resolve_original_transaction_id(root: Any, info: Any) -> str:
-        return relay.Node.to_global_id("Transaction", root.original_entry_id)  # type: ignore[no-any-return]
+        return encode_id(info, "Transaction", root.original_entry_id)
 
     @staticmethod
     async def resolve_original_batch(root: Any, info: Any) -> Any:
@@ -175,7 +169,7 @@ class SettlementBatch(graphene.ObjectType):  # type: ignore[misc]
     """A closed settlement period: immutable, hash-chained to the previous batch, signed by the network."""
 
     class Meta:
-        interfaces = (relay.Node,)
+        interfaces = (Node,)
         possible_types = (BatchModel,)
 
     seq = graphene.Int(required=True, description="Position in the chain of batches, from 1.")
@@ -220,7 +214,8 @@ class SettlementBatch(graphene.ObjectType):  # type: ignore[misc]
 
     @staticmethod
     async def fetch(info: Any, batch_id: int) -> Any:
-        visible_merchant(info)
+        if not may_see_batches(info):
+            return None
         try:
             return await service.get_batch(info.context.db, batch_id)
         except BatchNotFound:
@@ -270,7 +265,7 @@ class SettlementBatch(graphene.ObjectType):  # type: ignore[misc]
     @staticmethod
     async def resolve_statement_export(root: Any, info: Any, merchant_id: str | None = None) -> str:
         own = visible_merchant(info)
-        wanted = decode_id(merchant_id, "Merchant") if merchant_id is not None else None
+        wanted = decode_id(info, merchant_id, "Merchant") if merchant_id is not None else None
         if own is not None:
             if wanted not in (None, own):
                 raise Forbidden("a merchant can export only its own statement")

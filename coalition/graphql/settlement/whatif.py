@@ -166,7 +166,7 @@ class WhatIfQueries(graphene.ObjectType):  # type: ignore[misc]
         info.context.require_admin()
         services = info.context.services
         try:
-            batch_id = None if input.batch_id is None else decode_id(input.batch_id, "SettlementBatch")
+            batch_id = None if input.batch_id is None else decode_id(info, input.batch_id, "SettlementBatch")
             policy = input.policy
             return await simulate_settlement(
                 services.db, services.settings, period_end=input.period_end, batch_id=batch_id,

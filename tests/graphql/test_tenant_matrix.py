@@ -1,0 +1,714 @@
+"""Tenant isolation, proven by a generated matrix.
+
+A small network (merchants A, B and C, members of each, transactions, holds, a reversal, a
+settlement batch, stored insights) is walked as admin, as each merchant, as two members and
+anonymously:
+
+* every root field of the INTROSPECTED schema, with every field of every type it reaches
+  (required arguments filled from the seeded data, other tenants' loyalty IDs and IDs
+  included), and ``node(id:)`` with every seeded object's ID, as issued and as a caller
+  would guess it (``base64("Member:2")``);
+* every mutation, as every role that may not call it (refused, nothing written), and the
+  ledger mutations with every other merchant's hold and transaction (not found, nothing
+  written);
+* every page route of the app, path parameters filled from the seeded data.
+
+Every object in every response is checked against ``TYPE_RULES`` (who may see it) and every
+root field, mutation and page against ``ROOT_RULES`` / ``sample_inputs`` / ``PAGE_RULES``. A new
+type, root field, mutation or page without a rule here fails the test: whoever adds one
+decides who may see or call it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from planted_network import forget_cached_insights
+from sqlalchemy import func, select
+from starlette.routing import Mount, Route
+
+from coalition.crypto import NetworkKeys
+from coalition.ledger.errors import HoldNotFound, TransactionNotFound
+from coalition.ledger.models import Entry, Hold
+from coalition.ledger.service import Ledger
+from coalition.members.credentials import add_token
+from coalition.members.models import Member
+from coalition.members.service import enroll_member
+from coalition.network.jobs import run_analysis
+from coalition.partners.models import Merchant
+from coalition.partners.service import onboard_merchant
+from coalition.settlement.models import NetworkPolicy, SettlementBatch
+from coalition.settlement.service import run_settlement
+
+ADMIN, ANON = "admin", "anonymous"
+MERCHANTS = ("A", "B", "C")
+MEMBERS = ("m1", "m2")  # the members who call with their own token
+ROLES = (ADMIN, *MERCHANTS, *MEMBERS, ANON)
+NODE_TYPES = ("Merchant", "Member", "Transaction", "Hold", "SettlementBatch")
+MAX_TYPE_REPEATS = 2  # a type may appear twice on one path (Transaction.reverses: a Transaction)
+DENIED = {"UNAUTHENTICATED", "FORBIDDEN"}
+HOLD_NOT_FOUND, TRANSACTION_NOT_FOUND = HoldNotFound.code, TransactionNotFound.code
+
+
+@dataclass
+class Net:
+    """The seeded network and what each role may see of it (recorded as it is built)."""
+
+    merchant: dict[str, int] = field(default_factory=dict)  # A -> merchant id
+    api_key: dict[str, str] = field(default_factory=dict)  # role -> credential
+    member: dict[str, Any] = field(default_factory=dict)  # m1 -> member row
+    related: dict[int, set[int]] = field(default_factory=dict)  # merchant id -> member ids it may see
+    entries: dict[int, tuple[int | None, int]] = field(default_factory=dict)  # entry id -> (merchant, member)
+    holds: dict[int, tuple[int, int]] = field(default_factory=dict)  # hold id -> (merchant, member)
+    batches: list[int] = field(default_factory=list)
+    ids: dict[str, tuple[str, int]] = field(default_factory=dict)  # global ID as issued -> (type, id)
+    guesses: dict[str, tuple[str, int]] = field(default_factory=dict)  # base64("Type:n") -> (type, id)
+
+    def member_id_of(self, role: str) -> int | None:
+        return int(self.member[role].id) if role in MEMBERS else None
+
+    def merchant_id_of(self, role: str) -> int | None:
+        return self.merchant.get(role)
+
+
+async def member_token(db: Any, member_id: int, now: Any) -> str:
+    """How a member gets its credential (the one place to change when credentials change)."""
+    async with db.sessions.begin() as session:
+        return await add_token(session, member_id, now=now)
+
+
+async def seed(db: Any, keys: NetworkKeys, ledger: Ledger, settings: Any, clock: Any) -> Net:
+    net = Net()
+    for name in MERCHANTS:
+        onboarded = await onboard_merchant(db, name=f"Shop {name}", category="test", earn_rate_points_per_unit=1)
+        net.merchant[name], net.api_key[name] = onboarded.merchant.id, onboarded.api_key
+        net.related[onboarded.merchant.id] = set()
+    counter = iter(range(1, 10_000))
+
+    async def enroll(label: str, shop: str, referred_by: Any = None) -> Any:
+        enrolled = await enroll_member(db, keys, merchant_id=net.merchant[shop], idempotency_key=f"e{next(counter)}",
+                                       email=f"{label}@example.com",
+                                       referral_code=referred_by.referral_code if referred_by else None,
+                                       now=clock.now)
+        net.member[label] = enrolled.member
+        net.related[net.merchant[shop]].add(enrolled.member.id)
+        return enrolled.member
+
+    def wrote(result: Any, shop: str, label: str) -> None:
+        member_id, merchant_id = net.member[label].id, net.merchant[shop]
+        net.related[merchant_id].add(member_id)
+        net.entries[result.entry.id] = (merchant_id, member_id)
+        if result.hold is not None:
+            net.holds[result.hold.id] = (merchant_id, member_id)
+
+    async def earn(label: str, shop: str, amount: int) -> Any:
+        result = await ledger.earn(merchant_id=net.merchant[shop], loyalty_id=net.member[label].loyalty_id,
+                                   purchase_amount_minor=amount, idempotency_key=f"p{next(counter)}")
+        wrote(result, shop, label)
+        clock.advance(minutes=5)
+        return result
+
+    async def redeem(label: str, shop: str, points: int) -> None:
+        wrote(await ledger.redeem(merchant_id=net.merchant[shop], loyalty_id=net.member[label].loyalty_id,
+                                  points=points, idempotency_key=f"p{next(counter)}"), shop, label)
+        clock.advance(minutes=5)
+
+    # A enrolls m1 and m4 (referred by m1), B enrolls m2 and m5, C enrolls m3.
+    m1 = await enroll("m1", "A")
+    await enroll("m2", "B")
+    await enroll("m3", "C")
+    await enroll("m4", "A", referred_by=m1)
+    await enroll("m5", "B")
+    await earn("m1", "A", 50_00)
+    await earn("m2", "B", 50_00)
+    await earn("m3", "C", 50_00)
+    earned = await earn("m4", "A", 30_00)
+    await earn("m1", "B", 20_00)  # B now knows m1 through a purchase
+    await redeem("m1", "C", 10)  # and C through a redemption
+    await redeem("m2", "A", 10)
+    held = await ledger.authorize(merchant_id=net.merchant["C"], loyalty_id=net.member["m3"].loyalty_id,
+                                  points=20, idempotency_key="h1")
+    wrote(held, "C", "m3")
+    held = await ledger.authorize(merchant_id=net.merchant["A"], loyalty_id=net.member["m1"].loyalty_id,
+                                  points=15, idempotency_key="h2")
+    wrote(held, "A", "m1")
+    wrote(await ledger.capture(merchant_id=net.merchant["A"], hold_id=held.hold.id, idempotency_key="c2"), "A", "m1")
+    wrote(await ledger.reverse(merchant_id=net.merchant["A"], transaction_id=earned.entry.id, idempotency_key="r1"),
+          "A", "m4")
+    clock.advance(hours=1)
+    run = await run_settlement(db, settings, keys, period_end=clock.now, idempotency_key="s1", now=clock.now)
+    net.batches.append(run.batch.id)
+    clock.advance(hours=1)
+    await earn("m3", "C", 10_00)  # after the batch: unsettled
+    await run_analysis(db, settings, now=clock.now)
+
+    # Every entry and hold as written (bonuses and expiries included), and the relationships
+    # they make: a merchant knows the members it enrolled or has a transaction with.
+    async with db.read() as conn:
+        for entry_id, merchant_id, member_id in (await conn.execute(select(Entry.id, Entry.merchant_id,
+                                                                           Entry.member_id))).all():
+            net.entries[entry_id] = (merchant_id, member_id)
+            if merchant_id is not None:
+                net.related[merchant_id].add(member_id)
+        for hold_id, merchant_id, member_id in (await conn.execute(select(Hold.id, Hold.merchant_id,
+                                                                          Hold.member_id))).all():
+            net.holds[hold_id] = (merchant_id, member_id)
+    for label in MEMBERS:
+        net.api_key[label] = await member_token(db, net.member[label].id, clock.now)
+    objects = [("Merchant", i) for i in net.merchant.values()] + [("Member", m.id) for m in net.member.values()]
+    objects += [("Transaction", i) for i in net.entries] + [("Hold", i) for i in net.holds]
+    objects += [("SettlementBatch", i) for i in net.batches]
+    for type_name, value in objects:
+        net.ids[keys.global_ids.encode(type_name, value)] = (type_name, value)
+        net.guesses[base64.b64encode(f"{type_name}:{value}".encode()).decode()] = (type_name, value)
+    return net
+
+
+# --- who may see what -------------------------------------------------------------------
+
+@dataclass
+class Seen:
+    """One object in a response, with what the rules need to judge it."""
+
+    role: str
+    type_name: str
+    obj: dict[str, Any]
+    presented: set[int]  # members whose loyalty ID the request itself presented (the till lookup)
+    net: Net
+
+    def ref(self, value: Any) -> tuple[str, int] | None:
+        """(type, id) of a nested object or ID, None for null; raises for an ID nobody issued."""
+        if value is None:
+            return None
+        global_id = value["id"] if isinstance(value, dict) else value
+        if global_id not in self.net.ids:
+            raise AssertionError(f"{self.role} got an ID that is not a seeded object's: {global_id!r}")
+        return self.net.ids[global_id]
+
+    @property
+    def own(self) -> tuple[str, int]:
+        found = self.ref(self.obj)
+        assert found is not None and found[0] == self.type_name, (self.type_name, found)
+        return found
+
+    def merchant_is_me(self, key: str) -> bool:
+        found = self.ref(self.obj.get(key))
+        return found is not None and found[1] == self.net.merchant_id_of(self.role)
+
+
+def anyone_with_a_key(seen: Seen) -> bool:
+    return seen.role != ANON
+
+
+def staff(seen: Seen) -> bool:
+    return seen.role == ADMIN or seen.role in MERCHANTS
+
+
+def admin_only(seen: Seen) -> bool:
+    return seen.role == ADMIN
+
+
+def everyone(seen: Seen) -> bool:
+    return True
+
+
+def merchant_only(seen: Seen) -> bool:
+    return seen.role in MERCHANTS
+
+
+def member_rule(seen: Seen) -> bool:
+    member_id = seen.own[1]
+    if seen.role == ADMIN:
+        return True
+    if seen.role in MERCHANTS:
+        return member_id in seen.net.related[seen.net.merchant[seen.role]] or member_id in seen.presented
+    return member_id == seen.net.member_id_of(seen.role)
+
+
+def ledger_rule(table: str) -> Callable[[Seen], bool]:
+    def rule(seen: Seen) -> bool:
+        merchant_id, member_id = getattr(seen.net, table)[seen.own[1]]
+        if seen.role == ADMIN:
+            return True
+        if seen.role in MERCHANTS:
+            return merchant_id == seen.net.merchant[seen.role]
+        return member_id == seen.net.member_id_of(seen.role)
+
+    return rule
+
+
+def concerns_me(*keys: str) -> Callable[[Seen], bool]:
+    """Settlement rows: an admin sees all, a merchant those naming it in one of ``keys``."""
+
+    def rule(seen: Seen) -> bool:
+        if seen.role == ADMIN:
+            return True
+        return seen.role in MERCHANTS and any(seen.merchant_is_me(key) for key in keys)
+
+    return rule
+
+
+def insights_view(seen: Seen) -> bool:
+    if seen.role == ADMIN:
+        return True
+    return seen.role in MERCHANTS and seen.obj.get("scope") == "MERCHANT" and seen.merchant_is_me("merchant")
+
+
+def recommendation_rule(seen: Seen) -> bool:
+    return seen.role == ADMIN or (seen.role in MERCHANTS and seen.merchant_is_me("forMerchant"))
+
+
+def adjustment_rule(seen: Seen) -> bool:
+    return concerns_me("issuer", "redeemer")(seen)
+
+
+def viewer_of(role_kind: str) -> Callable[[Seen], bool]:
+    def rule(seen: Seen) -> bool:
+        kind = ADMIN if seen.role == ADMIN else "merchant" if seen.role in MERCHANTS else "member"
+        return kind == role_kind
+
+    return rule
+
+
+TYPE_RULES: dict[str, Callable[[Seen], bool]] = {
+    # objects with an ID
+    "Member": member_rule,
+    "Transaction": ledger_rule("entries"),
+    "Hold": ledger_rule("holds"),
+    "Merchant": anyone_with_a_key,  # the partner directory
+    "SettlementBatch": staff,  # its totals are in the signed statement every merchant verifies
+    # settlement: only what concerns the merchant
+    "SettlementLine": concerns_me("issuer", "redeemer"),
+    "NetPosition": concerns_me("merchant"),
+    "SettlementTransfer": concerns_me("payer", "payee"),
+    "SettlementAdjustment": adjustment_rule,
+    "SettlementBatchConnection": staff,
+    "SettlementBatchEdge": staff,
+    "SettlementSimulation": admin_only,
+    "SimulatedPosition": admin_only,
+    "SettlementTotals": admin_only,
+    # insights: a merchant's own view, its own members (checked as Member objects)
+    "NetworkInsights": insights_view,
+    "ReferralInsight": staff,
+    "PartnerRecommendation": recommendation_rule,
+    "FraudAlert": admin_only,
+    "SegmentCount": staff,
+    "MerchantCommunity": staff,
+    "WinBackMember": staff,
+    "MemberRfm": staff,
+    # who is calling
+    "AdminViewer": viewer_of(ADMIN),
+    "MerchantViewer": viewer_of("merchant"),
+    "MemberViewer": viewer_of("member"),
+    # mutation payloads (what they hold is checked on its own)
+    "LedgerPayload": merchant_only,
+    "EnrollMemberPayload": merchant_only,
+    "OnboardMerchantPayload": admin_only,
+    "SuspendMerchantPayload": admin_only,
+    "RunSettlementPayload": admin_only,
+    "SetNetworkPolicyPayload": admin_only,
+    "ReconcilePosExportPayload": staff,
+    "ReconciliationReport": concerns_me("merchant"),
+    "ReconciliationLine": staff,
+    "ReconciliationTotals": staff,
+    "ReconciliationTotalsByStatus": staff,
+    "CsvRowError": staff,
+    "UserError": everyone,
+    # containers and public facts (what they hold is checked on its own)
+    "MerchantConnection": anyone_with_a_key,
+    "MerchantEdge": anyone_with_a_key,
+    "TransactionConnection": anyone_with_a_key,
+    "TransactionEdge": anyone_with_a_key,
+    "PageInfo": everyone,
+    "Network": everyone,
+    "NetworkPolicy": everyone,
+}
+
+# Root fields: the roles that get an answer (the others get null and UNAUTHENTICATED/FORBIDDEN).
+STAFF_ROLES = {ADMIN, *MERCHANTS}
+KEY_ROLES = set(ROLES) - {ANON}
+ROOT_RULES: dict[str, set[str]] = {
+    "node": KEY_ROLES,
+    "viewer": set(ROLES),  # null without credentials
+    "network": set(ROLES),
+    "merchants": KEY_ROLES,
+    "member": STAFF_ROLES,  # the till lookup by presented loyalty ID
+    "settlementBatches": STAFF_ROLES,
+    "networkPolicy": set(ROLES),
+    "simulateSettlement": {ADMIN},
+    "insights": STAFF_ROLES,
+}
+
+
+# --- walking the introspected schema -------------------------------------------------------
+
+INTROSPECTION = """{ __schema { queryType { name } mutationType { name } types { kind name
+  possibleTypes { name }
+  fields { name args { name type { kind name ofType { kind name ofType { kind name ofType { kind name } } } } }
+           type { kind name ofType { kind name ofType { kind name ofType { kind name } } } } }
+  inputFields { name type { kind name ofType { kind name ofType { kind name } } } } } } }"""
+
+
+def named(type_ref: dict[str, Any]) -> str:
+    while type_ref.get("ofType"):
+        type_ref = type_ref["ofType"]
+    return str(type_ref["name"])
+
+
+def required(type_ref: dict[str, Any]) -> bool:
+    return type_ref["kind"] == "NON_NULL"
+
+
+class Walker:
+    """Builds documents that select every field the schema offers, and checks the answers."""
+
+    def __init__(self, schema: dict[str, Any], net: Net) -> None:
+        self.types = {t["name"]: t for t in schema["types"]}
+        self.query = self.types[schema["queryType"]["name"]]
+        self.net = net
+        self.selected: set[tuple[str, str]] = set()
+        loyalty = [m.loyalty_id for m in net.member.values()]
+        merchants = [i for i, (t, _) in net.ids.items() if t == "Merchant"]
+        batch = next(i for i, (t, _) in net.ids.items() if t == "SettlementBatch")
+        # argument values by name: required ones get every value (as aliases or variants)
+        self.values: dict[str, list[Any]] = {
+            "loyaltyId": loyalty,
+            "merchantId": merchants,
+            "input": [{"policy": {"reimbursementRate": "0.5"}, "batchId": batch}],
+        }
+
+    def reachable(self, root: str | None = None) -> set[str]:
+        """Object types reachable from ``root`` (default Query; node's possible types included)."""
+        root = root or self.query["name"]
+        seen: set[str] = set()
+        todo = [root]
+        while todo:
+            name = todo.pop()
+            if name in seen or name.startswith("__"):
+                continue
+            seen.add(name)
+            t = self.types[name]
+            todo += [p["name"] for p in t.get("possibleTypes") or []]
+            todo += [named(f["type"]) for f in t.get("fields") or []]
+        return {n for n in seen if self.types[n]["kind"] == "OBJECT" and n != root}
+
+    def _arguments(self, owner: str, f: dict[str, Any]) -> list[str]:
+        """Argument lists to try: every value of each required argument; optional ``first`` at 100."""
+        variants = [""]
+        for arg in f["args"]:
+            if arg["name"] == "first":
+                variants = [v + "first: 100 " for v in variants]
+            elif required(arg["type"]):
+                assert arg["name"] in self.values, f"no seeded value for {owner}.{f['name']}({arg['name']}:)"
+                variants = [v + f"{arg['name']}: {literal(value)} " for v in variants
+                            for value in self.values[arg["name"]]]
+        return [f"({v.strip()})" if v else "" for v in variants]
+
+    def selection(self, type_name: str, path: tuple[str, ...], in_fragment: bool = False) -> str:
+        """Every field of ``type_name``; in a fragment of an interface or union each field is
+        aliased ``Type_field`` (``Hold.status`` and ``Merchant.status`` differ in type)."""
+        t = self.types[type_name]
+        parts = ["__typename"]
+        if t["kind"] in ("INTERFACE", "UNION"):
+            parts += [f"... on {p['name']} {{ {self.selection(p['name'], path, True)} }}" for p in t["possibleTypes"]]
+            if t["kind"] == "UNION":
+                return " ".join(parts)
+        for f in t["fields"]:
+            target = named(f["type"])
+            nested = self.types[target]["kind"] in ("OBJECT", "INTERFACE", "UNION")
+            if nested and path.count(target) >= MAX_TYPE_REPEATS:
+                continue
+            self.selected.add((type_name, f["name"]))
+            for n, args in enumerate(self._arguments(type_name, f)):
+                alias = f"{f['name']}_{n}: " if n else ""
+                if in_fragment and f["name"] != "id":
+                    alias = f"{type_name}_{f['name']}_{n}: "
+                body = f" {{ {self.selection(target, (*path, target))} }}" if nested else ""
+                parts.append(f"{alias}{f['name']}{args}{body}")
+        return " ".join(parts)
+
+    def root_documents(self) -> Iterator[tuple[str, str, set[str]]]:
+        """(root field, document, loyalty IDs it presents) for every root field and argument variant."""
+        for f in self.query["fields"]:
+            if f["name"] == "node":
+                continue  # walked with every ID by node_documents
+            target = named(f["type"])
+            self.selected.add((self.query["name"], f["name"]))
+            nested = self.types[target]["kind"] in ("OBJECT", "INTERFACE", "UNION")
+            body = f" {{ {self.selection(target, (target,))} }}" if nested else ""
+            variants = self._arguments(self.query["name"], f)
+            if f["name"] == "insights":  # optional merchantId: every merchant's view, as every role
+                variants += [f"(merchantId: {literal(m)})" for m in self.values["merchantId"]]
+            for args in variants:
+                document = f"{{ {f['name']}{args}{body} }}"
+                yield f["name"], document, {lid for lid in self.values["loyaltyId"] if lid in document}
+
+    def node_document(self) -> str:
+        self.selected.add((self.query["name"], "node"))
+        return f"query($id: ID!) {{ node(id: $id) {{ {self.selection('Node', ('Node',))} }} }}"
+
+
+def literal(value: Any) -> str:
+    if isinstance(value, dict):
+        return "{" + " ".join(f"{k}: {literal(v)}" for k, v in value.items()) + "}"
+    return json.dumps(value)
+
+
+def objects_in(data: Any) -> Iterator[tuple[str, dict[str, Any]]]:
+    if isinstance(data, dict):
+        if "__typename" in data:
+            yield data["__typename"], data
+        for value in data.values():
+            yield from objects_in(value)
+    elif isinstance(data, list):
+        for item in data:
+            yield from objects_in(item)
+
+
+# --- the test ------------------------------------------------------------------------------
+
+def judged(net: Net, role: str, where: str, data: Any, presented: set[int]) -> list[str]:
+    """What ``role`` should not have seen in ``data``."""
+    leaks = []
+    for type_name, obj in objects_in(data):
+        try:
+            allowed = TYPE_RULES[type_name](Seen(role, type_name, obj, presented, net))
+        except AssertionError as error:
+            leaks.append(f"{role} {where}: {type_name}: {error}")
+            continue
+        if not allowed:
+            leaks.append(f"{role} {where}: may not see {type_name} {json.dumps(obj)[:160]}")
+    return leaks
+
+
+async def asked(api: Any, net: Net, role: str, document: str, variables: dict[str, Any] | None = None
+                ) -> dict[str, Any]:
+    """The response to ``document`` sent with ``role``'s credential; never a 5xx or an internal error."""
+    headers = {"Authorization": f"Bearer {net.api_key[role]}"} if role != ANON else {}
+    response = await api.client.post("/graphql", json={"query": document, "variables": variables or {}},
+                                      headers=headers)
+    assert response.status_code < 500, (role, document[:200], response.text[:300])
+    body: dict[str, Any] = response.json()
+    codes = [e.get("extensions", {}).get("code") for e in body.get("errors", [])]
+    assert "INTERNAL_SERVER_ERROR" not in codes and None not in codes, (role, document[:200], body["errors"])
+    return body
+
+
+@pytest.fixture(autouse=True)
+async def _no_cached_insights(settings: Any) -> None:
+    await forget_cached_insights(settings.redis_url)
+
+
+async def test_every_role_sees_only_what_it_may(api: Any, admin_key: str, db: Any, keys: NetworkKeys,
+                                                ledger: Ledger, settings: Any, clock: Any) -> None:
+    net = await seed(db, keys, ledger, settings, clock)
+    net.api_key[ADMIN] = admin_key
+    schema = (await api.call(INTROSPECTION, key=admin_key))["__schema"]
+    walker = Walker(schema, net)
+
+    # Every type and root field has a rule: a new one without a rule fails here.
+    reachable = walker.reachable()
+    payloads = walker.reachable(schema["mutationType"]["name"])
+    assert (reachable | payloads) - TYPE_RULES.keys() == set(), "add these types to TYPE_RULES (who may see them?)"
+    roots = {f["name"] for f in walker.query["fields"]}
+    assert roots == ROOT_RULES.keys(), "add root fields to ROOT_RULES (who may call them?)"
+
+    leaks: list[str] = []
+    checked = 0
+
+    def judge(role: str, where: str, data: Any, presented: set[int]) -> None:
+        nonlocal checked
+        checked += len(list(objects_in(data)))
+        leaks.extend(judged(net, role, where, data, presented))
+
+    async def ask(role: str, document: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+        return await asked(api, net, role, document, variables)
+
+    loyalty_to_member = {m.loyalty_id: m.id for m in net.member.values()}
+    for root, document, presented_ids in walker.root_documents():
+        presented = {loyalty_to_member[lid] for lid in presented_ids}
+        for role in ROLES:
+            body = await ask(role, document)
+            data = (body.get("data") or {}).get(root)
+            if role not in ROOT_RULES[root]:
+                codes = {e["extensions"]["code"] for e in body.get("errors", [])}
+                if data is not None or not codes <= DENIED:
+                    leaks.append(f"{role} {root}: answered ({codes or 'no error'}) where it should be refused")
+            judge(role, root, data, presented)
+
+    node = walker.node_document()
+    for role in ROLES:
+        # What "no such object" looks like to this role: a hidden object must look the same.
+        missing = {t: await ask(role, node, {"id": keys.global_ids.encode(t, 10**12)}) for t in NODE_TYPES}
+        for global_id in [*net.ids, *net.guesses, base64.b64encode(b"Member:99999999999999999999").decode()]:
+            body = await ask(role, node, {"id": global_id})
+            data = (body.get("data") or {}).get("node")
+            if global_id in net.ids and data is None and body != missing[net.ids[global_id][0]]:
+                leaks.append(f"{role} node({net.ids[global_id]}): hidden differs from missing: {body}")
+            if global_id not in net.ids:  # a guess, or beyond 64 bits: not an ID, for everyone
+                codes = {e["extensions"]["code"] for e in body.get("errors", [])}
+                if data is not None or not codes <= {"INVALID_ID", *DENIED}:
+                    leaks.append(f"{role} node({global_id}) [a guessed ID]: {codes} {json.dumps(data)[:120]}")
+            judge(role, f"node({global_id})", data, set())
+
+    # every field of every reachable type was asked for at least once
+    unasked = {(t, f["name"]) for t in reachable for f in walker.types[t]["fields"]} - walker.selected
+    assert unasked == set(), f"the walk never selected {sorted(unasked)}"
+    assert checked > 1000, checked  # the walk saw the network, not just errors
+    assert leaks == [], f"{len(leaks)} leaks:\n" + "\n".join(leaks[:40])
+
+
+# --- mutations -------------------------------------------------------------------------------
+
+def sample_inputs(net: Net) -> dict[str, tuple[set[str], dict[str, Any]]]:
+    """Every mutation: the roles that may call it, and an input that would work for them."""
+    some_hold = next(i for i, (t, _) in net.ids.items() if t == "Hold")
+    some_entry = next(i for i, (t, _) in net.ids.items() if t == "Transaction")
+    shop_a = next(i for i, ref in net.ids.items() if ref == ("Merchant", net.merchant["A"]))
+    lid = net.member["m1"].loyalty_id
+    merchants = set(MERCHANTS)
+    return {
+        "runSettlement": ({ADMIN}, {"periodEnd": "2026-01-09T00:00:00+00:00", "idempotencyKey": "x"}),
+        "setNetworkPolicy": ({ADMIN}, {"reimbursementRate": "0.5"}),
+        "reconcilePosExport": (STAFF_ROLES, {"csv": "reference,time,amount_minor,points\n"}),
+        "earnPoints": (merchants, {"loyaltyId": lid, "purchaseAmountMinor": 100, "idempotencyKey": "x"}),
+        "redeemPoints": (merchants, {"loyaltyId": lid, "points": 1, "idempotencyKey": "x"}),
+        "authorizeRedemption": (merchants, {"loyaltyId": lid, "points": 1, "idempotencyKey": "x"}),
+        "captureRedemption": (merchants, {"holdId": some_hold, "idempotencyKey": "x"}),
+        "voidRedemption": (merchants, {"holdId": some_hold, "idempotencyKey": "x"}),
+        "reverseTransaction": (merchants, {"transactionId": some_entry, "idempotencyKey": "x"}),
+        "enrollMember": (merchants, {"idempotencyKey": "x"}),
+        "onboardMerchant": ({ADMIN}, {"name": "Rogue"}),
+        "suspendMerchant": ({ADMIN}, {"merchantId": shop_a}),
+        "reactivateMerchant": ({ADMIN}, {"merchantId": shop_a}),
+    }
+
+
+async def row_counts(db: Any) -> dict[str, int]:
+    tables = (Entry, Hold, Member, Merchant, SettlementBatch, NetworkPolicy)
+    async with db.read() as conn:
+        return {t.__tablename__: int((await conn.execute(select(func.count()).select_from(t))).scalar_one())
+                for t in tables}
+
+
+async def test_no_role_acts_on_what_is_not_its_own(api: Any, admin_key: str, db: Any, keys: NetworkKeys,
+                                                   ledger: Ledger, settings: Any, clock: Any) -> None:
+    net = await seed(db, keys, ledger, settings, clock)
+    net.api_key[ADMIN] = admin_key
+    schema = (await api.call(INTROSPECTION, key=admin_key))["__schema"]
+    walker = Walker(schema, net)
+    mutation = walker.types[schema["mutationType"]["name"]]
+    inputs = sample_inputs(net)
+    assert {f["name"] for f in mutation["fields"]} == inputs.keys(), "add new mutations to sample_inputs"
+
+    def document(name: str) -> str:
+        f = next(f for f in mutation["fields"] if f["name"] == name)
+        input_type = named(f["args"][0]["type"])
+        target = named(f["type"])
+        body = walker.selection(target, (target,))
+        return f"mutation($input: {input_type}!) {{ {name}(input: $input) {{ {body} }} }}"
+
+    wrong: list[str] = []
+    before = await row_counts(db)
+    # A role that may not call a mutation is refused, and nothing is written.
+    for name, (allowed, sample) in inputs.items():
+        for role in set(ROLES) - allowed:
+            body = await asked(api, net, role, document(name), {"input": sample})
+            codes = {e["extensions"]["code"] for e in body.get("errors", [])}
+            if (body.get("data") or {}).get(name) is not None or not codes or not codes <= DENIED:
+                wrong.append(f"{role} {name}: {codes or 'no error'}")
+    # A merchant names another's hold or transaction (as issued, or guessed): not found, nothing written.
+    probes = [("captureRedemption", "holdId", "Hold", HOLD_NOT_FOUND), ("voidRedemption", "holdId", "Hold",
+              HOLD_NOT_FOUND), ("reverseTransaction", "transactionId", "Transaction", TRANSACTION_NOT_FOUND)]
+    for shop in MERCHANTS:
+        mine = net.merchant[shop]
+        for name, field_name, type_name, not_found in probes:
+            owners = net.holds if type_name == "Hold" else net.entries
+            for global_id, (kind, value) in [*net.ids.items(), *net.guesses.items()]:
+                if kind != type_name or owners[value][0] == mine:
+                    continue
+                body = await asked(api, net, shop, document(name),
+                                   {"input": {field_name: global_id, "idempotencyKey": f"probe-{global_id}"}})
+                payload = body["data"][name]
+                codes = {e["code"] for e in payload["userErrors"]}
+                if not codes or not codes <= {not_found, "INVALID_ID"}:
+                    wrong.append(f"{shop} {name}({kind} {value} of merchant {owners[value][0]}): {codes}")
+                wrong.extend(judged(net, shop, name, payload, set()))
+                if any(payload.get(key) is not None for key in ("transaction", "hold", "member")):
+                    wrong.append(f"{shop} {name}({kind} {value}): answered with {json.dumps(payload)[:160]}")
+        others = [i for i, ref in net.ids.items() if ref[0] == "Merchant" and ref[1] != mine]
+        for other in others:
+            body = await asked(api, net, shop, document("reconcilePosExport"),
+                               {"input": {"csv": "reference,time,amount_minor,points\n", "merchantId": other}})
+            codes = {e["extensions"]["code"] for e in body.get("errors", [])}
+            codes |= {e["code"] for e in ((body.get("data") or {}).get("reconcilePosExport") or {}).get(
+                "userErrors", [])}
+            if not codes or not codes <= {"FORBIDDEN"}:
+                wrong.append(f"{shop} reconcilePosExport(another merchant): {codes or 'answered'}")
+    assert await row_counts(db) == before
+    assert wrong == [], "\n".join(wrong)
+
+
+# --- page routes -----------------------------------------------------------------------------
+
+STAFF_PAGE = {ADMIN, *MERCHANTS}
+ALL = set(ROLES)
+PAGE_RULES: dict[str, list[tuple[str, set[str]]]] = {
+    # path: [(URL to request, roles that get a 2xx or a redirect)]; {batch}: its number and its global ID
+    "/graphql": [("/graphql", ALL)],  # GraphiQL: a page with no data in it
+    "/healthz": [("/healthz", ALL)],
+    "/readyz": [("/readyz", ALL)],
+    "/": [("/", ALL)],  # a redirect to /graphql
+    "/admin/network-map.{fmt}": [("/admin/network-map.svg", {ADMIN}), ("/admin/network-map.png", {ADMIN})],
+    "/admin/settlement": [("/admin/settlement", {ADMIN})],
+    "/admin/settlement/simulate.{fmt}": [("/admin/settlement/simulate.html?batch={batch}", {ADMIN})],
+    "/admin/settlement/{batch}/report.{fmt}": [(f"/admin/settlement/{{batch}}/report.{fmt}", {ADMIN})
+                                               for fmt in ("html", "json", "csv")],
+    # a merchant's own statement (all three were active in the batch); an admin names the merchant
+    "/statements/{batch}.{fmt}": [
+        *[(f"/statements/{{batch}}.{fmt}", set(MERCHANTS)) for fmt in ("html", "json", "csv")],
+        ("/statements/{batch}.json?merchant={A}", {ADMIN, "A"}),
+        ("/statements/{batch}.json?merchant={B}", {ADMIN, "B"}),
+    ],
+}
+# /metrics belongs to the operator; whether it needs a key is the authentication slice's rule.
+OPERATOR_PAGES = {"/metrics"}
+
+
+async def test_every_page_answers_only_whom_it_may(api: Any, admin_key: str, db: Any, keys: NetworkKeys,
+                                                   ledger: Ledger, settings: Any, clock: Any, app: Any) -> None:
+    net = await seed(db, keys, ledger, settings, clock)
+    net.api_key[ADMIN] = admin_key
+    paths = {route.path for route in app.routes if isinstance(route, Route)}
+    assert paths - PAGE_RULES.keys() - OPERATOR_PAGES == set(), "add new pages to PAGE_RULES (who may see them?)"
+    assert any(isinstance(route, Mount) and route.path == "/static" for route in app.routes)
+    batch_ids = [str(net.batches[0]), keys.global_ids.encode("SettlementBatch", net.batches[0])]
+
+    wrong: list[str] = []
+    for route_path, requests in PAGE_RULES.items():
+        for template, allowed in requests:
+            for batch in batch_ids:
+                url = template.replace("{batch}", batch)
+                for shop in MERCHANTS:
+                    url = url.replace(f"{{{shop}}}", str(net.merchant[shop]))
+                for role in ROLES:
+                    headers = {"Accept": "text/html"}
+                    if role != ANON:
+                        headers["Authorization"] = f"Bearer {net.api_key[role]}"
+                    response = await api.client.get(url, headers=headers)
+                    ok = 200 <= response.status_code < 400
+                    if response.status_code >= 500 or ok != (role in allowed):
+                        wrong.append(f"{role} GET {url} ({route_path}): {response.status_code}")
+    # a merchant's statement carries its own figures only; an admin names the merchant
+    for shop in MERCHANTS:
+        statement = await api.client.get(f"/statements/{net.batches[0]}.json",
+                                         headers={"Authorization": f"Bearer {net.api_key[shop]}"})
+        names = {text for text in ("Shop A", "Shop B", "Shop C") if text in statement.text}
+        if names - {f"Shop {shop}"}:
+            wrong.append(f"{shop}'s statement names {sorted(names)}")
+    assert wrong == [], "\n".join(wrong)
