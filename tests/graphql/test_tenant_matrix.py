@@ -22,6 +22,7 @@ decides who may see or call it.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -32,12 +33,14 @@ from planted_network import forget_cached_insights
 from sqlalchemy import func, select
 from starlette.routing import Mount, Route
 
+from coalition.config import Settings
 from coalition.crypto import NetworkKeys
 from coalition.ledger.errors import HoldNotFound, TransactionNotFound
 from coalition.ledger.models import Entry, Hold
 from coalition.ledger.service import Ledger
 from coalition.members.credentials import add_token
-from coalition.members.models import Member
+from coalition.members.disputes import dispute_transaction
+from coalition.members.models import Dispute, Member, MemberCredential
 from coalition.members.service import enroll_member
 from coalition.network.jobs import run_analysis
 from coalition.partners.models import Merchant
@@ -49,7 +52,7 @@ ADMIN, ANON = "admin", "anonymous"
 MERCHANTS = ("A", "B", "C")
 MEMBERS = ("m1", "m2")  # the members who call with their own token
 ROLES = (ADMIN, *MERCHANTS, *MEMBERS, ANON)
-NODE_TYPES = ("Merchant", "Member", "Transaction", "Hold", "SettlementBatch")
+NODE_TYPES = ("Merchant", "Member", "Transaction", "Hold", "SettlementBatch", "Dispute")
 MAX_TYPE_REPEATS = 2  # a type may appear twice on one path (Transaction.reverses: a Transaction)
 DENIED = {"UNAUTHENTICATED", "FORBIDDEN"}
 HOLD_NOT_FOUND, TRANSACTION_NOT_FOUND = HoldNotFound.code, TransactionNotFound.code
@@ -66,6 +69,7 @@ class Net:
     entries: dict[int, tuple[int | None, int]] = field(default_factory=dict)  # entry id -> (merchant, member)
     holds: dict[int, tuple[int, int]] = field(default_factory=dict)  # hold id -> (merchant, member)
     batches: list[int] = field(default_factory=list)
+    disputes: dict[int, int] = field(default_factory=dict)  # dispute id -> member id
     ids: dict[str, tuple[str, int]] = field(default_factory=dict)  # global ID as issued -> (type, id)
     guesses: dict[str, tuple[str, int]] = field(default_factory=dict)  # base64("Type:n") -> (type, id)
 
@@ -113,10 +117,12 @@ async def seed(db: Any, keys: NetworkKeys, ledger: Ledger, settings: Any, clock:
         clock.advance(minutes=5)
         return result
 
-    async def redeem(label: str, shop: str, points: int) -> None:
-        wrote(await ledger.redeem(merchant_id=net.merchant[shop], loyalty_id=net.member[label].loyalty_id,
-                                  points=points, idempotency_key=f"p{next(counter)}"), shop, label)
+    async def redeem(label: str, shop: str, points: int) -> Any:
+        result = await ledger.redeem(merchant_id=net.merchant[shop], loyalty_id=net.member[label].loyalty_id,
+                                     points=points, idempotency_key=f"p{next(counter)}")
+        wrote(result, shop, label)
         clock.advance(minutes=5)
+        return result
 
     # A enrolls m1 and m4 (referred by m1), B enrolls m2 and m5, C enrolls m3.
     m1 = await enroll("m1", "A")
@@ -129,7 +135,7 @@ async def seed(db: Any, keys: NetworkKeys, ledger: Ledger, settings: Any, clock:
     await earn("m3", "C", 50_00)
     earned = await earn("m4", "A", 30_00)
     await earn("m1", "B", 20_00)  # B now knows m1 through a purchase
-    await redeem("m1", "C", 10)  # and C through a redemption
+    disputed = await redeem("m1", "C", 10)  # and C through a redemption
     await redeem("m2", "A", 10)
     held = await ledger.authorize(merchant_id=net.merchant["C"], loyalty_id=net.member["m3"].loyalty_id,
                                   points=20, idempotency_key="h1")
@@ -146,6 +152,9 @@ async def seed(db: Any, keys: NetworkKeys, ledger: Ledger, settings: Any, clock:
     clock.advance(hours=1)
     await earn("m3", "C", 10_00)  # after the batch: unsettled
     await run_analysis(db, settings, now=clock.now)
+    dispute = await dispute_transaction(db, member_id=net.member["m1"].id, entry_id=disputed.entry.id,
+                                        reason="I was not there", idempotency_key="d1", now=clock.now)
+    net.disputes[dispute.id] = net.member["m1"].id
 
     # Every entry and hold as written (bonuses and expiries included), and the relationships
     # they make: a merchant knows the members it enrolled or has a transaction with.
@@ -162,7 +171,7 @@ async def seed(db: Any, keys: NetworkKeys, ledger: Ledger, settings: Any, clock:
         net.api_key[label] = await member_token(db, net.member[label].id, clock.now)
     objects = [("Merchant", i) for i in net.merchant.values()] + [("Member", m.id) for m in net.member.values()]
     objects += [("Transaction", i) for i in net.entries] + [("Hold", i) for i in net.holds]
-    objects += [("SettlementBatch", i) for i in net.batches]
+    objects += [("SettlementBatch", i) for i in net.batches] + [("Dispute", i) for i in net.disputes]
     for type_name, value in objects:
         net.ids[keys.global_ids.encode(type_name, value)] = (type_name, value)
         net.guesses[base64.b64encode(f"{type_name}:{value}".encode()).decode()] = (type_name, value)
@@ -267,6 +276,24 @@ def adjustment_rule(seen: Seen) -> bool:
     return concerns_me("issuer", "redeemer")(seen)
 
 
+def dispute_rule(seen: Seen) -> bool:
+    """An admin, or the member who disputes (never a merchant, not even the one disputed)."""
+    return seen.role == ADMIN or seen.net.disputes[seen.own[1]] == seen.net.member_id_of(seen.role)
+
+
+def admin_or_member(seen: Seen) -> bool:
+    return seen.role == ADMIN or seen.role in MEMBERS
+
+
+def member_only(seen: Seen) -> bool:
+    return seen.role in MEMBERS
+
+
+def claimant(seen: Seen) -> bool:
+    """Claiming a code: the customer, with no key yet or with its own token."""
+    return seen.role == ANON or seen.role in MEMBERS
+
+
 def viewer_of(role_kind: str) -> Callable[[Seen], bool]:
     def rule(seen: Seen) -> bool:
         kind = ADMIN if seen.role == ADMIN else "merchant" if seen.role in MERCHANTS else "member"
@@ -282,6 +309,9 @@ TYPE_RULES: dict[str, Callable[[Seen], bool]] = {
     "Hold": ledger_rule("holds"),
     "Merchant": anyone_with_a_key,  # the partner directory
     "SettlementBatch": staff,  # its totals are in the signed statement every merchant verifies
+    "Dispute": dispute_rule,
+    "DisputeConnection": admin_or_member,  # disputes (admin), Member.disputes (the member itself)
+    "DisputeEdge": admin_or_member,
     # settlement: only what concerns the merchant
     "SettlementLine": concerns_me("issuer", "redeemer"),
     "NetPosition": concerns_me("merchant"),
@@ -308,6 +338,10 @@ TYPE_RULES: dict[str, Callable[[Seen], bool]] = {
     # mutation payloads (what they hold is checked on its own)
     "LedgerPayload": merchant_only,
     "EnrollMemberPayload": merchant_only,
+    "MemberTokenPayload": claimant,  # claimMemberAccess (the customer), rotateMemberToken (the member)
+    "RevokeMemberTokensPayload": admin_or_member,
+    "IssueMemberClaimCodePayload": admin_only,
+    "DisputePayload": admin_or_member,  # disputeTransaction (member), resolveDispute (admin)
     "OnboardMerchantPayload": admin_only,
     "SuspendMerchantPayload": admin_only,
     "RunSettlementPayload": admin_only,
@@ -342,6 +376,7 @@ ROOT_RULES: dict[str, set[str]] = {
     "networkPolicy": set(ROLES),
     "simulateSettlement": {ADMIN},
     "insights": STAFF_ROLES,
+    "disputes": {ADMIN},
 }
 
 
@@ -499,6 +534,14 @@ async def asked(api: Any, net: Net, role: str, document: str, variables: dict[st
     return body
 
 
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """The walk selects every field of every type in one document: lift the document limits
+    (they are tested in tests/graphql/test_limits.py; here only access is judged)."""
+    return dataclasses.replace(settings, max_query_bytes=10_000_000, max_query_depth=100, max_aliases=10_000,
+                               max_tokens=1_000_000)
+
+
 @pytest.fixture(autouse=True)
 async def _no_cached_insights(settings: Any) -> None:
     await forget_cached_insights(settings.redis_url)
@@ -572,7 +615,14 @@ def sample_inputs(net: Net) -> dict[str, tuple[set[str], dict[str, Any]]]:
     shop_a = next(i for i, ref in net.ids.items() if ref == ("Merchant", net.merchant["A"]))
     lid = net.member["m1"].loyalty_id
     merchants = set(MERCHANTS)
+    some_dispute = next(i for i, (t, _) in net.ids.items() if t == "Dispute")
     return {
+        "claimMemberAccess": ({ANON, *MEMBERS}, {"claimCode": "7KQ2M-7KQ2M-7KQ2M-7KQ2M"}),
+        "rotateMemberToken": (set(MEMBERS), {}),
+        "revokeMemberTokens": ({ADMIN, *MEMBERS}, {"loyaltyId": lid}),
+        "issueMemberClaimCode": ({ADMIN}, {"loyaltyId": lid}),
+        "disputeTransaction": (set(MEMBERS), {"transactionId": some_entry, "reason": "x", "idempotencyKey": "x"}),
+        "resolveDispute": ({ADMIN}, {"disputeId": some_dispute, "status": "DISMISSED"}),
         "runSettlement": ({ADMIN}, {"periodEnd": "2026-01-09T00:00:00+00:00", "idempotencyKey": "x"}),
         "setNetworkPolicy": ({ADMIN}, {"reimbursementRate": "0.5"}),
         "reconcilePosExport": (STAFF_ROLES, {"csv": "reference,time,amount_minor,points\n"}),
@@ -590,7 +640,7 @@ def sample_inputs(net: Net) -> dict[str, tuple[set[str], dict[str, Any]]]:
 
 
 async def row_counts(db: Any) -> dict[str, int]:
-    tables = (Entry, Hold, Member, Merchant, SettlementBatch, NetworkPolicy)
+    tables = (Entry, Hold, Member, Merchant, SettlementBatch, NetworkPolicy, MemberCredential, Dispute)
     async with db.read() as conn:
         return {t.__tablename__: int((await conn.execute(select(func.count()).select_from(t))).scalar_one())
                 for t in tables}
@@ -650,6 +700,18 @@ async def test_no_role_acts_on_what_is_not_its_own(api: Any, admin_key: str, db:
                 "userErrors", [])}
             if not codes or not codes <= {"FORBIDDEN"}:
                 wrong.append(f"{shop} reconcilePosExport(another merchant): {codes or 'answered'}")
+    # A member disputes another member's transaction (as issued, or guessed): not found, nothing written.
+    for label in MEMBERS:
+        for global_id, (kind, value) in [*net.ids.items(), *net.guesses.items()]:
+            if kind != "Transaction" or net.entries[value][1] == net.member_id_of(label):
+                continue
+            body = await asked(api, net, label, document("disputeTransaction"),
+                               {"input": {"transactionId": global_id, "reason": "not me",
+                                          "idempotencyKey": f"probe-{global_id}"}})
+            payload = body["data"]["disputeTransaction"]
+            codes = {e["code"] for e in payload["userErrors"]}
+            if not codes or not codes <= {"TRANSACTION_NOT_FOUND", "INVALID_ID"} or payload["dispute"] is not None:
+                wrong.append(f"{label} disputeTransaction({kind} {value} of member {net.entries[value][1]}): {codes}")
     assert await row_counts(db) == before
     assert wrong == [], "\n".join(wrong)
 
@@ -675,9 +737,8 @@ PAGE_RULES: dict[str, list[tuple[str, set[str]]]] = {
         ("/statements/{batch}.json?merchant={A}", {ADMIN, "A"}),
         ("/statements/{batch}.json?merchant={B}", {ADMIN, "B"}),
     ],
+    "/metrics": [("/metrics", {ADMIN})],  # or the metrics token, or its own port (tests/test_metrics.py)
 }
-# /metrics belongs to the operator; whether it needs a key is the authentication slice's rule.
-OPERATOR_PAGES = {"/metrics"}
 
 
 async def test_every_page_answers_only_whom_it_may(api: Any, admin_key: str, db: Any, keys: NetworkKeys,
@@ -685,7 +746,7 @@ async def test_every_page_answers_only_whom_it_may(api: Any, admin_key: str, db:
     net = await seed(db, keys, ledger, settings, clock)
     net.api_key[ADMIN] = admin_key
     paths = {route.path for route in app.routes if isinstance(route, Route)}
-    assert paths - PAGE_RULES.keys() - OPERATOR_PAGES == set(), "add new pages to PAGE_RULES (who may see them?)"
+    assert paths - PAGE_RULES.keys() == set(), "add new pages to PAGE_RULES (who may see them?)"
     assert any(isinstance(route, Mount) and route.path == "/static" for route in app.routes)
     batch_ids = [str(net.batches[0]), keys.global_ids.encode("SettlementBatch", net.batches[0])]
 
