@@ -26,6 +26,7 @@ from coalition.settlement.models import SettlementBatch
 from coalition.settlement.policy import Policy, policy_versions
 from coalition.settlement.pricing import Line, MerchantFigures, SettlementFigures, WindowRows, price_window
 
+# Line and MerchantFigures are re-exported for the callers that imported them from here.
 __all__ = ["STEPS", "Line", "MerchantFigures", "Progress", "SettlementFigures", "compute_settlement", "read_window"]
 
 Progress = Callable[[str, int, int], None]
@@ -33,7 +34,10 @@ STEPS = 5
 
 
 def _version_index(versions: Sequence[Policy], column: Any) -> ColumnElement[Any]:
-    """SQL for the index (into ``versions``) of the version in force at ``column``."""
+    """SQL for the index (into ``versions``) of the version in force at ``column``.
+
+    :func:`coalition.settlement.pricing.index_at` makes the same choice in Python (for reversals).
+    """
     if len(versions) == 1:
         return literal(0)
     whens = [(column < versions[k + 1].effective_from, k) for k in range(len(versions) - 1)]
