@@ -19,7 +19,10 @@ import time
 import uuid
 from pathlib import Path
 
-from benchlib import BENCH_DB, CpuMeter, bench_settings, ensure_pg_bench, log, pg_url, vacuum_bench_database
+from benchlib.cpu import CpuMeter
+from benchlib.env import BENCH_DB, bench_settings, log, pg_url
+from benchlib.postgres import vacuum_bench_database
+from benchlib.seeding import ensure_pg_bench
 from sqlalchemy import text
 
 from coalition.db import Database

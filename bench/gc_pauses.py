@@ -21,7 +21,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchlib import BENCH, BENCH_DB, Server, ensure_pg_bench, pg_url, run_tag, run_wrk
+from benchlib.env import BENCH, BENCH_DB, pg_url
+from benchlib.seeding import ensure_pg_bench
+from benchlib.server import Server
+from benchlib.wrk import run_tag, run_wrk
 
 # Loaded by the worker at interpreter start; writes its record every second to a file named by pid.
 RECORDER = '''

@@ -28,30 +28,12 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchlib import (
-    BENCH,
-    BENCH_DB,
-    EARN_QUERY,
-    PGBENCH_DB,
-    REDEEM_QUERY,
-    PgbenchResult,
-    Seed,
-    Server,
-    WrkResult,
-    check_invariants,
-    connections_per_worker,
-    count_entries,
-    drop_pg_databases,
-    ensure_pg_bench,
-    graphql_post,
-    log,
-    pg_sessions_opened,
-    pg_url,
-    run_pgbench,
-    run_tag,
-    run_wrk,
-    vacuum_bench_database,
-)
+from benchlib.env import BENCH, BENCH_DB, PGBENCH_DB, log, pg_url
+from benchlib.pgbench import PgbenchResult, run_pgbench
+from benchlib.postgres import drop_pg_databases, pg_sessions_opened, vacuum_bench_database
+from benchlib.seeding import Seed, check_invariants, count_entries, ensure_pg_bench
+from benchlib.server import EARN_QUERY, REDEEM_QUERY, Server, connections_per_worker, graphql_post
+from benchlib.wrk import WrkResult, run_tag, run_wrk
 
 SCRIPTS = {"earn": BENCH / "earn.lua", "redeem": BENCH / "redeem.lua", "floor": BENCH / "floor.lua"}
 KIND = {"earn": "EARN", "redeem": "REDEEM"}

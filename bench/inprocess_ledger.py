@@ -41,26 +41,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchlib import (
-    BENCH_DB,
-    PG_HOST,
-    PG_USER,
-    CpuMeter,
-    PgbenchResult,
-    Seed,
-    bench_settings,
-    check_invariants,
-    ensure_pg_bench,
-    loadavg,
-    log,
-    pg_url,
-    run_pgbench,
-    run_tag,
-    setup_bench_database,
-    summarize_pyinstrument,
-    vacuum_bench_database,
-    wait_for_quiet,
-)
+from benchlib.cpu import CpuMeter, wait_for_quiet
+from benchlib.env import BENCH_DB, PG_HOST, PG_USER, bench_settings, loadavg, log, pg_url
+from benchlib.pgbench import PgbenchResult, run_pgbench
+from benchlib.postgres import vacuum_bench_database
+from benchlib.profiles import summarize_pyinstrument
+from benchlib.seeding import Seed, check_invariants, ensure_pg_bench, setup_bench_database
+from benchlib.wrk import run_tag
 from sqlalchemy import text
 
 from coalition.db import Database

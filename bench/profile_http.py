@@ -18,21 +18,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from benchlib import (
-    BENCH,
-    BENCH_DB,
-    HTTP_KEY_FUNCTIONS,
-    VENV_BIN,
-    Server,
-    ensure_pg_bench,
-    log,
-    pg_url,
-    read_pyspy_raw,
-    run_tag,
-    run_wrk,
-    summarize_stacks,
-    wait_for_quiet,
-)
+from benchlib.cpu import wait_for_quiet
+from benchlib.env import BENCH, BENCH_DB, VENV_BIN, log, pg_url
+from benchlib.profiles import HTTP_KEY_FUNCTIONS, read_pyspy_raw, summarize_stacks
+from benchlib.seeding import ensure_pg_bench
+from benchlib.server import Server
+from benchlib.wrk import run_tag, run_wrk
 
 OUT = Path("/tmp/coalition_bench")
 

@@ -22,7 +22,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchlib import BENCH, BENCH_DB, Server, count_entries, ensure_pg_bench, log, pg_url, run_tag, run_wrk
+from benchlib.env import BENCH, BENCH_DB, log, pg_url
+from benchlib.seeding import count_entries, ensure_pg_bench
+from benchlib.server import Server
+from benchlib.wrk import run_tag, run_wrk
 
 TARGET_MB = 200.0
 

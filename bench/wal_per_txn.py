@@ -35,18 +35,10 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-from benchlib import (
-    BENCH_DB,
-    PG_HOST,
-    PG_USER,
-    PGBENCH_DB,
-    bench_settings,
-    ensure_pg_bench,
-    init_pgbench_database,
-    log,
-    pg_url,
-    run_tag,
-)
+from benchlib.env import BENCH_DB, PG_HOST, PG_USER, PGBENCH_DB, bench_settings, log, pg_url
+from benchlib.pgbench import init_pgbench_database
+from benchlib.seeding import ensure_pg_bench
+from benchlib.wrk import run_tag
 from inprocess_ledger import ledger_ops
 
 from coalition.config import Settings

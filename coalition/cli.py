@@ -558,6 +558,7 @@ def reconcile(merchant_id: int, file: Any, start: Any, end: Any, tolerance_s: in
     """
     import datetime as dt
 
+    from coalition.money import format_money
     from coalition.settlement.pos_csv import MAX_CSV_BYTES
     from coalition.settlement.reconcile import Status, reconcile_pos_export, report_as_dict
 
@@ -575,10 +576,9 @@ def reconcile(merchant_id: int, file: Any, start: Any, end: Any, tolerance_s: in
         return
     window = f"{report.start:%Y-%m-%d %H:%M:%S} to {report.end:%Y-%m-%d %H:%M:%S} UTC" if report.start else "empty"
     console.print(f"merchant {merchant_id}: {report.rows_read:,} line(s) read, window {window}")
-    scale = 10**settings.currency_exponent
 
     def money(minor: int | None) -> str:
-        return "" if minor is None else f"{minor / scale:,.{settings.currency_exponent}f}"
+        return "" if minor is None else format_money(minor, settings.currency_exponent)
 
     def when(moment: dt.datetime | None) -> str:
         return "" if moment is None else f"{moment:%Y-%m-%d %H:%M}"
@@ -740,7 +740,7 @@ def settle_export(batch_id: int, merchant_id: int | None, fmt: str, output: str 
 def settle_simulate(period_end: Any, batch_id: int | None, point_value_minor: int | None, funding_model: str | None,
                     reimbursement_rate: str | None, breakage_share: str | None) -> None:
     """What-if: each merchant's net position under a changed policy beside the real one. Writes nothing."""
-    from coalition.settlement.reports import format_money
+    from coalition.money import format_money
     from coalition.settlement.whatif import Simulation, simulate_settlement
 
     settings = _settings()

@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
+from coalition.money import format_money
+
 if TYPE_CHECKING:  # matplotlib is imported on first use: an API process that never draws does not load it
     from matplotlib.figure import Figure
 
@@ -108,15 +110,6 @@ class BatchView:
 
     def money(self, minor: int) -> str:
         return format_money(minor, self.currency_exponent)
-
-
-def format_money(minor: int, exponent: int) -> str:
-    """``1234`` -> ``12.34`` with exponent 2, thousands separated; integers all the way (no float)."""
-    if exponent == 0:
-        return f"{minor:,}"
-    sign = "-" if minor < 0 else ""
-    whole, part = divmod(abs(minor), 10**exponent)
-    return f"{sign}{whole:,}.{part:0{exponent}d}"
 
 
 def _busiest(view: BatchView) -> tuple[list[str], list[str], list[list[int]]]:

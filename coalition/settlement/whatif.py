@@ -31,12 +31,14 @@ from coalition.config import Settings
 from coalition.db import Database, utcnow
 from coalition.errors import InvalidInput
 from coalition.ledger.models import Entry
+from coalition.money import format_money
 from coalition.partners.models import Merchant
-from coalition.settlement.compute import MerchantFigures, SettlementFigures, compute_settlement
+from coalition.settlement.compute import compute_settlement
 from coalition.settlement.errors import BatchNotFound, InvalidPeriodEnd
 from coalition.settlement.models import SettlementBatch
 from coalition.settlement.policy import Policy, policy_at, policy_versions, validate_policy
-from coalition.settlement.reports import NETWORK_LABEL, BatchView, LineRow, MatrixCell, PositionRow, format_money
+from coalition.settlement.pricing import MerchantFigures, SettlementFigures
+from coalition.settlement.reports import NETWORK_LABEL, BatchView, LineRow, MatrixCell, PositionRow
 from coalition.settlement.service import check_period_end
 
 POLICY_FIELDS = ("point_value_minor", "funding_model", "reimbursement_rate", "breakage_share")

@@ -10,7 +10,6 @@ from coalition.settlement.reports import (
     LineRow,
     MatrixCell,
     PositionRow,
-    format_money,
     matrix_svg,
     positions_svg,
     report_html,
@@ -28,11 +27,6 @@ def view(merchants: int) -> BatchView:
     return BatchView("Settlement batch 9", 9, 9, dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
                      dt.datetime(2026, 2, 1, tzinfo=dt.UTC), "EUR", 2, 1000, 500, 12, "0.5000", positions,
                      [LineRow("HONORED", 1, "Shop 01", 2, "Shop 02", 3, 0, 3)], matrix, digest="d" * 64)
-
-
-def test_money_is_formatted_from_integers() -> None:
-    assert [format_money(m, 2) for m in (0, 5, -5, 123456, -100)] == ["0.00", "0.05", "-0.05", "1,234.56", "-1.00"]
-    assert format_money(-1500, 0) == "-1,500" and format_money(1, 3) == "0.001"
 
 
 def test_charts_show_the_figures_as_text() -> None:
