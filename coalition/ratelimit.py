@@ -18,6 +18,8 @@ from typing import Protocol
 import redis.asyncio as redis_asyncio
 from redis.exceptions import RedisError
 
+from coalition.availability import Availability, Unavailable
+
 logger = logging.getLogger("coalition.ratelimit")
 
 Clock = Callable[[], float]
@@ -76,7 +78,9 @@ class RedisRateLimiter:
     briefly. When Redis fails, rate limiting must not take the API down with it: with
     ``fail_open`` (the default) the process counts on its own, in process, for
     ``outage_s`` before it tries Redis again, so an outage costs one slow call per
-    ``outage_s`` rather than one per request.
+    ``outage_s`` rather than one per request. The limit then holds per process rather
+    than across them (a fallback, not failing open entirely: a client still cannot flood
+    one process). ``availability`` logs the outage once and its end once.
     """
 
     def __init__(
@@ -88,6 +92,7 @@ class RedisRateLimiter:
         clock: Clock = time.time,
         fail_open: bool = True,
         outage_s: float = 5.0,
+        availability: Availability | None = None,
     ) -> None:
         _check_limit(limit_per_s)
         self.redis = redis_client
@@ -98,10 +103,15 @@ class RedisRateLimiter:
         self._clock = clock
         self._fallback = InProcessRateLimiter(limit_per_s, clock=clock)
         self._redis_down_until = 0.0
+        self.availability = availability or Availability("redis", probe_interval_s=outage_s)
 
     async def hit(self, key: str) -> float | None:
         now = self._clock()
         if now < self._redis_down_until:
+            return await self._fallback.hit(key)
+        try:
+            self.availability.check()  # another user of the same Redis may have found it down
+        except Unavailable:
             return await self._fallback.hit(key)
         window = int(now)
         counter = f"{self.prefix}{key}:{window}"
@@ -114,11 +124,11 @@ class RedisRateLimiter:
         except RedisError as error:
             if not self.fail_open:
                 raise
-            logger.warning(
-                "Redis failed (%r): counting rate limits in process for %s s", error, self.outage_s
-            )
+            # One line per outage (the tracker's); while it lasts, limits are counted in process.
+            self.availability.failed(error)
             self._redis_down_until = now + self.outage_s
             return await self._fallback.hit(key)
+        self.availability.succeeded()
         if int(count) > self.limit_per_s:
             return (window + 1) - now
         return None
@@ -130,10 +140,13 @@ class RedisRateLimiter:
         return f"{type(self).__name__}(limit_per_s={self.limit_per_s!r}, prefix={self.prefix!r})"
 
 
-def make_rate_limiter(redis_url: str | None, limit_per_s: int) -> RateLimiter:
+def make_rate_limiter(redis_url: str | None, limit_per_s: int, *, timeout_s: float = 0.5, health_check_s: int = 30,
+                      availability: Availability | None = None) -> RateLimiter:
     """A Redis limiter when ``redis_url`` is given (production), else an in-process one."""
     if redis_url:
         # Short timeouts: a hung Redis must not hang requests (the limiter then counts in process).
-        client = redis_asyncio.Redis.from_url(redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
-        return RedisRateLimiter(client, limit_per_s)
+        client = redis_asyncio.Redis.from_url(redis_url, socket_timeout=timeout_s or None,
+                                              socket_connect_timeout=timeout_s or None,
+                                              health_check_interval=health_check_s)
+        return RedisRateLimiter(client, limit_per_s, availability=availability)
     return InProcessRateLimiter(limit_per_s)
