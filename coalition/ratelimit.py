@@ -103,7 +103,7 @@ class RedisRateLimiter:
         self._clock = clock
         self._fallback = InProcessRateLimiter(limit_per_s, clock=clock)
         self._redis_down_until = 0.0
-        self.availability = availability or Availability("redis", probe_interval_s=outage_s)
+        self.availability = availability or Availability("redis", probe_interval_s=outage_s, clock=clock)
 
     async def hit(self, key: str) -> float | None:
         now = self._clock()
