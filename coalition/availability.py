@@ -102,6 +102,13 @@ def outage_cause(error: BaseException) -> BaseException | None:
     return None
 
 
+def connection_lost(cause: BaseException) -> bool:
+    """An outage cause that only says one open connection broke (not that no new one can be had)."""
+    return isinstance(cause, ConnectionResetError | BrokenPipeError | ConnectionAbortedError
+                      | asyncpg.ConnectionDoesNotExistError) or (
+        isinstance(cause, DBAPIError) and cause.connection_invalidated)
+
+
 def describe(error: BaseException) -> str:
     """The error's type, never its message (see the module docstring)."""
     if isinstance(error, Unavailable):

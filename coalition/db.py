@@ -28,7 +28,7 @@ from sqlalchemy.orm import DeclarativeBase, mapped_column
 from sqlalchemy.orm.attributes import manager_of_class
 from sqlalchemy.util import greenlet_spawn
 
-from coalition.availability import Availability, Unavailable, outage_cause
+from coalition.availability import Availability, Unavailable, connection_lost, outage_cause
 
 logger = logging.getLogger("coalition.db")
 
@@ -170,15 +170,20 @@ class Database:
             _configure_sqlite(self.engine)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
-    def _outage(self, error: BaseException) -> bool:
+    def _outage(self, error: BaseException, *, connecting: bool = False) -> bool:
         """Note ``error`` with the availability tracker; True when the connection must not be reused.
 
         A statement the server cancelled (statement_timeout) leaves a good connection and a
-        server that answers: no outage, one log line every few seconds at most.
+        server that answers: no outage, one log line every few seconds at most. One pooled
+        connection found broken (reset, closed by a restart or an idle timeout) costs its
+        request a 503 but says nothing of the server: the outage starts when a connection
+        cannot be opened or a server does not answer in time.
         """
         cause = outage_cause(error)
         if cause is None or isinstance(cause, Unavailable):
             return False
+        if connection_lost(cause) and not connecting:
+            return True
         if isinstance(cause, asyncpg.QueryCanceledError):
             now = time.monotonic()
             if now - self._slow_logged_at >= SLOW_LOG_INTERVAL_S:
@@ -200,12 +205,13 @@ class Database:
         await conn.invalidate(error if isinstance(error, Exception) else None)
 
     @asynccontextmanager
-    async def _connection(self) -> AsyncIterator[AsyncConnection]:
-        self.availability.check()
+    async def _connection(self, *, gated: bool = True) -> AsyncIterator[AsyncConnection]:
+        if gated:
+            self.availability.check()
         try:
             conn = await self.engine.connect()
         except Exception as exc:
-            self._outage(exc)
+            self._outage(exc, connecting=True)
             raise
         try:
             yield conn
@@ -262,7 +268,7 @@ class Database:
         try:
             pooled = await self.engine.raw_connection()
         except Exception as exc:
-            self._outage(exc)
+            self._outage(exc, connecting=True)
             raise
         conn = pooled.driver_connection
         assert conn is not None, "a pooled connection that is not closed has a driver connection"
@@ -285,18 +291,8 @@ class Database:
 
     async def ping(self) -> None:
         """One ``SELECT 1``, tried even while the database is known to be down (readiness probes)."""
-        try:
-            async with self.engine.connect() as conn:
-                try:
-                    await conn.execute(text("SELECT 1"))
-                except BaseException as exc:
-                    if self._outage(exc):
-                        await self._discard(conn, exc)
-                    raise
-        except Exception as exc:
-            self._outage(exc)
-            raise
-        self.availability.succeeded()
+        async with self._connection(gated=False) as conn:
+            await conn.execute(text("SELECT 1"))
 
     async def dispose(self) -> None:
         await self.engine.dispose()

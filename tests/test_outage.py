@@ -18,7 +18,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,6 +52,7 @@ CLIENTS = 4
 ANSWER_WITHIN_S = 2.0
 READY_WITHIN_S = 1.0
 RECOVER_WITHIN_S = 5.0
+GIVE_UP_S = 15.0  # httpx's timeouts do not apply in process: a request that hangs fails the test here
 
 
 @dataclass
@@ -77,9 +78,10 @@ class Load:
     async def one(self, client_no: int) -> Answer:
         self.sequence += 1
         started = time.monotonic()
-        response = await self.client.post(
+        response = await asyncio.wait_for(self.client.post(
             "/graphql", headers={"Authorization": f"Bearer {self.key}"},
-            json={"query": EARN, "variables": {"lid": self.loyalty_ids[client_no], "key": f"earn-{self.sequence}"}})
+            json={"query": EARN, "variables": {"lid": self.loyalty_ids[client_no], "key": f"earn-{self.sequence}"}}),
+            GIVE_UP_S)
         body = response.json()
         code = None
         if "errors" in body:
@@ -146,7 +148,7 @@ async def app_client(cluster: PostgresCluster, tmp_path: Path) -> AsyncIterator[
 
 async def timed_get(client: httpx.AsyncClient, path: str, **kwargs: Any) -> tuple[float, httpx.Response]:
     started = time.monotonic()
-    response = await client.get(path, **kwargs)
+    response = await asyncio.wait_for(client.get(path, **kwargs), GIVE_UP_S)
     return time.monotonic() - started, response
 
 
