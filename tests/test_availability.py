@@ -78,7 +78,6 @@ def test_while_down_one_caller_per_probe_interval_tries_the_others_are_refused_a
 @pytest.mark.parametrize("error", [
     ConnectionRefusedError(errno.ECONNREFUSED, "refused"),
     TimeoutError(),
-    asyncio.TimeoutError(),
     OSError(errno.EHOSTUNREACH, "No route to host"),
     OSError("Multiple exceptions: [Errno 111] Connect call failed ('127.0.0.1', 1)"),
     asyncpg.CannotConnectNowError("the database system is starting up"),

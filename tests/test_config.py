@@ -27,7 +27,7 @@ def test_database_and_redis_timeouts_have_defaults_that_answer_within_2_s() -> N
 
 def test_the_statement_timeout_must_be_shorter_than_the_command_timeout() -> None:
     # Else the client gives up on a slow statement as on a hung server, and drops the connection.
-    with pytest.raises(ConfigError, match="COALITION_DB_STATEMENT_TIMEOUT_S=2.0 must be below"):
+    with pytest.raises(ConfigError, match=r"COALITION_DB_STATEMENT_TIMEOUT_S=2\.0 must be below"):
         load_settings({"COALITION_DB_STATEMENT_TIMEOUT_S": "2"})
     with pytest.raises(ConfigError, match="must not be negative"):
         load_settings({"COALITION_DB_CONNECT_TIMEOUT_S": "-1"})
