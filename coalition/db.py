@@ -196,6 +196,8 @@ class Database:
 
     @staticmethod
     async def _discard(conn: AsyncConnection, error: BaseException) -> None:
+        if conn.invalidated or conn.closed:
+            return  # SQLAlchemy saw the disconnect itself and has dropped the connection
         # Terminate first: SQLAlchemy's invalidate() would say goodbye and wait for the reply,
         # which a hung server never sends.
         raw = await conn.get_raw_connection()

@@ -18,6 +18,7 @@ import asyncio
 import logging
 import os
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -158,7 +159,7 @@ def outage_lines(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
 
 async def run_outage(
     client: httpx.AsyncClient, seeded: tuple[str, str, list[str]], caplog: pytest.LogCaptureFixture,
-    break_db: Callable[[], None], mend_db: Callable[[], None],
+    break_db: Callable[[], None], mend_db: Callable[[], None], label: str,
 ) -> dict[str, Any]:
     """Load, break, check, mend, check: the figures of one outage."""
     key, admin, loyalty_ids = seeded
@@ -194,7 +195,7 @@ async def run_outage(
     first_503 = min((a.sent + a.seconds for a in failed if a.status == 503), default=None)
     figures = {
         "requests_during": len(during),
-        "statuses_during": sorted({a.status for a in during}),
+        "statuses_during": dict(sorted(Counter(a.status for a in during).items())),
         "codes_during": sorted({str(a.code) for a in failed}),
         "slowest_answer_s": round(max(a.seconds for a in load.answers), 2),
         "to_first_503_s": None if first_503 is None else round(first_503 - broken_at, 2),
@@ -203,7 +204,7 @@ async def run_outage(
         "to_recovery_s": None if recovered_at is None else round(recovered_at - mended_at, 2),
         "log_lines": [r.getMessage() for r in outage_lines(caplog)],
     }
-    print(figures)
+    print(f"\n{label}: {figures}")
 
     # Every request answered, none slower than 2 s, each as usual or as a clean 503.
     assert figures["slowest_answer_s"] <= ANSWER_WITHIN_S, figures
@@ -245,7 +246,8 @@ async def test_database_stopped_mid_load(
 ) -> None:
     client, (_app, seeded) = app_client
     caplog.set_level(logging.WARNING)
-    await run_outage(client, seeded, caplog, lambda: cluster.stop("immediate"), cluster.start)
+    await run_outage(client, seeded, caplog, lambda: cluster.stop("immediate"), cluster.start,
+                     "pg_ctl stop -m immediate")
     await check_ledger(cluster.url)
 
 
@@ -254,7 +256,7 @@ async def test_database_hung_mid_load(
 ) -> None:
     client, (_app, seeded) = app_client
     caplog.set_level(logging.WARNING)
-    await run_outage(client, seeded, caplog, cluster.pause, cluster.resume)
+    await run_outage(client, seeded, caplog, cluster.pause, cluster.resume, "SIGSTOP")
     await check_ledger(cluster.url)
 
 
