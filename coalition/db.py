@@ -17,6 +17,7 @@ from typing import Annotated, Any, ClassVar, Self
 
 import asyncpg
 from sqlalchemy import BigInteger, DateTime, Integer, MetaData, String, TypeDecorator, event, text
+from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -138,6 +139,24 @@ class Timeouts:
 SLOW_LOG_INTERVAL_S = 10.0
 
 
+def _drop_hung_connections(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "handle_error")
+    def on_error(context: ExceptionContext) -> None:
+        # A statement that timed out (or was cancelled) leaves its connection waiting on the
+        # server. SQLAlchemy then drops the connection politely, waiting up to 2 s for a
+        # goodbye a hung server never sends; closing the socket first makes that immediate,
+        # and marking it a disconnect has every pooled connection replaced (they all lead to
+        # the same server).
+        error = context.original_exception
+        if isinstance(error, TimeoutError) or not isinstance(error, Exception):
+            conn = context.connection
+            driver = None if conn is None or conn.invalidated else conn.connection.driver_connection
+            if driver is not None and hasattr(driver, "terminate"):
+                driver.terminate()
+            if isinstance(error, TimeoutError):
+                context.is_disconnect = True
+
+
 class Database:
     """The process's engine plus the three ways to use it.
 
@@ -168,6 +187,8 @@ class Database:
         self.engine = create_async_engine(url, **kwargs)
         if self.is_sqlite:
             _configure_sqlite(self.engine)
+        else:
+            _drop_hung_connections(self.engine)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
     def _outage(self, error: BaseException, *, connecting: bool = False) -> bool:
