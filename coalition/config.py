@@ -53,8 +53,8 @@ class Settings:
     # hung costs a request a 503 within 2 s rather than a hang (README, "Outages"). The
     # server cancels a statement after db_statement_timeout_s; the client gives up on a
     # server that does not answer after db_command_timeout_s, which must be longer.
-    db_connect_timeout_s: float = 1.5
-    db_command_timeout_s: float = 1.5
+    db_connect_timeout_s: float = 1.0
+    db_command_timeout_s: float = 1.25
     db_statement_timeout_s: float = 1.0
     db_pool_timeout_s: float = 1.0
     # Redis (rate limits, cached insights): connect and read timeouts, and how idle a
@@ -162,8 +162,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         rate_limit_per_s=_int(env, "COALITION_RATE_LIMIT_PER_S", 200, minimum=1),
         auth_cache_s=_float(env, "COALITION_AUTH_CACHE_S", 2.0),
         db_pool_size=_int(env, "COALITION_DB_POOL_SIZE", 32, minimum=1),
-        db_connect_timeout_s=_float(env, "COALITION_DB_CONNECT_TIMEOUT_S", 1.5),
-        db_command_timeout_s=_float(env, "COALITION_DB_COMMAND_TIMEOUT_S", 1.5),
+        db_connect_timeout_s=_float(env, "COALITION_DB_CONNECT_TIMEOUT_S", 1.0),
+        db_command_timeout_s=_float(env, "COALITION_DB_COMMAND_TIMEOUT_S", 1.25),
         db_statement_timeout_s=_float(env, "COALITION_DB_STATEMENT_TIMEOUT_S", 1.0),
         db_pool_timeout_s=_float(env, "COALITION_DB_POOL_TIMEOUT_S", 1.0),
         redis_timeout_s=_float(env, "COALITION_REDIS_TIMEOUT_S", 0.5),

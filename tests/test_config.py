@@ -19,7 +19,7 @@ def test_ledger_batches_in_flight_defaults_to_one_and_must_be_positive() -> None
 def test_database_and_redis_timeouts_have_defaults_that_answer_within_2_s() -> None:
     settings = load_settings({})
     assert (settings.db_connect_timeout_s, settings.db_command_timeout_s, settings.db_statement_timeout_s,
-            settings.db_pool_timeout_s, settings.redis_timeout_s) == (1.5, 1.5, 1.0, 1.0, 0.5)
+            settings.db_pool_timeout_s, settings.redis_timeout_s) == (1.0, 1.25, 1.0, 1.0, 0.5)
     assert load_settings({"COALITION_DB_COMMAND_TIMEOUT_S": "30", "COALITION_DB_STATEMENT_TIMEOUT_S": "25"}
                          ).db_statement_timeout_s == 25.0
     assert load_settings({"COALITION_DB_COMMAND_TIMEOUT_S": "0"}).db_command_timeout_s == 0.0
