@@ -63,6 +63,9 @@ class Answer:
     status: int
     code: str | None
     retry_after: str | None
+    key: str
+    client_no: int
+    points: int | None  # of the earn, when it went through
 
 
 @dataclass
@@ -76,21 +79,24 @@ class Load:
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     sequence: int = 0
 
-    async def one(self, client_no: int) -> Answer:
-        self.sequence += 1
+    async def one(self, client_no: int, key: str | None = None) -> Answer:
+        if key is None:
+            self.sequence += 1
+            key = f"earn-{self.sequence}"
         started = time.monotonic()
         response = await asyncio.wait_for(self.client.post(
             "/graphql", headers={"Authorization": f"Bearer {self.key}"},
-            json={"query": EARN, "variables": {"lid": self.loyalty_ids[client_no], "key": f"earn-{self.sequence}"}}),
-            GIVE_UP_S)
+            json={"query": EARN, "variables": {"lid": self.loyalty_ids[client_no], "key": key}}), GIVE_UP_S)
         body = response.json()
-        code = None
+        code = points = None
         if "errors" in body:
             code = body["errors"][0].get("extensions", {}).get("code")
         elif body["data"]["earnPoints"]["userErrors"]:
             code = body["data"]["earnPoints"]["userErrors"][0]["code"]
+        else:
+            points = body["data"]["earnPoints"]["transaction"]["points"]
         return Answer(started, time.monotonic() - started, response.status_code, code,
-                      response.headers.get("retry-after"))
+                      response.headers.get("retry-after"), key, client_no, points)
 
     async def run(self, client_no: int) -> None:
         while not self.stop.is_set():
@@ -222,6 +228,13 @@ async def run_outage(
     assert ready_after.status_code == 200 and ready_after_s <= READY_WITHIN_S
     assert all(a.status == 200 for a in load.answers if a.sent >= recovered_at), figures  # type: ignore[operator]
 
+    # Nothing lost, nothing twice: each refused earn, retried with its key, goes through once
+    # (or is found done: its statement may have committed before the answer was lost).
+    retried = [await load.one(a.client_no, a.key) for a in failed]
+    assert [(a.status, a.code) for a in retried] == [(200, None)] * len(retried), retried
+    earned = {a.key: a.points for a in [*load.answers, *retried] if a.status == 200}
+    assert sum(await balances(client, load)) == sum(p for p in earned.values() if p is not None)
+
     # The log: the outage's start and its end, no traceback, nothing private.
     records = outage_lines(caplog)
     assert not [r for r in records if r.exc_info], [r.getMessage() for r in records if r.exc_info]
@@ -230,6 +243,15 @@ async def run_outage(
     assert messages[-1].startswith("database available again after "), messages
     assert len(messages) <= 3, messages
     return figures
+
+
+async def balances(client: httpx.AsyncClient, load: Load) -> list[int]:
+    found = []
+    for lid in load.loyalty_ids:
+        response = await client.post("/graphql", headers={"Authorization": f"Bearer {load.key}"},
+                                     json={"query": MEMBER, "variables": {"lid": lid}})
+        found.append(response.json()["data"]["member"]["balance"])
+    return found
 
 
 async def check_ledger(settings_url: str) -> None:
