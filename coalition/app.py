@@ -16,7 +16,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from coalition.auth.service import Authenticator, ensure_admin_key
-from coalition.availability import Availability, outage_cause
+from coalition.availability import RETRY_AFTER_S, Availability, outage_cause
 from coalition.config import Settings, load_settings
 from coalition.crypto import NetworkKeys
 from coalition.db import Database, Timeouts
@@ -91,7 +91,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         done, _ = await asyncio.wait(pings, timeout=READYZ_TIMEOUT_S)
         if not done or pings[0].cancelled() or pings[0].exception() is not None:
             return JSONResponse({"status": "unavailable", "database": "unreachable"}, status_code=503,
-                                headers={"Retry-After": "2", "Cache-Control": "no-store"})
+                                headers={"Retry-After": str(RETRY_AFTER_S), "Cache-Control": "no-store"})
         return JSONResponse({"status": "ok", "database": "ok"})
 
     async def home(request: Request) -> Response:
@@ -162,6 +162,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Mount("/static", StaticFiles(packages=[("coalition.web", "static")]), name="static"),
             *report_routes(services, authenticator, limiter),
         ],
+        # OutageMiddleware before any middleware that reads the database (503, not 500, in an outage).
         middleware=[Middleware(MetricsMiddleware, metrics=metrics), Middleware(OutageMiddleware)],
         lifespan=lifespan,
     )

@@ -3,11 +3,16 @@
 A pure ASGI middleware around the routes: an exception that :func:`coalition.availability.outage_cause`
 recognises becomes ``503 {"error": {"code": "SERVICE_UNAVAILABLE", "message": ...}}`` (the pages'
 error shape) with ``Retry-After``. The availability tracker has logged the outage once; nothing is
-logged here. Any other exception passes on untouched. ``/graphql`` answers in its own error shape
-(``coalition.graphql.http``) and never raises.
+logged here. Any other exception passes on untouched. ``/graphql`` maps outages itself
+(``coalition.graphql.http``); should one reach this middleware from in front of the endpoint
+(an authentication middleware looking up a key), it is answered in the GraphQL error shape.
+
+Place it before (outside) any middleware that reads the database.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -15,8 +20,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from coalition.availability import RETRY_AFTER_S, SERVICE_UNAVAILABLE, UNAVAILABLE_MESSAGE, outage_cause
 
 
-def unavailable_response() -> JSONResponse:
-    return JSONResponse({"error": {"code": SERVICE_UNAVAILABLE, "message": UNAVAILABLE_MESSAGE}}, status_code=503,
+def unavailable_response(path: str = "") -> JSONResponse:
+    body: dict[str, Any] = {"error": {"code": SERVICE_UNAVAILABLE, "message": UNAVAILABLE_MESSAGE}}
+    if path.startswith("/graphql"):
+        body = {"errors": [{"message": UNAVAILABLE_MESSAGE, "extensions": {"code": SERVICE_UNAVAILABLE}}]}
+    return JSONResponse(body, status_code=503,
                         headers={"Retry-After": str(RETRY_AFTER_S), "Cache-Control": "no-store"})
 
 
@@ -41,4 +49,4 @@ class OutageMiddleware:
         except Exception as error:
             if started or outage_cause(error) is None:
                 raise
-            await unavailable_response()(scope, receive, send)
+            await unavailable_response(scope.get("path", ""))(scope, receive, send)
