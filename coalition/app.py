@@ -18,9 +18,10 @@ from starlette.staticfiles import StaticFiles
 
 from coalition.auth.backend import AuthBackend, caller_of, on_auth_error, require_scope
 from coalition.auth.service import Authenticator, ensure_admin_key
+from coalition.availability import RETRY_AFTER_S, Availability, outage_cause
 from coalition.config import Settings, load_settings
 from coalition.crypto import NetworkKeys
-from coalition.db import Database
+from coalition.db import Database, Timeouts
 from coalition.graphql.context import Context, Services
 from coalition.graphql.http import GraphQLEndpoint
 from coalition.graphql.schema import graphql_schema
@@ -30,20 +31,29 @@ from coalition.network.store import InsightStore
 from coalition.ratelimit import make_rate_limiter
 from coalition.web.graphiql import graphiql_html
 from coalition.web.network_map import network_map_endpoint
+from coalition.web.outage import OutageMiddleware
 from coalition.web.reports import report_routes
 
 logger = logging.getLogger("coalition.app")
+
+READYZ_TIMEOUT_S = 0.8  # /readyz answers within 1 s, whatever the database does
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
     """Build the application. Engines connect lazily; the lifespan starts background work."""
     settings = settings or load_settings()
-    db = Database(settings.database_url, pool_size=settings.db_pool_size)
-    insights = InsightStore(db, settings.redis_url, settings.insights_cache_s)
+    timeouts = Timeouts(connect_s=settings.db_connect_timeout_s or None,
+                        command_s=settings.db_command_timeout_s or None,
+                        statement_s=settings.db_statement_timeout_s or None, pool_s=settings.db_pool_timeout_s)
+    db = Database(settings.database_url, pool_size=settings.db_pool_size, timeouts=timeouts)
+    redis_availability = Availability("redis", probe_interval_s=5.0)  # one log line per Redis outage
+    insights = InsightStore(db, settings.redis_url, settings.insights_cache_s, timeout_s=settings.redis_timeout_s,
+                            health_check_s=settings.redis_health_check_s, availability=redis_availability)
     services = Services(settings=settings, db=db, keys=NetworkKeys.from_settings(settings), ledger=Ledger(db, settings),
                         insights=insights)
     authenticator = Authenticator(db, cache_s=settings.auth_cache_s)
-    limiter = make_rate_limiter(settings.redis_url, settings.rate_limit_per_s)
+    limiter = make_rate_limiter(settings.redis_url, settings.rate_limit_per_s, timeout_s=settings.redis_timeout_s,
+                                health_check_s=settings.redis_health_check_s, availability=redis_availability)
     failures = limiter.companion(settings.auth_failures_per_min, window_s=60, prefix="coalition:authfail:")
     auth = AuthBackend(authenticator, limiter, failures, metrics_token=settings.metrics_token)
 
@@ -60,12 +70,20 @@ def create_app(settings: Settings | None = None) -> Starlette:
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
+    pings: list[asyncio.Task[None]] = []  # the ping in flight: probes that arrive meanwhile wait for it
+
     async def readyz(request: Request) -> Response:
-        try:
-            await db.ping()
-        except Exception as exc:  # any failure to reach the database means "not ready"
-            logger.warning("readiness check failed: %s", type(exc).__name__)
-            return JSONResponse({"status": "unavailable", "database": "unreachable"}, status_code=503)
+        # The ping runs as a task of its own that /readyz waits for at most READYZ_TIMEOUT_S:
+        # cancelling it mid-statement would leave its connection in doubt, and its own timeouts
+        # end it soon anyway. The availability tracker logs the outage (once), not each probe.
+        if not pings or pings[0].done():
+            ping = asyncio.create_task(db.ping())
+            ping.add_done_callback(lambda task: task.cancelled() or task.exception())
+            pings[:] = [ping]
+        done, _ = await asyncio.wait(pings, timeout=READYZ_TIMEOUT_S)
+        if not done or pings[0].cancelled() or pings[0].exception() is not None:
+            return JSONResponse({"status": "unavailable", "database": "unreachable"}, status_code=503,
+                                headers={"Retry-After": str(RETRY_AFTER_S), "Cache-Control": "no-store"})
         return JSONResponse({"status": "ok", "database": "ok"})
 
     async def home(request: Request) -> Response:
@@ -76,8 +94,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await asyncio.sleep(settings.hold_sweep_interval_s)
             try:
                 await services.ledger.release_expired_holds()
-            except Exception:
-                logger.exception("releasing expired holds failed; will retry")
+            except Exception as exc:
+                if outage_cause(exc) is None:  # an outage is logged once, by the availability tracker
+                    logger.exception("releasing expired holds failed; will retry")
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -88,12 +107,18 @@ def create_app(settings: Settings | None = None) -> Starlette:
         if settings.metrics_port is not None:
             metrics_server = MetricsServer(metrics, settings.metrics_host, settings.metrics_port)
         app.state.metrics_server = metrics_server
-        analyzer = None
+        analyzer = analysis_db = analysis_store = None
         if settings.analyze_interval_s > 0:
             # Imported here: numpy, scipy and networkx load only in a process that analyses.
             from coalition.network.jobs import analyze_forever
 
-            analyzer = asyncio.create_task(analyze_forever(db, settings, insights))
+            # Its own engine, without the API's command and statement timeouts: the analysis
+            # reads the whole ledger in statements that may rightly take longer than a request.
+            analysis_db = Database(settings.database_url, pool_size=2,
+                                   timeouts=Timeouts(connect_s=timeouts.connect_s, pool_s=30.0))
+            analysis_store = InsightStore(analysis_db, settings.redis_url, settings.insights_cache_s,
+                                          timeout_s=settings.redis_timeout_s, availability=redis_availability)
+            analyzer = asyncio.create_task(analyze_forever(analysis_db, settings, analysis_store))
         # What is alive once the app has started lives as long as the process: freeze it, so
         # that the collector's full passes skip it. Unfrozen, each pass walked every object in
         # the process and stalled all requests in flight for about 100 ms every few seconds
@@ -110,6 +135,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 analyzer.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await analyzer
+            if analysis_store is not None and analysis_db is not None:
+                await analysis_store.aclose()
+                await analysis_db.dispose()
             await insights.aclose()
             if sweeper is not None:
                 sweeper.cancel()
@@ -132,7 +160,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Mount("/static", StaticFiles(packages=[("coalition.web", "static")]), name="static"),
             *report_routes(services),
         ],
-        middleware=[Middleware(MetricsMiddleware, metrics=metrics),
+        # OutageMiddleware before (outside) the authentication, which reads the database: 503, not 500.
+        middleware=[Middleware(MetricsMiddleware, metrics=metrics), Middleware(OutageMiddleware),
                     Middleware(AuthenticationMiddleware, backend=auth, on_error=on_auth_error)],
         lifespan=lifespan,
     )

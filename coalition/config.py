@@ -57,6 +57,18 @@ class Settings:
     # Idle connections kept per process: at least the requests one process serves at once,
     # or connections are opened and closed under load (twice as many are allowed in a burst).
     db_pool_size: int = 32
+    # How long the API waits for PostgreSQL (0: no limit), so that a database that is down or
+    # hung costs a request a 503 within 2 s rather than a hang (README, "Outages"). The
+    # server cancels a statement after db_statement_timeout_s; the client gives up on a
+    # server that does not answer after db_command_timeout_s, which must be longer.
+    db_connect_timeout_s: float = 1.0
+    db_command_timeout_s: float = 1.25
+    db_statement_timeout_s: float = 1.0
+    db_pool_timeout_s: float = 1.0
+    # Redis (rate limits, cached insights): connect and read timeouts, and how idle a
+    # connection may be before it is checked with a PING before use.
+    redis_timeout_s: float = 0.5
+    redis_health_check_s: int = 30
     # PostgreSQL: one-statement earns (and, apart, redemptions) one process runs at once; those
     # that arrive meanwhile go together in the next statement (ledger/batching.py). One gives
     # the largest batches and the least CPU per earn; more suits a database with many cores
@@ -127,6 +139,16 @@ def _public_url(url: str) -> str:
     return url.rstrip("/")
 
 
+def _check_timeouts(settings: Settings) -> Settings:
+    command, statement = settings.db_command_timeout_s, settings.db_statement_timeout_s
+    if command and statement and statement >= command:
+        # Else a slow statement would look like a hung server: the client would give up and
+        # drop the connection before the server cancelled the statement.
+        raise ConfigError(f"COALITION_DB_STATEMENT_TIMEOUT_S={statement} must be below "
+                          f"COALITION_DB_COMMAND_TIMEOUT_S={command} (or set either to 0: no limit)")
+    return settings
+
+
 def normalize_database_url(url: str) -> str:
     """Accept the URLs people paste (postgres://, postgresql://, sqlite:///) and pick the async driver."""
     if url.startswith("postgres://"):
@@ -152,7 +174,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     database_url = normalize_database_url(
         env.get("COALITION_DATABASE_URL") or f"sqlite+aiosqlite:///{DEFAULT_DATABASE_FILE}"
     )
-    return Settings(
+    return _check_timeouts(Settings(
         database_url=database_url,
         redis_url=env.get("COALITION_REDIS_URL") or None,
         secret_key=env.get("COALITION_SECRET_KEY") or None,
@@ -171,6 +193,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         metrics_port=_int(env, "COALITION_METRICS_PORT", 0, minimum=0) or None,
         metrics_host=env.get("COALITION_METRICS_HOST") or "127.0.0.1",
         db_pool_size=_int(env, "COALITION_DB_POOL_SIZE", 32, minimum=1),
+        db_connect_timeout_s=_float(env, "COALITION_DB_CONNECT_TIMEOUT_S", 1.0),
+        db_command_timeout_s=_float(env, "COALITION_DB_COMMAND_TIMEOUT_S", 1.25),
+        db_statement_timeout_s=_float(env, "COALITION_DB_STATEMENT_TIMEOUT_S", 1.0),
+        db_pool_timeout_s=_float(env, "COALITION_DB_POOL_TIMEOUT_S", 1.0),
+        redis_timeout_s=_float(env, "COALITION_REDIS_TIMEOUT_S", 0.5),
+        redis_health_check_s=_int(env, "COALITION_REDIS_HEALTH_CHECK_S", 30),
         ledger_batches_in_flight=_int(env, "COALITION_LEDGER_BATCHES_IN_FLIGHT", 1, minimum=1),
         hold_sweep_interval_s=_float(env, "COALITION_HOLD_SWEEP_INTERVAL_S", 5.0),
         referral_bonus_points=_int(env, "COALITION_REFERRAL_BONUS_POINTS", 200),
@@ -181,4 +209,4 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         insights_cache_s=_int(env, "COALITION_INSIGHTS_CACHE_S", 3600, minimum=1),
         public_url=_public_url(env.get("COALITION_PUBLIC_URL") or "http://127.0.0.1:8000"),
         member_claim_ttl_s=_int(env, "COALITION_MEMBER_CLAIM_TTL_S", 7 * 24 * 3600, minimum=60),
-    )
+    ))

@@ -8,13 +8,17 @@ instead of failing with ``database is locked`` when a read transaction upgrades.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Self
 
 import asyncpg
 from sqlalchemy import BigInteger, DateTime, Integer, MetaData, String, TypeDecorator, event, make_url, text
+from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -25,6 +29,10 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import DeclarativeBase, mapped_column
 from sqlalchemy.orm.attributes import manager_of_class
 from sqlalchemy.util import greenlet_spawn
+
+from coalition.availability import Availability, Unavailable, connection_lost, outage_cause
+
+logger = logging.getLogger("coalition.db")
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -120,12 +128,71 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-class Database:
-    """The process's engine plus the three ways to use it."""
+@dataclass(frozen=True)
+class Timeouts:
+    """How long to wait for PostgreSQL (None: as long as it takes). SQLite ignores them.
 
-    def __init__(self, url: str, *, pool_size: int = 32, echo: bool = False) -> None:
+    ``connect_s`` bounds opening a connection (TCP, TLS, authentication); ``command_s`` how
+    long the client waits for any statement's answer (asyncpg's ``command_timeout``): past
+    it the server counts as hung and the connection is dropped. ``statement_s`` is the
+    server's ``statement_timeout``: a statement that runs too long is cancelled there and
+    the connection stays usable; keep it below ``command_s`` so that a slow statement is
+    told apart from a hung server. ``pool_s`` bounds the wait for a pooled connection.
+    """
+
+    connect_s: float | None = None
+    command_s: float | None = None
+    statement_s: float | None = None
+    pool_s: float = 30.0
+
+    def connect_args(self) -> dict[str, Any]:
+        args: dict[str, Any] = {}
+        if self.connect_s:
+            args["timeout"] = self.connect_s
+        if self.command_s:
+            args["command_timeout"] = self.command_s
+        if self.statement_s:
+            args["server_settings"] = {"statement_timeout": str(max(1, round(self.statement_s * 1000)))}
+        return args
+
+
+SLOW_LOG_INTERVAL_S = 10.0
+
+
+def _drop_hung_connections(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "handle_error")
+    def on_error(context: ExceptionContext) -> None:
+        # A statement that timed out (or was cancelled) leaves its connection waiting on the
+        # server. SQLAlchemy then drops the connection politely, waiting up to 2 s for a
+        # goodbye a hung server never sends; closing the socket first makes that immediate,
+        # and marking it a disconnect has every pooled connection replaced (they all lead to
+        # the same server).
+        error = context.original_exception
+        if isinstance(error, TimeoutError) or not isinstance(error, Exception):
+            conn = context.connection
+            driver = None if conn is None or conn.invalidated else conn.connection.driver_connection
+            if driver is not None and hasattr(driver, "terminate"):
+                driver.terminate()
+            if isinstance(error, TimeoutError):
+                context.is_disconnect = True
+
+
+class Database:
+    """The process's engine plus the three ways to use it.
+
+    Every way in first asks :attr:`availability` (:mod:`coalition.availability`): while the
+    database is known to be down they raise ``Unavailable`` at once instead of waiting for a
+    timeout, and a connection that timed out or broke mid-statement is closed without a
+    goodbye (the server may never answer one) and never handed out again.
+    """
+
+    def __init__(self, url: str, *, pool_size: int = 32, echo: bool = False,
+                 timeouts: Timeouts | None = None) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
+        self.timeouts = timeouts or Timeouts()
+        self.availability = Availability("database")
+        self._slow_logged_at = -SLOW_LOG_INTERVAL_S
         # LIFO: the connection returned last is handed out next, so under any load but the
         # heaviest the same few connections do the work, with their prepared statements and
         # plans warm (PostgreSQL plans a statement anew on each connection), and the rest idle.
@@ -136,29 +203,98 @@ class Database:
             kwargs["connect_args"] = {"timeout": 30}
             create_private_sqlite_file(url)
         else:
-            kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=False)
+            kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=False,
+                          pool_timeout=self.timeouts.pool_s or 3600.0, connect_args=self.timeouts.connect_args())
         self.engine = create_async_engine(url, **kwargs)
         if self.is_sqlite:
             _configure_sqlite(self.engine)
+        else:
+            _drop_hung_connections(self.engine)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    def _outage(self, error: BaseException, *, connecting: bool = False) -> bool:
+        """Note ``error`` with the availability tracker; True when the connection must not be reused.
+
+        A statement the server cancelled (statement_timeout) leaves a good connection and a
+        server that answers: no outage, one log line every few seconds at most. One pooled
+        connection found broken (reset, closed by a restart or an idle timeout) costs its
+        request a 503 but says nothing of the server: the outage starts when a connection
+        cannot be opened or a server does not answer in time.
+        """
+        cause = outage_cause(error)
+        if cause is None or isinstance(cause, Unavailable):
+            return False
+        if connection_lost(cause) and not connecting:
+            return True
+        if isinstance(cause, asyncpg.QueryCanceledError):
+            now = time.monotonic()
+            if now - self._slow_logged_at >= SLOW_LOG_INTERVAL_S:
+                self._slow_logged_at = now
+                logger.warning("a statement ran past statement_timeout (%s s) and was cancelled",
+                               self.timeouts.statement_s)
+            return False
+        self.availability.failed(cause)
+        return True
+
+    @staticmethod
+    async def _discard(conn: AsyncConnection, error: BaseException) -> None:
+        if conn.invalidated or conn.closed:
+            return  # SQLAlchemy saw the disconnect itself and has dropped the connection
+        # Terminate first: SQLAlchemy's invalidate() would say goodbye and wait for the reply,
+        # which a hung server never sends.
+        raw = await conn.get_raw_connection()
+        driver = raw.driver_connection
+        if driver is not None and hasattr(driver, "terminate"):
+            driver.terminate()
+        await conn.invalidate(error if isinstance(error, Exception) else None)
+
+    @asynccontextmanager
+    async def _connection(self, *, gated: bool = True) -> AsyncIterator[AsyncConnection]:
+        if gated:
+            self.availability.check()
+        try:
+            conn = await self.engine.connect()
+        except Exception as exc:
+            self._outage(exc, connecting=True)
+            raise
+        try:
+            yield conn
+        except BaseException as exc:
+            if self._outage(exc):
+                await self._discard(conn, exc)
+            raise
+        else:
+            self.availability.succeeded()
+        finally:
+            await conn.close()
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
         """A write transaction: commits on success, rolls back on any exception."""
-        async with self.engine.begin() as conn:
-            yield conn
+        async with self._connection() as conn:
+            transaction = await conn.begin()
+            try:
+                yield conn
+            except BaseException as exc:
+                # Not after an outage: the ROLLBACK would wait for a server that does not
+                # answer; the connection is dropped instead, which ends the transaction.
+                cause = outage_cause(exc)
+                if cause is None or isinstance(cause, Unavailable | asyncpg.QueryCanceledError):
+                    await transaction.rollback()
+                raise
+            await transaction.commit()
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
         """A read-only connection (deferred transaction on SQLite)."""
-        async with self.engine.connect() as conn:
+        async with self._connection() as conn:
             conn = await conn.execution_options(coalition_read_only=True)
             yield conn
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
         """An ORM session for admin and reporting work (reads by default)."""
-        async with self.engine.connect() as conn:
+        async with self._connection() as conn:
             conn = await conn.execution_options(coalition_read_only=True)
             async with AsyncSession(bind=conn, expire_on_commit=False) as session:
                 yield session
@@ -169,26 +305,37 @@ class Database:
 
         PostgreSQL only; for the ledger's one-statement writes (``coalition.ledger.fastpath``),
         which need none of SQLAlchemy's statement handling. A connection that failed other
-        than by PostgreSQL refusing a statement (lost, closed, cancelled mid-statement) is
-        dropped from the pool rather than handed out again.
+        than by PostgreSQL refusing a statement (lost, closed, timed out, cancelled
+        mid-statement) is dropped from the pool rather than handed out again.
         """
-        pooled = await self.engine.raw_connection()
+        self.availability.check()
+        try:
+            pooled = await self.engine.raw_connection()
+        except Exception as exc:
+            self._outage(exc, connecting=True)
+            raise
         conn = pooled.driver_connection
         assert conn is not None, "a pooled connection that is not closed has a driver connection"
         try:
             yield conn
         except asyncpg.PostgresError as exc:
-            if conn.is_closed():
+            if self._outage(exc) or conn.is_closed():
+                conn.terminate()
                 pooled.invalidate(exc)
             raise
         except BaseException as exc:
+            self._outage(exc)
+            conn.terminate()
             pooled.invalidate(exc if isinstance(exc, Exception) else None)
             raise
+        else:
+            self.availability.succeeded()
         finally:
             await greenlet_spawn(pooled.close)
 
     async def ping(self) -> None:
-        async with self.read() as conn:
+        """One ``SELECT 1``, tried even while the database is known to be down (readiness probes)."""
+        async with self._connection(gated=False) as conn:
             await conn.execute(text("SELECT 1"))
 
     async def dispose(self) -> None:

@@ -22,6 +22,8 @@ from typing import Protocol
 import redis.asyncio as redis_asyncio
 from redis.exceptions import RedisError
 
+from coalition.availability import Availability, Unavailable
+
 logger = logging.getLogger("coalition.ratelimit")
 
 Clock = Callable[[], float]
@@ -106,7 +108,9 @@ class RedisRateLimiter:
     briefly. When Redis fails, rate limiting must not take the API down with it: with
     ``fail_open`` (the default) the process counts on its own, in process, for
     ``outage_s`` before it tries Redis again, so an outage costs one slow call per
-    ``outage_s`` rather than one per request.
+    ``outage_s`` rather than one per request. The limit then holds per process rather
+    than across them (a fallback, not failing open entirely: a client still cannot flood
+    one process). ``availability`` logs the outage once and its end once.
     """
 
     def __init__(
@@ -119,6 +123,7 @@ class RedisRateLimiter:
         fail_open: bool = True,
         outage_s: float = 5.0,
         window_s: int = 1,
+        availability: Availability | None = None,
     ) -> None:
         _check_limit(limit_per_s, window_s)
         self.redis = redis_client
@@ -130,10 +135,15 @@ class RedisRateLimiter:
         self._clock = clock
         self._fallback = InProcessRateLimiter(limit_per_s, window_s=window_s, clock=clock)
         self._redis_down_until = 0.0
+        self.availability = availability or Availability("redis", probe_interval_s=outage_s, clock=clock)
 
     async def hit(self, key: str) -> float | None:
         now = self._clock()
         if now < self._redis_down_until:
+            return await self._fallback.hit(key)
+        try:
+            self.availability.check()  # another user of the same Redis may have found it down
+        except Unavailable:
             return await self._fallback.hit(key)
         window = int(now // self.window_s)
         counter = f"{self.prefix}{key}:{window}"
@@ -146,6 +156,7 @@ class RedisRateLimiter:
         except RedisError as error:
             self._redis_failed(error, now)
             return await self._fallback.hit(key)
+        self.availability.succeeded()
         if int(count) > self.limit_per_s:
             return (window + 1) * self.window_s - now
         return None
@@ -153,6 +164,10 @@ class RedisRateLimiter:
     async def retry_after(self, key: str) -> float | None:
         now = self._clock()
         if now < self._redis_down_until:
+            return await self._fallback.retry_after(key)
+        try:
+            self.availability.check()
+        except Unavailable:
             return await self._fallback.retry_after(key)
         window = int(now // self.window_s)
         try:
@@ -167,13 +182,14 @@ class RedisRateLimiter:
     def _redis_failed(self, error: RedisError, now: float) -> None:
         if not self.fail_open:
             raise error
-        logger.warning("Redis failed (%r): counting rate limits in process for %s s", error, self.outage_s)
+        # One line per outage (the tracker's); while it lasts, limits are counted in process.
+        self.availability.failed(error)
         self._redis_down_until = now + self.outage_s
 
     def companion(self, limit: int, *, window_s: int, prefix: str) -> RateLimiter:
         # The same client: closing this limiter (the application's) closes the companion's connection too.
         return RedisRateLimiter(self.redis, limit, prefix, clock=self._clock, fail_open=self.fail_open,
-                                outage_s=self.outage_s, window_s=window_s)
+                                outage_s=self.outage_s, window_s=window_s, availability=self.availability)
 
     async def aclose(self) -> None:
         await self.redis.aclose()
@@ -183,10 +199,13 @@ class RedisRateLimiter:
         return f"{type(self).__name__}(limit_per_s={self.limit_per_s!r}{window}, prefix={self.prefix!r})"
 
 
-def make_rate_limiter(redis_url: str | None, limit_per_s: int) -> RateLimiter:
+def make_rate_limiter(redis_url: str | None, limit_per_s: int, *, timeout_s: float = 0.5, health_check_s: int = 30,
+                      availability: Availability | None = None) -> RateLimiter:
     """A Redis limiter when ``redis_url`` is given (production), else an in-process one."""
     if redis_url:
         # Short timeouts: a hung Redis must not hang requests (the limiter then counts in process).
-        client = redis_asyncio.Redis.from_url(redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
-        return RedisRateLimiter(client, limit_per_s)
+        client = redis_asyncio.Redis.from_url(redis_url, socket_timeout=timeout_s or None,
+                                              socket_connect_timeout=timeout_s or None,
+                                              health_check_interval=health_check_s)
+        return RedisRateLimiter(client, limit_per_s, availability=availability)
     return InProcessRateLimiter(limit_per_s)

@@ -40,3 +40,19 @@ def test_member_access_settings() -> None:
                 {"COALITION_MEMBER_CLAIM_TTL_S": "10"}):
         with pytest.raises(ConfigError):
             load_settings(bad)
+
+def test_database_and_redis_timeouts_have_defaults_that_answer_within_2_s() -> None:
+    settings = load_settings({})
+    assert (settings.db_connect_timeout_s, settings.db_command_timeout_s, settings.db_statement_timeout_s,
+            settings.db_pool_timeout_s, settings.redis_timeout_s) == (1.0, 1.25, 1.0, 1.0, 0.5)
+    assert load_settings({"COALITION_DB_COMMAND_TIMEOUT_S": "30", "COALITION_DB_STATEMENT_TIMEOUT_S": "25"}
+                         ).db_statement_timeout_s == 25.0
+    assert load_settings({"COALITION_DB_COMMAND_TIMEOUT_S": "0"}).db_command_timeout_s == 0.0
+
+
+def test_the_statement_timeout_must_be_shorter_than_the_command_timeout() -> None:
+    # Else the client gives up on a slow statement as on a hung server, and drops the connection.
+    with pytest.raises(ConfigError, match=r"COALITION_DB_STATEMENT_TIMEOUT_S=2\.0 must be below"):
+        load_settings({"COALITION_DB_STATEMENT_TIMEOUT_S": "2"})
+    with pytest.raises(ConfigError, match="must not be negative"):
+        load_settings({"COALITION_DB_CONNECT_TIMEOUT_S": "-1"})

@@ -36,12 +36,12 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 
-from sqlalchemy.exc import SQLAlchemyError
 from starlette.authentication import AuthCredentials, AuthenticationBackend, AuthenticationError, BaseUser
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 
 from coalition.auth.service import Authenticator, Caller
+from coalition.availability import RETRY_AFTER_S, SERVICE_UNAVAILABLE, outage_cause
 from coalition.graphql.errors import INTERNAL_MESSAGE, INTERNAL_SERVER_ERROR, request_error
 from coalition.graphql.http import APPLICATION_JSON, negotiate
 from coalition.ratelimit import RateLimiter
@@ -138,7 +138,6 @@ class AuthBackend(AuthenticationBackend):
         self.limiter = limiter
         self.failures = failures
         self.metrics_token = metrics_token
-        self._lookups_failing = False  # logged when it changes, not once per request
 
     def credential(self, conn: HTTPConnection) -> str | None:
         """The credential the request presents ("" for one that cannot be good), or None for none."""
@@ -183,21 +182,13 @@ class AuthBackend(AuthenticationBackend):
         # Raised here, an error would escape every handler's error mapping (a plain-text 500
         # and a traceback per request): answer it in the one shape instead.
         try:
-            caller = await self.authenticator.authenticate(credential)
-        except (SQLAlchemyError, OSError, TimeoutError) as error:  # the database is down or hung
-            if not self._lookups_failing:
-                self._lookups_failing = True
-                logger.warning("credential lookups fail (%s): answering 503 until the database answers",
-                               type(error).__name__)
-            raise AuthRefused(503, "SERVICE_UNAVAILABLE", "credentials cannot be checked right now; retry "
-                              "shortly", {"Retry-After": "2"}) from None
-        except Exception:
+            return await self.authenticator.authenticate(credential)
+        except Exception as error:
+            if outage_cause(error) is not None:  # the database is down or hung: its tracker logs that, once
+                raise AuthRefused(503, SERVICE_UNAVAILABLE, "credentials cannot be checked right now; retry "
+                                  "shortly", {"Retry-After": str(RETRY_AFTER_S)}) from None
             logger.exception("a credential lookup failed")
             raise AuthRefused(500, INTERNAL_SERVER_ERROR, INTERNAL_MESSAGE) from None
-        if self._lookups_failing:
-            self._lookups_failing = False
-            logger.warning("credential lookups work again")
-        return caller
 
     async def _count(self, key: str) -> None:
         retry_after = await self.limiter.hit(key)

@@ -10,6 +10,9 @@
   one every well-formed GraphQL request is a 200. No ``Accept`` header means legacy.
 - Anything malformed is a 4xx with a GraphQL error body, anything unexpected a 500
   with a generic message: nothing raises out of the endpoint.
+- The database unreachable (down, hung, timed out; :mod:`coalition.availability`), in the
+  context factory or in any resolver: 503 ``SERVICE_UNAVAILABLE`` with ``Retry-After``
+  and no ``data``, and no traceback in the log (the tracker logs the outage once).
 
 Mount the endpoint itself (an ASGI app) rather than ``handle`` behind a
 ``methods=[...]`` route: Starlette would answer other methods with a plain-text 405.
@@ -35,6 +38,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from coalition.availability import RETRY_AFTER_S, SERVICE_UNAVAILABLE, UNAVAILABLE_MESSAGE, outage_cause
 from coalition.graphql import errors as codes
 from coalition.graphql.documents import DocumentCache, Failure
 from coalition.graphql.errors import format_error, request_error, request_error_code
@@ -80,6 +84,10 @@ class _Refuse(Exception):
         self.code = code
         self.message = message
         self.headers = headers
+
+
+def _unavailable() -> _Refuse:
+    return _Refuse(503, SERVICE_UNAVAILABLE, UNAVAILABLE_MESSAGE, {"Retry-After": str(RETRY_AFTER_S)})
 
 
 def negotiate(accept: str | None) -> str | None:
@@ -212,7 +220,11 @@ class GraphQLEndpoint:
             )
         except ClientDisconnect:
             return self._respond(media_type, request_error("Client disconnected.", codes.BAD_REQUEST), 400)
-        except Exception:
+        except Exception as error:
+            if outage_cause(error) is not None:
+                unavailable = _unavailable()
+                return self._respond(media_type, request_error(unavailable.message, unavailable.code),
+                                     unavailable.status_code, unavailable.headers)
             logger.exception("unexpected error handling a GraphQL request")
             return self._respond(
                 media_type, request_error(codes.INTERNAL_MESSAGE, codes.INTERNAL_SERVER_ERROR), 500
@@ -257,6 +269,10 @@ class GraphQLEndpoint:
         if isawaitable(result):
             result = await result
         assert isinstance(result, ExecutionResult)
+        if result.errors and any(outage_cause(error) is not None for error in result.errors):
+            # A partial answer would mix what ran with what could not; the client retries the
+            # whole request (its writes carry idempotency keys).
+            raise _unavailable()
 
         if operation is None:  # unknown operationName, or several operations and none named
             return self._request_errors(media_type, result.errors or (), codes.OPERATION_RESOLUTION_FAILURE)

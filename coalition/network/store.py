@@ -26,6 +26,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.sql.functions import max as sql_max
 
+from coalition.availability import Availability, Unavailable
 from coalition.db import Database, utcnow
 from coalition.network.models import InsightResult, InsightRun, LoyaltyType, RunStatus
 
@@ -67,10 +68,17 @@ def _run_name(run_id: int, computed_at: dt.datetime) -> str:
 class InsightStore:
     """Reads and writes stored insights; caches them in Redis when a URL is given."""
 
-    def __init__(self, db: Database, redis_url: str | None = None, cache_s: int = 3600) -> None:
+    def __init__(self, db: Database, redis_url: str | None = None, cache_s: int = 3600, *, timeout_s: float = 2.0,
+                 health_check_s: int = 30, availability: Availability | None = None) -> None:
         self.db = db
         self.cache_s = cache_s
-        self.redis = redis_asyncio.from_url(redis_url, socket_timeout=2) if redis_url else None
+        self.redis = redis_asyncio.from_url(
+            redis_url, socket_timeout=timeout_s or None, socket_connect_timeout=timeout_s or None,
+            health_check_interval=health_check_s,
+        ) if redis_url else None
+        # While Redis is down, reads go straight to the database (one try per probe interval),
+        # and the outage is logged once.
+        self.availability = availability or Availability("redis", probe_interval_s=5.0)
 
     async def aclose(self) -> None:
         if self.redis is not None:
@@ -202,18 +210,23 @@ class InsightStore:
         if self.redis is None:
             return None
         try:
+            self.availability.check()
             name = await self.redis.get(LATEST_KEY)
             if name is None:
+                self.availability.succeeded()
                 return None
             name = name.decode() if isinstance(name, bytes) else name
             raw = await self.redis.get(f"coalition:insights:{name}:{scope}")
-        except RedisError as exc:
-            logger.warning("reading cached insights failed, asking the database: %r", exc)
+        except Unavailable:
             return None
+        except RedisError as exc:
+            self.availability.failed(exc)  # logged once per outage; the database answers meanwhile
+            return None
+        self.availability.succeeded()
         return None if raw is None else _load(raw)
 
     async def _fill(self, scope: str, stored: Stored) -> None:
-        if self.redis is None:
+        if self.redis is None or not self.availability.available:
             return
         name = _run_name(stored.run_id, stored.computed_at)
         try:
@@ -223,7 +236,7 @@ class InsightStore:
                 pipe.set(LATEST_KEY, name, ex=self.cache_s, nx=True)
                 await pipe.execute()
         except RedisError as exc:
-            logger.warning("caching insights failed: %r", exc)
+            self.availability.failed(exc)
 
 
 def _dump(stored: Stored) -> str:
