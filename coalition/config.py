@@ -42,9 +42,10 @@ class Settings:
     rate_limit_per_s: int = 200
     auth_cache_s: float = 2.0
     max_query_bytes: int = 100_000
-    max_query_depth: int = 15
-    max_aliases: int = 100
-    max_tokens: int = 10_000
+    # What one GraphQL document may cost, by budget name (coalition/graphql/limits.py):
+    # overrides of the defaults for callers with a credential, and for those without.
+    query_budget: Mapping[str, int] = field(default_factory=dict)
+    anonymous_query_budget: Mapping[str, int] = field(default_factory=dict)
     document_cache_size: int = 1024
     # Idle connections kept per process: at least the requests one process serves at once,
     # or connections are opened and closed under load (twice as many are allowed in a burst).
@@ -100,6 +101,29 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+QUERY_BUDGET_NAMES = ("tokens", "depth", "fields", "repeats", "aliases", "operations", "fragments", "page_size")
+
+
+def _budget(env: Mapping[str, str], name: str) -> dict[str, int]:
+    """``fields=500,tokens=3000`` -> ``{"fields": 500, "tokens": 3000}``."""
+    budget: dict[str, int] = {}
+    for item in (env.get(name) or "").split(","):
+        if not item.strip():
+            continue
+        key, _, raw = item.partition("=")
+        key = key.strip()
+        if key not in QUERY_BUDGET_NAMES:
+            raise ConfigError(f"{name}: unknown budget {key!r}; use {', '.join(QUERY_BUDGET_NAMES)}")
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ConfigError(f"{name}: {key}={raw.strip()!r} is not a whole number") from None
+        if value < 1:
+            raise ConfigError(f"{name}: {key}={value} must be at least 1")
+        budget[key] = value
+    return budget
+
+
 def normalize_database_url(url: str) -> str:
     """Accept the URLs people paste (postgres://, postgresql://, sqlite:///) and pick the async driver."""
     if url.startswith("postgres://"):
@@ -148,4 +172,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         referral_daily_limit=_int(env, "COALITION_REFERRAL_DAILY_LIMIT", 10, minimum=1),
         analyze_interval_s=_float(env, "COALITION_ANALYZE_INTERVAL_S", 0.0),
         insights_cache_s=_int(env, "COALITION_INSIGHTS_CACHE_S", 3600, minimum=1),
+        query_budget=_budget(env, "COALITION_QUERY_BUDGET"),
+        anonymous_query_budget=_budget(env, "COALITION_ANONYMOUS_QUERY_BUDGET"),
     )

@@ -1,6 +1,6 @@
 """GraphQL over HTTP: one endpoint over graphql-core, after the GraphQL-over-HTTP spec.
 
-    request ─ method ─ Accept ─ context_factory ─ params ─ parse+validate (cached) ─ execute
+    request ─ method ─ Accept ─ context_factory ─ params ─ price ─ parse+validate (cached) ─ execute
 
 - POST ``application/json`` bodies ``{query, variables?, operationName?, extensions?}``;
   GET with the same as query parameters, for queries only (a mutation is 405).
@@ -8,6 +8,9 @@
   first, else ``application/json``. Under the new media type a request that never
   reached execution (parse, validation, variable coercion) is a 400; under the legacy
   one every well-formed GraphQL request is a 200. No ``Accept`` header means legacy.
+- Every document is priced against the caller's budget (``budget_for(context)``) before
+  it is parsed or validated; one over budget is refused like a validation failure (400
+  under the new media type), with ``extensions.code`` naming the budget (``limits.py``).
 - Anything malformed is a 4xx with a GraphQL error body, anything unexpected a 500
   with a generic message: nothing raises out of the endpoint.
 
@@ -38,7 +41,7 @@ from starlette.types import Receive, Scope, Send
 from coalition.graphql import errors as codes
 from coalition.graphql.documents import DocumentCache, Failure
 from coalition.graphql.errors import format_error, request_error, request_error_code
-from coalition.graphql.limits import QueryLimits
+from coalition.graphql.limits import DEFAULT_BUDGET, Budget
 
 logger = logging.getLogger("coalition.graphql")
 
@@ -46,6 +49,7 @@ GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
 APPLICATION_JSON = "application/json"
 
 ContextFactory = Callable[[Request], Awaitable[object]]
+BudgetFor = Callable[[object], Budget]
 
 
 class RequestRejected(Exception):
@@ -146,9 +150,7 @@ class GraphQLEndpoint:
         context_factory: ContextFactory,
         *,
         max_body_bytes: int = 100_000,
-        max_depth: int = 15,
-        max_aliases: int = 100,
-        max_tokens: int = 10_000,
+        budget_for: BudgetFor | Budget = DEFAULT_BUDGET,
         cache_size: int = 1024,
         cache_max_chars: int = 2_000_000,
         graphiql_html: str | None = None,
@@ -156,8 +158,9 @@ class GraphQLEndpoint:
         self.schema = schema
         self.context_factory = context_factory
         self.max_body_bytes = max_body_bytes
-        self.limits = QueryLimits(max_depth=max_depth, max_aliases=max_aliases, max_tokens=max_tokens)
-        self.documents = DocumentCache(schema, self.limits, max_entries=cache_size, max_chars=cache_max_chars)
+        # The caller's budget, from the context the factory made (one budget for everyone if given one).
+        self.budget_for: BudgetFor = (lambda _: budget_for) if isinstance(budget_for, Budget) else budget_for
+        self.documents = DocumentCache(schema, max_entries=cache_size, max_chars=cache_max_chars)
         self.graphiql_html = graphiql_html
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -227,7 +230,9 @@ class GraphQLEndpoint:
         variables: dict[str, Any] | None,
         operation_name: str | None,
     ) -> Response:
-        prepared = self.documents.get(query)
+        prepared = self.documents.get(query, self.budget_for(context))
+        if prepared.failure is Failure.BUDGET:
+            return self._request_errors(media_type, prepared.errors, None)  # each names its budget
         if prepared.failure is Failure.PARSE:
             return self._request_errors(media_type, prepared.errors, codes.GRAPHQL_PARSE_FAILED)
         document = prepared.document
