@@ -19,6 +19,7 @@ from starlette.routing import Route
 
 from coalition.graphql.errors import BadUserInput, CodedError, Forbidden, Unauthenticated, format_error
 from coalition.graphql.http import GRAPHQL_RESPONSE_JSON, GraphQLEndpoint, RequestRejected, negotiate
+from coalition.graphql.limits import Budget
 
 HELLO = "query Hello($name: String) { hello(name: $name) }"
 BUMP = "mutation Bump { bump }"
@@ -500,7 +501,7 @@ async def test_deep_query_is_refused_before_execution(client: httpx.AsyncClient)
 
     assert response.status_code == 400
     assert codes(response) == ["QUERY_TOO_DEEP"]
-    assert "limit of 15" in response.json()["errors"][0]["message"]
+    assert "levels of nested fields; the limit is 15" in response.json()["errors"][0]["message"]
     assert calls == Counter()
 
 
@@ -518,18 +519,67 @@ async def test_wide_query_is_refused_before_execution(client: httpx.AsyncClient)
 
     assert response.status_code == 400
     assert codes(response) == ["TOO_MANY_ALIASES"]
-    assert "2000 aliased fields; the limit is 100" in response.json()["errors"][0]["message"]
+    assert "101 aliased fields; the limit is 100" in response.json()["errors"][0]["message"]
     assert calls["hello"] == 0
 
 
-async def test_document_over_the_token_limit_is_a_parse_failure() -> None:
-    http, _ = make_client(max_tokens=50)
+async def test_document_over_the_token_budget_is_refused() -> None:
+    http, _ = make_client(budget_for=Budget(max_tokens=50, max_repeats=100))
     async with http:
-        response = await http.post("/graphql", json={"query": "{ " + "hello " * 60 + "}"}, headers=NEW)
+        response = await http.post("/graphql", json={"query": "{ " + "f " * 60 + "}"}, headers=NEW)
 
     assert response.status_code == 400
-    assert codes(response) == ["GRAPHQL_PARSE_FAILED"]
-    assert "more than 50 tokens" in response.json()["errors"][0]["message"]
+    assert codes(response) == ["TOO_MANY_TOKENS"]
+    assert "51 tokens; the limit is 50" in response.json()["errors"][0]["message"]
+
+
+ATTACKS = {
+    "repeats": ("{ " + " ".join(["nested { value }"] * 300) + " } #0.25", "TOO_MANY_FIELDS"),
+    "operations": (" ".join(f"query Q{i} {{ hello }}" for i in range(1_000)), "TOO_MANY_OPERATIONS"),
+    "aliases": ("{ " + " ".join(f"a{i}: hello" for i in range(2_000)) + " }", "TOO_MANY_ALIASES"),
+    "junk": ("?" * 99_000, "TOO_MANY_TOKENS"),
+}
+
+
+@pytest.mark.parametrize("attack", sorted(ATTACKS))
+@pytest.mark.parametrize(("headers", "status"), [(NEW, 400), (LEGACY, 200)])
+async def test_attacks_are_refused_before_parsing_and_validation(
+    attack: str, headers: dict[str, str], status: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_parse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("an over-budget document reached the parser")
+
+    monkeypatch.setattr("coalition.graphql.documents.parse", no_parse)
+    monkeypatch.setattr("coalition.graphql.documents.validate", no_parse)
+    query, code = ATTACKS[attack]
+    http, endpoint = make_client()
+    async with http:
+        response = await http.post("/graphql", json={"query": query}, headers=headers)
+
+    assert response.status_code == status
+    body = response.json()
+    assert "data" not in body
+    assert codes(response) == [code]
+    assert calls == Counter()
+    assert endpoint.documents.cache_info().entries == 0
+
+
+def by_viewer(context: object) -> Budget:
+    assert isinstance(context, dict)
+    return Budget(max_aliases=2) if context["viewer"] == "anonymous" else Budget(max_aliases=5)
+
+
+async def test_the_budget_follows_the_caller_from_the_context() -> None:
+    query = "{ a: hello b: hello c: hello }"
+    http, _ = make_client(budget_for=by_viewer)
+    async with http:
+        anonymous = await http.post("/graphql", json={"query": query}, headers=NEW)
+        known = await http.post("/graphql", json={"query": query}, headers={**NEW, "x-viewer": "ada"})
+        anonymous_again = await http.post("/graphql", json={"query": query}, headers=NEW)
+
+    assert anonymous.status_code == 400 and codes(anonymous) == ["TOO_MANY_ALIASES"]
+    assert known.status_code == 200 and known.json()["data"]["a"] == "Hello, world!"
+    assert anonymous_again.status_code == 400 and codes(anonymous_again) == ["TOO_MANY_ALIASES"]
 
 
 # --- document cache ----------------------------------------------------------------------
@@ -543,17 +593,19 @@ async def test_repeated_query_is_parsed_and_validated_once(monkeypatch: pytest.M
         parses.append(query)
         return graphql.parse(query, **options)
 
-    monkeypatch.setattr("coalition.graphql.limits.parse", counting_parse)
+    monkeypatch.setattr("coalition.graphql.documents.parse", counting_parse)
     async with http:
         for name in ("a", "b", "c"):
             response = await http.post("/graphql", json={"query": HELLO, "variables": {"name": name}})
             assert response.json() == {"data": {"hello": f"Hello, {name}!"}}
+        for tail in ("", " # 0.1", " # 0.2"):
+            await http.post("/graphql", json={"query": HELLO + tail, "variables": {"name": "d"}})
         for _ in range(2):
             await http.post("/graphql", json={"query": "{ hello"})
 
-    assert parses == [HELLO, "{ hello"]
+    assert parses == [HELLO, "{ hello", "{ hello"]  # a syntax error is not cached
     info = endpoint.documents.cache_info()
-    assert (info.hits, info.misses, info.entries) == (3, 2, 2)
+    assert (info.hits, info.misses, info.entries) == (5, 3, 1)
 
 
 # --- rejection by the context factory and failures ---------------------------------------
