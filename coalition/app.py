@@ -62,7 +62,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     endpoint = GraphQLEndpoint(
         graphql_schema(), context_factory, max_body_bytes=settings.max_query_bytes, budget_for=query_budgets(settings),
-        cache_size=settings.document_cache_size,
+        refusal_delay_s=settings.refusal_delay_s, cache_size=settings.document_cache_size,
         graphiql_html=graphiql_html(),
     )
 

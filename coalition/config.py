@@ -46,6 +46,9 @@ class Settings:
     # overrides of the defaults for callers with a credential, and for those without.
     query_budget: Mapping[str, int] = field(default_factory=dict)
     anonymous_query_budget: Mapping[str, int] = field(default_factory=dict)
+    # An over-budget document is answered after this long: no work, but a client repeating it
+    # in a loop gets at most a few refusals a second per connection.
+    refusal_delay_s: float = 0.1
     document_cache_size: int = 1024
     # Idle connections kept per process: at least the requests one process serves at once,
     # or connections are opened and closed under load (twice as many are allowed in a burst).
@@ -174,4 +177,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         insights_cache_s=_int(env, "COALITION_INSIGHTS_CACHE_S", 3600, minimum=1),
         query_budget=_budget(env, "COALITION_QUERY_BUDGET"),
         anonymous_query_budget=_budget(env, "COALITION_ANONYMOUS_QUERY_BUDGET"),
+        refusal_delay_s=_int(env, "COALITION_REFUSAL_DELAY_MS", 100) / 1000,
     )

@@ -10,7 +10,10 @@
   one every well-formed GraphQL request is a 200. No ``Accept`` header means legacy.
 - Every document is priced against the caller's budget (``budget_for(context)``) before
   it is parsed or validated; one over budget is refused like a validation failure (400
-  under the new media type), with ``extensions.code`` naming the budget (``limits.py``).
+  under the new media type), with ``extensions.code`` naming the budget (``limits.py``),
+  after ``refusal_delay_s``: the refusal itself costs well under a millisecond, and the
+  delay (a sleeping coroutine, no work) keeps a client that repeats it in a loop from
+  taking the event loop away from everyone else.
 - Anything malformed is a 4xx with a GraphQL error body, anything unexpected a 500
   with a generic message: nothing raises out of the endpoint.
 
@@ -20,8 +23,10 @@ Mount the endpoint itself (an ASGI app) rather than ``handle`` behind a
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from inspect import isawaitable
 from typing import Any
@@ -151,6 +156,7 @@ class GraphQLEndpoint:
         *,
         max_body_bytes: int = 100_000,
         budget_for: BudgetFor | Budget = DEFAULT_BUDGET,
+        refusal_delay_s: float = 0.0,
         cache_size: int = 1024,
         cache_max_chars: int = 2_000_000,
         graphiql_html: str | None = None,
@@ -160,6 +166,7 @@ class GraphQLEndpoint:
         self.max_body_bytes = max_body_bytes
         # The caller's budget, from the context the factory made (one budget for everyone if given one).
         self.budget_for: BudgetFor = (lambda _: budget_for) if isinstance(budget_for, Budget) else budget_for
+        self.refusal_delay_s = refusal_delay_s
         self.documents = DocumentCache(schema, max_entries=cache_size, max_chars=cache_max_chars)
         self.graphiql_html = graphiql_html
 
@@ -171,6 +178,7 @@ class GraphQLEndpoint:
 
     async def handle(self, request: Request) -> Response:
         """Answer one request; never raises (short of cancellation)."""
+        started = time.perf_counter()
         media_type = APPLICATION_JSON
         try:
             method = request.method
@@ -208,7 +216,7 @@ class GraphQLEndpoint:
                 params = self._get_params(request)
             else:
                 params = await self._post_params(request)
-            return await self._run(method, media_type, context, *params)
+            return await self._run(method, media_type, context, *params, started=started)
         except _Refuse as refused:
             return self._respond(
                 media_type, request_error(refused.message, refused.code), refused.status_code, refused.headers
@@ -229,10 +237,18 @@ class GraphQLEndpoint:
         query: str,
         variables: dict[str, Any] | None,
         operation_name: str | None,
+        *,
+        started: float,
     ) -> Response:
         prepared = self.documents.get(query, self.budget_for(context))
         if prepared.failure is Failure.BUDGET:
-            return self._request_errors(media_type, prepared.errors, None)  # each names its budget
+            # What the refusal cost (body, JSON, price), for clients and benchmarks to see.
+            timing = {"Server-Timing": f"refuse;dur={1000 * (time.perf_counter() - started):.3f}"}
+            if self.refusal_delay_s > 0:
+                await asyncio.sleep(self.refusal_delay_s)
+            errors = self._request_errors(media_type, prepared.errors, None)  # each names its budget
+            errors.headers.update(timing)
+            return errors
         if prepared.failure is Failure.PARSE:
             return self._request_errors(media_type, prepared.errors, codes.GRAPHQL_PARSE_FAILED)
         document = prepared.document
