@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -562,6 +563,25 @@ async def test_attacks_are_refused_before_parsing_and_validation(
     assert codes(response) == [code]
     assert calls == Counter()
     assert endpoint.documents.cache_info().entries == 0
+
+
+async def test_a_refusal_is_answered_after_the_delay_with_what_it_cost() -> None:
+    http, _ = make_client(budget_for=Budget(max_aliases=1), refusal_delay_s=0.2)
+    async with http:
+        started = time.perf_counter()
+        refused = await http.post("/graphql", json={"query": "{ a: hello b: hello }"}, headers=NEW)
+        refused_after = time.perf_counter() - started
+        started = time.perf_counter()
+        invalid = await http.post("/graphql", json={"query": "{ nope }"}, headers=NEW)
+        invalid_after = time.perf_counter() - started
+
+    assert refused.status_code == 400 and codes(refused) == ["TOO_MANY_ALIASES"]
+    assert refused_after >= 0.2
+    name, _, duration = refused.headers["Server-Timing"].partition(";dur=")
+    assert name == "refuse" and 0 < float(duration) < 200  # milliseconds, the delay not included
+    # Only over-budget documents wait: a validation failure is answered at once.
+    assert invalid.status_code == 400 and "Server-Timing" not in invalid.headers
+    assert invalid_after < 0.2
 
 
 def by_viewer(context: object) -> Budget:
