@@ -67,12 +67,22 @@ OPERATIONS = " ".join(f"query Q{i} {{ network {{ name }} }}" for i in range(1_00
 ALIASES = "{ " + " ".join(f"a{i}: network {{ name }}" for i in range(2_000)) + " }"
 JUNK = "{ " + "".join(random.choice("abc{}()[]:$@!.") for _ in range(99_000)) + " }"  # a body under 100 kB
 
+def within_budget_misses() -> str:
+    """Not refused: the most a stranger may send (10 repeats, 20 aliases), never the same text twice."""
+    salt = random.randrange(1 << 30)
+    return ("{ " + " ".join(f"x{salt}_{i}: network {{ name currency }}" for i in range(20)) + " "
+            + " ".join(["network { name }"] * 9) + " }")
+
+
 ATTACKS: dict[str, Callable[[], str]] = {
     "300 repeated fields + #random": repeated_fields,
     "1,000 operations": lambda: OPERATIONS,
     "2,000 aliases": lambda: ALIASES,
     "100 kB of junk": lambda: JUNK,
 }
+# Beyond item 2: documents within the anonymous budget that always miss the document cache.
+EXTRA_ATTACKS: dict[str, Callable[[], str]] = {"within budget, always a miss": within_budget_misses}
+ALL_ATTACKS = {**ATTACKS, **EXTRA_ATTACKS}
 
 
 def log(message: str) -> None:
@@ -223,7 +233,7 @@ def probe(port: int, api_key: str, seconds: float, out: Any) -> None:
 
 def attacker(port: int, attack: str, stop_at: float, out: Any) -> None:
     """Send ``attack`` in a loop until ``stop_at`` (monotonic); report how many and their codes."""
-    make = ATTACKS[attack]
+    make = ALL_ATTACKS[attack]
     conn = http.client.HTTPConnection(HOST, port, timeout=30)
     sent = 0
     codes: dict[str, int] = {}
@@ -257,7 +267,7 @@ class Refusal:
 
 def time_refusals(server: Server, attack: str, count: int, connections: int) -> Refusal:
     """``count`` refusals over ``connections`` connections, each sending one after another."""
-    make = ATTACKS[attack]
+    make = ALL_ATTACKS[attack]
     bodies = [graphql_body(make()) for _ in range(count)]
     request(server.port, "POST", "/graphql", bodies[0], GRAPHQL_HEADERS)  # warm up
     idle_started, idle_cpu = time.monotonic(), server.cpu_s()
@@ -380,7 +390,7 @@ def run(server: Server, api_key: str, args: argparse.Namespace) -> dict[str, Any
     log(f"quiet: normal queries for {args.seconds:g} s")
     quiet = measure_normal(server.port, api_key, args.seconds, None, 0)
     rows = []
-    for attack in ATTACKS:
+    for attack in ALL_ATTACKS:
         log(f"{attack}: {args.refusals} refusals one by one")
         refusal = time_refusals(server, attack, args.refusals, args.connections)
         log(f"{attack}: {args.attackers} attackers for {args.seconds:g} s")
@@ -415,10 +425,12 @@ def print_report(report: dict[str, Any], args: argparse.Namespace) -> None:
               f"{refusal['client_p50_ms']:8.2f} {loud['attack_rps']:7.0f} {cells[0]:>18} {cells[1]:>18} "
               f"{loud['failures']:6d}")
     print()
-    worst_refusal = max(max(r["refusal"]["server_cpu_ms"], r["refusal"]["server_ms"] or 0) for r in report["attacks"])
+    item2 = [r for r in report["attacks"] if r["attack"] in ATTACKS]
+    worst_refusal = max(max(r["refusal"]["server_cpu_ms"], r["refusal"]["server_ms"] or 0) for r in item2)
     worst_ratio = max(r["under_attack"]["p50_ms"].get(name, float("inf")) / quiet[name]
-                      for r in report["attacks"] for name in ("merchant", "anonymous"))
-    print(f"targets: refused in < 5 ms of server time: worst {worst_refusal:.2f} ms "
+                      for r in item2 for name in ("merchant", "anonymous"))
+    print(f"targets (the attacks of item 2; the last row is not refused: its CPU column is what a miss costs): "
+          f"refused in < 5 ms of server time: worst {worst_refusal:.2f} ms "
           f"{'MET' if worst_refusal < 5 else 'NOT MET'}; p50 under {args.attackers} attackers within 2x of quiet: "
           f"worst {worst_ratio:.2f}x {'MET' if worst_ratio <= 2 else 'NOT MET'}")
     print("server ms/req: the server's own Server-Timing figure (request start to refusal, before the "

@@ -104,7 +104,9 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
-QUERY_BUDGET_NAMES = ("tokens", "depth", "fields", "repeats", "aliases", "operations", "fragments", "page_size")
+QUERY_BUDGET_NAMES = (
+    "tokens", "depth", "fields", "repeats", "aliases", "operations", "fragments", "page_size", "slowdown"
+)
 
 
 def _budget(env: Mapping[str, str], name: str) -> dict[str, int]:
@@ -121,8 +123,8 @@ def _budget(env: Mapping[str, str], name: str) -> dict[str, int]:
             value = int(raw)
         except ValueError:
             raise ConfigError(f"{name}: {key}={raw.strip()!r} is not a whole number") from None
-        if value < 1:
-            raise ConfigError(f"{name}: {key}={value} must be at least 1")
+        if value < (0 if key == "slowdown" else 1):
+            raise ConfigError(f"{name}: {key}={value} must be at least {0 if key == 'slowdown' else 1}")
         budget[key] = value
     return budget
 

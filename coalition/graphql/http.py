@@ -13,7 +13,9 @@
   under the new media type), with ``extensions.code`` naming the budget (``limits.py``),
   after ``refusal_delay_s``: the refusal itself costs well under a millisecond, and the
   delay (a sleeping coroutine, no work) keeps a client that repeats it in a loop from
-  taking the event loop away from everyone else.
+  taking the event loop away from everyone else. A budget with a ``slowdown`` (the
+  anonymous one) makes its caller wait in proportion to what each request cost, so
+  costly requests within budget (new texts, large selections) cannot do so either.
 - Anything malformed is a 4xx with a GraphQL error body, anything unexpected a 500
   with a generic message: nothing raises out of the endpoint.
 
@@ -55,6 +57,10 @@ APPLICATION_JSON = "application/json"
 
 ContextFactory = Callable[[Request], Awaitable[object]]
 BudgetFor = Callable[[object], Budget]
+
+# A caller with a budget's ``slowdown`` waits for what its request cost beyond this, at most MAX.
+SLOWDOWN_FREE_S = 0.001
+MAX_SLOWDOWN_S = 5.0
 
 
 class RequestRejected(Exception):
@@ -240,17 +246,34 @@ class GraphQLEndpoint:
         *,
         started: float,
     ) -> Response:
-        prepared = self.documents.get(query, self.budget_for(context))
+        budget = self.budget_for(context)
+        response, refused = await self._answer(method, media_type, context, query, variables, operation_name, budget)
+        work_s = time.perf_counter() - started
+        wait_s = self.refusal_delay_s if refused else 0.0
+        if budget.slowdown and work_s > SLOWDOWN_FREE_S:
+            wait_s = max(wait_s, min(MAX_SLOWDOWN_S, budget.slowdown * (work_s - SLOWDOWN_FREE_S)))
+        if refused:  # what refusing cost (body, JSON, price), for clients and benchmarks to see
+            response.headers["Server-Timing"] = f"refuse;dur={1000 * work_s:.3f}"
+        if wait_s > 0:
+            await asyncio.sleep(wait_s)
+        return response
+
+    async def _answer(
+        self,
+        method: str,
+        media_type: str,
+        context: object,
+        query: str,
+        variables: dict[str, Any] | None,
+        operation_name: str | None,
+        budget: Budget,
+    ) -> tuple[Response, bool]:
+        """The response, and whether the document was refused as over budget."""
+        prepared = self.documents.get(query, budget)
         if prepared.failure is Failure.BUDGET:
-            # What the refusal cost (body, JSON, price), for clients and benchmarks to see.
-            timing = {"Server-Timing": f"refuse;dur={1000 * (time.perf_counter() - started):.3f}"}
-            if self.refusal_delay_s > 0:
-                await asyncio.sleep(self.refusal_delay_s)
-            errors = self._request_errors(media_type, prepared.errors, None)  # each names its budget
-            errors.headers.update(timing)
-            return errors
+            return self._request_errors(media_type, prepared.errors, None), True  # each names its budget
         if prepared.failure is Failure.PARSE:
-            return self._request_errors(media_type, prepared.errors, codes.GRAPHQL_PARSE_FAILED)
+            return self._request_errors(media_type, prepared.errors, codes.GRAPHQL_PARSE_FAILED), False
         document = prepared.document
         assert document is not None
         operation = get_operation_ast(document, operation_name)
@@ -262,7 +285,7 @@ class GraphQLEndpoint:
                 {"Allow": "POST"},
             )
         if prepared.failure is Failure.VALIDATION:
-            return self._request_errors(media_type, prepared.errors, codes.GRAPHQL_VALIDATION_FAILED)
+            return self._request_errors(media_type, prepared.errors, codes.GRAPHQL_VALIDATION_FAILED), False
         if operation is not None and operation.operation is OperationType.SUBSCRIPTION:
             raise _Refuse(
                 400, "OPERATION_NOT_SUPPORTED", "Subscriptions are not supported over this endpoint."
@@ -280,10 +303,10 @@ class GraphQLEndpoint:
         assert isinstance(result, ExecutionResult)
 
         if operation is None:  # unknown operationName, or several operations and none named
-            return self._request_errors(media_type, result.errors or (), codes.OPERATION_RESOLUTION_FAILURE)
+            return self._request_errors(media_type, result.errors or (), codes.OPERATION_RESOLUTION_FAILURE), False
         if result.data is None and result.errors and all(error.path is None for error in result.errors):
             # Nothing ran: variable coercion refused the request (field errors have paths).
-            return self._request_errors(media_type, result.errors, None)
+            return self._request_errors(media_type, result.errors, None), False
 
         body: dict[str, Any] = {}
         if result.errors:
@@ -291,7 +314,7 @@ class GraphQLEndpoint:
         body["data"] = result.data
         if result.extensions:
             body["extensions"] = result.extensions
-        return self._respond(media_type, body, 200)
+        return self._respond(media_type, body, 200), False
 
     def _request_errors(self, media_type: str, errors: Iterable[GraphQLError], code: str | None) -> Response:
         """Errors that stopped the request before execution: no ``data`` key."""

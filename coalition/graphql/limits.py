@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import astuple, dataclass, replace
+from dataclasses import dataclass, replace
 from typing import Final
 
 from graphql import GraphQLError, SourceLocation
@@ -57,7 +57,14 @@ PAGE_ARGUMENTS: Final = frozenset({"first", "last"})
 
 @dataclass(frozen=True, slots=True)
 class Budget:
-    """What one document may cost. Every limit is inclusive (``max_fields=10`` allows 10)."""
+    """What one document may cost. Every limit is inclusive (``max_fields=10`` allows 10).
+
+    ``slowdown`` is how a caller pays for what it costs beyond that: its answer waits
+    ``slowdown`` times the time its request took beyond a millisecond (a new text to parse
+    and validate, a large selection to execute). A client that repeats costly requests in a
+    loop then gets at most ``1 / (slowdown + 1)`` of the event loop per connection, while the
+    same few texts, once cached, answer at once.
+    """
 
     max_tokens: int = 5_000
     max_depth: int = 15
@@ -67,29 +74,34 @@ class Budget:
     max_operations: int = 20
     max_fragments: int = 50
     max_page_size: int = 100
+    slowdown: int = 0
 
     def with_overrides(self, overrides: Mapping[str, int]) -> Budget:
         """This budget with some limits changed, by short name: ``{"fields": 500}``."""
         unknown = sorted(set(overrides) - set(BUDGET_NAMES))
         if unknown:
             raise ValueError(f"unknown query budget {', '.join(unknown)}: use {', '.join(BUDGET_NAMES)}")
-        return replace(self, **{f"max_{name}": value for name, value in overrides.items()})
+        return replace(self, **{_FIELDS[name]: value for name, value in overrides.items()})
 
     def __post_init__(self) -> None:
         for name in self.__slots__:
             value = getattr(self, name)
-            if value < 1:
-                raise ValueError(f"{name} must be at least 1, got {value}")
+            if value < (0 if name == "slowdown" else 1):
+                raise ValueError(f"{name} must be at least {0 if name == 'slowdown' else 1}, got {value}")
 
 
-BUDGET_NAMES: Final = ("tokens", "depth", "fields", "repeats", "aliases", "operations", "fragments", "page_size")
+BUDGET_NAMES: Final = (
+    "tokens", "depth", "fields", "repeats", "aliases", "operations", "fragments", "page_size", "slowdown"
+)
+_FIELDS: Final = {name: name if name == "slowdown" else f"max_{name}" for name in BUDGET_NAMES}
 
 DEFAULT_BUDGET: Final = Budget()
 
 # A caller without a credential: enough for the public fields and for GraphiQL's (or any
-# client generator's) introspection query (about 230 fields, 15 levels, 220 tokens).
+# client generator's) introspection query (about 230 fields, 15 levels, 220 tokens), and
+# slowed down by what it costs (a first introspection waits ~0.2 s; `network` not at all).
 ANONYMOUS_BUDGET: Final = Budget(
-    max_tokens=1_000, max_fields=300, max_aliases=20, max_operations=5, max_fragments=20
+    max_tokens=1_000, max_fields=300, max_aliases=20, max_operations=5, max_fragments=20, slowdown=20
 )
 
 
@@ -451,11 +463,17 @@ def query_budgets(settings: Settings) -> Callable[[object], Budget]:
 
     The defaults (``DEFAULT_BUDGET``, ``ANONYMOUS_BUDGET``) with the overrides of
     ``COALITION_QUERY_BUDGET`` and ``COALITION_ANONYMOUS_QUERY_BUDGET``. The anonymous
-    budget never exceeds the authenticated one, whatever the overrides say.
+    budget never exceeds the authenticated one, nor slows down less, whatever the overrides say.
     """
     authenticated = DEFAULT_BUDGET.with_overrides(settings.query_budget)
     anonymous = ANONYMOUS_BUDGET.with_overrides(settings.anonymous_query_budget)
-    anonymous = Budget(*(min(a, b) for a, b in zip(astuple(anonymous), astuple(authenticated), strict=True)))
+    anonymous = replace(
+        anonymous,
+        **{
+            field: (max if field == "slowdown" else min)(getattr(anonymous, field), getattr(authenticated, field))
+            for field in _FIELDS.values()
+        },
+    )
 
     def budget_for(context: object) -> Budget:
         return anonymous if getattr(context, "caller", None) is None else authenticated

@@ -60,6 +60,7 @@ class Query(graphene.ObjectType):
     required = graphene.String(required=True)
     nested = graphene.Field(Nested)
     viewer = graphene.String()
+    busy = graphene.Int()
 
     @staticmethod
     async def resolve_hello(root: Any, info: Any, name: str | None = None) -> str:
@@ -82,6 +83,11 @@ class Query(graphene.ObjectType):
     def resolve_nested(root: Any, info: Any) -> object:
         calls["nested"] += 1
         return object()
+
+    @staticmethod
+    def resolve_busy(root: Any, info: Any) -> int:
+        time.sleep(0.03)  # 30 ms of the event loop, like a costly selection
+        return 1
 
     @staticmethod
     def resolve_viewer(root: Any, info: Any) -> str:
@@ -582,6 +588,21 @@ async def test_a_refusal_is_answered_after_the_delay_with_what_it_cost() -> None
     # Only over-budget documents wait: a validation failure is answered at once.
     assert invalid.status_code == 400 and "Server-Timing" not in invalid.headers
     assert invalid_after < 0.2
+
+
+async def test_a_budget_with_a_slowdown_makes_its_caller_wait_for_what_it_cost() -> None:
+    http, _ = make_client(budget_for=lambda context: Budget(slowdown=5) if context["viewer"] == "anonymous"
+                          else Budget())
+    async with http:
+        timings = {}
+        for viewer in ("anonymous", "ada"):
+            started = time.perf_counter()
+            response = await http.post("/graphql", json={"query": "{ busy }"}, headers={"x-viewer": viewer})
+            timings[viewer] = time.perf_counter() - started
+            assert response.json() == {"data": {"busy": 1}}
+
+    assert timings["anonymous"] >= 0.03 + 5 * 0.029  # its 30 ms, then 5 times that less 1 ms free
+    assert timings["ada"] < 0.03 + 5 * 0.029
 
 
 def by_viewer(context: object) -> Budget:
