@@ -90,25 +90,31 @@ class DocumentCache:
     def get(self, query: str, budget: Budget) -> PreparedDocument:
         """The prepared document for ``query`` within ``budget``, from the cache or freshly prepared."""
         prepared = self._lookup(query)
-        if prepared is None:
-            try:
-                cost = price(query, budget)
-            except GraphQLError as error:
-                return PreparedDocument(None, (error,), Failure.BUDGET)
-            prepared = self._lookup(cost.key) if cost.key != query else None
-            if prepared is None:
-                with self._lock:
-                    self._misses += 1
-                # Prepare outside the lock: two threads racing on one new text both do the work once.
-                prepared = self.prepare(query, cost)
-                if prepared.failure is not Failure.PARSE:
-                    self._store(cost.key, prepared)
-                return prepared
-        # A hit: priced when it was first seen, maybe under a larger budget than this caller's.
-        assert prepared.price is not None
-        refusal = prepared.price.over(budget)
-        if refusal is not None:
-            return PreparedDocument(None, (refusal,), Failure.BUDGET)
+        if prepared is not None:
+            # This very text, priced when it was first seen, maybe under a larger budget.
+            assert prepared.price is not None
+            refusal = prepared.price.over(budget)
+            if refusal is not None:
+                return PreparedDocument(None, (refusal,), Failure.BUDGET)
+            return prepared
+        try:
+            cost = price(query, budget)
+        except GraphQLError as error:
+            return PreparedDocument(None, (error,), Failure.BUDGET)
+        key = cost.key
+        if key != query:  # trailing comments or whitespace: the document without them
+            prepared = self._lookup(key)
+            if prepared is not None:
+                return prepared  # within budget: priced just now
+            # The stored price and AST are the key's (a prefix: every location is the same),
+            # so that neither keeps the trailing text alive nor counts its tokens.
+            cost = price(key, budget)
+        with self._lock:
+            self._misses += 1
+        # Prepare outside the lock: two threads racing on one new text both do the work once.
+        prepared = self.prepare(key, cost)
+        if prepared.failure is not Failure.PARSE:
+            self._store(key, prepared)
         return prepared
 
     def _lookup(self, key: str) -> PreparedDocument | None:

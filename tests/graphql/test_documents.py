@@ -113,6 +113,19 @@ def test_a_trailing_comment_or_whitespace_still_hits_the_cache(parses: list[str]
     assert cache.cache_info()[:3] == (4, 1, 1)
 
 
+def test_what_is_stored_is_the_document_without_its_trailing_comment() -> None:
+    cache = DocumentCache(SCHEMA)
+
+    first = cache.get("{ hello }  #" + "x" * 1_000, DEFAULT_BUDGET)
+    hit = cache.get("{ hello }", Budget(max_tokens=5))  # the comment alone would be over it
+
+    assert hit is first and hit.ok
+    assert first.price is not None and first.price.tokens == 3
+    assert first.document is not None and first.document.loc is not None
+    assert first.document.loc.source.body == "{ hello }"
+    assert cache.cache_info().chars == len("{ hello }")
+
+
 def test_a_hit_is_checked_against_the_budget_of_the_caller(parses: list[str]) -> None:
     cache = DocumentCache(SCHEMA)
     query = "{ " + " ".join(f"a{i}: hello" for i in range(30)) + " }"
