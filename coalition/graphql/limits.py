@@ -60,8 +60,8 @@ class Budget:
     """What one document may cost. Every limit is inclusive (``max_fields=10`` allows 10).
 
     ``slowdown`` is how a caller pays for what it costs beyond that: its answer waits
-    ``slowdown`` times the time its request took beyond a millisecond (a new text to parse
-    and validate, a large selection to execute). A client that repeats costly requests in a
+    ``slowdown`` times the event loop's CPU time its request took beyond a millisecond (a
+    new text to parse and validate, a large selection to execute). A client that repeats costly requests in a
     loop then gets at most ``1 / (slowdown + 1)`` of the event loop per connection, while the
     same few texts, once cached, answer at once.
     """
