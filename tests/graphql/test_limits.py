@@ -112,7 +112,7 @@ def test_the_pass_stops_at_the_first_budget_exceeded() -> None:
     code, _ = refusal(query)
 
     assert code == "TOO_MANY_FIELDS"
-    assert time.perf_counter() - started < 0.05  # the whole text takes ~0.5 s to read
+    assert time.perf_counter() - started < 0.2  # reading it all would take ~0.5 s or more
 
 
 def test_a_refusal_points_where_the_pass_stopped() -> None:
