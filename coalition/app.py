@@ -24,6 +24,7 @@ from coalition.crypto import NetworkKeys
 from coalition.db import Database, Timeouts
 from coalition.graphql.context import Context, Services
 from coalition.graphql.http import GraphQLEndpoint
+from coalition.graphql.limits import query_budgets
 from coalition.graphql.schema import graphql_schema
 from coalition.ledger.service import Ledger
 from coalition.metrics import Metrics, MetricsMiddleware, MetricsServer
@@ -62,8 +63,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         return Context(services=services, caller=caller_of(request))
 
     endpoint = GraphQLEndpoint(
-        graphql_schema(), context_factory, max_body_bytes=settings.max_query_bytes, max_depth=settings.max_query_depth,
-        max_aliases=settings.max_aliases, max_tokens=settings.max_tokens, cache_size=settings.document_cache_size,
+        graphql_schema(), context_factory, max_body_bytes=settings.max_query_bytes, budget_for=query_budgets(settings),
+        refusal_delay_s=settings.refusal_delay_s, cache_size=settings.document_cache_size,
         graphiql_html=graphiql_html(),
     )
 

@@ -50,9 +50,13 @@ class Settings:
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
     max_query_bytes: int = 100_000
-    max_query_depth: int = 15
-    max_aliases: int = 100
-    max_tokens: int = 10_000
+    # What one GraphQL document may cost, by budget name (coalition/graphql/limits.py):
+    # overrides of the defaults for callers with a credential, and for those without.
+    query_budget: Mapping[str, int] = field(default_factory=dict)
+    anonymous_query_budget: Mapping[str, int] = field(default_factory=dict)
+    # An over-budget document is answered after this long: no work, but a client repeating it
+    # in a loop gets at most a few refusals a second per connection.
+    refusal_delay_s: float = 0.1
     document_cache_size: int = 1024
     # Idle connections kept per process: at least the requests one process serves at once,
     # or connections are opened and closed under load (twice as many are allowed in a burst).
@@ -149,6 +153,31 @@ def _check_timeouts(settings: Settings) -> Settings:
     return settings
 
 
+QUERY_BUDGET_NAMES = (
+    "tokens", "depth", "fields", "repeats", "aliases", "operations", "fragments", "page_size", "slowdown"
+)
+
+
+def _budget(env: Mapping[str, str], name: str) -> dict[str, int]:
+    """``fields=500,tokens=3000`` -> ``{"fields": 500, "tokens": 3000}``."""
+    budget: dict[str, int] = {}
+    for item in (env.get(name) or "").split(","):
+        if not item.strip():
+            continue
+        key, _, raw = item.partition("=")
+        key = key.strip()
+        if key not in QUERY_BUDGET_NAMES:
+            raise ConfigError(f"{name}: unknown budget {key!r}; use {', '.join(QUERY_BUDGET_NAMES)}")
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ConfigError(f"{name}: {key}={raw.strip()!r} is not a whole number") from None
+        if value < (0 if key == "slowdown" else 1):
+            raise ConfigError(f"{name}: {key}={value} must be at least {0 if key == 'slowdown' else 1}")
+        budget[key] = value
+    return budget
+
+
 def normalize_database_url(url: str) -> str:
     """Accept the URLs people paste (postgres://, postgresql://, sqlite:///) and pick the async driver."""
     if url.startswith("postgres://"):
@@ -209,4 +238,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         insights_cache_s=_int(env, "COALITION_INSIGHTS_CACHE_S", 3600, minimum=1),
         public_url=_public_url(env.get("COALITION_PUBLIC_URL") or "http://127.0.0.1:8000"),
         member_claim_ttl_s=_int(env, "COALITION_MEMBER_CLAIM_TTL_S", 7 * 24 * 3600, minimum=60),
+        query_budget=_budget(env, "COALITION_QUERY_BUDGET"),
+        anonymous_query_budget=_budget(env, "COALITION_ANONYMOUS_QUERY_BUDGET"),
+        refusal_delay_s=_int(env, "COALITION_REFUSAL_DELAY_MS", 100) / 1000,
     ))

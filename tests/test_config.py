@@ -41,6 +41,7 @@ def test_member_access_settings() -> None:
         with pytest.raises(ConfigError):
             load_settings(bad)
 
+
 def test_database_and_redis_timeouts_have_defaults_that_answer_within_2_s() -> None:
     settings = load_settings({})
     assert (settings.db_connect_timeout_s, settings.db_command_timeout_s, settings.db_statement_timeout_s,
@@ -56,3 +57,23 @@ def test_the_statement_timeout_must_be_shorter_than_the_command_timeout() -> Non
         load_settings({"COALITION_DB_STATEMENT_TIMEOUT_S": "2"})
     with pytest.raises(ConfigError, match="must not be negative"):
         load_settings({"COALITION_DB_CONNECT_TIMEOUT_S": "-1"})
+
+
+def test_query_budgets_are_read_by_name_and_checked() -> None:
+    assert load_settings({}).query_budget == {} and load_settings({}).anonymous_query_budget == {}
+    settings = load_settings({"COALITION_QUERY_BUDGET": "fields=500, tokens=3000",
+                              "COALITION_ANONYMOUS_QUERY_BUDGET": "aliases=5,"})
+    assert settings.query_budget == {"fields": 500, "tokens": 3000}
+    assert settings.anonymous_query_budget == {"aliases": 5}
+    with pytest.raises(ConfigError, match="COALITION_QUERY_BUDGET: unknown budget 'nodes'; use tokens, depth"):
+        load_settings({"COALITION_QUERY_BUDGET": "nodes=5"})
+    with pytest.raises(ConfigError, match="COALITION_ANONYMOUS_QUERY_BUDGET: depth='x' is not a whole number"):
+        load_settings({"COALITION_ANONYMOUS_QUERY_BUDGET": "depth=x"})
+    with pytest.raises(ConfigError, match="COALITION_QUERY_BUDGET: fields=0 must be at least 1"):
+        load_settings({"COALITION_QUERY_BUDGET": "fields=0"})
+
+
+def test_refusal_delay_is_read_in_milliseconds() -> None:
+    assert load_settings({}).refusal_delay_s == 0.1
+    assert load_settings({"COALITION_REFUSAL_DELAY_MS": "0"}).refusal_delay_s == 0.0
+    assert load_settings({"COALITION_REFUSAL_DELAY_MS": "250"}).refusal_delay_s == 0.25

@@ -1,6 +1,6 @@
 """GraphQL over HTTP: one endpoint over graphql-core, after the GraphQL-over-HTTP spec.
 
-    request ─ method ─ Accept ─ context_factory ─ params ─ parse+validate (cached) ─ execute
+    request ─ method ─ Accept ─ context_factory ─ params ─ price ─ parse+validate (cached) ─ execute
 
 - POST ``application/json`` bodies ``{query, variables?, operationName?, extensions?}``;
   GET with the same as query parameters, for queries only (a mutation is 405).
@@ -8,6 +8,14 @@
   first, else ``application/json``. Under the new media type a request that never
   reached execution (parse, validation, variable coercion) is a 400; under the legacy
   one every well-formed GraphQL request is a 200. No ``Accept`` header means legacy.
+- Every document is priced against the caller's budget (``budget_for(context)``) before
+  it is parsed or validated; one over budget is refused like a validation failure (400
+  under the new media type), with ``extensions.code`` naming the budget (``limits.py``),
+  after ``refusal_delay_s``: the refusal itself costs well under a millisecond, and the
+  delay (a sleeping coroutine, no work) keeps a client that repeats it in a loop from
+  taking the event loop away from everyone else. A budget with a ``slowdown`` (the
+  anonymous one) makes its caller wait in proportion to what each request cost, so
+  costly requests within budget (new texts, large selections) cannot do so either.
 - Anything malformed is a 4xx with a GraphQL error body, anything unexpected a 500
   with a generic message: nothing raises out of the endpoint.
 - The database unreachable (down, hung, timed out; :mod:`coalition.availability`), in the
@@ -20,8 +28,10 @@ Mount the endpoint itself (an ASGI app) rather than ``handle`` behind a
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from inspect import isawaitable
 from typing import Any
@@ -42,7 +52,7 @@ from coalition.availability import RETRY_AFTER_S, SERVICE_UNAVAILABLE, UNAVAILAB
 from coalition.graphql import errors as codes
 from coalition.graphql.documents import DocumentCache, Failure
 from coalition.graphql.errors import format_error, request_error, request_error_code
-from coalition.graphql.limits import QueryLimits
+from coalition.graphql.limits import DEFAULT_BUDGET, Budget
 
 logger = logging.getLogger("coalition.graphql")
 
@@ -50,6 +60,12 @@ GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
 APPLICATION_JSON = "application/json"
 
 ContextFactory = Callable[[Request], Awaitable[object]]
+BudgetFor = Callable[[object], Budget]
+
+# A caller with a budget's ``slowdown`` waits for the event loop's CPU time its request took
+# beyond this, times ``slowdown``, at most MAX.
+SLOWDOWN_FREE_S = 0.001
+MAX_SLOWDOWN_S = 5.0
 
 
 class RequestRejected(Exception):
@@ -154,9 +170,8 @@ class GraphQLEndpoint:
         context_factory: ContextFactory,
         *,
         max_body_bytes: int = 100_000,
-        max_depth: int = 15,
-        max_aliases: int = 100,
-        max_tokens: int = 10_000,
+        budget_for: BudgetFor | Budget = DEFAULT_BUDGET,
+        refusal_delay_s: float = 0.0,
         cache_size: int = 1024,
         cache_max_chars: int = 2_000_000,
         graphiql_html: str | None = None,
@@ -164,8 +179,10 @@ class GraphQLEndpoint:
         self.schema = schema
         self.context_factory = context_factory
         self.max_body_bytes = max_body_bytes
-        self.limits = QueryLimits(max_depth=max_depth, max_aliases=max_aliases, max_tokens=max_tokens)
-        self.documents = DocumentCache(schema, self.limits, max_entries=cache_size, max_chars=cache_max_chars)
+        # The caller's budget, from the context the factory made (one budget for everyone if given one).
+        self.budget_for: BudgetFor = (lambda _: budget_for) if isinstance(budget_for, Budget) else budget_for
+        self.refusal_delay_s = refusal_delay_s
+        self.documents = DocumentCache(schema, max_entries=cache_size, max_chars=cache_max_chars)
         self.graphiql_html = graphiql_html
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -176,6 +193,7 @@ class GraphQLEndpoint:
 
     async def handle(self, request: Request) -> Response:
         """Answer one request; never raises (short of cancellation)."""
+        started = time.perf_counter()
         media_type = APPLICATION_JSON
         try:
             method = request.method
@@ -213,7 +231,7 @@ class GraphQLEndpoint:
                 params = self._get_params(request)
             else:
                 params = await self._post_params(request)
-            return await self._run(method, media_type, context, *params)
+            return await self._run(method, media_type, context, *params, started=started)
         except _Refuse as refused:
             return self._respond(
                 media_type, request_error(refused.message, refused.code), refused.status_code, refused.headers
@@ -238,10 +256,40 @@ class GraphQLEndpoint:
         query: str,
         variables: dict[str, Any] | None,
         operation_name: str | None,
+        *,
+        started: float,
     ) -> Response:
-        prepared = self.documents.get(query)
+        budget = self.budget_for(context)
+        # The event loop's CPU time, not the wall clock: what the request cost everyone else
+        # (the database's threads excluded), whatever else runs on the machine.
+        cpu_started = time.thread_time()
+        response, refused = await self._answer(method, media_type, context, query, variables, operation_name, budget)
+        work_s = time.thread_time() - cpu_started
+        wait_s = self.refusal_delay_s if refused else 0.0
+        if budget.slowdown and work_s > SLOWDOWN_FREE_S:
+            wait_s = max(wait_s, min(MAX_SLOWDOWN_S, budget.slowdown * (work_s - SLOWDOWN_FREE_S)))
+        if refused:  # what refusing cost (body, JSON, price), for clients and benchmarks to see
+            response.headers["Server-Timing"] = f"refuse;dur={1000 * (time.perf_counter() - started):.3f}"
+        if wait_s > 0:
+            await asyncio.sleep(wait_s)
+        return response
+
+    async def _answer(
+        self,
+        method: str,
+        media_type: str,
+        context: object,
+        query: str,
+        variables: dict[str, Any] | None,
+        operation_name: str | None,
+        budget: Budget,
+    ) -> tuple[Response, bool]:
+        """The response, and whether the document was refused as over budget."""
+        prepared = self.documents.get(query, budget)
+        if prepared.failure is Failure.BUDGET:
+            return self._request_errors(media_type, prepared.errors, None), True  # each names its budget
         if prepared.failure is Failure.PARSE:
-            return self._request_errors(media_type, prepared.errors, codes.GRAPHQL_PARSE_FAILED)
+            return self._request_errors(media_type, prepared.errors, codes.GRAPHQL_PARSE_FAILED), False
         document = prepared.document
         assert document is not None
         operation = get_operation_ast(document, operation_name)
@@ -253,7 +301,7 @@ class GraphQLEndpoint:
                 {"Allow": "POST"},
             )
         if prepared.failure is Failure.VALIDATION:
-            return self._request_errors(media_type, prepared.errors, codes.GRAPHQL_VALIDATION_FAILED)
+            return self._request_errors(media_type, prepared.errors, codes.GRAPHQL_VALIDATION_FAILED), False
         if operation is not None and operation.operation is OperationType.SUBSCRIPTION:
             raise _Refuse(
                 400, "OPERATION_NOT_SUPPORTED", "Subscriptions are not supported over this endpoint."
@@ -275,10 +323,10 @@ class GraphQLEndpoint:
             raise _unavailable()
 
         if operation is None:  # unknown operationName, or several operations and none named
-            return self._request_errors(media_type, result.errors or (), codes.OPERATION_RESOLUTION_FAILURE)
+            return self._request_errors(media_type, result.errors or (), codes.OPERATION_RESOLUTION_FAILURE), False
         if result.data is None and result.errors and all(error.path is None for error in result.errors):
             # Nothing ran: variable coercion refused the request (field errors have paths).
-            return self._request_errors(media_type, result.errors, None)
+            return self._request_errors(media_type, result.errors, None), False
 
         body: dict[str, Any] = {}
         if result.errors:
@@ -286,7 +334,7 @@ class GraphQLEndpoint:
         body["data"] = result.data
         if result.extensions:
             body["extensions"] = result.extensions
-        return self._respond(media_type, body, 200)
+        return self._respond(media_type, body, 200), False
 
     def _request_errors(self, media_type: str, errors: Iterable[GraphQLError], code: str | None) -> Response:
         """Errors that stopped the request before execution: no ``data`` key."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -19,6 +20,7 @@ from starlette.routing import Route
 
 from coalition.graphql.errors import BadUserInput, CodedError, Forbidden, Unauthenticated, format_error
 from coalition.graphql.http import GRAPHQL_RESPONSE_JSON, GraphQLEndpoint, RequestRejected, negotiate
+from coalition.graphql.limits import Budget
 
 HELLO = "query Hello($name: String) { hello(name: $name) }"
 BUMP = "mutation Bump { bump }"
@@ -58,6 +60,7 @@ class Query(graphene.ObjectType):
     required = graphene.String(required=True)
     nested = graphene.Field(Nested)
     viewer = graphene.String()
+    busy = graphene.Int()
 
     @staticmethod
     async def resolve_hello(root: Any, info: Any, name: str | None = None) -> str:
@@ -80,6 +83,13 @@ class Query(graphene.ObjectType):
     def resolve_nested(root: Any, info: Any) -> object:
         calls["nested"] += 1
         return object()
+
+    @staticmethod
+    def resolve_busy(root: Any, info: Any) -> int:
+        end = time.thread_time() + 0.03  # 30 ms of the event loop's CPU, like a costly selection
+        while time.thread_time() < end:
+            pass
+        return 1
 
     @staticmethod
     def resolve_viewer(root: Any, info: Any) -> str:
@@ -500,7 +510,7 @@ async def test_deep_query_is_refused_before_execution(client: httpx.AsyncClient)
 
     assert response.status_code == 400
     assert codes(response) == ["QUERY_TOO_DEEP"]
-    assert "limit of 15" in response.json()["errors"][0]["message"]
+    assert "levels of nested fields; the limit is 15" in response.json()["errors"][0]["message"]
     assert calls == Counter()
 
 
@@ -518,18 +528,101 @@ async def test_wide_query_is_refused_before_execution(client: httpx.AsyncClient)
 
     assert response.status_code == 400
     assert codes(response) == ["TOO_MANY_ALIASES"]
-    assert "2000 aliased fields; the limit is 100" in response.json()["errors"][0]["message"]
+    assert "101 aliased fields; the limit is 100" in response.json()["errors"][0]["message"]
     assert calls["hello"] == 0
 
 
-async def test_document_over_the_token_limit_is_a_parse_failure() -> None:
-    http, _ = make_client(max_tokens=50)
+async def test_document_over_the_token_budget_is_refused() -> None:
+    http, _ = make_client(budget_for=Budget(max_tokens=50, max_repeats=100))
     async with http:
-        response = await http.post("/graphql", json={"query": "{ " + "hello " * 60 + "}"}, headers=NEW)
+        response = await http.post("/graphql", json={"query": "{ " + "f " * 60 + "}"}, headers=NEW)
 
     assert response.status_code == 400
-    assert codes(response) == ["GRAPHQL_PARSE_FAILED"]
-    assert "more than 50 tokens" in response.json()["errors"][0]["message"]
+    assert codes(response) == ["TOO_MANY_TOKENS"]
+    assert "51 tokens; the limit is 50" in response.json()["errors"][0]["message"]
+
+
+ATTACKS = {
+    "repeats": ("{ " + " ".join(["nested { value }"] * 300) + " } #0.25", "TOO_MANY_FIELDS"),
+    "operations": (" ".join(f"query Q{i} {{ hello }}" for i in range(1_000)), "TOO_MANY_OPERATIONS"),
+    "aliases": ("{ " + " ".join(f"a{i}: hello" for i in range(2_000)) + " }", "TOO_MANY_ALIASES"),
+    "junk": ("?" * 99_000, "TOO_MANY_TOKENS"),
+}
+
+
+@pytest.mark.parametrize("attack", sorted(ATTACKS))
+@pytest.mark.parametrize(("headers", "status"), [(NEW, 400), (LEGACY, 200)])
+async def test_attacks_are_refused_before_parsing_and_validation(
+    attack: str, headers: dict[str, str], status: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_parse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("an over-budget document reached the parser")
+
+    monkeypatch.setattr("coalition.graphql.documents.parse", no_parse)
+    monkeypatch.setattr("coalition.graphql.documents.validate", no_parse)
+    query, code = ATTACKS[attack]
+    http, endpoint = make_client()
+    async with http:
+        response = await http.post("/graphql", json={"query": query}, headers=headers)
+
+    assert response.status_code == status
+    body = response.json()
+    assert "data" not in body
+    assert codes(response) == [code]
+    assert calls == Counter()
+    assert endpoint.documents.cache_info().entries == 0
+
+
+async def test_a_refusal_is_answered_after_the_delay_with_what_it_cost() -> None:
+    http, _ = make_client(budget_for=Budget(max_aliases=1), refusal_delay_s=0.2)
+    async with http:
+        started = time.perf_counter()
+        refused = await http.post("/graphql", json={"query": "{ a: hello b: hello }"}, headers=NEW)
+        refused_after = time.perf_counter() - started
+        started = time.perf_counter()
+        invalid = await http.post("/graphql", json={"query": "{ nope }"}, headers=NEW)
+        invalid_after = time.perf_counter() - started
+
+    assert refused.status_code == 400 and codes(refused) == ["TOO_MANY_ALIASES"]
+    assert refused_after >= 0.2
+    name, _, duration = refused.headers["Server-Timing"].partition(";dur=")
+    assert name == "refuse" and 0 < float(duration) < 200  # milliseconds, the delay not included
+    # Only over-budget documents wait: a validation failure is answered at once.
+    assert invalid.status_code == 400 and "Server-Timing" not in invalid.headers
+    assert invalid_after < 0.2
+
+
+async def test_a_budget_with_a_slowdown_makes_its_caller_wait_for_what_it_cost() -> None:
+    http, _ = make_client(budget_for=lambda context: Budget(slowdown=5) if context["viewer"] == "anonymous"
+                          else Budget())
+    async with http:
+        timings = {}
+        for viewer in ("anonymous", "ada"):
+            started = time.perf_counter()
+            response = await http.post("/graphql", json={"query": "{ busy }"}, headers={"x-viewer": viewer})
+            timings[viewer] = time.perf_counter() - started
+            assert response.json() == {"data": {"busy": 1}}
+
+    assert timings["anonymous"] >= 0.03 + 5 * 0.029  # its 30 ms, then 5 times that less 1 ms free
+    assert timings["ada"] < 0.03 + 5 * 0.029
+
+
+def by_viewer(context: object) -> Budget:
+    assert isinstance(context, dict)
+    return Budget(max_aliases=2) if context["viewer"] == "anonymous" else Budget(max_aliases=5)
+
+
+async def test_the_budget_follows_the_caller_from_the_context() -> None:
+    query = "{ a: hello b: hello c: hello }"
+    http, _ = make_client(budget_for=by_viewer)
+    async with http:
+        anonymous = await http.post("/graphql", json={"query": query}, headers=NEW)
+        known = await http.post("/graphql", json={"query": query}, headers={**NEW, "x-viewer": "ada"})
+        anonymous_again = await http.post("/graphql", json={"query": query}, headers=NEW)
+
+    assert anonymous.status_code == 400 and codes(anonymous) == ["TOO_MANY_ALIASES"]
+    assert known.status_code == 200 and known.json()["data"]["a"] == "Hello, world!"
+    assert anonymous_again.status_code == 400 and codes(anonymous_again) == ["TOO_MANY_ALIASES"]
 
 
 # --- document cache ----------------------------------------------------------------------
@@ -543,17 +636,19 @@ async def test_repeated_query_is_parsed_and_validated_once(monkeypatch: pytest.M
         parses.append(query)
         return graphql.parse(query, **options)
 
-    monkeypatch.setattr("coalition.graphql.limits.parse", counting_parse)
+    monkeypatch.setattr("coalition.graphql.documents.parse", counting_parse)
     async with http:
         for name in ("a", "b", "c"):
             response = await http.post("/graphql", json={"query": HELLO, "variables": {"name": name}})
             assert response.json() == {"data": {"hello": f"Hello, {name}!"}}
+        for tail in ("", " # 0.1", " # 0.2"):
+            await http.post("/graphql", json={"query": HELLO + tail, "variables": {"name": "d"}})
         for _ in range(2):
             await http.post("/graphql", json={"query": "{ hello"})
 
-    assert parses == [HELLO, "{ hello"]
+    assert parses == [HELLO, "{ hello", "{ hello"]  # a syntax error is not cached
     info = endpoint.documents.cache_info()
-    assert (info.hits, info.misses, info.entries) == (3, 2, 2)
+    assert (info.hits, info.misses, info.entries) == (5, 3, 1)
 
 
 # --- rejection by the context factory and failures ---------------------------------------

@@ -33,7 +33,7 @@ from planted_network import forget_cached_insights
 from sqlalchemy import func, select
 from starlette.routing import Mount, Route
 
-from coalition.config import Settings
+from coalition.config import QUERY_BUDGET_NAMES, Settings
 from coalition.crypto import NetworkKeys
 from coalition.ledger.errors import HoldNotFound, TransactionNotFound
 from coalition.ledger.models import Entry, Hold
@@ -538,8 +538,9 @@ async def asked(api: Any, net: Net, role: str, document: str, variables: dict[st
 def settings(settings: Settings) -> Settings:
     """The walk selects every field of every type in one document: lift the document limits
     (they are tested in tests/graphql/test_limits.py; here only access is judged)."""
-    return dataclasses.replace(settings, max_query_bytes=10_000_000, max_query_depth=100, max_aliases=10_000,
-                               max_tokens=1_000_000)
+    lifted = {name: 1_000_000 for name in QUERY_BUDGET_NAMES if name != "slowdown"} | {"slowdown": 0}
+    return dataclasses.replace(settings, max_query_bytes=10_000_000, query_budget=lifted,
+                               anonymous_query_budget=lifted)
 
 
 @pytest.fixture(autouse=True)
