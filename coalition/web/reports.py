@@ -23,12 +23,12 @@ statement for that merchant in it, 400 a bad format or merchant, 429 too many re
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote
 
+from graphql import GraphQLError
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
@@ -36,6 +36,7 @@ from starlette.routing import Route
 from coalition.auth.models import Role
 from coalition.auth.service import Authenticator, Caller
 from coalition.errors import DomainError, NotFound
+from coalition.graphql.core.scalars import parse_aware_datetime
 from coalition.graphql.core.types import InvalidId, decode_id
 from coalition.settlement.exports import FORMATS, MEDIA_TYPES, Export, export_batch, render
 from coalition.settlement.reports import index_html
@@ -63,14 +64,23 @@ class HttpError(Exception):
                             headers=self.headers)
 
 
+def _ascii_int(raw: str) -> int | None:
+    """``raw`` as an integer when it is ASCII digits with an optional sign; ``str.isdigit`` takes '²' too."""
+    digits = raw[1:] if raw[:1] in ("-", "+") else raw
+    return int(raw) if 0 < len(digits) <= 20 and digits.isascii() and digits.isdigit() else None
+
+
 def _id(raw: str, type_name: str, what: str) -> int:
-    if raw.isdigit() and 0 < int(raw) < 2**63:
-        return int(raw)
+    number = _ascii_int(raw) if raw[:1] not in ("-", "+") else None
+    if number is not None and 0 < number < 2**63:
+        return number
     try:
-        return decode_id(raw, type_name)
+        if number is None:
+            return decode_id(raw, type_name)
     except InvalidId:
-        raise HttpError(400 if what == "merchant" else 404, f"INVALID_{what.upper()}",
-                        f"{raw[:60]!r} is not a {what} number or {type_name} ID") from None
+        pass
+    raise HttpError(400 if what == "merchant" else 404, f"INVALID_{what.upper()}",
+                    f"{raw[:60]!r} is not a {what} number or {type_name} ID")
 
 
 def credential_of(header: str) -> str:
@@ -194,12 +204,14 @@ def report_routes(services: Any, authenticator: Authenticator, limiter: Any) -> 
         if "periodEnd" in query:
             try:
                 # An unescaped "+01:00" arrives as " 01:00" (a query string's + is a space).
-                period_end = dt.datetime.fromisoformat(query["periodEnd"].replace(" ", "+"))
-            except ValueError:
+                period_end = parse_aware_datetime(query["periodEnd"].replace(" ", "+"))
+            except GraphQLError:
                 raise HttpError(400, "INVALID_PERIOD_END", "periodEnd must be ISO 8601 with an offset") from None
         point_value: Any = query.get("pointValueMinor")
         if point_value is not None:
-            point_value = int(point_value) if point_value.lstrip("-").isdigit() else point_value
+            point_value = _ascii_int(point_value)
+            if point_value is None:
+                raise HttpError(400, "INVALID_POINT_VALUE", "pointValueMinor must be a whole number of minor units")
         batch = query.get("batch")
         result = await simulate_settlement(
             services.db, services.settings, period_end=period_end,

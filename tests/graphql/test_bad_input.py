@@ -206,7 +206,7 @@ async def test_amounts_beyond_int_are_bad_user_input(api: Any, shop: Any, amount
 async def test_bad_input_logs_no_contact_data(api: Any, shop: Any, caplog: pytest.LogCaptureFixture) -> None:
     # given the log captured at every level
     caplog.set_level(logging.DEBUG)
-    key, lid = shop
+    key, _ = shop
     contacts = ["ann.smith", "bob.jones", "7700900123", "7700 900123"]
     # when contact data arrives malformed in every way we know
     for n, variables in enumerate([

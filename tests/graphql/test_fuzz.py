@@ -47,7 +47,8 @@ MAX_DEPTH = 3  # selection depth below the root field: deep enough to reach nest
 
 HOSTILE_STRINGS = [
     "", " ", "\t\n ", "\x00", "a\x00b", "\x01\x7f", "\x1b[31m", "\u202egnp.exe", "\u200b", "\ufeff",
-    "\ud800", "a\udfffb", "\udbff\udc00", "😀" * 3, "𝔘𝔫𝔦𝔠𝔬𝔡𝔢", "²", "٣", "¹²³", "Ⅻ", "ﬁ", "İ", "ß",
+    "\ud800", "a\udfffb", "\udbff\udc00", "😀" * 3, "\U0001d518\U0001d52b",
+    "²", "٣", "¹²³", "Ⅻ", "ﬁ", "İ", "ß",
     "x" * 300, "y" * 5000, "' OR 1=1 --", "\"; DROP TABLE members; --", "%s%s%n", "{0}{1}", "${jndi:x}",
     "\\", "%00", "../../etc/passwd", "<script>alert(1)</script>", "null", "0", "-1", "1e309", "NaN",
     "LX-0000-0000-0", "lx0000000000", "ann@example.com", "ann\ud800@example.com", "ann\x00@example.com",
@@ -87,7 +88,7 @@ class Pools:
             for item in value:
                 self.harvest(item, key)
         elif isinstance(value, str) and len(value) < 200:
-            if key == "id" or (key or "").endswith("Id") and key != "loyaltyId":
+            if key == "id" or ((key or "").endswith("Id") and key != "loyaltyId"):
                 _add(self.ids, value)
             elif key in ("cursor", "endCursor"):
                 _add(self.cursors, value)
@@ -274,8 +275,9 @@ def _literal(value: Any) -> str:
     return json.dumps(value)  # a JSON string or integer is also a GraphQL literal
 
 
-ROUTE_VALUES = ["1", "²", "¹", "٣", "0", "-1", "99999999999999999999", "\u202e1", "%00", "%2e%2e", "1.5", "x" * 500,
-                _b64("SettlementBatch:1"), _b64("SettlementBatch:99999999999999999999"), _b64("Merchant:1"), "%F0%9F%98%80"]
+ROUTE_VALUES = ["1", "²", "¹", "٣", "0", "-1", "99999999999999999999", "\u202e1", "%00", "%2e%2e", "1.5",
+                "x" * 500, _b64("SettlementBatch:1"), _b64("SettlementBatch:99999999999999999999"),
+                _b64("Merchant:1"), "%F0%9F%98%80"]
 
 
 def _route_request(app: Any, rng: random.Random) -> str | None:
@@ -396,7 +398,8 @@ async def _send(client: Any, request: dict[str, Any], key: str | None, pools: Po
     except ValueError:
         outcome.failures.append(f"{label}: {response.status_code}, not JSON: {response.text[:200]}")
         return
-    internal = [e for e in body.get("errors") or [] if (e.get("extensions") or {}).get("code") == "INTERNAL_SERVER_ERROR"]
+    internal = [e for e in body.get("errors") or []
+                if (e.get("extensions") or {}).get("code") == "INTERNAL_SERVER_ERROR"]
     if response.status_code >= 500 or internal:
         outcome.failures.append(f"{label}: {response.status_code} {json.dumps(body)[:200]}\n    request: "
                                 f"{_dumps(request)[:600].decode()}")
