@@ -39,6 +39,7 @@ from coalition.graphql import errors as codes
 from coalition.graphql.documents import DocumentCache, Failure
 from coalition.graphql.errors import format_error, request_error, request_error_code
 from coalition.graphql.limits import QueryLimits
+from coalition.logsafe import redacted_traceback
 
 logger = logging.getLogger("coalition.graphql")
 
@@ -134,7 +135,36 @@ def _json_type(value: object) -> str:
 
 
 def _dumps(body: object) -> bytes:
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    # "replace": should an unpaired surrogate ever reach a response, it becomes "?" rather than a 500.
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "replace")
+
+
+_LONE_SURROGATE = ("The request has invalid Unicode: a lone surrogate (e.g. \\ud800 not followed by a low "
+                   "surrogate) in a string. Send each character outside the BMP as a surrogate pair, or as UTF-8.")
+
+
+def _has_lone_surrogate(value: object) -> bool:
+    """Whether any string in a decoded JSON value (keys included) holds an unpaired surrogate.
+
+    JSON lets a client write ``"\\ud800"``, which decodes to a string that cannot be encoded
+    as UTF-8: not for the database, not for the log, not for the response. Refused once here,
+    for every field of every operation.
+    """
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if not item.isascii():
+                try:
+                    item.encode("utf-8")
+                except UnicodeEncodeError:
+                    return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 class GraphQLEndpoint:
@@ -212,8 +242,8 @@ class GraphQLEndpoint:
             )
         except ClientDisconnect:
             return self._respond(media_type, request_error("Client disconnected.", codes.BAD_REQUEST), 400)
-        except Exception:
-            logger.exception("unexpected error handling a GraphQL request")
+        except Exception as exc:
+            logger.error("unexpected error handling a GraphQL request: %s", redacted_traceback(exc))
             return self._respond(
                 media_type, request_error(codes.INTERNAL_MESSAGE, codes.INTERNAL_SERVER_ERROR), 500
             )
@@ -357,6 +387,8 @@ class GraphQLEndpoint:
 
     @staticmethod
     def _check_params(params: Mapping[str, object]) -> tuple[str, dict[str, Any] | None, str | None]:
+        if _has_lone_surrogate(params):
+            raise _Refuse(400, codes.BAD_REQUEST, _LONE_SURROGATE)
         query = params.get("query")
         if query is None:
             raise _Refuse(400, codes.BAD_REQUEST, "Missing 'query': send the GraphQL document as a string.")

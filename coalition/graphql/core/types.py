@@ -75,7 +75,7 @@ def decode_cursor(cursor: str | None) -> int | None:
         return None
     try:
         prefix, raw = base64.b64decode(cursor, validate=True).decode().split(":")
-        if prefix == "cursor" and int(raw) > 0:
+        if prefix == "cursor" and 0 < int(raw) < 2**63:  # a row id: beyond 64 bits the database errs
             return int(raw)
     except Exception:
         pass
