@@ -70,6 +70,8 @@ class Query(SettlementQueries, WhatIfQueries, graphene.ObjectType):  # type: ign
         try:
             type_name, raw = from_global_id(id)
             node_type, value = NODE_TYPES[type_name], int(raw)
+            if not 0 < value < 2**63:  # a row id: beyond 64 bits the database errs
+                raise ValueError
         except Exception:
             raise InvalidId(f"{id[:60]!r} is not an ID from this API") from None
         return await node_type.fetch(info, value)
