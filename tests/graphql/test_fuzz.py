@@ -304,6 +304,8 @@ class Outcome:
     statuses: Counter[int] = field(default_factory=Counter)
     failures: list[str] = field(default_factory=list)
     fields: Counter[str] = field(default_factory=Counter)
+    internal_errors: int = 0  # responses with an INTERNAL_SERVER_ERROR code (any status)
+    error_records: int = 0  # ERROR log records, or any record with a traceback
 
 
 @pytest.fixture
@@ -380,6 +382,7 @@ async def _fuzz(api: Any, app: Any, seeded: dict[str, Any], caplog: Any, count: 
         outcome.fields[f["name"]] += 1
         await _send(client, request, key, pools, outcome, f"{role} {f['name']}")
     logged = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    outcome.error_records = len(logged)
     for record in logged[:10]:
         outcome.failures.append(f"log {record.levelname} {record.name}: {record.getMessage()[:300]}")
     return outcome
@@ -400,6 +403,7 @@ async def _send(client: Any, request: dict[str, Any], key: str | None, pools: Po
         return
     internal = [e for e in body.get("errors") or []
                 if (e.get("extensions") or {}).get("code") == "INTERNAL_SERVER_ERROR"]
+    outcome.internal_errors += bool(internal)
     if response.status_code >= 500 or internal:
         outcome.failures.append(f"{label}: {response.status_code} {json.dumps(body)[:200]}\n    request: "
                                 f"{_dumps(request)[:600].decode()}")
@@ -419,8 +423,10 @@ async def test_no_request_gets_a_5xx_or_a_traceback(api: Any, app: Any, db: Data
     elapsed = time.perf_counter() - started
 
     # then none gets a 5xx or an internal error, the log has no error, and the ledger is consistent
-    summary = (f"fuzz: {outcome.requests} requests in {elapsed:.1f} s, seed {FUZZ_SEED}, statuses "
-               f"{dict(sorted(outcome.statuses.items()))}, {len(outcome.fields)} fields/routes")
+    server_errors = sum(n for status, n in outcome.statuses.items() if status >= 500)
+    summary = (f"fuzz: {outcome.requests} requests in {elapsed:.1f} s, seed {FUZZ_SEED}: {server_errors} HTTP 5xx, "
+               f"{outcome.internal_errors} INTERNAL_SERVER_ERROR, {outcome.error_records} ERROR/traceback log "
+               f"records; statuses {dict(sorted(outcome.statuses.items()))}, {len(outcome.fields)} fields/routes")
     print(summary)
     assert not outcome.failures, summary + "\n" + "\n".join(outcome.failures[:15])
     async with db.read() as conn:
