@@ -52,7 +52,7 @@ def require_offsets(schema: GraphQLSchema) -> None:
     scalar = schema.type_map.get("DateTime")
     if isinstance(scalar, GraphQLScalarType):
         scalar.parse_value = parse_aware_datetime  # type: ignore[method-assign]
-        scalar.parse_literal = _parse_datetime_literal  # type: ignore[method-assign]
+        scalar.parse_literal = _parse_datetime_literal  # type: ignore[method-assign,assignment]
         scalar.description = DATETIME_DESCRIPTION
 
 
