@@ -26,6 +26,7 @@ seed and the first offending requests so that a run can be repeated exactly.
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 import logging
 import os
@@ -80,6 +81,8 @@ class Pools:
     cursors: list[str] = field(default_factory=list)
     strings: list[str] = field(default_factory=list)  # loyalty IDs, referral codes and the like
 
+    by_name: dict[str, list[str]] = field(default_factory=dict)  # every string the API returned, by field name
+
     def harvest(self, value: Any, key: str | None = None) -> None:
         if isinstance(value, dict):
             for k, v in value.items():
@@ -87,8 +90,9 @@ class Pools:
         elif isinstance(value, list):
             for item in value:
                 self.harvest(item, key)
-        elif isinstance(value, str) and len(value) < 200:
-            if key == "id" or ((key or "").endswith("Id") and key != "loyaltyId"):
+        elif isinstance(value, str) and len(value) < 200 and key is not None:
+            _add(self.by_name.setdefault(key, []), value, limit=50)
+            if key == "id" or (key.endswith("Id") and key != "loyaltyId"):
                 _add(self.ids, value)
             elif key in ("cursor", "endCursor"):
                 _add(self.cursors, value)
@@ -114,6 +118,7 @@ class Generator:
         self.rng = rng
         self.variables: dict[str, Any] = {}
         self.declarations: list[str] = []
+        self.hostility = 0.5
 
     # -- documents ---------------------------------------------------------------------------------
 
@@ -122,6 +127,8 @@ class Generator:
 
     def request(self, root: str, root_field: dict[str, Any]) -> dict[str, Any]:
         self.variables, self.declarations = {}, []
+        # Some requests are nearly valid (one bad value reaches deep code), some hostile throughout.
+        self.hostility = self.rng.choice([0.0, 0.1, 0.1, 0.5, 0.9])
         operation = "mutation" if root == introspected_mutation(self.root_names) else "query"
         body = self.field(root_field, depth=0)
         name = "Fuzz"
@@ -186,51 +193,87 @@ class Generator:
     def value(self, type_ref: dict[str, Any], name: str) -> Any:
         rng = self.rng
         if type_ref["kind"] == "NON_NULL":
-            if rng.random() < 0.02:
+            if rng.random() < 0.04 * self.hostility:
                 return None
             return self.value(type_ref["ofType"], name)
-        if rng.random() < 0.03:
+        if rng.random() < 0.06 * self.hostility:
             return rng.choice(WRONG_TYPES)
         if type_ref["kind"] == "LIST":
             return [self.value(type_ref["ofType"], name) for _ in range(rng.choice([0, 1, 1, 2, 3]))]
         t = self.types[type_ref["name"]]
         if t["kind"] == "ENUM":
             values = [v["name"] for v in t["enumValues"]]
-            return rng.choice([*values, *values, "NOT_A_VALUE", "\u202e"])
+            return rng.choice(values) if rng.random() >= self.hostility else rng.choice(["NOT_A_VALUE", "\u202e", 1])
         if t["kind"] == "INPUT_OBJECT":
             value = {}
             for f in t["inputFields"]:
                 if f["type"]["kind"] == "NON_NULL" or rng.random() < 0.6:
                     value[f["name"]] = self.value(f["type"], f["name"])
-            if rng.random() < 0.02:
+            if rng.random() < 0.04 * self.hostility:
                 value["notAField"] = 1
             return value
         return self.scalar(t["name"], name)
 
     def scalar(self, type_name: str, name: str) -> Any:
+        if self.rng.random() < self.hostility:
+            return self.hostile(type_name, name)
+        return self.plausible(type_name, name)
+
+    def plausible(self, type_name: str, name: str) -> Any:
+        """A value a well-behaved client might send: harvested, fresh or small, so requests get deep."""
+        rng, pools = self.rng, self.pools
+        lowered = name.lower()
+        harvested = pools.by_name.get(name)
+        if type_name == "ID" or (type_name == "String" and lowered.endswith("id") and lowered != "loyaltyid"):
+            return rng.choice(pools.ids) if pools.ids else self.hostile(type_name, name)
+        if type_name == "String":
+            if lowered in ("after", "before", "cursor"):
+                return rng.choice(pools.cursors) if pools.cursors else None
+            if "idempotency" in lowered:
+                return f"fuzz-{rng.randrange(1 << 40)}"
+            if harvested and rng.random() < 0.8:
+                return rng.choice(harvested)
+            if "email" in lowered:
+                return f"fuzz{rng.randrange(1 << 30)}@example.com"
+            if "phone" in lowered:
+                return f"+44{rng.randrange(10**9, 10**10)}"
+            return f"fuzz {rng.randrange(1000)}"
+        if type_name in ("Int", "BigInt"):
+            return rng.randrange(1, 20) if lowered in ("first", "last") else rng.randrange(1, 300)
+        if type_name == "Float":
+            return rng.random()
+        if type_name == "Boolean":
+            return rng.choice([True, False])
+        if type_name == "DateTime":
+            when = dt.datetime.now(dt.UTC) - dt.timedelta(days=rng.randrange(-2, 40), minutes=rng.randrange(1440))
+            return when.isoformat()
+        if type_name == "Date":
+            return (dt.date.today() - dt.timedelta(days=rng.randrange(-2, 40))).isoformat()
+        return harvested[0] if harvested else self.hostile(type_name, name)
+
+    def hostile(self, type_name: str, name: str) -> Any:
+        """A value chosen to break things: forged, malformed, at or beyond a bound."""
         rng, pools = self.rng, self.pools
         lowered = name.lower()
         if type_name == "ID" or (type_name == "String" and lowered.endswith("id") and lowered != "loyaltyid"):
             forged = [_b64("Member:1"), _b64("Member:99999999999999999999"), _b64("Merchant:-1"), _b64("Hold:0"),
                       _b64("Transaction:1e3"), _b64("Nope:1"), _b64("Member:²"), "Member:1", "", "\x00", "!!!",
                       _b64("\ud7ff"), "1"]
-            return rng.choice(pools.ids or forged) if rng.random() < 0.6 else rng.choice(forged + HOSTILE_STRINGS)
+            return rng.choice(pools.ids or forged) if rng.random() < 0.3 else rng.choice(forged + HOSTILE_STRINGS)
         if type_name == "String" and lowered in ("after", "before", "cursor"):
             forged = [_b64("cursor:0"), _b64("cursor:-5"), _b64("cursor:99999999999999999999"), _b64("cursor:²"),
                       _b64("cursor:1:2"), "cursor:1", "%%%", _b64("\xff")]
-            return rng.choice(pools.cursors or forged) if rng.random() < 0.5 else rng.choice(forged + HOSTILE_STRINGS)
+            return rng.choice(forged + HOSTILE_STRINGS)
         if type_name == "String":
-            if "idempotency" in lowered and rng.random() < 0.5:
-                return f"fuzz-{rng.randrange(1 << 40)}"
-            if rng.random() < 0.4 and pools.strings:
+            if rng.random() < 0.2 and pools.strings:
                 return rng.choice(pools.strings)
             return rng.choice(HOSTILE_STRINGS)
         if type_name in ("Int", "BigInt"):
-            return rng.choice(BOUND_INTS) if rng.random() < 0.7 else rng.randrange(1, 500)
+            return rng.choice(BOUND_INTS)
         if type_name == "Float":
             return rng.choice([0.0, -1.0, 0.5, 1e308, -1e308, 2.0**63, 1e-320])
         if type_name == "Boolean":
-            return rng.choice([True, False])
+            return rng.choice(WRONG_TYPES)
         if type_name == "DateTime":
             return rng.choice(DATETIMES)
         if type_name == "Date":
@@ -306,6 +349,7 @@ class Outcome:
     fields: Counter[str] = field(default_factory=Counter)
     internal_errors: int = 0  # responses with an INTERNAL_SERVER_ERROR code (any status)
     error_records: int = 0  # ERROR log records, or any record with a traceback
+    clean: int = 0  # answered without any error or userErrors: the request got all the way through
 
 
 @pytest.fixture
@@ -316,10 +360,10 @@ async def seeded(db: Database, api: Any, admin_key: str, make_merchant: Any, mak
 
     merchants = [await onboard_merchant(db, name=f"Fuzz shop {i}", category="test", earn_rate_points_per_unit=1)
                  for i in range(3)]
-    members = []
+    members, contacts = [], []
     for i in range(4):
-        enrolled = await make_member(merchants[i % 3].merchant.id, email=f"member{i}@example.com",
-                                     phone=f"+4477009001{i:02d}")
+        contacts += [f"member{i}@example.com", f"+4477009001{i:02d}"]
+        enrolled = await make_member(merchants[i % 3].merchant.id, email=contacts[-2], phone=contacts[-1])
         members.append(enrolled)
         await ledger.earn(merchant_id=merchants[i % 3].merchant.id, loyalty_id=enrolled.member.loyalty_id,
                           purchase_amount_minor=50_000, idempotency_key=f"seed-earn-{i}")
@@ -328,7 +372,7 @@ async def seeded(db: Database, api: Any, admin_key: str, make_merchant: Any, mak
     await ledger.authorize(merchant_id=merchants[2].merchant.id, loyalty_id=members[1].member.loyalty_id, points=5,
                            idempotency_key="seed-hold")
     return {"admin": admin_key, "merchants": [m.api_key for m in merchants],
-            "member": members[0].member_token, "members": members}
+            "member": members[0].member_token, "members": members, "contacts": contacts}
 
 
 def _dumps(body: Any) -> bytes:
@@ -385,6 +429,13 @@ async def _fuzz(api: Any, app: Any, seeded: dict[str, Any], caplog: Any, count: 
     outcome.error_records = len(logged)
     for record in logged[:10]:
         outcome.failures.append(f"log {record.levelname} {record.name}: {record.getMessage()[:300]}")
+    # Nothing private in any log line, at any level: contact data, API keys, member tokens.
+    private = [seeded["admin"], seeded["member"], *seeded["merchants"], *seeded["contacts"]]
+    for record in caplog.records:
+        text = record.getMessage()
+        leaked = [p for p in private if p in text]
+        if leaked:
+            outcome.failures.append(f"log {record.name} carries private data: {text[:200]}")
     return outcome
 
 
@@ -409,6 +460,9 @@ async def _send(client: Any, request: dict[str, Any], key: str | None, pools: Po
                                 f"{_dumps(request)[:600].decode()}")
     if isinstance(body.get("data"), dict):
         pools.harvest(body["data"])
+        payloads = [v for v in body["data"].values() if isinstance(v, dict)]
+        if not body.get("errors") and not any(p.get("userErrors") for p in payloads):
+            outcome.clean += 1
 
 
 async def test_no_request_gets_a_5xx_or_a_traceback(api: Any, app: Any, db: Database, seeded: dict[str, Any],
@@ -426,7 +480,8 @@ async def test_no_request_gets_a_5xx_or_a_traceback(api: Any, app: Any, db: Data
     server_errors = sum(n for status, n in outcome.statuses.items() if status >= 500)
     summary = (f"fuzz: {outcome.requests} requests in {elapsed:.1f} s, seed {FUZZ_SEED}: {server_errors} HTTP 5xx, "
                f"{outcome.internal_errors} INTERNAL_SERVER_ERROR, {outcome.error_records} ERROR/traceback log "
-               f"records; statuses {dict(sorted(outcome.statuses.items()))}, {len(outcome.fields)} fields/routes")
+               f"records; {outcome.clean} answered without errors; statuses {dict(sorted(outcome.statuses.items()))}, "
+               f"{len(outcome.fields)} fields/routes")
     print(summary)
     assert not outcome.failures, summary + "\n" + "\n".join(outcome.failures[:15])
     async with db.read() as conn:
