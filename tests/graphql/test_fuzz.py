@@ -424,7 +424,7 @@ async def _fuzz(api: Any, app: Any, seeded: dict[str, Any], caplog: Any, count: 
         root, f = rng.choice(root_fields)
         request = generator.request(root, f)
         outcome.fields[f["name"]] += 1
-        await _send(client, request, key, pools, outcome, f"{role} {f['name']}")
+        await _send(client, request, key, pools, outcome, f"{role} {f['name']}", get=rng.random() < 0.05)
     logged = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
     outcome.error_records = len(logged)
     for record in logged[:10]:
@@ -440,11 +440,18 @@ async def _fuzz(api: Any, app: Any, seeded: dict[str, Any], caplog: Any, count: 
 
 
 async def _send(client: Any, request: dict[str, Any], key: str | None, pools: Pools, outcome: Outcome,
-                label: str) -> None:
+                label: str, *, get: bool = False) -> None:
     headers = {"Content-Type": "application/json"}
     if key:
         headers["Authorization"] = f"Bearer {key}"
-    response = await client.post("/graphql", content=_dumps(request), headers=headers)
+    texts = (request["query"], request.get("operationName") or "")
+    if get and all(_is_literal_safe(text) for text in texts):
+        # The same request as GET query parameters (a mutation must get a 405); variables as escaped JSON.
+        params = {"query": request["query"], "operationName": request.get("operationName") or "",
+                  "variables": json.dumps(request.get("variables"), ensure_ascii=True)}
+        response = await client.get("/graphql", params=params, headers=headers)
+    else:
+        response = await client.post("/graphql", content=_dumps(request), headers=headers)
     outcome.requests += 1
     outcome.statuses[response.status_code] += 1
     try:
