@@ -13,6 +13,8 @@ Domain modules raise these with a specific ``code``; the API layer turns them in
 
 from __future__ import annotations
 
+from coalition.text import describe_character, unsafe_character
+
 
 class DomainError(Exception):
     code: str = "ERROR"
@@ -57,31 +59,6 @@ class Refused(DomainError):
 MAX_IDEMPOTENCY_KEY_LENGTH = 128
 MAX_REFERENCE_LENGTH = 128
 
-# Bidirectional overrides, embeddings and isolates: in a name or reference they reorder the
-# text around them when a statement or report shows it ("Trojan Source").
-BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-
-
-def unsafe_character(value: str, *, allow: str = "") -> str | None:
-    """The first character no text input may hold, or None.
-
-    Control characters (C0 including NUL, which PostgreSQL cannot store in text; DEL; C1),
-    unpaired surrogates (they cannot be encoded as UTF-8 for the database or the log) and
-    bidirectional controls. ``allow`` lists controls a field accepts (a CSV's line breaks).
-    """
-    for char in value:
-        code = ord(char)
-        if (code < 32 or 0x7F <= code <= 0x9F) and char not in allow:
-            return char
-        if 0xD800 <= code <= 0xDFFF or char in BIDI_CONTROLS:
-            return char
-    return None
-
-
-def describe_character(char: str) -> str:
-    return f"U+{ord(char):04X}"
-
-
 def check_idempotency_key(key: str) -> str:
     if not isinstance(key, str) or not key.strip():
         raise InvalidInput("idempotencyKey must be a non-empty string", code="INVALID_IDEMPOTENCY_KEY",
@@ -91,8 +68,9 @@ def check_idempotency_key(key: str) -> str:
                            code="INVALID_IDEMPOTENCY_KEY", field="idempotencyKey")
     bad = unsafe_character(key)
     if bad is not None:
-        raise InvalidInput(f"idempotencyKey contains the control character {describe_character(bad)}: use "
-                           "printable characters, e.g. a UUID", code="INVALID_IDEMPOTENCY_KEY", field="idempotencyKey")
+        raise InvalidInput(f"idempotencyKey contains {describe_character(bad)} (a control character, a lone "
+                           "surrogate or a bidi override): use printable characters, e.g. a UUID",
+                           code="INVALID_IDEMPOTENCY_KEY", field="idempotencyKey")
     return key
 
 
@@ -112,8 +90,8 @@ def check_text(value: str | None, field: str, max_length: int, *, required: bool
                            code="INVALID_" + _snake(field), field=field)
     bad = unsafe_character(value)
     if bad is not None:
-        raise InvalidInput(f"{field} contains the control character {describe_character(bad)}: remove it",
-                           code="INVALID_" + _snake(field), field=field)
+        raise InvalidInput(f"{field} contains {describe_character(bad)} (a control character, a lone surrogate or "
+                           "a bidi override): remove it", code="INVALID_" + _snake(field), field=field)
     return value
 
 

@@ -40,6 +40,7 @@ from coalition.graphql.documents import DocumentCache, Failure
 from coalition.graphql.errors import format_error, request_error, request_error_code
 from coalition.graphql.limits import QueryLimits
 from coalition.logsafe import redacted_traceback
+from coalition.text import has_lone_surrogate
 
 logger = logging.getLogger("coalition.graphql")
 
@@ -141,30 +142,6 @@ def _dumps(body: object) -> bytes:
 
 _LONE_SURROGATE = ("The request has invalid Unicode: a lone surrogate (e.g. \\ud800 not followed by a low "
                    "surrogate) in a string. Send each character outside the BMP as a surrogate pair, or as UTF-8.")
-
-
-def _has_lone_surrogate(value: object) -> bool:
-    """Whether any string in a decoded JSON value (keys included) holds an unpaired surrogate.
-
-    JSON lets a client write ``"\\ud800"``, which decodes to a string that cannot be encoded
-    as UTF-8: not for the database, not for the log, not for the response. Refused once here,
-    for every field of every operation.
-    """
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            if not item.isascii():
-                try:
-                    item.encode("utf-8")
-                except UnicodeEncodeError:
-                    return True
-        elif isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return False
 
 
 class GraphQLEndpoint:
@@ -387,7 +364,7 @@ class GraphQLEndpoint:
 
     @staticmethod
     def _check_params(params: Mapping[str, object]) -> tuple[str, dict[str, Any] | None, str | None]:
-        if _has_lone_surrogate(params):
+        if has_lone_surrogate(params):  # once here, for every string of every operation
             raise _Refuse(400, codes.BAD_REQUEST, _LONE_SURROGATE)
         query = params.get("query")
         if query is None:

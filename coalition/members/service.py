@@ -31,7 +31,6 @@ from coalition.errors import (
     InvalidInput,
     NotFound,
     check_idempotency_key,
-    unsafe_character,
 )
 from coalition.ledger.core import request_hash
 from coalition.ledger.errors import MemberNotFound, MerchantSuspended
@@ -41,6 +40,7 @@ from coalition.members.loyalty_id import new_loyalty_id, new_referral_code
 from coalition.members.models import Member
 from coalition.network.referrals import check_referral
 from coalition.partners.models import Merchant, MerchantStatus
+from coalition.text import unsafe_character
 
 logger = logging.getLogger("coalition.members")
 

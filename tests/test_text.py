@@ -1,10 +1,13 @@
-"""The shared input checks: what no idempotency key or text input may hold."""
+"""The shared text checks: what no idempotency key or text input may hold, and lone surrogates."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from coalition.errors import InvalidInput, check_idempotency_key, check_text, unsafe_character
+from coalition.errors import InvalidInput, check_idempotency_key, check_text
+from coalition.text import has_lone_surrogate, unsafe_character
 
 
 @pytest.mark.parametrize("value", ["\x00", "a\x00", "\x1f", "\x7f", "\x85", "\x9f", "\ud800", "\udfff", "\u202e",
@@ -40,3 +43,12 @@ def test_free_text_refuses_unsafe_characters(value: str) -> None:
 
 def test_free_text_keeps_good_text() -> None:
     assert check_text("  Café ☕ 😀  ", "name", 120) == "Café ☕ 😀"
+
+
+@pytest.mark.parametrize(("value", "lone"), [
+    ({"query": "x", "variables": {"a": ["b", {"c": "\ud800"}]}}, True), ({"\udc00": 1}, True),
+    (json.loads('"a\\ud83d\\ude00b"'), False),  # JSON joins an escaped pair into one character
+    ("\U0001f600", False), ({"a": [1, None, True, 1.5, "é"]}, False),
+])
+def test_lone_surrogates_anywhere_in_a_json_value(value: object, lone: bool) -> None:
+    assert has_lone_surrogate(value) is lone
