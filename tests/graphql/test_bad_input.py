@@ -243,3 +243,24 @@ async def test_the_simulation_page_refuses_bad_numbers_and_naive_dates(api: Any,
     response = await api.client.get(f"/admin/settlement/simulate.html?{query}",
                                     headers={"Authorization": f"Bearer {admin_key}"})
     assert response.status_code == 400, (response.status_code, response.text)
+
+
+# -- behind the HTTP layer ------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("contact", "code"), [
+    ({"email": "ann.smith\ud800@example.com"}, "INVALID_EMAIL"),
+    ({"email": "ann.smith\x00@example.com"}, "INVALID_EMAIL"),
+    ({"phone": "+44 7700 900123\udfff"}, "INVALID_PHONE"), ({"phone": "+٤٤٧٧٠٠٩٠٠١٢٣"}, "INVALID_PHONE"),
+    ({"phone": "+44 7700 900123²"}, "INVALID_PHONE"),
+])
+async def test_the_enrollment_service_refuses_what_the_http_layer_would_and_never_quotes_it(
+        make_merchant: Any, make_member: Any, db: Any, contact: dict[str, str], code: str) -> None:
+    # Strings can reach a service without passing the HTTP layer (the CLI, a job, a GraphQL literal).
+    from coalition.errors import InvalidInput
+
+    merchant = (await make_merchant("Bakery")).merchant
+    with pytest.raises(InvalidInput) as refused:
+        await make_member(merchant.id, **contact)
+    assert refused.value.code == code
+    assert "ann.smith" not in refused.value.message and "7700" not in refused.value.message
+    assert await count(db, Member) == 0
