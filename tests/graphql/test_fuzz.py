@@ -323,7 +323,7 @@ ROUTE_VALUES = ["1", "²", "¹", "٣", "0", "-1", "99999999999999999999", "\u202
                 _b64("Merchant:1"), "%F0%9F%98%80"]
 
 
-def _route_request(app: Any, rng: random.Random) -> str | None:
+def _route_request(app: Any, rng: random.Random) -> tuple[str, str] | None:
     """A GET of one of the app's parametrised page routes, with hostile path and query values."""
     from starlette.routing import Route
 
@@ -338,7 +338,7 @@ def _route_request(app: Any, rng: random.Random) -> str | None:
     params = "&".join(f"{k}={rng.choice(ROUTE_VALUES)}" for k in
                       rng.sample(["merchant", "before", "batch", "periodEnd", "pointValueMinor", "breakageShare"],
                                  rng.randrange(0, 3)))
-    return path + (f"?{params}" if params else "")
+    return route.path, path + (f"?{params}" if params else "")
 
 
 @dataclass
@@ -350,6 +350,7 @@ class Outcome:
     internal_errors: int = 0  # responses with an INTERNAL_SERVER_ERROR code (any status)
     error_records: int = 0  # ERROR log records, or any record with a traceback
     clean: int = 0  # answered without any error or userErrors: the request got all the way through
+    seconds: Counter[str] = field(default_factory=Counter)  # time spent per root field or route
 
 
 @pytest.fixture
@@ -409,20 +410,25 @@ async def _fuzz(api: Any, app: Any, seeded: dict[str, Any], caplog: Any, count: 
     for _ in range(count):
         role, key = rng.choice(roles)
         if rng.random() < 0.05:
-            path = _route_request(app, rng)
-            if path is not None:
+            route = _route_request(app, rng)
+            if route is not None:
+                template, path = route
                 headers = {"Authorization": f"Bearer {key}"} if key else {}
+                started = time.perf_counter()
                 response = await client.get(path, headers=headers)
+                outcome.seconds["GET " + template] += time.perf_counter() - started
                 outcome.requests += 1
                 outcome.statuses[response.status_code] += 1
-                outcome.fields["GET " + path.split("?")[0][:40]] += 1
+                outcome.fields["GET " + template] += 1
                 if response.status_code >= 500:
                     outcome.failures.append(f"{role} GET {path!r}: {response.status_code} {response.text[:200]}")
                 continue
         root, f = rng.choice(root_fields)
         request = generator.request(root, f)
         outcome.fields[f["name"]] += 1
+        started = time.perf_counter()
         await _send(client, request, key, pools, outcome, f"{role} {f['name']}", get=rng.random() < 0.05)
+        outcome.seconds[f["name"]] += time.perf_counter() - started
     logged = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
     outcome.error_records = len(logged)
     for record in logged[:10]:
@@ -487,7 +493,9 @@ async def test_no_request_gets_a_5xx_or_a_traceback(api: Any, app: Any, db: Data
                f"{outcome.internal_errors} INTERNAL_SERVER_ERROR, {outcome.error_records} ERROR/traceback log "
                f"records; {outcome.clean} answered without errors; statuses {dict(sorted(outcome.statuses.items()))}, "
                f"{len(outcome.fields)} fields/routes")
-    print(summary)
+    slowest = ", ".join(f"{name} {seconds:.1f} s/{outcome.fields[name]}" for name, seconds in
+                        outcome.seconds.most_common(4))
+    print(summary + f"; slowest: {slowest}")
     assert not outcome.failures, summary + "\n" + "\n".join(outcome.failures[:15])
     async with db.read() as conn:
         await assert_ledger_consistent(conn)
