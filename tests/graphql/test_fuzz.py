@@ -352,6 +352,11 @@ class Outcome:
     clean: int = 0  # answered without any error or userErrors: the request got all the way through
     seconds: Counter[str] = field(default_factory=Counter)  # time spent per root field or route
 
+    def raised(self, label: str, exc: Exception) -> None:
+        self.requests += 1
+        self.statuses[500] += 1
+        self.failures.append(f"{label}: the app raised {type(exc).__name__}: {str(exc)[:200]}")
+
 
 @pytest.fixture
 async def seeded(db: Database, api: Any, admin_key: str, make_merchant: Any, make_member: Any, ledger: Any,
@@ -415,7 +420,11 @@ async def _fuzz(api: Any, app: Any, seeded: dict[str, Any], caplog: Any, count: 
                 template, path = route
                 headers = {"Authorization": f"Bearer {key}"} if key else {}
                 started = time.perf_counter()
-                response = await client.get(path, headers=headers)
+                try:
+                    response = await client.get(path, headers=headers)
+                except Exception as exc:  # the app raised: a 500 for a real client
+                    outcome.raised(f"{role} GET {path!r}", exc)
+                    continue
                 outcome.seconds["GET " + template] += time.perf_counter() - started
                 outcome.requests += 1
                 outcome.statuses[response.status_code] += 1
@@ -449,13 +458,17 @@ async def _send(client: Any, request: dict[str, Any], key: str | None, pools: Po
     if key:
         headers["Authorization"] = f"Bearer {key}"
     texts = (request["query"], request.get("operationName") or "")
-    if get and all(_is_literal_safe(text) for text in texts):
-        # The same request as GET query parameters (a mutation must get a 405); variables as escaped JSON.
-        params = {"query": request["query"], "operationName": request.get("operationName") or "",
-                  "variables": json.dumps(request.get("variables"), ensure_ascii=True)}
-        response = await client.get("/graphql", params=params, headers=headers)
-    else:
-        response = await client.post("/graphql", content=_dumps(request), headers=headers)
+    try:
+        if get and all(_is_literal_safe(text) for text in texts):
+            # The same request as GET query parameters (a mutation must get a 405); variables as escaped JSON.
+            params = {"query": request["query"], "operationName": request.get("operationName") or "",
+                      "variables": json.dumps(request.get("variables"), ensure_ascii=True)}
+            response = await client.get("/graphql", params=params, headers=headers)
+        else:
+            response = await client.post("/graphql", content=_dumps(request), headers=headers)
+    except Exception as exc:  # the app raised: a 500 for a real client
+        outcome.raised(f"{label}: {_dumps(request)[:300].decode()}", exc)
+        return
     outcome.requests += 1
     outcome.statuses[response.status_code] += 1
     try:
