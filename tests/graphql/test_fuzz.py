@@ -347,6 +347,7 @@ class Outcome:
     statuses: Counter[int] = field(default_factory=Counter)
     failures: list[str] = field(default_factory=list)
     fields: Counter[str] = field(default_factory=Counter)
+    root_fields: set[str] = field(default_factory=set)  # every root field of the introspected schema
     internal_errors: int = 0  # responses with an INTERNAL_SERVER_ERROR code (any status)
     error_records: int = 0  # ERROR log records, or any record with a traceback
     clean: int = 0  # answered without any error or userErrors: the request got all the way through
@@ -403,8 +404,9 @@ async def _fuzz(api: Any, app: Any, seeded: dict[str, Any], caplog: Any, count: 
     generator = Generator(schema, pools, rng)
     root_fields = generator.root_fields()
     assert root_fields
+    outcome_fields = {f["name"] for _, f in root_fields}
     # Harvest real IDs, cursors and loyalty IDs first: every query field, well-formed, as every role.
-    outcome = Outcome()
+    outcome = Outcome(root_fields=outcome_fields)
     for role, key in roles:
         for root, f in root_fields:
             if root == generator.root_names[0]:
@@ -510,5 +512,7 @@ async def test_no_request_gets_a_5xx_or_a_traceback(api: Any, app: Any, db: Data
                         outcome.seconds.most_common(4))
     print(summary + f"; slowest: {slowest}")
     assert not outcome.failures, summary + "\n" + "\n".join(outcome.failures[:15])
+    if 20 * len(outcome.root_fields) <= FUZZ_REQUESTS:  # then every root field was sent, whatever the seed
+        assert outcome.root_fields <= set(outcome.fields), outcome.root_fields - set(outcome.fields)
     async with db.read() as conn:
         await assert_ledger_consistent(conn)
