@@ -196,7 +196,9 @@ class Database:
         # LIFO: the connection returned last is handed out next, so under any load but the
         # heaviest the same few connections do the work, with their prepared statements and
         # plans warm (PostgreSQL plans a statement anew on each connection), and the rest idle.
-        kwargs: dict[str, Any] = {"echo": echo, "pool_use_lifo": True}
+        # hide_parameters: a database error's message (and so a log line) never quotes the
+        # values of a statement, which can be contact data, keys or idempotency keys.
+        kwargs: dict[str, Any] = {"echo": echo, "pool_use_lifo": True, "hide_parameters": True}
         if self.is_sqlite:
             if ":memory:" in url or url.endswith("://"):
                 raise ValueError("use a file for SQLite: the ledger needs several connections")

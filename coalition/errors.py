@@ -13,6 +13,8 @@ Domain modules raise these with a specific ``code``; the API layer turns them in
 
 from __future__ import annotations
 
+from coalition.text import describe_character, unsafe_character
+
 
 class DomainError(Exception):
     code: str = "ERROR"
@@ -57,13 +59,17 @@ class Refused(DomainError):
 MAX_IDEMPOTENCY_KEY_LENGTH = 128
 MAX_REFERENCE_LENGTH = 128
 
-
 def check_idempotency_key(key: str) -> str:
     if not isinstance(key, str) or not key.strip():
         raise InvalidInput("idempotencyKey must be a non-empty string", code="INVALID_IDEMPOTENCY_KEY",
                            field="idempotencyKey")
     if len(key) > MAX_IDEMPOTENCY_KEY_LENGTH:
         raise InvalidInput(f"idempotencyKey is {len(key)} characters; at most {MAX_IDEMPOTENCY_KEY_LENGTH}",
+                           code="INVALID_IDEMPOTENCY_KEY", field="idempotencyKey")
+    bad = unsafe_character(key)
+    if bad is not None:
+        raise InvalidInput(f"idempotencyKey contains {describe_character(bad)} (a control character, a lone "
+                           "surrogate or a bidi override): use printable characters, e.g. a UUID",
                            code="INVALID_IDEMPOTENCY_KEY", field="idempotencyKey")
     return key
 
@@ -82,8 +88,10 @@ def check_text(value: str | None, field: str, max_length: int, *, required: bool
     if len(value) > max_length:
         raise InvalidInput(f"{field} is {len(value)} characters; at most {max_length}",
                            code="INVALID_" + _snake(field), field=field)
-    if any(ord(c) < 32 for c in value):
-        raise InvalidInput(f"{field} contains control characters", code="INVALID_" + _snake(field), field=field)
+    bad = unsafe_character(value)
+    if bad is not None:
+        raise InvalidInput(f"{field} contains {describe_character(bad)} (a control character, a lone surrogate or "
+                           "a bidi override): remove it", code="INVALID_" + _snake(field), field=field)
     return value
 
 

@@ -20,6 +20,8 @@ from typing import Any
 
 from graphql import GraphQLError, GraphQLSyntaxError
 
+from coalition.logsafe import redacted_traceback
+
 logger = logging.getLogger("coalition.graphql")
 
 # Codes of errors the transport itself produces (the domains have their own).
@@ -107,11 +109,11 @@ def format_error(error: GraphQLError, *, code: str | None = None) -> dict[str, A
 
     formatted: dict[str, Any]
     if original is not None and not isinstance(original, CodedError | GraphQLError) and code is None:
+        # Without the message: it may quote the input (redacted_traceback says why).
         logger.error(
-            "unexpected error in GraphQL execution at %s: %r",
+            "unexpected error in GraphQL execution at %s: %s",
             ".".join(str(key) for key in error.path) if error.path else "<document>",
-            original,
-            exc_info=(type(original), original, original.__traceback__),
+            redacted_traceback(original),
         )
         formatted = {"message": INTERNAL_MESSAGE}
         if error.locations is not None:

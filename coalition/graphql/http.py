@@ -53,6 +53,8 @@ from coalition.graphql import errors as codes
 from coalition.graphql.documents import DocumentCache, Failure
 from coalition.graphql.errors import format_error, request_error, request_error_code
 from coalition.graphql.limits import DEFAULT_BUDGET, Budget
+from coalition.logsafe import redacted_traceback
+from coalition.text import has_lone_surrogate
 
 logger = logging.getLogger("coalition.graphql")
 
@@ -158,7 +160,12 @@ def _json_type(value: object) -> str:
 
 
 def _dumps(body: object) -> bytes:
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    # "replace": should an unpaired surrogate ever reach a response, it becomes "?" rather than a 500.
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "replace")
+
+
+_LONE_SURROGATE = ("The request has invalid Unicode: a lone surrogate (e.g. \\ud800 not followed by a low "
+                   "surrogate) in a string. Send each character outside the BMP as a surrogate pair, or as UTF-8.")
 
 
 class GraphQLEndpoint:
@@ -243,7 +250,7 @@ class GraphQLEndpoint:
                 unavailable = _unavailable()
                 return self._respond(media_type, request_error(unavailable.message, unavailable.code),
                                      unavailable.status_code, unavailable.headers)
-            logger.exception("unexpected error handling a GraphQL request")
+            logger.error("unexpected error handling a GraphQL request: %s", redacted_traceback(error))
             return self._respond(
                 media_type, request_error(codes.INTERNAL_MESSAGE, codes.INTERNAL_SERVER_ERROR), 500
             )
@@ -421,6 +428,8 @@ class GraphQLEndpoint:
 
     @staticmethod
     def _check_params(params: Mapping[str, object]) -> tuple[str, dict[str, Any] | None, str | None]:
+        if has_lone_surrogate(params):  # once here, for every string of every operation
+            raise _Refuse(400, codes.BAD_REQUEST, _LONE_SURROGATE)
         query = params.get("query")
         if query is None:
             raise _Refuse(400, codes.BAD_REQUEST, "Missing 'query': send the GraphQL document as a string.")

@@ -6,7 +6,7 @@ from typing import Any
 
 import graphene
 
-from coalition.graphql.core.scalars import BigInt
+from coalition.graphql.core.scalars import BigInt, require_offsets
 from coalition.graphql.insights.queries import InsightQueries
 from coalition.graphql.ledger.mutations import LedgerMutations
 from coalition.graphql.members.disputes import DisputeQueries
@@ -26,6 +26,7 @@ class Mutation(PartnerMutations, MemberMutations, LedgerMutations, ReconcileMuta
 
 
 schema = graphene.Schema(query=Query, mutation=Mutation, types=[BigInt, graphene.Date])
+require_offsets(schema.graphql_schema)
 
 
 def graphql_schema() -> Any:

@@ -27,7 +27,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from coalition.crypto import NetworkKeys
 from coalition.db import Database, utcnow
-from coalition.errors import Conflict, IdempotencyKeyConflict, InvalidInput, NotFound, check_idempotency_key
+from coalition.errors import (
+    Conflict,
+    IdempotencyKeyConflict,
+    InvalidInput,
+    NotFound,
+    check_idempotency_key,
+)
 from coalition.ledger.core import request_hash
 from coalition.ledger.errors import MemberNotFound, MerchantSuspended
 from coalition.ledger.inputs import parse_loyalty_id
@@ -43,6 +49,7 @@ from coalition.members.loyalty_id import new_loyalty_id, new_referral_code
 from coalition.members.models import Member
 from coalition.network.referrals import check_referral
 from coalition.partners.models import Merchant, MerchantStatus
+from coalition.text import unsafe_character
 
 logger = logging.getLogger("coalition.members")
 
@@ -59,8 +66,10 @@ def normalize_email(raw: str | None) -> str | None:
     if raw is None or not raw.strip():
         return None
     email = raw.strip().lower()
-    if len(email) > 254 or not EMAIL.match(email):
-        raise InvalidInput(f"{raw[:60]!r} is not an e-mail address", code="INVALID_EMAIL", field="email")
+    # The message never quotes the input: it is contact data, and error messages can reach logs.
+    if len(email) > 254 or not EMAIL.match(email) or unsafe_character(email) is not None:
+        raise InvalidInput("email is not an e-mail address (name@domain.example, printable characters, at "
+                           "most 254)", code="INVALID_EMAIL", field="email")
     return email
 
 
@@ -69,9 +78,9 @@ def normalize_phone(raw: str | None) -> str | None:
     if raw is None or not raw.strip():
         return None
     compact = re.sub(r"[\s.\-()]", "", raw.strip())
-    if not re.fullmatch(r"\+?\d{7,15}", compact):
-        raise InvalidInput(f"{raw[:40]!r} is not a phone number (7 to 15 digits)", code="INVALID_PHONE",
-                           field="phone")
+    if not re.fullmatch(r"\+?[0-9]{7,15}", compact):  # ASCII digits: \d takes '٣' and '²' too
+        raise InvalidInput("phone is not a phone number (7 to 15 digits, an optional leading +)",
+                           code="INVALID_PHONE", field="phone")
     return compact if compact.startswith("+") else "+" + compact
 
 

@@ -24,12 +24,12 @@ statement for that merchant in it, 400 a bad format or merchant, 429 too many re
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from graphql import GraphQLError
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
@@ -38,6 +38,7 @@ from coalition.auth.backend import caller_of
 from coalition.auth.models import Role
 from coalition.auth.service import Caller
 from coalition.errors import DomainError, NotFound
+from coalition.graphql.core.scalars import parse_aware_datetime
 from coalition.ids import GlobalIds
 from coalition.settlement.exports import FORMATS, MEDIA_TYPES, Export, export_batch, render
 from coalition.settlement.reports import index_html
@@ -63,6 +64,12 @@ class HttpError(Exception):
 
     def response(self, request: Request) -> Response:
         return error_response(request, self.status, self.code, self.message, self.headers)
+
+
+def _ascii_int(raw: str) -> int | None:
+    """``raw`` as an integer when it is ASCII digits with an optional sign; ``str.isdigit`` takes '²' too."""
+    digits = raw[1:] if raw[:1] in ("-", "+") else raw
+    return int(raw) if 0 < len(digits) <= 20 and digits.isascii() and digits.isdigit() else None
 
 
 # A number as we write it: ASCII digits, no sign, no leading zero. "01", "+1" or an Arabic-Indic "1" name the
@@ -187,13 +194,14 @@ def report_routes(services: Any) -> list[Route]:
         if "periodEnd" in query:
             try:
                 # An unescaped "+01:00" arrives as " 01:00" (a query string's + is a space).
-                period_end = dt.datetime.fromisoformat(query["periodEnd"].replace(" ", "+"))
-            except ValueError:
+                period_end = parse_aware_datetime(query["periodEnd"].replace(" ", "+"))
+            except GraphQLError:
                 raise HttpError(400, "INVALID_PERIOD_END", "periodEnd must be ISO 8601 with an offset") from None
         point_value: Any = query.get("pointValueMinor")
         if point_value is not None:
-            # ASCII digits only: str.isdigit() also takes "²", which int() refuses.
-            point_value = int(point_value) if re.fullmatch(r"-?[0-9]{1,18}", point_value) else point_value
+            point_value = _ascii_int(point_value)
+            if point_value is None:
+                raise HttpError(400, "INVALID_POINT_VALUE", "pointValueMinor must be a whole number of minor units")
         batch = query.get("batch")
         result = await simulate_settlement(
             services.db, services.settings, period_end=period_end,

@@ -124,8 +124,9 @@ async def test_unusable_input_is_a_user_error(api: Any, admin_key: str) -> None:
     assert [(e["field"], e["code"]) for e in window["userErrors"]] == [(["input", "from"], "INVALID_WINDOW")]
     bad_id = (await api.call(RECONCILE, {"csv": pos_file(), "merchant": "nonsense"}, key=key))["reconcilePosExport"]
     assert bad_id["userErrors"][0]["code"] == "INVALID_ID"
-    naive = (await api.call(RECONCILE, {"csv": pos_file(), "from": "2026-01-01T00:00:00"}, key=key))
-    assert naive["reconcilePosExport"]["userErrors"][0]["code"] == "INVALID_WINDOW"
+    # A DateTime without an offset is refused by the scalar itself, before the mutation runs.
+    naive = await api.call(RECONCILE, {"csv": pos_file(), "from": "2026-01-01T00:00:00"}, key=key, expect_errors=True)
+    assert [e["extensions"]["code"] for e in naive["errors"]] == ["BAD_USER_INPUT"] and "data" not in naive
     negative = (await api.call(RECONCILE, {"csv": pos_file(), "tolerance": -1}, key=key))["reconcilePosExport"]
     assert [(e["field"], e["code"]) for e in negative["userErrors"]] == [(["input", "toleranceSeconds"],
                                                                           "INVALID_TOLERANCE")]
