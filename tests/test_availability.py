@@ -20,12 +20,12 @@ import asyncpg
 import httpx
 import pytest
 from graphql import GraphQLError
+from scratch_servers import spare_port
 from sqlalchemy.exc import OperationalError
 
 from coalition.availability import Availability, Unavailable, connection_lost, outage_cause
 from coalition.config import load_settings
 from coalition.db import Database, Timeouts
-from tests.scratch_servers import spare_port
 
 EARN = """mutation { earnPoints(input: {loyaltyId: "X", purchaseAmountMinor: 1, idempotencyKey: "k"}) {
   userErrors { code } } }"""

@@ -26,6 +26,7 @@ from typing import Any
 
 import httpx
 import pytest
+from scratch_servers import PostgresCluster, pg_binary, postgres_cluster, redis_server
 
 from coalition.auth.models import Role
 from coalition.auth.service import create_api_key
@@ -36,7 +37,6 @@ from coalition.ledger.invariants import assert_ledger_consistent
 from coalition.members.service import enroll_member
 from coalition.models import Base
 from coalition.partners.service import onboard_merchant
-from tests.scratch_servers import PostgresCluster, pg_binary, postgres_cluster, redis_server
 
 pytestmark = pytest.mark.slow
 
