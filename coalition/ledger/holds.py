@@ -16,7 +16,7 @@ from coalition.errors import Conflict, InvalidInput, Refused, check_idempotency_
 from coalition.ledger import core
 from coalition.ledger.base import LedgerBase
 from coalition.ledger.core import LedgerResult
-from coalition.ledger.errors import HoldNotFound, MerchantSuspended
+from coalition.ledger.errors import HoldNotFound, MerchantSuspended, NotAHold
 from coalition.ledger.inputs import check_points, parse_loyalty_id
 from coalition.ledger.models import Account, Allocation, AllocationKind, Entry, EntryKind, Hold, HoldStatus
 from coalition.members.models import Member
@@ -24,6 +24,19 @@ from coalition.members.models import Member
 
 def hold_from_row(row: object) -> Hold:
     return Hold(**dict(row._mapping))  # type: ignore[attr-defined]
+
+
+async def _explain_missing_hold(conn: AsyncConnection, merchant_id: int, hold_id: int, by_transaction_id: bool) -> None:
+    """Raise for a hold this merchant does not have: NOT_A_HOLD for its own transaction of another kind
+    (named by transaction id), else HOLD_NOT_FOUND (another merchant's hold looks like no hold)."""
+    if by_transaction_id:
+        kind = (await conn.execute(
+            select(Entry.kind).where(Entry.id == hold_id, Entry.merchant_id == merchant_id)
+        )).scalar_one_or_none()
+        if kind is not None:
+            raise NotAHold(f"transaction {hold_id} is a {kind.value}, not an authorization: capture or void the "
+                           "HOLD transaction that authorizeRedemption returned", field="holdId")
+    raise HoldNotFound(f"merchant {merchant_id} has no hold {hold_id}", field="holdId")
 
 
 class HoldOperations(LedgerBase):
@@ -73,21 +86,29 @@ class HoldOperations(LedgerBase):
         return LedgerResult(entry=entry, member=member, hold=hold)
 
     async def capture(
-        self, *, merchant_id: int, hold_id: int, idempotency_key: str, points: int | None = None
+        self, *, merchant_id: int, hold_id: int, idempotency_key: str, points: int | None = None,
+        by_transaction_id: bool = False,
     ) -> LedgerResult:
-        """Honor ``points`` of the hold (all of it by default) and release the rest."""
+        """Honor ``points`` of the hold (all of it by default) and release the rest.
+
+        ``hold_id`` is the hold's id, which is also its HOLD transaction's id; ``by_transaction_id``
+        says the caller named a transaction, so one of another kind is refused as NOT_A_HOLD.
+        """
         key = check_idempotency_key(idempotency_key)
         if points is not None:
             points = check_points(points)
-        return await self._close(merchant_id, hold_id, key, points, capture=True)
+        return await self._close(merchant_id, hold_id, key, points, capture=True, by_transaction_id=by_transaction_id)
 
-    async def void(self, *, merchant_id: int, hold_id: int, idempotency_key: str) -> LedgerResult:
-        """Release every held point back to the lots it came from."""
+    async def void(
+        self, *, merchant_id: int, hold_id: int, idempotency_key: str, by_transaction_id: bool = False
+    ) -> LedgerResult:
+        """Release every held point back to the lots it came from (``hold_id`` as for :meth:`capture`)."""
         key = check_idempotency_key(idempotency_key)
-        return await self._close(merchant_id, hold_id, key, None, capture=False)
+        return await self._close(merchant_id, hold_id, key, None, capture=False, by_transaction_id=by_transaction_id)
 
     async def _close(
-        self, merchant_id: int, hold_id: int, key: str, points: int | None, *, capture: bool
+        self, merchant_id: int, hold_id: int, key: str, points: int | None, *, capture: bool,
+        by_transaction_id: bool,
     ) -> LedgerResult:
         operation = "capture" if capture else "void"
         fingerprint = core.request_hash(operation, hold_id=hold_id, points=points)
@@ -102,7 +123,7 @@ class HoldOperations(LedgerBase):
                     select(Hold).where(Hold.id == hold_id, Hold.merchant_id == merchant_id)
                 )).first()
                 if row is None:
-                    raise HoldNotFound(f"merchant {merchant_id} has no hold {hold_id}", field="holdId")
+                    await _explain_missing_hold(conn, merchant_id, hold_id, by_transaction_id)
                 hold = hold_from_row(row)
                 captured = (points if points is not None else hold.points) if capture else 0
                 if captured > hold.points:

@@ -8,6 +8,7 @@ from typing import Any
 import graphene
 
 from coalition.graphql.core.mutations import payload_of
+from coalition.errors import DomainError
 from coalition.graphql.core.types import decode_input_id
 from coalition.graphql.ledger.types import LedgerPayload
 from coalition.ledger.core import LedgerResult
@@ -36,13 +37,16 @@ class AuthorizeRedemptionInput(graphene.InputObjectType):  # type: ignore[misc]
 
 
 class CaptureRedemptionInput(graphene.InputObjectType):  # type: ignore[misc]
-    hold_id = graphene.ID(required=True, description="The hold returned by authorizeRedemption.")
+    hold_id = graphene.ID(required=True, description=(
+        "The hold: its own id (LedgerPayload.hold.id) or the id of the HOLD transaction authorizeRedemption "
+        "returned (LedgerPayload.transaction.id)."))
     points = graphene.Int(description="Points to honor (default: all held); the rest are released.")
     idempotency_key = graphene.String(required=True, description="Makes a retry safe: same key, same result.")
 
 
 class VoidRedemptionInput(graphene.InputObjectType):  # type: ignore[misc]
-    hold_id = graphene.ID(required=True, description="The hold to release.")
+    hold_id = graphene.ID(required=True, description=(
+        "The hold to release: its own id or the id of its HOLD transaction (as for captureRedemption)."))
     idempotency_key = graphene.String(required=True, description="Makes a retry safe: same key, same result.")
 
 
@@ -50,6 +54,21 @@ class ReverseTransactionInput(graphene.InputObjectType):  # type: ignore[misc]
     transaction_id = graphene.ID(required=True, description="One of this merchant's EARN, REDEEM or CAPTURE.")
     reason = graphene.String(description="Why (at most 500 characters); kept as the reversal's reference.")
     idempotency_key = graphene.String(required=True, description="Makes a retry safe: same key, same result.")
+
+
+def decode_hold_reference(global_id: str) -> tuple[int, bool]:
+    """``(id, is_transaction_id)`` of a Hold ID or a Transaction ID (contract additions: a client of the
+    contract knows only the HOLD transaction's id). A hold's id is its HOLD entry's id, so both name the
+    same row; the flag only lets the ledger say NOT_A_HOLD for a transaction of another kind."""
+    try:
+        return decode_input_id(global_id, "Hold", "holdId"), False
+    except DomainError:
+        pass
+    try:
+        return decode_input_id(global_id, "Transaction", "holdId"), True
+    except DomainError:
+        raise DomainError(f"{global_id[:60]!r} is neither a Hold ID nor a Transaction ID", code="INVALID_ID",
+                          field="holdId") from None
 
 
 Operation = Callable[[Ledger, int, Any], Awaitable[LedgerResult]]
@@ -94,13 +113,13 @@ AuthorizeRedemption = ledger_mutation(
 CaptureRedemption = ledger_mutation(
     "CaptureRedemption", CaptureRedemptionInput, "Honor all or part of a hold; the rest goes back to the member.",
     lambda ledger, merchant_id, i: ledger.capture(
-        merchant_id=merchant_id, hold_id=decode_input_id(i.hold_id, "Hold", "holdId"), points=i.points,
-        idempotency_key=i.idempotency_key),
+        merchant_id=merchant_id, hold_id=(hold := decode_hold_reference(i.hold_id))[0], by_transaction_id=hold[1],
+        points=i.points, idempotency_key=i.idempotency_key),
 )
 VoidRedemption = ledger_mutation(
     "VoidRedemption", VoidRedemptionInput, "Release a hold's points back to the member.",
     lambda ledger, merchant_id, i: ledger.void(
-        merchant_id=merchant_id, hold_id=decode_input_id(i.hold_id, "Hold", "holdId"),
+        merchant_id=merchant_id, hold_id=(hold := decode_hold_reference(i.hold_id))[0], by_transaction_id=hold[1],
         idempotency_key=i.idempotency_key),
 )
 ReverseTransaction = ledger_mutation(

@@ -1,0 +1,64 @@
+"""Trust between partners, through the HTTP API: holds addressed by their HOLD transaction's
+id (contract additions), proof of presence above the network's allowance, and refusals kept
+under their idempotency key."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from graphql_relay import from_global_id, to_global_id
+
+from coalition.ledger.invariants import assert_ledger_consistent
+from tests.graphql.test_api_ledger import AUTHORIZE, CAPTURE, EARN, REDEEM, VOID, setup_network
+
+
+async def test_capture_and_void_accept_the_hold_transactions_id(api: Any, admin_key: str, db: Any) -> None:
+    # Given a contract client that keeps only LedgerPayload.transaction.id
+    net = await setup_network(api, admin_key)
+    lid = net["member"]["member"]["loyaltyId"]
+    await api.call(EARN, {"lid": lid, "amount": 5_000, "key": "k"}, key=net["a"])  # 100 points
+    held = (await api.call(AUTHORIZE, {"lid": lid, "points": 40, "key": "h1"}, key=net["b"]))["authorizeRedemption"]
+    transaction_id = held["transaction"]["id"]
+    assert from_global_id(transaction_id)[0] == "Transaction"
+    # When it captures with that id, then the hold is captured
+    captured = (await api.call(CAPTURE, {"hold": transaction_id, "points": 10, "key": "c1"}, key=net["b"]))
+    captured = captured["captureRedemption"]
+    assert captured["userErrors"] == []
+    assert captured["hold"] == {"status": "CAPTURED", "capturedPoints": 10}
+    assert captured["member"] == {"balance": 90, "heldPoints": 0}
+    # and a retry with the Hold's own id is the same request (same key, same hold).
+    again = (await api.call(CAPTURE, {"hold": held["hold"]["id"], "points": 10, "key": "c1"}, key=net["b"]))
+    assert again["captureRedemption"]["userErrors"] == []
+    assert again["captureRedemption"]["hold"] == {"status": "CAPTURED", "capturedPoints": 10}
+
+    second = (await api.call(AUTHORIZE, {"lid": lid, "points": 30, "key": "h2"}, key=net["b"]))["authorizeRedemption"]
+    voided = (await api.call(VOID, {"hold": second["transaction"]["id"], "key": "v1"}, key=net["b"]))
+    assert voided["voidRedemption"]["userErrors"] == []
+    assert voided["voidRedemption"]["hold"] == {"status": "VOIDED"}
+    assert voided["voidRedemption"]["member"] == {"balance": 90, "heldPoints": 0}
+    async with db.read() as conn:
+        await assert_ledger_consistent(conn)
+
+
+async def test_capture_refuses_a_transaction_that_is_not_a_hold(api: Any, admin_key: str, db: Any) -> None:
+    net = await setup_network(api, admin_key)
+    lid = net["member"]["member"]["loyaltyId"]
+    await api.call(EARN, {"lid": lid, "amount": 5_000, "key": "k"}, key=net["a"])
+    redeemed = (await api.call(REDEEM, {"lid": lid, "points": 5, "key": "r1"}, key=net["b"]))["redeemPoints"]
+    for mutation, name, variables in ((CAPTURE, "captureRedemption", {"points": None}),
+                                      (VOID, "voidRedemption", {})):
+        refused = (await api.call(mutation, {"hold": redeemed["transaction"]["id"], "key": f"x-{name}", **variables},
+                                  key=net["b"]))[name]
+        assert refused["hold"] is None
+        assert refused["userErrors"][0]["code"] == "NOT_A_HOLD", refused
+        assert refused["userErrors"][0]["field"] == ["input", "holdId"]
+    # Another merchant's HOLD transaction is as unknown as another merchant's hold.
+    held = (await api.call(AUTHORIZE, {"lid": lid, "points": 5, "key": "h"}, key=net["b"]))["authorizeRedemption"]
+    foreign = (await api.call(VOID, {"hold": held["transaction"]["id"], "key": "v"}, key=net["a"]))["voidRedemption"]
+    assert foreign["userErrors"][0]["code"] == "HOLD_NOT_FOUND"
+    unknown = (await api.call(VOID, {"hold": to_global_id("Transaction", "999999"), "key": "v9"}, key=net["b"]))
+    assert unknown["voidRedemption"]["userErrors"][0]["code"] == "HOLD_NOT_FOUND"
+    other_type = (await api.call(VOID, {"hold": to_global_id("Merchant", "1"), "key": "v8"}, key=net["b"]))
+    assert other_type["voidRedemption"]["userErrors"][0]["code"] == "INVALID_ID"
+    async with db.read() as conn:
+        await assert_ledger_consistent(conn)
