@@ -26,6 +26,7 @@ from coalition.ledger.service import Ledger
 from coalition.metrics import Metrics, MetricsMiddleware
 from coalition.network.store import InsightStore
 from coalition.ratelimit import make_rate_limiter
+from coalition.settlement.policy import PolicyCache
 from coalition.web.graphiql import graphiql_html
 from coalition.web.network_map import network_map_endpoint
 from coalition.web.reports import report_routes
@@ -38,7 +39,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or load_settings()
     db = Database(settings.database_url, pool_size=settings.db_pool_size)
     insights = InsightStore(db, settings.redis_url, settings.insights_cache_s)
-    services = Services(settings=settings, db=db, keys=NetworkKeys.from_settings(settings), ledger=Ledger(db, settings),
+    keys = NetworkKeys.from_settings(settings)
+    # The ledger reads the allowance without proof of presence from the versioned network policy.
+    ledger = Ledger(db, settings, keys=keys, allowance=PolicyCache(db, settings).redeem_without_proof_points)
+    services = Services(settings=settings, db=db, keys=keys, ledger=ledger,
                         insights=insights)
     authenticator = Authenticator(db, cache_s=settings.auth_cache_s)
     limiter = make_rate_limiter(settings.redis_url, settings.rate_limit_per_s)

@@ -64,6 +64,11 @@ class Settings:
     # Network analysis (`coalition analyze`, the worker): how often, and how long Redis keeps results.
     analyze_interval_s: float = 0.0
     insights_cache_s: int = 3600
+    # Trust (issue 13): points a merchant may redeem or hold from one member in 24 h without the
+    # member's proof of presence, while the network policy stores no value of its own; and how
+    # long a refused write's outcome stays under its idempotency key.
+    redeem_without_proof_points: int = 200
+    idempotency_retention_s: int = 24 * 3600
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -148,4 +153,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         referral_daily_limit=_int(env, "COALITION_REFERRAL_DAILY_LIMIT", 10, minimum=1),
         analyze_interval_s=_float(env, "COALITION_ANALYZE_INTERVAL_S", 0.0),
         insights_cache_s=_int(env, "COALITION_INSIGHTS_CACHE_S", 3600, minimum=1),
+        redeem_without_proof_points=_int(env, "COALITION_REDEEM_WITHOUT_PROOF_POINTS", 200),
+        idempotency_retention_s=_int(env, "COALITION_IDEMPOTENCY_RETENTION_S", 24 * 3600, minimum=60),
     )

@@ -48,6 +48,7 @@ class NetworkKeys:
         self._fernet = Fernet(base64.urlsafe_b64encode(_derive(master, b"contact-encryption")))
         self._index_key = _derive(master, b"blind-index")
         self._token_key = _derive(master, b"member-token")
+        self._presence_key = _derive(master, b"member-presence")
         self._signing_key = Ed25519PrivateKey.from_private_bytes(_derive(master, b"network-signing"))
         raw_public = self._signing_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
         self.public_key_b64 = base64.b64encode(raw_public).decode()
@@ -69,6 +70,10 @@ class NetworkKeys:
         """The member's self-service token: derivable, so an idempotent retry can return it again."""
         mac = hmac.new(self._token_key, f"{member_id}:{version}".encode(), hashlib.sha256).digest()
         return "cmt_" + base64.urlsafe_b64encode(mac).decode().rstrip("=")
+
+    def presence_key(self, member_id: int) -> bytes:
+        """The member's own key for proof-of-presence codes (coalition.ledger.presence)."""
+        return hmac.new(self._presence_key, f"member:{member_id}".encode(), hashlib.sha256).digest()
 
     def sign(self, data: bytes) -> bytes:
         return self._signing_key.sign(data)

@@ -13,7 +13,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from coalition.errors import Conflict, InvalidInput, Refused, check_idempotency_key
-from coalition.ledger import core
+from coalition.ledger import core, presence, refusals
 from coalition.ledger.base import LedgerBase
 from coalition.ledger.core import LedgerResult
 from coalition.ledger.errors import HoldNotFound, MerchantSuspended, NotAHold
@@ -42,9 +42,13 @@ async def _explain_missing_hold(conn: AsyncConnection, merchant_id: int, hold_id
 class HoldOperations(LedgerBase):
     async def authorize(
         self, *, merchant_id: int, loyalty_id: str, points: int, idempotency_key: str,
-        expires_in_s: int | None = None,
+        expires_in_s: int | None = None, member_proof: str | None = None,
     ) -> LedgerResult:
-        """Reserve points for a later capture; they come back by themselves after ``expires_in_s``."""
+        """Reserve points for a later capture; they come back by themselves after ``expires_in_s``.
+
+        A hold counts toward the allowance without proof of presence like a redemption
+        (:mod:`coalition.ledger.presence`).
+        """
         key = check_idempotency_key(idempotency_key)
         lid = parse_loyalty_id(loyalty_id)
         points = check_points(points)
@@ -55,8 +59,17 @@ class HoldOperations(LedgerBase):
                 f"expiresInSeconds must be between 1 and {self.settings.max_hold_expiry_s}, got {expires_in_s}",
                 code="INVALID_EXPIRY", field="expiresInSeconds",
             )
+        proof = presence.check_proof_input(member_proof)
         fingerprint = core.request_hash("authorize", loyalty_id=lid, points=points, expires_in_s=expires_in_s)
         now = self.clock()
+        allowance = await self.allowance(now)
+        return await self.keeping_refusals(merchant_id, key, fingerprint, now, lambda: self._authorize(
+            merchant_id, lid, points, expires_in_s, key, fingerprint, proof, allowance, now))
+
+    async def _authorize(
+        self, merchant_id: int, lid: str, points: int, expires_in_s: int, key: str, fingerprint: str,
+        proof: str | None, allowance: int, now: dt.datetime,
+    ) -> LedgerResult:
         async with self.db.transaction() as conn:
             inserted = await core.insert_entry(
                 conn, kind=EntryKind.HOLD, merchant_id=merchant_id, loyalty_id=lid,
@@ -66,6 +79,8 @@ class HoldOperations(LedgerBase):
                 return await self._not_inserted(conn, merchant_id, key, fingerprint, lid)
             entry_id, member_id, _ = inserted
             member = await self.debit(conn, member_id, points, to_held=True)
+            await presence.check(conn, self.keys, member_id=member_id, loyalty_id=lid, merchant_id=merchant_id,
+                                 entry_id=entry_id, points=points, proof=proof, allowance=allowance, now=now)
             hold = Hold(id=entry_id, member_id=member_id, merchant_id=merchant_id, points=points,
                         captured_points=None, status=HoldStatus.AUTHORIZED,
                         expires_at=now + dt.timedelta(seconds=expires_in_s), closed_at=None, created_at=now)
@@ -113,12 +128,20 @@ class HoldOperations(LedgerBase):
         operation = "capture" if capture else "void"
         fingerprint = core.request_hash(operation, hold_id=hold_id, points=points)
         now = self.clock()
+        return await self.keeping_refusals(merchant_id, key, fingerprint, now, lambda: self._close_checked(
+            merchant_id, hold_id, key, fingerprint, points, now, capture=capture, by_transaction_id=by_transaction_id))
+
+    async def _close_checked(
+        self, merchant_id: int, hold_id: int, key: str, fingerprint: str, points: int | None, now: dt.datetime, *,
+        capture: bool, by_transaction_id: bool,
+    ) -> LedgerResult:
         expired_member: int | None = None
         try:
             async with self.db.transaction() as conn:
                 earlier = await core.find_by_key(conn, merchant_id, key, fingerprint)
                 if earlier is not None:
                     return await core.replay(conn, earlier)
+                await refusals.raise_if_recorded(conn, merchant_id, key, fingerprint)
                 row = (await conn.execute(
                     select(Hold).where(Hold.id == hold_id, Hold.merchant_id == merchant_id)
                 )).first()
@@ -139,6 +162,7 @@ class HoldOperations(LedgerBase):
                     earlier = await core.find_by_key(conn, merchant_id, key, fingerprint)
                     if earlier is not None:
                         return await core.replay(conn, earlier)
+                    await refusals.raise_if_recorded(conn, merchant_id, key, fingerprint)
                     raise MerchantSuspended(f"merchant {merchant_id} is suspended: it cannot write to the ledger")
                 entry_id = inserted[0]
                 status = HoldStatus.CAPTURED if capture else HoldStatus.VOIDED

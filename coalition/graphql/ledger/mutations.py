@@ -7,8 +7,8 @@ from typing import Any
 
 import graphene
 
-from coalition.graphql.core.mutations import payload_of
 from coalition.errors import DomainError
+from coalition.graphql.core.mutations import payload_of
 from coalition.graphql.core.types import decode_input_id
 from coalition.graphql.ledger.types import LedgerPayload
 from coalition.ledger.core import LedgerResult
@@ -27,6 +27,9 @@ class RedeemPointsInput(graphene.InputObjectType):  # type: ignore[misc]
     points = graphene.Int(required=True, description="Points to honor, > 0.")
     reference = graphene.String(description="The merchant's receipt number.")
     idempotency_key = graphene.String(required=True, description="Makes a retry safe: same key, same result.")
+    member_proof = graphene.String(description=(
+        "The member's proof of presence: the short-lived code in the member's wallet (Member.presenceCode). "
+        "Needed beyond the points the network policy lets a merchant take without it (redeemWithoutProofPoints)."))
 
 
 class AuthorizeRedemptionInput(graphene.InputObjectType):  # type: ignore[misc]
@@ -34,6 +37,9 @@ class AuthorizeRedemptionInput(graphene.InputObjectType):  # type: ignore[misc]
     points = graphene.Int(required=True, description="Points to reserve, > 0.")
     expires_in_seconds = graphene.Int(description="Seconds until an uncaptured hold releases itself (default 900).")
     idempotency_key = graphene.String(required=True, description="Makes a retry safe: same key, same result.")
+    member_proof = graphene.String(description=(
+        "The member's proof of presence: the short-lived code in the member's wallet (Member.presenceCode). "
+        "Needed beyond the points the network policy lets a merchant take without it (redeemWithoutProofPoints)."))
 
 
 class CaptureRedemptionInput(graphene.InputObjectType):  # type: ignore[misc]
@@ -102,13 +108,13 @@ RedeemPoints = ledger_mutation(
     "RedeemPoints", RedeemPointsInput, "Honor a member's points at the calling merchant, whoever issued them.",
     lambda ledger, merchant_id, i: ledger.redeem(
         merchant_id=merchant_id, loyalty_id=i.loyalty_id, points=i.points, reference=i.reference,
-        idempotency_key=i.idempotency_key),
+        idempotency_key=i.idempotency_key, member_proof=i.member_proof),
 )
 AuthorizeRedemption = ledger_mutation(
     "AuthorizeRedemption", AuthorizeRedemptionInput, "Reserve points before the payment clears; capture or void later.",
     lambda ledger, merchant_id, i: ledger.authorize(
         merchant_id=merchant_id, loyalty_id=i.loyalty_id, points=i.points, expires_in_s=i.expires_in_seconds,
-        idempotency_key=i.idempotency_key),
+        idempotency_key=i.idempotency_key, member_proof=i.member_proof),
 )
 CaptureRedemption = ledger_mutation(
     "CaptureRedemption", CaptureRedemptionInput, "Honor all or part of a hold; the rest goes back to the member.",
