@@ -28,6 +28,7 @@ from coalition.members.loyalty_id import new_loyalty_id
 from coalition.members.service import enroll_member
 from coalition.partners.models import MerchantStatus
 from coalition.partners.service import set_merchant_status
+from tests.ledger.test_ledger_trust import allow
 
 PG_URL = os.environ.get("COALITION_TEST_DATABASE_URL")
 needs_pg = pytest.mark.skipif(not PG_URL, reason="the fast path is PostgreSQL's: set COALITION_TEST_DATABASE_URL")
@@ -240,7 +241,8 @@ async def test_redeem_walks_many_lots_of_one_expiry_in_id_order(net: Any, probe:
     spy.take()
     lot_ids = [r.id for r in sorted(await probe.lots(net.member_id), key=lambda r: r.id)]
 
-    # when 455 points are redeemed in one fast statement
+    # when 455 points are redeemed in one fast statement (within the allowance without proof of presence)
+    net.ledger.allowance = allow(1000)
     result = await redeem(net, 455)
 
     # then the 45 oldest lots are emptied and the 46th gives 5, in lot id order; the rest are untouched
@@ -264,21 +266,21 @@ async def test_refusals_fall_back_and_leave_nothing(net: Any, db: Database, prob
     generous = (await make_merchant("Generous", 1000)).merchant
     refusals: list[tuple[str, Callable[[], Any]]] = [
         ("MEMBER_NOT_FOUND", lambda: net.ledger.earn(merchant_id=net.a.id, loyalty_id=unknown,
-                                                     purchase_amount_minor=500, idempotency_key="x")),
+                                                     purchase_amount_minor=500, idempotency_key="x1")),
         ("MEMBER_NOT_FOUND", lambda: net.ledger.redeem(merchant_id=net.a.id, loyalty_id=unknown, points=1,
-                                                       idempotency_key="x")),
-        ("INSUFFICIENT_POINTS", lambda: redeem(net, 41, key="x")),
+                                                       idempotency_key="x2")),
+        ("INSUFFICIENT_POINTS", lambda: redeem(net, 41, key="x3")),
         ("PURCHASE_TOO_SMALL", lambda: net.ledger.earn(merchant_id=net.a.id, loyalty_id=net.loyalty_id,
-                                                       purchase_amount_minor=99, idempotency_key="x")),
+                                                       purchase_amount_minor=99, idempotency_key="x4")),
         ("BALANCE_LIMIT_EXCEEDED", lambda: net.ledger.earn(merchant_id=generous.id, loyalty_id=net.loyalty_id,
-                                                           purchase_amount_minor=MAX_POINTS, idempotency_key="x")),
+                                                           purchase_amount_minor=MAX_POINTS, idempotency_key="x5")),
     ]
     for code, call in refusals:
         await probe.unchanged(code, call)
         assert spy.take() == [False], code
     await set_merchant_status(db, net.b.id, MerchantStatus.SUSPENDED)
-    await probe.unchanged("MERCHANT_SUSPENDED", lambda: earn(net, 5, merchant=net.b, key="x"))
-    await probe.unchanged("MERCHANT_SUSPENDED", lambda: redeem(net, 5, key="x"))
+    await probe.unchanged("MERCHANT_SUSPENDED", lambda: earn(net, 5, merchant=net.b, key="x6"))
+    await probe.unchanged("MERCHANT_SUSPENDED", lambda: redeem(net, 5, key="x7"))
     assert spy.take() == [False, False]
 
 
