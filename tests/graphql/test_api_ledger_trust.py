@@ -62,3 +62,52 @@ async def test_capture_refuses_a_transaction_that_is_not_a_hold(api: Any, admin_
     assert other_type["voidRedemption"]["userErrors"][0]["code"] == "INVALID_ID"
     async with db.read() as conn:
         await assert_ledger_consistent(conn)
+
+
+SET_POLICY = """mutation($points: Int) { setNetworkPolicy(input: {redeemWithoutProofPoints: $points}) {
+  policy { redeemWithoutProofPoints } userErrors { field code message } } }"""
+REDEEM_WITH_PROOF = """mutation($lid: String!, $points: Int!, $key: String!, $proof: String) {
+  redeemPoints(input: {loyaltyId: $lid, points: $points, idempotencyKey: $key, memberProof: $proof}) {
+    transaction { id points } member { balance } userErrors { field code message } } }"""
+AUTHORIZE_WITH_PROOF = """mutation($lid: String!, $points: Int!, $key: String!, $proof: String) {
+  authorizeRedemption(input: {loyaltyId: $lid, points: $points, idempotencyKey: $key, memberProof: $proof}) {
+    hold { points } userErrors { field code message } } }"""
+MY_CODE = """{ viewer { ... on MemberViewer { member { presenceCode } } } }"""
+CODE_BY_LOYALTY_ID = """query($lid: String!) { member(loyaltyId: $lid) { presenceCode } }"""
+
+
+async def test_proof_of_presence_through_the_api(api: Any, admin_key: str, db: Any) -> None:
+    # given a network whose policy lets a merchant take 50 points a day without proof
+    net = await setup_network(api, admin_key)
+    lid = net["member"]["member"]["loyaltyId"]
+    await api.call(EARN, {"lid": lid, "amount": 50_000, "key": "k"}, key=net["a"])  # 1,000 points
+    policy = (await api.call(SET_POLICY, {"points": 50}, key=admin_key))["setNetworkPolicy"]
+    assert policy == {"policy": {"redeemWithoutProofPoints": 50}, "userErrors": []}
+    refused = (await api.call(SET_POLICY, {"points": -1}, key=admin_key))["setNetworkPolicy"]
+    assert refused["userErrors"][0]["code"] == "INVALID_REDEEM_WITHOUT_PROOF_POINTS"
+    # small redemptions pass without proof
+    small = (await api.call(REDEEM_WITH_PROOF, {"lid": lid, "points": 20, "key": "r1"}, key=net["b"]))["redeemPoints"]
+    assert small["userErrors"] == []
+    held = (await api.call(AUTHORIZE_WITH_PROOF, {"lid": lid, "points": 30, "key": "h1"}, key=net["b"]))
+    assert held["authorizeRedemption"]["userErrors"] == []
+    # beyond, the merchant must ask for the member's code
+    big = (await api.call(REDEEM_WITH_PROOF, {"lid": lid, "points": 500, "key": "r2"}, key=net["b"]))["redeemPoints"]
+    assert big["transaction"] is None
+    assert big["userErrors"][0]["code"] == "MEMBER_PROOF_REQUIRED"
+    assert big["userErrors"][0]["field"] == ["input", "memberProof"]
+    # the code is the member's alone: a merchant reading the member gets null
+    assert (await api.call(CODE_BY_LOYALTY_ID, {"lid": lid}, key=net["b"]))["member"] == {"presenceCode": None}
+    code = (await api.call(MY_CODE, key=net["member"]["memberToken"]))["viewer"]["member"]["presenceCode"]
+    assert len(code) == 8 and code.isdigit()
+    # the retry under the refused key keeps its refusal; a new key with the code goes through, once
+    kept = (await api.call(REDEEM_WITH_PROOF, {"lid": lid, "points": 500, "key": "r2", "proof": code},
+                           key=net["b"]))["redeemPoints"]
+    assert kept["userErrors"][0]["code"] == "MEMBER_PROOF_REQUIRED"
+    done = (await api.call(REDEEM_WITH_PROOF, {"lid": lid, "points": 500, "key": "r3", "proof": code},
+                           key=net["b"]))["redeemPoints"]
+    assert done["userErrors"] == [] and done["member"]["balance"] == 450
+    reused = (await api.call(REDEEM_WITH_PROOF, {"lid": lid, "points": 100, "key": "r4", "proof": code},
+                             key=net["a"]))["redeemPoints"]
+    assert reused["userErrors"][0]["code"] == "INVALID_MEMBER_PROOF"
+    async with db.read() as conn:
+        await assert_ledger_consistent(conn)

@@ -106,7 +106,8 @@ async def test_wrong_expired_and_used_proofs_get_one_code(net: Any, probe: Any, 
     await net.earn(100)
     current = code()
     other_member, _ = await net.new_member()
-    wrong = [str((int(current) + 1) % 10**8).zfill(8), "\uff11\uff12\uff13\uff14\uff15\uff16\uff17\uff18", "12\x0045678", code(other_member)]
+    fullwidth = "".join(chr(0xFF10 + int(d)) for d in current)  # digits, but not ASCII ones
+    wrong = [str((int(current) + 1) % 10**8).zfill(8), fullwidth, "12\x0045678", code(other_member)]
     assert len(wrong) < MAX_WRONG_PROOFS
     for i, proof in enumerate(wrong):
         error = await probe.error(net.ledger.redeem(merchant_id=net.b.id, loyalty_id=net.loyalty_id, points=1,
