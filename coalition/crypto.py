@@ -71,9 +71,9 @@ class NetworkKeys:
         mac = hmac.new(self._token_key, f"{member_id}:{version}".encode(), hashlib.sha256).digest()
         return "cmt_" + base64.urlsafe_b64encode(mac).decode().rstrip("=")
 
-    def presence_key(self, member_id: int) -> bytes:
+    def presence_key(self, loyalty_id: str) -> bytes:
         """The member's own key for proof-of-presence codes (coalition.ledger.presence)."""
-        return hmac.new(self._presence_key, f"member:{member_id}".encode(), hashlib.sha256).digest()
+        return hmac.new(self._presence_key, f"member:{loyalty_id}".encode(), hashlib.sha256).digest()
 
     def sign(self, data: bytes) -> bytes:
         return self._signing_key.sign(data)

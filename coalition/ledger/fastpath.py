@@ -16,7 +16,8 @@ operation left out then runs again on the multi-statement path, which gives the 
 error it always gave.
 
 Unusual: the idempotency key already used (a retry, a conflict or a kept refusal), a
-redemption with a proof of presence or beyond the allowance without one, the merchant not
+redemption beyond the allowance without proof of presence, a proof used before (it fails
+the batch) or after too many wrong ones, the merchant not
 active, no such member, a member someone referred (referral bonuses), a member who owes
 points, a balance that would pass ``MAX_POINTS``, too few points, an earn of no whole
 point, and (failing the batch) any change to a member row since the statement's snapshot.
@@ -51,6 +52,7 @@ from coalition.db import Database
 from coalition.ledger.batching import Batcher
 from coalition.ledger.core import MAX_POINTS
 from coalition.ledger.models import HoldStatus
+from coalition.ledger.presence import MAX_WRONG_PROOFS, WRONG_PROOF_WINDOW, InvalidMemberProof
 from coalition.members.models import Member
 from coalition.partners.models import MerchantStatus
 
@@ -110,6 +112,12 @@ _USED_WITHOUT_PROOF = f"""(
                                        ELSE 0 END), 0) FROM holds h
      WHERE h.member_id = m.id AND h.merchant_id = r.merchant_id AND h.created_at > r.since
        AND NOT EXISTS (SELECT 1 FROM presence_proofs p WHERE p.entry_id = h.id)))"""
+
+# Wrong proofs of presence this merchant sent for the member in the last hour: at
+# ``presence.MAX_WRONG_PROOFS`` even a right one goes to the multi-statement path, which refuses it.
+_WRONG_PROOFS = f"""(SELECT count(*) FROM ledger_refusals w
+    WHERE w.member_id = m.id AND w.merchant_id = r.merchant_id AND w.code = '{InvalidMemberProof.code}'
+      AND w.created_at > r.now - interval '{int(WRONG_PROOF_WINDOW.total_seconds())} seconds')"""
 
 # The members are read once, in the snapshot, with their row versions. The conditions of the
 # common case are tested here (so a refusal inserts nothing) and again in the UPDATE, on the
@@ -182,16 +190,19 @@ WITH RECURSIVE req AS (
     SELECT * FROM unnest(CAST(:merchant_id AS bigint[]), CAST(:loyalty_id AS varchar[]), CAST(:points AS bigint[]),
                          CAST(:reference AS varchar[]), CAST(:idempotency_key AS varchar[]),
                          CAST(:request_hash AS varchar[]), CAST(:now AS timestamptz[]),
-                         CAST(:allowance AS bigint[]), CAST(:since AS timestamptz[]))
+                         CAST(:allowance AS bigint[]), CAST(:since AS timestamptz[]),
+                         CAST(:proof_step AS bigint[]))
         WITH ORDINALITY AS r (merchant_id, loyalty_id, points, reference, idempotency_key, request_hash, now,
-                              allowance, since, n)
+                              allowance, since, proof_step, n)
 ),
 snap AS (
     SELECT r.*, m.id AS member_id, m.xmin AS version
     FROM req r
     JOIN merchants mc ON mc.id = r.merchant_id AND mc.status = '{MerchantStatus.ACTIVE.value}'
     JOIN members m ON m.loyalty_id = r.loyalty_id AND m.owed = 0 AND m.balance >= r.points
-    WHERE {_NOT_REFUSED} AND r.points + {_USED_WITHOUT_PROOF} <= r.allowance
+    WHERE {_NOT_REFUSED}
+      AND CASE WHEN r.proof_step IS NULL THEN r.points + {_USED_WITHOUT_PROOF} <= r.allowance
+               ELSE {_WRONG_PROOFS} < {MAX_WRONG_PROOFS} END
 ),
 e AS (
     INSERT INTO entries (kind, member_id, merchant_id, points, reference, idempotency_key, request_hash,
@@ -203,10 +214,18 @@ e AS (
     RETURNING id, member_id, merchant_id, idempotency_key, points
 ),
 es AS (
-    SELECT e.id, e.member_id, s.points, s.n, s.version, s.merchant_id, s.now
+    SELECT e.id, e.member_id, s.points, s.n, s.version, s.merchant_id, s.now, s.proof_step
     FROM e JOIN snap s ON s.merchant_id = e.merchant_id AND s.idempotency_key = e.idempotency_key
                       AND s.member_id = e.member_id
     ORDER BY e.member_id
+),
+proof AS (
+    INSERT INTO presence_proofs (member_id, step, merchant_id, entry_id, created_at)
+    SELECT es.member_id, es.proof_step, es.merchant_id, es.id, es.now FROM es
+    WHERE es.proof_step IS NOT NULL
+    ORDER BY es.member_id
+    ON CONFLICT DO NOTHING
+    RETURNING entry_id
 ),
 walk (member_id, id, issuer_merchant_id, remaining, expires_at, points_ahead, wanted) AS (
     SELECT first.member_id, first.id, first.issuer_merchant_id, first.remaining, first.expires_at,
@@ -241,6 +260,7 @@ u AS (
     WHERE m.id = es.member_id AND m.xmin = es.version
       AND m.owed = 0 AND m.balance >= es.points
       AND (SELECT coalesce(sum(take.points), 0) FROM take WHERE take.member_id = es.member_id) = es.points
+      AND (es.proof_step IS NULL OR EXISTS (SELECT 1 FROM proof WHERE proof.entry_id = es.id))
     RETURNING {_RETURNING}
 ),
 spent AS (
@@ -331,13 +351,16 @@ class FastPath:
 
     async def redeem(
         self, *, merchant_id: int, loyalty_id: str, points: int, reference: str | None, idempotency_key: str,
-        request_hash: str, now: dt.datetime, allowance: int, since: dt.datetime,
+        request_hash: str, now: dt.datetime, allowance: int, since: dt.datetime, proof_step: int | None = None,
     ) -> Done | None:
-        """A plain redemption without proof of presence, within the ``allowance`` (points this merchant may
-        take from the member since ``since`` without proof): ``(entry_id, -points, member after)``, or None
-        to take the multi-statement path."""
+        """A plain redemption: ``(entry_id, -points, member after)``, or None to take the multi-statement path.
+
+        Without proof of presence it must stay within the ``allowance`` (points this merchant may take from
+        the member since ``since`` without proof); with one (``proof_step``: the time step of a code already
+        checked against the loyalty ID) the statement writes the proof, once: a proof used before fails it.
+        """
         return await self._redeem.submit({
             "merchant_id": merchant_id, "loyalty_id": loyalty_id, "points": points, "reference": reference,
             "idempotency_key": idempotency_key, "request_hash": request_hash, "now": now, "allowance": allowance,
-            "since": since,
+            "since": since, "proof_step": proof_step,
         })

@@ -4,7 +4,7 @@ A merchant that knows only a loyalty ID may redeem (or hold) at most the network
 ``redeem_without_proof_points`` from one member in a rolling 24 hours. Beyond that it must
 send ``memberProof``: the 8-digit code the member's wallet shows (``Member.presenceCode``,
 member caller only), an HOTP (RFC 4226 truncation) of the current 30-second step under a key
-derived from the master secret and the member id (``NetworkKeys.presence_key``). The code of
+derived from the master secret and the member's loyalty ID (``NetworkKeys.presence_key``). The code of
 the previous step is accepted too, so a code lives 30 to 60 seconds.
 
 Where this lives. The check must run inside the redemption's transaction, under the member's
@@ -12,7 +12,10 @@ row lock: that lock is what serialises two redemptions of one member, so two of 
 both slip under the allowance, and it is where the used proof is written, once. The ledger
 must not import the members' service (dependencies point API -> services -> ledger -> db), so
 the code, its check and the allowance query live here, beside the ledger's other rules; the
-GraphQL layer shows the code through :func:`presence_code`.
+GraphQL layer shows the code through :func:`presence_code`. The key is the loyalty ID's, not
+the member id's, because the loyalty ID is what the till sends: the code is checked before the
+database is touched, so a redemption with proof still takes the one-statement fast path on
+PostgreSQL (``fastpath.py`` then only writes the proof, once).
 
 Rules (``check``), with the member row locked:
 - a proof given is always checked and used up, within the allowance or not; the redemption
@@ -44,7 +47,7 @@ from coalition.ledger.models import Entry, EntryKind, Hold, HoldStatus, Presence
 STEP_S = 30
 DIGITS = 8
 WINDOW = dt.timedelta(hours=24)
-WRONG_PROOF_WINDOW = dt.timedelta(hours=1)
+WRONG_PROOF_WINDOW = dt.timedelta(hours=1)  # fastpath.py writes it in its SQL as 3600 seconds
 MAX_WRONG_PROOFS = 5
 
 
@@ -71,17 +74,17 @@ def _code(key: bytes, step: int) -> str:
     return str(value % 10**DIGITS).zfill(DIGITS)
 
 
-def presence_code(keys: NetworkKeys, member_id: int, now: dt.datetime) -> str:
+def presence_code(keys: NetworkKeys, loyalty_id: str, now: dt.datetime) -> str:
     """The member's current code (what the wallet shows, and later puts in the QR)."""
-    return _code(keys.presence_key(member_id), _step(now))
+    return _code(keys.presence_key(loyalty_id), _step(now))
 
 
-def matching_step(keys: NetworkKeys, member_id: int, proof: str, now: dt.datetime) -> int | None:
+def matching_step(keys: NetworkKeys, loyalty_id: str, proof: str, now: dt.datetime) -> int | None:
     """The time step whose code ``proof`` is (this one or the one before), or None."""
     candidate = proof.strip().replace(" ", "").replace("-", "")
     if len(candidate) != DIGITS or not candidate.isascii() or not candidate.isdigit():
         return None
-    key = keys.presence_key(member_id)
+    key = keys.presence_key(loyalty_id)
     current = _step(now)
     found = None
     for step in (current, current - 1):  # compare both, always: the time taken says nothing
@@ -154,7 +157,7 @@ async def check(
     if int((await conn.execute(_wrong_proofs, params)).scalar_one()) >= MAX_WRONG_PROOFS:
         raise InvalidMemberProof(wrong + f" (too many wrong codes in the last hour; at most {MAX_WRONG_PROOFS})",
                                  member_id=member_id)
-    step = matching_step(keys, member_id, proof, now)
+    step = matching_step(keys, loyalty_id, proof, now)
     if step is None:
         raise InvalidMemberProof(wrong, member_id=member_id)
     make_insert: Any = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert

@@ -104,11 +104,14 @@ class PurchaseOperations(BonusOperations):
         self, merchant_id: int, lid: str, points: int, reference: str | None, key: str, fingerprint: str,
         proof: str | None, allowance: int, now: dt.datetime,
     ) -> LedgerResult:
-        if self.fast_path and proof is None:
+        # A proof is checked against the loyalty ID here; a wrong one goes straight to the
+        # multi-statement path, which refuses it (and keeps the refusal, counted per member).
+        proof_step = None if proof is None else presence.matching_step(self.keys, lid, proof, now)
+        if self.fast_path and (proof is None or proof_step is not None):
             done = await self.fast.redeem(
                 merchant_id=merchant_id, loyalty_id=lid, points=points, reference=reference,
                 idempotency_key=key, request_hash=fingerprint, now=now, allowance=allowance,
-                since=now - presence.WINDOW,
+                since=now - presence.WINDOW, proof_step=proof_step,
             )
             if done is not None:
                 entry_id, _, member = done

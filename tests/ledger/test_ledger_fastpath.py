@@ -23,6 +23,7 @@ from coalition.db import Database
 from coalition.ledger import fastpath
 from coalition.ledger.core import MAX_POINTS
 from coalition.ledger.models import AllocationKind
+from coalition.ledger.presence import presence_code
 from coalition.ledger.service import Ledger
 from coalition.members.loyalty_id import new_loyalty_id
 from coalition.members.service import enroll_member
@@ -708,3 +709,46 @@ async def test_two_operations_on_one_member_in_one_statement_undo_it(net: Any, d
         assert await fastpath._run(db, fastpath._EARN, operations) == [None, None]
     assert len(fast_statements(sent)) == 2  # refused, and again when run once more
     assert await probe.snapshot() == before
+
+
+# ---------------------------------------------------------------- proof of presence, kept refusals (issue 13)
+
+
+@needs_pg
+async def test_the_allowance_and_proofs_on_the_fast_path(net: Any, probe: Any, spy: Spy, keys: Any,
+                                                         clock: Any) -> None:
+    net.ledger.allowance = allow(50)
+    await earn(net, 500)
+    spy.take()
+    # within the allowance: one statement
+    await redeem(net, 50)
+    assert spy.take() == [True]
+    # beyond it: the statement leaves it out, the multi-statement path refuses it
+    await probe.unchanged("MEMBER_PROOF_REQUIRED", lambda: redeem(net, 1))
+    assert spy.take() == [False]
+    # with the member's code: one statement, which writes the proof
+    code = presence_code(keys, net.loyalty_id, clock())
+    done = await net.ledger.redeem(merchant_id=net.b.id, loyalty_id=net.loyalty_id, points=200,
+                                   idempotency_key="proved", member_proof=code)
+    assert spy.take() == [True]
+    assert done.member.balance == 250
+    # the same code again: the statement fails on the used proof, the multi-statement path refuses it
+    await probe.unchanged("INVALID_MEMBER_PROOF", lambda: net.ledger.redeem(
+        merchant_id=net.b.id, loyalty_id=net.loyalty_id, points=10, idempotency_key="again", member_proof=code))
+    assert spy.take() == [False]
+    # a wrong code never reaches the statement
+    await probe.unchanged("INVALID_MEMBER_PROOF", lambda: net.ledger.redeem(
+        merchant_id=net.b.id, loyalty_id=net.loyalty_id, points=10, idempotency_key="wrong", member_proof="1"))
+    assert spy.take() == []
+
+
+@needs_pg
+async def test_a_kept_refusal_is_not_overtaken_by_the_fast_path(net: Any, probe: Any, spy: Spy) -> None:
+    await earn(net, 5)
+    spy.take()
+    await probe.error(redeem(net, 20, key="r"), "INSUFFICIENT_POINTS")
+    await earn(net, 50)
+    spy.take()
+    # the statement sees the refusal under the key and leaves the retry to the multi-statement path
+    await probe.unchanged("INSUFFICIENT_POINTS", lambda: redeem(net, 20, key="r"))
+    assert spy.take() == [False]

@@ -36,7 +36,7 @@ def allow(points: int) -> Any:
 
 @pytest.fixture
 def code(keys: NetworkKeys, clock: Any, net: Any) -> Any:
-    return lambda member_id=None: presence_code(keys, member_id or net.member_id, clock())
+    return lambda loyalty_id=None: presence_code(keys, loyalty_id or net.loyalty_id, clock())
 
 
 # ---------------------------------------------------------------- proof of presence
@@ -105,7 +105,7 @@ async def test_wrong_expired_and_used_proofs_get_one_code(net: Any, probe: Any, 
     net.ledger.allowance = allow(0)
     await net.earn(100)
     current = code()
-    other_member, _ = await net.new_member()
+    _, other_member = await net.new_member()
     fullwidth = "".join(chr(0xFF10 + int(d)) for d in current)  # digits, but not ASCII ones
     wrong = [str((int(current) + 1) % 10**8).zfill(8), fullwidth, "12\x0045678", code(other_member)]
     assert len(wrong) < MAX_WRONG_PROOFS

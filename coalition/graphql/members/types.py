@@ -74,7 +74,7 @@ class Member(graphene.ObjectType):  # type: ignore[misc]
         caller = info.context.caller
         if caller is None or caller.role.value != "MEMBER" or caller.member_id != root.id:
             return None
-        return presence_code(info.context.services.keys, root.id, utcnow())
+        return presence_code(info.context.services.keys, root.loyalty_id, utcnow())
 
     @staticmethod
     def resolve_email(root: Any, info: Any) -> str | None:
