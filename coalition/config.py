@@ -154,5 +154,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         analyze_interval_s=_float(env, "COALITION_ANALYZE_INTERVAL_S", 0.0),
         insights_cache_s=_int(env, "COALITION_INSIGHTS_CACHE_S", 3600, minimum=1),
         redeem_without_proof_points=_int(env, "COALITION_REDEEM_WITHOUT_PROOF_POINTS", 200),
-        idempotency_retention_s=_int(env, "COALITION_IDEMPOTENCY_RETENTION_S", 24 * 3600, minimum=60),
+        # At least an hour: wrong proofs of presence are counted from the kept refusals of the last hour.
+        idempotency_retention_s=_int(env, "COALITION_IDEMPOTENCY_RETENTION_S", 24 * 3600, minimum=3600),
     )

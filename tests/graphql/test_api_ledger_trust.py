@@ -72,6 +72,8 @@ REDEEM_WITH_PROOF = """mutation($lid: String!, $points: Int!, $key: String!, $pr
 AUTHORIZE_WITH_PROOF = """mutation($lid: String!, $points: Int!, $key: String!, $proof: String) {
   authorizeRedemption(input: {loyaltyId: $lid, points: $points, idempotencyKey: $key, memberProof: $proof}) {
     hold { points } userErrors { field code message } } }"""
+MY_HISTORY = """{ viewer { ... on MemberViewer { member {
+  transactions(first: 50) { edges { node { kind points merchant { name } } } } } } } }"""
 MY_CODE = """{ viewer { ... on MemberViewer { member { presenceCode } } } }"""
 CODE_BY_LOYALTY_ID = """query($lid: String!) { member(loyaltyId: $lid) { presenceCode } }"""
 
@@ -109,5 +111,10 @@ async def test_proof_of_presence_through_the_api(api: Any, admin_key: str, db: A
     reused = (await api.call(REDEEM_WITH_PROOF, {"lid": lid, "points": 100, "key": "r4", "proof": code},
                              key=net["a"]))["redeemPoints"]
     assert reused["userErrors"][0]["code"] == "INVALID_MEMBER_PROOF"
+    # the member sees every redemption and hold in the history, whoever made it; refusals wrote nothing
+    history = (await api.call(MY_HISTORY, key=net["member"]["memberToken"]))["viewer"]["member"]["transactions"]
+    assert sorted((e["node"]["kind"], e["node"]["points"], e["node"]["merchant"]["name"])
+                  for e in history["edges"]) == [("EARN", 1000, "Bakery"), ("HOLD", -30, "Books"),
+                                                 ("REDEEM", -500, "Books"), ("REDEEM", -20, "Books")]
     async with db.read() as conn:
         await assert_ledger_consistent(conn)

@@ -15,11 +15,11 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from sqlalchemy import func, insert, select
+from sqlalchemy import delete, func, insert, select
 
 from coalition.crypto import NetworkKeys
 from coalition.ledger import refusals
-from coalition.ledger.invariants import assert_ledger_consistent
+from coalition.ledger.invariants import assert_ledger_consistent, ledger_violations
 from coalition.ledger.models import EntryKind, PresenceProof, Refusal
 from coalition.ledger.presence import MAX_WRONG_PROOFS, presence_code
 from coalition.partners.models import MerchantStatus
@@ -297,3 +297,14 @@ async def test_two_processes_retrying_a_refused_key_get_one_outcome(net: Any, pr
     counts = await race(settings, net, 20, "same", "10", "same-key")
     assert sum(counts, Counter()) == {"INSUFFICIENT_POINTS": 40}, counts
     assert await probe.entries(kind=EntryKind.REDEEM) == []
+
+
+async def test_the_invariants_catch_a_proof_on_the_wrong_entry(net: Any, db: Any, clock: Any) -> None:
+    earned = await net.earn(10)
+    async with db.transaction() as conn:
+        await conn.execute(insert(PresenceProof).values(member_id=net.member_id, step=1, merchant_id=net.a.id,
+                                                        entry_id=earned.entry.id, created_at=clock()))
+    async with db.read() as conn:
+        assert any("proof of presence" in p for p in await ledger_violations(conn))
+    async with db.transaction() as conn:
+        await conn.execute(delete(PresenceProof))
