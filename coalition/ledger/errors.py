@@ -24,6 +24,8 @@ DomainError (coalition.errors)
     ├── CAPTURE_EXCEEDS_HOLD
     ├── NOT_REVERSIBLE            holds are voided, not reversed; reversals are final
     ├── NOT_A_HOLD                capture/void named one of the merchant's transactions that is no HOLD
+    ├── MEMBER_PROOF_REQUIRED     beyond the allowance without proof of presence (ledger/presence.py)
+    ├── INVALID_MEMBER_PROOF      a wrong, expired or used proof of presence (ledger/presence.py)
     └── MERCHANT_SUSPENDED
 """
 

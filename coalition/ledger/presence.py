@@ -4,8 +4,9 @@ A merchant that knows only a loyalty ID may redeem (or hold) at most the network
 ``redeem_without_proof_points`` from one member in a rolling 24 hours. Beyond that it must
 send ``memberProof``: the 8-digit code the member's wallet shows (``Member.presenceCode``,
 member caller only), an HOTP (RFC 4226 truncation) of the current 30-second step under a key
-derived from the master secret and the member's loyalty ID (``NetworkKeys.presence_key``). The code of
-the previous step is accepted too, so a code lives 30 to 60 seconds.
+derived from the master secret and the member's loyalty ID (``NetworkKeys.presence_key``).
+The code of the previous step is accepted too, so a code lives 30 to 60 seconds; one code
+backs one redemption, so a member redeeming twice within a step waits for the next code.
 
 Where this lives. The check must run inside the redemption's transaction, under the member's
 row lock: that lock is what serialises two redemptions of one member, so two of them cannot
@@ -23,7 +24,7 @@ Rules (``check``), with the member row locked:
 - without a proof, the merchant's redemptions and holds (as they stand: an open hold counts
   all its points, a captured one what it captured, a voided or expired one nothing) of the
   last 24 h without proof, plus this one, must stay within the allowance, else
-  MEMBER_PROOF_REQUIRED;
+  MEMBER_PROOF_REQUIRED (a reversed redemption still counts: refunds do not reopen it);
 - a wrong, expired or already used proof: INVALID_MEMBER_PROOF (one code for all three, so
   the answer tells a guesser nothing), and after ``MAX_WRONG_PROOFS`` wrong proofs from one
   merchant for one member in an hour, every proof from it for that member is refused until
