@@ -30,6 +30,7 @@ from coalition.ledger.service import Ledger
 from coalition.metrics import Metrics, MetricsMiddleware, MetricsServer
 from coalition.network.store import InsightStore
 from coalition.ratelimit import make_rate_limiter
+from coalition.settlement.policy import PolicyCache
 from coalition.web.graphiql import graphiql_html
 from coalition.web.network_map import network_map_endpoint
 from coalition.web.outage import OutageMiddleware
@@ -50,7 +51,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
     redis_availability = Availability("redis", probe_interval_s=5.0)  # one log line per Redis outage
     insights = InsightStore(db, settings.redis_url, settings.insights_cache_s, timeout_s=settings.redis_timeout_s,
                             health_check_s=settings.redis_health_check_s, availability=redis_availability)
-    services = Services(settings=settings, db=db, keys=NetworkKeys.from_settings(settings), ledger=Ledger(db, settings),
+    keys = NetworkKeys.from_settings(settings)
+    # The ledger reads the allowance without proof of presence from the versioned network policy.
+    ledger = Ledger(db, settings, keys=keys, allowance=PolicyCache(db, settings).redeem_without_proof_points)
+    services = Services(settings=settings, db=db, keys=keys, ledger=ledger,
                         insights=insights)
     authenticator = Authenticator(db, cache_s=settings.auth_cache_s)
     limiter = make_rate_limiter(settings.redis_url, settings.rate_limit_per_s, timeout_s=settings.redis_timeout_s,

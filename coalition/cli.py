@@ -810,7 +810,7 @@ def policy() -> None:
 
 
 def _print_policy(p: Any) -> None:
-    for name, value in p.as_dict().items():
+    for name, value in [*p.as_dict().items(), ("redeemWithoutProof", p.redeem_without_proof_points)]:
         console.print(f"{name:>18}  {value}")
 
 
@@ -834,6 +834,8 @@ def policy_show() -> None:
 @click.option("--breakage-share", help="Decimal 0..1 of expired points' funding returned to the issuer.")
 @click.option("--period", help="DAILY, WEEKLY or MONTHLY.")
 @click.option("--timezone", help="IANA time zone the periods are cut in.")
+@click.option("--redeem-without-proof-points", type=int,
+              help="Points a merchant may redeem from one member in 24 h without the member's proof of presence.")
 @click.option("--effective-from", callback=_aware_datetime, help="ISO date-time it applies from (default: now).")
 def policy_set(**changes: Any) -> None:
     """Append a policy version; options left out keep their current value."""

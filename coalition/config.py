@@ -92,6 +92,11 @@ class Settings:
     # one-time claim code from enrollMember / issueMemberClaimCode stays valid.
     public_url: str = "http://127.0.0.1:8000"
     member_claim_ttl_s: int = 7 * 24 * 3600
+    # Trust (issue 13): points a merchant may redeem or hold from one member in 24 h without the
+    # member's proof of presence, while the network policy stores no value of its own; and how
+    # long a refused write's outcome stays under its idempotency key.
+    redeem_without_proof_points: int = 200
+    idempotency_retention_s: int = 24 * 3600
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -241,4 +246,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         query_budget=_budget(env, "COALITION_QUERY_BUDGET"),
         anonymous_query_budget=_budget(env, "COALITION_ANONYMOUS_QUERY_BUDGET"),
         refusal_delay_s=_int(env, "COALITION_REFUSAL_DELAY_MS", 100) / 1000,
+        redeem_without_proof_points=_int(env, "COALITION_REDEEM_WITHOUT_PROOF_POINTS", 200),
+        # At least an hour: wrong proofs of presence are counted from the kept refusals of the last hour.
+        idempotency_retention_s=_int(env, "COALITION_IDEMPOTENCY_RETENTION_S", 24 * 3600, minimum=3600),
     ))

@@ -51,6 +51,7 @@ class NetworkKeys:
         # Keyed once: a batch derives one nonce per merchant (thousands), each a copy and an update.
         self._statement_mac = hmac.new(_derive(master, b"statement-nonce"), digestmod=hashlib.sha256)
         self.global_ids = GlobalIds(_derive(master, b"global-id"))  # the API's opaque IDs and cursors
+        self._presence_key = _derive(master, b"member-presence")
         self._signing_key = Ed25519PrivateKey.from_private_bytes(_derive(master, b"network-signing"))
         raw_public = self._signing_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
         self.public_key_b64 = base64.b64encode(raw_public).decode()
@@ -78,6 +79,10 @@ class NetworkKeys:
         mac = self._statement_mac.copy()
         mac.update(f"settlement-statement:{batch_id}:{merchant_id}".encode())
         return mac.digest()
+
+    def presence_key(self, loyalty_id: str) -> bytes:
+        """The member's own key for proof-of-presence codes (coalition.ledger.presence)."""
+        return hmac.new(self._presence_key, f"member:{loyalty_id}".encode(), hashlib.sha256).digest()
 
     def sign(self, data: bytes) -> bytes:
         return self._signing_key.sign(data)

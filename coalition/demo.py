@@ -25,6 +25,7 @@ from coalition.crypto import NetworkKeys
 from coalition.db import Database, utcnow
 from coalition.ledger.core import LedgerResult
 from coalition.ledger.models import Entry
+from coalition.ledger.presence import presence_code
 from coalition.ledger.service import Ledger
 from coalition.members.credentials import reissue_claim_code
 from coalition.members.models import Member
@@ -221,8 +222,11 @@ async def _visit(
     if person.balance >= 50 and rng.random() < (0.1 if favourite else 0.4):
         wanted = rng.choice([50, 50, 100, 100, 150, 200, 300, 500])
         points = min(wanted, person.balance // 25 * 25)
+        # The customer is at the till: the wallet's proof of presence lets a large redemption through.
+        proof = presence_code(ledger.keys, person.loyalty_id, ledger.clock()) if points > 50 else None
         redeemed = await ledger.redeem(merchant_id=shop.id, loyalty_id=person.loyalty_id, points=points,
-                                       idempotency_key=f"demo-{receipt}-redeem", reference=reference)
+                                       idempotency_key=f"demo-{receipt}-redeem", reference=reference,
+                                       member_proof=proof)
         person.balance = redeemed.member.balance
     amount = _basket(rng, profile)
     if amount * profile.earn_rate < 10**exponent:
@@ -344,7 +348,8 @@ async def _refund_and_holds(
         shop = shops[first.shops[-1]]
         reserved = min(200, first.balance)
         hold = await ledger.authorize(merchant_id=shop.id, loyalty_id=first.loyalty_id, points=reserved,
-                                      idempotency_key="demo-hold-1", expires_in_s=900)
+                                      idempotency_key="demo-hold-1", expires_in_s=900,
+                                      member_proof=presence_code(ledger.keys, first.loyalty_id, clock.now))
         assert hold.hold is not None
         clock.now += dt.timedelta(minutes=4)  # the card payment cleared; the basket came to less
         captured = await ledger.capture(merchant_id=shop.id, hold_id=hold.hold.id, points=reserved * 3 // 4,

@@ -1,6 +1,7 @@
 """The background worker (``coalition worker``): the ledger's and settlement's periodic jobs.
 
-Each tick: void expired holds, expire lots past their date, close every settlement
+Each tick: void expired holds, expire lots past their date (and purge refusals kept past
+``COALITION_IDEMPOTENCY_RETENTION_S``), close every settlement
 period that has ended (per the policy's period and time zone) and is not yet settled, and
 run the network analysis when the last run is older than ``analyze_every_s`` (with Redis,
 one worker per interval runs it).
@@ -23,6 +24,7 @@ from sqlalchemy import select
 from coalition.config import Settings
 from coalition.crypto import NetworkKeys
 from coalition.db import Database, utcnow
+from coalition.ledger import refusals
 from coalition.ledger.service import Ledger
 from coalition.network.jobs import run_analysis
 from coalition.network.store import InsightStore
@@ -38,6 +40,7 @@ HOLD_BATCH = 1000
 class TickReport:
     holds_released: int = 0
     points_expired: int = 0
+    refusals_purged: int = 0
     batch_ids: list[int] = field(default_factory=list)
     analysis_run: int | None = None
     errors: list[str] = field(default_factory=list)
@@ -81,6 +84,9 @@ class Worker:
     async def _expire(self, report: TickReport) -> None:
         _, points = await self.ledger.expire_lots()
         report.points_expired += points
+        # Refusals kept under idempotency keys past the retention period (ledger/refusals.py).
+        since = self.clock() - dt.timedelta(seconds=self.settings.idempotency_retention_s)
+        report.refusals_purged += await refusals.purge(self.db, older_than=since)
 
     async def _settle(self, report: TickReport) -> None:
         now = self.clock()

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from sqlalchemy import bindparam, insert, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from coalition.config import Settings
+from coalition.crypto import NetworkKeys
 from coalition.db import Database, utcnow
-from coalition.errors import Refused
-from coalition.ledger import core, fastpath
+from coalition.errors import DomainError, Refused
+from coalition.ledger import core, fastpath, refusals
 from coalition.ledger.core import MAX_POINTS, LedgerResult
 from coalition.ledger.errors import InsufficientPoints, MemberNotFound, MerchantSuspended
 from coalition.ledger.models import Lot
@@ -49,15 +50,31 @@ _insert_lot = insert(Lot)
 class LedgerBase:
     """Ledger operations over one :class:`Database`. Stateless apart from its settings."""
 
-    def __init__(self, db: Database, settings: Settings, clock: Callable[[], dt.datetime] = utcnow) -> None:
+    def __init__(
+        self, db: Database, settings: Settings, clock: Callable[[], dt.datetime] = utcnow, *,
+        keys: NetworkKeys | None = None, allowance: Callable[[dt.datetime], Awaitable[int]] | None = None,
+    ) -> None:
         self.db = db
         self.settings = settings
         self.clock = clock
+        self._keys = keys
+        # Points a merchant may take from a member in 24 h without proof of presence (ledger/presence.py):
+        # the app passes the network policy's value (settlement.policy.PolicyCache); alone, the setting.
+        self.allowance = allowance or self._allowance_from_settings
         # PostgreSQL runs a plain earn or redeem as one statement (ledger/fastpath.py), batched
         # with the concurrent ones, and falls back to the multi-statement path for anything
         # else; SQLite runs only the latter.
         self.fast_path = not db.is_sqlite
         self.fast = fastpath.FastPath(db, max_in_flight=settings.ledger_batches_in_flight)
+
+    @property
+    def keys(self) -> NetworkKeys:
+        if self._keys is None:
+            self._keys = NetworkKeys.from_settings(self.settings)
+        return self._keys
+
+    async def _allowance_from_settings(self, now: dt.datetime) -> int:
+        return self.settings.redeem_without_proof_points
 
     async def _not_inserted(
         self, conn: AsyncConnection, merchant_id: int, key: str, fingerprint: str, loyalty_id: str | None
@@ -66,9 +83,22 @@ class LedgerBase:
         earlier = await core.find_by_key(conn, merchant_id, key, fingerprint)
         if earlier is not None:
             return await core.replay(conn, earlier)
+        await refusals.raise_if_recorded(conn, merchant_id, key, fingerprint)
         if not await core.merchant_is_active(conn, merchant_id):
             raise MerchantSuspended(f"merchant {merchant_id} is suspended: it cannot write to the ledger")
         raise MemberNotFound(f"no member has loyalty ID {loyalty_id}", field="loyaltyId")
+
+    async def keeping_refusals(
+        self, merchant_id: int, key: str, fingerprint: str, now: dt.datetime, run: Callable[[], Awaitable[LedgerResult]]
+    ) -> LedgerResult:
+        """Run a write whose input was checked; a refusal it meets is kept under the key (ledger/refusals.py)."""
+        try:
+            return await run()
+        except DomainError as exc:
+            if refusals.is_recordable(exc):
+                await refusals.record(self.db, merchant_id=merchant_id, key=key, fingerprint=fingerprint, error=exc,
+                                      now=now, member_id=getattr(exc, "member_id", None))
+            raise
 
     async def credit(self, conn: AsyncConnection, member_id: int, points: int) -> tuple[Member, int]:
         """Add earned points; while the member owes points they repay the debt first.

@@ -23,6 +23,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     cast,
+    exists,
     insert,
     literal_column,
     select,
@@ -35,7 +36,17 @@ from sqlalchemy.orm import aliased
 from sqlalchemy.sql.dml import Insert
 
 from coalition.errors import IdempotencyKeyConflict
-from coalition.ledger.models import Account, Allocation, AllocationKind, Entry, EntryKind, Hold, Lot, Posting
+from coalition.ledger.models import (
+    Account,
+    Allocation,
+    AllocationKind,
+    Entry,
+    EntryKind,
+    Hold,
+    Lot,
+    Posting,
+    Refusal,
+)
 from coalition.members.models import Member
 from coalition.partners.models import Merchant, MerchantStatus
 
@@ -103,7 +114,11 @@ def _build_entry_insert(
         source = source.join(
             Merchant, and_(Merchant.id == columns["merchant_id"], Merchant.status == MerchantStatus.ACTIVE)
         )
-    source = source.where(member_where)
+    # A key under which a refusal is kept (ledger/refusals.py) inserts nothing either: the caller
+    # then finds the refusal and raises it again. One index probe, in the same statement.
+    refused = exists().where(Refusal.merchant_id == columns["merchant_id"],
+                             Refusal.idempotency_key == columns["idempotency_key"])
+    source = source.where(member_where, ~refused)
     make_insert = postgresql.insert if dialect_name == "postgresql" else sqlite.insert
     return (
         make_insert(Entry)
@@ -149,7 +164,8 @@ async def insert_entry(
     """Insert the entry for an active merchant and the member ``member_id`` or ``loyalty_id``.
 
     Returns ``(entry_id, member_id, points)``, or None when nothing was inserted: the key was
-    used before, the merchant is not active, or no member matched. One round trip either way.
+    used before (by an entry or a kept refusal), the merchant is not active, or no member matched.
+    One round trip either way.
     """
     if (member_id is None) == (loyalty_id is None):
         raise TypeError("insert_entry takes exactly one of member_id and loyalty_id")

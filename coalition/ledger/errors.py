@@ -9,7 +9,7 @@ DomainError (coalition.errors)
 │   └── PURCHASE_TOO_SMALL        the purchase earns no whole point
 ├── NotFound
 │   ├── MEMBER_NOT_FOUND
-│   ├── HOLD_NOT_FOUND            unknown, or another merchant's hold
+│   ├── HOLD_NOT_FOUND            unknown, or another merchant's hold (or HOLD transaction)
 │   └── TRANSACTION_NOT_FOUND     unknown, or another merchant's transaction
 ├── Conflict
 │   ├── IDEMPOTENCY_KEY_CONFLICT
@@ -23,6 +23,9 @@ DomainError (coalition.errors)
     ├── BALANCE_LIMIT_EXCEEDED    the balance would pass 2,147,483,647 points
     ├── CAPTURE_EXCEEDS_HOLD
     ├── NOT_REVERSIBLE            holds are voided, not reversed; reversals are final
+    ├── NOT_A_HOLD                capture/void named one of the merchant's transactions that is no HOLD
+    ├── MEMBER_PROOF_REQUIRED     beyond the allowance without proof of presence (ledger/presence.py)
+    ├── INVALID_MEMBER_PROOF      a wrong, expired or used proof of presence (ledger/presence.py)
     └── MERCHANT_SUSPENDED
 """
 
@@ -51,6 +54,10 @@ class MerchantSuspended(Refused):
     code = "MERCHANT_SUSPENDED"
 
 
+class NotAHold(Refused):
+    code = "NOT_A_HOLD"
+
+
 __all__ = [
     "Conflict",
     "HoldNotFound",
@@ -58,6 +65,7 @@ __all__ = [
     "InvalidInput",
     "MemberNotFound",
     "MerchantSuspended",
+    "NotAHold",
     "NotFound",
     "Refused",
     "TransactionNotFound",

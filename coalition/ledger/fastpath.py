@@ -15,7 +15,9 @@ makes the statement leave that operation out, or fail, which undoes the whole ba
 operation left out then runs again on the multi-statement path, which gives the result or
 error it always gave.
 
-Unusual: the idempotency key already used (a retry or a conflict), the merchant not
+Unusual: the idempotency key already used (a retry, a conflict or a kept refusal), a
+redemption beyond the allowance without proof of presence, a proof used before (it fails
+the batch) or after too many wrong ones, the merchant not
 active, no such member, a member someone referred (referral bonuses), a member who owes
 points, a balance that would pass ``MAX_POINTS``, too few points, an earn of no whole
 point, and (failing the batch) any change to a member row since the statement's snapshot.
@@ -49,6 +51,8 @@ import asyncpg
 from coalition.db import Database
 from coalition.ledger.batching import Batcher
 from coalition.ledger.core import MAX_POINTS
+from coalition.ledger.models import HoldStatus
+from coalition.ledger.presence import MAX_WRONG_PROOFS, WRONG_PROOF_WINDOW, InvalidMemberProof
 from coalition.members.models import Member
 from coalition.partners.models import MerchantStatus
 
@@ -90,6 +94,31 @@ _RESULT = f"""SELECT es.n, e.id AS entry_id, e.points AS entry_points, {_UPDATED
 FROM e LEFT JOIN es ON es.id = e.id LEFT JOIN u ON u.id = es.member_id
 """
 
+# A key under which a refusal is kept (ledger/refusals.py) is left to the multi-statement path,
+# which raises the refusal again: one probe of the (small) refusals table's unique index.
+_NOT_REFUSED = """NOT EXISTS (SELECT 1 FROM ledger_refusals f
+                  WHERE f.merchant_id = r.merchant_id AND f.idempotency_key = r.idempotency_key)"""
+# What this merchant took from the member in the last 24 h without proof of presence, as
+# ``presence.used_without_proof`` reads it: a redemption beyond the allowance is left to the
+# multi-statement path, which refuses it (MEMBER_PROOF_REQUIRED). Read in the snapshot like the
+# lots, so the member's ``xmin`` guards it the same way: every redemption, hold, capture and void
+# updates the member row.
+_USED_WITHOUT_PROOF = f"""(
+    (SELECT coalesce(sum(-x.points), 0) FROM entries x
+     WHERE x.member_id = m.id AND x.merchant_id = r.merchant_id AND x.kind = 'REDEEM' AND x.created_at > r.since
+       AND NOT EXISTS (SELECT 1 FROM presence_proofs p WHERE p.entry_id = x.id))
+  + (SELECT coalesce(sum(CASE h.status WHEN '{HoldStatus.AUTHORIZED.value}' THEN h.points
+                                       WHEN '{HoldStatus.CAPTURED.value}' THEN coalesce(h.captured_points, 0)
+                                       ELSE 0 END), 0) FROM holds h
+     WHERE h.member_id = m.id AND h.merchant_id = r.merchant_id AND h.created_at > r.since
+       AND NOT EXISTS (SELECT 1 FROM presence_proofs p WHERE p.entry_id = h.id)))"""
+
+# Wrong proofs of presence this merchant sent for the member in the last hour: at
+# ``presence.MAX_WRONG_PROOFS`` even a right one goes to the multi-statement path, which refuses it.
+_WRONG_PROOFS = f"""(SELECT count(*) FROM ledger_refusals w
+    WHERE w.member_id = m.id AND w.merchant_id = r.merchant_id AND w.code = '{InvalidMemberProof.code}'
+      AND w.created_at > r.now - interval '{int(WRONG_PROOF_WINDOW.total_seconds())} seconds')"""
+
 # The members are read once, in the snapshot, with their row versions. The conditions of the
 # common case are tested here (so a refusal inserts nothing) and again in the UPDATE, on the
 # newest version of each row.
@@ -109,6 +138,7 @@ snap AS (
     FROM req r
     JOIN merchants mc ON mc.id = r.merchant_id AND mc.status = '{MerchantStatus.ACTIVE.value}'
     JOIN members m ON m.loyalty_id = r.loyalty_id AND m.referred_by_id IS NULL AND m.owed = 0
+    WHERE {_NOT_REFUSED}
 ),
 e AS (
     INSERT INTO entries (kind, member_id, merchant_id, points, amount_minor, reference, idempotency_key,
@@ -159,14 +189,20 @@ _REDEEM_SQL = f"""
 WITH RECURSIVE req AS (
     SELECT * FROM unnest(CAST(:merchant_id AS bigint[]), CAST(:loyalty_id AS varchar[]), CAST(:points AS bigint[]),
                          CAST(:reference AS varchar[]), CAST(:idempotency_key AS varchar[]),
-                         CAST(:request_hash AS varchar[]), CAST(:now AS timestamptz[]))
-        WITH ORDINALITY AS r (merchant_id, loyalty_id, points, reference, idempotency_key, request_hash, now, n)
+                         CAST(:request_hash AS varchar[]), CAST(:now AS timestamptz[]),
+                         CAST(:allowance AS bigint[]), CAST(:since AS timestamptz[]),
+                         CAST(:proof_step AS bigint[]))
+        WITH ORDINALITY AS r (merchant_id, loyalty_id, points, reference, idempotency_key, request_hash, now,
+                              allowance, since, proof_step, n)
 ),
 snap AS (
     SELECT r.*, m.id AS member_id, m.xmin AS version
     FROM req r
     JOIN merchants mc ON mc.id = r.merchant_id AND mc.status = '{MerchantStatus.ACTIVE.value}'
     JOIN members m ON m.loyalty_id = r.loyalty_id AND m.owed = 0 AND m.balance >= r.points
+    WHERE {_NOT_REFUSED}
+      AND CASE WHEN r.proof_step IS NULL THEN r.points + {_USED_WITHOUT_PROOF} <= r.allowance
+               ELSE {_WRONG_PROOFS} < {MAX_WRONG_PROOFS} END
 ),
 e AS (
     INSERT INTO entries (kind, member_id, merchant_id, points, reference, idempotency_key, request_hash,
@@ -178,10 +214,18 @@ e AS (
     RETURNING id, member_id, merchant_id, idempotency_key, points
 ),
 es AS (
-    SELECT e.id, e.member_id, s.points, s.n, s.version, s.merchant_id, s.now
+    SELECT e.id, e.member_id, s.points, s.n, s.version, s.merchant_id, s.now, s.proof_step
     FROM e JOIN snap s ON s.merchant_id = e.merchant_id AND s.idempotency_key = e.idempotency_key
                       AND s.member_id = e.member_id
     ORDER BY e.member_id
+),
+proof AS (
+    INSERT INTO presence_proofs (member_id, step, merchant_id, entry_id, created_at)
+    SELECT es.member_id, es.proof_step, es.merchant_id, es.id, es.now FROM es
+    WHERE es.proof_step IS NOT NULL
+    ORDER BY es.member_id
+    ON CONFLICT DO NOTHING
+    RETURNING entry_id
 ),
 walk (member_id, id, issuer_merchant_id, remaining, expires_at, points_ahead, wanted) AS (
     SELECT first.member_id, first.id, first.issuer_merchant_id, first.remaining, first.expires_at,
@@ -216,6 +260,7 @@ u AS (
     WHERE m.id = es.member_id AND m.xmin = es.version
       AND m.owed = 0 AND m.balance >= es.points
       AND (SELECT coalesce(sum(take.points), 0) FROM take WHERE take.member_id = es.member_id) = es.points
+      AND (es.proof_step IS NULL OR EXISTS (SELECT 1 FROM proof WHERE proof.entry_id = es.id))
     RETURNING {_RETURNING}
 ),
 spent AS (
@@ -306,10 +351,16 @@ class FastPath:
 
     async def redeem(
         self, *, merchant_id: int, loyalty_id: str, points: int, reference: str | None, idempotency_key: str,
-        request_hash: str, now: dt.datetime,
+        request_hash: str, now: dt.datetime, allowance: int, since: dt.datetime, proof_step: int | None = None,
     ) -> Done | None:
-        """A plain redemption: ``(entry_id, -points, member after)``, or None to take the multi-statement path."""
+        """A plain redemption: ``(entry_id, -points, member after)``, or None to take the multi-statement path.
+
+        Without proof of presence it must stay within the ``allowance`` (points this merchant may take from
+        the member since ``since`` without proof); with one (``proof_step``: the time step of a code already
+        checked against the loyalty ID) the statement writes the proof, once: a proof used before fails it.
+        """
         return await self._redeem.submit({
             "merchant_id": merchant_id, "loyalty_id": loyalty_id, "points": points, "reference": reference,
-            "idempotency_key": idempotency_key, "request_hash": request_hash, "now": now,
+            "idempotency_key": idempotency_key, "request_hash": request_hash, "now": now, "allowance": allowance,
+            "since": since, "proof_step": proof_step,
         })

@@ -13,10 +13,10 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from coalition.errors import Conflict, InvalidInput, Refused, check_idempotency_key
-from coalition.ledger import core
+from coalition.ledger import core, presence, refusals
 from coalition.ledger.base import LedgerBase
 from coalition.ledger.core import LedgerResult
-from coalition.ledger.errors import HoldNotFound, MerchantSuspended
+from coalition.ledger.errors import HoldNotFound, MerchantSuspended, NotAHold
 from coalition.ledger.inputs import check_points, parse_loyalty_id
 from coalition.ledger.models import Account, Allocation, AllocationKind, Entry, EntryKind, Hold, HoldStatus
 from coalition.members.models import Member
@@ -26,12 +26,31 @@ def hold_from_row(row: object) -> Hold:
     return Hold(**dict(row._mapping))  # type: ignore[attr-defined]
 
 
+async def _explain_missing_hold(conn: AsyncConnection, merchant_id: int, hold_id: int, by_transaction_id: bool) -> None:
+    """Raise for a hold this merchant does not have: NOT_A_HOLD for its own transaction of another kind
+    (named by transaction id), else HOLD_NOT_FOUND (another merchant's hold looks like no hold)."""
+    if by_transaction_id:
+        kind = (await conn.execute(
+            select(Entry.kind).where(Entry.id == hold_id, Entry.merchant_id == merchant_id)
+        )).scalar_one_or_none()
+        if kind is not None:
+            raise NotAHold(f"this transaction is a {kind.value}, not an authorization: capture or void the "
+                           "HOLD transaction that authorizeRedemption returned", field="holdId")
+    # No number in the message: the caller's ID is opaque (coalition.ids).
+    raise HoldNotFound("this merchant has no such hold: pass the holdId authorizeRedemption returned",
+                       field="holdId")
+
+
 class HoldOperations(LedgerBase):
     async def authorize(
         self, *, merchant_id: int, loyalty_id: str, points: int, idempotency_key: str,
-        expires_in_s: int | None = None,
+        expires_in_s: int | None = None, member_proof: str | None = None,
     ) -> LedgerResult:
-        """Reserve points for a later capture; they come back by themselves after ``expires_in_s``."""
+        """Reserve points for a later capture; they come back by themselves after ``expires_in_s``.
+
+        A hold counts toward the allowance without proof of presence like a redemption
+        (:mod:`coalition.ledger.presence`).
+        """
         key = check_idempotency_key(idempotency_key)
         lid = parse_loyalty_id(loyalty_id)
         points = check_points(points)
@@ -42,8 +61,17 @@ class HoldOperations(LedgerBase):
                 f"expiresInSeconds must be between 1 and {self.settings.max_hold_expiry_s}, got {expires_in_s}",
                 code="INVALID_EXPIRY", field="expiresInSeconds",
             )
+        proof = presence.check_proof_input(member_proof)
         fingerprint = core.request_hash("authorize", loyalty_id=lid, points=points, expires_in_s=expires_in_s)
         now = self.clock()
+        allowance = await self.allowance(now)
+        return await self.keeping_refusals(merchant_id, key, fingerprint, now, lambda: self._authorize(
+            merchant_id, lid, points, expires_in_s, key, fingerprint, proof, allowance, now))
+
+    async def _authorize(
+        self, merchant_id: int, lid: str, points: int, expires_in_s: int, key: str, fingerprint: str,
+        proof: str | None, allowance: int, now: dt.datetime,
+    ) -> LedgerResult:
         async with self.db.transaction() as conn:
             inserted = await core.insert_entry(
                 conn, kind=EntryKind.HOLD, merchant_id=merchant_id, loyalty_id=lid,
@@ -53,6 +81,8 @@ class HoldOperations(LedgerBase):
                 return await self._not_inserted(conn, merchant_id, key, fingerprint, lid)
             entry_id, member_id, _ = inserted
             member = await self.debit(conn, member_id, points, to_held=True)
+            await presence.check(conn, self.keys, member_id=member_id, loyalty_id=lid, merchant_id=merchant_id,
+                                 entry_id=entry_id, points=points, proof=proof, allowance=allowance, now=now)
             hold = Hold(id=entry_id, member_id=member_id, merchant_id=merchant_id, points=points,
                         captured_points=None, status=HoldStatus.AUTHORIZED,
                         expires_at=now + dt.timedelta(seconds=expires_in_s), closed_at=None, created_at=now)
@@ -73,38 +103,52 @@ class HoldOperations(LedgerBase):
         return LedgerResult(entry=entry, member=member, hold=hold)
 
     async def capture(
-        self, *, merchant_id: int, hold_id: int, idempotency_key: str, points: int | None = None
+        self, *, merchant_id: int, hold_id: int, idempotency_key: str, points: int | None = None,
+        by_transaction_id: bool = False,
     ) -> LedgerResult:
-        """Honor ``points`` of the hold (all of it by default) and release the rest."""
+        """Honor ``points`` of the hold (all of it by default) and release the rest.
+
+        ``hold_id`` is the hold's id, which is also its HOLD transaction's id; ``by_transaction_id``
+        says the caller named a transaction, so one of another kind is refused as NOT_A_HOLD.
+        """
         key = check_idempotency_key(idempotency_key)
         if points is not None:
             points = check_points(points)
-        return await self._close(merchant_id, hold_id, key, points, capture=True)
+        return await self._close(merchant_id, hold_id, key, points, capture=True, by_transaction_id=by_transaction_id)
 
-    async def void(self, *, merchant_id: int, hold_id: int, idempotency_key: str) -> LedgerResult:
-        """Release every held point back to the lots it came from."""
+    async def void(
+        self, *, merchant_id: int, hold_id: int, idempotency_key: str, by_transaction_id: bool = False
+    ) -> LedgerResult:
+        """Release every held point back to the lots it came from (``hold_id`` as for :meth:`capture`)."""
         key = check_idempotency_key(idempotency_key)
-        return await self._close(merchant_id, hold_id, key, None, capture=False)
+        return await self._close(merchant_id, hold_id, key, None, capture=False, by_transaction_id=by_transaction_id)
 
     async def _close(
-        self, merchant_id: int, hold_id: int, key: str, points: int | None, *, capture: bool
+        self, merchant_id: int, hold_id: int, key: str, points: int | None, *, capture: bool,
+        by_transaction_id: bool,
     ) -> LedgerResult:
         operation = "capture" if capture else "void"
         fingerprint = core.request_hash(operation, hold_id=hold_id, points=points)
         now = self.clock()
+        return await self.keeping_refusals(merchant_id, key, fingerprint, now, lambda: self._close_checked(
+            merchant_id, hold_id, key, fingerprint, points, now, capture=capture, by_transaction_id=by_transaction_id))
+
+    async def _close_checked(
+        self, merchant_id: int, hold_id: int, key: str, fingerprint: str, points: int | None, now: dt.datetime, *,
+        capture: bool, by_transaction_id: bool,
+    ) -> LedgerResult:
         expired_member: int | None = None
         try:
             async with self.db.transaction() as conn:
                 earlier = await core.find_by_key(conn, merchant_id, key, fingerprint)
                 if earlier is not None:
                     return await core.replay(conn, earlier)
+                await refusals.raise_if_recorded(conn, merchant_id, key, fingerprint)
                 row = (await conn.execute(
                     select(Hold).where(Hold.id == hold_id, Hold.merchant_id == merchant_id)
                 )).first()
                 if row is None:
-                    # No number in the message: the caller's ID is opaque (coalition.ids).
-                    raise HoldNotFound("this merchant has no such hold: pass the holdId authorizeRedemption returned",
-                                       field="holdId")
+                    await _explain_missing_hold(conn, merchant_id, hold_id, by_transaction_id)
                 hold = hold_from_row(row)
                 captured = (points if points is not None else hold.points) if capture else 0
                 if captured > hold.points:
@@ -120,6 +164,7 @@ class HoldOperations(LedgerBase):
                     earlier = await core.find_by_key(conn, merchant_id, key, fingerprint)
                     if earlier is not None:
                         return await core.replay(conn, earlier)
+                    await refusals.raise_if_recorded(conn, merchant_id, key, fingerprint)
                     raise MerchantSuspended(f"merchant {merchant_id} is suspended: it cannot write to the ledger")
                 entry_id = inserted[0]
                 status = HoldStatus.CAPTURED if capture else HoldStatus.VOIDED

@@ -21,6 +21,7 @@ from coalition.ledger.models import (
     HoldStatus,
     Lot,
     Posting,
+    PresenceProof,
 )
 from coalition.members.models import Member
 
@@ -134,6 +135,13 @@ async def ledger_violations(conn: AsyncConnection) -> list[str]:
             f"issued {-issued} != outstanding {outstanding} + held {held_total} + honored {honored_total} + "
             f"expired {expired} + reversed {returned} - owed {owed_total}"
         )
+    # 6. Each proof of presence backs one redemption or hold of its own member, at its merchant.
+    for row in await _rows(conn, select(PresenceProof.entry_id, Entry.kind)
+                           .join(Entry, Entry.id == PresenceProof.entry_id)
+                           .where((Entry.kind.not_in([EntryKind.REDEEM, EntryKind.HOLD]))
+                                  | (Entry.member_id != PresenceProof.member_id)
+                                  | (Entry.merchant_id != PresenceProof.merchant_id))):
+        problems.append(f"entry {row[0]} ({row[1]}): a proof of presence of another member, merchant or kind")
     return problems
 
 

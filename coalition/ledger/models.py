@@ -8,6 +8,9 @@
 - ``allocations``: every movement of points out of (or back into) a lot, attributed to
   the issuer and the acting merchant. Settlement stands on these rows.
 - ``holds``: two-phase redemptions; ``status`` moves once from AUTHORIZED.
+- ``ledger_refusals``: a refused write's outcome under its idempotency key, so a retry with
+  the key gets the same refusal for the retention period (``ledger/refusals.py``).
+- ``presence_proofs``: each member proof of presence a redemption used, once (``ledger/presence.py``).
 """
 
 from __future__ import annotations
@@ -79,6 +82,11 @@ class Entry(Base):
         # index entry for each NULL would cost every earn and redeem a write for nothing.
         Index("uq_entries_reverses_id", "reverses_id", unique=True,
               postgresql_where=text("reverses_id IS NOT NULL"), sqlite_where=text("reverses_id IS NOT NULL")),
+        # A merchant's redemptions from one member in the last 24 h, summed under the member's row
+        # lock by every redemption without proof of presence (ledger/presence.py). Partial: earns
+        # (most entries) pay nothing for it.
+        Index("ix_entries_redeem_window", "member_id", "merchant_id", "created_at",
+              postgresql_where=text("kind = 'REDEEM'"), sqlite_where=text("kind = 'REDEEM'")),
     )
 
     id: Mapped[intpk]
@@ -176,4 +184,48 @@ class Hold(Base):
     status: Mapped[HoldStatus] = mapped_column(_enum(HoldStatus), default=HoldStatus.AUTHORIZED)
     expires_at: Mapped[dt.datetime]
     closed_at: Mapped[dt.datetime | None]
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Refusal(Base):
+    """A refused write, kept under its idempotency key for ``COALITION_IDEMPOTENCY_RETENTION_S``.
+
+    Written after the refused transaction rolled back (``ledger/refusals.py``). ``member_id`` is
+    set when the member is known: wrong proofs of presence are counted per member and merchant.
+    """
+
+    __tablename__ = "ledger_refusals"
+    __table_args__ = (
+        UniqueConstraint("merchant_id", "idempotency_key"),
+        Index("ix_ledger_refusals_created_at", "created_at"),
+        Index("ix_ledger_refusals_wrong_proofs", "member_id", "merchant_id", "created_at",
+              postgresql_where=text("code = 'INVALID_MEMBER_PROOF'"),
+              sqlite_where=text("code = 'INVALID_MEMBER_PROOF'")),
+    )
+
+    id: Mapped[intpk]
+    merchant_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("merchants.id"))
+    idempotency_key: Mapped[str] = mapped_column(String(128))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    member_id: Mapped[int | None] = mapped_column(BigInteger)
+    code: Mapped[str] = mapped_column(String(64))
+    message: Mapped[str] = mapped_column(String(500))
+    field: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class PresenceProof(Base):
+    """A member's proof of presence, used by the redemption or hold ``entry_id``: once only.
+
+    The primary key is the proof itself (the member and the code's time step), so a second
+    redemption with the same code conflicts, however the two race.
+    """
+
+    __tablename__ = "presence_proofs"
+
+    member_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("members.id"), primary_key=True,
+                                           autoincrement=False)
+    step: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    merchant_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("merchants.id"))
+    entry_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("entries.id"), unique=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 
 from coalition.errors import InvalidInput, check_idempotency_key, check_text
-from coalition.ledger import core
+from coalition.ledger import core, presence
 from coalition.ledger.bonuses import BonusOperations
 from coalition.ledger.core import LedgerResult
 from coalition.ledger.inputs import check_points, parse_loyalty_id
@@ -34,6 +34,13 @@ class PurchaseOperations(BonusOperations):
         reference = check_text(reference, "reference", 128)
         fingerprint = core.request_hash("earn", loyalty_id=lid, amount=amount, reference=reference)
         now = self.clock()
+        return await self.keeping_refusals(merchant_id, key, fingerprint, now, lambda: self._earn(
+            merchant_id, lid, amount, reference, key, fingerprint, now))
+
+    async def _earn(
+        self, merchant_id: int, lid: str, amount: int, reference: str | None, key: str, fingerprint: str,
+        now: dt.datetime,
+    ) -> LedgerResult:
         minor_per_unit = 10**self.settings.currency_exponent
         if self.fast_path:
             done = await self.fast.earn(
@@ -72,19 +79,39 @@ class PurchaseOperations(BonusOperations):
         return LedgerResult(entry=entry, member=member)
 
     async def redeem(
-        self, *, merchant_id: int, loyalty_id: str, points: int, idempotency_key: str, reference: str | None = None
+        self, *, merchant_id: int, loyalty_id: str, points: int, idempotency_key: str, reference: str | None = None,
+        member_proof: str | None = None,
     ) -> LedgerResult:
-        """Honor ``points`` at this merchant, consuming the member's lots soonest-expiry first."""
+        """Honor ``points`` at this merchant, consuming the member's lots soonest-expiry first.
+
+        Beyond the network's allowance without proof, ``member_proof`` (the member's presence code)
+        is required (:mod:`coalition.ledger.presence`); a refusal stays under the key
+        (:mod:`coalition.ledger.refusals`).
+        """
         key = check_idempotency_key(idempotency_key)
         lid = parse_loyalty_id(loyalty_id)
         points = check_points(points)
         reference = check_text(reference, "reference", 128)
+        proof = presence.check_proof_input(member_proof)
+        # The proof is no part of the fingerprint: a retry after the code rotated is the same request.
         fingerprint = core.request_hash("redeem", loyalty_id=lid, points=points, reference=reference)
         now = self.clock()
-        if self.fast_path:
+        allowance = await self.allowance(now)
+        return await self.keeping_refusals(merchant_id, key, fingerprint, now, lambda: self._redeem(
+            merchant_id, lid, points, reference, key, fingerprint, proof, allowance, now))
+
+    async def _redeem(
+        self, merchant_id: int, lid: str, points: int, reference: str | None, key: str, fingerprint: str,
+        proof: str | None, allowance: int, now: dt.datetime,
+    ) -> LedgerResult:
+        # A proof is checked against the loyalty ID here; a wrong one goes straight to the
+        # multi-statement path, which refuses it (and keeps the refusal, counted per member).
+        proof_step = None if proof is None else presence.matching_step(self.keys, lid, proof, now)
+        if self.fast_path and (proof is None or proof_step is not None):
             done = await self.fast.redeem(
                 merchant_id=merchant_id, loyalty_id=lid, points=points, reference=reference,
-                idempotency_key=key, request_hash=fingerprint, now=now,
+                idempotency_key=key, request_hash=fingerprint, now=now, allowance=allowance,
+                since=now - presence.WINDOW, proof_step=proof_step,
             )
             if done is not None:
                 entry_id, _, member = done
@@ -99,6 +126,8 @@ class PurchaseOperations(BonusOperations):
                 return await self._not_inserted(conn, merchant_id, key, fingerprint, lid)
             entry_id, member_id, _ = inserted
             member = await self.debit(conn, member_id, points, to_held=False)
+            await presence.check(conn, self.keys, member_id=member_id, loyalty_id=lid, merchant_id=merchant_id,
+                                 entry_id=entry_id, points=points, proof=proof, allowance=allowance, now=now)
             slices = core.take_fifo(await core.open_lots(conn, member_id, points), points)
             await core.move_lot_points(conn, {s.lot_id: -s.points for s in slices})
             await core.add_allocations(conn, entry_id=entry_id, member_id=member_id, merchant_id=merchant_id,

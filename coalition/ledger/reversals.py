@@ -9,11 +9,13 @@ was itself reversed meanwhile, those points repay the member's debt instead.
 
 from __future__ import annotations
 
+import datetime as dt
+
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from coalition.errors import Conflict, Refused, check_idempotency_key, check_text
-from coalition.ledger import core
+from coalition.ledger import core, refusals
 from coalition.ledger.base import LedgerBase
 from coalition.ledger.core import LedgerResult, Slice
 from coalition.ledger.errors import MerchantSuspended, TransactionNotFound
@@ -41,10 +43,18 @@ class ReversalOperations(LedgerBase):
         reason = check_text(reason, "reason", 500)
         fingerprint = core.request_hash("reverse", transaction_id=transaction_id, reason=reason)
         now = self.clock()
+        return await self.keeping_refusals(merchant_id, key, fingerprint, now, lambda: self._reverse(
+            merchant_id, transaction_id, key, fingerprint, reason, now))
+
+    async def _reverse(
+        self, merchant_id: int, transaction_id: int, key: str, fingerprint: str, reason: str | None,
+        now: dt.datetime,
+    ) -> LedgerResult:
         async with self.db.transaction() as conn:
             earlier = await core.find_by_key(conn, merchant_id, key, fingerprint)
             if earlier is not None:
                 return await core.replay(conn, earlier)
+            await refusals.raise_if_recorded(conn, merchant_id, key, fingerprint)
             row = (await conn.execute(
                 select(Entry).where(Entry.id == transaction_id, Entry.merchant_id == merchant_id)
             )).first()
@@ -69,6 +79,7 @@ class ReversalOperations(LedgerBase):
                 earlier = await core.find_by_key(conn, merchant_id, key, fingerprint)
                 if earlier is not None:
                     return await core.replay(conn, earlier)
+                await refusals.raise_if_recorded(conn, merchant_id, key, fingerprint)
                 if not await core.merchant_is_active(conn, merchant_id):
                     raise MerchantSuspended(f"merchant {merchant_id} is suspended: it cannot write to the ledger")
                 raise Conflict("the transaction is already reversed", code="ALREADY_REVERSED",

@@ -60,6 +60,9 @@ class NetworkPolicy(Base):
     timezone: Mapped[str] = mapped_column(String(64))
     effective_from: Mapped[dt.datetime]
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # Points one merchant may redeem or hold from one member in 24 h without the member's proof of
+    # presence. NULL (versions stored before migration 0008): COALITION_REDEEM_WITHOUT_PROOF_POINTS.
+    redeem_without_proof_points: Mapped[int | None]
 
 
 class SettlementBatch(Base):

@@ -12,6 +12,7 @@ Rates are ``Decimal`` values between 0 and 1, kept as their canonical strings.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -22,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from coalition.config import Settings
 from coalition.db import Database, utcnow
+from coalition.ledger.core import MAX_POINTS
 from coalition.settlement.errors import InvalidPolicy
 from coalition.settlement.models import FundingModel, NetworkPolicy, SettlementBatch, SettlementPeriod
 
@@ -41,6 +43,10 @@ class Policy:
     timezone: str
     effective_from: dt.datetime = EPOCH
     id: int | None = None
+    # Points one merchant may redeem or hold from one member in a rolling 24 h without the
+    # member's proof of presence (coalition.ledger.presence). Not a settlement figure, so not
+    # in as_dict (which statements sign).
+    redeem_without_proof_points: int = 200
 
     def as_dict(self) -> dict[str, Any]:
         """The canonical form written into statements (strings for rates, no floats)."""
@@ -55,7 +61,8 @@ class Policy:
 def default_policy(settings: Settings) -> Policy:
     return Policy(point_value_minor=settings.point_value_minor, funding_model=FundingModel.ISSUANCE,
                   reimbursement_rate=Decimal("0.90"), breakage_share=Decimal("0.5"),
-                  period=SettlementPeriod.MONTHLY, timezone="UTC")
+                  period=SettlementPeriod.MONTHLY, timezone="UTC",
+                  redeem_without_proof_points=settings.redeem_without_proof_points)
 
 
 def _rate(value: Any, field: str, code: str) -> Decimal:
@@ -87,6 +94,11 @@ def validate_policy(base: Policy, **changes: Any) -> Policy:
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_POINT_VALUE_MINOR:
             raise InvalidPolicy(f"pointValueMinor must be an integer from 0 to {MAX_POINT_VALUE_MINOR}, "
                                 f"got {value!r}", code="INVALID_POINT_VALUE", field="pointValueMinor")
+    if "redeem_without_proof_points" in values:
+        value = values["redeem_without_proof_points"]
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_POINTS:
+            raise InvalidPolicy(f"redeemWithoutProofPoints must be an integer from 0 to {MAX_POINTS}, got {value!r}",
+                                code="INVALID_REDEEM_WITHOUT_PROOF_POINTS", field="redeemWithoutProofPoints")
     if "funding_model" in values:
         values["funding_model"] = _choice(FundingModel, values["funding_model"], "fundingModel",
                                           "INVALID_FUNDING_MODEL")
@@ -112,16 +124,18 @@ def validate_policy(base: Policy, **changes: Any) -> Policy:
     return replace(base, **values)
 
 
-def _from_row(row: Any) -> Policy:
+def _from_row(row: Any, settings: Settings) -> Policy:
+    allowance = row.redeem_without_proof_points
     return Policy(id=row.id, point_value_minor=row.point_value_minor, funding_model=FundingModel(row.funding_model),
                   reimbursement_rate=Decimal(row.reimbursement_rate), breakage_share=Decimal(row.breakage_share),
-                  period=SettlementPeriod(row.period), timezone=row.timezone, effective_from=row.effective_from)
+                  period=SettlementPeriod(row.period), timezone=row.timezone, effective_from=row.effective_from,
+                  redeem_without_proof_points=settings.redeem_without_proof_points if allowance is None else allowance)
 
 
 async def policy_versions(conn: AsyncConnection, settings: Settings) -> list[Policy]:
     """Every version, oldest first; the default alone when none is stored."""
     rows = await conn.execute(select(NetworkPolicy).order_by(NetworkPolicy.effective_from, NetworkPolicy.id))
-    versions = [_from_row(r) for r in rows]
+    versions = [_from_row(r, settings) for r in rows]
     if not versions or versions[0].effective_from > EPOCH:
         versions.insert(0, default_policy(settings))
     return versions
@@ -166,8 +180,40 @@ async def set_policy(db: Database, settings: Settings, *, now: dt.datetime | Non
             point_value_minor=policy.point_value_minor, funding_model=policy.funding_model,
             reimbursement_rate=str(policy.reimbursement_rate), breakage_share=str(policy.breakage_share),
             period=policy.period, timezone=policy.timezone, effective_from=policy.effective_from, created_at=now,
+            redeem_without_proof_points=policy.redeem_without_proof_points,
         ).returning(NetworkPolicy.id))).scalar_one()
+    global _generation
+    _generation += 1  # this process's PolicyCache reads the new version at once
     return replace(policy, id=new_id)
+
+
+_generation = 0
+
+
+class PolicyCache:
+    """The policy versions, re-read at most every ``ttl_s`` seconds: the ledger asks on every redemption.
+
+    A version appended in this process is seen at once; one appended by another process within
+    ``ttl_s``. Versions start at their ``effective_from``, so one set ahead of time applies on the dot.
+    """
+
+    def __init__(self, db: Database, settings: Settings, ttl_s: float = 2.0) -> None:
+        self.db, self.settings, self.ttl_s = db, settings, ttl_s
+        self._versions: list[Policy] | None = None
+        self._read_at = 0.0
+        self._generation = -1
+
+    async def versions(self) -> list[Policy]:
+        now = time.monotonic()
+        if self._versions is None or self._generation != _generation or now - self._read_at > self.ttl_s:
+            generation = _generation
+            async with self.db.read() as conn:
+                self._versions = await policy_versions(conn, self.settings)
+            self._read_at, self._generation = now, generation
+        return self._versions
+
+    async def redeem_without_proof_points(self, when: dt.datetime) -> int:
+        return policy_at(await self.versions(), when).redeem_without_proof_points
 
 
 def latest_period_end(policy: Policy, now: dt.datetime) -> dt.datetime:

@@ -38,6 +38,7 @@ from typing import Any
 
 import pytest
 from graphql import get_introspection_query
+from planted_network import forget_cached_insights
 
 from coalition.db import Database
 from coalition.ledger.invariants import assert_ledger_consistent
@@ -357,6 +358,12 @@ class Outcome:
         self.requests += 1
         self.statuses[500] += 1
         self.failures.append(f"{label}: the app raised {type(exc).__name__}: {str(exc)[:200]}")
+
+
+@pytest.fixture(autouse=True)
+async def _no_cached_insights(settings: Any) -> None:
+    # Insights another test left in Redis name merchants and members this database does not have.
+    await forget_cached_insights(settings.redis_url)
 
 
 @pytest.fixture

@@ -507,17 +507,40 @@ def objects_in(data: Any) -> Iterator[tuple[str, dict[str, Any]]]:
 
 # --- the test ------------------------------------------------------------------------------
 
+def the_member_itself(seen: Seen) -> bool:
+    return seen.own[1] == seen.net.member_id_of(seen.role)
+
+
+# Fields only some of those who see the object may read (others get null): a member's contact
+# data and its proof of presence are the member's own.
+FIELD_RULES: dict[tuple[str, str], Callable[[Seen], bool]] = {
+    ("Member", "email"): the_member_itself,
+    ("Member", "phone"): the_member_itself,
+    ("Member", "presenceCode"): the_member_itself,
+}
+
+
+def field_values(obj: dict[str, Any], type_name: str, name: str) -> list[Any]:
+    """The values of field ``name`` in ``obj``, plain or aliased as the walker aliases them."""
+    return [value for key, value in obj.items() if key == name or key.startswith(f"{type_name}_{name}_")]
+
+
 def judged(net: Net, role: str, where: str, data: Any, presented: set[int]) -> list[str]:
     """What ``role`` should not have seen in ``data``."""
     leaks = []
     for type_name, obj in objects_in(data):
+        seen = Seen(role, type_name, obj, presented, net)
         try:
-            allowed = TYPE_RULES[type_name](Seen(role, type_name, obj, presented, net))
+            allowed = TYPE_RULES[type_name](seen)
+            hidden = [name for (owner, name), rule in FIELD_RULES.items() if owner == type_name and not rule(seen)]
         except AssertionError as error:
             leaks.append(f"{role} {where}: {type_name}: {error}")
             continue
         if not allowed:
             leaks.append(f"{role} {where}: may not see {type_name} {json.dumps(obj)[:160]}")
+        for name in hidden:
+            if any(value is not None for value in field_values(obj, type_name, name)):
+                leaks.append(f"{role} {where}: may not read {type_name}.{name}")
     return leaks
 
 
@@ -684,7 +707,7 @@ async def test_no_role_acts_on_what_is_not_its_own(api: Any, admin_key: str, db:
                 if kind != type_name or owners[value][0] == mine:
                     continue
                 body = await asked(api, net, shop, document(name),
-                                   {"input": {field_name: global_id, "idempotencyKey": f"probe-{global_id}"}})
+                                   {"input": {field_name: global_id, "idempotencyKey": f"probe-{name}-{global_id}"}})
                 payload = body["data"][name]
                 codes = {e["code"] for e in payload["userErrors"]}
                 if not codes or not codes <= {not_found, "INVALID_ID"}:

@@ -298,17 +298,20 @@ async def test_invalid_redeem_points_are_refused(net: Any, probe: Any, points: A
         merchant_id=net.b.id, loyalty_id=net.loyalty_id, points=points, idempotency_key="r"), field="points")
 
 
-async def test_a_refused_request_does_not_use_up_its_key(net: Any, probe: Any) -> None:
+async def test_a_refused_request_keeps_its_key(net: Any, probe: Any) -> None:
     # given a redemption refused for want of points
     await net.earn(5)
-    await probe.error(net.ledger.redeem(merchant_id=net.b.id, loyalty_id=net.loyalty_id, points=20,
-                                        idempotency_key="r"), "INSUFFICIENT_POINTS")
+    first = await probe.error(net.ledger.redeem(merchant_id=net.b.id, loyalty_id=net.loyalty_id, points=20,
+                                                idempotency_key="r"), "INSUFFICIENT_POINTS")
     # when the member earns more and the till retries with the same key
     await net.earn(20)
+    # then the retry gets the same refusal (issue 13, item 8: the same key, the same outcome), and nothing moves
+    again = await probe.unchanged("INSUFFICIENT_POINTS", lambda: net.ledger.redeem(
+        merchant_id=net.b.id, loyalty_id=net.loyalty_id, points=20, idempotency_key="r"), field="points")
+    assert again.message == first.message
+    # and a new key is a new request
     result = await net.ledger.redeem(merchant_id=net.b.id, loyalty_id=net.loyalty_id, points=20,
-                                     idempotency_key="r")
-    # then the retry is a first attempt, not a replay
-    assert result.replayed is False
+                                     idempotency_key="r2")
     assert result.member.balance == 5
 
 

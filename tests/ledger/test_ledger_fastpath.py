@@ -18,11 +18,13 @@ import pytest
 from sqlalchemy import event, inspect, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
+from test_ledger_trust import allow
 
 from coalition.db import Database
 from coalition.ledger import fastpath
 from coalition.ledger.core import MAX_POINTS
 from coalition.ledger.models import AllocationKind
+from coalition.ledger.presence import presence_code
 from coalition.ledger.service import Ledger
 from coalition.members.loyalty_id import new_loyalty_id
 from coalition.members.service import enroll_member
@@ -240,7 +242,8 @@ async def test_redeem_walks_many_lots_of_one_expiry_in_id_order(net: Any, probe:
     spy.take()
     lot_ids = [r.id for r in sorted(await probe.lots(net.member_id), key=lambda r: r.id)]
 
-    # when 455 points are redeemed in one fast statement
+    # when 455 points are redeemed in one fast statement (within the allowance without proof of presence)
+    net.ledger.allowance = allow(1000)
     result = await redeem(net, 455)
 
     # then the 45 oldest lots are emptied and the 46th gives 5, in lot id order; the rest are untouched
@@ -264,21 +267,21 @@ async def test_refusals_fall_back_and_leave_nothing(net: Any, db: Database, prob
     generous = (await make_merchant("Generous", 1000)).merchant
     refusals: list[tuple[str, Callable[[], Any]]] = [
         ("MEMBER_NOT_FOUND", lambda: net.ledger.earn(merchant_id=net.a.id, loyalty_id=unknown,
-                                                     purchase_amount_minor=500, idempotency_key="x")),
+                                                     purchase_amount_minor=500, idempotency_key="x1")),
         ("MEMBER_NOT_FOUND", lambda: net.ledger.redeem(merchant_id=net.a.id, loyalty_id=unknown, points=1,
-                                                       idempotency_key="x")),
-        ("INSUFFICIENT_POINTS", lambda: redeem(net, 41, key="x")),
+                                                       idempotency_key="x2")),
+        ("INSUFFICIENT_POINTS", lambda: redeem(net, 41, key="x3")),
         ("PURCHASE_TOO_SMALL", lambda: net.ledger.earn(merchant_id=net.a.id, loyalty_id=net.loyalty_id,
-                                                       purchase_amount_minor=99, idempotency_key="x")),
+                                                       purchase_amount_minor=99, idempotency_key="x4")),
         ("BALANCE_LIMIT_EXCEEDED", lambda: net.ledger.earn(merchant_id=generous.id, loyalty_id=net.loyalty_id,
-                                                           purchase_amount_minor=MAX_POINTS, idempotency_key="x")),
+                                                           purchase_amount_minor=MAX_POINTS, idempotency_key="x5")),
     ]
     for code, call in refusals:
         await probe.unchanged(code, call)
         assert spy.take() == [False], code
     await set_merchant_status(db, net.b.id, MerchantStatus.SUSPENDED)
-    await probe.unchanged("MERCHANT_SUSPENDED", lambda: earn(net, 5, merchant=net.b, key="x"))
-    await probe.unchanged("MERCHANT_SUSPENDED", lambda: redeem(net, 5, key="x"))
+    await probe.unchanged("MERCHANT_SUSPENDED", lambda: earn(net, 5, merchant=net.b, key="x6"))
+    await probe.unchanged("MERCHANT_SUSPENDED", lambda: redeem(net, 5, key="x7"))
     assert spy.take() == [False, False]
 
 
@@ -706,3 +709,46 @@ async def test_two_operations_on_one_member_in_one_statement_undo_it(net: Any, d
         assert await fastpath._run(db, fastpath._EARN, operations) == [None, None]
     assert len(fast_statements(sent)) == 2  # refused, and again when run once more
     assert await probe.snapshot() == before
+
+
+# ---------------------------------------------------------------- proof of presence, kept refusals (issue 13)
+
+
+@needs_pg
+async def test_the_allowance_and_proofs_on_the_fast_path(net: Any, probe: Any, spy: Spy, keys: Any,
+                                                         clock: Any) -> None:
+    net.ledger.allowance = allow(50)
+    await earn(net, 500)
+    spy.take()
+    # within the allowance: one statement
+    await redeem(net, 50)
+    assert spy.take() == [True]
+    # beyond it: the statement leaves it out, the multi-statement path refuses it
+    await probe.unchanged("MEMBER_PROOF_REQUIRED", lambda: redeem(net, 1))
+    assert spy.take() == [False]
+    # with the member's code: one statement, which writes the proof
+    code = presence_code(keys, net.loyalty_id, clock())
+    done = await net.ledger.redeem(merchant_id=net.b.id, loyalty_id=net.loyalty_id, points=200,
+                                   idempotency_key="proved", member_proof=code)
+    assert spy.take() == [True]
+    assert done.member.balance == 250
+    # the same code again: the statement fails on the used proof, the multi-statement path refuses it
+    await probe.unchanged("INVALID_MEMBER_PROOF", lambda: net.ledger.redeem(
+        merchant_id=net.b.id, loyalty_id=net.loyalty_id, points=10, idempotency_key="again", member_proof=code))
+    assert spy.take() == [False]
+    # a wrong code never reaches the statement
+    await probe.unchanged("INVALID_MEMBER_PROOF", lambda: net.ledger.redeem(
+        merchant_id=net.b.id, loyalty_id=net.loyalty_id, points=10, idempotency_key="wrong", member_proof="1"))
+    assert spy.take() == []
+
+
+@needs_pg
+async def test_a_kept_refusal_is_not_overtaken_by_the_fast_path(net: Any, probe: Any, spy: Spy) -> None:
+    await earn(net, 5)
+    spy.take()
+    await probe.error(redeem(net, 20, key="r"), "INSUFFICIENT_POINTS")
+    await earn(net, 50)
+    spy.take()
+    # the statement sees the refusal under the key and leaves the retry to the multi-statement path
+    await probe.unchanged("INSUFFICIENT_POINTS", lambda: redeem(net, 20, key="r"))
+    assert spy.take() == [False]

@@ -7,6 +7,7 @@ import datetime as dt
 from typing import Any
 
 import pytest
+from test_ledger_trust import allow
 
 from coalition.ledger.models import AllocationKind, EntryKind, HoldStatus
 
@@ -139,11 +140,11 @@ async def test_another_merchants_hold_is_not_found(net: Any, probe: Any) -> None
     # then neither C nor the issuer A can close it, nor use an earn's id as a hold
     for merchant in (net.c, net.a):
         await probe.unchanged("HOLD_NOT_FOUND", lambda m=merchant: net.ledger.capture(
-            merchant_id=m.id, hold_id=hold.id, idempotency_key="cap"))
+            merchant_id=m.id, hold_id=hold.id, idempotency_key=f"cap-{m.id}"))
         await probe.unchanged("HOLD_NOT_FOUND", lambda m=merchant: net.ledger.void(
             merchant_id=m.id, hold_id=hold.id, idempotency_key="void"))
     await probe.unchanged("HOLD_NOT_FOUND", lambda: net.ledger.capture(
-        merchant_id=net.a.id, hold_id=earned.entry.id, idempotency_key="cap"))
+        merchant_id=net.a.id, hold_id=earned.entry.id, idempotency_key="cap-earn"))
 
 
 @pytest.mark.parametrize("expires_in_s", [0, -1, True, "max+1"])
@@ -294,6 +295,7 @@ async def test_authorize_retry_is_a_replay(net: Any, probe: Any) -> None:
 async def test_racing_capture_and_void_close_the_hold_once(net: Any, probe: Any) -> None:
     """Under a race, the loser is told the hold is closed, not that it expired."""
     await net.earn(400)
+    net.ledger.allowance = allow(400)
     holds = [(await net.authorize(20, expires_in_s=3600)).hold for _ in range(12)]
 
     async def attempt(operation: str, hold_id: int) -> str:

@@ -204,7 +204,7 @@ async def test_another_merchants_transaction_is_not_found(net: Any, probe: Any) 
                           field="transactionId")
     await probe.unchanged("TRANSACTION_NOT_FOUND", lambda: reverse(net, spent.entry, merchant=net.a))
     await probe.unchanged("TRANSACTION_NOT_FOUND", lambda: net.ledger.reverse(
-        merchant_id=net.a.id, transaction_id=spent.entry.id + 1000, idempotency_key="rev"))
+        merchant_id=net.a.id, transaction_id=spent.entry.id + 1000, idempotency_key="rev-unknown"))
 
 
 async def test_an_earn_whose_points_are_held_cannot_be_reversed(net: Any, probe: Any) -> None:

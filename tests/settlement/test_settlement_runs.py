@@ -66,9 +66,16 @@ async def test_two_concurrent_runs_close_the_activity_once(shops: Any) -> None:
     assert (await _counts(s.db))[0] == 2
 
 
+def _allowance(points: int) -> Any:
+    async def fixed(now: Any) -> int:
+        return points
+    return fixed
+
+
 async def test_ledger_writes_during_runs_are_settled_exactly_once(shops: Any) -> None:
     s = shops
     await s.earn(5000, s.a)
+    s.ledger.allowance = _allowance(1000)  # 210 points from one member at B: more than the default without proof
 
     async def writer() -> None:
         for _ in range(30):

@@ -7,6 +7,7 @@ from typing import Any
 
 import graphene
 
+from coalition.errors import DomainError
 from coalition.graphql.core.mutations import payload_of
 from coalition.graphql.core.types import decode_input_id
 from coalition.graphql.ledger.types import LedgerPayload
@@ -26,6 +27,9 @@ class RedeemPointsInput(graphene.InputObjectType):  # type: ignore[misc]
     points = graphene.Int(required=True, description="Points to honor, > 0.")
     reference = graphene.String(description="The merchant's receipt number.")
     idempotency_key = graphene.String(required=True, description="Makes a retry safe: same key, same result.")
+    member_proof = graphene.String(description=(
+        "The member's proof of presence: the short-lived code in the member's wallet (Member.presenceCode). "
+        "Needed beyond the points the network policy lets a merchant take without it (redeemWithoutProofPoints)."))
 
 
 class AuthorizeRedemptionInput(graphene.InputObjectType):  # type: ignore[misc]
@@ -33,16 +37,22 @@ class AuthorizeRedemptionInput(graphene.InputObjectType):  # type: ignore[misc]
     points = graphene.Int(required=True, description="Points to reserve, > 0.")
     expires_in_seconds = graphene.Int(description="Seconds until an uncaptured hold releases itself (default 900).")
     idempotency_key = graphene.String(required=True, description="Makes a retry safe: same key, same result.")
+    member_proof = graphene.String(description=(
+        "The member's proof of presence: the short-lived code in the member's wallet (Member.presenceCode). "
+        "Needed beyond the points the network policy lets a merchant take without it (redeemWithoutProofPoints)."))
 
 
 class CaptureRedemptionInput(graphene.InputObjectType):  # type: ignore[misc]
-    hold_id = graphene.ID(required=True, description="The hold returned by authorizeRedemption.")
+    hold_id = graphene.ID(required=True, description=(
+        "The hold: its own id (LedgerPayload.hold.id) or the id of the HOLD transaction authorizeRedemption "
+        "returned (LedgerPayload.transaction.id)."))
     points = graphene.Int(description="Points to honor (default: all held); the rest are released.")
     idempotency_key = graphene.String(required=True, description="Makes a retry safe: same key, same result.")
 
 
 class VoidRedemptionInput(graphene.InputObjectType):  # type: ignore[misc]
-    hold_id = graphene.ID(required=True, description="The hold to release.")
+    hold_id = graphene.ID(required=True, description=(
+        "The hold to release: its own id or the id of its HOLD transaction (as for captureRedemption)."))
     idempotency_key = graphene.String(required=True, description="Makes a retry safe: same key, same result.")
 
 
@@ -50,6 +60,21 @@ class ReverseTransactionInput(graphene.InputObjectType):  # type: ignore[misc]
     transaction_id = graphene.ID(required=True, description="One of this merchant's EARN, REDEEM or CAPTURE.")
     reason = graphene.String(description="Why (at most 500 characters); kept as the reversal's reference.")
     idempotency_key = graphene.String(required=True, description="Makes a retry safe: same key, same result.")
+
+
+def decode_hold_reference(info: Any, global_id: str) -> tuple[int, bool]:
+    """``(id, is_transaction_id)`` of a Hold ID or a Transaction ID (contract additions: a client of the
+    contract knows only the HOLD transaction's id). A hold's id is its HOLD entry's id, so both name the
+    same row; the flag only lets the ledger say NOT_A_HOLD for a transaction of another kind."""
+    try:
+        return decode_input_id(info, global_id, "Hold", "holdId"), False
+    except DomainError:
+        pass
+    try:
+        return decode_input_id(info, global_id, "Transaction", "holdId"), True
+    except DomainError:
+        raise DomainError(f"{global_id[:60]!r} is neither a Hold ID nor a Transaction ID", code="INVALID_ID",
+                          field="holdId") from None
 
 
 Operation = Callable[[Ledger, int, Any, Any], Awaitable[LedgerResult]]  # (ledger, merchant, input, info)
@@ -83,24 +108,24 @@ RedeemPoints = ledger_mutation(
     "RedeemPoints", RedeemPointsInput, "Honor a member's points at the calling merchant, whoever issued them.",
     lambda ledger, merchant_id, i, info: ledger.redeem(
         merchant_id=merchant_id, loyalty_id=i.loyalty_id, points=i.points, reference=i.reference,
-        idempotency_key=i.idempotency_key),
+        idempotency_key=i.idempotency_key, member_proof=i.member_proof),
 )
 AuthorizeRedemption = ledger_mutation(
     "AuthorizeRedemption", AuthorizeRedemptionInput, "Reserve points before the payment clears; capture or void later.",
     lambda ledger, merchant_id, i, info: ledger.authorize(
         merchant_id=merchant_id, loyalty_id=i.loyalty_id, points=i.points, expires_in_s=i.expires_in_seconds,
-        idempotency_key=i.idempotency_key),
+        idempotency_key=i.idempotency_key, member_proof=i.member_proof),
 )
 CaptureRedemption = ledger_mutation(
     "CaptureRedemption", CaptureRedemptionInput, "Honor all or part of a hold; the rest goes back to the member.",
     lambda ledger, merchant_id, i, info: ledger.capture(
-        merchant_id=merchant_id, hold_id=decode_input_id(info, i.hold_id, "Hold", "holdId"), points=i.points,
-        idempotency_key=i.idempotency_key),
+        merchant_id=merchant_id, hold_id=(hold := decode_hold_reference(info, i.hold_id))[0], by_transaction_id=hold[1],
+        points=i.points, idempotency_key=i.idempotency_key),
 )
 VoidRedemption = ledger_mutation(
     "VoidRedemption", VoidRedemptionInput, "Release a hold's points back to the member.",
     lambda ledger, merchant_id, i, info: ledger.void(
-        merchant_id=merchant_id, hold_id=decode_input_id(info, i.hold_id, "Hold", "holdId"),
+        merchant_id=merchant_id, hold_id=(hold := decode_hold_reference(info, i.hold_id))[0], by_transaction_id=hold[1],
         idempotency_key=i.idempotency_key),
 )
 ReverseTransaction = ledger_mutation(

@@ -4,10 +4,12 @@ from typing import Any
 
 import graphene
 
+from coalition.db import utcnow
 from coalition.graphql.access import visible_member
 from coalition.graphql.core.types import Node, connection, decode_cursor, page_size
 from coalition.graphql.ledger.types import TransactionConnection, TransactionEdge
 from coalition.graphql.members.disputes import DisputeConnection, DisputeEdge
+from coalition.ledger.presence import presence_code
 from coalition.ledger.queries import member_history
 from coalition.members.disputes import list_disputes
 from coalition.members.models import Member as MemberModel
@@ -33,6 +35,10 @@ class Member(graphene.ObjectType):  # type: ignore[misc]
     created_at = graphene.DateTime(required=True, description="When the member enrolled.")
     email = graphene.String(description="Contact e-mail; visible to the member only.")
     phone = graphene.String(description="Contact phone; visible to the member only.")
+    presence_code = graphene.String(description=(
+        "The member's proof of presence, for the member only (null for anyone else): 8 digits that change every "
+        "30 seconds (the previous code is accepted too), each good for one redemption. The customer shows it at "
+        "the till; the merchant sends it as memberProof."))
     transactions = graphene.Field(
         TransactionConnection, required=True, first=graphene.Int(), after=graphene.String(),
         description="History, newest first. A merchant sees only its own transactions with this member.",
@@ -64,6 +70,13 @@ class Member(graphene.ObjectType):  # type: ignore[misc]
         if encrypted is None or caller is None or caller.member_id != root.id:
             return None
         return str(info.context.services.keys.decrypt(encrypted))
+
+    @staticmethod
+    def resolve_presence_code(root: Any, info: Any) -> str | None:
+        caller = info.context.caller
+        if caller is None or caller.role.value != "MEMBER" or caller.member_id != root.id:
+            return None
+        return presence_code(info.context.services.keys, root.loyalty_id, utcnow())
 
     @staticmethod
     def resolve_email(root: Any, info: Any) -> str | None:

@@ -53,6 +53,9 @@ class SetNetworkPolicyInput(graphene.InputObjectType):  # type: ignore[misc]
     breakage_share = graphene.String(description="Decimal 0..1: share of expired points' funding back to the issuer.")
     period = graphene.String(description="DAILY, WEEKLY or MONTHLY.")
     timezone = graphene.String(description="IANA time zone, e.g. Europe/Paris.")
+    redeem_without_proof_points = graphene.Int(description=(
+        "Points one merchant may redeem or hold from one member in 24 hours without the member's proof of "
+        "presence (memberProof); 0 asks for it on every redemption."))
     effective_from = graphene.DateTime(description="When the new version applies (default: now; not in the past "
                                                    "of a settled period).")
 
@@ -82,7 +85,7 @@ class SetNetworkPolicy(graphene.Mutation):  # type: ignore[misc]
                 services.db, services.settings, point_value_minor=input.point_value_minor,
                 funding_model=input.funding_model, reimbursement_rate=input.reimbursement_rate,
                 breakage_share=input.breakage_share, period=input.period, timezone=input.timezone,
-                effective_from=input.effective_from)
+                redeem_without_proof_points=input.redeem_without_proof_points, effective_from=input.effective_from)
             return {"policy": policy}
 
         return await payload_of(SetNetworkPolicyPayload, call)

@@ -56,6 +56,9 @@ class NetworkPolicy(graphene.ObjectType):  # type: ignore[misc]
     period = graphene.Field(SettlementPeriod, required=True, description="DAILY, WEEKLY or MONTHLY.")
     timezone = graphene.String(required=True, description="IANA time zone the periods are cut in.")
     effective_from = graphene.DateTime(required=True, description="When this version starts to apply.")
+    redeem_without_proof_points = graphene.Int(required=True, description=(
+        "Points one merchant may redeem or hold from one member in a rolling 24 hours without the member's "
+        "proof of presence (memberProof)."))
 
     @staticmethod
     def resolve_version(root: Any, info: Any) -> int | None:
