@@ -145,27 +145,19 @@ async def test_concurrent_reversal_retries_reverse_once(net: Any, probe: Any, db
     assert (state.balance, state.owed) == (0, 40)
 
 
-@pytest.mark.services
-@pytest.mark.skipif(not PG_URL, reason="needs PostgreSQL: set COALITION_TEST_DATABASE_URL (make test-services)")
-async def test_two_processes_racing_on_one_member_never_overdraw(net: Any, probe: Any, db: Any,
-                                                                 settings: Any) -> None:
-    # given a member holding 150 points in a PostgreSQL database both processes share
-    await give_points(net, 150)
-    per_process = 100
-    env = {**os.environ, "COALITION_SECRET_KEY": "test-secret-key"}
-    procs = [
-        await asyncio.create_subprocess_exec(
-            sys.executable, str(WORKER), settings.database_url, str(net.b.id), net.loyalty_id, str(per_process),
-            f"proc{i}", stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE, cwd=ROOT, env=env)
-        for i in range(2)
-    ]
+async def race(settings: Any, net: Any, count: int, prefix: str, *extra: str,
+               env_extra: dict[str, str] | None = None) -> list[Counter[str]]:
+    """Two processes (``ledger_race_worker.py``) each make ``count`` one-point redemptions of ``net``'s
+    member at merchant B, started at the same moment; each one's outcomes counted by code."""
+    env = {**os.environ, "COALITION_SECRET_KEY": "test-secret-key", **(env_extra or {})}
+    procs = [await asyncio.create_subprocess_exec(
+        sys.executable, str(WORKER), settings.database_url, str(net.b.id), net.loyalty_id, str(count),
+        prefix if "same-key" in extra else f"{prefix}{i}", *extra, stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=ROOT, env=env) for i in range(2)]
     try:
         for proc in procs:
             assert proc.stdout is not None
-            ready = await asyncio.wait_for(proc.stdout.readline(), timeout=60)
-            assert ready.strip() == b"ready", ready
-        # when both start 100 one-point redemptions at the same moment
+            assert (await asyncio.wait_for(proc.stdout.readline(), timeout=60)).strip() == b"ready"
         for proc in procs:
             assert proc.stdin is not None
             proc.stdin.write(b"go\n")
@@ -178,7 +170,18 @@ async def test_two_processes_racing_on_one_member_never_overdraw(net: Any, probe
                 await proc.wait()
     for proc, (_, err) in zip(procs, outputs, strict=True):
         assert proc.returncode == 0, err.decode()
-    counts = [Counter(json.loads(out.decode().strip().splitlines()[-1])) for out, _ in outputs]
+    return [Counter(json.loads(out.decode().strip().splitlines()[-1])) for out, _ in outputs]
+
+
+@pytest.mark.services
+@pytest.mark.skipif(not PG_URL, reason="needs PostgreSQL: set COALITION_TEST_DATABASE_URL (make test-services)")
+async def test_two_processes_racing_on_one_member_never_overdraw(net: Any, probe: Any, db: Any,
+                                                                 settings: Any) -> None:
+    # given a member holding 150 points in a PostgreSQL database both processes share
+    await give_points(net, 150)
+    per_process = 100
+    # when both start 100 one-point redemptions at the same moment
+    counts = await race(settings, net, per_process, "proc")
     total = sum(counts, Counter())
     # then together they honored exactly the 150 points, both took part, and the rest were refused
     assert total == {"OK": 150, "INSUFFICIENT_POINTS": 2 * per_process - 150}, counts

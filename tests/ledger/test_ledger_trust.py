@@ -8,15 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
-import os
-import sys
 from collections import Counter
 from typing import Any
 
 import pytest
 from sqlalchemy import delete, func, insert, select
-from test_ledger_concurrency import PG_URL, ROOT, WORKER, outcome
+from test_ledger_concurrency import PG_URL, outcome, race
 
 from coalition.crypto import NetworkKeys
 from coalition.ledger import refusals
@@ -243,32 +240,6 @@ async def test_kept_refusals_expire_with_the_retention_period(net: Any, probe: A
 
 
 # ---------------------------------------------------------------- two processes (PostgreSQL)
-
-
-async def race(settings: Any, net: Any, count: int, prefix: str, *extra: str,
-               env_extra: dict[str, str] | None = None) -> list[Counter[str]]:
-    env = {**os.environ, "COALITION_SECRET_KEY": "test-secret-key", **(env_extra or {})}
-    procs = [await asyncio.create_subprocess_exec(
-        sys.executable, str(WORKER), settings.database_url, str(net.b.id), net.loyalty_id, str(count),
-        prefix if "same-key" in extra else f"{prefix}{i}", *extra, stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=ROOT, env=env) for i in range(2)]
-    try:
-        for proc in procs:
-            assert proc.stdout is not None
-            assert (await asyncio.wait_for(proc.stdout.readline(), timeout=60)).strip() == b"ready"
-        for proc in procs:
-            assert proc.stdin is not None
-            proc.stdin.write(b"go\n")
-            await proc.stdin.drain()
-        outputs = [await asyncio.wait_for(proc.communicate(), timeout=120) for proc in procs]
-    finally:
-        for proc in procs:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
-    for proc, (_, err) in zip(procs, outputs, strict=True):
-        assert proc.returncode == 0, err.decode()
-    return [Counter(json.loads(out.decode().strip().splitlines()[-1])) for out, _ in outputs]
 
 
 pg_only = pytest.mark.skipif(not PG_URL, reason="needs PostgreSQL: set COALITION_TEST_DATABASE_URL")
