@@ -114,7 +114,7 @@ LEDGER_KEY_FUNCTIONS = (
 HTTP_KEY_FUNCTIONS = (
     "RequestResponseCycle.run_asgi", "H11Protocol.data_received", "GraphQLEndpoint.handle",
     "create_app.<locals>.context_factory", "Authenticator.authenticate", "GraphQLEndpoint._post_params",
-    "GraphQLEndpoint._run", "execute", "ledger_mutation.<locals>.mutate", "payload_of",
+    "GraphQLEndpoint._run", "execute", "*.mutate", "*.perform",
     "ExecutionContext.complete_value", "GraphQLEndpoint._respond", "Response.__call__",
     *LEDGER_KEY_FUNCTIONS,
 )

@@ -29,11 +29,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from coalition.auth.models import Role
+from coalition.graphql.context import ResolveInfo
 from coalition.graphql.dataloaders import MemberByIdLoader, RelatedMemberLoader
 from coalition.graphql.errors import Forbidden
 
 
-async def may_see_member(info: Any, member_id: int) -> bool:
+async def may_see_member(info: ResolveInfo, member_id: int) -> bool:
     caller = info.context.require_caller()
     if caller.role == Role.ADMIN:
         return True
@@ -42,7 +43,7 @@ async def may_see_member(info: Any, member_id: int) -> bool:
     return bool(caller.role == Role.MEMBER and caller.member_id == member_id)
 
 
-async def visible_member(info: Any, member_id: int) -> Any:
+async def visible_member(info: ResolveInfo, member_id: int) -> Any:
     """The member row if it exists and the caller may see it, else None.
 
     The row and the relationship are looked up together, whether or not the row exists, so
@@ -53,13 +54,13 @@ async def visible_member(info: Any, member_id: int) -> Any:
     return row if row is not None and allowed else None
 
 
-async def visible_member_ids(info: Any, member_ids: Sequence[int]) -> set[int]:
+async def visible_member_ids(info: ResolveInfo, member_ids: Sequence[int]) -> set[int]:
     """Those of ``member_ids`` the caller may see (one query for the whole list)."""
     allowed = await asyncio.gather(*(may_see_member(info, member_id) for member_id in member_ids))
     return {member_id for member_id, ok in zip(member_ids, allowed, strict=True) if ok}
 
 
-def may_see_ledger_row(info: Any, merchant_id: int | None, member_id: int) -> bool:
+def may_see_ledger_row(info: ResolveInfo, merchant_id: int | None, member_id: int) -> bool:
     """Transactions and holds: admins all; a merchant its own; a member its own."""
     caller = info.context.require_caller()
     if caller.role == Role.ADMIN:
@@ -69,19 +70,19 @@ def may_see_ledger_row(info: Any, merchant_id: int | None, member_id: int) -> bo
     return bool(caller.role == Role.MEMBER and caller.member_id == member_id)
 
 
-def may_see_merchant(info: Any) -> bool:
+def may_see_merchant(info: ResolveInfo) -> bool:
     """The partner directory is open to every caller with credentials."""
     info.context.require_caller()
     return True
 
 
-def may_see_batches(info: Any) -> bool:
+def may_see_batches(info: ResolveInfo) -> bool:
     """Settlement batches: admins and merchants (a member's ``node`` gets null, as for no batch)."""
     caller = info.context.require_caller()
     return bool(caller.role == Role.ADMIN or (caller.role == Role.MERCHANT and caller.merchant_id is not None))
 
 
-def settlement_scope(info: Any) -> int | None:
+def settlement_scope(info: ResolveInfo) -> int | None:
     """None for an admin (sees all), the merchant's id for a merchant; members may not look."""
     caller = info.context.require_caller()
     if caller.role == Role.ADMIN:

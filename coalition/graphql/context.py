@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
+
+from graphql import GraphQLObjectType, GraphQLSchema
 
 from coalition.auth.models import Role
 from coalition.auth.service import Caller
@@ -72,9 +74,37 @@ class Context:
             raise Forbidden("this operation needs the member's own token (Authorization: Bearer cmt_...)")
         return caller.member_id
 
+    @property
+    def merchant_id(self) -> int:
+        """The calling merchant's id: for operations declared for merchants (else FORBIDDEN)."""
+        return self.require_merchant()
+
+    @property
+    def member_id(self) -> int:
+        """The calling member's id: for operations declared for members (else FORBIDDEN)."""
+        return self.require_member()
+
     def require_staff(self) -> Caller:
         """An admin or a merchant (not a member token)."""
         caller = self.require_caller()
         if caller.role == Role.MEMBER:
             raise Forbidden("member tokens can only read their own member through `viewer`")
         return caller
+
+
+class ResolveInfo(Protocol):
+    """What every resolver and mutation gets as ``info``: graphql-core's ``GraphQLResolveInfo``
+    seen through the attributes Coalition reads, with ``context`` typed as :class:`Context`
+    (graphql-core types it ``Any``, which hid the context from the type checker)."""
+
+    @property
+    def context(self) -> Context: ...
+
+    @property
+    def field_name(self) -> str: ...
+
+    @property
+    def parent_type(self) -> GraphQLObjectType: ...
+
+    @property
+    def schema(self) -> GraphQLSchema: ...

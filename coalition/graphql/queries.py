@@ -8,6 +8,7 @@ import graphene
 
 from coalition.auth.models import Role
 from coalition.errors import DomainError
+from coalition.graphql.context import ResolveInfo
 from coalition.graphql.core.types import InvalidId, Node, connection, decode_cursor, ids_of, page_size
 from coalition.graphql.errors import CodedError
 from coalition.graphql.ledger.types import Hold, Transaction
@@ -31,7 +32,7 @@ class AdminViewer(graphene.ObjectType):  # type: ignore[misc]
     network = graphene.Field(Network, required=True, description="The network the admin runs.")
 
     @staticmethod
-    def resolve_network(root: Any, info: Any) -> Network:
+    def resolve_network(root: Any, info: ResolveInfo) -> Network:
         return network_of(info)
 
 
@@ -65,7 +66,7 @@ class Query(SettlementQueries, WhatIfQueries, graphene.ObjectType):  # type: ign
                             description="A member by loyalty ID (admin or merchant); null if none has it.")
 
     @staticmethod
-    async def resolve_node(root: Any, info: Any, id: str) -> Any:
+    async def resolve_node(root: Any, info: ResolveInfo, id: str) -> Any:
         info.context.require_caller()
         found = ids_of(info).decode_any(id, NODE_TYPES)
         if found is None:
@@ -76,29 +77,32 @@ class Query(SettlementQueries, WhatIfQueries, graphene.ObjectType):  # type: ign
         return await NODE_TYPES[type_name].fetch(info, value)
 
     @staticmethod
-    async def resolve_viewer(root: Any, info: Any) -> Any:
+    async def resolve_viewer(root: Any, info: ResolveInfo) -> Any:
         caller = info.context.caller
         if caller is None:
             return None
         if caller.role == Role.ADMIN:
             return AdminViewer()
-        if caller.role == Role.MERCHANT:
+        if caller.role == Role.MERCHANT and caller.merchant_id is not None:
             return MerchantViewer(merchant=await Merchant.fetch(info, caller.merchant_id))
-        return MemberViewer(member=await Member.fetch(info, caller.member_id))
+        if caller.member_id is not None:
+            return MemberViewer(member=await Member.fetch(info, caller.member_id))
+        return None
 
     @staticmethod
-    def resolve_network(root: Any, info: Any) -> Network:
+    def resolve_network(root: Any, info: ResolveInfo) -> Network:
         return network_of(info)
 
     @staticmethod
-    async def resolve_merchants(root: Any, info: Any, first: int | None = None, after: str | None = None) -> Any:
+    async def resolve_merchants(root: Any, info: ResolveInfo,
+                                first: int | None = None, after: str | None = None) -> Any:
         info.context.require_caller()
         size = page_size(first)
         rows = await list_merchants(info.context.db, after_id=decode_cursor(info, after), limit=size + 1)
         return connection(info, MerchantEdge, MerchantConnection, rows, size)
 
     @staticmethod
-    async def resolve_member(root: Any, info: Any, loyalty_id: str) -> Any:
+    async def resolve_member(root: Any, info: ResolveInfo, loyalty_id: str) -> Any:
         info.context.require_staff()
         try:
             return await find_member(info.context.db, loyalty_id)

@@ -8,6 +8,7 @@ from typing import Any
 import graphene
 
 from coalition.errors import DomainError
+from coalition.graphql.context import ResolveInfo
 from coalition.graphql.errors import CodedError
 from coalition.ids import GlobalIds
 
@@ -41,9 +42,9 @@ class InvalidId(CodedError):
     code = "INVALID_ID"
 
 
-def ids_of(info: Any) -> GlobalIds:
+def ids_of(info: ResolveInfo) -> GlobalIds:
     """The deployment's one codec for global IDs and cursors (see :mod:`coalition.ids`)."""
-    return info.context.services.keys.global_ids  # type: ignore[no-any-return]
+    return info.context.services.keys.global_ids
 
 
 class Node(graphene.Interface):  # type: ignore[misc]
@@ -57,11 +58,11 @@ class Node(graphene.Interface):  # type: ignore[misc]
     id = graphene.ID(required=True, description="The ID of the object")
 
     @staticmethod
-    def resolve_id(root: Any, info: Any) -> str:
+    def resolve_id(root: Any, info: ResolveInfo) -> str:
         return encode_id(info, info.parent_type.name, root.id)
 
 
-def decode_id(info: Any, global_id: str, expected_type: str) -> int:
+def decode_id(info: ResolveInfo, global_id: str, expected_type: str) -> int:
     """The database id in a global ID of ``expected_type``, or INVALID_ID.
 
     Garbage, an ID of another type or deployment, and an id beyond 64 bits all give the
@@ -73,7 +74,7 @@ def decode_id(info: Any, global_id: str, expected_type: str) -> int:
     return value
 
 
-def decode_input_id(info: Any, global_id: str, expected_type: str, field: str) -> int:
+def decode_input_id(info: ResolveInfo, global_id: str, expected_type: str, field: str) -> int:
     """Like :func:`decode_id` but raises a DomainError, which mutations turn into userErrors."""
     try:
         return decode_id(info, global_id, expected_type)
@@ -81,18 +82,18 @@ def decode_input_id(info: Any, global_id: str, expected_type: str, field: str) -
         raise DomainError(str(exc), code="INVALID_ID", field=field) from None
 
 
-def encode_id(info: Any, type_name: str, value: int) -> str:
+def encode_id(info: ResolveInfo, type_name: str, value: int) -> str:
     return ids_of(info).encode(type_name, value)
 
 
 CURSOR = "Cursor"  # cursors are IDs of their own type: opaque, and useless as an object ID
 
 
-def encode_cursor(info: Any, value: int) -> str:
+def encode_cursor(info: ResolveInfo, value: int) -> str:
     return ids_of(info).encode(CURSOR, value)
 
 
-def decode_cursor(info: Any, cursor: str | None) -> int | None:
+def decode_cursor(info: ResolveInfo, cursor: str | None) -> int | None:
     if cursor is None:
         return None
     value = ids_of(info).decode(cursor, CURSOR)
@@ -109,7 +110,30 @@ def page_size(first: int | None) -> int:
     return first
 
 
-def connection(info: Any, edge_type: Any, connection_type: Any, rows: Sequence[Any], size: int) -> Any:
+def connection_types(node: Any, *, name: str, noun: str, nouns: str, order: str,
+                     edges_description: str | None = None) -> tuple[Any, Any]:
+    """The one way to declare a connection: ``<name>Edge`` and ``<name>Connection`` for ``node``.
+
+    ``noun``/``nouns`` name one node and several in the descriptions ("a transaction in a
+    page", "a page of transactions, newest first"); ``order`` says how pages are sorted.
+    """
+    edge = type(f"{name}Edge", (graphene.ObjectType,), {
+        "__doc__": f"A{'n' if noun[0] in 'aeiou' else ''} {noun} in a page.",
+        "__module__": __name__,
+        "node": graphene.Field(node, required=True, description=f"The {noun}."),
+        "cursor": graphene.String(required=True, description=f"Where this {noun} sits in the list."),
+    })
+    page = type(f"{name}Connection", (graphene.ObjectType,), {
+        "__doc__": f"A page of {nouns}, {order}.",
+        "__module__": __name__,
+        "edges": graphene.List(graphene.NonNull(edge), required=True,
+                               description=edges_description or f"The {nouns}."),
+        "page_info": graphene.Field(PageInfo, required=True, description="Whether more follow."),
+    })
+    return edge, page
+
+
+def connection(info: ResolveInfo, edge_type: Any, connection_type: Any, rows: Sequence[Any], size: int) -> Any:
     """Build a connection from ``size + 1`` rows fetched in order (the extra one says a page follows)."""
     page = list(rows[:size])
     edges = [edge_type(node=row, cursor=encode_cursor(info, row.id)) for row in page]

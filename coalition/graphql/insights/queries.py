@@ -7,6 +7,7 @@ from typing import Any
 import graphene
 
 from coalition.auth.models import Role
+from coalition.graphql.context import ResolveInfo
 from coalition.graphql.core.types import decode_id
 from coalition.graphql.errors import Forbidden
 from coalition.graphql.insights.types import InsightsView, NetworkInsights
@@ -20,7 +21,7 @@ class InsightQueries(graphene.ObjectType):  # type: ignore[misc]
     )
 
     @staticmethod
-    async def resolve_insights(root: Any, info: Any, merchant_id: str | None = None) -> Any:
+    async def resolve_insights(root: Any, info: ResolveInfo, merchant_id: str | None = None) -> Any:
         caller = info.context.require_staff()
         wanted = None if merchant_id is None else decode_id(info, merchant_id, "Merchant")
         if caller.role == Role.MERCHANT:

@@ -14,6 +14,7 @@ import graphene
 
 from coalition.errors import DomainError
 from coalition.graphql.access import visible_member_ids
+from coalition.graphql.context import ResolveInfo
 from coalition.graphql.core.scalars import BigInt
 from coalition.graphql.core.types import page_size
 from coalition.graphql.errors import CodedError
@@ -34,7 +35,7 @@ class InsightsView:
     is_admin: bool
 
 
-async def _visible_rows(info: Any, rows: list[dict[str, Any]], size: int) -> list[dict[str, Any]]:
+async def _visible_rows(info: ResolveInfo, rows: list[dict[str, Any]], size: int) -> list[dict[str, Any]]:
     """The first ``size`` rows whose member the caller may see (coalition.graphql.access).
 
     A merchant's stored view already holds only its own members; this keeps it so if a
@@ -44,13 +45,13 @@ async def _visible_rows(info: Any, rows: list[dict[str, Any]], size: int) -> lis
     return [row for row in rows if int(row["member_id"]) in visible][:size]
 
 
-async def _members(info: Any, ids: list[int]) -> list[Any]:
+async def _members(info: ResolveInfo, ids: list[int]) -> list[Any]:
     # Gathered, so the DataLoader sends one query for the whole list.
     found = await asyncio.gather(*(Member.fetch(info, member_id) for member_id in ids))
     return [m for m in found if m is not None]
 
 
-async def _merchants(info: Any, ids: list[int]) -> list[Any]:
+async def _merchants(info: ResolveInfo, ids: list[int]) -> list[Any]:
     found = await asyncio.gather(*(Merchant.fetch(info, merchant_id) for merchant_id in ids))
     return [m for m in found if m is not None]
 
@@ -64,7 +65,7 @@ class ReferralInsight(graphene.ObjectType):  # type: ignore[misc]
     reach = graphene.Int(description="Members referred directly or down the chain (network view only).")
 
     @staticmethod
-    async def resolve_member(root: Any, info: Any) -> Any:
+    async def resolve_member(root: Any, info: ResolveInfo) -> Any:
         return await Member.fetch(info, root["member_id"])
 
 
@@ -78,11 +79,11 @@ class PartnerRecommendation(graphene.ObjectType):  # type: ignore[misc]
     for_merchant = graphene.Field(Merchant, required=True, description="The merchant the recommendation is for.")
 
     @staticmethod
-    async def resolve_merchant(root: Any, info: Any) -> Any:
+    async def resolve_merchant(root: Any, info: ResolveInfo) -> Any:
         return await Merchant.fetch(info, root["partner_id"])
 
     @staticmethod
-    async def resolve_for_merchant(root: Any, info: Any) -> Any:
+    async def resolve_for_merchant(root: Any, info: ResolveInfo) -> Any:
         return await Merchant.fetch(info, root["merchant_id"])
 
 
@@ -97,11 +98,11 @@ class FraudAlert(graphene.ObjectType):  # type: ignore[misc]
     explanation = graphene.String(required=True, description="Why the group was flagged, in words.")
 
     @staticmethod
-    async def resolve_members(root: Any, info: Any) -> list[Any]:
+    async def resolve_members(root: Any, info: ResolveInfo) -> list[Any]:
         return await _members(info, root["member_ids"])
 
     @staticmethod
-    async def resolve_merchants(root: Any, info: Any) -> list[Any]:
+    async def resolve_merchants(root: Any, info: ResolveInfo) -> list[Any]:
         return await _merchants(info, root["merchant_ids"])
 
 
@@ -117,7 +118,7 @@ class SegmentCount(graphene.ObjectType):  # type: ignore[misc]
     suggested_action = graphene.String(required=True, description="What to do for these members.")
 
     @staticmethod
-    def resolve_suggested_action(root: Any, info: Any) -> str:
+    def resolve_suggested_action(root: Any, info: ResolveInfo) -> str:
         return str(root["action"])
 
 
@@ -128,7 +129,7 @@ class MerchantCommunity(graphene.ObjectType):  # type: ignore[misc]
     merchants = graphene.List(graphene.NonNull(Merchant), required=True, description="Its merchants.")
 
     @staticmethod
-    async def resolve_merchants(root: Any, info: Any) -> list[Any]:
+    async def resolve_merchants(root: Any, info: ResolveInfo) -> list[Any]:
         return await _merchants(info, root["merchant_ids"])
 
 
@@ -141,15 +142,15 @@ class WinBackMember(graphene.ObjectType):  # type: ignore[misc]
     spent_minor = graphene.Field(BigInt, required=True, description="What they spent here, minor units.")
 
     @staticmethod
-    async def resolve_member(root: Any, info: Any) -> Any:
+    async def resolve_member(root: Any, info: ResolveInfo) -> Any:
         return await Member.fetch(info, root["member_id"])
 
     @staticmethod
-    def resolve_days_since_last_purchase(root: Any, info: Any) -> int:
+    def resolve_days_since_last_purchase(root: Any, info: ResolveInfo) -> int:
         return int(root["recency_s"]) // DAY_S
 
     @staticmethod
-    def resolve_spent_minor(root: Any, info: Any) -> int:
+    def resolve_spent_minor(root: Any, info: ResolveInfo) -> int:
         return int(root["monetary_minor"])
 
 
@@ -209,35 +210,35 @@ class NetworkInsights(graphene.ObjectType):  # type: ignore[misc]
         return root.stored.payload
 
     @staticmethod
-    def resolve_scope(root: InsightsView, info: Any) -> str:
+    def resolve_scope(root: InsightsView, info: ResolveInfo) -> str:
         return "NETWORK" if root.merchant_id is None else "MERCHANT"
 
     @staticmethod
-    async def resolve_merchant(root: InsightsView, info: Any) -> Any:
+    async def resolve_merchant(root: InsightsView, info: ResolveInfo) -> Any:
         return None if root.merchant_id is None else await Merchant.fetch(info, root.merchant_id)
 
     @staticmethod
-    def resolve_computed_at(root: InsightsView, info: Any) -> Any:
+    def resolve_computed_at(root: InsightsView, info: ResolveInfo) -> Any:
         return root.stored.computed_at
 
     @staticmethod
-    def resolve_age_seconds(root: InsightsView, info: Any) -> int:
+    def resolve_age_seconds(root: InsightsView, info: ResolveInfo) -> int:
         return int(root.stored.age_s())
 
     @staticmethod
-    def resolve_members(root: InsightsView, info: Any) -> int:
+    def resolve_members(root: InsightsView, info: ResolveInfo) -> int:
         return int(root.stored.payload.get("members", 0))
 
     @staticmethod
-    async def resolve_top_referrers(root: InsightsView, info: Any, first: int | None = None) -> list[Any]:
+    async def resolve_top_referrers(root: InsightsView, info: ResolveInfo, first: int | None = None) -> list[Any]:
         return await _visible_rows(info, root.stored.payload.get("top_referrers", []), page_size(first))
 
     @staticmethod
-    def resolve_partner_recommendations(root: InsightsView, info: Any, first: int | None = None) -> list[Any]:
+    def resolve_partner_recommendations(root: InsightsView, info: ResolveInfo, first: int | None = None) -> list[Any]:
         return list(root.stored.payload.get("recommendations", []))[:page_size(first)]
 
     @staticmethod
-    async def resolve_fraud_alerts(root: InsightsView, info: Any, first: int | None = None) -> list[Any]:
+    async def resolve_fraud_alerts(root: InsightsView, info: ResolveInfo, first: int | None = None) -> list[Any]:
         # async although it awaits nothing: a sync resolver's FORBIDDEN on this non-null field
         # would null the object before its async siblings were awaited (graphql-core leaves
         # their coroutines un-awaited); raised inside the gather, they finish first.
@@ -245,19 +246,19 @@ class NetworkInsights(graphene.ObjectType):  # type: ignore[misc]
         return list(root.stored.payload.get("fraud_alerts", []))[:page_size(first)]
 
     @staticmethod
-    def resolve_segments(root: InsightsView, info: Any) -> list[Any]:
+    def resolve_segments(root: InsightsView, info: ResolveInfo) -> list[Any]:
         return list(root.stored.payload.get("segments", []))
 
     @staticmethod
-    def resolve_communities(root: InsightsView, info: Any) -> list[Any]:
+    def resolve_communities(root: InsightsView, info: ResolveInfo) -> list[Any]:
         return list(root.stored.payload.get("communities", []))
 
     @staticmethod
-    async def resolve_win_back(root: InsightsView, info: Any, first: int | None = None) -> list[Any]:
+    async def resolve_win_back(root: InsightsView, info: ResolveInfo, first: int | None = None) -> list[Any]:
         return await _visible_rows(info, root.stored.payload.get("win_back", []), page_size(first))
 
     @staticmethod
-    async def resolve_member_rfm(root: InsightsView, info: Any, loyalty_id: str) -> Any:
+    async def resolve_member_rfm(root: InsightsView, info: ResolveInfo, loyalty_id: str) -> Any:
         if root.merchant_id is None:
             return None
         try:
@@ -275,5 +276,5 @@ class NetworkInsights(graphene.ObjectType):  # type: ignore[misc]
                          segment=segment)
 
     @staticmethod
-    def resolve_network_map_url(root: InsightsView, info: Any) -> str | None:
+    def resolve_network_map_url(root: InsightsView, info: ResolveInfo) -> str | None:
         return "/admin/network-map.svg" if root.is_admin else None

@@ -5,7 +5,8 @@ from typing import Any
 import graphene
 
 from coalition.graphql.access import may_see_ledger_row
-from coalition.graphql.core.types import Node, PageInfo, UserError
+from coalition.graphql.context import ResolveInfo
+from coalition.graphql.core.types import Node, UserError, connection_types
 from coalition.graphql.dataloaders import (
     EntryByIdLoader,
     HoldByIdLoader,
@@ -46,31 +47,31 @@ class Transaction(graphene.ObjectType):  # type: ignore[misc]
     hold = graphene.Field(lambda: Hold, description="For HOLD, CAPTURE and VOID: the authorization.")
 
     @staticmethod
-    async def fetch(info: Any, entry_id: int) -> Any:
+    async def fetch(info: ResolveInfo, entry_id: int) -> Any:
         entry = await info.context.loader(EntryByIdLoader).load(entry_id)
         return entry if entry is not None and may_see_ledger_row(info, entry.merchant_id, entry.member_id) else None
 
     @staticmethod
-    async def resolve_merchant(root: Any, info: Any) -> Any:
+    async def resolve_merchant(root: Any, info: ResolveInfo) -> Any:
         if root.merchant_id is None:
             return None
         return await info.context.loader(MerchantByIdLoader).load(root.merchant_id)
 
     @staticmethod
-    async def resolve_member(root: Any, info: Any) -> Any:
+    async def resolve_member(root: Any, info: ResolveInfo) -> Any:
         return await info.context.loader(MemberByIdLoader).load(root.member_id)
 
     @staticmethod
-    async def resolve_reverses(root: Any, info: Any) -> Any:
+    async def resolve_reverses(root: Any, info: ResolveInfo) -> Any:
         return None if root.reverses_id is None else await Transaction.fetch(info, root.reverses_id)
 
     @staticmethod
-    async def resolve_reversed_by(root: Any, info: Any) -> Any:
+    async def resolve_reversed_by(root: Any, info: ResolveInfo) -> Any:
         entry = await info.context.loader(ReversalByEntryIdLoader).load(root.id)
         return entry if entry is not None and may_see_ledger_row(info, entry.merchant_id, entry.member_id) else None
 
     @staticmethod
-    async def resolve_hold(root: Any, info: Any) -> Any:
+    async def resolve_hold(root: Any, info: ResolveInfo) -> Any:
         hold_id = root.id if root.kind == EntryKind.HOLD else root.hold_id
         return None if hold_id is None else await Hold.fetch(info, hold_id)
 
@@ -91,31 +92,21 @@ class Hold(graphene.ObjectType):  # type: ignore[misc]
     member = graphene.Field("coalition.graphql.members.types.Member", required=True, description="The member.")
 
     @staticmethod
-    async def fetch(info: Any, hold_id: int) -> Any:
+    async def fetch(info: ResolveInfo, hold_id: int) -> Any:
         hold = await info.context.loader(HoldByIdLoader).load(hold_id)
         return hold if hold is not None and may_see_ledger_row(info, hold.merchant_id, hold.member_id) else None
 
     @staticmethod
-    async def resolve_merchant(root: Any, info: Any) -> Any:
+    async def resolve_merchant(root: Any, info: ResolveInfo) -> Any:
         return await info.context.loader(MerchantByIdLoader).load(root.merchant_id)
 
     @staticmethod
-    async def resolve_member(root: Any, info: Any) -> Any:
+    async def resolve_member(root: Any, info: ResolveInfo) -> Any:
         return await info.context.loader(MemberByIdLoader).load(root.member_id)
 
 
-class TransactionEdge(graphene.ObjectType):  # type: ignore[misc]
-    """A transaction in a page."""
-
-    node = graphene.Field(Transaction, required=True, description="The transaction.")
-    cursor = graphene.String(required=True, description="Where this transaction sits in the list.")
-
-
-class TransactionConnection(graphene.ObjectType):  # type: ignore[misc]
-    """A page of transactions, newest first."""
-
-    edges = graphene.List(graphene.NonNull(TransactionEdge), required=True, description="The transactions.")
-    page_info = graphene.Field(PageInfo, required=True, description="Whether more follow.")
+TransactionEdge, TransactionConnection = connection_types(
+    Transaction, name="Transaction", noun="transaction", nouns="transactions", order="newest first")
 
 
 class LedgerPayload(graphene.ObjectType):  # type: ignore[misc]

@@ -9,7 +9,8 @@ import graphene
 from coalition.auth.models import Role
 from coalition.config import Settings
 from coalition.errors import InvalidInput
-from coalition.graphql.core.mutations import payload_of
+from coalition.graphql.context import ResolveInfo
+from coalition.graphql.core.mutations import Access, BaseMutation
 from coalition.graphql.core.types import UserError
 from coalition.graphql.dataloaders import MemberByIdLoader
 from coalition.graphql.errors import Forbidden
@@ -45,56 +46,38 @@ class MemberTokenPayload(graphene.ObjectType):  # type: ignore[misc]
     user_errors = graphene.List(graphene.NonNull(UserError), required=True, description="What was wrong, if anything.")
 
 
-class ClaimMemberAccess(graphene.Mutation):  # type: ignore[misc]
+class ClaimMemberAccess(BaseMutation, access=Access.ANONYMOUS_OR_MEMBER, input_type=ClaimMemberAccessInput,
+                        output=MemberTokenPayload,
+                        refusal="a claim code is the customer's to use: send it without an API key"):
     """Exchange a one-time claim code for the member's token (the customer, without a key).
 
     Any failure (mistyped, unknown, expired, used or revoked code) is CLAIM_CODE_INVALID, the
     same for every reason. A shop's or an admin's key is refused: the code is the customer's.
     """
 
-    class Arguments:
-        input = ClaimMemberAccessInput(required=True)
-
-    Output = MemberTokenPayload
-
-    @staticmethod
-    async def mutate(root: Any, info: Any, input: Any) -> Any:
-        caller = info.context.caller
-        if caller is not None and caller.role != Role.MEMBER:
-            raise Forbidden("a claim code is the customer's to use: send it without an API key")
-
-        async def call() -> dict[str, Any]:
-            claimed = await claim_member_access(info.context.db, input.claim_code)
-            return {"member": claimed.member, "member_token": claimed.member_token}
-
-        return await payload_of(MemberTokenPayload, call)
+    @classmethod
+    async def perform(cls, info: ResolveInfo, input: Any) -> dict[str, Any]:
+        claimed = await claim_member_access(info.context.db, input.claim_code)
+        return {"member": claimed.member, "member_token": claimed.member_token}
 
 
 class RotateMemberTokenInput(graphene.InputObjectType):  # type: ignore[misc]
     label = graphene.String(description="A name for the device the new token goes to (at most 64 characters).")
 
 
-class RotateMemberToken(graphene.Mutation):  # type: ignore[misc]
+class RotateMemberToken(BaseMutation, access=Access.MEMBER, input_type=RotateMemberTokenInput,
+                        output=MemberTokenPayload):
     """A new token for the calling member; every other token of the member stops working."""
 
-    class Arguments:
-        input = RotateMemberTokenInput(required=True)
-
-    Output = MemberTokenPayload
-
-    @staticmethod
-    async def mutate(root: Any, info: Any, input: Any) -> Any:
-        member_id = info.context.require_member()
-
-        async def call() -> dict[str, Any]:
-            token = await rotate_member_token(info.context.db, member_id, label=input.label)
-            member = await find_member_by_id(info, member_id)
-            return {"member": member, "member_token": token}
-
-        return await payload_of(MemberTokenPayload, call)
+    @classmethod
+    async def perform(cls, info: ResolveInfo, input: Any) -> dict[str, Any]:
+        member_id = info.context.member_id
+        token = await rotate_member_token(info.context.db, member_id, label=input.label)
+        member = await find_member_by_id(info, member_id)
+        return {"member": member, "member_token": token}
 
 
-async def find_member_by_id(info: Any, member_id: int) -> Any:
+async def find_member_by_id(info: ResolveInfo, member_id: int) -> Any:
     return await info.context.loader(MemberByIdLoader).load(member_id)
 
 
@@ -109,39 +92,29 @@ class RevokeMemberTokensPayload(graphene.ObjectType):  # type: ignore[misc]
     user_errors = graphene.List(graphene.NonNull(UserError), required=True, description="What was wrong, if anything.")
 
 
-class RevokeMemberTokens(graphene.Mutation):  # type: ignore[misc]
+class RevokeMemberTokens(BaseMutation, access=Access.MEMBER_OR_ADMIN, input_type=RevokeMemberTokensInput,
+                         output=RevokeMemberTokensPayload,
+                         refusal="only the member itself or an admin can revoke a member's tokens"):
     """Sign a member out everywhere: every token and unused claim code stops working.
 
     Within COALITION_AUTH_CACHE_S seconds on every API process. A member calls it for itself
     (then needs a claim code from an admin to get back in); an admin names the member.
     """
 
-    class Arguments:
-        input = RevokeMemberTokensInput(required=True)
-
-    Output = RevokeMemberTokensPayload
-
-    @staticmethod
-    async def mutate(root: Any, info: Any, input: Any) -> Any:
-        caller = info.context.require_caller()
-        if caller.role == Role.MERCHANT:
-            raise Forbidden("only the member itself or an admin can revoke a member's tokens")
-
-        async def call() -> dict[str, Any]:
-            if caller.role == Role.ADMIN:
-                if not input.loyalty_id:
-                    raise InvalidInput("an admin names the member: loyaltyId", code="INVALID_LOYALTY_ID",
-                                       field="loyaltyId")
-                member_id = (await find_member(info.context.db, input.loyalty_id)).id
-            else:
-                member_id = caller.member_id
-                if input.loyalty_id:
-                    own = await find_member_by_id(info, member_id)
-                    if own is None or input.loyalty_id.strip().upper() != own.loyalty_id:
-                        raise Forbidden("a member can revoke only its own tokens: leave loyaltyId out")
-            return {"revoked_count": await revoke_member_credentials(info.context.db, member_id)}
-
-        return await payload_of(RevokeMemberTokensPayload, call)
+    @classmethod
+    async def perform(cls, info: ResolveInfo, input: Any) -> dict[str, Any]:
+        if info.context.require_caller().role == Role.ADMIN:
+            if not input.loyalty_id:
+                raise InvalidInput("an admin names the member: loyaltyId", code="INVALID_LOYALTY_ID",
+                                   field="loyaltyId")
+            member_id = (await find_member(info.context.db, input.loyalty_id)).id
+        else:
+            member_id = info.context.member_id
+            if input.loyalty_id:
+                own = await find_member_by_id(info, member_id)
+                if own is None or input.loyalty_id.strip().upper() != own.loyalty_id:
+                    raise Forbidden("a member can revoke only its own tokens: leave loyaltyId out")
+        return {"revoked_count": await revoke_member_credentials(info.context.db, member_id)}
 
 
 class IssueMemberClaimCodeInput(graphene.InputObjectType):  # type: ignore[misc]
@@ -158,23 +131,14 @@ class IssueMemberClaimCodePayload(graphene.ObjectType):  # type: ignore[misc]
     user_errors = graphene.List(graphene.NonNull(UserError), required=True, description="What was wrong, if anything.")
 
 
-class IssueMemberClaimCode(graphene.Mutation):  # type: ignore[misc]
+class IssueMemberClaimCode(BaseMutation, access=Access.ADMIN, input_type=IssueMemberClaimCodeInput,
+                           output=IssueMemberClaimCodePayload):
     """For a member who lost access (admin, after the member's identity was verified): revoke every
     credential the member holds and issue a new one-time claim code."""
 
-    class Arguments:
-        input = IssueMemberClaimCodeInput(required=True)
-
-    Output = IssueMemberClaimCodePayload
-
-    @staticmethod
-    async def mutate(root: Any, info: Any, input: Any) -> Any:
-        info.context.require_admin()
+    @classmethod
+    async def perform(cls, info: ResolveInfo, input: Any) -> dict[str, Any]:
         settings = info.context.services.settings
-
-        async def call() -> dict[str, Any]:
-            member = await find_member(info.context.db, input.loyalty_id)
-            member, claim = await reissue_claim_code(info.context.db, member.id, ttl_s=settings.member_claim_ttl_s)
-            return {"member": member, **claim_fields(settings, claim)}
-
-        return await payload_of(IssueMemberClaimCodePayload, call)
+        member = await find_member(info.context.db, input.loyalty_id)
+        member, claim = await reissue_claim_code(info.context.db, member.id, ttl_s=settings.member_claim_ttl_s)
+        return {"member": member, **claim_fields(settings, claim)}

@@ -6,8 +6,17 @@ from typing import Any
 
 import graphene
 
-from coalition.graphql.core.mutations import payload_of
-from coalition.graphql.core.types import Node, UserError, connection, decode_cursor, decode_input_id, page_size
+from coalition.graphql.context import ResolveInfo
+from coalition.graphql.core.mutations import Access, BaseMutation
+from coalition.graphql.core.types import (
+    Node,
+    UserError,
+    connection,
+    connection_types,
+    decode_cursor,
+    decode_input_id,
+    page_size,
+)
 from coalition.graphql.dataloaders import MemberByIdLoader, MerchantByIdLoader
 from coalition.graphql.ledger.types import Transaction
 from coalition.members.disputes import close_dispute, dispute_transaction, get_dispute, list_disputes
@@ -42,7 +51,7 @@ class Dispute(graphene.ObjectType):  # type: ignore[misc]
     resolution_note = graphene.String(description="The admin's note on closing it.")
 
     @staticmethod
-    async def fetch(info: Any, dispute_id: int) -> Any:
+    async def fetch(info: ResolveInfo, dispute_id: int) -> Any:
         caller = info.context.require_caller()
         if caller.role.value == "MERCHANT":
             return None
@@ -52,32 +61,21 @@ class Dispute(graphene.ObjectType):  # type: ignore[misc]
         return dispute
 
     @staticmethod
-    async def resolve_transaction(root: Any, info: Any) -> Any:
+    async def resolve_transaction(root: Any, info: ResolveInfo) -> Any:
         return await Transaction.fetch(info, root.entry_id)
 
     @staticmethod
-    async def resolve_member(root: Any, info: Any) -> Any:
+    async def resolve_member(root: Any, info: ResolveInfo) -> Any:
         return await info.context.loader(MemberByIdLoader).load(root.member_id)
 
     @staticmethod
-    async def resolve_merchant(root: Any, info: Any) -> Any:
+    async def resolve_merchant(root: Any, info: ResolveInfo) -> Any:
         return None if root.merchant_id is None else await info.context.loader(MerchantByIdLoader).load(
             root.merchant_id)
 
 
-class DisputeEdge(graphene.ObjectType):  # type: ignore[misc]
-    """A dispute in a page."""
-
-    node = graphene.Field(Dispute, required=True, description="The dispute.")
-    cursor = graphene.String(required=True, description="Where this dispute sits in the list.")
-
-
-class DisputeConnection(graphene.ObjectType):  # type: ignore[misc]
-    """A page of disputes, newest first."""
-
-    edges = graphene.List(graphene.NonNull(DisputeEdge), required=True, description="The disputes.")
-    page_info = graphene.Field("coalition.graphql.core.types.PageInfo", required=True,
-                               description="Whether more follow.")
+DisputeEdge, DisputeConnection = connection_types(
+    Dispute, name="Dispute", noun="dispute", nouns="disputes", order="newest first")
 
 
 class DisputeQueries(graphene.ObjectType):  # type: ignore[misc]
@@ -86,7 +84,7 @@ class DisputeQueries(graphene.ObjectType):  # type: ignore[misc]
                               description="Members' disputes, newest first (admin).")
 
     @staticmethod
-    async def resolve_disputes(root: Any, info: Any, first: int | None = None, after: str | None = None,
+    async def resolve_disputes(root: Any, info: ResolveInfo, first: int | None = None, after: str | None = None,
                                status: Any = None) -> Any:
         info.context.require_admin()
         size = page_size(first)
@@ -109,25 +107,15 @@ class DisputeTransactionInput(graphene.InputObjectType):  # type: ignore[misc]
     idempotency_key = graphene.String(required=True, description="Makes a retry safe: same key, same dispute.")
 
 
-class DisputeTransaction(graphene.Mutation):  # type: ignore[misc]
+class DisputeTransaction(BaseMutation, access=Access.MEMBER, input_type=DisputeTransactionInput, output=DisputePayload):
     """Dispute one of your own redemptions (member token). The network's admins review it."""
 
-    class Arguments:
-        input = DisputeTransactionInput(required=True)
-
-    Output = DisputePayload
-
-    @staticmethod
-    async def mutate(root: Any, info: Any, input: Any) -> Any:
-        member_id = info.context.require_member()
-
-        async def call() -> dict[str, Any]:
-            entry_id = decode_input_id(info, input.transaction_id, "Transaction", "transactionId")
-            dispute = await dispute_transaction(info.context.db, member_id=member_id, entry_id=entry_id,
-                                                reason=input.reason, idempotency_key=input.idempotency_key)
-            return {"dispute": dispute}
-
-        return await payload_of(DisputePayload, call)
+    @classmethod
+    async def perform(cls, info: ResolveInfo, input: Any) -> dict[str, Any]:
+        entry_id = decode_input_id(info, input.transaction_id, "Transaction", "transactionId")
+        dispute = await dispute_transaction(info.context.db, member_id=info.context.member_id, entry_id=entry_id,
+                                            reason=input.reason, idempotency_key=input.idempotency_key)
+        return {"dispute": dispute}
 
 
 class ResolveDisputeInput(graphene.InputObjectType):  # type: ignore[misc]
@@ -136,23 +124,12 @@ class ResolveDisputeInput(graphene.InputObjectType):  # type: ignore[misc]
     note = graphene.String(description="Why (at most 500 characters); the member's history shows any ledger fix.")
 
 
-class ResolveDispute(graphene.Mutation):  # type: ignore[misc]
+class ResolveDispute(BaseMutation, access=Access.ADMIN, input_type=ResolveDisputeInput, output=DisputePayload):
     """Close an open dispute (admin). A refund or reversal, if due, is a separate ledger operation."""
 
-    class Arguments:
-        input = ResolveDisputeInput(required=True)
-
-    Output = DisputePayload
-
-    @staticmethod
-    async def mutate(root: Any, info: Any, input: Any) -> Any:
-        info.context.require_admin()
-
-        async def call() -> dict[str, Any]:
-            dispute_id = decode_input_id(info, input.dispute_id, "Dispute", "disputeId")
-            status = input.status.value if hasattr(input.status, "value") else input.status
-            dispute = await close_dispute(info.context.db, dispute_id, status=DisputeStatusValue(status),
-                                          note=input.note)
-            return {"dispute": dispute}
-
-        return await payload_of(DisputePayload, call)
+    @classmethod
+    async def perform(cls, info: ResolveInfo, input: Any) -> dict[str, Any]:
+        dispute_id = decode_input_id(info, input.dispute_id, "Dispute", "disputeId")
+        status = input.status.value if hasattr(input.status, "value") else input.status
+        dispute = await close_dispute(info.context.db, dispute_id, status=DisputeStatusValue(status), note=input.note)
+        return {"dispute": dispute}

@@ -6,7 +6,8 @@ from typing import Any
 
 import graphene
 
-from coalition.graphql.core.mutations import payload_of
+from coalition.graphql.context import ResolveInfo
+from coalition.graphql.core.mutations import Access, BaseMutation
 from coalition.graphql.core.types import UserError
 from coalition.graphql.members.credentials import (
     ClaimMemberAccess,
@@ -47,30 +48,20 @@ class EnrollMemberPayload(graphene.ObjectType):  # type: ignore[misc]
     user_errors = graphene.List(graphene.NonNull(UserError), required=True, description="What was wrong, if anything.")
 
 
-class EnrollMember(graphene.Mutation):  # type: ignore[misc]
+class EnrollMember(BaseMutation, access=Access.MERCHANT, input_type=EnrollMemberInput, output=EnrollMemberPayload):
     """Enroll a customer in the network (merchant). The loyalty ID works at every partner."""
 
-    class Arguments:
-        input = EnrollMemberInput(required=True)
-
-    Output = EnrollMemberPayload
-
-    @staticmethod
-    async def mutate(root: Any, info: Any, input: Any) -> Any:
-        merchant_id = info.context.require_merchant()
+    @classmethod
+    async def perform(cls, info: ResolveInfo, input: Any) -> dict[str, Any]:
         settings = info.context.services.settings
-
-        async def call() -> dict[str, Any]:
-            enrollment = await enroll_member(
-                info.context.db, info.context.services.keys, merchant_id=merchant_id,
-                idempotency_key=input.idempotency_key, email=input.email, phone=input.phone,
-                referral_code=input.referral_code,
-                referral_daily_limit=settings.referral_daily_limit, claim_ttl_s=settings.member_claim_ttl_s,
-            )
-            return {"member": enrollment.member, "member_token": None, "qr_code": enrollment.qr_code,
-                    **claim_fields(settings, enrollment.claim)}
-
-        return await payload_of(EnrollMemberPayload, call)
+        enrollment = await enroll_member(
+            info.context.db, info.context.services.keys, merchant_id=info.context.merchant_id,
+            idempotency_key=input.idempotency_key, email=input.email, phone=input.phone,
+            referral_code=input.referral_code,
+            referral_daily_limit=settings.referral_daily_limit, claim_ttl_s=settings.member_claim_ttl_s,
+        )
+        return {"member": enrollment.member, "member_token": None, "qr_code": enrollment.qr_code,
+                **claim_fields(settings, enrollment.claim)}
 
 
 class MemberMutations(graphene.ObjectType):  # type: ignore[misc]

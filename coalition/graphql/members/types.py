@@ -6,6 +6,7 @@ import graphene
 
 from coalition.db import utcnow
 from coalition.graphql.access import visible_member
+from coalition.graphql.context import ResolveInfo
 from coalition.graphql.core.types import Node, connection, decode_cursor, page_size
 from coalition.graphql.ledger.types import TransactionConnection, TransactionEdge
 from coalition.graphql.members.disputes import DisputeConnection, DisputeEdge
@@ -49,45 +50,45 @@ class Member(graphene.ObjectType):  # type: ignore[misc]
     )
 
     @staticmethod
-    async def fetch(info: Any, member_id: int) -> Any:
+    async def fetch(info: ResolveInfo, member_id: int) -> Any:
         return await visible_member(info, member_id)
 
     @staticmethod
-    def resolve_held_points(root: Any, info: Any) -> int:
+    def resolve_held_points(root: Any, info: ResolveInfo) -> int:
         return int(root.held)
 
     @staticmethod
-    def resolve_owed_points(root: Any, info: Any) -> int:
+    def resolve_owed_points(root: Any, info: ResolveInfo) -> int:
         return int(root.owed)
 
     @staticmethod
-    def resolve_tier(root: Any, info: Any) -> str:
+    def resolve_tier(root: Any, info: ResolveInfo) -> str:
         return tier_for(root.lifetime_points)
 
     @staticmethod
-    def _own_contact(root: Any, info: Any, encrypted: bytes | None) -> str | None:
+    def _own_contact(root: Any, info: ResolveInfo, encrypted: bytes | None) -> str | None:
         caller = info.context.caller
         if encrypted is None or caller is None or caller.member_id != root.id:
             return None
         return str(info.context.services.keys.decrypt(encrypted))
 
     @staticmethod
-    def resolve_presence_code(root: Any, info: Any) -> str | None:
+    def resolve_presence_code(root: Any, info: ResolveInfo) -> str | None:
         caller = info.context.caller
         if caller is None or caller.role.value != "MEMBER" or caller.member_id != root.id:
             return None
         return presence_code(info.context.services.keys, root.loyalty_id, utcnow())
 
     @staticmethod
-    def resolve_email(root: Any, info: Any) -> str | None:
+    def resolve_email(root: Any, info: ResolveInfo) -> str | None:
         return Member._own_contact(root, info, root.email_encrypted)
 
     @staticmethod
-    def resolve_phone(root: Any, info: Any) -> str | None:
+    def resolve_phone(root: Any, info: ResolveInfo) -> str | None:
         return Member._own_contact(root, info, root.phone_encrypted)
 
     @staticmethod
-    async def resolve_disputes(root: Any, info: Any, first: int | None = None, after: str | None = None) -> Any:
+    async def resolve_disputes(root: Any, info: ResolveInfo, first: int | None = None, after: str | None = None) -> Any:
         caller = info.context.require_caller()
         if caller.role.value != "ADMIN" and caller.member_id != root.id:
             return None
@@ -97,7 +98,8 @@ class Member(graphene.ObjectType):  # type: ignore[misc]
         return connection(info, DisputeEdge, DisputeConnection, rows, size)
 
     @staticmethod
-    async def resolve_transactions(root: Any, info: Any, first: int | None = None, after: str | None = None) -> Any:
+    async def resolve_transactions(root: Any, info: ResolveInfo,
+                                   first: int | None = None, after: str | None = None) -> Any:
         caller = info.context.require_caller()
         size = page_size(first)
         merchant_id = caller.merchant_id if caller.role.value == "MERCHANT" else None

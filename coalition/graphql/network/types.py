@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-from typing import Any
-
 import graphene
+
+from coalition.graphql.context import ResolveInfo
 
 
 class Network(graphene.ObjectType):  # type: ignore[misc]
@@ -17,7 +17,7 @@ class Network(graphene.ObjectType):  # type: ignore[misc]
     )
 
 
-def network_of(info: Any) -> Network:
+def network_of(info: ResolveInfo) -> Network:
     services = info.context.services
     return Network(
         name=services.settings.network_name,

@@ -6,7 +6,8 @@ from typing import Any
 
 import graphene
 
-from coalition.graphql.core.mutations import payload_of
+from coalition.graphql.context import ResolveInfo
+from coalition.graphql.core.mutations import Access, BaseMutation
 from coalition.graphql.core.types import UserError, decode_input_id
 from coalition.graphql.partners.types import Merchant
 from coalition.partners.models import MerchantStatus
@@ -27,24 +28,15 @@ class OnboardMerchantPayload(graphene.ObjectType):  # type: ignore[misc]
     user_errors = graphene.List(graphene.NonNull(UserError), required=True, description="What was wrong, if anything.")
 
 
-class OnboardMerchant(graphene.Mutation):  # type: ignore[misc]
+class OnboardMerchant(BaseMutation, access=Access.ADMIN, input_type=OnboardMerchantInput,
+                      output=OnboardMerchantPayload):
     """Add a partner shop to the network (admin)."""
 
-    class Arguments:
-        input = OnboardMerchantInput(required=True)
-
-    Output = OnboardMerchantPayload
-
-    @staticmethod
-    async def mutate(root: Any, info: Any, input: Any) -> Any:
-        info.context.require_admin()
-
-        async def call() -> dict[str, Any]:
-            onboarding = await onboard_merchant(info.context.db, name=input.name, category=input.category,
-                                                earn_rate_points_per_unit=input.earn_rate_points_per_unit)
-            return {"merchant": onboarding.merchant, "api_key": onboarding.api_key}
-
-        return await payload_of(OnboardMerchantPayload, call)
+    @classmethod
+    async def perform(cls, info: ResolveInfo, input: Any) -> dict[str, Any]:
+        onboarding = await onboard_merchant(info.context.db, name=input.name, category=input.category,
+                                            earn_rate_points_per_unit=input.earn_rate_points_per_unit)
+        return {"merchant": onboarding.merchant, "api_key": onboarding.api_key}
 
 
 class SuspendMerchantInput(graphene.InputObjectType):  # type: ignore[misc]
@@ -62,28 +54,32 @@ class SuspendMerchantPayload(graphene.ObjectType):  # type: ignore[misc]
     user_errors = graphene.List(graphene.NonNull(UserError), required=True, description="What was wrong, if anything.")
 
 
-def status_mutation(name: str, input_type: type, status: MerchantStatus, description: str) -> Any:
-    async def mutate(root: Any, info: Any, input: Any) -> Any:
-        info.context.require_admin()
+class SetMerchantStatus(BaseMutation):
+    """Move a merchant to ``status`` (admin); setting the status it has changes nothing."""
 
-        async def call() -> dict[str, Any]:
-            merchant_id = decode_input_id(info, input.merchant_id, "Merchant", "merchantId")
-            return {"merchant": await set_merchant_status(info.context.db, merchant_id, status)}
+    class Meta:
+        abstract = True
 
-        return await payload_of(SuspendMerchantPayload, call)
+    access = Access.ADMIN
+    Output = SuspendMerchantPayload
+    status: MerchantStatus
 
-    arguments = type("Arguments", (), {"input": input_type(required=True)})
-    return type(name, (graphene.Mutation,), {"__doc__": description, "Arguments": arguments,
-                                             "Output": SuspendMerchantPayload, "mutate": staticmethod(mutate)})
+    @classmethod
+    async def perform(cls, info: ResolveInfo, input: Any) -> dict[str, Any]:
+        merchant_id = decode_input_id(info, input.merchant_id, "Merchant", "merchantId")
+        return {"merchant": await set_merchant_status(info.context.db, merchant_id, cls.status)}
 
 
-SuspendMerchant = status_mutation(
-    "SuspendMerchant", SuspendMerchantInput, MerchantStatus.SUSPENDED,
-    "Stop a merchant writing to the ledger (admin); its key still reads. Suspending twice changes nothing.",
-)
-ReactivateMerchant = status_mutation(
-    "ReactivateMerchant", ReactivateMerchantInput, MerchantStatus.ACTIVE, "Let a suspended merchant write again."
-)
+class SuspendMerchant(SetMerchantStatus, input_type=SuspendMerchantInput):
+    """Stop a merchant writing to the ledger (admin); its key still reads. Suspending twice changes nothing."""
+
+    status = MerchantStatus.SUSPENDED
+
+
+class ReactivateMerchant(SetMerchantStatus, input_type=ReactivateMerchantInput):
+    """Let a suspended merchant write again."""
+
+    status = MerchantStatus.ACTIVE
 
 
 class PartnerMutations(graphene.ObjectType):  # type: ignore[misc]

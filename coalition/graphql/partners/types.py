@@ -5,7 +5,8 @@ from typing import Any
 import graphene
 
 from coalition.graphql.access import may_see_merchant
-from coalition.graphql.core.types import Node, PageInfo
+from coalition.graphql.context import ResolveInfo
+from coalition.graphql.core.types import Node, connection_types
 from coalition.graphql.dataloaders import MerchantByIdLoader
 from coalition.partners.models import Merchant as MerchantModel
 from coalition.partners.models import MerchantStatus as MerchantStatusValue
@@ -26,21 +27,12 @@ class Merchant(graphene.ObjectType):  # type: ignore[misc]
     earn_rate_points_per_unit = graphene.Int(required=True, description="Points per whole currency unit spent.")
 
     @staticmethod
-    async def fetch(info: Any, merchant_id: int) -> Any:
+    async def fetch(info: ResolveInfo, merchant_id: int) -> Any:
         if not may_see_merchant(info):
             return None
         return await info.context.loader(MerchantByIdLoader).load(merchant_id)
 
 
-class MerchantEdge(graphene.ObjectType):  # type: ignore[misc]
-    """A merchant in a page."""
-
-    node = graphene.Field(Merchant, required=True, description="The merchant.")
-    cursor = graphene.String(required=True, description="Where this merchant sits in the list.")
-
-
-class MerchantConnection(graphene.ObjectType):  # type: ignore[misc]
-    """A page of merchants, oldest first."""
-
-    edges = graphene.List(graphene.NonNull(MerchantEdge), required=True, description="The merchants in this page.")
-    page_info = graphene.Field(PageInfo, required=True, description="Whether more follow.")
+MerchantEdge, MerchantConnection = connection_types(
+    Merchant, name="Merchant", noun="merchant", nouns="merchants", order="oldest first",
+    edges_description="The merchants in this page.")

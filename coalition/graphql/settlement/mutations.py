@@ -6,7 +6,8 @@ from typing import Any
 
 import graphene
 
-from coalition.graphql.core.mutations import payload_of
+from coalition.graphql.context import ResolveInfo
+from coalition.graphql.core.mutations import Access, BaseMutation
 from coalition.graphql.core.types import UserError
 from coalition.graphql.settlement.types import NetworkPolicy, SettlementBatch
 from coalition.settlement.policy import set_policy
@@ -25,25 +26,15 @@ class RunSettlementPayload(graphene.ObjectType):  # type: ignore[misc]
     user_errors = graphene.List(graphene.NonNull(UserError), required=True, description="What was wrong, if anything.")
 
 
-class RunSettlement(graphene.Mutation):  # type: ignore[misc]
+class RunSettlement(BaseMutation, access=Access.ADMIN, input_type=RunSettlementInput, output=RunSettlementPayload):
     """Close all unsettled activity up to periodEnd into one signed batch (admin)."""
 
-    class Arguments:
-        input = RunSettlementInput(required=True)
-
-    Output = RunSettlementPayload
-
-    @staticmethod
-    async def mutate(root: Any, info: Any, input: Any) -> Any:
-        info.context.require_admin()
+    @classmethod
+    async def perform(cls, info: ResolveInfo, input: Any) -> dict[str, Any]:
         services = info.context.services
-
-        async def call() -> dict[str, Any]:
-            result = await run_settlement(services.db, services.settings, services.keys,
-                                          period_end=input.period_end, idempotency_key=input.idempotency_key)
-            return {"batch": result.batch}
-
-        return await payload_of(RunSettlementPayload, call)
+        result = await run_settlement(services.db, services.settings, services.keys,
+                                      period_end=input.period_end, idempotency_key=input.idempotency_key)
+        return {"batch": result.batch}
 
 
 class SetNetworkPolicyInput(graphene.InputObjectType):  # type: ignore[misc]
@@ -67,28 +58,19 @@ class SetNetworkPolicyPayload(graphene.ObjectType):  # type: ignore[misc]
     user_errors = graphene.List(graphene.NonNull(UserError), required=True, description="What was wrong, if anything.")
 
 
-class SetNetworkPolicy(graphene.Mutation):  # type: ignore[misc]
+class SetNetworkPolicy(BaseMutation, access=Access.ADMIN, input_type=SetNetworkPolicyInput,
+                       output=SetNetworkPolicyPayload):
     """Append a policy version; omitted fields keep their current values (admin)."""
 
-    class Arguments:
-        input = SetNetworkPolicyInput(required=True)
-
-    Output = SetNetworkPolicyPayload
-
-    @staticmethod
-    async def mutate(root: Any, info: Any, input: Any) -> Any:
-        info.context.require_admin()
+    @classmethod
+    async def perform(cls, info: ResolveInfo, input: Any) -> dict[str, Any]:
         services = info.context.services
-
-        async def call() -> dict[str, Any]:
-            policy = await set_policy(
-                services.db, services.settings, point_value_minor=input.point_value_minor,
-                funding_model=input.funding_model, reimbursement_rate=input.reimbursement_rate,
-                breakage_share=input.breakage_share, period=input.period, timezone=input.timezone,
-                redeem_without_proof_points=input.redeem_without_proof_points, effective_from=input.effective_from)
-            return {"policy": policy}
-
-        return await payload_of(SetNetworkPolicyPayload, call)
+        policy = await set_policy(
+            services.db, services.settings, point_value_minor=input.point_value_minor,
+            funding_model=input.funding_model, reimbursement_rate=input.reimbursement_rate,
+            breakage_share=input.breakage_share, period=input.period, timezone=input.timezone,
+            redeem_without_proof_points=input.redeem_without_proof_points, effective_from=input.effective_from)
+        return {"policy": policy}
 
 
 class SettlementMutations(graphene.ObjectType):  # type: ignore[misc]

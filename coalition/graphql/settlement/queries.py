@@ -6,6 +6,7 @@ from typing import Any
 
 import graphene
 
+from coalition.graphql.context import ResolveInfo
 from coalition.graphql.core.types import connection, decode_cursor, page_size
 from coalition.graphql.settlement.types import (
     NetworkPolicy,
@@ -26,7 +27,7 @@ class SettlementQueries(graphene.ObjectType):  # type: ignore[misc]
         description="The network's settlement policy (anyone may read it).")
 
     @staticmethod
-    async def resolve_settlement_batches(root: Any, info: Any, first: int | None = None,
+    async def resolve_settlement_batches(root: Any, info: ResolveInfo, first: int | None = None,
                                          after: str | None = None) -> Any:
         visible_merchant(info)
         size = page_size(first)
@@ -34,6 +35,6 @@ class SettlementQueries(graphene.ObjectType):  # type: ignore[misc]
         return connection(info, SettlementBatchEdge, SettlementBatchConnection, rows, size)
 
     @staticmethod
-    async def resolve_network_policy(root: Any, info: Any, at: Any = None) -> Any:
+    async def resolve_network_policy(root: Any, info: ResolveInfo, at: Any = None) -> Any:
         services = info.context.services
         return await current_policy(services.db, services.settings, at)

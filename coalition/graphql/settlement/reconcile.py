@@ -9,7 +9,8 @@ import graphene
 
 from coalition.auth.models import Role
 from coalition.errors import DomainError
-from coalition.graphql.core.mutations import payload_of
+from coalition.graphql.context import ResolveInfo
+from coalition.graphql.core.mutations import Access, BaseMutation
 from coalition.graphql.core.scalars import BigInt
 from coalition.graphql.core.types import UserError, decode_input_id
 from coalition.graphql.errors import Forbidden
@@ -76,7 +77,7 @@ class ReconciliationLine(graphene.ObjectType):  # type: ignore[misc]
     matched_by = graphene.Field(ReconciliationMatch, description="How the pair was found.")
 
     @staticmethod
-    async def resolve_transaction(root: LineView, info: Any) -> Any:
+    async def resolve_transaction(root: LineView, info: ResolveInfo) -> Any:
         return None if root.entry_id is None else await Transaction.fetch(info, root.entry_id)
 
 
@@ -130,35 +131,35 @@ class ReconciliationReport(graphene.ObjectType):  # type: ignore[misc]
     row_error_count = graphene.Int(required=True, description="How many lines could not be read in all.")
 
     @staticmethod
-    async def resolve_merchant(root: Report, info: Any) -> Any:
+    async def resolve_merchant(root: Report, info: ResolveInfo) -> Any:
         return await Merchant.fetch(info, root.merchant_id)
 
     @staticmethod
-    def resolve_from_(root: Report, info: Any) -> dt.datetime | None:
+    def resolve_from_(root: Report, info: ResolveInfo) -> dt.datetime | None:
         return root.start
 
     @staticmethod
-    def resolve_to(root: Report, info: Any) -> dt.datetime | None:
+    def resolve_to(root: Report, info: ResolveInfo) -> dt.datetime | None:
         return root.end
 
     @staticmethod
-    def resolve_matched(root: Report, info: Any) -> list[LineView]:
+    def resolve_matched(root: Report, info: ResolveInfo) -> list[LineView]:
         return [LineView(line) for line in root.by_status(Status.MATCHED)]
 
     @staticmethod
-    def resolve_mismatched(root: Report, info: Any) -> list[LineView]:
+    def resolve_mismatched(root: Report, info: ResolveInfo) -> list[LineView]:
         return [LineView(line) for line in root.by_status(Status.MISMATCHED)]
 
     @staticmethod
-    def resolve_missing_in_coalition(root: Report, info: Any) -> list[LineView]:
+    def resolve_missing_in_coalition(root: Report, info: ResolveInfo) -> list[LineView]:
         return [LineView(line) for line in root.by_status(Status.MISSING_IN_COALITION)]
 
     @staticmethod
-    def resolve_missing_in_pos(root: Report, info: Any) -> list[LineView]:
+    def resolve_missing_in_pos(root: Report, info: ResolveInfo) -> list[LineView]:
         return [LineView(line) for line in root.by_status(Status.MISSING_IN_POS)]
 
     @staticmethod
-    def resolve_totals(root: Report, info: Any) -> ReconciliationTotalsByStatus:
+    def resolve_totals(root: Report, info: ResolveInfo) -> ReconciliationTotalsByStatus:
         return ReconciliationTotalsByStatus(
             matched=root.totals(Status.MATCHED), mismatched=root.totals(Status.MISMATCHED),
             missing_in_coalition=root.totals(Status.MISSING_IN_COALITION),
@@ -183,7 +184,7 @@ class ReconcilePosExportPayload(graphene.ObjectType):  # type: ignore[misc]
     user_errors = graphene.List(graphene.NonNull(UserError), required=True, description="What was wrong, if anything.")
 
 
-def merchant_to_reconcile(info: Any, merchant_id: str | None) -> int:
+def merchant_to_reconcile(info: ResolveInfo, merchant_id: str | None) -> int:
     """A merchant reconciles only its own ledger; an admin names the merchant."""
     caller = info.context.require_staff()
     wanted = None if merchant_id is None else decode_input_id(info, merchant_id, "Merchant", "merchantId")
@@ -194,33 +195,24 @@ def merchant_to_reconcile(info: Any, merchant_id: str | None) -> int:
         return wanted
     if wanted is not None and wanted != caller.merchant_id:
         raise Forbidden("a merchant can reconcile only its own transactions; leave merchantId out")
-    return int(caller.merchant_id)
+    return info.context.merchant_id
 
 
-class ReconcilePosExport(graphene.Mutation):  # type: ignore[misc]
+class ReconcilePosExport(BaseMutation, access=Access.STAFF, input_type=ReconcilePosExportInput,
+                         output=ReconcilePosExportPayload):
     """Compare a POS export (CSV) with the ledger: matched, mismatched and missing lines, with totals.
 
     A mutation because it takes a file; it writes nothing."""
 
-    class Arguments:
-        input = ReconcilePosExportInput(required=True)
-
-    Output = ReconcilePosExportPayload
-
-    @staticmethod
-    async def mutate(root: Any, info: Any, input: Any) -> Any:
-        info.context.require_staff()
-
-        async def call() -> dict[str, Any]:
-            tolerance = (DEFAULT_TOLERANCE if input.tolerance_seconds is None
-                         else dt.timedelta(seconds=input.tolerance_seconds))
-            report = await reconcile_pos_export(
-                info.context.db, merchant_id=merchant_to_reconcile(info, input.merchant_id), data=input.csv,
-                currency_exponent=info.context.services.settings.currency_exponent, start=input.from_, end=input.to,
-                tolerance=tolerance)
-            return {"report": report}
-
-        return await payload_of(ReconcilePosExportPayload, call)
+    @classmethod
+    async def perform(cls, info: ResolveInfo, input: Any) -> dict[str, Any]:
+        tolerance = (DEFAULT_TOLERANCE if input.tolerance_seconds is None
+                     else dt.timedelta(seconds=input.tolerance_seconds))
+        report = await reconcile_pos_export(
+            info.context.db, merchant_id=merchant_to_reconcile(info, input.merchant_id), data=input.csv,
+            currency_exponent=info.context.services.settings.currency_exponent, start=input.from_, end=input.to,
+            tolerance=tolerance)
+        return {"report": report}
 
 
 class ReconcileMutations(graphene.ObjectType):  # type: ignore[misc]

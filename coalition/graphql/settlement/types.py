@@ -13,8 +13,9 @@ import graphene
 
 from coalition.errors import DomainError
 from coalition.graphql.access import may_see_batches, settlement_scope
+from coalition.graphql.context import ResolveInfo
 from coalition.graphql.core.scalars import BigInt
-from coalition.graphql.core.types import Node, PageInfo, decode_id, encode_id
+from coalition.graphql.core.types import Node, connection_types, decode_id, encode_id
 from coalition.graphql.errors import CodedError, Forbidden
 from coalition.settlement import service
 from coalition.settlement.errors import BatchNotFound
@@ -30,12 +31,12 @@ FundingModel = graphene.Enum.from_enum(FundingModelValue, description="Who funds
 SettlementPeriod = graphene.Enum.from_enum(SettlementPeriodValue, description="How often periods close.")
 
 
-def visible_merchant(info: Any) -> int | None:
+def visible_merchant(info: ResolveInfo) -> int | None:
     """None for an admin (sees all), the merchant's id for a merchant; members may not look."""
     return settlement_scope(info)
 
 
-async def merchant_or_none(info: Any, merchant_id: int | None) -> Any:
+async def merchant_or_none(info: ResolveInfo, merchant_id: int | None) -> Any:
     if merchant_id is None:
         return None
     from coalition.graphql.partners.types import Merchant
@@ -61,15 +62,15 @@ class NetworkPolicy(graphene.ObjectType):  # type: ignore[misc]
         "proof of presence (memberProof)."))
 
     @staticmethod
-    def resolve_version(root: Any, info: Any) -> int | None:
+    def resolve_version(root: Any, info: ResolveInfo) -> int | None:
         return root.id  # type: ignore[no-any-return]
 
     @staticmethod
-    def resolve_reimbursement_rate(root: Any, info: Any) -> str:
+    def resolve_reimbursement_rate(root: Any, info: ResolveInfo) -> str:
         return str(root.reimbursement_rate)
 
     @staticmethod
-    def resolve_breakage_share(root: Any, info: Any) -> str:
+    def resolve_breakage_share(root: Any, info: ResolveInfo) -> str:
         return str(root.breakage_share)
 
 
@@ -84,11 +85,11 @@ class SettlementLine(graphene.ObjectType):  # type: ignore[misc]
                                    description="Charged to the issuer for these points (REDEMPTION model).")
 
     @staticmethod
-    async def resolve_issuer(root: Any, info: Any) -> Any:
+    async def resolve_issuer(root: Any, info: ResolveInfo) -> Any:
         return await merchant_or_none(info, root.issuer)
 
     @staticmethod
-    async def resolve_redeemer(root: Any, info: Any) -> Any:
+    async def resolve_redeemer(root: Any, info: ResolveInfo) -> Any:
         return await merchant_or_none(info, root.redeemer)
 
 
@@ -113,7 +114,7 @@ class NetPosition(graphene.ObjectType):  # type: ignore[misc]
                                    "`statementExport`); for version 1 the plain SHA-256 of `statement`.")
 
     @staticmethod
-    async def resolve_merchant(root: Any, info: Any) -> Any:
+    async def resolve_merchant(root: Any, info: ResolveInfo) -> Any:
         return await merchant_or_none(info, root.merchant_id)
 
 
@@ -125,11 +126,11 @@ class SettlementTransfer(graphene.ObjectType):  # type: ignore[misc]
     amount_minor = graphene.Field(BigInt, required=True, description="How much (minor units, > 0).")
 
     @staticmethod
-    async def resolve_payer(root: Any, info: Any) -> Any:
+    async def resolve_payer(root: Any, info: ResolveInfo) -> Any:
         return await merchant_or_none(info, root.payer)
 
     @staticmethod
-    async def resolve_payee(root: Any, info: Any) -> Any:
+    async def resolve_payee(root: Any, info: ResolveInfo) -> Any:
         return await merchant_or_none(info, root.payee)
 
 
@@ -146,25 +147,25 @@ class SettlementAdjustment(graphene.ObjectType):  # type: ignore[misc]
     redeemer_minor = graphene.Field(BigInt, required=True, description="Effect on the redeemer's position.")
 
     @staticmethod
-    def resolve_reversal_transaction_id(root: Any, info: Any) -> str:
+    def resolve_reversal_transaction_id(root: Any, info: ResolveInfo) -> str:
         return encode_id(info, "Transaction", root.reversal_entry_id)
 
     @staticmethod
-    def resolve_original_transaction_id(root: Any, info: Any) -> str:
+    def resolve_original_transaction_id(root: Any, info: ResolveInfo) -> str:
         return encode_id(info, "Transaction", root.original_entry_id)
 
     @staticmethod
-    async def resolve_original_batch(root: Any, info: Any) -> Any:
+    async def resolve_original_batch(root: Any, info: ResolveInfo) -> Any:
         if root.original_batch_id is None:
             return None
         return await service.get_batch(info.context.db, root.original_batch_id)
 
     @staticmethod
-    async def resolve_issuer(root: Any, info: Any) -> Any:
+    async def resolve_issuer(root: Any, info: ResolveInfo) -> Any:
         return await merchant_or_none(info, root.issuer_merchant_id)
 
     @staticmethod
-    async def resolve_redeemer(root: Any, info: Any) -> Any:
+    async def resolve_redeemer(root: Any, info: ResolveInfo) -> Any:
         return await merchant_or_none(info, root.redeemer_merchant_id)
 
 
@@ -216,7 +217,7 @@ class SettlementBatch(graphene.ObjectType):  # type: ignore[misc]
                     "own statement with its nonce and inclusion proof, never another's.")
 
     @staticmethod
-    async def fetch(info: Any, batch_id: int) -> Any:
+    async def fetch(info: ResolveInfo, batch_id: int) -> Any:
         if not may_see_batches(info):
             return None
         try:
@@ -225,48 +226,48 @@ class SettlementBatch(graphene.ObjectType):  # type: ignore[misc]
             return None
 
     @staticmethod
-    def resolve_status(root: Any, info: Any) -> str:
+    def resolve_status(root: Any, info: ResolveInfo) -> str:
         return "CLOSED"
 
     @staticmethod
-    def resolve_netting_ratio(root: Any, info: Any) -> str:
+    def resolve_netting_ratio(root: Any, info: ResolveInfo) -> str:
         return service.netting_ratio_of(root)
 
     @staticmethod
-    def resolve_previous_digest(root: Any, info: Any) -> str | None:
+    def resolve_previous_digest(root: Any, info: ResolveInfo) -> str | None:
         return service.previous_digest_of(root)
 
     @staticmethod
-    def resolve_statement_version(root: Any, info: Any) -> int:
+    def resolve_statement_version(root: Any, info: ResolveInfo) -> int:
         return service.statement_version_of(root)
 
     @staticmethod
-    def resolve_merchant_root(root: Any, info: Any) -> str | None:
+    def resolve_merchant_root(root: Any, info: ResolveInfo) -> str | None:
         return service.merchant_root_of(root)
 
     @staticmethod
-    async def resolve_lines(root: Any, info: Any) -> Any:
+    async def resolve_lines(root: Any, info: ResolveInfo) -> Any:
         return await service.batch_matrix(info.context.db, root.id, merchant_id=visible_merchant(info))
 
     @staticmethod
-    async def resolve_positions(root: Any, info: Any) -> Any:
+    async def resolve_positions(root: Any, info: ResolveInfo) -> Any:
         return await service.batch_positions(info.context.db, root.id, merchant_id=visible_merchant(info))
 
     @staticmethod
-    async def resolve_transfers(root: Any, info: Any) -> Any:
+    async def resolve_transfers(root: Any, info: ResolveInfo) -> Any:
         return await service.batch_transfers(info.context.db, root.id, merchant_id=visible_merchant(info))
 
     @staticmethod
-    async def resolve_bilateral_transfers(root: Any, info: Any) -> Any:
+    async def resolve_bilateral_transfers(root: Any, info: ResolveInfo) -> Any:
         return await service.batch_transfers(info.context.db, root.id, merchant_id=visible_merchant(info),
                                              bilateral=True)
 
     @staticmethod
-    async def resolve_adjustments(root: Any, info: Any) -> Any:
+    async def resolve_adjustments(root: Any, info: ResolveInfo) -> Any:
         return await service.batch_adjustments(info.context.db, root.id, merchant_id=visible_merchant(info))
 
     @staticmethod
-    async def resolve_statement_export(root: Any, info: Any, merchant_id: str | None = None) -> str:
+    async def resolve_statement_export(root: Any, info: ResolveInfo, merchant_id: str | None = None) -> str:
         own = visible_merchant(info)
         wanted = decode_id(info, merchant_id, "Merchant") if merchant_id is not None else None
         if own is not None:
@@ -280,15 +281,6 @@ class SettlementBatch(graphene.ObjectType):  # type: ignore[misc]
         return service.export_text(document)
 
 
-class SettlementBatchEdge(graphene.ObjectType):  # type: ignore[misc]
-    """A batch in a page."""
-
-    node = graphene.Field(SettlementBatch, required=True, description="The batch.")
-    cursor = graphene.String(required=True, description="Where this batch sits in the list.")
-
-
-class SettlementBatchConnection(graphene.ObjectType):  # type: ignore[misc]
-    """A page of settlement batches, newest first."""
-
-    edges = graphene.List(graphene.NonNull(SettlementBatchEdge), required=True, description="The batches.")
-    page_info = graphene.Field(PageInfo, required=True, description="Whether more follow.")
+SettlementBatchEdge, SettlementBatchConnection = connection_types(
+    SettlementBatch, name="SettlementBatch", noun="batch", nouns="settlement batches", order="newest first",
+    edges_description="The batches.")

@@ -8,6 +8,7 @@ from typing import Any
 import graphene
 
 from coalition.errors import DomainError
+from coalition.graphql.context import ResolveInfo
 from coalition.graphql.core.scalars import BigInt
 from coalition.graphql.core.types import decode_id
 from coalition.graphql.errors import CodedError
@@ -50,23 +51,23 @@ class SettlementTotals(graphene.ObjectType):  # type: ignore[misc]
     residue_minor = graphene.String(required=True, description="Exact minus rounded money (to the network).")
 
     @staticmethod
-    def resolve_gross_minor(root: SettlementFigures, info: Any) -> int:
+    def resolve_gross_minor(root: SettlementFigures, info: ResolveInfo) -> int:
         return root.netting.gross_minor
 
     @staticmethod
-    def resolve_net_minor(root: SettlementFigures, info: Any) -> int:
+    def resolve_net_minor(root: SettlementFigures, info: ResolveInfo) -> int:
         return root.netting.net_minor
 
     @staticmethod
-    def resolve_network_income_minor(root: SettlementFigures, info: Any) -> int:
+    def resolve_network_income_minor(root: SettlementFigures, info: ResolveInfo) -> int:
         return root.netting.network_income_minor
 
     @staticmethod
-    def resolve_netting_ratio(root: SettlementFigures, info: Any) -> str:
+    def resolve_netting_ratio(root: SettlementFigures, info: ResolveInfo) -> str:
         return str(root.netting.netting_ratio)
 
     @staticmethod
-    def resolve_residue_minor(root: SettlementFigures, info: Any) -> str:
+    def resolve_residue_minor(root: SettlementFigures, info: ResolveInfo) -> str:
         return str(root.residue_minor)
 
 
@@ -85,41 +86,41 @@ class SimulatedPosition(graphene.ObjectType):  # type: ignore[misc]
     adjustments_minor = graphene.Field(BigInt, required=True, description="Adjustments for late reversals.")
 
     @staticmethod
-    async def resolve_merchant(root: PositionChange, info: Any) -> Any:
+    async def resolve_merchant(root: PositionChange, info: ResolveInfo) -> Any:
         from coalition.graphql.partners.types import Merchant
 
         return await Merchant.fetch(info, root.merchant_id)
 
     @staticmethod
-    def resolve_net_minor(root: PositionChange, info: Any) -> int:
+    def resolve_net_minor(root: PositionChange, info: ResolveInfo) -> int:
         return root.simulated.net_minor
 
     @staticmethod
-    def resolve_current_net_minor(root: PositionChange, info: Any) -> int:
+    def resolve_current_net_minor(root: PositionChange, info: ResolveInfo) -> int:
         return root.current.net_minor
 
     @staticmethod
-    def resolve_points_issued(root: PositionChange, info: Any) -> int:
+    def resolve_points_issued(root: PositionChange, info: ResolveInfo) -> int:
         return root.simulated.points_issued
 
     @staticmethod
-    def resolve_points_honored(root: PositionChange, info: Any) -> int:
+    def resolve_points_honored(root: PositionChange, info: ResolveInfo) -> int:
         return root.simulated.points_honored
 
     @staticmethod
-    def resolve_charges_minor(root: PositionChange, info: Any) -> int:
+    def resolve_charges_minor(root: PositionChange, info: ResolveInfo) -> int:
         return root.simulated.charges_minor
 
     @staticmethod
-    def resolve_reimbursements_minor(root: PositionChange, info: Any) -> int:
+    def resolve_reimbursements_minor(root: PositionChange, info: ResolveInfo) -> int:
         return root.simulated.reimbursements_minor
 
     @staticmethod
-    def resolve_breakage_minor(root: PositionChange, info: Any) -> int:
+    def resolve_breakage_minor(root: PositionChange, info: ResolveInfo) -> int:
         return root.simulated.breakage_minor
 
     @staticmethod
-    def resolve_adjustments_minor(root: PositionChange, info: Any) -> int:
+    def resolve_adjustments_minor(root: PositionChange, info: ResolveInfo) -> int:
         return root.simulated.adjustments_minor
 
 
@@ -140,19 +141,19 @@ class SettlementSimulation(graphene.ObjectType):  # type: ignore[misc]
     current = graphene.Field(SettlementTotals, required=True, description="Totals under the real policy.")
 
     @staticmethod
-    async def resolve_batch(root: Simulation, info: Any) -> Any:
+    async def resolve_batch(root: Simulation, info: ResolveInfo) -> Any:
         return None if root.batch_id is None else await get_batch(info.context.db, root.batch_id)
 
     @staticmethod
-    def resolve_positions(root: Simulation, info: Any) -> list[PositionChange]:
+    def resolve_positions(root: Simulation, info: ResolveInfo) -> list[PositionChange]:
         return root.changes
 
     @staticmethod
-    def resolve_lines(root: Simulation, info: Any) -> list[MatrixCell]:
+    def resolve_lines(root: Simulation, info: ResolveInfo) -> list[MatrixCell]:
         return [MatrixCell(*cell) for cell in root.simulated.matrix]
 
     @staticmethod
-    def resolve_transfers(root: Simulation, info: Any) -> Any:
+    def resolve_transfers(root: Simulation, info: ResolveInfo) -> Any:
         return root.simulated.netting.transfers
 
 
@@ -162,7 +163,7 @@ class WhatIfQueries(graphene.ObjectType):  # type: ignore[misc]
         description="Price a period under another policy, beside the real figures; writes nothing (admin).")
 
     @staticmethod
-    async def resolve_simulate_settlement(root: Any, info: Any, input: Any) -> Simulation:
+    async def resolve_simulate_settlement(root: Any, info: ResolveInfo, input: Any) -> Simulation:
         info.context.require_admin()
         services = info.context.services
         try:
