@@ -8,10 +8,8 @@ import logging
 from typing import Any
 
 import pytest
-
-from sqlalchemy import select
-
 from planted_network import forget_cached_insights
+from sqlalchemy import select
 
 from coalition.settlement.models import SettlementBatch
 from coalition.settlement.policy import set_policy
