@@ -66,10 +66,7 @@ async def test_run_stops_when_asked(db: Any, settings: Any, keys: Any, clock: An
 async def test_the_analysis_runs_when_its_interval_has_passed(
     db: Any, settings: Any, keys: Any, ledger: Any, clock: Any, make_merchant: Any, make_member: Any,
 ) -> None:
-    shop = (await make_merchant("Bakery", 1)).merchant
-    member = (await make_member(shop.id)).member
-    await ledger.earn(merchant_id=shop.id, loyalty_id=member.loyalty_id, purchase_amount_minor=10_000,
-                      idempotency_key="e1")
+    await _member_with_points(ledger, make_merchant, make_member)
     worker = Worker(db, settings, keys, clock=clock, settle=False, analyze_every_s=3600)
     try:
         first = await worker.tick()
@@ -88,10 +85,7 @@ async def test_the_analysis_runs_when_its_interval_has_passed(
 async def test_each_job_runs_on_its_own_interval(
     db: Any, settings: Any, keys: Any, ledger: Any, clock: Any, make_merchant: Any, make_member: Any,
 ) -> None:
-    shop = (await make_merchant("Bakery", 1)).merchant
-    member = (await make_member(shop.id)).member
-    await ledger.earn(merchant_id=shop.id, loyalty_id=member.loyalty_id, purchase_amount_minor=10_000,
-                      idempotency_key="e1")
+    shop, member = await _member_with_points(ledger, make_merchant, make_member)
     worker = Worker(db, settings, keys, clock=clock, settle=False, every_s=60, hold_sweep_s=5)
     assert [job.name for job in worker.jobs] == ["holds", "expiry", "refusals"]
     try:
@@ -145,3 +139,12 @@ async def test_a_failing_job_is_logged_and_an_outage_is_not(
         assert len(logged) == 1 and "worker job holds failed" in logged[0].getMessage()
     finally:
         await worker.aclose()
+
+
+async def _member_with_points(ledger: Any, make_merchant: Any, make_member: Any) -> tuple[Any, Any]:
+    """A shop, and a member who earned 100 points there."""
+    shop = (await make_merchant("Bakery", 1)).merchant
+    member = (await make_member(shop.id)).member
+    await ledger.earn(merchant_id=shop.id, loyalty_id=member.loyalty_id, purchase_amount_minor=10_000,
+                      idempotency_key="e1")
+    return shop, member
