@@ -30,15 +30,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	@touch $(STAMP)
 
+# One process for everything: the API also runs the periodic jobs (expired holds, ...), unless
+# COALITION_RUN_WORKER=0 is set (then run `coalition worker` beside it).
 run: venv
 	$(BIN)/coalition demo --if-empty --host $(HOST) --port $(PORT)
-	$(BIN)/coalition serve --host $(HOST) --port $(PORT)
+	COALITION_RUN_WORKER=$${COALITION_RUN_WORKER:-1} $(BIN)/coalition serve --host $(HOST) --port $(PORT)
 
 demo: venv
 	$(BIN)/coalition demo
 
 serve: venv
-	$(BIN)/coalition serve --host $(HOST) --port $(PORT)
+	COALITION_RUN_WORKER=$${COALITION_RUN_WORKER:-1} $(BIN)/coalition serve --host $(HOST) --port $(PORT)
 
 test: venv
 	env -u COALITION_TEST_DATABASE_URL -u COALITION_TEST_REDIS_URL $(BIN)/pytest

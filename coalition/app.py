@@ -18,7 +18,7 @@ from starlette.staticfiles import StaticFiles
 
 from coalition.auth.backend import AuthBackend, caller_of, on_auth_error, require_scope
 from coalition.auth.service import Authenticator, ensure_admin_key
-from coalition.availability import RETRY_AFTER_S, Availability, outage_cause
+from coalition.availability import RETRY_AFTER_S, Availability
 from coalition.config import Settings, load_settings
 from coalition.crypto import NetworkKeys
 from coalition.db import Database, Timeouts
@@ -35,6 +35,7 @@ from coalition.web.graphiql import graphiql_html
 from coalition.web.network_map import network_map_endpoint
 from coalition.web.outage import OutageMiddleware
 from coalition.web.reports import report_routes
+from coalition.worker import start_in_process
 
 logger = logging.getLogger("coalition.app")
 
@@ -94,36 +95,19 @@ def create_app(settings: Settings | None = None) -> Starlette:
     async def home(request: Request) -> Response:
         return RedirectResponse("/graphql")
 
-    async def sweep_holds() -> None:
-        while True:
-            await asyncio.sleep(settings.hold_sweep_interval_s)
-            try:
-                await services.ledger.release_expired_holds()
-            except Exception as exc:
-                if outage_cause(exc) is None:  # an outage is logged once, by the availability tracker
-                    logger.exception("releasing expired holds failed; will retry")
-
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if settings.admin_key:
             await ensure_admin_key(db, settings.admin_key)
-        sweeper = asyncio.create_task(sweep_holds()) if settings.hold_sweep_interval_s > 0 else None
+        stack = contextlib.AsyncExitStack()
         metrics_server = None
         if settings.metrics_port is not None:
             metrics_server = MetricsServer(metrics, settings.metrics_host, settings.metrics_port)
         app.state.metrics_server = metrics_server
-        analyzer = analysis_db = analysis_store = None
-        if settings.analyze_interval_s > 0:
-            # Imported here: numpy, scipy and networkx load only in a process that analyses.
-            from coalition.network.jobs import analyze_forever
-
-            # Its own engine, without the API's command and statement timeouts: the analysis
-            # reads the whole ledger in statements that may rightly take longer than a request.
-            analysis_db = Database(settings.database_url, pool_size=2,
-                                   timeouts=Timeouts(connect_s=timeouts.connect_s, pool_s=30.0))
-            analysis_store = InsightStore(analysis_db, settings.redis_url, settings.insights_cache_s,
-                                          timeout_s=settings.redis_timeout_s, availability=redis_availability)
-            analyzer = asyncio.create_task(analyze_forever(analysis_db, settings, analysis_store))
+        # Periodic jobs (holds, expiry, settlement, the analysis) run in `coalition worker`;
+        # here only with COALITION_RUN_WORKER=1 (coalition/worker.py, on an engine of its own).
+        scheduler = await stack.enter_async_context(start_in_process(settings, keys, redis_availability))
+        app.state.scheduler = scheduler
         # What is alive once the app has started lives as long as the process: freeze it, so
         # that the collector's full passes skip it. Unfrozen, each pass walked every object in
         # the process and stalled all requests in flight for about 100 ms every few seconds
@@ -136,18 +120,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             gc.unfreeze()
             if metrics_server is not None:
                 await asyncio.to_thread(metrics_server.close)  # waits up to half a second for its loop
-            if analyzer is not None:
-                analyzer.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await analyzer
-            if analysis_store is not None and analysis_db is not None:
-                await analysis_store.aclose()
-                await analysis_db.dispose()
+            await stack.aclose()
             await insights.aclose()
-            if sweeper is not None:
-                sweeper.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await sweeper
             await limiter.aclose()
             await db.dispose()
 

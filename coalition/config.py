@@ -78,6 +78,9 @@ class Settings:
     # the largest batches and the least CPU per earn; more suits a database with many cores
     # and few API processes (BENCHMARKS.md, finding 8).
     ledger_batches_in_flight: int = 1
+    # The one scheduler (coalition/worker.py): the API process runs it only when told
+    # (COALITION_RUN_WORKER=1); `coalition worker` runs it anyway. How often it voids expired holds.
+    run_worker: bool = False
     hold_sweep_interval_s: float = 5.0
     # Referrals: both members get network-issued points at the referee's first purchase of at
     # least referral_min_purchase_minor; a referrer may bring in referral_daily_limit members a day.
@@ -85,7 +88,9 @@ class Settings:
     referral_welcome_points: int = 100
     referral_min_purchase_minor: int = 1000
     referral_daily_limit: int = 10
-    # Network analysis (`coalition analyze`, the worker): how often, and how long Redis keeps results.
+    # Network analysis: how often the scheduler in the API process runs it (with
+    # COALITION_RUN_WORKER=1; `coalition worker --analyze-every` for the worker), and how long
+    # Redis keeps results.
     analyze_interval_s: float = 0.0
     insights_cache_s: int = 3600
     # Member access: the base URL of links the network hands out (claim links), and how long a
@@ -131,6 +136,15 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     if value < 0:
         raise ConfigError(f"{name}={value} must not be negative")
     return value
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    raw = (env.get(name) or "0").strip().lower()
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name}={raw!r} must be 1 or 0")
 
 
 def _secret(env: Mapping[str, str], name: str, min_length: int = 16) -> str | None:
@@ -234,6 +248,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         redis_timeout_s=_float(env, "COALITION_REDIS_TIMEOUT_S", 0.5),
         redis_health_check_s=_int(env, "COALITION_REDIS_HEALTH_CHECK_S", 30),
         ledger_batches_in_flight=_int(env, "COALITION_LEDGER_BATCHES_IN_FLIGHT", 1, minimum=1),
+        run_worker=_flag(env, "COALITION_RUN_WORKER"),
         hold_sweep_interval_s=_float(env, "COALITION_HOLD_SWEEP_INTERVAL_S", 5.0),
         referral_bonus_points=_int(env, "COALITION_REFERRAL_BONUS_POINTS", 200),
         referral_welcome_points=_int(env, "COALITION_REFERRAL_WELCOME_POINTS", 100),

@@ -1,13 +1,33 @@
-"""The background worker (``coalition worker``): the ledger's and settlement's periodic jobs.
+"""The one scheduler for periodic work: ``coalition worker``, or the API process when told.
 
-Each tick: void expired holds, expire lots past their date (and purge refusals kept past
-``COALITION_IDEMPOTENCY_RETENTION_S``), close every settlement
-period that has ended (per the policy's period and time zone) and is not yet settled, and
-run the network analysis when the last run is older than ``analyze_every_s`` (with Redis,
-one worker per interval runs it).
+Every periodic job of the network is in one table (:attr:`Worker.jobs`), each with its interval:
+
+==============  ==========================================  ====================================
+job             what it does                                every
+==============  ==========================================  ====================================
+``holds``       void authorizations past their expiry       ``COALITION_HOLD_SWEEP_INTERVAL_S``
+``expiry``      expire lots past their date                 ``--interval-s`` (60 s)
+``refusals``    purge refusals kept under idempotency keys  ``--interval-s``
+                past ``COALITION_IDEMPOTENCY_RETENTION_S``
+``settlement``  close every settlement period that has      ``--interval-s`` (``--no-settle``:
+                ended (the policy's period and time zone)   never)
+``analysis``    the network analysis (with Redis, one       ``--analyze-every``, or
+                worker per interval runs it)                ``COALITION_ANALYZE_INTERVAL_S`` in
+                                                            the API process
+==============  ==========================================  ====================================
+
+An interval of 0 turns its job off. Three commands run this table: ``coalition worker`` (every
+job), ``coalition analyze --every N`` (the analysis alone) and the API process when
+``COALITION_RUN_WORKER=1`` (:func:`start_in_process`); nothing else schedules anything.
+
 A period's run uses the idempotency key ``auto-<period end>``, so two workers, or a
 worker and a restarted one, close it once: the second gets the same batch back.
-Every job is safe to repeat; a failed job is logged and retried on the next tick.
+Every job is safe to repeat; a failed job is logged and retried when it is next due. While
+the database is down a job's failure is not logged again: its availability tracker logs the
+outage once (``coalition.availability``), not every job every few seconds.
+The scheduler's database engine applies no command or statement timeout (:func:`scheduler_database`):
+settlement runs and the analysis read the whole ledger in statements that may rightly take
+longer than an API request.
 """
 
 from __future__ import annotations
@@ -16,17 +36,17 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
 
+from coalition.availability import Availability, outage_cause
 from coalition.config import Settings
 from coalition.crypto import NetworkKeys
-from coalition.db import Database, utcnow
+from coalition.db import Database, Timeouts, utcnow
 from coalition.ledger import refusals
 from coalition.ledger.service import Ledger
-from coalition.network.jobs import run_analysis
 from coalition.network.store import InsightStore
 from coalition.settlement.models import SettlementBatch
 from coalition.settlement.policy import current_policy, latest_period_end
@@ -34,6 +54,9 @@ from coalition.settlement.service import run_settlement
 
 logger = logging.getLogger("coalition.worker")
 HOLD_BATCH = 1000
+DEFAULT_INTERVAL_S = 60.0  # expiry, refusals and settlement: `coalition worker --interval-s`
+MIN_SLEEP_S = 0.01  # never spin: a job slower than its interval runs again after this pause
+JOB_NAMES = ("holds", "expiry", "refusals", "settlement", "analysis")
 
 
 @dataclass
@@ -46,32 +69,72 @@ class TickReport:
     errors: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Job:
+    """One row of the schedule: ``run`` every ``every_s`` seconds (0: never)."""
+
+    name: str
+    every_s: float
+    run: Callable[[TickReport], Awaitable[None]]
+
+
 class Worker:
-    """One tick at a time (:meth:`tick`), or forever (:meth:`run`). The clock is injectable."""
+    """Runs the jobs that are due once (:meth:`tick`), or forever (:meth:`run`). The clock is injectable.
+
+    ``only`` keeps the named jobs (``coalition analyze --every`` keeps ``analysis``);
+    ``hold_sweep_s`` defaults to ``COALITION_HOLD_SWEEP_INTERVAL_S``.
+    """
 
     def __init__(self, db: Database, settings: Settings, keys: NetworkKeys, *,
-                 clock: Callable[[], dt.datetime] = utcnow, settle: bool = True, analyze_every_s: float = 0.0) -> None:
-        self.db, self.settings, self.keys, self.clock, self.settle = db, settings, keys, clock, settle
+                 clock: Callable[[], dt.datetime] = utcnow, settle: bool = True, analyze_every_s: float = 0.0,
+                 every_s: float = DEFAULT_INTERVAL_S, hold_sweep_s: float | None = None,
+                 only: Collection[str] | None = None, insights: InsightStore | None = None) -> None:
+        unknown = set(only or ()) - set(JOB_NAMES)
+        if unknown:
+            raise ValueError(f"no such worker job: {', '.join(sorted(unknown))} (the jobs: {', '.join(JOB_NAMES)})")
+        self.db, self.settings, self.keys, self.clock = db, settings, keys, clock
         self.ledger = Ledger(db, settings, clock=clock)
-        self.analyze_every_s = analyze_every_s
-        self.insights = InsightStore(db, settings.redis_url, settings.insights_cache_s)
-        self.analyzed_at: dt.datetime | None = None
+        self.insights = insights or InsightStore(db, settings.redis_url, settings.insights_cache_s)
+        hold_every = settings.hold_sweep_interval_s if hold_sweep_s is None else hold_sweep_s
+        table = [
+            Job("holds", hold_every, self._release_holds),
+            Job("expiry", every_s, self._expire),
+            Job("refusals", every_s, self._purge_refusals),
+            Job("settlement", every_s if settle else 0.0, self._settle),
+            Job("analysis", analyze_every_s, self._analyze),
+        ]
+        self.jobs = [job for job in table if job.every_s > 0 and (only is None or job.name in only)]
+        self.last_run: dict[str, dt.datetime] = {}
 
     async def aclose(self) -> None:
         await self.insights.aclose()
 
+    def due(self, job: Job, now: dt.datetime) -> bool:
+        last = self.last_run.get(job.name)
+        return last is None or (now - last).total_seconds() >= job.every_s
+
+    def seconds_to_next(self) -> float:
+        """How long until the next job is due (by the worker's clock)."""
+        now = self.clock()
+        waits = [job.every_s - (now - self.last_run[job.name]).total_seconds() if job.name in self.last_run else 0.0
+                 for job in self.jobs]
+        return max(MIN_SLEEP_S, min(waits, default=DEFAULT_INTERVAL_S))
+
     async def tick(self) -> TickReport:
+        """Run every job that is due now (each job once on the first tick)."""
         report = TickReport()
-        jobs = (("holds", self._release_holds), ("expiry", self._expire), ("settlement", self._settle),
-                ("analysis", self._analyze))
-        for name, job in jobs:
-            if (name == "settlement" and not self.settle) or (name == "analysis" and self.analyze_every_s <= 0):
+        for job in self.jobs:
+            now = self.clock()
+            if not self.due(job, now):
                 continue
+            self.last_run[job.name] = now  # a failed job waits its interval too, not a busy loop
             try:
-                await job(report)
+                await job.run(report)
             except Exception as exc:  # one failing job must not stop the others or the loop
-                logger.exception("worker job %s failed", name)
-                report.errors.append(f"{name}: {type(exc).__name__}: {exc}")
+                if outage_cause(exc) is None:
+                    logger.exception("worker job %s failed; it runs again in %g s", job.name, job.every_s)
+                # An outage is logged once, by the availability tracker, not by each job each time.
+                report.errors.append(f"{job.name}: {type(exc).__name__}: {exc}")
         return report
 
     async def _release_holds(self, report: TickReport) -> None:
@@ -84,6 +147,8 @@ class Worker:
     async def _expire(self, report: TickReport) -> None:
         _, points = await self.ledger.expire_lots()
         report.points_expired += points
+
+    async def _purge_refusals(self, report: TickReport) -> None:
         # Refusals kept under idempotency keys past the retention period (ledger/refusals.py).
         since = self.clock() - dt.timedelta(seconds=self.settings.idempotency_retention_s)
         report.refusals_purged += await refusals.purge(self.db, older_than=since)
@@ -102,21 +167,66 @@ class Worker:
         report.batch_ids.append(result.batch.id)
 
     async def _analyze(self, report: TickReport) -> None:
+        # Imported here: numpy, scipy and networkx load only in a process that analyses.
+        from coalition.network.jobs import run_analysis
+
         now = self.clock()
-        if self.analyzed_at is not None and (now - self.analyzed_at).total_seconds() < self.analyze_every_s:
-            return
-        self.analyzed_at = now
-        slot = int(now.timestamp() // self.analyze_every_s)  # workers agree on the interval they are in
-        if not await self.insights.claim(f"analyze:{slot}", self.analyze_every_s):
+        every_s = next(job.every_s for job in self.jobs if job.name == "analysis")
+        slot = int(now.timestamp() // every_s)  # workers agree on the interval they are in
+        if not await self.insights.claim(f"analyze:{slot}", every_s):
             return  # another worker runs this interval's analysis
         run = await run_analysis(self.db, self.settings, store=self.insights, keys=self.keys, now=now)
+        logger.info("network analysis run %s stored at %s", run.run_id, run.computed_at)
         report.analysis_run = run.run_id
 
-    async def run(self, interval_s: float, stop: asyncio.Event | None = None) -> None:
-        """Tick every ``interval_s`` seconds until ``stop`` is set."""
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Run the jobs as they fall due until ``stop`` is set."""
         stop = stop or asyncio.Event()
         while not stop.is_set():
             report = await self.tick()
-            logger.info("worker tick: %s", report)
+            if report != TickReport():
+                logger.info("worker tick: %s", report)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=interval_s)
+                await asyncio.wait_for(stop.wait(), timeout=self.seconds_to_next())
+
+
+def scheduler_database(settings: Settings) -> Database:
+    """An engine for the scheduler in the API process, without the API's command and statement timeouts.
+
+    The jobs read the whole ledger (settlement, the analysis) in statements that may rightly
+    take longer than a request; the connect timeout stays, so an outage is found out as fast.
+    """
+    return Database(settings.database_url, pool_size=2,
+                    timeouts=Timeouts(connect_s=settings.db_connect_timeout_s or None, pool_s=30.0))
+
+
+@contextlib.asynccontextmanager
+async def start_in_process(settings: Settings, keys: NetworkKeys,
+                           redis_availability: Availability | None = None) -> AsyncIterator[Worker | None]:
+    """The API's lifespan: run the scheduler in this process if ``COALITION_RUN_WORKER=1``, else nothing.
+
+    The analysis runs here only if ``COALITION_ANALYZE_INTERVAL_S`` > 0. Several API processes
+    may all run it: each job is safe to repeat, and with Redis one process per interval analyses.
+    """
+    if not settings.run_worker:
+        if settings.analyze_interval_s > 0:
+            logger.warning("COALITION_ANALYZE_INTERVAL_S is set but this process runs no scheduler: set "
+                           "COALITION_RUN_WORKER=1, or run `coalition worker --analyze-every %g`",
+                           settings.analyze_interval_s)
+        yield None
+        return
+    db = scheduler_database(settings)
+    insights = InsightStore(db, settings.redis_url, settings.insights_cache_s, timeout_s=settings.redis_timeout_s,
+                            availability=redis_availability)
+    worker = Worker(db, settings, keys, analyze_every_s=settings.analyze_interval_s, insights=insights)
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    try:
+        yield worker
+    finally:
+        stop.set()
+        task.cancel()  # a job in flight (an analysis) is not waited for at shutdown
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await worker.aclose()
+        await db.dispose()

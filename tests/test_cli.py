@@ -406,6 +406,43 @@ def test_analyze_stores_a_run_and_writes_the_map(demo_db: Path, tmp_path: Path) 
     assert invoke(demo_db, "analyze", "--map", str(tmp_path / "map.gif")).exit_code != 0
 
 
+def test_analyze_every_is_the_worker_running_the_analysis_alone(
+    demo_db: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from coalition.worker import Worker
+
+    seen: list[tuple[list[tuple[str, float]], int | None]] = []
+
+    async def one_round(self: Worker, stop: Any = None) -> None:  # the schedule's first round, then Ctrl-C
+        report = await self.tick()
+        seen.append(([(job.name, job.every_s) for job in self.jobs], report.analysis_run))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Worker, "run", one_round)
+    result = invoke(demo_db, "analyze", "--every", "600")
+
+    assert result.exit_code == 0, result.output
+    assert "analysing every 600 s" in result.stderr
+    assert seen == [([("analysis", 600.0)], 1)]  # the one scheduler, the analysis job alone, at once
+    assert invoke(demo_db, "analyze", "--every", "0.5").exit_code != 0  # at least a second, as before
+
+
+def test_worker_schedules_every_job_with_its_interval(demo_db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from coalition.worker import Worker
+
+    tables: list[list[tuple[str, float]]] = []
+
+    async def no_loop(self: Worker, stop: Any = None) -> None:
+        tables.append([(job.name, job.every_s) for job in self.jobs])
+
+    monkeypatch.setattr(Worker, "run", no_loop)
+    assert invoke(demo_db, "worker", "--interval-s", "30", "--analyze-every", "900",
+                  COALITION_HOLD_SWEEP_INTERVAL_S="2").exit_code == 0
+    assert invoke(demo_db, "worker", "--no-settle", "--analyze-every", "0").exit_code == 0
+    assert tables == [[("holds", 2.0), ("expiry", 30.0), ("refusals", 30.0), ("settlement", 30.0), ("analysis", 900.0)],
+                      [("holds", 5.0), ("expiry", 60.0), ("refusals", 60.0)]]
+
+
 def test_a_large_demo_is_bulk_loaded_and_consistent(tmp_path: Path) -> None:
     db_file = tmp_path / "large.db"
     result = invoke(db_file, "demo", "--members", "5000", "--seed", "2")

@@ -77,3 +77,14 @@ def test_refusal_delay_is_read_in_milliseconds() -> None:
     assert load_settings({}).refusal_delay_s == 0.1
     assert load_settings({"COALITION_REFUSAL_DELAY_MS": "0"}).refusal_delay_s == 0.0
     assert load_settings({"COALITION_REFUSAL_DELAY_MS": "250"}).refusal_delay_s == 0.25
+
+
+def test_the_api_runs_the_scheduler_only_when_told() -> None:
+    defaults = load_settings({})
+    assert (defaults.run_worker, defaults.hold_sweep_interval_s, defaults.analyze_interval_s) == (False, 5.0, 0.0)
+    for raw in ("1", "true", "YES", "on"):
+        assert load_settings({"COALITION_RUN_WORKER": raw}).run_worker is True
+    for raw in ("0", "false", "", "off"):
+        assert load_settings({"COALITION_RUN_WORKER": raw}).run_worker is False
+    with pytest.raises(ConfigError, match="COALITION_RUN_WORKER='maybe' must be 1 or 0"):
+        load_settings({"COALITION_RUN_WORKER": "maybe"})

@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 from typing import Any
 
+import pytest
+from planted_network import forget_cached_insights
 from sqlalchemy import select
 
 from coalition.settlement.models import SettlementBatch
 from coalition.settlement.policy import set_policy
 from coalition.worker import Worker
+
+
+@pytest.fixture(autouse=True)
+async def _no_claimed_jobs(settings: Any) -> None:
+    # The analysis is claimed per interval in Redis, which outlives the test that claimed it.
+    await forget_cached_insights(settings.redis_url)
 
 
 async def test_a_tick_runs_every_job_and_closes_each_due_period_once(
@@ -45,9 +54,9 @@ async def test_a_tick_runs_every_job_and_closes_each_due_period_once(
 
 
 async def test_run_stops_when_asked(db: Any, settings: Any, keys: Any, clock: Any) -> None:
-    worker = Worker(db, settings, keys, clock=clock, settle=False)
+    worker = Worker(db, settings, keys, clock=clock, settle=False, every_s=0.01)
     stop = asyncio.Event()
-    task = asyncio.create_task(worker.run(interval_s=0.01, stop=stop))
+    task = asyncio.create_task(worker.run(stop=stop))
     await asyncio.sleep(0.05)
     stop.set()
     await asyncio.wait_for(task, timeout=5)
@@ -57,10 +66,7 @@ async def test_run_stops_when_asked(db: Any, settings: Any, keys: Any, clock: An
 async def test_the_analysis_runs_when_its_interval_has_passed(
     db: Any, settings: Any, keys: Any, ledger: Any, clock: Any, make_merchant: Any, make_member: Any,
 ) -> None:
-    shop = (await make_merchant("Bakery", 1)).merchant
-    member = (await make_member(shop.id)).member
-    await ledger.earn(merchant_id=shop.id, loyalty_id=member.loyalty_id, purchase_amount_minor=10_000,
-                      idempotency_key="e1")
+    await _member_with_points(ledger, make_merchant, make_member)
     worker = Worker(db, settings, keys, clock=clock, settle=False, analyze_every_s=3600)
     try:
         first = await worker.tick()
@@ -74,3 +80,71 @@ async def test_the_analysis_runs_when_its_interval_has_passed(
         assert stored is not None and stored.run_id == later.analysis_run
     finally:
         await worker.aclose()
+
+
+async def test_each_job_runs_on_its_own_interval(
+    db: Any, settings: Any, keys: Any, ledger: Any, clock: Any, make_merchant: Any, make_member: Any,
+) -> None:
+    shop, member = await _member_with_points(ledger, make_merchant, make_member)
+    worker = Worker(db, settings, keys, clock=clock, settle=False, every_s=60, hold_sweep_s=5)
+    assert [job.name for job in worker.jobs] == ["holds", "expiry", "refusals"]
+    try:
+        assert (await worker.tick()).errors == []
+        await ledger.authorize(merchant_id=shop.id, loyalty_id=member.loyalty_id, points=30, idempotency_key="h1",
+                               expires_in_s=10)
+        clock.advance(seconds=4)
+        assert worker.seconds_to_next() == pytest.approx(1)
+        assert (await worker.tick()).holds_released == 0  # nothing is due yet
+        clock.advance(seconds=11)
+        swept = await worker.tick()
+        assert swept.holds_released == 1 and swept.errors == []
+        assert set(worker.last_run) == {"holds", "expiry", "refusals"}
+        assert worker.last_run["holds"] == clock() and worker.last_run["expiry"] == clock() - dt.timedelta(seconds=15)
+        assert worker.seconds_to_next() == pytest.approx(5)  # the hold sweep is next
+    finally:
+        await worker.aclose()
+
+
+async def test_only_the_named_jobs_run_and_an_unknown_one_is_refused(db: Any, settings: Any, keys: Any) -> None:
+    worker = Worker(db, settings, keys, analyze_every_s=60, only={"analysis"})
+    assert [(job.name, job.every_s) for job in worker.jobs] == [("analysis", 60)]
+    await worker.aclose()
+    off = Worker(db, settings, keys, only={"analysis"})  # an interval of 0 turns the job off
+    assert off.jobs == []
+    await off.aclose()
+    with pytest.raises(ValueError, match="no such worker job: anlysis"):
+        Worker(db, settings, keys, only={"anlysis"})
+
+
+async def test_a_failing_job_is_logged_and_an_outage_is_not(
+    db: Any, settings: Any, keys: Any, clock: Any, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    worker = Worker(db, settings, keys, clock=clock, settle=False, only={"holds", "expiry"})
+    failures = iter([ConnectionRefusedError(111, "refused"), RuntimeError("a bug")])
+
+    async def fail(*args: Any, **kwargs: Any) -> int:
+        raise next(failures)
+
+    monkeypatch.setattr(worker.ledger, "release_expired_holds", fail)
+    try:
+        with caplog.at_level(logging.INFO, logger="coalition.worker"):
+            down = await worker.tick()
+            # The other job ran; the outage is the availability tracker's to log, once.
+            assert down.errors == ["holds: ConnectionRefusedError: [Errno 111] refused"]
+            assert not [r for r in caplog.records if r.exc_info]
+            clock.advance(seconds=settings.hold_sweep_interval_s)
+            broken = await worker.tick()
+        assert broken.errors == ["holds: RuntimeError: a bug"]
+        logged = [r for r in caplog.records if r.exc_info]
+        assert len(logged) == 1 and "worker job holds failed" in logged[0].getMessage()
+    finally:
+        await worker.aclose()
+
+
+async def _member_with_points(ledger: Any, make_merchant: Any, make_member: Any) -> tuple[Any, Any]:
+    """A shop, and a member who earned 100 points there."""
+    shop = (await make_merchant("Bakery", 1)).merchant
+    member = (await make_member(shop.id)).member
+    await ledger.earn(merchant_id=shop.id, loyalty_id=member.loyalty_id, purchase_amount_minor=10_000,
+                      idempotency_key="e1")
+    return shop, member

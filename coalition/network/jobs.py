@@ -1,7 +1,7 @@
 """Running the network analysis: load → analyse → store, with progress.
 
-``run_analysis`` is what ``coalition analyze`` and the API server's schedule
-(``COALITION_ANALYZE_INTERVAL_S``) call. The analysis itself (``pipeline.analyze_all``) is
+``run_analysis`` is what ``coalition analyze`` and the scheduler's analysis job
+(``coalition.worker``) call. The analysis itself (``pipeline.analyze_all``) is
 CPU-bound and runs in a worker thread, so a server's event loop keeps answering meanwhile.
 
 The results are cut into scopes before they are stored (``coalition.network.store``):
@@ -218,24 +218,3 @@ def _recommendation(merchant_id: int, r: Any) -> dict[str, Any]:
 
 def _community(index: int, analysis: NetworkAnalysis) -> dict[str, Any]:
     return {"id": index, "merchant_ids": list(analysis.communities.groups[index])}
-
-
-async def analyze_forever(db: Database, settings: Settings, store: InsightStore, *, first_now: bool = False) -> None:
-    """The server's schedule: run the analysis every ``analyze_interval_s`` seconds.
-
-    With Redis, API processes share the schedule: whoever takes the lock for the interval runs it.
-    """
-    wait = not first_now
-    while True:
-        if wait:
-            await asyncio.sleep(settings.analyze_interval_s)
-        wait = True
-        try:
-            if not await store.claim("analyze", settings.analyze_interval_s):
-                continue
-            run = await run_analysis(db, settings, store=store, draw_map=True)
-            logger.info("network analysis run %s stored at %s", run.run_id, run.computed_at)
-        except Exception:
-            logger.exception("network analysis failed; will retry in %s s", settings.analyze_interval_s)
-
-

@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 from planted_network import build_planted, forget_cached_insights
 
-from coalition.network.jobs import analyze_forever, run_analysis
+from coalition.network.jobs import run_analysis
 from coalition.network.store import NETWORK_SCOPE, InsightStore, merchant_scope, rfm_scope
+from coalition.worker import Worker
 
 
 @pytest.fixture(autouse=True)
@@ -65,10 +66,12 @@ async def _buyers(db: Any, merchant_id: int) -> set[int]:
         return set((await conn.execute(select(Entry.member_id).where(Entry.merchant_id == merchant_id))).scalars())
 
 
-async def test_the_schedule_runs_at_once_then_waits(db: Any, settings: Any) -> None:
-    store = InsightStore(db, settings.redis_url)
-    every_hour = settings.with_overrides(analyze_interval_s=3600)
-    task = asyncio.create_task(analyze_forever(db, every_hour, store, first_now=True))
+async def test_the_schedule_runs_at_once_then_waits(db: Any, settings: Any, keys: Any) -> None:
+    # The one scheduler (coalition/worker.py) with the analysis alone: `coalition analyze --every`.
+    worker = Worker(db, settings, keys, analyze_every_s=3600, only={"analysis"})
+    store = worker.insights
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
     try:
         for _ in range(200):
             if await store.latest(NETWORK_SCOPE) is not None:
@@ -77,8 +80,10 @@ async def test_the_schedule_runs_at_once_then_waits(db: Any, settings: Any) -> N
         stored = await store.latest(NETWORK_SCOPE)
         assert stored is not None and stored.run_id == 1
         assert not task.done()  # asleep until the next hour
+        assert worker.seconds_to_next() > 3000
     finally:
+        stop.set()
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-        await store.aclose()
+        await worker.aclose()
