@@ -3,7 +3,7 @@
 #   make run            venv + install + demo network (first time only) + API on http://127.0.0.1:8000/graphql
 #   make test           the test suite on the embedded default (SQLite, in-process limits)
 #   make test-services  the same suite on PostgreSQL + Redis at 127.0.0.1 (skips when absent, fails under CI=true)
-#   make lint           ruff (coalition, tests, bench) + mypy --strict
+#   make lint           ruff (coalition, tests, bench) + mypy --strict + import-linter (layering)
 #   make schema         regenerate schema.graphql from the code (a test fails when it is stale)
 #   make venv           just the virtual environment (.venv), idempotent
 
@@ -82,6 +82,7 @@ test-services: venv
 lint: venv
 	$(BIN)/ruff check coalition tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 schema: venv
 	$(BIN)/python -c 'from coalition.graphql.schema import schema; open("schema.graphql", "w").write(str(schema))'

@@ -6,7 +6,7 @@ Reuses the seeded ``coalition_bench`` (or builds it), starts ``uvicorn --workers
 warms up, then records the worker with ``py-spy record --format raw --nonblocking``
 while ``wrk -t2 -c32`` drives each mutation. The collapsed stacks go to
 ``/tmp/coalition_bench/http-<op>.txt``; the summary printed here (self and inclusive
-time by layer, key functions, top functions) is what BENCHMARKS.md quotes. Needs
+time by layer, key functions, top functions) is what docs/benchmarks-journal.md quotes. Needs
 ``py-spy`` in the virtualenv (``.venv/bin/pip install py-spy``).
 """
 

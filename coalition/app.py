@@ -16,7 +16,6 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from coalition.auth.backend import AuthBackend, caller_of, on_auth_error, require_scope
 from coalition.auth.service import Authenticator, ensure_admin_key
 from coalition.availability import RETRY_AFTER_S, Availability
 from coalition.config import Settings, load_settings
@@ -31,6 +30,7 @@ from coalition.metrics import Metrics, MetricsMiddleware, MetricsServer
 from coalition.network.store import InsightStore
 from coalition.ratelimit import make_rate_limiter
 from coalition.settlement.policy import PolicyCache
+from coalition.web.auth import AuthBackend, caller_of, on_auth_error, require_scope
 from coalition.web.graphiql import graphiql_html
 from coalition.web.network_map import network_map_endpoint
 from coalition.web.outage import OutageMiddleware
@@ -111,7 +111,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         # What is alive once the app has started lives as long as the process: freeze it, so
         # that the collector's full passes skip it. Unfrozen, each pass walked every object in
         # the process and stalled all requests in flight for about 100 ms every few seconds
-        # under load (BENCHMARKS.md, finding 5).
+        # under load (docs/benchmarks-journal.md, finding 5).
         gc.collect()
         gc.freeze()
         try:

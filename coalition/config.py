@@ -76,7 +76,7 @@ class Settings:
     # PostgreSQL: one-statement earns (and, apart, redemptions) one process runs at once; those
     # that arrive meanwhile go together in the next statement (ledger/batching.py). One gives
     # the largest batches and the least CPU per earn; more suits a database with many cores
-    # and few API processes (BENCHMARKS.md, finding 8).
+    # and few API processes (docs/benchmarks-journal.md, finding 8).
     ledger_batches_in_flight: int = 1
     # The one scheduler (coalition/worker.py): the API process runs it only when told
     # (COALITION_RUN_WORKER=1); `coalition worker` runs it anyway. How often it voids expired holds.

@@ -9,7 +9,7 @@ Why: with ``--workers N > 1`` uvicorn before 0.55 binds the listening socket its
 on accepted sockets whose ``proto`` is IPPROTO_TCP (0.55 binds with IPPROTO_TCP; the pinned
 range admits both). uvicorn writes a response's head and body in two ``write()`` calls, so
 without TCP_NODELAY Nagle's algorithm holds the body back until the client's delayed ACK:
-about 40 ms added to every response (BENCHMARKS.md, finding 1). Setting the option ourselves
+about 40 ms added to every response (docs/benchmarks-journal.md, finding 1). Setting the option ourselves
 works for any worker count and any uvicorn version.
 """
 

@@ -110,7 +110,7 @@ def connections_per_worker(port: int, pids: list[int]) -> tuple[int, ...]:
 
     With several uvicorn workers sharing one listening socket, whichever worker wakes first
     accepts every connection waiting, so wrk's 32 connections opened at once can split 24 / 8;
-    the worker holding more of them answers each more slowly (BENCHMARKS.md, finding 6).
+    the worker holding more of them answers each more slowly (docs/benchmarks-journal.md, finding 6).
     """
     out = subprocess.run(["ss", "-tnpH", "state", "established", f"( sport = :{port} )"],
                          capture_output=True, text=True, check=True).stdout

@@ -90,7 +90,7 @@ class AtEarnRate:
 
 # Every statement of the hot path is built once, here or in a cached builder, and run with
 # bind parameters: building a Core statement and its cache key per call cost more CPU than
-# executing it (BENCHMARKS.md, finding 2).
+# executing it (docs/benchmarks-journal.md, finding 2).
 _ENTRY_VALUES = ("kind", "merchant_id", "amount_minor", "reference", "reverses_id", "hold_id",
                  "idempotency_key", "request_hash", "created_at")
 

@@ -10,7 +10,7 @@ together in the next (:class:`FastPath`, :mod:`coalition.ledger.batching`), at m
 member. It runs without BEGIN and COMMIT on a pooled asyncpg connection
 (``Database.driver_connection``): PostgreSQL runs a lone statement as a transaction of its
 own. One statement per batch instead of one per earn more than halves the CPU an earn costs
-in the worker and in PostgreSQL under load (BENCHMARKS.md, finding 8). Anything unusual
+in the worker and in PostgreSQL under load (docs/benchmarks-journal.md, finding 8). Anything unusual
 makes the statement leave that operation out, or fail, which undoes the whole batch; each
 operation left out then runs again on the multi-statement path, which gives the result or
 error it always gave.

@@ -36,7 +36,7 @@ from coalition.crypto import NetworkKeys
 from coalition.db import Database
 from coalition.members.service import backfill_fingerprints
 from coalition.network.loader import NetworkData, load_network
-from coalition.network.models import LoyaltyType
+from coalition.network.loyalty import LoyaltyType
 from coalition.network.pipeline import STAGES, NetworkAnalysis, analyze_all
 from coalition.network.segments import SUGGESTED_ACTIONS
 from coalition.network.store import NETWORK_SCOPE, InsightStore, merchant_scope, rfm_scope

@@ -20,15 +20,6 @@ from sqlalchemy.orm import Mapped, mapped_column
 from coalition.db import Base, intpk, utcnow
 
 
-class LoyaltyType(enum.IntEnum):
-    """The four loyalty types (rules in ``coalition.network.segments``), stored as these numbers."""
-
-    TRULY_LOYAL = 0
-    ACCESSIBLE = 1
-    TRAPPED = 2
-    HIGH_RISK = 3
-
-
 class RunStatus(enum.StrEnum):
     RUNNING = "RUNNING"
     SUCCEEDED = "SUCCEEDED"

@@ -28,7 +28,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from coalition.network.graphs import FloatArray, IntArray, PurchaseGraph
-from coalition.network.models import LoyaltyType
+from coalition.network.loyalty import LoyaltyType
 
 DAY_S = 86400
 

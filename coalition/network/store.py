@@ -28,7 +28,8 @@ from sqlalchemy.sql.functions import max as sql_max
 
 from coalition.availability import Availability, Unavailable
 from coalition.db import Database, utcnow
-from coalition.network.models import InsightResult, InsightRun, LoyaltyType, RunStatus
+from coalition.network.loyalty import LoyaltyType
+from coalition.network.models import InsightResult, InsightRun, RunStatus
 
 logger = logging.getLogger("coalition.network.store")
 

@@ -55,7 +55,7 @@ async def _all_rows(conn: AsyncConnection, query: Select[Any]) -> Sequence[Seque
 
     PostgreSQL: straight from asyncpg. The matrix query returns a row per issuer x redeemer
     cell (10^5 and more), and SQLAlchemy's result rows cost about as much again as reading
-    them (BENCHMARKS.md, "Settlement"). The statement is rendered with its values inlined:
+    them (docs/benchmarks-journal.md, "Settlement"). The statement is rendered with its values inlined:
     only integers and timestamps the server itself holds (window bounds, policy dates).
     """
     if conn.dialect.name != "postgresql":
@@ -134,7 +134,7 @@ async def _allocated(conn: AsyncConnection, versions: Sequence[Policy], lo: int,
 
     Points honored (REDEEM, CAPTURE) and expired (EXPIRY: the one kind without a merchant,
     a CHECK on the table) per issuer and merchant; grouping by kind as well cost 10-25 %
-    more (BENCHMARKS.md, "Settlement"). HOLD and RELEASE move no money, REVERSAL is read
+    more (docs/benchmarks-journal.md, "Settlement"). HOLD and RELEASE move no money, REVERSAL is read
     from the ISSUED postings and RESTORE per reversal (:func:`_restored`).
     """
     columns: list[Any] = [Allocation.issuer_merchant_id, Allocation.merchant_id]

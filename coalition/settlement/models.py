@@ -94,7 +94,7 @@ class SettlementLine(Base):
 
     No foreign keys: a dense batch has a line per matrix cell (10^5 and more), and checking
     the batch and policy of each row one by one cost three times the insert itself
-    (BENCHMARKS.md, "Settlement"). The run writes the lines in the transaction that writes
+    (docs/benchmarks-journal.md, "Settlement"). The run writes the lines in the transaction that writes
     their batch, with policy ids it read in that transaction; batches and policies are never
     deleted.
     """

@@ -57,7 +57,7 @@ SETTLEMENT_LOCK_KEY = 0x5345544C
 
 
 # The statements of a dense batch are ~90 MB of JSON: lz4 compresses them about four times
-# faster than PostgreSQL's default pglz (BENCHMARKS.md, "Settlement"). For this transaction
+# faster than PostgreSQL's default pglz (docs/benchmarks-journal.md, "Settlement"). For this transaction
 # only, and only where the server has lz4 (PostgreSQL 14+ built with it).
 _LZ4_STATEMENTS = text(
     "SELECT set_config('default_toast_compression', 'lz4', true) FROM pg_settings "
@@ -273,7 +273,7 @@ async def _write_batch(
 
     The lines are streamed to the database while a thread builds and signs the statements,
     so the server's work on a dense batch's lines overlaps the statements' CPU work
-    (BENCHMARKS.md, "Settlement"); the batch row and the positions follow.
+    (docs/benchmarks-journal.md, "Settlement"); the batch row and the positions follow.
     """
     seq = latest.seq + 1 if latest is not None else 1
     batch_id = await _next_batch_id(conn)

@@ -2,7 +2,7 @@
 
 Served from the newest analysis run that drew one (``coalition analyze``), to an admin API key
 (``Authorization: Bearer``, or the key as the HTTP Basic password so that the admin console's
-link opens in a browser; :mod:`coalition.auth.backend`). ``X-Computed-At`` and
+link opens in a browser; :mod:`coalition.web.auth`). ``X-Computed-At`` and
 ``Last-Modified`` say how fresh it is. Errors have the API's shape (:mod:`coalition.web.errors`).
 """
 
@@ -14,9 +14,9 @@ from email.utils import format_datetime
 from starlette.requests import Request
 from starlette.responses import Response
 
-from coalition.auth.backend import caller_of
 from coalition.auth.models import Role
 from coalition.network.store import MAP_SCOPES, InsightStore
+from coalition.web.auth import caller_of
 from coalition.web.errors import error_response
 
 MEDIA_TYPES = {"png": "image/png", "svg": "image/svg+xml"}

@@ -13,7 +13,7 @@
 
 ``fmt`` is ``html``, ``pdf``, ``png``, ``csv`` or ``json``; ``batch`` is the batch's number
 (``SettlementBatch`` id, written the canonical way: ``7``, not ``07``) or its GraphQL global
-ID. Credentials as for the API (:mod:`coalition.auth.backend`): ``Authorization: Bearer
+ID. Credentials as for the API (:mod:`coalition.web.auth`): ``Authorization: Bearer
 <key>``, or the key as the password of HTTP Basic so that a browser can open the pages
 (never in the URL: it would end up in logs). Errors have the API's shape,
 ``{"errors": [{"message", "extensions": {"code"}}]}``, or are a small HTML page for a
@@ -34,7 +34,6 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from coalition.auth.backend import caller_of
 from coalition.auth.models import Role
 from coalition.auth.service import Caller
 from coalition.errors import DomainError, NotFound
@@ -44,6 +43,7 @@ from coalition.settlement.exports import FORMATS, MEDIA_TYPES, Export, export_ba
 from coalition.settlement.reports import index_html
 from coalition.settlement.service import list_batches
 from coalition.settlement.whatif import simulate_settlement, simulation_view
+from coalition.web.auth import caller_of
 from coalition.web.errors import error_response
 
 INDEX_PAGE = 50

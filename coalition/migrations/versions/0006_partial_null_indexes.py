@@ -9,7 +9,7 @@ and ``allocations.hold_id`` (set only on a hold's allocations) a plain index ove
 allocation. Both now index only the rows where the column is set: every earn wrote one index
 entry for a NULL, every redemption two, for no query (a lookup by value never matches NULL).
 The uniqueness is the same: NULLs never conflicted. Measured with ``bench/wal_per_txn.py``
-(BENCHMARKS.md).
+(docs/benchmarks-journal.md).
 """
 
 from __future__ import annotations

@@ -13,9 +13,9 @@ import pytest
 from starlette.requests import HTTPConnection
 
 from coalition.app import create_app
-from coalition.auth.backend import AuthBackend, AuthRefused, client_address
 from coalition.config import Settings
 from coalition.ratelimit import InProcessRateLimiter
+from coalition.web.auth import AuthBackend, AuthRefused, client_address
 
 VIEWER = "{ viewer { __typename } }"
 BASIC_CHALLENGE = 'Basic realm="Coalition", charset="UTF-8"'
