@@ -131,7 +131,8 @@ def prepare_database(database_url: str, env: dict[str, str], app_dir: Path) -> s
     script = (
         "import asyncio\n"
         "from coalition.config import load_settings\n"
-        "from coalition.db import Base, Database\n"
+        "from coalition.db import Database\n"
+        "from coalition.models import Base\n"
         "from coalition.partners.service import onboard_merchant\n"
         "async def main():\n"
         "    settings = load_settings()\n"

@@ -15,9 +15,10 @@ from benchlib.env import BENCH_DB, bench_settings, log, pg_url
 from benchlib.postgres import pg_database_exists, recreate_pg_database
 from coalition.config import Settings
 from coalition.crypto import NetworkKeys
-from coalition.db import Base, Database
+from coalition.db import Database
 from coalition.ledger.service import Ledger
 from coalition.members.service import enroll_member
+from coalition.models import Base  # every table, the settlement policy the ledger reads included
 from coalition.partners.service import onboard_merchant
 
 SEED_POINTS_MINOR = 10_000_000  # at 1 point per unit: 100,000 points per member, enough for every redeem run
