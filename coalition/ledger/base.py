@@ -83,7 +83,6 @@ class LedgerBase:
         earlier = await core.find_by_key(conn, merchant_id, key, fingerprint)
         if earlier is not None:
             return await core.replay(conn, earlier)
-        await refusals.raise_if_recorded(conn, merchant_id, key, fingerprint)
         if not await core.merchant_is_active(conn, merchant_id):
             raise MerchantSuspended(f"merchant {merchant_id} is suspended: it cannot write to the ledger")
         raise MemberNotFound(f"no member has loyalty ID {loyalty_id}", field="loyaltyId")

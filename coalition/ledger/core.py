@@ -36,6 +36,7 @@ from sqlalchemy.orm import aliased
 from sqlalchemy.sql.dml import Insert
 
 from coalition.errors import IdempotencyKeyConflict
+from coalition.ledger import refusals
 from coalition.ledger.models import (
     Account,
     Allocation,
@@ -195,9 +196,12 @@ async def entry_by_key(conn: AsyncConnection, merchant_id: int | None, key: str)
 
 
 async def find_by_key(conn: AsyncConnection, merchant_id: int | None, key: str, fingerprint: str) -> Entry | None:
-    """The entry an earlier request stored under this key, or IDEMPOTENCY_KEY_CONFLICT."""
+    """The entry an earlier request stored under this key; else the refusal kept under it is raised
+    again (``coalition.ledger.refusals``: a recorded success wins); IDEMPOTENCY_KEY_CONFLICT for other input."""
     entry = await entry_by_key(conn, merchant_id, key)
-    if entry is not None and entry.request_hash != fingerprint:
+    if entry is None:
+        await refusals.raise_if_recorded(conn, merchant_id, key, fingerprint)
+    elif entry.request_hash != fingerprint:
         raise IdempotencyKeyConflict(key)
     return entry
 

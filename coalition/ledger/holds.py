@@ -13,7 +13,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from coalition.errors import Conflict, InvalidInput, Refused, check_idempotency_key
-from coalition.ledger import core, presence, refusals
+from coalition.ledger import core, presence
 from coalition.ledger.base import LedgerBase
 from coalition.ledger.core import LedgerResult
 from coalition.ledger.errors import HoldNotFound, MerchantSuspended, NotAHold
@@ -143,7 +143,6 @@ class HoldOperations(LedgerBase):
                 earlier = await core.find_by_key(conn, merchant_id, key, fingerprint)
                 if earlier is not None:
                     return await core.replay(conn, earlier)
-                await refusals.raise_if_recorded(conn, merchant_id, key, fingerprint)
                 row = (await conn.execute(
                     select(Hold).where(Hold.id == hold_id, Hold.merchant_id == merchant_id)
                 )).first()
@@ -164,7 +163,6 @@ class HoldOperations(LedgerBase):
                     earlier = await core.find_by_key(conn, merchant_id, key, fingerprint)
                     if earlier is not None:
                         return await core.replay(conn, earlier)
-                    await refusals.raise_if_recorded(conn, merchant_id, key, fingerprint)
                     raise MerchantSuspended(f"merchant {merchant_id} is suspended: it cannot write to the ledger")
                 entry_id = inserted[0]
                 status = HoldStatus.CAPTURED if capture else HoldStatus.VOIDED

@@ -134,7 +134,7 @@ _wrong_proofs = select(func.count()).where(
 
 
 async def used_without_proof(
-    conn: AsyncConnection, member_id: int, merchant_id: int, now: dt.datetime, entry_id: int = 0
+    conn: AsyncConnection, member_id: int, merchant_id: int, now: dt.datetime, entry_id: int
 ) -> int:
     params = {"p_member_id": member_id, "p_merchant_id": merchant_id, "p_since": now - WINDOW, "p_entry_id": entry_id}
     return int((await conn.execute(_used, params)).scalar_one())

@@ -15,7 +15,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from coalition.errors import Conflict, Refused, check_idempotency_key, check_text
-from coalition.ledger import core, refusals
+from coalition.ledger import core
 from coalition.ledger.base import LedgerBase
 from coalition.ledger.core import LedgerResult, Slice
 from coalition.ledger.errors import MerchantSuspended, TransactionNotFound
@@ -54,7 +54,6 @@ class ReversalOperations(LedgerBase):
             earlier = await core.find_by_key(conn, merchant_id, key, fingerprint)
             if earlier is not None:
                 return await core.replay(conn, earlier)
-            await refusals.raise_if_recorded(conn, merchant_id, key, fingerprint)
             row = (await conn.execute(
                 select(Entry).where(Entry.id == transaction_id, Entry.merchant_id == merchant_id)
             )).first()
@@ -79,7 +78,6 @@ class ReversalOperations(LedgerBase):
                 earlier = await core.find_by_key(conn, merchant_id, key, fingerprint)
                 if earlier is not None:
                     return await core.replay(conn, earlier)
-                await refusals.raise_if_recorded(conn, merchant_id, key, fingerprint)
                 if not await core.merchant_is_active(conn, merchant_id):
                     raise MerchantSuspended(f"merchant {merchant_id} is suspended: it cannot write to the ledger")
                 raise Conflict("the transaction is already reversed", code="ALREADY_REVERSED",
