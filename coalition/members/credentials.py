@@ -101,12 +101,12 @@ def _live(now: dt.datetime) -> ColumnElement[bool]:
                 or_(MemberCredential.expires_at.is_(None), MemberCredential.expires_at > now))
 
 
-async def member_id_for_token(conn: AsyncConnection, digest: str, now: dt.datetime | None = None) -> int | None:
+async def member_id_for_token(conn: AsyncConnection, digest: str) -> int | None:
     """The member a token's SHA-256 belongs to, if the token is live; the authenticator's one lookup."""
     return (await conn.execute(
         select(MemberCredential.member_id).where(
             MemberCredential.secret_hash == digest, MemberCredential.kind == CredentialKind.TOKEN,
-            _live(now or utcnow()))
+            _live(utcnow()))
     )).scalar()
 
 

@@ -23,19 +23,17 @@ import datetime as dt
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from coalition.db import Database, utcnow
 from coalition.errors import Conflict, IdempotencyKeyConflict, InvalidInput, NotFound, check_idempotency_key, check_text
 from coalition.ledger.core import request_hash
+from coalition.ledger.errors import TransactionNotFound
 from coalition.ledger.models import Entry, EntryKind
 from coalition.members.models import Dispute, DisputeStatus
 
 MAX_REASON_LENGTH = 500
 DISPUTABLE = frozenset({EntryKind.REDEEM, EntryKind.HOLD, EntryKind.CAPTURE})
-
-
-class TransactionNotFound(NotFound):
-    code = "TRANSACTION_NOT_FOUND"
 
 
 class DisputeNotFound(NotFound):
@@ -52,11 +50,8 @@ async def dispute_transaction(db: Database, *, member_id: int, entry_id: int, re
     now = now or utcnow()
     try:
         async with db.sessions.begin() as session:
-            earlier = (await session.execute(select(Dispute).where(
-                Dispute.member_id == member_id, Dispute.idempotency_key == key))).scalar_one_or_none()
+            earlier = await _earlier(session, member_id, key, fingerprint)
             if earlier is not None:
-                if earlier.request_hash != fingerprint:
-                    raise IdempotencyKeyConflict(key)
                 return earlier
             entry = (await session.execute(select(Entry.id, Entry.kind, Entry.merchant_id).where(
                 Entry.id == entry_id, Entry.member_id == member_id))).first()
@@ -76,13 +71,19 @@ async def dispute_transaction(db: Database, *, member_id: int, entry_id: int, re
     except IntegrityError:
         # A concurrent request won: the same key (answer as a retry) or the same transaction.
         async with db.session() as session:
-            earlier = (await session.execute(select(Dispute).where(
-                Dispute.member_id == member_id, Dispute.idempotency_key == key))).scalar_one_or_none()
+            earlier = await _earlier(session, member_id, key, fingerprint)
         if earlier is None:
             raise _exists() from None
-        if earlier.request_hash != fingerprint:
-            raise IdempotencyKeyConflict(key) from None
         return earlier
+
+
+async def _earlier(session: AsyncSession, member_id: int, key: str, fingerprint: str) -> Dispute | None:
+    """The dispute this member opened under this key (a retry), or IDEMPOTENCY_KEY_CONFLICT for other input."""
+    earlier = (await session.execute(select(Dispute).where(
+        Dispute.member_id == member_id, Dispute.idempotency_key == key))).scalar_one_or_none()
+    if earlier is not None and earlier.request_hash != fingerprint:
+        raise IdempotencyKeyConflict(key)
+    return earlier
 
 
 def _exists() -> Conflict:
