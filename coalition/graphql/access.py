@@ -70,6 +70,12 @@ def may_see_ledger_row(info: ResolveInfo, merchant_id: int | None, member_id: in
     return bool(caller.role == Role.MEMBER and caller.member_id == member_id)
 
 
+def may_see_member_private(info: ResolveInfo, member_id: int) -> bool:
+    """What is the member's own (its disputes): admins and the member itself, never a merchant."""
+    caller = info.context.require_caller()
+    return bool(caller.role == Role.ADMIN or (caller.role == Role.MEMBER and caller.member_id == member_id))
+
+
 def may_see_merchant(info: ResolveInfo) -> bool:
     """The partner directory is open to every caller with credentials."""
     info.context.require_caller()

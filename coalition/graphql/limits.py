@@ -41,7 +41,7 @@ from typing import Final
 
 from graphql import GraphQLError, SourceLocation
 
-from coalition.config import Settings
+from coalition.config import QUERY_BUDGET_NAMES, Settings
 
 QUERY_TOO_DEEP: Final = "QUERY_TOO_DEEP"
 TOO_MANY_ALIASES: Final = "TOO_MANY_ALIASES"
@@ -90,9 +90,7 @@ class Budget:
                 raise ValueError(f"{name} must be at least {0 if name == 'slowdown' else 1}, got {value}")
 
 
-BUDGET_NAMES: Final = (
-    "tokens", "depth", "fields", "repeats", "aliases", "operations", "fragments", "page_size", "slowdown"
-)
+BUDGET_NAMES: Final = QUERY_BUDGET_NAMES  # the names settings may override (coalition.config reads them)
 _FIELDS: Final = {name: name if name == "slowdown" else f"max_{name}" for name in BUDGET_NAMES}
 
 DEFAULT_BUDGET: Final = Budget()

@@ -6,6 +6,7 @@ from typing import Any
 
 import graphene
 
+from coalition.graphql.access import may_see_member_private
 from coalition.graphql.context import ResolveInfo
 from coalition.graphql.core.mutations import Access, BaseMutation
 from coalition.graphql.core.types import (
@@ -52,11 +53,9 @@ class Dispute(graphene.ObjectType):  # type: ignore[misc]
 
     @staticmethod
     async def fetch(info: ResolveInfo, dispute_id: int) -> Any:
-        caller = info.context.require_caller()
-        if caller.role.value == "MERCHANT":
-            return None
+        info.context.require_caller()
         dispute = await get_dispute(info.context.db, dispute_id)
-        if dispute is None or (caller.role.value == "MEMBER" and dispute.member_id != caller.member_id):
+        if dispute is None or not may_see_member_private(info, dispute.member_id):
             return None
         return dispute
 

@@ -5,7 +5,7 @@ from typing import Any
 import graphene
 
 from coalition.db import utcnow
-from coalition.graphql.access import visible_member
+from coalition.graphql.access import may_see_member_private, visible_member
 from coalition.graphql.context import ResolveInfo
 from coalition.graphql.core.types import Node, connection, decode_cursor, page_size
 from coalition.graphql.ledger.types import TransactionConnection, TransactionEdge
@@ -89,8 +89,7 @@ class Member(graphene.ObjectType):  # type: ignore[misc]
 
     @staticmethod
     async def resolve_disputes(root: Any, info: ResolveInfo, first: int | None = None, after: str | None = None) -> Any:
-        caller = info.context.require_caller()
-        if caller.role.value != "ADMIN" and caller.member_id != root.id:
+        if not may_see_member_private(info, root.id):
             return None
         size = page_size(first)
         rows = await list_disputes(info.context.db, member_id=root.id, before_id=decode_cursor(info, after),

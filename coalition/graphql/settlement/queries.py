@@ -6,13 +6,13 @@ from typing import Any
 
 import graphene
 
+from coalition.graphql.access import settlement_scope
 from coalition.graphql.context import ResolveInfo
 from coalition.graphql.core.types import connection, decode_cursor, page_size
 from coalition.graphql.settlement.types import (
     NetworkPolicy,
     SettlementBatchConnection,
     SettlementBatchEdge,
-    visible_merchant,
 )
 from coalition.settlement.policy import current_policy
 from coalition.settlement.service import list_batches
@@ -29,7 +29,7 @@ class SettlementQueries(graphene.ObjectType):  # type: ignore[misc]
     @staticmethod
     async def resolve_settlement_batches(root: Any, info: ResolveInfo, first: int | None = None,
                                          after: str | None = None) -> Any:
-        visible_merchant(info)
+        settlement_scope(info)
         size = page_size(first)
         rows = await list_batches(info.context.db, after_id=decode_cursor(info, after), limit=size + 1)
         return connection(info, SettlementBatchEdge, SettlementBatchConnection, rows, size)

@@ -31,11 +31,6 @@ FundingModel = graphene.Enum.from_enum(FundingModelValue, description="Who funds
 SettlementPeriod = graphene.Enum.from_enum(SettlementPeriodValue, description="How often periods close.")
 
 
-def visible_merchant(info: ResolveInfo) -> int | None:
-    """None for an admin (sees all), the merchant's id for a merchant; members may not look."""
-    return settlement_scope(info)
-
-
 async def merchant_or_none(info: ResolveInfo, merchant_id: int | None) -> Any:
     if merchant_id is None:
         return None
@@ -247,28 +242,28 @@ class SettlementBatch(graphene.ObjectType):  # type: ignore[misc]
 
     @staticmethod
     async def resolve_lines(root: Any, info: ResolveInfo) -> Any:
-        return await service.batch_matrix(info.context.db, root.id, merchant_id=visible_merchant(info))
+        return await service.batch_matrix(info.context.db, root.id, merchant_id=settlement_scope(info))
 
     @staticmethod
     async def resolve_positions(root: Any, info: ResolveInfo) -> Any:
-        return await service.batch_positions(info.context.db, root.id, merchant_id=visible_merchant(info))
+        return await service.batch_positions(info.context.db, root.id, merchant_id=settlement_scope(info))
 
     @staticmethod
     async def resolve_transfers(root: Any, info: ResolveInfo) -> Any:
-        return await service.batch_transfers(info.context.db, root.id, merchant_id=visible_merchant(info))
+        return await service.batch_transfers(info.context.db, root.id, merchant_id=settlement_scope(info))
 
     @staticmethod
     async def resolve_bilateral_transfers(root: Any, info: ResolveInfo) -> Any:
-        return await service.batch_transfers(info.context.db, root.id, merchant_id=visible_merchant(info),
+        return await service.batch_transfers(info.context.db, root.id, merchant_id=settlement_scope(info),
                                              bilateral=True)
 
     @staticmethod
     async def resolve_adjustments(root: Any, info: ResolveInfo) -> Any:
-        return await service.batch_adjustments(info.context.db, root.id, merchant_id=visible_merchant(info))
+        return await service.batch_adjustments(info.context.db, root.id, merchant_id=settlement_scope(info))
 
     @staticmethod
     async def resolve_statement_export(root: Any, info: ResolveInfo, merchant_id: str | None = None) -> str:
-        own = visible_merchant(info)
+        own = settlement_scope(info)
         wanted = decode_id(info, merchant_id, "Merchant") if merchant_id is not None else None
         if own is not None:
             if wanted not in (None, own):
