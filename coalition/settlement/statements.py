@@ -302,7 +302,12 @@ def verify_export(document: dict[str, Any], public_key_b64: str | None = None, *
     expected_type = BATCH_STATEMENT_TYPE if version == 2 else BATCH_STATEMENT_TYPE_V1
     if not isinstance(batch, dict) or canonical(batch) != batch_text or batch.get("type") != expected_type:
         raise VerificationError(f"the batch statement is not a canonical {expected_type} statement")
-    merchants = [(_check_v2(entry, batch) if version == 2 else _check_v1(entry, batch)) for entry in entries]
+    if version == 2:
+        merchants = [_check_v2(entry, batch) for entry in entries]
+    else:  # every merchant's plain hash is in the version-1 batch statement: read them once
+        listed = batch.get("merchantStatements", []) if entries else []
+        hashes = {entry["merchantId"]: entry["sha256"] for entry in listed}
+        merchants = [_check_v1(entry, hashes) for entry in entries]
     for statement in merchants:
         if statement.get("batchSeq") != batch.get("seq"):
             raise VerificationError(f"merchant {statement.get('merchantId')}'s statement belongs to another batch")
@@ -351,9 +356,8 @@ def _check_v2(entry: Any, batch: dict[str, Any]) -> dict[str, Any]:
     return statement
 
 
-def _check_v1(text: Any, batch: dict[str, Any]) -> dict[str, Any]:
+def _check_v1(text: Any, hashes: dict[Any, Any]) -> dict[str, Any]:
     statement = _statement(text)
-    hashes = {entry["merchantId"]: entry["sha256"] for entry in batch.get("merchantStatements", [])}
     if hashes.get(statement.get("merchantId")) != sha256_hex(text):
         raise VerificationError(f"merchant {statement.get('merchantId')}'s statement does not match the signed batch")
     return statement
