@@ -93,6 +93,7 @@ class Worker:
         if unknown:
             raise ValueError(f"no such worker job: {', '.join(sorted(unknown))} (the jobs: {', '.join(JOB_NAMES)})")
         self.db, self.settings, self.keys, self.clock = db, settings, keys, clock
+        self.analyze_every_s = analyze_every_s
         self.ledger = Ledger(db, settings, clock=clock)
         self.insights = insights or InsightStore(db, settings.redis_url, settings.insights_cache_s)
         hold_every = settings.hold_sweep_interval_s if hold_sweep_s is None else hold_sweep_s
@@ -109,16 +110,18 @@ class Worker:
     async def aclose(self) -> None:
         await self.insights.aclose()
 
-    def due(self, job: Job, now: dt.datetime) -> bool:
+    def _remaining_s(self, job: Job, now: dt.datetime) -> float:
+        """Seconds until ``job`` is due again; 0 for a job that never ran."""
         last = self.last_run.get(job.name)
-        return last is None or (now - last).total_seconds() >= job.every_s
+        return 0.0 if last is None else job.every_s - (now - last).total_seconds()
+
+    def due(self, job: Job, now: dt.datetime) -> bool:
+        return self._remaining_s(job, now) <= 0
 
     def seconds_to_next(self) -> float:
         """How long until the next job is due (by the worker's clock)."""
         now = self.clock()
-        waits = [job.every_s - (now - self.last_run[job.name]).total_seconds() if job.name in self.last_run else 0.0
-                 for job in self.jobs]
-        return max(MIN_SLEEP_S, min(waits, default=DEFAULT_INTERVAL_S))
+        return max(MIN_SLEEP_S, min((self._remaining_s(job, now) for job in self.jobs), default=DEFAULT_INTERVAL_S))
 
     async def tick(self) -> TickReport:
         """Run every job that is due now (each job once on the first tick)."""
@@ -171,7 +174,7 @@ class Worker:
         from coalition.network.jobs import run_analysis
 
         now = self.clock()
-        every_s = next(job.every_s for job in self.jobs if job.name == "analysis")
+        every_s = self.analyze_every_s
         slot = int(now.timestamp() // every_s)  # workers agree on the interval they are in
         if not await self.insights.claim(f"analyze:{slot}", every_s):
             return  # another worker runs this interval's analysis
