@@ -10,7 +10,7 @@ from coalition.programs.campaign_models import Campaign, CampaignAudience
 from coalition.programs.tier_models import EarnBonus, MemberTier, TierPolicyVersion
 from coalition.settlement.models import NetworkPolicy, SettlementBatch, SettlementLine, SettlementPosition
 
-__all__ = ["Allocation", "ApiKey", "Base", "Campaign", "CampaignAudience", "Dispute", "EarnBonus", "Entry", "Hold", "InsightResult", "InsightRun", "Lot", "Member",
-           "MemberCredential", "MemberTier", "Merchant",
+__all__ = ["Allocation", "ApiKey", "Base", "Campaign", "CampaignAudience", "Dispute", "EarnBonus", "Entry", "Hold",
+           "InsightResult", "InsightRun", "Lot", "Member", "MemberCredential", "MemberTier", "Merchant",
            "NetworkPolicy", "Posting", "SettlementBatch", "SettlementLine", "SettlementPosition",
            "TierPolicyVersion"]

@@ -13,6 +13,8 @@ SettlementBatch               all         every batch; in it only the lines,    
                                           position, transfers and adjustments
                                           that concern it
 Insights                      network     its own members, network aggregates    none                 none
+Campaign                      all         its own                                none                 none
+TierPolicy                    yes         yes                                    yes                  yes
 Network (public facts)        yes         yes                                    yes                  yes
 ============================  ==========  =====================================  ===================  =========
 
@@ -86,6 +88,22 @@ def may_see_batches(info: ResolveInfo) -> bool:
     """Settlement batches: admins and merchants (a member's ``node`` gets null, as for no batch)."""
     caller = info.context.require_caller()
     return bool(caller.role == Role.ADMIN or (caller.role == Role.MERCHANT and caller.merchant_id is not None))
+
+
+def may_see_campaign(info: ResolveInfo, merchant_id: int) -> bool:
+    """Campaigns: admins all; a merchant its own (a member, or another merchant, sees none)."""
+    caller = info.context.require_caller()
+    return bool(caller.role == Role.ADMIN or (caller.role == Role.MERCHANT and caller.merchant_id == merchant_id))
+
+
+def campaign_scope(info: ResolveInfo) -> int | None:
+    """Listing campaigns: None for an admin (all), the merchant's id for a merchant; members may not."""
+    caller = info.context.require_caller()
+    if caller.role == Role.ADMIN:
+        return None
+    if caller.role == Role.MERCHANT and caller.merchant_id is not None:
+        return int(caller.merchant_id)
+    raise Forbidden("campaigns are for admins and merchants")
 
 
 def settlement_scope(info: ResolveInfo) -> int | None:

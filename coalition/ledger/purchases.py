@@ -11,10 +11,10 @@ import datetime as dt
 
 from coalition.errors import InvalidInput, check_idempotency_key, check_text
 from coalition.ledger import core, presence
-from coalition.ledger.program_earns import ProgramEarnOperations
 from coalition.ledger.core import LedgerResult
 from coalition.ledger.inputs import check_points, parse_loyalty_id
 from coalition.ledger.models import Account, AllocationKind, Entry, EntryKind
+from coalition.ledger.program_earns import ProgramEarnOperations
 
 
 class PurchaseOperations(ProgramEarnOperations):

@@ -154,7 +154,7 @@ async def create_campaign(db: Database, keys: NetworkKeys, store: InsightStore, 
         if again is not None:
             if again.request_hash != fingerprint:
                 raise IdempotencyKeyConflict(key)
-            return again
+            return _campaign(again)
         same_segment = (true() if spec.segment is None
                         else or_(Campaign.segment.is_(None), Campaign.segment == spec.segment))
         clash = (await conn.execute(select(Campaign.name).where(
@@ -173,7 +173,7 @@ async def create_campaign(db: Database, keys: NetworkKeys, store: InsightStore, 
                 for m in members]
         for i in range(0, len(rows), AUDIENCE_CHUNK):
             await conn.execute(insert(CampaignAudience), rows[i:i + AUDIENCE_CHUNK])
-        created = (await conn.execute(select(Campaign).where(Campaign.id == campaign_id))).one()
+        created = _campaign((await conn.execute(select(Campaign).where(Campaign.id == campaign_id))).one())
     tier_review.bump_generation()  # this process's earn path sees the campaign at once
     return created
 
@@ -184,15 +184,21 @@ async def _by_key(db: Database, merchant_id: int, key: str, fingerprint: str) ->
                                                          Campaign.idempotency_key == key))).first()
     if row is not None and row.request_hash != fingerprint:
         raise IdempotencyKeyConflict(key)
-    return row
+    return None if row is None else _campaign(row)
 
 
-async def campaign_by_id(db: Database, campaign_id: int) -> Any:
+def _campaign(row: Any) -> Campaign:
+    return Campaign.from_values(**row._mapping)
+
+
+async def campaign_by_id(db: Database, campaign_id: int) -> Campaign | None:
     async with db.read() as conn:
-        return (await conn.execute(select(Campaign).where(Campaign.id == campaign_id))).first()
+        row = (await conn.execute(select(Campaign).where(Campaign.id == campaign_id))).first()
+    return None if row is None else _campaign(row)
 
 
-async def list_campaigns(db: Database, *, merchant_id: int | None, before_id: int | None, limit: int) -> list[Any]:
+async def list_campaigns(db: Database, *, merchant_id: int | None, before_id: int | None,
+                         limit: int) -> list[Campaign]:
     """Newest first; ``merchant_id`` None: every merchant's (admin)."""
     query = select(Campaign).order_by(Campaign.id.desc()).limit(limit)
     if merchant_id is not None:
@@ -200,4 +206,4 @@ async def list_campaigns(db: Database, *, merchant_id: int | None, before_id: in
     if before_id is not None:
         query = query.where(Campaign.id < before_id)
     async with db.read() as conn:
-        return list((await conn.execute(query)).all())
+        return [_campaign(row) for row in await conn.execute(query)]

@@ -86,7 +86,7 @@ class ProgramHook:
                 .where(CampaignAudience.member_id == member_id, CampaignAudience.treated.is_(True),
                        Campaign.merchant_id == merchant_id, Campaign.starts_at <= now, Campaign.ends_at > now))
             for kind, multiplier, bonus in offers:
-                campaign_points += extra_points(base, int(multiplier)) if kind == "MULTIPLIER" else int(bonus)
+                campaign_points += extra_points(base, multiplier or 100) if kind == "MULTIPLIER" else bonus or 0
         if base <= 0:  # the ledger refuses it (PURCHASE_TOO_SMALL): no program points on nothing
             tier_points = campaign_points = 0
         return Extras(member_id=member_id, base_points=base, tier_points=tier_points,

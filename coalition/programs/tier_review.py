@@ -55,10 +55,9 @@ async def set_tier_policy(db: Database, *, tiers: Any, window: Any = "ROLLING", 
     policy = validate_tier_policy(tiers, window=window, window_months=window_months, grace_days=grace_days,
                                   bonus_funder=bonus_funder)
     async with db.transaction() as conn:
-        new_id = (await conn.execute(insert(TierPolicyVersion).values(
+        await conn.execute(insert(TierPolicyVersion).values(
             tiers=policy.tiers_json(), window=policy.window, window_months=policy.window_months,
-            grace_days=policy.grace_days, bonus_funder=policy.bonus_funder, created_at=now,
-        ).returning(TierPolicyVersion.id))).scalar_one()
+            grace_days=policy.grace_days, bonus_funder=policy.bonus_funder, created_at=now))
     bump_generation()
     await review_tiers(db, now=now)
     async with db.read() as conn:
