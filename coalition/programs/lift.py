@@ -15,6 +15,7 @@ tends to be larger), not the lift in money a merchant pays for.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -41,6 +42,11 @@ def lift(treated: Sequence[int], control: Sequence[int], min_group: int) -> Lift
     mean_t = sum(treated) / len(treated)
     mean_c = sum(control) / len(control)
     percent = None if mean_c == 0 else round((mean_t - mean_c) / mean_c * 100, 4)
-    result = stats.ttest_ind([float(x) for x in treated], [float(x) for x in control], equal_var=False)
+    if len(set(treated)) == 1 and len(set(control)) == 1:
+        return Lift(percent, None)  # neither group varies: no test to run
+    with warnings.catch_warnings():
+        # nearly constant groups: scipy warns about precision and answers nan or a valid p; both are handled
+        warnings.simplefilter("ignore", RuntimeWarning)
+        result = stats.ttest_ind([float(x) for x in treated], [float(x) for x in control], equal_var=False)
     p = float(result.pvalue)
     return Lift(percent, None if math.isnan(p) else p)
