@@ -482,3 +482,14 @@ def test_the_database_file_is_created_private(tmp_path: Path) -> None:
     assert stat.S_IMODE(db_file.stat().st_mode) == 0o600
     for companion in db_file.parent.glob("coalition.db-*"):  # -wal, -shm while a connection was open
         assert stat.S_IMODE(companion.stat().st_mode) == 0o600, companion
+
+
+def test_the_demo_sets_tiers_and_leaves_a_finished_campaign_with_a_result(demo_run: tuple[Path, Result],
+                                                                          demo_db: Path) -> None:
+    assert "Status tiers BASIC / SILVER / GOLD are set" in demo_run[1].output
+    tiers = invoke(demo_db, "programs", "tiers")
+    assert tiers.exit_code == 0 and "GOLD" in tiers.output and "x1.25" in tiers.output
+    campaigns = invoke(demo_db, "programs", "campaigns")
+    assert campaigns.exit_code == 0, campaigns.output
+    assert "Double points month" in campaigns.output and "treated" in campaigns.output
+    assert "lift: spend" in campaigns.output
