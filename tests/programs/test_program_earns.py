@@ -162,3 +162,25 @@ async def test_the_one_statement_earn_adds_campaign_and_tier_points(net: Shops, 
     assert points == 10 + 5 + 10 and after.balance == 60 + 25
     row = (await bonus_rows(db))[entry_id]
     assert (row.base_points, row.tier_points, row.campaign_points) == (10, 5, 10)
+
+
+async def test_a_segment_campaign_reaches_the_members_the_analysis_put_in_it(net: Shops, db: Any, settings: Any,
+                                                                            clock: Any) -> None:
+    from coalition.network.jobs import run_analysis
+    from coalition.network.loyalty import LoyaltyType
+    from coalition.network.store import InsightStore
+
+    for i, member in enumerate(net.members):
+        for _ in range(1 + i % 5):
+            await net.earn(member, amount_minor=500 + 700 * (i % 7))
+        clock.advance(hours=6)
+    await run_analysis(db, settings, now=clock.now)
+    stored = await InsightStore(db).latest(f"rfm:{net.a.id}")
+    assert stored is not None
+    columns = stored.payload
+    by_type: dict[str, set[int]] = {}
+    for member_id, kind in zip(columns["member_ids"], columns["type"], strict=True):
+        by_type.setdefault(LoyaltyType(kind).name, set()).add(int(member_id))
+    segment, members = max(by_type.items(), key=lambda item: len(item[1]))
+    campaign = await net.campaign(segment=segment, control_percent=0)
+    assert set(await net.treated(campaign.id)) == members
