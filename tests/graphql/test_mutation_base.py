@@ -30,6 +30,7 @@ EXPECTED_ACCESS = {
     "captureRedemption": Access.MERCHANT, "voidRedemption": Access.MERCHANT,
     "reverseTransaction": Access.MERCHANT, "reconcilePosExport": Access.STAFF,
     "runSettlement": Access.ADMIN, "setNetworkPolicy": Access.ADMIN,
+    "createCampaign": Access.MERCHANT, "setTierPolicy": Access.ADMIN,
 }
 
 
