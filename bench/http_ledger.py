@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchlib import programs as bench_programs
+from benchlib.cpu import wait_for_quiet
 from benchlib.env import BENCH, BENCH_DB, PGBENCH_DB, log, pg_url
 from benchlib.pgbench import PgbenchResult, run_pgbench
 from benchlib.postgres import drop_pg_databases, pg_sessions_opened, vacuum_bench_database
@@ -99,8 +100,10 @@ def bench_workers(workers: int, seed: Seed, database_url: str, *, seconds: int, 
                 vacuum_bench_database()
             tag = run_tag(f"{op.replace('+', '-')}-w{workers}")
             if op == "earn+prog":
+                # Wait for a quiet machine first, then start the campaign: it must run through the measurement.
+                wait_for_quiet()
                 started_at = utcnow()
-                asyncio.run(bench_programs.enable(database_url, seed.merchant_id, run_s=seconds + 20,
+                asyncio.run(bench_programs.enable(database_url, seed.merchant_id, run_s=seconds + 30,
                                                   key=run_tag("bench-campaign")))
                 time.sleep(2.5)  # the API processes' program caches re-read within 2 s
                 run_wrk(SCRIPTS[op], server.url, seed.api_key, ids_file=seed.ids_file,
@@ -112,7 +115,7 @@ def bench_workers(workers: int, seed: Seed, database_url: str, *, seconds: int, 
             halfway.start()
             sessions_before = pg_sessions_opened(BENCH_DB)
             result = run_wrk(SCRIPTS[op], server.url, seed.api_key, ids_file=seed.ids_file, tag=tag,
-                             seconds=seconds, connections=connections, app_pids=pids, quiet=True)
+                             seconds=seconds, connections=connections, app_pids=pids, quiet=op != "earn+prog")
             sessions = pg_sessions_opened(BENCH_DB) - sessions_before
             halfway.join()
             written = asyncio.run(count_entries(database_url, tag)).get(KIND[op], 0) if op in KIND else 0
