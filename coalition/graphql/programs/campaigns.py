@@ -35,7 +35,9 @@ class CampaignResult(graphene.ObjectType):  # type: ignore[misc]
     lift_percent = graphene.Float(description=(
         "How much more a treated member spent on average than a held-out one, in percent; null until both groups "
         "have the minimum size (COALITION_CAMPAIGN_MIN_GROUP_SIZE) or when the control group spent nothing."))
-    p_value = graphene.Float(description="Welch's two-sided t-test of the spend per member; null with liftPercent.")
+    p_value = graphene.Float(description=(
+        "Welch's two-sided t-test of the spend per member; null below the minimum group size or when neither "
+        "group varies."))
     treated_visits = graphene.Int(required=True, description="Treated members' purchases at the merchant.")
     control_visits = graphene.Int(required=True, description="Held-out members' purchases at the merchant.")
     visits_lift_percent = graphene.Float(description="Lift in purchases per member at the merchant.")
