@@ -14,7 +14,8 @@ from coalition.db import Database, utcnow
 from coalition.errors import DomainError, Refused
 from coalition.ledger import core, fastpath, refusals
 from coalition.ledger.core import MAX_POINTS, LedgerResult
-from coalition.ledger.errors import InsufficientPoints, MemberNotFound, MerchantSuspended
+from coalition.ledger.errors import InsufficientPoints, MemberNotFound
+from coalition.ledger.idempotency import Outcomes
 from coalition.ledger.models import Lot
 from coalition.members.models import Member
 
@@ -76,16 +77,20 @@ class LedgerBase:
     async def _allowance_from_settings(self, now: dt.datetime) -> int:
         return self.settings.redeem_without_proof_points
 
+    def outcomes(
+        self, conn: AsyncConnection, merchant_id: int | None, key: str, fingerprint: str
+    ) -> Outcomes[LedgerResult]:
+        """The precedence of a ledger write's outcomes (``coalition.ledger.idempotency``): the entry or
+        kept refusal under the key, then the merchant's suspension; the write's own come after."""
+        return Outcomes(earlier=lambda: core.replay_by_key(conn, merchant_id, key, fingerprint), executor=conn,
+                        merchant_id=merchant_id)
+
     async def _not_inserted(
-        self, conn: AsyncConnection, merchant_id: int, key: str, fingerprint: str, loyalty_id: str | None
+        self, conn: AsyncConnection, merchant_id: int, key: str, fingerprint: str, loyalty_id: str
     ) -> LedgerResult:
-        """Explain an insert that did nothing: a retry, a suspended merchant or an unknown member."""
-        earlier = await core.find_by_key(conn, merchant_id, key, fingerprint)
-        if earlier is not None:
-            return await core.replay(conn, earlier)
-        if not await core.merchant_is_active(conn, merchant_id):
-            raise MerchantSuspended(f"merchant {merchant_id} is suspended: it cannot write to the ledger")
-        raise MemberNotFound(f"no member has loyalty ID {loyalty_id}", field="loyaltyId")
+        """Explain an insert by loyalty ID that did nothing: a retry, a suspended merchant, an unknown member."""
+        return await self.outcomes(conn, merchant_id, key, fingerprint).explain(
+            MemberNotFound(f"no member has loyalty ID {loyalty_id}", field="loyaltyId"))
 
     async def keeping_refusals(
         self, merchant_id: int, key: str, fingerprint: str, now: dt.datetime, run: Callable[[], Awaitable[LedgerResult]]

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import hashlib
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -35,8 +33,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.dml import Insert
 
-from coalition.errors import IdempotencyKeyConflict
-from coalition.ledger import refusals
+from coalition.ledger import idempotency, refusals
+from coalition.ledger.idempotency import KeyColumns, find_earlier
 from coalition.ledger.models import (
     Account,
     Allocation,
@@ -64,10 +62,10 @@ class LedgerResult:
     replayed: bool = False
 
 
-def request_hash(operation: str, **fields: Any) -> str:
-    """Fingerprint of a request, to tell a retry from a different request under the same key."""
-    canonical = json.dumps({"op": operation, **fields}, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+request_hash = idempotency.request_hash  # where other modules have long found it
+
+# A ledger entry's key: unique per merchant (``merchant_id`` NULL: the network's own entries).
+ENTRY_KEYS = KeyColumns(Entry, key="idempotency_key", fingerprint="request_hash", scope=("merchant_id",))
 
 
 def member_from_row(row: Any) -> Member:
@@ -189,20 +187,16 @@ async def insert_entry(
 async def entry_by_key(conn: AsyncConnection, merchant_id: int | None, key: str) -> Entry | None:
     """The entry stored under this merchant's key (``merchant_id`` None: the network's own entries)."""
     # ``== None`` compiles to IS NULL, which the partial unique index on network keys serves.
-    row = (
-        await conn.execute(select(Entry).where(Entry.merchant_id == merchant_id, Entry.idempotency_key == key))
-    ).first()
+    row = (await conn.execute(select(Entry).where(*ENTRY_KEYS.where((merchant_id,), key)))).first()
     return None if row is None else entry_from_row(row)
 
 
 async def find_by_key(conn: AsyncConnection, merchant_id: int | None, key: str, fingerprint: str) -> Entry | None:
     """The entry an earlier request stored under this key; else the refusal kept under it is raised
     again (``coalition.ledger.refusals``: a recorded success wins); IDEMPOTENCY_KEY_CONFLICT for other input."""
-    entry = await entry_by_key(conn, merchant_id, key)
+    entry = await find_earlier(conn, ENTRY_KEYS, (merchant_id,), key, fingerprint)
     if entry is None:
         await refusals.raise_if_recorded(conn, merchant_id, key, fingerprint)
-    elif entry.request_hash != fingerprint:
-        raise IdempotencyKeyConflict(key)
     return entry
 
 
@@ -216,9 +210,13 @@ async def replay(conn: AsyncConnection, entry: Entry) -> LedgerResult:
     return LedgerResult(entry=entry, member=member, hold=hold, replayed=True)
 
 
-async def merchant_is_active(conn: AsyncConnection, merchant_id: int) -> bool:
-    status = (await conn.execute(select(Merchant.status).where(Merchant.id == merchant_id))).scalar()
-    return status == MerchantStatus.ACTIVE
+async def replay_by_key(
+    conn: AsyncConnection, merchant_id: int | None, key: str, fingerprint: str
+) -> LedgerResult | None:
+    """Outcomes 1 and 2 of a ledger write (``coalition.ledger.idempotency``): the earlier result under
+    the key, replayed, the refusal kept under it raised again, or IDEMPOTENCY_KEY_CONFLICT."""
+    earlier = await find_by_key(conn, merchant_id, key, fingerprint)
+    return None if earlier is None else await replay(conn, earlier)
 
 
 async def load_entry(conn: AsyncConnection, entry_id: int) -> Entry:
