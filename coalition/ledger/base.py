@@ -5,14 +5,14 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Awaitable, Callable
 
-from sqlalchemy import bindparam, insert, update
+from sqlalchemy import BigInteger, bindparam, insert, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from coalition.config import Settings
 from coalition.crypto import NetworkKeys
 from coalition.db import Database, utcnow
 from coalition.errors import DomainError, Refused
-from coalition.ledger import core, fastpath, refusals
+from coalition.ledger import core, fastpath, refusals, rules
 from coalition.ledger.core import MAX_POINTS, LedgerResult
 from coalition.ledger.errors import InsufficientPoints, MemberNotFound
 from coalition.ledger.idempotency import Outcomes
@@ -31,7 +31,8 @@ def balance_limit(member: Member, adding: int) -> Refused:
 # Built once (see core): credit, and debit with and without moving the points to ``held``.
 _credit = (
     update(Member)
-    .where(Member.id == bindparam("m_id"), Member.owed == 0, Member.balance <= bindparam("m_max_balance"))
+    .where(Member.id == bindparam("m_id"), Member.owed == 0,
+           rules.within_max_points(Member.balance, bindparam("m_points", type_=BigInteger)))
     .values(balance=Member.balance + bindparam("m_points"),
             lifetime_points=Member.lifetime_points + bindparam("m_points"))
     .returning(Member)
@@ -109,7 +110,7 @@ class LedgerBase:
 
         Returns the member after the update and how many points went to the debt.
         """
-        params = {"m_id": member_id, "m_points": points, "m_max_balance": MAX_POINTS - points}
+        params = {"m_id": member_id, "m_points": points}
         row = (await conn.execute(_credit, params)).first()
         if row is not None:
             return core.member_from_row(row), 0

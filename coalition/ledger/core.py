@@ -30,10 +30,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.orm import aliased
 from sqlalchemy.sql.dml import Insert
 
-from coalition.ledger import idempotency, refusals
+from coalition.ledger import idempotency, refusals, rules
 from coalition.ledger.idempotency import KeyColumns, find_earlier
 from coalition.ledger.models import (
     Account,
@@ -46,10 +45,9 @@ from coalition.ledger.models import (
     Posting,
     Refusal,
 )
+from coalition.ledger.rules import MAX_POINTS as MAX_POINTS  # defined with the other rules both paths apply
 from coalition.members.models import Member
-from coalition.partners.models import Merchant, MerchantStatus
-
-MAX_POINTS = 2**31 - 1  # GraphQL Int: no balance or amount may pass it
+from coalition.partners.models import Merchant
 
 
 @dataclass(frozen=True)
@@ -78,11 +76,8 @@ def entry_from_row(row: Any) -> Entry:
 
 @dataclass(frozen=True)
 class AtEarnRate:
-    """An earn's points, computed in the INSERT from the merchant's rate and ``amount_minor``.
-
-    ``amount_minor * earn_rate_points_per_unit // minor_per_unit``: rounded down, so a network
-    never issues a point nobody paid for.
-    """
+    """An earn's points, computed in the INSERT from the merchant's rate and ``amount_minor``
+    (``rules.earn_points``: rounded down)."""
 
     minor_per_unit: int
 
@@ -111,7 +106,7 @@ def _build_entry_insert(
     )
     if require_active_merchant:
         source = source.join(
-            Merchant, and_(Merchant.id == columns["merchant_id"], Merchant.status == MerchantStatus.ACTIVE)
+            Merchant, and_(Merchant.id == columns["merchant_id"], rules.merchant_may_write(Merchant.status))
         )
     # A key under which a refusal is kept (ledger/refusals.py) inserts nothing either: the caller
     # then finds the refusal and raises it again. One index probe, in the same statement.
@@ -129,9 +124,8 @@ def _build_entry_insert(
 
 def _points_column(at_earn_rate: bool) -> ColumnElement[int]:
     if at_earn_rate:
-        return (bindparam("e_amount_minor", type_=BigInteger) * Merchant.earn_rate_points_per_unit) // bindparam(
-            "e_minor_per_unit", type_=BigInteger
-        )
+        return rules.earn_points(bindparam("e_amount_minor", type_=BigInteger), Merchant.earn_rate_points_per_unit,
+                                 bindparam("e_minor_per_unit", type_=BigInteger))
     return bindparam("e_points", type_=BigInteger)
 
 
@@ -307,21 +301,22 @@ def _build_open_lots() -> Select[tuple[int, int | None, int]]:
     # cannot tell that a bound value satisfies ix_lots_open's predicate (remaining > 0), and
     # planned a scan of the whole lots table instead.
     zero = literal_column("0", BigInteger)
+    lots = Lot.__table__
     first = (
         select(Lot.id, Lot.issuer_merchant_id, Lot.remaining, Lot.expires_at,
                cast(zero, BigInteger).label("points_ahead"))
         .where(Lot.member_id == member, Lot.remaining > zero)
-        .order_by(Lot.expires_at, Lot.id)
+        .order_by(*rules.fifo(lots))
         .limit(1)
         .subquery()
     )
     walk = select(first).cte("walk", recursive=True)
-    later = aliased(Lot)
+    later = lots.alias()
     following = (
-        select(later.id)
-        .where(later.member_id == member, later.remaining > zero,
-               tuple_(later.expires_at, later.id) > tuple_(walk.c.expires_at, walk.c.id))
-        .order_by(later.expires_at, later.id)
+        select(later.c.id)
+        .where(later.c.member_id == member, later.c.remaining > zero,
+               tuple_(*rules.fifo(later)) > tuple_(*rules.fifo(walk)))
+        .order_by(*rules.fifo(later))
         .limit(1)
         .scalar_subquery()
     )
@@ -331,7 +326,7 @@ def _build_open_lots() -> Select[tuple[int, int | None, int]]:
         .join_from(walk, Lot, Lot.id == following)
         .where(walk.c.points_ahead + walk.c.remaining < points)
     )
-    return select(walk.c.id, walk.c.issuer_merchant_id, walk.c.remaining).order_by(walk.c.expires_at, walk.c.id)
+    return select(walk.c.id, walk.c.issuer_merchant_id, walk.c.remaining).order_by(*rules.fifo(walk))
 
 
 _open_lots = _build_open_lots()

@@ -34,6 +34,12 @@ from coalition.partners.service import set_merchant_status
 PG_URL = os.environ.get("COALITION_TEST_DATABASE_URL")
 needs_pg = pytest.mark.skipif(not PG_URL, reason="the fast path is PostgreSQL's: set COALITION_TEST_DATABASE_URL")
 
+
+@pytest.fixture
+def ledger_path() -> str:
+    """This module is about the fast path and compares the two paths itself: its ledger has it on."""
+    return "fast"
+
 # Columns that name who or when rather than what happened: they differ between two members.
 MEMBER_IDENTITY = {"id", "loyalty_id", "referral_code", "enroll_idempotency_key",
                    "enroll_request_hash", "created_at"}
@@ -131,8 +137,9 @@ def test_named_parameters_become_numbered_in_order_of_first_use() -> None:
     assert ":" not in fastpath._EARN.sql and ":" not in fastpath._REDEEM.sql
 
 
-async def test_sqlite_has_only_the_multi_statement_path(ledger: Ledger, db: Database) -> None:
+async def test_sqlite_has_only_the_multi_statement_path(ledger: Ledger, db: Database, settings: Any) -> None:
     assert ledger.fast_path is (not db.is_sqlite)
+    assert Ledger(db, settings).fast_path is (not db.is_sqlite)
 
 
 @needs_pg
