@@ -36,6 +36,7 @@ from coalition.errors import (
 from coalition.ledger.errors import MemberNotFound
 from coalition.ledger.idempotency import KeyColumns, Outcomes, find_earlier, request_hash
 from coalition.ledger.inputs import parse_loyalty_id
+from coalition.loyalty_id import new_loyalty_id, new_referral_code
 from coalition.members.contact import email_fingerprint, phone_fingerprint
 from coalition.members.credentials import (
     ENROLLMENT_LABELS,
@@ -44,9 +45,8 @@ from coalition.members.credentials import (
     issue_claim_code,
     lock_member,
 )
-from coalition.members.loyalty_id import new_loyalty_id, new_referral_code
 from coalition.members.models import Member
-from coalition.network.referrals import check_referral
+from coalition.members.referrals import check_referral
 from coalition.text import unsafe_character
 
 logger = logging.getLogger("coalition.members")
@@ -105,7 +105,7 @@ async def enroll_member(
     phone: str | None = None, referral_code: str | None = None, referral_daily_limit: int = 10,
     claim_ttl_s: int = DEFAULT_CLAIM_TTL_S, now: dt.datetime | None = None,
 ) -> Enrollment:
-    """Enroll a member; with a referral code, the referral rules apply (``coalition.network.referrals``).
+    """Enroll a member; with a referral code, the referral rules apply (``coalition.members.referrals``).
 
     Outcomes, in the precedence of ``coalition.ledger.idempotency``: the same key's earlier enrollment (a replay:
     ``IDEMPOTENCY_KEY_CONFLICT`` if the input differs), ``MERCHANT_SUSPENDED``,

@@ -26,7 +26,7 @@ from coalition.ledger.core import MAX_POINTS
 from coalition.ledger.models import AllocationKind
 from coalition.ledger.presence import presence_code
 from coalition.ledger.service import Ledger
-from coalition.members.loyalty_id import new_loyalty_id
+from coalition.loyalty_id import new_loyalty_id
 from coalition.members.service import enroll_member
 from coalition.partners.models import MerchantStatus
 from coalition.partners.service import set_merchant_status
