@@ -143,12 +143,9 @@ class HoldOperations(LedgerBase):
                 outcomes = self.outcomes(conn, merchant_id, key, fingerprint)
                 if (earlier := await outcomes.earlier()) is not None:
                     return earlier
-                row = (await conn.execute(
+                row = await outcomes.found((await conn.execute(
                     select(Hold).where(Hold.id == hold_id, Hold.merchant_id == merchant_id)
-                )).first()
-                if row is None:
-                    await outcomes.check_merchant()
-                    raise await _missing_hold(conn, merchant_id, hold_id, by_transaction_id)
+                )).first(), lambda: _missing_hold(conn, merchant_id, hold_id, by_transaction_id))
                 hold = hold_from_row(row)
                 captured = (points if points is not None else hold.points) if capture else 0
                 if captured > hold.points:

@@ -42,7 +42,8 @@ A new kind of write (gift cards, vouchers, webhooks...) declares where its keys 
     if (earlier := await outcomes.earlier()) is not None:
         return replayed(earlier)
     await outcomes.check_merchant()
-    ...                                   # not found, then the write's own refusals
+    card = await outcomes.found(await load_card(conn, card_id), CardNotFound(...))
+    ...                                   # then the write's own refusals
     if not inserted:                      # lost the race on the key
         return replayed(await outcomes.explain(CardRaced(...)))
 
@@ -66,6 +67,7 @@ from coalition.ledger.errors import MerchantSuspended
 from coalition.partners.models import Merchant, MerchantStatus
 
 R = TypeVar("R")
+T = TypeVar("T")
 M = TypeVar("M", bound=Base)
 Executor = AsyncConnection | AsyncSession
 
@@ -145,6 +147,14 @@ class Outcomes(Generic[R]):
         if not await merchant_is_active(self._executor, self._merchant_id):
             raise MerchantSuspended(f"merchant {self._merchant_id} is suspended: it cannot {self._action}")
         self._merchant_active = True
+
+    async def found(self, row: T | None, refusal: DomainError | Callable[[], Awaitable[DomainError]]) -> T:
+        """Outcome 4: ``row``, what the write names, if it exists; else, unless the merchant is
+        suspended (outcome 3), the not-found ``refusal`` (or the one the callable builds) is raised."""
+        if row is not None:
+            return row
+        await self.check_merchant()
+        raise refusal if isinstance(refusal, DomainError) else await refusal()
 
     async def explain(self, refusal: DomainError) -> R:
         """Why a write did not happen: the earlier result under the key (a retry, or the winner of a

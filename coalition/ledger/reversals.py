@@ -54,13 +54,10 @@ class ReversalOperations(LedgerBase):
             outcomes = self.outcomes(conn, merchant_id, key, fingerprint)
             if (earlier := await outcomes.earlier()) is not None:
                 return earlier
-            row = (await conn.execute(
+            row = await outcomes.found((await conn.execute(
                 select(Entry).where(Entry.id == transaction_id, Entry.merchant_id == merchant_id)
-            )).first()
-            if row is None:
-                await outcomes.check_merchant()
-                raise TransactionNotFound("this merchant has no such transaction: pass the ID of one of its own",
-                                          field="transactionId")
+            )).first(), TransactionNotFound("this merchant has no such transaction: pass the ID of one of its own",
+                                            field="transactionId"))
             target = core.entry_from_row(row)
             if target.kind not in REVERSIBLE:
                 await outcomes.check_merchant()
