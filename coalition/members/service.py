@@ -25,6 +25,7 @@ from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from coalition.config import DEFAULT_MEMBER_CLAIM_TTL_S
 from coalition.crypto import NetworkKeys
 from coalition.db import Database, utcnow
 from coalition.errors import (
@@ -82,7 +83,7 @@ def normalize_phone(raw: str | None) -> str | None:
     return compact if compact.startswith("+") else "+" + compact
 
 
-DEFAULT_CLAIM_TTL_S = 7 * 24 * 3600
+DEFAULT_CLAIM_TTL_S = DEFAULT_MEMBER_CLAIM_TTL_S
 
 
 @dataclass(frozen=True)
