@@ -38,7 +38,8 @@ _credit = (
     .returning(Member)
 )
 # The conditional UPDATE is what keeps a balance from going negative under concurrency.
-_debit_where = (Member.id == bindparam("m_id"), Member.balance >= bindparam("m_points"), Member.owed == 0)
+_debit_where = (Member.id == bindparam("m_id"),
+                rules.may_debit(Member.balance, Member.owed, bindparam("m_points", type_=BigInteger)))
 _debit = update(Member).where(*_debit_where).values(balance=Member.balance - bindparam("m_points")).returning(Member)
 _debit_to_held = (
     update(Member)

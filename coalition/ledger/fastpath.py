@@ -115,6 +115,10 @@ def _within_max_points(balance: str, points: str) -> str:
     return render(rules.within_max_points(_col(balance), _col(points)))
 
 
+def _may_debit(member: str, points: str) -> str:
+    return render(rules.may_debit(_col(f"{member}.balance"), _col(f"{member}.owed"), _col(points)))
+
+
 def _legs(legs: tuple[rules.Leg, ...], member: str, merchant: str) -> tuple[str, str]:
     """A movement's postings (``rules.EARN_LEGS``, ``rules.REDEEM_LEGS``): the VALUES list of
     ``(n, account, sign)`` and the CASE that picks each leg's account id."""
@@ -264,7 +268,7 @@ snap AS (
     SELECT r.*, m.id AS member_id, m.xmin AS version
     FROM req r
     JOIN {_MERCHANTS} mc ON mc.id = r.merchant_id AND {_MERCHANT_MAY_WRITE}
-    JOIN {_MEMBERS} m ON m.loyalty_id = r.loyalty_id AND m.owed = 0 AND m.balance >= r.points
+    JOIN {_MEMBERS} m ON m.loyalty_id = r.loyalty_id AND {_may_debit("m", "r.points")}
     WHERE {_NOT_REFUSED}
       AND CASE WHEN r.proof_step IS NULL THEN r.points + {_USED_WITHOUT_PROOF} <= r.allowance
                ELSE {_WRONG_PROOFS} < {MAX_WRONG_PROOFS} END
@@ -324,7 +328,7 @@ u AS (
     SET balance = m.balance - es.points
     FROM es
     WHERE m.id = es.member_id AND m.xmin = es.version
-      AND m.owed = 0 AND m.balance >= es.points
+      AND {_may_debit("m", "es.points")}
       AND (SELECT coalesce(sum(take.points), 0) FROM take WHERE take.member_id = es.member_id) = es.points
       AND (es.proof_step IS NULL OR EXISTS (SELECT 1 FROM proof WHERE proof.entry_id = es.id))
     RETURNING {_RETURNING}

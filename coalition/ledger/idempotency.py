@@ -63,8 +63,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from coalition.db import Base
 from coalition.errors import DomainError, IdempotencyKeyConflict
+from coalition.ledger import rules
 from coalition.ledger.errors import MerchantSuspended
-from coalition.partners.models import Merchant, MerchantStatus
+from coalition.partners.models import Merchant
 
 R = TypeVar("R")
 T = TypeVar("T")
@@ -113,8 +114,9 @@ async def find_earlier(
 
 
 async def merchant_is_active(executor: Executor, merchant_id: int) -> bool:
-    status = (await executor.execute(select(Merchant.status).where(Merchant.id == merchant_id))).scalar()
-    return status == MerchantStatus.ACTIVE
+    """Whether the merchant may write (``rules.merchant_may_write``, as every write's INSERT asks it)."""
+    query = select(Merchant.id).where(Merchant.id == merchant_id, rules.merchant_may_write(Merchant.status))
+    return (await executor.execute(query)).first() is not None
 
 
 class Outcomes(Generic[R]):

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import BigInteger, ColumnElement, FromClause, literal_column
+from sqlalchemy import BigInteger, ColumnElement, FromClause, and_, literal_column
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import QueryableAttribute
 
@@ -42,6 +42,12 @@ def merchant_may_write(status: Sql) -> ColumnElement[bool]:
 def within_max_points(balance: Sql, points: Sql) -> ColumnElement[bool]:
     """Adding ``points`` keeps the balance within :data:`MAX_POINTS`."""
     return balance <= literal_column(str(MAX_POINTS), BigInteger) - points
+
+
+def may_debit(balance: Sql, owed: Sql, points: Sql) -> ColumnElement[bool]:
+    """A member may spend ``points``: it holds them and owes none (debt is repaid before any spending).
+    As the condition of the debit's UPDATE it is what keeps a balance from going negative."""
+    return and_(balance >= points, owed == 0)
 
 
 def fifo(lots: FromClause) -> list[ColumnElement[Any]]:

@@ -21,10 +21,20 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from test_ledger_trust import allow
 
 from coalition.db import Database
-from coalition.ledger import fastpath
+from coalition.ledger import fastpath, rules
 from coalition.ledger.core import MAX_POINTS
-from coalition.ledger.models import AllocationKind
-from coalition.ledger.presence import presence_code
+from coalition.ledger.models import (
+    Account,
+    Allocation,
+    AllocationKind,
+    Entry,
+    EntryKind,
+    HoldStatus,
+    Lot,
+    Posting,
+    PresenceProof,
+)
+from coalition.ledger.presence import InvalidMemberProof, presence_code
 from coalition.ledger.service import Ledger
 from coalition.loyalty_id import new_loyalty_id
 from coalition.members.service import enroll_member
@@ -135,6 +145,24 @@ def test_named_parameters_become_numbered_in_order_of_first_use() -> None:
     assert statement.names == ("b", "a_1")
     assert set(fastpath._EARN.names) >= {"merchant_id", "loyalty_id", "amount_minor", "idempotency_key"}
     assert ":" not in fastpath._EARN.sql and ":" not in fastpath._REDEEM.sql
+
+
+def test_the_fast_path_sql_is_built_from_the_rules_the_models_and_the_enums() -> None:
+    earn_sql, redeem_sql = fastpath._EARN_SQL, fastpath._REDEEM_SQL
+    # Every quoted literal is an enum value or error code as its column stores it, none typed by hand.
+    stored = {*EntryKind, *Account, *HoldStatus, *AllocationKind, *MerchantStatus, InvalidMemberProof.code}
+    literals = set(re.findall(r"'([A-Z_]+)'", earn_sql + redeem_sql))
+    assert literals and literals <= {str(value) for value in stored}, literals
+    # The rules both paths apply appear as rules.py renders them.
+    assert fastpath._EARN_POINTS in earn_sql and fastpath._MERCHANT_MAY_WRITE in earn_sql + redeem_sql
+    assert fastpath._EARN_POINTS == "(r.amount_minor * mc.earn_rate_points_per_unit) / r.minor_per_unit"
+    assert f"<= {rules.MAX_POINTS} - s.points" in earn_sql
+    assert "ORDER BY " + ", ".join(f"l.{name}" for name in rules.FIFO_ORDER) in redeem_sql
+    legs = ", ".join(f"({n}, '{leg.account}', {leg.sign})" for n, leg in enumerate(rules.EARN_LEGS, start=1))
+    assert legs == fastpath._EARN_LEG_VALUES
+    assert "m.balance >= r.points AND m.owed = 0" in redeem_sql  # rules.may_debit
+    for model in (Entry, Lot, Posting, Allocation, PresenceProof):
+        assert f"INSERT INTO {model.__tablename__} (" in earn_sql + redeem_sql
 
 
 async def test_sqlite_has_only_the_multi_statement_path(ledger: Ledger, db: Database, settings: Any) -> None:
