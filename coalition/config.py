@@ -6,6 +6,8 @@ CLI and the application factory do) and pass the result down.
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -102,6 +104,14 @@ class Settings:
     # long a refused write's outcome stays under its idempotency key.
     redeem_without_proof_points: int = 200
     idempotency_retention_s: int = 24 * 3600
+    # Gift cards (issue 16; coalition/giftcards/): the most one card may hold (minor units), the
+    # days a card lives (0: never expires), the share of a spend at another partner the network
+    # keeps as its fee (a Decimal, 0..1), and failed code look-ups a caller may make per window.
+    gift_card_max_minor: int = 50_000
+    gift_card_expiry_days: int = 0
+    gift_card_fee_rate: str = "0"
+    gift_card_lookup_failures: int = 20
+    gift_card_lookup_window_s: int = 600
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -210,6 +220,18 @@ def normalize_database_url(url: str) -> str:
     raise ConfigError(f"COALITION_DATABASE_URL must be a PostgreSQL or SQLite URL, not {url.split(':')[0]!r}")
 
 
+def _rate(env: Mapping[str, str], name: str, default: str) -> str:
+    """A Decimal share 0..1, kept as its text (Settings holds no Decimal)."""
+    raw = env.get(name) or default
+    try:
+        value = Decimal(raw)
+    except ArithmeticError:
+        raise ConfigError(f"{name}={raw!r} is not a decimal number") from None
+    if not value.is_finite() or not 0 <= value <= 1:
+        raise ConfigError(f"{name}={raw!r} must be between 0 and 1")
+    return str(value)
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Build settings from ``env`` (default: ``os.environ``)."""
     env = os.environ if env is None else env
@@ -264,4 +286,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         redeem_without_proof_points=_int(env, "COALITION_REDEEM_WITHOUT_PROOF_POINTS", 200),
         # At least an hour: wrong proofs of presence are counted from the kept refusals of the last hour.
         idempotency_retention_s=_int(env, "COALITION_IDEMPOTENCY_RETENTION_S", 24 * 3600, minimum=3600),
+        gift_card_max_minor=_int(env, "COALITION_GIFT_CARD_MAX_MINOR", 50_000, minimum=1),
+        gift_card_expiry_days=_int(env, "COALITION_GIFT_CARD_EXPIRY_DAYS", 0, minimum=0),
+        gift_card_fee_rate=_rate(env, "COALITION_GIFT_CARD_FEE_RATE", "0"),
+        gift_card_lookup_failures=_int(env, "COALITION_GIFT_CARD_LOOKUP_FAILURES", 20, minimum=1),
+        gift_card_lookup_window_s=_int(env, "COALITION_GIFT_CARD_LOOKUP_WINDOW_S", 600, minimum=1),
     ))

@@ -2,12 +2,13 @@
 
 from coalition.auth.models import ApiKey
 from coalition.db import Base
+from coalition.ledger.giftcard_models import GiftCard, GiftEntry, GiftHold, GiftPosting
 from coalition.ledger.models import Allocation, Entry, Hold, Lot, Posting
 from coalition.members.models import Dispute, Member, MemberCredential
 from coalition.network.models import InsightResult, InsightRun
 from coalition.partners.models import Merchant
 from coalition.settlement.models import NetworkPolicy, SettlementBatch, SettlementLine, SettlementPosition
 
-__all__ = ["Allocation", "ApiKey", "Base", "Dispute", "Entry", "Hold", "InsightResult", "InsightRun", "Lot", "Member",
+__all__ = ["Allocation", "ApiKey", "Base", "Dispute", "Entry", "GiftCard", "GiftEntry", "GiftHold", "GiftPosting", "Hold", "InsightResult", "InsightRun", "Lot", "Member",
            "MemberCredential", "Merchant",
            "NetworkPolicy", "Posting", "SettlementBatch", "SettlementLine", "SettlementPosition"]

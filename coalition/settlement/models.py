@@ -87,6 +87,9 @@ class SettlementBatch(Base):
     digest: Mapped[str] = mapped_column(String(64))
     signature: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # Last, as migration 0010 added it: the gift-card entries settled are those with ids up to
+    # this (after the previous batch's); NULL on batches closed before gift cards.
+    through_gift_entry_id: Mapped[int | None]
 
 
 class SettlementLine(Base):
