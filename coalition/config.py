@@ -6,11 +6,10 @@ CLI and the application factory do) and pass the result down.
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from decimal import Decimal
 from pathlib import Path
 
 DEFAULT_DATABASE_FILE = "coalition.db"
