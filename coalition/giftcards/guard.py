@@ -46,7 +46,10 @@ class GuessGuard:
         """Count a failed look-up; the one that spends the budget alerts."""
         LOOKUP_FAILURES.labels("no_card").inc()
         over = await self.limiter.hit(caller_key)
+        if over is None and await self.limiter.retry_after(caller_key) is None:
+            return
+        # This failure spent the budget (or raced past it): say so once, naming the caller only.
+        logger.warning("gift card look-ups throttled for %s: too many codes that match no card", caller_key)
         if over is not None:
-            logger.warning("gift card look-ups throttled for %s: too many codes that match no card", caller_key)
             self.throttled += 1
             raise TooManyGuesses(over)

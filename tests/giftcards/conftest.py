@@ -52,7 +52,8 @@ class Shops:
         return await self.gift.issue(merchant_id=(merchant or self.a).id, amount_minor=amount,
                                      idempotency_key=self.key("issue"))
 
-    async def spend(self, code: str, amount: int, merchant: Merchant | None = None, key: str | None = None) -> GiftResult:
+    async def spend(self, code: str, amount: int, merchant: Merchant | None = None,
+                    key: str | None = None) -> GiftResult:
         merchant = merchant or self.b
         return await self.gift.redeem(merchant_id=merchant.id, caller_key=f"MERCHANT:{merchant.id}", code=code,
                                       amount_minor=amount, idempotency_key=key or self.key("spend"))
