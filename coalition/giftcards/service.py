@@ -174,6 +174,11 @@ class GiftCards:
             rows = list(await conn.execute(query))
         return [Liability(issuer, int(n), int(total), currency) for issuer, currency, n, total in rows]
 
+    async def card_by_id(self, card_id: int) -> GiftCard | None:
+        async with self.db.read() as conn:
+            row = (await conn.execute(select(GiftCard).where(GiftCard.id == card_id))).first()
+        return None if row is None else _card(row)
+
     async def member_cards(self, member_id: int) -> list[GiftCard]:
         async with self.db.read() as conn:
             rows = await conn.execute(select(GiftCard).where(GiftCard.member_id == member_id).order_by(GiftCard.id))
