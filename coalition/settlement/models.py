@@ -38,6 +38,7 @@ class LineKind(enum.StrEnum):
     ISSUED = "ISSUED"  # points the issuer issued (net of same-batch earn reversals)
     EXPIRED = "EXPIRED"  # the issuer's points that expired (breakage)
     ADJUSTMENT = "ADJUSTMENT"  # a reversal of a transaction settled in an earlier batch
+    GIFT_CARD = "GIFT_CARD"  # money of issuer's gift cards spent at redeemer (points: minor units spent)
 
 
 def _enum(cls: type[enum.Enum]) -> Enum:
