@@ -111,6 +111,7 @@ class Settings:
     gift_card_fee_rate: str = "0"
     gift_card_lookup_failures: int = 20
     gift_card_lookup_window_s: int = 600
+    gift_card_earns_points: bool = False  # a card sold to a member (loyaltyId) earns points like a purchase
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -290,4 +291,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         gift_card_fee_rate=_rate(env, "COALITION_GIFT_CARD_FEE_RATE", "0"),
         gift_card_lookup_failures=_int(env, "COALITION_GIFT_CARD_LOOKUP_FAILURES", 20, minimum=1),
         gift_card_lookup_window_s=_int(env, "COALITION_GIFT_CARD_LOOKUP_WINDOW_S", 600, minimum=1),
+        gift_card_earns_points=_flag(env, "COALITION_GIFT_CARD_EARNS_POINTS"),
     ))

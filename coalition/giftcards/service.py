@@ -20,7 +20,9 @@ EXPIRY      CARD -b, BREAKAGE[issuer] +b
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import hashlib
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -65,6 +67,9 @@ from coalition.ledger.giftcard_models import (
     GiftHoldStatus,
     GiftPosting,
 )
+from coalition.ledger.inputs import parse_loyalty_id
+from coalition.ledger.service import Ledger
+from coalition.members.service import find_member
 from coalition.partners.models import Merchant, MerchantStatus
 
 Legs = Iterable[tuple[GiftAccount, int, int]]
@@ -79,6 +84,7 @@ class GiftResult:
     hold: GiftHold | None = None
     code: str | None = None  # only when the card was just issued (shown once)
     replayed: bool = False
+    points_earned: int = 0  # a card sold to a member, when the policy lets it earn points
 
 
 @dataclass(frozen=True)
@@ -269,30 +275,47 @@ class GiftCards:
 
     # ------------------------------------------------------------------ issue
     async def issue(self, *, merchant_id: int, amount_minor: int, idempotency_key: str, reference: str | None = None,
-                    currency: str | None = None) -> GiftResult:
+                    currency: str | None = None, loyalty_id: str | None = None) -> GiftResult:
         """Sell a card at ``merchant_id``'s till; the result's ``code`` is shown this once only.
 
         A retry with the same key returns the card but not the code (it is not stored): the
-        till that lost the answer voids the sale with its POS and issues a new card.
+        till that lost the answer voids the sale with its POS and issues a new card. With
+        ``loyalty_id`` the card goes to that member's wallet and, when the network's policy
+        says so (``COALITION_GIFT_CARD_EARNS_POINTS``), earns points like a purchase of its amount,
+        under a key derived from this one: a retry replays both.
         """
         key = check_idempotency_key(idempotency_key)
         amount = self._amount(amount_minor)
         currency_code = self._currency(currency)
         reference = check_text(reference, "reference", MAX_REFERENCE_LENGTH)
-        fingerprint = request_hash("gift_issue", amount=amount, reference=reference, currency=currency_code)
+        lid = None if loyalty_id is None else parse_loyalty_id(loyalty_id)
+        fingerprint = request_hash("gift_issue", amount=amount, reference=reference, currency=currency_code,
+                                   loyalty_id=lid)
         now = self.clock()
-        return await self._keeping_refusals(merchant_id, key, fingerprint, now, lambda: self._issue(
-            merchant_id, amount, key, fingerprint, reference, now))
+
+        async def run() -> GiftResult:
+            member_id, points = None, 0
+            if lid is not None and self.settings.gift_card_earns_points:
+                earned = await Ledger(self.db, self.settings, self.clock, keys=self.keys).earn(
+                    merchant_id=merchant_id, loyalty_id=lid, purchase_amount_minor=amount, reference=reference,
+                    idempotency_key="gift-card-sale:" + hashlib.sha256(key.encode()).hexdigest()[:48])
+                member_id, points = earned.member.id, earned.entry.points
+            elif lid is not None:
+                member_id = (await find_member(self.db, lid)).id
+            result = await self._issue(merchant_id, amount, key, fingerprint, reference, now, member_id)
+            return dataclasses.replace(result, points_earned=points)
+
+        return await self._keeping_refusals(merchant_id, key, fingerprint, now, run)
 
     async def _issue(self, merchant_id: int, amount: int, key: str, fingerprint: str, reference: str | None,
-                     now: dt.datetime) -> GiftResult:
+                     now: dt.datetime, member_id: int | None = None) -> GiftResult:
         code = codes.new_code(self.keys)
         compact = codes.normalize(code)
         days = self.settings.gift_card_expiry_days
         expires_at = now + dt.timedelta(days=days) if days else None
         try:
             return await self._issue_in_tx(merchant_id, amount, key, fingerprint, reference, now, code, compact,
-                                            expires_at)
+                                            expires_at, member_id)
         except _Raced:
             async with self.db.read() as conn:
                 earlier = await self._earlier(conn, merchant_id, key, fingerprint)
@@ -300,7 +323,8 @@ class GiftCards:
             return earlier
 
     async def _issue_in_tx(self, merchant_id: int, amount: int, key: str, fingerprint: str, reference: str | None,
-                           now: dt.datetime, code: str, compact: str, expires_at: dt.datetime | None) -> GiftResult:
+                           now: dt.datetime, code: str, compact: str, expires_at: dt.datetime | None,
+                           member_id: int | None) -> GiftResult:
         async with self.db.transaction() as conn:
             earlier = await self._earlier(conn, merchant_id, key, fingerprint)
             if earlier is not None:
@@ -309,7 +333,7 @@ class GiftCards:
             card = _card((await conn.execute(insert(GiftCard).values(
                 code_hash=codes.code_hash(self.keys, compact), last4=codes.last4(compact),
                 currency=self.settings.currency, issuer_merchant_id=merchant_id, initial_minor=amount,
-                balance_minor=amount, held_minor=0, expires_at=expires_at, created_at=now,
+                balance_minor=amount, held_minor=0, expires_at=expires_at, member_id=member_id, created_at=now,
             ).returning(GiftCard))).one())
             entry_id = await self._insert_entry(
                 conn, kind=GiftEntryKind.ISSUE, card_id=card.id, issuer_merchant_id=merchant_id,

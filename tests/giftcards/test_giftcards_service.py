@@ -222,3 +222,30 @@ async def test_a_suspended_merchant_cannot_sell_or_take_cards(shops: Any, gprobe
     await set_merchant_status(db, shops.b.id, MerchantStatus.SUSPENDED)
     await gprobe.unchanged("MERCHANT_SUSPENDED", lambda: shops.spend(sold.code, 10))
     await gprobe.unchanged("MERCHANT_SUSPENDED", lambda: shops.issue(10, shops.b))
+
+
+async def test_a_card_sold_to_a_member_goes_to_the_wallet_and_earns_points_per_policy(
+        db: Any, settings: Any, keys: Any, clock: Any, shops: Any, make_member: Any, gprobe: Any) -> None:
+    import dataclasses
+
+    from coalition.members.models import Member
+
+    buyer = (await make_member(shops.a.id)).member
+    # the default policy: the card goes to the wallet, no points
+    plain = await shops.gift.issue(merchant_id=shops.a.id, amount_minor=2000, idempotency_key="p1",
+                                   loyalty_id=buyer.loyalty_id)
+    assert plain.card.member_id == buyer.id and plain.points_earned == 0
+    # a network whose policy lets gift card sales earn: 20.00 at 1 point per unit is 20 points
+    earning = GiftCards(db, dataclasses.replace(settings, gift_card_earns_points=True), keys, clock=clock)
+    sold = await earning.issue(merchant_id=shops.a.id, amount_minor=2000, idempotency_key="p2",
+                               loyalty_id=buyer.loyalty_id)
+    assert sold.points_earned == 20 and sold.card.member_id == buyer.id
+    again = await earning.issue(merchant_id=shops.a.id, amount_minor=2000, idempotency_key="p2",
+                                loyalty_id=buyer.loyalty_id)
+    assert again.replayed and again.card.id == sold.card.id and again.points_earned == 20
+    async with db.read() as conn:
+        balance = (await conn.execute(select(Member.balance).where(Member.id == buyer.id))).scalar_one()
+    assert balance == 20  # earned once, whatever the retries
+    # an unknown member: refused, nothing sold
+    await gprobe.unchanged("INVALID_LOYALTY_ID", lambda: shops.gift.issue(
+        merchant_id=shops.a.id, amount_minor=100, idempotency_key="p3", loyalty_id="nope"))

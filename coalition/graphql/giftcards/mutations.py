@@ -31,6 +31,9 @@ class IssueGiftCardInput(graphene.InputObjectType):  # type: ignore[misc]
                                                            "per-card maximum (COALITION_GIFT_CARD_MAX_MINOR).")
     reference = graphene.String(description="The merchant's receipt number.")
     currency = _currency()
+    loyalty_id = graphene.String(description=(
+        "The buyer's loyalty ID: the card goes to the member's wallet and, where the network's policy says so "
+        "(COALITION_GIFT_CARD_EARNS_POINTS), earns points like a purchase of its amount."))
     idempotency_key = _key()
 
 
@@ -92,8 +95,8 @@ class IssueGiftCard(BaseMutation, access=Access.MERCHANT, input_type=IssueGiftCa
     async def perform(cls, info: ResolveInfo, input: Any) -> dict[str, Any]:
         result = await info.context.gift_cards.issue(
             merchant_id=info.context.merchant_id, amount_minor=input.amount_minor, reference=input.reference,
-            currency=input.currency, idempotency_key=input.idempotency_key)
-        return {**payload_fields(info, result), "code": result.code}
+            currency=input.currency, loyalty_id=input.loyalty_id, idempotency_key=input.idempotency_key)
+        return {**payload_fields(info, result), "code": result.code, "points_earned": result.points_earned}
 
 
 class RedeemGiftCard(GiftCardMutation, input_type=RedeemGiftCardInput):

@@ -66,6 +66,7 @@ class IssueGiftCardPayload(graphene.ObjectType):  # type: ignore[misc]
     user_errors = graphene.List(graphene.NonNull(UserError), required=True,
                                 description="Why nothing was written, when something was wrong.")
     code = graphene.String(description="The card's code, XXXX-XXXX-XXXX-XXXX-XXX: print or hand it over now.")
+    points_earned = graphene.Int(description="Points the buyer (loyaltyId) earned, where the policy gives them.")
 
 
 class GiftCardLiability(graphene.ObjectType):  # type: ignore[misc]
