@@ -41,7 +41,7 @@ from benchlib.wrk import WrkResult, run_tag, run_wrk
 SCRIPTS = {"earn": BENCH / "earn.lua", "redeem": BENCH / "redeem.lua", "gift": BENCH / "gift_spend.lua",
            "floor": BENCH / "floor.lua"}
 KIND = {"earn": "EARN", "redeem": "REDEEM", "gift": "REDEEM"}
-GIFT_CODES = Path("/tmp/coalition_bench_gift_codes.txt")
+GIFT_CODES = Path(f"/tmp/{BENCH_DB}_gift_codes.txt")  # per database: two benches at once keep their own files
 TARGET_RATIO = 0.5
 TARGET_P99_MS = 50.0
 
@@ -215,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--seconds must be 1..20")
 
     database_url = pg_url(BENCH_DB)
-    ids_file = Path("/tmp/coalition_bench_loyalty_ids.txt")
+    ids_file = Path(f"/tmp/{BENCH_DB}_loyalty_ids.txt")
     seed = asyncio.run(ensure_pg_bench(members=args.members, ids_file=ids_file, fresh=not args.reuse))
     if args.gift_cards:
         asyncio.run(seed_gift_cards(database_url, seed.merchant_id, cards=args.gift_cards, codes_file=GIFT_CODES))
