@@ -136,3 +136,6 @@ async def test_guessing_balances_over_http_is_throttled(api: Any, admin_key: str
     body = await api.call(BALANCE, {"code": sold["code"]}, key=net["b"], expect_errors=True)
     assert body["data"]["giftCard"] is None
     assert (await api.call(BALANCE, {"code": sold["code"]}, key=net["a"]))["giftCard"]["balanceMinor"] == 100
+    # and the failures are a metric on /metrics
+    metrics = await api.client.get("/metrics", headers={"Authorization": f"Bearer {admin_key}"})
+    assert 'coalition_gift_card_lookup_failures_total{outcome="throttled"}' in metrics.text
