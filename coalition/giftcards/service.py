@@ -603,9 +603,11 @@ class GiftCards:
                 expired += 1
         return expired
 
-    async def attach(self, *, member_id: int, code: str) -> GiftCard:
-        """Put the card with this code in the member's wallet (a card is one member's at most)."""
-        caller_key = f"MEMBER:{member_id}"
+    async def attach(self, *, member_id: int, code: str, caller_key: str | None = None) -> GiftCard:
+        """Put the card with this code in the member's wallet (a card is one member's at most).
+
+        ``caller_key``: whose failed look-ups a wrong code counts against (default: the member's)."""
+        caller_key = caller_key or f"MEMBER:{member_id}"
         digest = await self._card_hash(caller_key, code)
         async with self.db.transaction() as conn:
             row = (await conn.execute(

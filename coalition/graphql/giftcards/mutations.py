@@ -158,7 +158,8 @@ class AttachGiftCard(BaseMutation, access=Access.MEMBER, input_type=AttachGiftCa
 
     @classmethod
     async def perform(cls, info: ResolveInfo, input: Any) -> dict[str, Any]:
-        card = await info.context.gift_cards.attach(member_id=info.context.member_id, code=input.code)
+        card = await info.context.gift_cards.attach(member_id=info.context.member_id, code=input.code,
+                                                     caller_key=_caller_key(info))
         return {"gift_card": card}
 
 
