@@ -2,7 +2,7 @@
 
 from coalition.auth.models import ApiKey
 from coalition.db import Base
-from coalition.ledger.giftcard_models import GiftCard, GiftEntry, GiftHold, GiftPosting
+from coalition.giftcards.models import GiftCard, GiftEntry, GiftHold, GiftPosting
 from coalition.ledger.models import Allocation, Entry, Hold, Lot, Posting
 from coalition.members.models import Dispute, Member, MemberCredential
 from coalition.network.models import InsightResult, InsightRun

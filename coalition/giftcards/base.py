@@ -37,9 +37,7 @@ from coalition.giftcards.errors import (
     InvalidCode,
 )
 from coalition.giftcards.guard import GuessGuard
-from coalition.ledger import refusals
-from coalition.ledger.core import request_hash
-from coalition.ledger.giftcard_models import (
+from coalition.giftcards.models import (
     MONEY,
     GiftAccount,
     GiftCard,
@@ -49,6 +47,8 @@ from coalition.ledger.giftcard_models import (
     GiftHoldStatus,
     GiftPosting,
 )
+from coalition.ledger import refusals
+from coalition.ledger.core import request_hash
 from coalition.partners.models import Merchant, MerchantStatus
 
 Legs = Iterable[tuple[GiftAccount, int, int]]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import secrets
 
 from coalition.crypto import NetworkKeys
-from coalition.members.loyalty_id import _VALUE, ALPHABET, _check_character
+from coalition.loyalty_id import _VALUE, ALPHABET, _check_character
 
 RANDOM_LENGTH = 16  # 16 x 5 = 80 bits
 TAG_LENGTH = 2

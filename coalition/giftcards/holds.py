@@ -15,8 +15,7 @@ from coalition.errors import (
     check_idempotency_key,
 )
 from coalition.giftcards.base import GiftCardsBase, GiftResult, entry_from_row, hold_from_row
-from coalition.ledger.core import request_hash
-from coalition.ledger.giftcard_models import (
+from coalition.giftcards.models import (
     GiftAccount,
     GiftCard,
     GiftEntry,
@@ -24,6 +23,7 @@ from coalition.ledger.giftcard_models import (
     GiftHold,
     GiftHoldStatus,
 )
+from coalition.ledger.core import request_hash
 
 
 class GiftHolds(GiftCardsBase):

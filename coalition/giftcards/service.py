@@ -42,13 +42,13 @@ from coalition.giftcards.errors import (
     InvalidCode,
 )
 from coalition.giftcards.holds import GiftHolds
-from coalition.ledger.core import request_hash
-from coalition.ledger.giftcard_models import (
+from coalition.giftcards.models import (
     GiftAccount,
     GiftCard,
     GiftEntry,
     GiftEntryKind,
 )
+from coalition.ledger.core import request_hash
 from coalition.ledger.inputs import parse_loyalty_id
 from coalition.ledger.service import Ledger
 from coalition.members.service import find_member

@@ -12,7 +12,7 @@ from sqlalchemy import Executable, Row, ScalarSelect, case, func, literal, selec
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import aliased
 
-from coalition.ledger.giftcard_models import GiftAccount, GiftCard, GiftEntry, GiftHold, GiftHoldStatus, GiftPosting
+from coalition.giftcards.models import GiftAccount, GiftCard, GiftEntry, GiftHold, GiftHoldStatus, GiftPosting
 from coalition.ledger.models import (
     Account,
     Allocation,

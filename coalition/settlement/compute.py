@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import aliased
 
 from coalition.config import Settings
-from coalition.ledger.giftcard_models import GiftEntry
+from coalition.giftcards.models import GiftEntry
 from coalition.ledger.models import Account, Allocation, AllocationKind, Entry, Posting
 from coalition.settlement.models import SettlementBatch
 from coalition.settlement.policy import Policy, policy_versions

@@ -16,8 +16,8 @@ from coalition.config import Settings
 from coalition.crypto import NetworkKeys
 from coalition.db import Database
 from coalition.errors import DomainError
+from coalition.giftcards.models import GiftCard, GiftEntry, GiftHold, GiftPosting
 from coalition.giftcards.service import GiftCards, GiftResult
-from coalition.ledger.giftcard_models import GiftCard, GiftEntry, GiftHold, GiftPosting
 from coalition.ledger.invariants import assert_ledger_consistent
 from coalition.partners.models import Merchant
 

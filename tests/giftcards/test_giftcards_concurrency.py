@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import func, select
 
 from coalition.errors import DomainError
-from coalition.ledger.giftcard_models import GiftAccount, GiftEntry, GiftPosting
+from coalition.giftcards.models import GiftAccount, GiftEntry, GiftPosting
 
 PG_URL = os.environ.get("COALITION_TEST_DATABASE_URL")
 WORKER = Path(__file__).with_name("giftcard_race_worker.py")

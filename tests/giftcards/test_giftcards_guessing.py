@@ -11,7 +11,7 @@ import pytest
 from coalition.giftcards import codes
 from coalition.giftcards.guard import LOOKUP_FAILURES, GuessGuard
 from coalition.giftcards.service import GiftCards
-from coalition.members.loyalty_id import ALPHABET, _check_character
+from coalition.loyalty_id import ALPHABET, _check_character
 
 
 def random_code(tagged_by: Any = None) -> str:

@@ -11,8 +11,8 @@ from sqlalchemy import select
 from coalition.crypto import NetworkKeys
 from coalition.errors import DomainError
 from coalition.giftcards import codes
+from coalition.giftcards.models import GiftAccount, GiftEntryKind, GiftHoldStatus, GiftPosting
 from coalition.giftcards.service import GiftCards
-from coalition.ledger.giftcard_models import GiftAccount, GiftEntryKind, GiftHoldStatus, GiftPosting
 
 
 async def postings(gift: GiftCards, entry_id: int) -> dict[tuple[str, int], int]:

@@ -35,9 +35,9 @@ from starlette.routing import Mount, Route
 
 from coalition.config import QUERY_BUDGET_NAMES, Settings
 from coalition.crypto import NetworkKeys
+from coalition.giftcards.models import GiftCard, GiftEntry
 from coalition.giftcards.service import GiftCards
 from coalition.ledger.errors import HoldNotFound, TransactionNotFound
-from coalition.ledger.giftcard_models import GiftCard, GiftEntry
 from coalition.ledger.models import Entry, Hold
 from coalition.ledger.service import Ledger
 from coalition.members.credentials import add_token

@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 
 from coalition.errors import DomainError
+from coalition.giftcards.models import GiftEntry
 from coalition.giftcards.service import GiftCards
-from coalition.ledger.giftcard_models import GiftEntry
 from coalition.settlement import netting
 from coalition.settlement.models import LineKind, SettlementBatch, SettlementLine, SettlementPosition
 from coalition.settlement.service import batch_matrix, export_statement

@@ -6,12 +6,12 @@ from typing import Any
 
 import graphene
 
+from coalition.giftcards.models import GiftCard as GiftCardModel
 from coalition.graphql.access import may_see_gift_card
 from coalition.graphql.context import ResolveInfo
 from coalition.graphql.core.scalars import BigInt
 from coalition.graphql.core.types import Node, UserError, encode_id
 from coalition.graphql.dataloaders import MerchantByIdLoader
-from coalition.ledger.giftcard_models import GiftCard as GiftCardModel
 
 # Global ID types of a gift card's transactions and holds (named by capture, void and refund).
 TRANSACTION_ID = "GiftCardTransaction"

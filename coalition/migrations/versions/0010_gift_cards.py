@@ -5,7 +5,7 @@ Revises: 0008_trust_ledger
 Create Date: 2026-12-07
 
 - ``gift_cards``, ``gift_card_entries``, ``gift_card_postings``, ``gift_card_holds``
-  (``ledger/giftcard_models.py``).
+  (``giftcards/models.py``).
 - ``settlement_batches.through_gift_entry_id``: the gift-card entries a batch settled.
 """
 
