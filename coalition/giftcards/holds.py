@@ -70,6 +70,7 @@ class GiftHolds(GiftCardsBase):
             earlier = await self._earlier(conn, merchant_id, key, fingerprint)
             if earlier is not None:
                 return earlier
+            await self._require_active(conn, merchant_id)  # the ledger's precedence: suspended, then not found
             row = (await conn.execute(select(GiftHold).where(GiftHold.id == hold_id,
                                                              GiftHold.merchant_id == merchant_id))).first()
             if row is None:
@@ -80,7 +81,6 @@ class GiftHolds(GiftCardsBase):
             if captured > hold.amount_minor:
                 raise Refused(f"the hold reserves {hold.amount_minor} minor units, {captured} asked",
                               code="CAPTURE_EXCEEDS_HOLD", field="amountMinor")
-            await self._require_active(conn, merchant_id)
             card_row = (await conn.execute(select(GiftCard.issuer_merchant_id).where(GiftCard.id == hold.card_id)))
             issuer = int(card_row.scalar_one())
             released = hold.amount_minor - captured

@@ -192,6 +192,7 @@ class GiftCards(GiftHolds):
             earlier = await self._earlier(conn, merchant_id, key, fingerprint)
             if earlier is not None:
                 return earlier
+            await self._require_active(conn, merchant_id)  # the ledger's precedence: suspended, then not found
             row = (await conn.execute(select(GiftEntry).where(GiftEntry.id == entry_id,
                                                               GiftEntry.merchant_id == merchant_id))).first()
             if row is None:
@@ -204,7 +205,6 @@ class GiftCards(GiftHolds):
             done = (await conn.execute(select(GiftEntry.id).where(GiftEntry.reverses_id == entry_id))).first()
             if done is not None:
                 raise AlreadyRefunded("this spend was refunded already", field="transactionId")
-            await self._require_active(conn, merchant_id)
             amount = original.spent_minor
             new_id = await self._insert_entry(
                 conn, kind=GiftEntryKind.REFUND, card_id=original.card_id,
