@@ -1,4 +1,4 @@
-"""HTTP ledger benchmark: earnPoints / redeemPoints over GraphQL vs pgbench TPC-B on the same server.
+"""HTTP ledger benchmark: earnPoints / redeemPoints / redeemGiftCard over GraphQL vs pgbench TPC-B on the same server.
 
     .venv/bin/python bench/http_ledger.py [--members 10000] [--seconds 20] [--workers 1 2]
                                           [--pgbench-seconds 20] [--floor] [--programs] [--reuse] [--drop]
@@ -13,6 +13,10 @@
    With ``--programs`` a third run, ``earn+prog``, earns again with a tier ladder that multiplies
    every member's points and a campaign doubling them for 90 % of the members
    (``bench/benchlib/programs.py``); the default ladder is put back after it.
+   With
+   ``--gift-cards N`` (default 2000) the same merchant sells N cards first, and a third run,
+   ``gift``, spends one minor unit of a random card per request (bench/gift_spend.lua), so its
+   ratio to pgbench is printed beside the redemptions' from the same run.
 4. Checks that the entries written under each run's key prefix equal the requests that
    returned 200 without userErrors (wrk does not count requests still in flight when the
    run ends, so the database may hold up to ``connections`` more), then checks the
@@ -37,15 +41,16 @@ from benchlib.cpu import wait_for_quiet
 from benchlib.env import BENCH, BENCH_DB, PGBENCH_DB, log, pg_url
 from benchlib.pgbench import PgbenchResult, run_pgbench
 from benchlib.postgres import drop_pg_databases, pg_sessions_opened, vacuum_bench_database
-from benchlib.seeding import Seed, check_invariants, count_entries, ensure_pg_bench
+from benchlib.seeding import Seed, check_invariants, count_entries, ensure_pg_bench, seed_gift_cards
 from benchlib.server import EARN_QUERY, REDEEM_QUERY, Server, connections_per_worker, graphql_post
 from benchlib.wrk import WrkResult, run_tag, run_wrk
 
 from coalition.db import utcnow
 
-SCRIPTS = {"earn": BENCH / "earn.lua", "redeem": BENCH / "redeem.lua", "floor": BENCH / "floor.lua",
-           "earn+prog": BENCH / "earn.lua"}
-KIND = {"earn": "EARN", "redeem": "REDEEM", "earn+prog": "EARN"}
+SCRIPTS = {"earn": BENCH / "earn.lua", "redeem": BENCH / "redeem.lua", "gift": BENCH / "gift_spend.lua",
+           "floor": BENCH / "floor.lua", "earn+prog": BENCH / "earn.lua"}
+KIND = {"earn": "EARN", "redeem": "REDEEM", "gift": "REDEEM", "earn+prog": "EARN"}
+GIFT_CODES = Path(f"/tmp/{BENCH_DB}_gift_codes.txt")  # per database: two benches at once keep their own files
 TARGET_RATIO = 0.5
 TARGET_P99_MS = 50.0
 
@@ -86,16 +91,18 @@ def _record_spread(into: list[tuple[int, ...]], port: int, pids: list[int]) -> N
 
 def bench_workers(workers: int, seed: Seed, database_url: str, *, seconds: int, port: int,
                   extra_path: str | None, floor: bool, connections: int = 32, nodelay: bool = False,
-                  with_programs: bool = False) -> list[Row]:
+                  gift_cards: int = 0, with_programs: bool = False) -> list[Row]:
     rows: list[Row] = []
+    gift = gift_cards > 0
     log(f"starting uvicorn with {workers} worker(s){' (TCP_NODELAY protocol)' if nodelay else ''}")
     with Server(database_url, workers=workers, port=port, extra_path=extra_path, nodelay=nodelay) as server:
         smoke(server, seed)
         log("warming up (3 s earn, 3 s redeem)")
-        for op in ("earn", "redeem"):
-            run_wrk(SCRIPTS[op], server.url, seed.api_key, ids_file=seed.ids_file, tag=run_tag(f"warm-{op}"),
-                    seconds=3)
-        for op in ("earn", "redeem", *(["earn+prog"] if with_programs else []), *(["floor"] if floor else [])):
+        for op in ("earn", "redeem", *(["gift"] if gift else [])):
+            run_wrk(SCRIPTS[op], server.url, seed.api_key, ids_file=GIFT_CODES if op == "gift" else seed.ids_file,
+                    tag=run_tag(f"warm-{op}"), seconds=3)
+        for op in ("earn", "redeem", *(["gift"] if gift else []), *(["earn+prog"] if with_programs else []),
+                   *(["floor"] if floor else [])):
             if op in KIND:
                 vacuum_bench_database()
             tag = run_tag(f"{op.replace('+', '-')}-w{workers}")
@@ -114,11 +121,13 @@ def bench_workers(workers: int, seed: Seed, database_url: str, *, seconds: int, 
             halfway = threading.Timer(seconds / 2, _record_spread, args=(spread, port, pids))
             halfway.start()
             sessions_before = pg_sessions_opened(BENCH_DB)
-            result = run_wrk(SCRIPTS[op], server.url, seed.api_key, ids_file=seed.ids_file, tag=tag,
+            result = run_wrk(SCRIPTS[op], server.url, seed.api_key,
+                             ids_file=GIFT_CODES if op == "gift" else seed.ids_file, tag=tag,
                              seconds=seconds, connections=connections, app_pids=pids, quiet=op != "earn+prog")
             sessions = pg_sessions_opened(BENCH_DB) - sessions_before
             halfway.join()
-            written = asyncio.run(count_entries(database_url, tag)).get(KIND[op], 0) if op in KIND else 0
+            table = "gift_card_entries" if op == "gift" else "entries"
+            written = asyncio.run(count_entries(database_url, tag, table)).get(KIND[op], 0) if op in KIND else 0
             if op == "earn+prog":
                 boosted = asyncio.run(bench_programs.earns_with_program_points(database_url, started_at))
                 log(f"  earns that got tier or campaign points: {boosted}")
@@ -215,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drop", action="store_true",
                         help="drop coalition_bench and coalition_pgbench at the end")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--gift-cards", type=int, default=2000,
+                        help="gift cards to sell before the runs (0: no gift card run)")
     parser.add_argument("--port", type=int, default=8711)
     parser.add_argument("--skip-pgbench", action="store_true")
     parser.add_argument("--reuse", action="store_true", help="reuse a seeded coalition_bench instead of rebuilding it")
@@ -229,8 +240,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--seconds must be 1..20")
 
     database_url = pg_url(BENCH_DB)
-    ids_file = Path("/tmp/coalition_bench_loyalty_ids.txt")
+    ids_file = Path(f"/tmp/{BENCH_DB}_loyalty_ids.txt")
     seed = asyncio.run(ensure_pg_bench(members=args.members, ids_file=ids_file, fresh=not args.reuse))
+    if args.gift_cards:
+        asyncio.run(seed_gift_cards(database_url, seed.merchant_id, cards=args.gift_cards, codes_file=GIFT_CODES))
 
     pgbench = PgbenchResult(float("nan"), float("nan"), "(skipped)") if args.skip_pgbench else run_pgbench(
         clients=args.connections, seconds=args.pgbench_seconds)
@@ -240,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     for workers in args.workers:
         rows.extend(bench_workers(workers, seed, database_url, seconds=args.seconds, port=args.port,
                                   extra_path=args.extra_path, floor=args.floor, connections=args.connections,
-                                  nodelay=args.nodelay, with_programs=args.programs))
+                                  nodelay=args.nodelay, gift_cards=args.gift_cards, with_programs=args.programs))
 
     log("checking ledger invariants")
     violations = asyncio.run(check_invariants(database_url))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from decimal import Decimal
 from pathlib import Path
 
 DEFAULT_DATABASE_FILE = "coalition.db"
@@ -112,6 +113,15 @@ class Settings:
     # How often the worker reviews every member's status tier (coalition/programs/tier_review.py).
     tier_review_interval_s: float = 300.0
     idempotency_retention_s: int = 24 * 3600
+    # Gift cards (issue 16; coalition/giftcards/): the most one card may hold (minor units), the
+    # days a card lives (0: never expires), the share of a spend at another partner the network
+    # keeps as its fee (a Decimal, 0..1), and failed code look-ups a caller may make per window.
+    gift_card_max_minor: int = 50_000
+    gift_card_expiry_days: int = 0
+    gift_card_fee_rate: str = "0"
+    gift_card_lookup_failures: int = 20
+    gift_card_lookup_window_s: int = 600
+    gift_card_earns_points: bool = False  # a card sold to a member (loyaltyId) earns points like a purchase
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -220,6 +230,18 @@ def normalize_database_url(url: str) -> str:
     raise ConfigError(f"COALITION_DATABASE_URL must be a PostgreSQL or SQLite URL, not {url.split(':')[0]!r}")
 
 
+def _rate(env: Mapping[str, str], name: str, default: str) -> str:
+    """A Decimal share 0..1, kept as its text (Settings holds no Decimal)."""
+    raw = env.get(name) or default
+    try:
+        value = Decimal(raw)
+    except ArithmeticError:
+        raise ConfigError(f"{name}={raw!r} is not a decimal number") from None
+    if not value.is_finite() or not 0 <= value <= 1:
+        raise ConfigError(f"{name}={raw!r} must be between 0 and 1")
+    return str(value)
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Build settings from ``env`` (default: ``os.environ``)."""
     env = os.environ if env is None else env
@@ -277,4 +299,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         tier_review_interval_s=_float(env, "COALITION_TIER_REVIEW_INTERVAL_S", 300.0),
         # At least an hour: wrong proofs of presence are counted from the kept refusals of the last hour.
         idempotency_retention_s=_int(env, "COALITION_IDEMPOTENCY_RETENTION_S", 24 * 3600, minimum=3600),
+        gift_card_max_minor=_int(env, "COALITION_GIFT_CARD_MAX_MINOR", 50_000, minimum=1),
+        gift_card_expiry_days=_int(env, "COALITION_GIFT_CARD_EXPIRY_DAYS", 0, minimum=0),
+        gift_card_fee_rate=_rate(env, "COALITION_GIFT_CARD_FEE_RATE", "0"),
+        gift_card_lookup_failures=_int(env, "COALITION_GIFT_CARD_LOOKUP_FAILURES", 20, minimum=1),
+        gift_card_lookup_window_s=_int(env, "COALITION_GIFT_CARD_LOOKUP_WINDOW_S", 600, minimum=1),
+        gift_card_earns_points=_flag(env, "COALITION_GIFT_CARD_EARNS_POINTS"),
     ))

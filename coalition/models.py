@@ -2,6 +2,7 @@
 
 from coalition.auth.models import ApiKey
 from coalition.db import Base
+from coalition.giftcards.models import GiftCard, GiftEntry, GiftHold, GiftPosting
 from coalition.ledger.models import Allocation, Entry, Hold, Lot, Posting
 from coalition.members.models import Dispute, Member, MemberCredential
 from coalition.network.models import InsightResult, InsightRun
@@ -10,7 +11,7 @@ from coalition.programs.campaign_models import Campaign, CampaignAudience
 from coalition.programs.tier_models import EarnBonus, MemberTier, TierPolicyVersion
 from coalition.settlement.models import NetworkPolicy, SettlementBatch, SettlementLine, SettlementPosition
 
-__all__ = ["Allocation", "ApiKey", "Base", "Campaign", "CampaignAudience", "Dispute", "EarnBonus", "Entry", "Hold",
-           "InsightResult", "InsightRun", "Lot", "Member", "MemberCredential", "MemberTier", "Merchant",
-           "NetworkPolicy", "Posting", "SettlementBatch", "SettlementLine", "SettlementPosition",
-           "TierPolicyVersion"]
+__all__ = ["Allocation", "ApiKey", "Base", "Campaign", "CampaignAudience", "Dispute", "EarnBonus", "Entry", "GiftCard",
+           "GiftEntry", "GiftHold", "GiftPosting", "Hold", "InsightResult", "InsightRun", "Lot", "Member",
+           "MemberCredential", "MemberTier", "Merchant", "NetworkPolicy", "Posting", "SettlementBatch",
+           "SettlementLine", "SettlementPosition", "TierPolicyVersion"]

@@ -45,6 +45,7 @@ from coalition.availability import Availability, outage_cause
 from coalition.config import Settings
 from coalition.crypto import NetworkKeys
 from coalition.db import Database, Timeouts, utcnow
+from coalition.giftcards.service import GiftCards
 from coalition.ledger import refusals
 from coalition.ledger.service import Ledger
 from coalition.network.store import InsightStore
@@ -66,6 +67,8 @@ class TickReport:
     points_expired: int = 0
     refusals_purged: int = 0
     tiers_reviewed: int = 0
+    gift_holds_released: int = 0
+    gift_cards_expired: int = 0
     batch_ids: list[int] = field(default_factory=list)
     analysis_run: int | None = None
     errors: list[str] = field(default_factory=list)
@@ -97,6 +100,7 @@ class Worker:
         self.db, self.settings, self.keys, self.clock = db, settings, keys, clock
         self.analyze_every_s = analyze_every_s
         self.ledger = Ledger(db, settings, clock=clock)
+        self.gift_cards = GiftCards(db, settings, keys, clock=clock)
         self.insights = insights or InsightStore(db, settings.redis_url, settings.insights_cache_s)
         hold_every = settings.hold_sweep_interval_s if hold_sweep_s is None else hold_sweep_s
         table = [
@@ -148,11 +152,18 @@ class Worker:
             released = await self.ledger.release_expired_holds(limit=HOLD_BATCH)
             report.holds_released += released
             if released < HOLD_BATCH:
+                break
+        while True:  # gift card authorizations past their expiry give the money back to the card
+            released = await self.gift_cards.release_expired_holds(limit=HOLD_BATCH)
+            report.gift_holds_released += released
+            if released < HOLD_BATCH:
                 return
 
     async def _expire(self, report: TickReport) -> None:
         _, points = await self.ledger.expire_lots()
         report.points_expired += points
+        # Gift cards past their expiry (only where the policy sets one): the balance is the issuer's breakage.
+        report.gift_cards_expired += await self.gift_cards.expire_cards()
 
     async def _purge_refusals(self, report: TickReport) -> None:
         # Refusals kept under idempotency keys past the retention period (ledger/refusals.py).

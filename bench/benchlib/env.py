@@ -27,7 +27,8 @@ PG_HOST = "127.0.0.1"
 PG_USER = "postgres"
 
 
-BENCH_DB = os.environ.get("COALITION_BENCH_DB", "coalition_bench")  # helpers on one server use their own
+# Overridable, so that two people (or two worktrees) benchmarking on one server do not share a database.
+BENCH_DB = os.environ.get("COALITION_BENCH_DB", "coalition_bench")
 
 
 PGBENCH_DB = os.environ.get("COALITION_PGBENCH_DB", "coalition_pgbench")

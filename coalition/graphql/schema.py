@@ -7,6 +7,8 @@ from typing import Any
 import graphene
 
 from coalition.graphql.core.scalars import BigInt, require_offsets
+from coalition.graphql.giftcards.mutations import GiftCardMutations
+from coalition.graphql.giftcards.queries import GiftCardQueries
 from coalition.graphql.insights.queries import InsightQueries
 from coalition.graphql.ledger.mutations import LedgerMutations
 from coalition.graphql.members.disputes import DisputeQueries
@@ -19,12 +21,12 @@ from coalition.graphql.settlement.mutations import SettlementMutations
 from coalition.graphql.settlement.reconcile import ReconcileMutations
 
 
-class Query(InsightQueries, DisputeQueries, CampaignQueries, TierQueries, CoreQuery):
+class Query(InsightQueries, DisputeQueries, GiftCardQueries, CampaignQueries, TierQueries, CoreQuery):
     pass
 
 
 class Mutation(PartnerMutations, MemberMutations, LedgerMutations, ReconcileMutations, SettlementMutations,
-               CampaignMutations, TierMutations):
+               GiftCardMutations, CampaignMutations, TierMutations):
     pass
 
 

@@ -31,6 +31,9 @@ EXPECTED_ACCESS = {
     "reverseTransaction": Access.MERCHANT, "reconcilePosExport": Access.STAFF,
     "runSettlement": Access.ADMIN, "setNetworkPolicy": Access.ADMIN,
     "createCampaign": Access.MERCHANT, "setTierPolicy": Access.ADMIN,
+    "issueGiftCard": Access.MERCHANT, "redeemGiftCard": Access.MERCHANT, "authorizeGiftCard": Access.MERCHANT,
+    "captureGiftCard": Access.MERCHANT, "voidGiftCard": Access.MERCHANT, "refundGiftCard": Access.MERCHANT,
+    "attachGiftCard": Access.MEMBER,
 }
 
 

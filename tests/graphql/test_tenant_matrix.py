@@ -36,6 +36,8 @@ from starlette.routing import Mount, Route
 
 from coalition.config import QUERY_BUDGET_NAMES, Settings
 from coalition.crypto import NetworkKeys
+from coalition.giftcards.models import GiftCard, GiftEntry
+from coalition.giftcards.service import GiftCards
 from coalition.ledger.errors import HoldNotFound, TransactionNotFound
 from coalition.ledger.models import Entry, Hold
 from coalition.ledger.service import Ledger
@@ -57,7 +59,7 @@ ADMIN, ANON = "admin", "anonymous"
 MERCHANTS = ("A", "B", "C")
 MEMBERS = ("m1", "m2")  # the members who call with their own token
 ROLES = (ADMIN, *MERCHANTS, *MEMBERS, ANON)
-NODE_TYPES = ("Merchant", "Member", "Transaction", "Hold", "SettlementBatch", "Dispute", "Campaign")
+NODE_TYPES = ("Merchant", "Member", "Transaction", "Hold", "SettlementBatch", "Dispute", "GiftCard", "Campaign")
 MAX_TYPE_REPEATS = 2  # a type may appear twice on one path (Transaction.reverses: a Transaction)
 DENIED = {"UNAUTHENTICATED", "FORBIDDEN"}
 HOLD_NOT_FOUND, TRANSACTION_NOT_FOUND = HoldNotFound.code, TransactionNotFound.code
@@ -76,6 +78,8 @@ class Net:
     batches: list[int] = field(default_factory=list)
     disputes: dict[int, int] = field(default_factory=dict)  # dispute id -> member id
     campaigns: dict[int, int] = field(default_factory=dict)  # campaign id -> merchant id
+    gift_cards: dict[int, tuple[int, int | None]] = field(default_factory=dict)  # card id -> (issuer, member)
+    gift_codes: list[str] = field(default_factory=list)  # every seeded card's code
     ids: dict[str, tuple[str, int]] = field(default_factory=dict)  # global ID as issued -> (type, id)
     guesses: dict[str, tuple[str, int]] = field(default_factory=dict)  # base64("Type:n") -> (type, id)
 
@@ -179,12 +183,23 @@ async def seed(db: Any, keys: NetworkKeys, ledger: Ledger, settings: Any, clock:
         for hold_id, merchant_id, member_id in (await conn.execute(select(Hold.id, Hold.merchant_id,
                                                                           Hold.member_id))).all():
             net.holds[hold_id] = (merchant_id, member_id)
+    # Gift cards: one sold at A, spent at B and put in m1's wallet; one sold at C.
+    gift = GiftCards(db, settings, keys, clock=clock)
+    sold_a = await gift.issue(merchant_id=net.merchant["A"], amount_minor=5000, idempotency_key="g1")
+    await gift.redeem(merchant_id=net.merchant["B"], caller_key="seed", code=str(sold_a.code), amount_minor=700,
+                      idempotency_key="g2")
+    await gift.attach(member_id=net.member["m1"].id, code=str(sold_a.code))
+    sold_c = await gift.issue(merchant_id=net.merchant["C"], amount_minor=900, idempotency_key="g3")
+    net.gift_cards[sold_a.card.id] = (net.merchant["A"], net.member["m1"].id)
+    net.gift_cards[sold_c.card.id] = (net.merchant["C"], None)
+    net.gift_codes += [str(sold_a.code), str(sold_c.code)]
     for label in MEMBERS:
         net.api_key[label] = await member_token(db, net.member[label].id, clock.now)
     objects = [("Merchant", i) for i in net.merchant.values()] + [("Member", m.id) for m in net.member.values()]
     objects += [("Transaction", i) for i in net.entries] + [("Hold", i) for i in net.holds]
     objects += [("SettlementBatch", i) for i in net.batches] + [("Dispute", i) for i in net.disputes]
     objects += [("Campaign", i) for i in net.campaigns]
+    objects += [("GiftCard", i) for i in net.gift_cards]
     for type_name, value in objects:
         net.ids[keys.global_ids.encode(type_name, value)] = (type_name, value)
         net.guesses[base64.b64encode(f"{type_name}:{value}".encode()).decode()] = (type_name, value)
@@ -202,6 +217,7 @@ class Seen:
     obj: dict[str, Any]
     presented: set[int]  # members whose loyalty ID the request itself presented (the till lookup)
     net: Net
+    where: str = ""  # the root field (or node(...)) the object came from
 
     def ref(self, value: Any) -> tuple[str, int] | None:
         """(type, id) of a nested object or ID, None for null; raises for an ID nobody issued."""
@@ -299,6 +315,20 @@ def campaign_rule(seen: Seen) -> bool:
     return seen.role == ADMIN or seen.net.campaigns[seen.own[1]] == seen.net.merchant_id_of(seen.role)
 
 
+def gift_card_rule(seen: Seen) -> bool:
+    """Whoever presents a card's code sees it (``giftCard(code:)``); by ID, its issuer and the member's wallet."""
+    issuer, member_id = seen.net.gift_cards[seen.own[1]]
+    if seen.role == ADMIN or (seen.where == "giftCard" and seen.role != ANON):
+        return True
+    if seen.role in MERCHANTS:
+        return issuer == seen.net.merchant[seen.role]
+    return member_id is not None and member_id == seen.net.member_id_of(seen.role)
+
+
+def merchant_or_member(seen: Seen) -> bool:
+    return seen.role in MERCHANTS or seen.role in MEMBERS
+
+
 def admin_or_member(seen: Seen) -> bool:
     return seen.role == ADMIN or seen.role in MEMBERS
 
@@ -328,6 +358,8 @@ TYPE_RULES: dict[str, Callable[[Seen], bool]] = {
     "Merchant": anyone_with_a_key,  # the partner directory
     "SettlementBatch": staff,  # its totals are in the signed statement every merchant verifies
     "Dispute": dispute_rule,
+    "GiftCard": gift_card_rule,
+    "GiftCardLiability": concerns_me("issuer"),
     "DisputeConnection": admin_or_member,  # disputes (admin), Member.disputes (the member itself)
     "DisputeEdge": admin_or_member,
     "Campaign": campaign_rule,
@@ -362,6 +394,8 @@ TYPE_RULES: dict[str, Callable[[Seen], bool]] = {
     "MemberViewer": viewer_of("member"),
     # mutation payloads (what they hold is checked on its own)
     "LedgerPayload": merchant_only,
+    "IssueGiftCardPayload": merchant_only,
+    "GiftCardPayload": merchant_or_member,  # the gift card writes (merchant), attachGiftCard (member)
     "EnrollMemberPayload": merchant_only,
     "MemberTokenPayload": claimant,  # claimMemberAccess (the customer), rotateMemberToken (the member)
     "RevokeMemberTokensPayload": admin_or_member,
@@ -406,6 +440,8 @@ ROOT_RULES: dict[str, set[str]] = {
     "disputes": {ADMIN},
     "campaigns": STAFF_ROLES,
     "tierPolicy": set(ROLES),
+    "giftCard": KEY_ROLES,  # anyone with a key who has the code
+    "giftCardLiabilities": STAFF_ROLES,  # a merchant its own, an admin every issuer's
 }
 
 
@@ -442,6 +478,7 @@ class Walker:
         # argument values by name: required ones get every value (as aliases or variants)
         self.values: dict[str, list[Any]] = {
             "loyaltyId": loyalty,
+            "code": net.gift_codes,
             "merchantId": merchants,
             "input": [{"policy": {"reimbursementRate": "0.5"}, "batchId": batch}],
         }
@@ -546,6 +583,7 @@ FIELD_RULES: dict[tuple[str, str], Callable[[Seen], bool]] = {
     ("Member", "email"): the_member_itself,
     ("Member", "phone"): the_member_itself,
     ("Member", "presenceCode"): the_member_itself,
+    ("Member", "giftCards"): the_member_itself,
 }
 
 
@@ -558,7 +596,7 @@ def judged(net: Net, role: str, where: str, data: Any, presented: set[int]) -> l
     """What ``role`` should not have seen in ``data``."""
     leaks = []
     for type_name, obj in objects_in(data):
-        seen = Seen(role, type_name, obj, presented, net)
+        seen = Seen(role, type_name, obj, presented, net, where)
         try:
             allowed = TYPE_RULES[type_name](seen)
             hidden = [name for (owner, name), rule in FIELD_RULES.items() if owner == type_name and not rule(seen)]
@@ -687,6 +725,13 @@ def sample_inputs(net: Net) -> dict[str, tuple[set[str], dict[str, Any]]]:
         "reverseTransaction": (merchants, {"transactionId": some_entry, "idempotencyKey": "x"}),
         "enrollMember": (merchants, {"idempotencyKey": "x"}),
         "onboardMerchant": ({ADMIN}, {"name": "Rogue"}),
+        "issueGiftCard": (merchants, {"amountMinor": 100, "idempotencyKey": "x"}),
+        "redeemGiftCard": (merchants, {"code": net.gift_codes[0], "amountMinor": 1, "idempotencyKey": "x"}),
+        "authorizeGiftCard": (merchants, {"code": net.gift_codes[0], "amountMinor": 1, "idempotencyKey": "x"}),
+        "captureGiftCard": (merchants, {"holdId": "x", "idempotencyKey": "x"}),
+        "voidGiftCard": (merchants, {"holdId": "x", "idempotencyKey": "x"}),
+        "refundGiftCard": (merchants, {"transactionId": "x", "idempotencyKey": "x"}),
+        "attachGiftCard": (set(MEMBERS), {"code": net.gift_codes[1]}),
         "suspendMerchant": ({ADMIN}, {"merchantId": shop_a}),
         "reactivateMerchant": ({ADMIN}, {"merchantId": shop_a}),
         "createCampaign": (merchants, {"name": "x", "kind": "BONUS", "bonusPoints": 5, "controlPercent": 10,
@@ -699,6 +744,8 @@ def sample_inputs(net: Net) -> dict[str, tuple[set[str], dict[str, Any]]]:
 async def row_counts(db: Any) -> dict[str, int]:
     tables = (Entry, Hold, Member, Merchant, SettlementBatch, NetworkPolicy, MemberCredential, Dispute, Campaign,
               TierPolicyVersion)
+    tables = (Entry, Hold, Member, Merchant, SettlementBatch, NetworkPolicy, MemberCredential, Dispute, GiftCard,
+              GiftEntry)
     async with db.read() as conn:
         return {t.__tablename__: int((await conn.execute(select(func.count()).select_from(t))).scalar_one())
                 for t in tables}

@@ -47,6 +47,8 @@ class Member(graphene.ObjectType):  # type: ignore[misc]
         TransactionConnection, required=True, first=graphene.Int(), after=graphene.String(),
         description="History, newest first. A merchant sees only its own transactions with this member.",
     )
+    gift_cards = graphene.List(graphene.NonNull("coalition.graphql.giftcards.types.GiftCard"), description=(
+        "Gift cards the member attached to the wallet (attachGiftCard): for the member itself; null for anyone else."))
     disputes = graphene.Field(
         DisputeConnection, first=graphene.Int(), after=graphene.String(),
         description="The member's disputes, newest first: for the member itself and admins; null for a merchant.",
@@ -93,6 +95,13 @@ class Member(graphene.ObjectType):  # type: ignore[misc]
     @staticmethod
     def resolve_phone(root: Any, info: ResolveInfo) -> str | None:
         return Member._own_contact(root, info, root.phone_encrypted)
+
+    @staticmethod
+    async def resolve_gift_cards(root: Any, info: ResolveInfo) -> Any:
+        caller = info.context.caller
+        if caller is None or caller.role.value != "MEMBER" or caller.member_id != root.id:
+            return None
+        return await info.context.gift_cards.member_cards(root.id)
 
     @staticmethod
     async def resolve_disputes(root: Any, info: ResolveInfo, first: int | None = None, after: str | None = None) -> Any:

@@ -1,7 +1,7 @@
 """Status tiers and campaigns (issue 15).
 
 Revision ID: 0011_tiers_campaigns
-Revises: 0008_trust_ledger
+Revises: 0010_gift_cards
 Create Date: 2026-12-07
 
 - ``tier_policies``: the network's tier policy versions (admin, appended).
@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0011_tiers_campaigns"
-down_revision: str | Sequence[str] | None = "0008_trust_ledger"
+down_revision: str | Sequence[str] | None = "0010_gift_cards"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
