@@ -738,7 +738,7 @@ async def test_two_operations_on_one_member_in_one_statement_undo_it(net: Any, d
     operations = [{
         "merchant_id": net.a.id, "loyalty_id": net.loyalty_id, "amount_minor": net.amount_for(5, net.a),
         "minor_per_unit": 10**net.settings.currency_exponent, "reference": None, "idempotency_key": key,
-        "request_hash": key, "now": now, "expires_at": now,
+        "request_hash": key, "now": now, "expires_at": now, "campaigns": False, "tiers": False, "base_tier_pct": 100,
     } for key in ("twice-1", "twice-2")]
     with statements(db) as sent:
         assert await fastpath._run(db, fastpath._EARN, operations) == [None, None]
