@@ -31,6 +31,7 @@ from coalition.graphql.schema import graphql_schema
 from coalition.ledger.service import Ledger
 from coalition.metrics import Metrics, MetricsMiddleware, MetricsServer
 from coalition.network.store import InsightStore
+from coalition.programs.earning import ProgramHook
 from coalition.ratelimit import make_rate_limiter
 from coalition.settlement.policy import PolicyCache
 from coalition.web.auth import AuthBackend, caller_of, on_auth_error, require_scope
@@ -57,7 +58,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
                             health_check_s=settings.redis_health_check_s, availability=redis_availability)
     keys = NetworkKeys.from_settings(settings)
     # The ledger reads the allowance without proof of presence from the versioned network policy.
-    ledger = Ledger(db, settings, keys=keys, allowance=PolicyCache(db, settings).redeem_without_proof_points)
+    ledger = Ledger(db, settings, keys=keys, allowance=PolicyCache(db, settings).redeem_without_proof_points,
+                    programs=ProgramHook(db))  # tiers and campaigns on earns
     services = Services(settings=settings, db=db, keys=keys, ledger=ledger,
                         insights=insights)
     authenticator = Authenticator(db, cache_s=settings.auth_cache_s)

@@ -108,6 +108,10 @@ class Settings:
     # member's proof of presence, while the network policy stores no value of its own; and how
     # long a refused write's outcome stays under its idempotency key.
     redeem_without_proof_points: int = DEFAULT_REDEEM_WITHOUT_PROOF_POINTS
+    # Campaigns report lift only when both the treated and the control group have this many members.
+    campaign_min_group_size: int = 30
+    # How often the worker reviews every member's status tier (coalition/programs/tier_review.py).
+    tier_review_interval_s: float = 300.0
     idempotency_retention_s: int = 24 * 3600
     # Gift cards (issue 16; coalition/giftcards/): the most one card may hold (minor units), the
     # days a card lives (0: never expires), the share of a spend at another partner the network
@@ -291,6 +295,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         refusal_delay_s=_int(env, "COALITION_REFUSAL_DELAY_MS", 100) / 1000,
         redeem_without_proof_points=_int(
             env, "COALITION_REDEEM_WITHOUT_PROOF_POINTS", DEFAULT_REDEEM_WITHOUT_PROOF_POINTS),
+        campaign_min_group_size=_int(env, "COALITION_CAMPAIGN_MIN_GROUP_SIZE", 30, minimum=2),
+        tier_review_interval_s=_float(env, "COALITION_TIER_REVIEW_INTERVAL_S", 300.0),
         # At least an hour: wrong proofs of presence are counted from the kept refusals of the last hour.
         idempotency_retention_s=_int(env, "COALITION_IDEMPOTENCY_RETENTION_S", 24 * 3600, minimum=3600),
         gift_card_max_minor=_int(env, "COALITION_GIFT_CARD_MAX_MINOR", 50_000, minimum=1),

@@ -49,6 +49,7 @@ from coalition.giftcards.service import GiftCards
 from coalition.ledger import refusals
 from coalition.ledger.service import Ledger
 from coalition.network.store import InsightStore
+from coalition.programs.tier_review import review_tiers
 from coalition.settlement.models import SettlementBatch
 from coalition.settlement.policy import current_policy, latest_period_end
 from coalition.settlement.service import run_settlement
@@ -57,7 +58,7 @@ logger = logging.getLogger("coalition.worker")
 HOLD_BATCH = 1000
 DEFAULT_INTERVAL_S = 60.0  # expiry, refusals and settlement: `coalition worker --interval-s`
 MIN_SLEEP_S = 0.01  # never spin: a job slower than its interval runs again after this pause
-JOB_NAMES = ("holds", "expiry", "refusals", "settlement", "analysis")
+JOB_NAMES = ("holds", "expiry", "refusals", "tiers", "settlement", "analysis")
 
 
 @dataclass
@@ -67,6 +68,7 @@ class TickReport:
     refusals_purged: int = 0
     gift_holds_released: int = 0
     gift_cards_expired: int = 0
+    tiers_reviewed: int = 0
     batch_ids: list[int] = field(default_factory=list)
     analysis_run: int | None = None
     errors: list[str] = field(default_factory=list)
@@ -105,6 +107,7 @@ class Worker:
             Job("holds", hold_every, self._release_holds),
             Job("expiry", every_s, self._expire),
             Job("refusals", every_s, self._purge_refusals),
+            Job("tiers", settings.tier_review_interval_s, self._review_tiers),
             Job("settlement", every_s if settle else 0.0, self._settle),
             Job("analysis", analyze_every_s, self._analyze),
         ]
@@ -166,6 +169,10 @@ class Worker:
         # Refusals kept under idempotency keys past the retention period (ledger/refusals.py).
         since = self.clock() - dt.timedelta(seconds=self.settings.idempotency_retention_s)
         report.refusals_purged += await refusals.purge(self.db, older_than=since)
+
+    async def _review_tiers(self, report: TickReport) -> None:
+        # Status tiers kept for the earn multiplier and the grace period (programs/tier_review.py).
+        report.tiers_reviewed += await review_tiers(self.db, now=self.clock())
 
     async def _settle(self, report: TickReport) -> None:
         now = self.clock()

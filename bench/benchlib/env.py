@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parents[2]  # bench/benchlib/env.py -> the repos
 BENCH = ROOT / "bench"
 
 
-VENV_BIN = ROOT / ".venv" / "bin"
+# A git worktree has no .venv of its own: the interpreter running the bench then names it.
+VENV_BIN = ROOT / ".venv" / "bin" if (ROOT / ".venv").exists() else Path(sys.executable).parent
 
 
 PG_HOST = "127.0.0.1"

@@ -17,6 +17,8 @@ GiftCard                      all         the cards it sold; any card whose code
                                           it presents (``giftCard(code:)``, the      any card whose code
                                           writes)                                    it presents
 GiftCardLiability             all         its own (as issuer)                        none                 none
+Campaign                      all         its own                                none                 none
+TierPolicy                    yes         yes                                    yes                  yes
 Network (public facts)        yes         yes                                    yes                  yes
 ============================  ==========  =====================================  ===================  =========
 
@@ -90,6 +92,22 @@ def may_see_batches(info: ResolveInfo) -> bool:
     """Settlement batches: admins and merchants (a member's ``node`` gets null, as for no batch)."""
     caller = info.context.require_caller()
     return bool(caller.role == Role.ADMIN or (caller.role == Role.MERCHANT and caller.merchant_id is not None))
+
+
+def may_see_campaign(info: ResolveInfo, merchant_id: int) -> bool:
+    """Campaigns: admins all; a merchant its own (a member, or another merchant, sees none)."""
+    caller = info.context.require_caller()
+    return bool(caller.role == Role.ADMIN or (caller.role == Role.MERCHANT and caller.merchant_id == merchant_id))
+
+
+def campaign_scope(info: ResolveInfo) -> int | None:
+    """Listing campaigns: None for an admin (all), the merchant's id for a merchant; members may not."""
+    caller = info.context.require_caller()
+    if caller.role == Role.ADMIN:
+        return None
+    if caller.role == Role.MERCHANT and caller.merchant_id is not None:
+        return int(caller.merchant_id)
+    raise Forbidden("campaigns are for admins and merchants")
 
 
 def settlement_scope(info: ResolveInfo) -> int | None:

@@ -17,6 +17,7 @@ from coalition.graphql.members.disputes import Dispute
 from coalition.graphql.members.types import Member
 from coalition.graphql.network.types import Network, network_of
 from coalition.graphql.partners.types import Merchant, MerchantConnection, MerchantEdge
+from coalition.graphql.programs.campaigns import Campaign
 from coalition.graphql.settlement.queries import SettlementQueries
 from coalition.graphql.settlement.types import SettlementBatch
 from coalition.graphql.settlement.whatif import WhatIfQueries
@@ -24,7 +25,8 @@ from coalition.members.service import find_member
 from coalition.partners.service import list_merchants
 
 NODE_TYPES: dict[str, Any] = {"Merchant": Merchant, "Member": Member, "Transaction": Transaction, "Hold": Hold,
-                              "SettlementBatch": SettlementBatch, "Dispute": Dispute, "GiftCard": GiftCard}
+                              "SettlementBatch": SettlementBatch, "Dispute": Dispute, "GiftCard": GiftCard,
+                              "Campaign": Campaign}
 
 
 class AdminViewer(graphene.ObjectType):  # type: ignore[misc]

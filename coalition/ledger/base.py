@@ -17,6 +17,7 @@ from coalition.ledger.core import MAX_POINTS, LedgerResult
 from coalition.ledger.errors import InsufficientPoints, MemberNotFound
 from coalition.ledger.idempotency import Outcomes
 from coalition.ledger.models import Lot
+from coalition.ledger.programs_hook import EarnPrograms
 from coalition.members.models import Member
 
 
@@ -56,6 +57,7 @@ class LedgerBase:
     def __init__(
         self, db: Database, settings: Settings, clock: Callable[[], dt.datetime] = utcnow, *,
         keys: NetworkKeys | None = None, allowance: Callable[[dt.datetime], Awaitable[int]] | None = None,
+        programs: EarnPrograms | None = None,
     ) -> None:
         self.db = db
         self.settings = settings
@@ -64,6 +66,8 @@ class LedgerBase:
         # Points a merchant may take from a member in 24 h without proof of presence (ledger/presence.py):
         # the app passes the network policy's value (settlement.policy.PolicyCache); alone, the setting.
         self.allowance = allowance or self._allowance_from_settings
+        # Tiers and campaigns on an earn (ledger/programs_hook.py); None: plain earns only.
+        self.programs = programs
         # PostgreSQL runs a plain earn or redeem as one statement (ledger/fastpath.py), batched
         # with the concurrent ones, and falls back to the multi-statement path for anything
         # else; SQLite runs only the latter.

@@ -70,6 +70,8 @@ from coalition.ledger.presence import MAX_WRONG_PROOFS, WRONG_PROOF_WINDOW, Inva
 from coalition.ledger.rules import render
 from coalition.members.models import Member
 from coalition.partners.models import Merchant
+from coalition.programs.campaign_models import Campaign, CampaignAudience
+from coalition.programs.tier_models import EarnBonus, MemberTier
 
 _MEMBER_COLUMNS = tuple(Member.__table__.columns)
 _RETURNING = ", ".join(f"m.{c.name}" for c in _MEMBER_COLUMNS)
@@ -189,6 +191,30 @@ _WRONG_PROOFS = f"""(SELECT count(*) FROM {_REFUSALS} w
     WHERE w.member_id = m.id AND w.merchant_id = r.merchant_id AND w.code = {_WRONG_PROOF_CODE}
       AND w.created_at > r.now - interval '{int(WRONG_PROOF_WINDOW.total_seconds())} seconds')"""
 
+# Points programs add to an earn (coalition.programs: tiers, campaigns), in the earn's own entry and
+# lot, funded by the earning merchant: the member's kept tier multiplier (one probe of member_tiers'
+# primary key) and the treated member's active campaigns of this merchant (one probe of
+# campaign_audience), each only when the process's cache says they apply (``tiers``, ``campaigns``),
+# so a plain earn pays nothing. ``base * (pct - 100) / 100`` on non-negative integers rounds down, as
+# ``coalition.programs.tiers.extra_points`` does.
+_TIERS, _CAMPAIGNS, _AUDIENCE = MemberTier.__tablename__, Campaign.__tablename__, CampaignAudience.__tablename__
+_PROGRAM_POINTS = f"""snap AS (
+    SELECT b.*, x.tier_points, x.campaign_points, b.base + x.tier_points + x.campaign_points AS points
+    FROM base b CROSS JOIN LATERAL (SELECT
+        CASE WHEN b.tiers THEN b.base * (coalesce((SELECT t.{_columns(MemberTier, "multiplier_percent")}
+                                                   FROM {_TIERS} t WHERE t.{_columns(MemberTier, "member_id")}
+                                                   = b.member_id), b.base_tier_pct) - 100) / 100
+             ELSE 0 END AS tier_points,
+        CASE WHEN b.campaigns THEN (
+            SELECT CAST(coalesce(sum(CASE WHEN c.multiplier_percent IS NOT NULL
+                                          THEN b.base * (c.multiplier_percent - 100) / 100
+                                          ELSE c.bonus_points END), 0) AS bigint)
+            FROM {_AUDIENCE} a JOIN {_CAMPAIGNS} c ON c.id = a.campaign_id
+            WHERE a.member_id = b.member_id AND a.treated AND c.merchant_id = b.merchant_id
+              AND c.starts_at <= b.now AND c.ends_at > b.now)
+             ELSE 0 END AS campaign_points) x
+),"""
+
 # The members are read once, in the snapshot, with their row versions. The conditions of the
 # common case are tested here (so a refusal inserts nothing) and again in the UPDATE, on the
 # newest version of each row.
@@ -198,30 +224,33 @@ WITH req AS (
                          CAST(:amount_minor AS bigint[]), CAST(:minor_per_unit AS bigint[]),
                          CAST(:reference AS varchar[]), CAST(:idempotency_key AS varchar[]),
                          CAST(:request_hash AS varchar[]), CAST(:now AS timestamptz[]),
-                         CAST(:expires_at AS timestamptz[]))
+                         CAST(:expires_at AS timestamptz[]), CAST(:campaigns AS boolean[]),
+                         CAST(:tiers AS boolean[]), CAST(:base_tier_pct AS int[]))
         WITH ORDINALITY AS r (merchant_id, loyalty_id, amount_minor, minor_per_unit, reference, idempotency_key,
-                              request_hash, now, expires_at, n)
+                              request_hash, now, expires_at, campaigns, tiers, base_tier_pct, n)
 ),
-snap AS (
-    SELECT r.*, m.id AS member_id, m.xmin AS version, m.balance, {_EARN_POINTS} AS points
+base AS (
+    SELECT r.*, m.id AS member_id, m.xmin AS version, m.balance, {_EARN_POINTS} AS base
     FROM req r
     JOIN {_MERCHANTS} mc ON mc.id = r.merchant_id AND {_MERCHANT_MAY_WRITE}
     JOIN {_MEMBERS} m ON m.loyalty_id = r.loyalty_id AND m.referred_by_id IS NULL AND m.owed = 0
     WHERE {_NOT_REFUSED}
 ),
+{_PROGRAM_POINTS}
 e AS (
     INSERT INTO {_ENTRIES} ({_columns(Entry, "kind", "member_id", "merchant_id", "points", "amount_minor",
                                       "reference", "idempotency_key", "request_hash", "created_at")})
     SELECT {_ENTRY_KIND[EntryKind.EARN]}, s.member_id, s.merchant_id, s.points, s.amount_minor, s.reference,
            s.idempotency_key, s.request_hash, s.now
     FROM snap s
-    WHERE s.points > 0 AND {_within_max_points("s.balance", "s.points")}
+    WHERE s.base > 0 AND {_within_max_points("s.balance", "s.points")}
     ORDER BY s.n
     ON CONFLICT DO NOTHING
     RETURNING id, member_id, merchant_id, idempotency_key, points
 ),
 es AS (
-    SELECT e.id, e.member_id, e.points, s.n, s.version, s.merchant_id, s.now, s.expires_at
+    SELECT e.id, e.member_id, e.points, s.n, s.version, s.merchant_id, s.now, s.expires_at, s.base,
+           s.tier_points, s.campaign_points
     FROM e JOIN snap s ON s.merchant_id = e.merchant_id AND s.idempotency_key = e.idempotency_key
                       AND s.member_id = e.member_id
     ORDER BY e.member_id
@@ -247,6 +276,13 @@ legs AS (
     FROM u JOIN es ON es.member_id = u.id,
          (VALUES {_EARN_LEG_VALUES}) AS leg (n, account, sign)
     ORDER BY es.n, leg.n
+),
+bonus AS (
+    INSERT INTO {EarnBonus.__tablename__} ({_columns(EarnBonus, "entry_id", "member_id", "merchant_id", "base_points",
+                                                     "tier_points", "campaign_points", "created_at")})
+    SELECT es.id, u.id, es.merchant_id, es.base, es.tier_points, es.campaign_points, es.now
+    FROM u JOIN es ON es.member_id = u.id
+    WHERE es.tier_points + es.campaign_points > 0
 )
 {_RESULT}"""
 
@@ -411,12 +447,17 @@ class FastPath:
     async def earn(
         self, *, merchant_id: int, loyalty_id: str, amount_minor: int, minor_per_unit: int, reference: str | None,
         idempotency_key: str, request_hash: str, now: dt.datetime, expires_at: dt.datetime,
+        campaigns: bool = False, tiers: bool = False, base_tier_pct: int = 100,
     ) -> Done | None:
-        """A plain earn: ``(entry_id, points, member after)``, or None to take the multi-statement path."""
+        """A plain earn: ``(entry_id, points, member after)``, or None to take the multi-statement path.
+
+        ``campaigns``/``tiers``: look up the member's campaign and (merchant-funded) tier points;
+        ``base_tier_pct``: the multiplier of a member no tier review has seen yet."""
         return await self._earn.submit({
             "merchant_id": merchant_id, "loyalty_id": loyalty_id, "amount_minor": amount_minor,
             "minor_per_unit": minor_per_unit, "reference": reference, "idempotency_key": idempotency_key,
-            "request_hash": request_hash, "now": now, "expires_at": expires_at,
+            "request_hash": request_hash, "now": now, "expires_at": expires_at, "campaigns": campaigns,
+            "tiers": tiers, "base_tier_pct": base_tier_pct,
         })
 
     async def redeem(

@@ -33,6 +33,7 @@ EXPECTED_ACCESS = {
     "issueGiftCard": Access.MERCHANT, "redeemGiftCard": Access.MERCHANT, "authorizeGiftCard": Access.MERCHANT,
     "captureGiftCard": Access.MERCHANT, "voidGiftCard": Access.MERCHANT, "refundGiftCard": Access.MERCHANT,
     "attachGiftCard": Access.MEMBER,
+    "createCampaign": Access.MERCHANT, "setTierPolicy": Access.ADMIN,
 }
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import datetime as dt
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -45,8 +46,12 @@ from coalition.members.disputes import dispute_transaction
 from coalition.members.models import Dispute, Member, MemberCredential
 from coalition.members.service import enroll_member
 from coalition.network.jobs import run_analysis
+from coalition.network.store import InsightStore
 from coalition.partners.models import Merchant
 from coalition.partners.service import onboard_merchant
+from coalition.programs.campaign_models import Campaign
+from coalition.programs.campaigns import create_campaign
+from coalition.programs.tier_models import TierPolicyVersion
 from coalition.settlement.models import NetworkPolicy, SettlementBatch
 from coalition.settlement.service import run_settlement
 
@@ -54,7 +59,7 @@ ADMIN, ANON = "admin", "anonymous"
 MERCHANTS = ("A", "B", "C")
 MEMBERS = ("m1", "m2")  # the members who call with their own token
 ROLES = (ADMIN, *MERCHANTS, *MEMBERS, ANON)
-NODE_TYPES = ("Merchant", "Member", "Transaction", "Hold", "SettlementBatch", "Dispute", "GiftCard")
+NODE_TYPES = ("Merchant", "Member", "Transaction", "Hold", "SettlementBatch", "Dispute", "GiftCard", "Campaign")
 MAX_TYPE_REPEATS = 2  # a type may appear twice on one path (Transaction.reverses: a Transaction)
 DENIED = {"UNAUTHENTICATED", "FORBIDDEN"}
 HOLD_NOT_FOUND, TRANSACTION_NOT_FOUND = HoldNotFound.code, TransactionNotFound.code
@@ -74,6 +79,7 @@ class Net:
     disputes: dict[int, int] = field(default_factory=dict)  # dispute id -> member id
     gift_cards: dict[int, tuple[int, int | None]] = field(default_factory=dict)  # card id -> (issuer, member)
     gift_codes: list[str] = field(default_factory=list)  # every seeded card's code
+    campaigns: dict[int, int] = field(default_factory=dict)  # campaign id -> merchant id
     ids: dict[str, tuple[str, int]] = field(default_factory=dict)  # global ID as issued -> (type, id)
     guesses: dict[str, tuple[str, int]] = field(default_factory=dict)  # base64("Type:n") -> (type, id)
 
@@ -159,6 +165,12 @@ async def seed(db: Any, keys: NetworkKeys, ledger: Ledger, settings: Any, clock:
     dispute = await dispute_transaction(db, member_id=net.member["m1"].id, entry_id=disputed.entry.id,
                                         reason="I was not there", idempotency_key="d1", now=clock.now)
     net.disputes[dispute.id] = net.member["m1"].id
+    for shop in ("A", "B"):
+        campaign = await create_campaign(db, keys, InsightStore(db), merchant_id=net.merchant[shop],
+                                         name=f"{shop} days", kind="BONUS", bonus_points=5, control_percent=10,
+                                         starts_at=clock.now, ends_at=clock.now + dt.timedelta(days=3),
+                                         idempotency_key="c1", now=clock.now)
+        net.campaigns[campaign.id] = net.merchant[shop]
 
     # Every entry and hold as written (bonuses and expiries included), and the relationships
     # they make: a merchant knows the members it enrolled or has a transaction with.
@@ -187,6 +199,7 @@ async def seed(db: Any, keys: NetworkKeys, ledger: Ledger, settings: Any, clock:
     objects += [("Transaction", i) for i in net.entries] + [("Hold", i) for i in net.holds]
     objects += [("SettlementBatch", i) for i in net.batches] + [("Dispute", i) for i in net.disputes]
     objects += [("GiftCard", i) for i in net.gift_cards]
+    objects += [("Campaign", i) for i in net.campaigns]
     for type_name, value in objects:
         net.ids[keys.global_ids.encode(type_name, value)] = (type_name, value)
         net.guesses[base64.b64encode(f"{type_name}:{value}".encode()).decode()] = (type_name, value)
@@ -309,6 +322,9 @@ def gift_card_rule(seen: Seen) -> bool:
 
 def merchant_or_member(seen: Seen) -> bool:
     return seen.role in MERCHANTS or seen.role in MEMBERS
+def campaign_rule(seen: Seen) -> bool:
+    """An admin, or the merchant that runs it."""
+    return seen.role == ADMIN or seen.net.campaigns[seen.own[1]] == seen.net.merchant_id_of(seen.role)
 
 
 def admin_or_member(seen: Seen) -> bool:
@@ -344,6 +360,13 @@ TYPE_RULES: dict[str, Callable[[Seen], bool]] = {
     "GiftCardLiability": concerns_me("issuer"),
     "DisputeConnection": admin_or_member,  # disputes (admin), Member.disputes (the member itself)
     "DisputeEdge": admin_or_member,
+    "Campaign": campaign_rule,
+    "CampaignConnection": staff,  # campaigns: an admin every one, a merchant its own (checked as Campaign)
+    "CampaignEdge": staff,
+    "CampaignResult": staff,  # inside a Campaign only
+    "TierStatus": anyone_with_a_key,  # inside a Member only (checked as Member)
+    "TierPolicy": everyone,
+    "TierLevel": everyone,
     # settlement: only what concerns the merchant
     "SettlementLine": concerns_me("issuer", "redeemer"),
     "NetPosition": concerns_me("merchant"),
@@ -380,6 +403,8 @@ TYPE_RULES: dict[str, Callable[[Seen], bool]] = {
     "SuspendMerchantPayload": admin_only,
     "RunSettlementPayload": admin_only,
     "SetNetworkPolicyPayload": admin_only,
+    "SetTierPolicyPayload": admin_only,
+    "CampaignPayload": merchant_only,
     "ReconcilePosExportPayload": staff,
     "ReconciliationReport": concerns_me("merchant"),
     "ReconciliationLine": staff,
@@ -413,6 +438,8 @@ ROOT_RULES: dict[str, set[str]] = {
     "disputes": {ADMIN},
     "giftCard": KEY_ROLES,  # anyone with a key who has the code
     "giftCardLiabilities": STAFF_ROLES,  # a merchant its own, an admin every issuer's
+    "campaigns": STAFF_ROLES,
+    "tierPolicy": set(ROLES),
 }
 
 
@@ -705,12 +732,16 @@ def sample_inputs(net: Net) -> dict[str, tuple[set[str], dict[str, Any]]]:
         "attachGiftCard": (set(MEMBERS), {"code": net.gift_codes[1]}),
         "suspendMerchant": ({ADMIN}, {"merchantId": shop_a}),
         "reactivateMerchant": ({ADMIN}, {"merchantId": shop_a}),
+        "createCampaign": (merchants, {"name": "x", "kind": "BONUS", "bonusPoints": 5, "controlPercent": 10,
+                                       "startsAt": "2027-06-01T00:00:00+00:00", "endsAt": "2027-06-02T00:00:00+00:00",
+                                       "idempotencyKey": "x"}),
+        "setTierPolicy": ({ADMIN}, {"tiers": [{"name": "BASIC", "thresholdPoints": 0}]}),
     }
 
 
 async def row_counts(db: Any) -> dict[str, int]:
     tables = (Entry, Hold, Member, Merchant, SettlementBatch, NetworkPolicy, MemberCredential, Dispute, GiftCard,
-              GiftEntry)
+              GiftEntry, Campaign, TierPolicyVersion)
     async with db.read() as conn:
         return {t.__tablename__: int((await conn.execute(select(func.count()).select_from(t))).scalar_one())
                 for t in tables}
