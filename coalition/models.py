@@ -6,8 +6,20 @@ from coalition.ledger.models import Allocation, Entry, Hold, Lot, Posting
 from coalition.members.models import Dispute, Member, MemberCredential
 from coalition.network.models import InsightResult, InsightRun
 from coalition.partners.models import Merchant
+from coalition.programs.reward_models import (
+    Quest,
+    QuestCompletion,
+    QuestMerchant,
+    QuestVisit,
+    Reward,
+    Stamp,
+    StampCard,
+    StampProgress,
+    Voucher,
+)
 from coalition.settlement.models import NetworkPolicy, SettlementBatch, SettlementLine, SettlementPosition
 
 __all__ = ["Allocation", "ApiKey", "Base", "Dispute", "Entry", "Hold", "InsightResult", "InsightRun", "Lot", "Member",
            "MemberCredential", "Merchant",
-           "NetworkPolicy", "Posting", "SettlementBatch", "SettlementLine", "SettlementPosition"]
+           "NetworkPolicy", "Posting", "Quest", "QuestCompletion", "QuestMerchant", "QuestVisit", "Reward",
+           "SettlementBatch", "SettlementLine", "SettlementPosition", "Stamp", "StampCard", "StampProgress", "Voucher"]
