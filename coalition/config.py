@@ -102,6 +102,10 @@ class Settings:
     # long a refused write's outcome stays under its idempotency key.
     redeem_without_proof_points: int = 200
     idempotency_retention_s: int = 24 * 3600
+    # Programs (issue 15): whether an expired voucher gives its points back (a reversal of its
+    # redemption), and how often a process re-reads which merchants run stamp cards and quests.
+    voucher_expiry_refund: bool = True
+    programs_cache_s: float = 5.0
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -264,4 +268,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         redeem_without_proof_points=_int(env, "COALITION_REDEEM_WITHOUT_PROOF_POINTS", 200),
         # At least an hour: wrong proofs of presence are counted from the kept refusals of the last hour.
         idempotency_retention_s=_int(env, "COALITION_IDEMPOTENCY_RETENTION_S", 24 * 3600, minimum=3600),
+        voucher_expiry_refund=_flag({**env, "COALITION_VOUCHER_EXPIRY_REFUND": env.get(
+            "COALITION_VOUCHER_EXPIRY_REFUND") or "1"}, "COALITION_VOUCHER_EXPIRY_REFUND"),
+        programs_cache_s=_float(env, "COALITION_PROGRAMS_CACHE_S", 5.0),
     ))

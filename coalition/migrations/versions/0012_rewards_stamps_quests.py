@@ -17,6 +17,11 @@ down_revision: str | Sequence[str] | None = "0008_trust_ledger"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+_OPEN = sa.text("status = 'ISSUED'")
+_USED = sa.text("use_key IS NOT NULL")
+_FUNDING = sa.Enum("NETWORK", "PARTNERS", name="questfunding", native_enum=False, length=16)
+_STATUS = sa.Enum("ISSUED", "USED", "EXPIRED", "CANCELLED", name="voucherstatus", native_enum=False, length=16)
+
 
 def upgrade() -> None:
     op.create_table('quests',
@@ -25,7 +30,7 @@ def upgrade() -> None:
     sa.Column('visits_required', sa.BigInteger(), nullable=False),
     sa.Column('window_days', sa.BigInteger(), nullable=False),
     sa.Column('bonus_points', sa.BigInteger(), nullable=False),
-    sa.Column('funding', sa.Enum('NETWORK', 'PARTNERS', name='questfunding', native_enum=False, length=16), nullable=False),
+    sa.Column('funding', _FUNDING, nullable=False),
     sa.Column('starts_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('ends_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('idempotency_key', sa.String(length=128), nullable=False),
@@ -134,7 +139,7 @@ def upgrade() -> None:
     sa.Column('reward_id', sa.BigInteger(), nullable=False),
     sa.Column('merchant_id', sa.BigInteger(), nullable=False),
     sa.Column('member_id', sa.BigInteger(), nullable=False),
-    sa.Column('status', sa.Enum('ISSUED', 'USED', 'EXPIRED', 'CANCELLED', name='voucherstatus', native_enum=False, length=16), nullable=False),
+    sa.Column('status', _STATUS, nullable=False),
     sa.Column('points', sa.BigInteger(), nullable=False),
     sa.Column('redeem_entry_id', sa.BigInteger(), nullable=True),
     sa.Column('reversal_entry_id', sa.BigInteger(), nullable=True),
@@ -160,13 +165,17 @@ def upgrade() -> None:
     sa.UniqueConstraint('redeem_entry_id', name=op.f('uq_vouchers_redeem_entry_id'))
     )
     op.create_index('ix_vouchers_member_id_id', 'vouchers', ['member_id', 'id'], unique=False)
-    op.create_index('ix_vouchers_open', 'vouchers', ['expires_at'], unique=False, postgresql_where=sa.text("status = 'ISSUED'"), sqlite_where=sa.text("status = 'ISSUED'"))
-    op.create_index('uq_vouchers_use_key', 'vouchers', ['merchant_id', 'use_key'], unique=True, postgresql_where=sa.text('use_key IS NOT NULL'), sqlite_where=sa.text('use_key IS NOT NULL'))
+    op.create_index('ix_vouchers_open', 'vouchers', ['expires_at'],
+                    postgresql_where=_OPEN, sqlite_where=_OPEN)
+    op.create_index('uq_vouchers_use_key', 'vouchers', ['merchant_id', 'use_key'], unique=True,
+                    postgresql_where=_USED, sqlite_where=_USED)
 
 
 def downgrade() -> None:
-    op.drop_index('uq_vouchers_use_key', table_name='vouchers', postgresql_where=sa.text('use_key IS NOT NULL'), sqlite_where=sa.text('use_key IS NOT NULL'))
-    op.drop_index('ix_vouchers_open', table_name='vouchers', postgresql_where=sa.text("status = 'ISSUED'"), sqlite_where=sa.text("status = 'ISSUED'"))
+    op.drop_index('uq_vouchers_use_key', table_name='vouchers',
+                  postgresql_where=_USED, sqlite_where=_USED)
+    op.drop_index('ix_vouchers_open', table_name='vouchers',
+                  postgresql_where=_OPEN, sqlite_where=_OPEN)
     op.drop_index('ix_vouchers_member_id_id', table_name='vouchers')
     op.drop_table('vouchers')
     op.drop_index(op.f('ix_stamps_earn_entry_id'), table_name='stamps')
