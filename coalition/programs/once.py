@@ -8,7 +8,7 @@ unique constraint decides between two concurrent requests, not a read before the
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -16,6 +16,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from coalition.db import Base
 from coalition.errors import IdempotencyKeyConflict
+
+_M = TypeVar("_M", bound=Base)
+
+
+def as_model(model: type[_M], row: Any) -> _M:
+    """A table row as its model's object (what the API's types resolve), without a session."""
+    return model.from_values(**row._mapping)
 
 
 def internal_key(*parts: object) -> str:

@@ -31,7 +31,7 @@ from coalition.errors import InvalidInput, NotFound, check_idempotency_key
 from coalition.ledger import core
 from coalition.ledger.service import Ledger
 from coalition.partners.models import Merchant
-from coalition.programs.once import insert_once, internal_key
+from coalition.programs.once import as_model, insert_once, internal_key
 from coalition.programs.reward_models import Quest, QuestCompletion, QuestFunding, QuestMerchant, QuestVisit
 from coalition.programs.rewards import check_count, check_name
 
@@ -90,7 +90,7 @@ async def create_quest(
         from coalition.programs.stamps import directory  # the per-process directory of programs
 
         directory(db).invalidate()
-    return row
+    return as_model(Quest, row)
 
 
 async def record_visit(ledger: Ledger, *, quest_id: int, member_id: int, merchant_id: int,

@@ -20,7 +20,7 @@ from coalition.ledger.core import MAX_POINTS
 from coalition.ledger.errors import MerchantSuspended
 from coalition.ledger.inputs import check_points
 from coalition.programs.errors import RewardNotFound
-from coalition.programs.once import insert_once
+from coalition.programs.once import as_model, insert_once
 from coalition.programs.reward_models import Reward
 
 MAX_STOCK = 1_000_000
@@ -71,7 +71,7 @@ async def create_reward(
             "voucher_valid_days": days, "active": True, "idempotency_key": key, "request_hash": fingerprint,
             "created_at": now,
         }, (Reward.merchant_id == merchant_id) & (Reward.idempotency_key == key))
-    return row
+    return as_model(Reward, row)
 
 
 async def reward_by_id(db: Database, reward_id: int) -> Any:
@@ -97,7 +97,7 @@ async def list_rewards(
     if before_id is not None:
         query = query.where(Reward.id < before_id)
     async with db.read() as conn:
-        return list(await conn.execute(query))
+        return [as_model(Reward, row) for row in await conn.execute(query)]
 
 
 def is_active(reward: Any, now: dt.datetime) -> bool:

@@ -40,7 +40,7 @@ from coalition.ledger import core
 from coalition.ledger.core import MAX_POINTS
 from coalition.ledger.errors import MerchantSuspended
 from coalition.ledger.service import Ledger
-from coalition.programs.once import insert_once
+from coalition.programs.once import as_model, insert_once
 from coalition.programs.reward_models import Quest, QuestMerchant, Reward, Stamp, StampCard, StampProgress, Voucher
 from coalition.programs.rewards import check_count, check_name, own_reward
 from coalition.programs.vouchers import cancel_voucher_in, issue_voucher_in
@@ -128,7 +128,7 @@ async def create_stamp_card(
         }, (StampCard.merchant_id == merchant_id) & (StampCard.idempotency_key == key))
     if created:
         directory(ledger.db).invalidate()
-    return row
+    return as_model(StampCard, row)
 
 
 def _upsert(conn: AsyncConnection) -> Any:

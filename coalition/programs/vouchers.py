@@ -50,7 +50,7 @@ from coalition.ledger.models import Entry
 from coalition.ledger.service import Ledger
 from coalition.members.models import Member
 from coalition.programs.errors import OutOfStock, RewardInactive, RewardNotFound, VoucherClosed, VoucherNotFound
-from coalition.programs.once import internal_key
+from coalition.programs.once import as_model, internal_key
 from coalition.programs.reward_models import Reward, Voucher, VoucherStatus
 
 logger = logging.getLogger("coalition.programs")
@@ -65,9 +65,13 @@ _V = Voucher.__table__.c
 
 @dataclasses.dataclass(frozen=True)
 class VoucherResult:
-    voucher: Any  # a vouchers row
-    member: Any  # the member after the claim (None where the caller may not see it)
+    voucher: Voucher
+    member: Member  # the member after the claim or use
     replayed: bool = False
+
+    @classmethod
+    def of(cls, row: Any, member: Member, replayed: bool = False) -> VoucherResult:
+        return cls(as_model(Voucher, row), member, replayed)
 
 
 def new_code() -> str:
@@ -99,7 +103,7 @@ async def _voucher_by_key(conn: AsyncConnection, scope: str, key: str, fingerpri
     return row
 
 
-async def _member(conn: AsyncConnection, member_id: int) -> Any:
+async def _member(conn: AsyncConnection, member_id: int) -> Member:
     return core.member_from_row((await conn.execute(select(Member).where(Member.id == member_id))).one())
 
 
@@ -138,7 +142,7 @@ async def _claim(
         async with ledger.db.transaction() as conn:
             earlier = await _voucher_by_key(conn, scope, key, fingerprint)
             if earlier is not None:
-                return VoucherResult(earlier, await _member(conn, earlier.member_id), replayed=True)
+                return VoucherResult.of(earlier, await _member(conn, earlier.member_id), replayed=True)
             reward = (await conn.execute(select(*Reward.__table__.c).where(Reward.id == reward_id))).first()
             if reward is None or (merchant_id is not None and reward.merchant_id != merchant_id):
                 raise RewardNotFound("no such reward at this merchant: pass the ID of one of its own",
@@ -161,7 +165,7 @@ async def _claim(
             voucher = await issue_voucher_in(
                 conn, reward=reward, member_id=result.member.id, scope=scope, key=key, fingerprint=fingerprint,
                 points=reward.points_cost, redeem_entry_id=result.entry.id, now=now)
-            return VoucherResult(voucher, result.member)
+            return VoucherResult.of(voucher, result.member)
     except DomainError as exc:
         if reward is not None and refusals.is_recordable(exc) and not isinstance(exc, RewardNotFound):
             await refusals.record(ledger.db, merchant_id=reward.merchant_id, key=entry_key, fingerprint=fingerprint,
@@ -224,7 +228,7 @@ async def use_voucher(ledger: Ledger, *, merchant_id: int, code: str, idempotenc
             )).first()
             if row is None:
                 row = await _explain_unused(conn, merchant_id, normalized, key, fingerprint, now)
-            return VoucherResult(row, await _member(conn, row.member_id))
+            return VoucherResult.of(row, await _member(conn, row.member_id))
     except IntegrityError:  # the key marked another voucher used meanwhile
         raise IdempotencyKeyConflict(key) from None
 
@@ -331,4 +335,4 @@ async def member_vouchers(ledger: Ledger, *, member_id: int, merchant_id: int | 
     if before_id is not None:
         query = query.where(_V.id < before_id)
     async with ledger.db.read() as conn:
-        return list(await conn.execute(query))
+        return [as_model(Voucher, row) for row in await conn.execute(query)]
