@@ -12,16 +12,20 @@ from coalition.graphql.ledger.mutations import LedgerMutations
 from coalition.graphql.members.disputes import DisputeQueries
 from coalition.graphql.members.mutations import MemberMutations
 from coalition.graphql.partners.mutations import PartnerMutations
+from coalition.graphql.programs.quests import QuestMutations
+from coalition.graphql.programs.rewards import RewardMutations, RewardQueries
+from coalition.graphql.programs.stamps import StampCardMutations
 from coalition.graphql.queries import Query as CoreQuery
 from coalition.graphql.settlement.mutations import SettlementMutations
 from coalition.graphql.settlement.reconcile import ReconcileMutations
 
 
-class Query(InsightQueries, DisputeQueries, CoreQuery):
+class Query(InsightQueries, DisputeQueries, RewardQueries, CoreQuery):
     pass
 
 
-class Mutation(PartnerMutations, MemberMutations, LedgerMutations, ReconcileMutations, SettlementMutations):
+class Mutation(PartnerMutations, MemberMutations, LedgerMutations, ReconcileMutations, SettlementMutations,
+               RewardMutations, StampCardMutations, QuestMutations):
     pass
 
 

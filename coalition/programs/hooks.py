@@ -11,7 +11,6 @@ dictionary lookup (``stamps.ProgramDirectory``), no round trip.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 
 from sqlalchemy import update
@@ -26,8 +25,9 @@ from coalition.programs.reward_models import Voucher, VoucherStatus
 logger = logging.getLogger("coalition.programs")
 
 
-async def after_earn(ledger: Ledger, result: LedgerResult, now: dt.datetime) -> None:
+async def after_earn(ledger: Ledger, result: LedgerResult) -> None:
     entry = result.entry
+    now = ledger.clock()
     if entry.kind != EntryKind.EARN or entry.merchant_id is None:
         return
     ttl = ledger.settings.programs_cache_s
@@ -44,7 +44,8 @@ async def after_earn(ledger: Ledger, result: LedgerResult, now: dt.datetime) -> 
                 logger.warning("quest %s bonus for member %s not paid: %s", quest.id, entry.member_id, exc.code)
 
 
-async def after_reversal(ledger: Ledger, result: LedgerResult, now: dt.datetime) -> None:
+async def after_reversal(ledger: Ledger, result: LedgerResult) -> None:
+    now = ledger.clock()
     reversed_id = result.entry.reverses_id
     if result.entry.kind != EntryKind.REVERSAL or reversed_id is None:
         return

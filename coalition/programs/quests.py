@@ -157,7 +157,7 @@ async def member_quests(db: Database, *, member_id: int, merchant_id: int | None
         if merchant_id is not None:
             query = query.join(QuestMerchant, (QuestMerchant.quest_id == Quest.id)
                                & (QuestMerchant.merchant_id == merchant_id))
-        quests = list(await conn.execute(query))
+        quests = [as_model(Quest, row) for row in await conn.execute(query)]
         completions = dict((await conn.execute(select(QuestCompletion.quest_id, QuestCompletion.completed_at)
                                                .where(QuestCompletion.member_id == member_id))).all())
         visits = list(await conn.execute(select(QuestVisit.quest_id, QuestVisit.last_visit_at)

@@ -268,7 +268,7 @@ async def test_a_refund_of_the_claim_at_the_till_cancels_the_voucher(shops: Any,
     v = (await claim(shops, member, rw)).voucher
     reversed_ = await shops.ledger.reverse(merchant_id=shops.b.id, transaction_id=v.redeem_entry_id,
                                            idempotency_key="refund")
-    await after_reversal(shops.ledger, reversed_, shops.now)
+    await after_reversal(shops.ledger, reversed_)
     assert await tables.balance(member.id) == 100
     await tables.unchanged("VOUCHER_CANCELLED", lambda: vouchers.use_voucher(
         shops.ledger, merchant_id=shops.b.id, code=v.code, idempotency_key="u", now=shops.now))

@@ -12,6 +12,7 @@ from coalition.graphql.core.mutations import Access, BaseMutation
 from coalition.graphql.core.types import decode_input_id
 from coalition.graphql.ledger.types import LedgerPayload
 from coalition.ledger.core import LedgerResult
+from coalition.programs import hooks
 
 
 def idempotency_key_field() -> Any:
@@ -105,9 +106,11 @@ class EarnPoints(LedgerMutation, input_type=EarnPointsInput):
     @classmethod
     async def perform(cls, info: ResolveInfo, input: Any) -> dict[str, Any]:
         ledger, merchant_id = info.context.services.ledger, info.context.merchant_id
-        return ledger_payload(await ledger.earn(
+        result = await ledger.earn(
             merchant_id=merchant_id, loyalty_id=input.loyalty_id, purchase_amount_minor=input.purchase_amount_minor,
-            reference=input.reference, idempotency_key=input.idempotency_key))
+            reference=input.reference, idempotency_key=input.idempotency_key)
+        await hooks.after_earn(ledger, result)  # stamp cards, quests (coalition/programs/hooks.py)
+        return ledger_payload(result)
 
 
 class RedeemPoints(LedgerMutation, input_type=RedeemPointsInput):
@@ -164,9 +167,10 @@ class ReverseTransaction(LedgerMutation, input_type=ReverseTransactionInput):
     async def perform(cls, info: ResolveInfo, input: Any) -> dict[str, Any]:
         ledger, merchant_id = info.context.services.ledger, info.context.merchant_id
         transaction_id = decode_input_id(info, input.transaction_id, "Transaction", "transactionId")
-        return ledger_payload(await ledger.reverse(
-            merchant_id=merchant_id, transaction_id=transaction_id, reason=input.reason,
-            idempotency_key=input.idempotency_key))
+        result = await ledger.reverse(merchant_id=merchant_id, transaction_id=transaction_id, reason=input.reason,
+                                      idempotency_key=input.idempotency_key)
+        await hooks.after_reversal(ledger, result)  # stamps and vouchers of what was reversed
+        return ledger_payload(result)
 
 
 class LedgerMutations(graphene.ObjectType):  # type: ignore[misc]
