@@ -162,7 +162,7 @@ async def stamp_earn(ledger: Ledger, card: CardRule, *, member_id: int, entry_id
                            .values(completed_cards=number))
         reward = (await conn.execute(select(*Reward.__table__.c).where(Reward.id == card.reward_id))).one()
         return await issue_voucher_in(
-            conn, reward=reward, member_id=member_id, scope=STAMP_SCOPE, key=f"card:{card.id}:{member_id}:{number}",
+            conn, reward=reward, member_id=member_id, scope=STAMP_SCOPE, key=f"card:{card.id}:{member_id}:{entry_id}",
             fingerprint=core.request_hash("stampCard", card=card.id), points=0, now=now, stamp_card_id=card.id,
             card_number=number)
 
@@ -186,7 +186,7 @@ async def unstamp_reversed(ledger: Ledger, *, earn_entry_id: int, now: dt.dateti
                 continue
             voucher_id = (await conn.execute(select(Voucher.id).where(
                 Voucher.stamp_card_id == card_id, Voucher.member_id == member_id,
-                Voucher.card_number == progress.completed_cards))).scalar()
+                Voucher.card_number == progress.completed_cards).order_by(Voucher.id.desc()).limit(1))).scalar()
             if voucher_id is not None and await cancel_voucher_in(ledger, conn, voucher_id, now):
                 await conn.execute(update(StampProgress).where(StampProgress.card_id == card_id,
                                                                StampProgress.member_id == member_id)
