@@ -41,7 +41,7 @@ from coalition.programs.rewards import create_reward
 
 T = TypeVar("T")
 START = dt.datetime(2026, 1, 5, 12, 0, tzinfo=dt.UTC)
-COST, STOCK, VALID_DAYS, REQUIRED, MIN_PURCHASE = 30, 3, 2, 2, 500
+COST, STOCK, VALID_DAYS, REQUIRED, MIN_PURCHASE = 15, 3, 2, 2, 500
 
 
 class Clock:
