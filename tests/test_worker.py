@@ -148,3 +148,27 @@ async def _member_with_points(ledger: Any, make_merchant: Any, make_member: Any)
     await ledger.earn(merchant_id=shop.id, loyalty_id=member.loyalty_id, purchase_amount_minor=10_000,
                       idempotency_key="e1")
     return shop, member
+
+
+async def test_the_vouchers_job_expires_unused_vouchers_and_refunds_them(
+        db: Any, settings: Any, keys: Any, clock: Any, ledger: Any, make_merchant: Any, make_member: Any) -> None:
+    from coalition.programs.rewards import create_reward
+    from coalition.programs.vouchers import claim_reward
+
+    shop, member = await _member_with_points(ledger, make_merchant, make_member)
+    reward = await create_reward(db, merchant_id=shop.id, name="Coffee", points_cost=60, voucher_valid_days=1,
+                                 idempotency_key="r", now=clock.now)
+    claimed = await claim_reward(ledger, reward_id=reward.id, loyalty_id=member.loyalty_id, merchant_id=shop.id,
+                                 idempotency_key="c", now=clock.now)
+    assert claimed.member.balance == 40
+    clock.advance(days=2)
+    worker = Worker(db, settings, keys, clock=clock, settle=False, only=["vouchers"])
+    try:
+        report = await worker.tick()
+    finally:
+        await worker.aclose()
+    assert (report.vouchers_expired, report.errors) == (1, [])
+    async with db.read() as conn:
+        from coalition.members.models import Member
+
+        assert (await conn.execute(select(Member.balance).where(Member.id == member.id))).scalar_one() == 100

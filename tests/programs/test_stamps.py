@@ -130,3 +130,18 @@ async def test_bad_stamp_cards_write_nothing(shops: Any, tables: Any) -> None:
     made = await create()
     assert (await create()).id == made.id
     await tables.unchanged("IDEMPOTENCY_KEY_CONFLICT", lambda: create(stamps_required=6))
+
+
+async def test_an_earn_where_no_program_runs_costs_no_round_trip(shops: Any, monkeypatch: Any) -> None:
+    await card(shops, shop=shops.a)
+    member = await shops.member()
+    await buy(shops, member, 600, shop=shops.a)  # the directory of programs is loaded once per interval
+    earned = await shops.ledger.earn(merchant_id=shops.b.id, loyalty_id=member.loyalty_id,
+                                     purchase_amount_minor=600, idempotency_key="elsewhere")
+
+    def no_database(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the programs' hook touched the database for a merchant without programs")
+
+    monkeypatch.setattr(shops.ledger.db, "read", no_database)
+    monkeypatch.setattr(shops.ledger.db, "transaction", no_database)
+    await after_earn(shops.ledger, earned)
