@@ -27,7 +27,7 @@ logger = logging.getLogger("coalition.programs")
 
 async def after_earn(ledger: Ledger, result: LedgerResult) -> None:
     entry = result.entry
-    now = ledger.clock()
+    now = entry.created_at  # the purchase's time, also when a retry replays it later
     if entry.kind != EntryKind.EARN or entry.merchant_id is None:
         return
     ttl = ledger.settings.programs_cache_s

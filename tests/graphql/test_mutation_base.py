@@ -30,6 +30,8 @@ EXPECTED_ACCESS = {
     "captureRedemption": Access.MERCHANT, "voidRedemption": Access.MERCHANT,
     "reverseTransaction": Access.MERCHANT, "reconcilePosExport": Access.STAFF,
     "runSettlement": Access.ADMIN, "setNetworkPolicy": Access.ADMIN,
+    "createReward": Access.MERCHANT, "claimReward": Access.MERCHANT_OR_MEMBER, "useVoucher": Access.MERCHANT,
+    "createStampCard": Access.MERCHANT, "createQuest": Access.ADMIN,
 }
 
 
