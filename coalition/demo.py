@@ -394,7 +394,7 @@ async def _programs(ledger: Ledger, clock: _Clock, rng: random.Random, shops: li
     await create_quest(db, name="Neighbourhood tour", merchant_ids=[s.id for s in partners],
                        visits_required=min(3, len(partners)), window_days=30, bonus_points=150, funding="PARTNERS",
                        starts_at=now - dt.timedelta(days=1), ends_at=now + dt.timedelta(days=60),
-                       idempotency_key="demo-quest", now=now)
+                       idempotency_key=f"demo-quest-{shops[0].id}", now=now)
     counts = {"rewards": len(made), "vouchers claimed": 0, "vouchers used": 0, "cards filled": 0, "quests done": 0}
     richest = sorted((p for p in people if p.member_id), key=lambda p: -p.balance)
     for n, person in enumerate(richest[:6]):
