@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from coalition.db import Database
 from coalition.errors import InvalidInput, check_idempotency_key, check_text
-from coalition.ledger import core
+from coalition.ledger import core, idempotency
 from coalition.ledger.core import MAX_POINTS
 from coalition.ledger.errors import MerchantSuspended
 from coalition.ledger.inputs import check_points
@@ -63,7 +63,7 @@ async def create_reward(
                                     stock=stock, valid_from=valid_from, valid_until=valid_until, days=days)
     assert points_cost <= MAX_POINTS
     async with db.transaction() as conn:
-        if not await core.merchant_is_active(conn, merchant_id):
+        if not await idempotency.merchant_is_active(conn, merchant_id):
             raise MerchantSuspended(f"merchant {merchant_id} is suspended: it cannot publish rewards")
         row, _ = await insert_once(conn, Reward, {
             "merchant_id": merchant_id, "name": name, "description": description, "points_cost": points_cost,

@@ -36,7 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from coalition.db import Database
 from coalition.errors import check_idempotency_key
-from coalition.ledger import core
+from coalition.ledger import core, idempotency
 from coalition.ledger.core import MAX_POINTS
 from coalition.ledger.errors import MerchantSuspended
 from coalition.ledger.service import Ledger
@@ -119,7 +119,7 @@ async def create_stamp_card(
     fingerprint = core.request_hash("createStampCard", name=name, stamps=stamps_required,
                                     min_purchase=min_purchase_minor, reward=reward_id)
     async with ledger.db.transaction() as conn:
-        if not await core.merchant_is_active(conn, merchant_id):
+        if not await idempotency.merchant_is_active(conn, merchant_id):
             raise MerchantSuspended(f"merchant {merchant_id} is suspended: it cannot create stamp cards")
         row, created = await insert_once(conn, StampCard, {
             "merchant_id": merchant_id, "name": name, "stamps_required": stamps_required,

@@ -43,7 +43,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from coalition.errors import DomainError, IdempotencyKeyConflict, InvalidInput, check_idempotency_key
-from coalition.ledger import core, presence, refusals
+from coalition.ledger import core, idempotency, presence, refusals
 from coalition.ledger.errors import MemberNotFound, MerchantSuspended
 from coalition.ledger.inputs import parse_loyalty_id
 from coalition.ledger.models import Entry
@@ -159,7 +159,7 @@ async def _claim(
             if result is None:
                 if await core.find_by_key(conn, reward.merchant_id, entry_key, fingerprint) is not None:
                     raise _Retry
-                if not await core.merchant_is_active(conn, reward.merchant_id):
+                if not await idempotency.merchant_is_active(conn, reward.merchant_id):
                     raise MerchantSuspended("the reward's merchant is suspended: its rewards cannot be claimed")
                 raise MemberNotFound(f"no member has loyalty ID {lid}", field="loyaltyId")
             voucher = await issue_voucher_in(
