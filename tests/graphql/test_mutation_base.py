@@ -34,6 +34,8 @@ EXPECTED_ACCESS = {
     "captureGiftCard": Access.MERCHANT, "voidGiftCard": Access.MERCHANT, "refundGiftCard": Access.MERCHANT,
     "attachGiftCard": Access.MEMBER,
     "createCampaign": Access.MERCHANT, "setTierPolicy": Access.ADMIN,
+    "createReward": Access.MERCHANT, "claimReward": Access.MERCHANT_OR_MEMBER, "useVoucher": Access.MERCHANT,
+    "createStampCard": Access.MERCHANT, "createQuest": Access.ADMIN,
 }
 
 
