@@ -9,14 +9,13 @@
    ``pgbench -c 32 -j 2 -T 20 -M prepared``: the baseline every req/s figure is divided by.
 3. For each worker count: starts uvicorn, warms up (3 s of earn, 3 s of redeem), runs
    ``wrk -t2 -c32 -d20s --latency -s bench/earn.lua`` and then the same with redeem.lua,
-   stops uvicorn. Each request picks a random member and a unique idempotency key.
-   With ``--programs`` a third run, ``earn+prog``, earns again with a tier ladder that multiplies
-   every member's points and a campaign doubling them for 90 % of the members
-   (``bench/benchlib/programs.py``); the default ladder is put back after it.
-   With
+   stops uvicorn. Each request picks a random member and a unique idempotency key. With
    ``--gift-cards N`` (default 2000) the same merchant sells N cards first, and a third run,
    ``gift``, spends one minor unit of a random card per request (bench/gift_spend.lua), so its
    ratio to pgbench is printed beside the redemptions' from the same run.
+   With ``--programs`` a further run, ``earn+prog``, earns again with a tier ladder that multiplies
+   every member's points and a campaign doubling them for 90 % of the members
+   (``bench/benchlib/programs.py``); the default ladder is put back after it.
 4. Checks that the entries written under each run's key prefix equal the requests that
    returned 200 without userErrors (wrk does not count requests still in flight when the
    run ends, so the database may hold up to ``connections`` more), then checks the

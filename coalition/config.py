@@ -122,6 +122,10 @@ class Settings:
     gift_card_lookup_failures: int = 20
     gift_card_lookup_window_s: int = 600
     gift_card_earns_points: bool = False  # a card sold to a member (loyaltyId) earns points like a purchase
+    # Programs (issue 15): whether an expired voucher gives its points back (a reversal of its
+    # redemption), and how often a process re-reads which merchants run stamp cards and quests.
+    voucher_expiry_refund: bool = True
+    programs_cache_s: float = 5.0
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -305,4 +309,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         gift_card_lookup_failures=_int(env, "COALITION_GIFT_CARD_LOOKUP_FAILURES", 20, minimum=1),
         gift_card_lookup_window_s=_int(env, "COALITION_GIFT_CARD_LOOKUP_WINDOW_S", 600, minimum=1),
         gift_card_earns_points=_flag(env, "COALITION_GIFT_CARD_EARNS_POINTS"),
+        voucher_expiry_refund=_flag({**env, "COALITION_VOUCHER_EXPIRY_REFUND": env.get(
+            "COALITION_VOUCHER_EXPIRY_REFUND") or "1"}, "COALITION_VOUCHER_EXPIRY_REFUND"),
+        programs_cache_s=_float(env, "COALITION_PROGRAMS_CACHE_S", 5.0),
     ))

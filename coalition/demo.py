@@ -23,6 +23,7 @@ from coalition.auth.service import create_admin_key
 from coalition.config import Settings
 from coalition.crypto import NetworkKeys
 from coalition.db import Database, utcnow
+from coalition.errors import DomainError
 from coalition.ledger.core import LedgerResult
 from coalition.ledger.models import Entry
 from coalition.ledger.presence import presence_code
@@ -36,7 +37,13 @@ from coalition.partners.service import onboard_merchant
 from coalition.programs.campaign_models import CampaignAudience
 from coalition.programs.campaigns import create_campaign
 from coalition.programs.earning import ProgramHook
+from coalition.programs.hooks import after_earn
+from coalition.programs.quests import create_quest
+from coalition.programs.reward_models import QuestCompletion, StampProgress
+from coalition.programs.rewards import create_reward
+from coalition.programs.stamps import create_stamp_card
 from coalition.programs.tier_review import review_tiers, set_tier_policy
+from coalition.programs.vouchers import claim_reward, use_voucher
 
 HISTORY_DAYS = 420
 PHONE_NUMBERS = 1000  # +44 7700 900000-900999: Ofcom's range for drama, never a real line
@@ -104,6 +111,8 @@ class DemoNetwork:
     # member token (claimMemberAccess). Enrollment codes are dated with the simulated history, so
     # they have expired; this one is issued as an admin would for a member who lost access.
     sample_claim_code: str | None = None
+    # Programs (coalition/programs/): rewards, vouchers claimed and used, stamp cards filled, quests done.
+    programs: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -209,6 +218,7 @@ async def create_demo(
     recent = [(r, people[i]) for i, r in last_earns.items() if r.entry.created_at > now - dt.timedelta(days=14)]
     open_hold = await _refund_and_holds(ledger, clock, rng, shops, people, recent, now)
     clock.now = utcnow()
+    offers = await _programs(ledger, clock, rng, shops, people)
     await ledger.expire_lots()  # as the nightly job would have: no lot is left past its date
     await review_tiers(db, now=clock.now)
     await _backdate(db, shops, people, start)
@@ -226,6 +236,7 @@ async def create_demo(
         members=len(people), referred=sum(1 for p in people if p.referrer is not None), transactions=counts,
         open_hold_id=open_hold, elapsed_s=time.perf_counter() - started, sample_claim_code=claim.code,
         campaign=programs.described,
+        programs=offers,
     )
 
 
@@ -419,6 +430,65 @@ async def _refund_and_holds(
         second.balance = pending.member.balance
         open_hold = pending.hold.id
     return open_hold
+
+
+async def _programs(ledger: Ledger, clock: _Clock, rng: random.Random, shops: list[DemoMerchant],
+                    people: list[_Member]) -> dict[str, int]:
+    """A few rewards, a stamp card and a partner quest, used as a newcomer would see them used: claims at the
+    till (with the wallet's proof), a voucher used, cards stamped full by purchases, a quest completed."""
+    db, now = ledger.db, clock.now
+    offers = [(0, "Free coffee", 100, 50), (min(1, len(shops) - 1), "Tote bag", 300, 10),
+              (min(2, len(shops) - 1), "Pastry of the day", 150, None)]
+    made = [await create_reward(db, merchant_id=shops[i].id, name=name, points_cost=cost, stock=stock,
+                                idempotency_key=f"demo-reward-{n}", now=now)
+            for n, (i, name, cost, stock) in enumerate(offers)]
+    card = await create_stamp_card(ledger, merchant_id=shops[0].id, name="Five visits, a coffee on us",
+                                   stamps_required=5, min_purchase_minor=300, reward_id=made[0].id,
+                                   idempotency_key="demo-card", now=now)
+    partners = shops[:min(4, len(shops))]
+    await create_quest(db, name="Neighbourhood tour", merchant_ids=[s.id for s in partners],
+                       visits_required=min(3, len(partners)), window_days=30, bonus_points=150, funding="PARTNERS",
+                       starts_at=now - dt.timedelta(days=1), ends_at=now + dt.timedelta(days=60),
+                       idempotency_key=f"demo-quest-{shops[0].id}", now=now)
+    counts = {"rewards": len(made), "vouchers claimed": 0, "vouchers used": 0, "cards filled": 0, "quests done": 0}
+    richest = sorted((p for p in people if p.member_id), key=lambda p: -p.balance)
+    for n, person in enumerate(richest[:6]):
+        reward = made[n % len(made)]
+        if person.balance < reward.points_cost:
+            continue
+        clock.now += dt.timedelta(minutes=7)
+        try:
+            claimed = await claim_reward(ledger, reward_id=reward.id, loyalty_id=person.loyalty_id,
+                                         merchant_id=reward.merchant_id, idempotency_key=f"demo-claim-{n}",
+                                         now=clock.now,
+                                         member_proof=presence_code(ledger.keys, person.loyalty_id, clock.now))
+        except DomainError:  # e.g. the member owes points after a refund: no claim for now
+            continue
+        person.balance = claimed.member.balance
+        counts["vouchers claimed"] += 1
+        if n % 2 == 0:
+            await use_voucher(ledger, merchant_id=reward.merchant_id, code=claimed.voucher.code,
+                              idempotency_key=f"demo-use-{n}", now=clock.now)
+            counts["vouchers used"] += 1
+    for n, person in enumerate(rng.sample(richest, min(3, len(richest)))):  # regulars fill the card, tour the shops
+        for visit in range(5):
+            clock.now += dt.timedelta(hours=5)
+            shop = shops[0] if visit < 4 else partners[n % len(partners)]
+            earned = await ledger.earn(merchant_id=shop.id, loyalty_id=person.loyalty_id,
+                                       purchase_amount_minor=450 + 50 * visit,
+                                       idempotency_key=f"demo-program-{n}-{visit}")
+            await after_earn(ledger, earned)
+        for other in partners[1:3]:
+            clock.now += dt.timedelta(hours=5)
+            await after_earn(ledger, await ledger.earn(merchant_id=other.id, loyalty_id=person.loyalty_id,
+                                                       purchase_amount_minor=800,
+                                                       idempotency_key=f"demo-tour-{n}-{other.id}"))
+    async with db.read() as conn:
+        counts["cards filled"] = int((await conn.execute(select(func.coalesce(func.sum(
+            StampProgress.completed_cards), 0)).where(StampProgress.card_id == card.id))).scalar_one())
+        counts["quests done"] = int((await conn.execute(select(func.count()).select_from(QuestCompletion)))
+                                    .scalar_one())
+    return counts
 
 
 async def _backdate(db: Database, shops: list[DemoMerchant], people: list[_Member], start: dt.datetime) -> None:

@@ -8,10 +8,22 @@ from coalition.members.models import Dispute, Member, MemberCredential
 from coalition.network.models import InsightResult, InsightRun
 from coalition.partners.models import Merchant
 from coalition.programs.campaign_models import Campaign, CampaignAudience
+from coalition.programs.reward_models import (
+    Quest,
+    QuestCompletion,
+    QuestMerchant,
+    QuestVisit,
+    Reward,
+    Stamp,
+    StampCard,
+    StampProgress,
+    Voucher,
+)
 from coalition.programs.tier_models import EarnBonus, MemberTier, TierPolicyVersion
 from coalition.settlement.models import NetworkPolicy, SettlementBatch, SettlementLine, SettlementPosition
 
-__all__ = ["Allocation", "ApiKey", "Base", "Campaign", "CampaignAudience", "Dispute", "EarnBonus", "Entry", "GiftCard",
-           "GiftEntry", "GiftHold", "GiftPosting", "Hold", "InsightResult", "InsightRun", "Lot", "Member",
-           "MemberCredential", "MemberTier", "Merchant", "NetworkPolicy", "Posting", "SettlementBatch",
-           "SettlementLine", "SettlementPosition", "TierPolicyVersion"]
+__all__ = ["Allocation", "ApiKey", "Base", "Campaign", "CampaignAudience", "Dispute", "EarnBonus", "Entry",
+           "GiftCard", "GiftEntry", "GiftHold", "GiftPosting", "Hold", "InsightResult", "InsightRun", "Lot",
+           "Member", "MemberCredential", "MemberTier", "Merchant", "NetworkPolicy", "Posting", "Quest",
+           "QuestCompletion", "QuestMerchant", "QuestVisit", "Reward", "SettlementBatch", "SettlementLine",
+           "SettlementPosition", "Stamp", "StampCard", "StampProgress", "TierPolicyVersion", "Voucher"]

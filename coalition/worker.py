@@ -7,6 +7,8 @@ job             what it does                                every
 ==============  ==========================================  ====================================
 ``holds``       void authorizations past their expiry       ``COALITION_HOLD_SWEEP_INTERVAL_S``
 ``expiry``      expire lots past their date                 ``--interval-s`` (60 s)
+``vouchers``    expire unused vouchers past their date,     ``--interval-s``
+                refunding their points (programs/vouchers)
 ``refusals``    purge refusals kept under idempotency keys  ``--interval-s``
                 past ``COALITION_IDEMPOTENCY_RETENTION_S``
 ``settlement``  close every settlement period that has      ``--interval-s`` (``--no-settle``:
@@ -49,6 +51,7 @@ from coalition.giftcards.service import GiftCards
 from coalition.ledger import refusals
 from coalition.ledger.service import Ledger
 from coalition.network.store import InsightStore
+from coalition.programs import vouchers
 from coalition.programs.tier_review import review_tiers
 from coalition.settlement.models import SettlementBatch
 from coalition.settlement.policy import current_policy, latest_period_end
@@ -58,7 +61,7 @@ logger = logging.getLogger("coalition.worker")
 HOLD_BATCH = 1000
 DEFAULT_INTERVAL_S = 60.0  # expiry, refusals and settlement: `coalition worker --interval-s`
 MIN_SLEEP_S = 0.01  # never spin: a job slower than its interval runs again after this pause
-JOB_NAMES = ("holds", "expiry", "refusals", "tiers", "settlement", "analysis")
+JOB_NAMES = ("holds", "expiry", "vouchers", "refusals", "tiers", "settlement", "analysis")
 
 
 @dataclass
@@ -66,9 +69,10 @@ class TickReport:
     holds_released: int = 0
     points_expired: int = 0
     refusals_purged: int = 0
-    tiers_reviewed: int = 0
     gift_holds_released: int = 0
     gift_cards_expired: int = 0
+    tiers_reviewed: int = 0
+    vouchers_expired: int = 0
     batch_ids: list[int] = field(default_factory=list)
     analysis_run: int | None = None
     errors: list[str] = field(default_factory=list)
@@ -106,6 +110,7 @@ class Worker:
         table = [
             Job("holds", hold_every, self._release_holds),
             Job("expiry", every_s, self._expire),
+            Job("vouchers", every_s, self._expire_vouchers),
             Job("refusals", every_s, self._purge_refusals),
             Job("tiers", settings.tier_review_interval_s, self._review_tiers),
             Job("settlement", every_s if settle else 0.0, self._settle),
@@ -164,6 +169,10 @@ class Worker:
         report.points_expired += points
         # Gift cards past their expiry (only where the policy sets one): the balance is the issuer's breakage.
         report.gift_cards_expired += await self.gift_cards.expire_cards()
+
+    async def _expire_vouchers(self, report: TickReport) -> None:
+        report.vouchers_expired += await vouchers.expire_vouchers(
+            self.ledger, now=self.clock(), refund=self.settings.voucher_expiry_refund)
 
     async def _purge_refusals(self, report: TickReport) -> None:
         # Refusals kept under idempotency keys past the retention period (ledger/refusals.py).

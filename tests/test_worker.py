@@ -87,7 +87,7 @@ async def test_each_job_runs_on_its_own_interval(
 ) -> None:
     shop, member = await _member_with_points(ledger, make_merchant, make_member)
     worker = Worker(db, settings, keys, clock=clock, settle=False, every_s=60, hold_sweep_s=5)
-    assert [job.name for job in worker.jobs] == ["holds", "expiry", "refusals", "tiers"]
+    assert [job.name for job in worker.jobs] == ["holds", "expiry", "vouchers", "refusals", "tiers"]
     try:
         assert (await worker.tick()).errors == []
         await ledger.authorize(merchant_id=shop.id, loyalty_id=member.loyalty_id, points=30, idempotency_key="h1",
@@ -98,7 +98,7 @@ async def test_each_job_runs_on_its_own_interval(
         clock.advance(seconds=11)
         swept = await worker.tick()
         assert swept.holds_released == 1 and swept.errors == []
-        assert set(worker.last_run) == {"holds", "expiry", "refusals", "tiers"}
+        assert set(worker.last_run) == {"holds", "expiry", "vouchers", "refusals", "tiers"}
         assert worker.last_run["holds"] == clock() and worker.last_run["expiry"] == clock() - dt.timedelta(seconds=15)
         assert worker.seconds_to_next() == pytest.approx(5)  # the hold sweep is next
     finally:
@@ -171,3 +171,25 @@ async def test_a_tick_releases_gift_card_holds_and_expires_gift_cards(
     report = await worker.tick()
     assert report.errors == [] and report.gift_cards_expired == 1
     assert (await gift.liabilities())[0].outstanding_minor == 0
+async def test_the_vouchers_job_expires_unused_vouchers_and_refunds_them(
+        db: Any, settings: Any, keys: Any, clock: Any, ledger: Any, make_merchant: Any, make_member: Any) -> None:
+    from coalition.programs.rewards import create_reward
+    from coalition.programs.vouchers import claim_reward
+
+    shop, member = await _member_with_points(ledger, make_merchant, make_member)
+    reward = await create_reward(db, merchant_id=shop.id, name="Coffee", points_cost=60, voucher_valid_days=1,
+                                 idempotency_key="r", now=clock.now)
+    claimed = await claim_reward(ledger, reward_id=reward.id, loyalty_id=member.loyalty_id, merchant_id=shop.id,
+                                 idempotency_key="c", now=clock.now)
+    assert claimed.member.balance == 40
+    clock.advance(days=2)
+    worker = Worker(db, settings, keys, clock=clock, settle=False, only=["vouchers"])
+    try:
+        report = await worker.tick()
+    finally:
+        await worker.aclose()
+    assert (report.vouchers_expired, report.errors) == (1, [])
+    async with db.read() as conn:
+        from coalition.members.models import Member
+
+        assert (await conn.execute(select(Member.balance).where(Member.id == member.id))).scalar_one() == 100

@@ -99,6 +99,9 @@ def _print_demo(network: DemoNetwork, url: str, currency: str) -> None:
     if network.campaign is not None:
         console.print(f"Status tiers BASIC / SILVER / GOLD are set; campaign {network.campaign}: "
                       "`coalition programs campaigns` shows its lift.", markup=False)
+    if network.programs:
+        console.print("Programs: " + ", ".join(f"{n} {what}" for what, n in network.programs.items())
+                      + " (`coalition programs` lists them).")
     first = network.merchants[0]
     console.print(f"\nTry it as {first.name} (after `coalition serve`; GraphiQL at {url}):")
     for description, body in example_requests(first.api_key, network.sample_loyalty_id):

@@ -13,12 +13,16 @@ SettlementBatch               all         every batch; in it only the lines,    
                                           position, transfers and adjustments
                                           that concern it
 Insights                      network     its own members, network aggregates    none                 none
-Campaign                      all         its own                                none                 none
-TierPolicy                    yes         yes                                    yes                  yes
 GiftCard                      all         the cards it sold; any card whose code     its wallet's cards;  none
                                           it presents (``giftCard(code:)``, the      any card whose code
                                           writes)                                    it presents
 GiftCardLiability             all         its own (as issuer)                        none                 none
+Campaign                      all         its own                                none                 none
+TierPolicy                    yes         yes                                    yes                  yes
+Reward, StampCard, Quest      all         all (the partners' public offers)      all                  none
+Voucher                       all         of its own rewards                     its own              none
+Member.stampCards, .quests,   all         its own cards / quests it is in /      its own              none
+  .vouchers                               vouchers of its own rewards
 Network (public facts)        yes         yes                                    yes                  yes
 ============================  ==========  =====================================  ===================  =========
 
@@ -136,3 +140,22 @@ def may_see_gift_card(info: ResolveInfo, issuer_merchant_id: int, member_id: int
 def gift_card_scope(info: ResolveInfo) -> int | None:
     """Whose gift card liability the caller may list: None for an admin (all), the merchant's own id."""
     return settlement_scope(info)
+def may_see_offers(info: ResolveInfo) -> bool:
+    """Rewards, stamp cards and quests are the partners' public offers: every caller with credentials."""
+    info.context.require_caller()
+    return True
+
+
+def may_see_voucher(info: ResolveInfo, merchant_id: int, member_id: int) -> bool:
+    """A voucher is like a transaction: admins all; the reward's merchant; the member itself."""
+    return may_see_ledger_row(info, merchant_id, member_id)
+
+
+def program_scope(info: ResolveInfo) -> int | None:
+    """Whose programs a visible member's stamp cards, quests and vouchers are read for: None (all) for an
+    admin or the member itself, the merchant's id for a merchant (its own cards, its quests, its rewards'
+    vouchers). Called on a member the caller may see."""
+    caller = info.context.require_caller()
+    if caller.role == Role.MERCHANT and caller.merchant_id is not None:
+        return int(caller.merchant_id)
+    return None

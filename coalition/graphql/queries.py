@@ -18,6 +18,9 @@ from coalition.graphql.members.types import Member
 from coalition.graphql.network.types import Network, network_of
 from coalition.graphql.partners.types import Merchant, MerchantConnection, MerchantEdge
 from coalition.graphql.programs.campaigns import Campaign
+from coalition.graphql.programs.quests import Quest
+from coalition.graphql.programs.rewards import Reward, Voucher
+from coalition.graphql.programs.stamps import StampCard
 from coalition.graphql.settlement.queries import SettlementQueries
 from coalition.graphql.settlement.types import SettlementBatch
 from coalition.graphql.settlement.whatif import WhatIfQueries
@@ -27,6 +30,7 @@ from coalition.partners.service import list_merchants
 NODE_TYPES: dict[str, Any] = {"Merchant": Merchant, "Member": Member, "Transaction": Transaction, "Hold": Hold,
                               "SettlementBatch": SettlementBatch, "Dispute": Dispute, "GiftCard": GiftCard,
                               "Campaign": Campaign}
+NODE_TYPES |= {"Reward": Reward, "Voucher": Voucher, "StampCard": StampCard, "Quest": Quest}
 
 
 class AdminViewer(graphene.ObjectType):  # type: ignore[misc]

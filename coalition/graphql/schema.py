@@ -15,18 +15,22 @@ from coalition.graphql.members.disputes import DisputeQueries
 from coalition.graphql.members.mutations import MemberMutations
 from coalition.graphql.partners.mutations import PartnerMutations
 from coalition.graphql.programs.campaigns import CampaignMutations, CampaignQueries
+from coalition.graphql.programs.quests import QuestMutations
+from coalition.graphql.programs.rewards import RewardMutations, RewardQueries
+from coalition.graphql.programs.stamps import StampCardMutations
 from coalition.graphql.programs.tiers import TierMutations, TierQueries
 from coalition.graphql.queries import Query as CoreQuery
 from coalition.graphql.settlement.mutations import SettlementMutations
 from coalition.graphql.settlement.reconcile import ReconcileMutations
 
 
-class Query(InsightQueries, DisputeQueries, GiftCardQueries, CampaignQueries, TierQueries, CoreQuery):
+class Query(InsightQueries, DisputeQueries, GiftCardQueries, CampaignQueries, TierQueries, RewardQueries, CoreQuery):
     pass
 
 
 class Mutation(PartnerMutations, MemberMutations, LedgerMutations, ReconcileMutations, SettlementMutations,
-               GiftCardMutations, CampaignMutations, TierMutations):
+               GiftCardMutations, CampaignMutations, TierMutations, RewardMutations, StampCardMutations,
+               QuestMutations):
     pass
 
 

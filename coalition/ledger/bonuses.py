@@ -67,11 +67,15 @@ class BonusOperations(LedgerBase):
 
     async def _award(
         self, conn: AsyncConnection, member_id: int, points: int, key: str, fingerprint: str,
-        reason: str | None, now: dt.datetime,
+        reason: str | None, now: dt.datetime, funder: int | None = None,
     ) -> LedgerResult | None:
-        """Insert the bonus in the caller's transaction; None when the key was used (or no such member)."""
+        """Insert the bonus in the caller's transaction; None when the key was used (or no such member).
+
+        ``funder``: the partner that pays for it (a program's bonus, coalition/programs/quests.py): the
+        entry is under its key and its id, and so is the lot's issuer, so settlement charges it as any
+        points it issues; None: the network's own bonus."""
         inserted = await core.insert_entry(
-            conn, kind=EntryKind.BONUS, merchant_id=None, member_id=member_id, points=points,
+            conn, kind=EntryKind.BONUS, merchant_id=funder, member_id=member_id, points=points,
             reference=reason, now=now, idempotency_key=key, request_hash=fingerprint,
             require_active_merchant=False,
         )
@@ -79,16 +83,24 @@ class BonusOperations(LedgerBase):
             return None
         entry_id = inserted[0]
         member, repaid = await self.credit(conn, member_id, points)
-        await self.add_lot(conn, member_id, entry_id, None, points - repaid, now)
+        await self.add_lot(conn, member_id, entry_id, funder, points - repaid, now)
         await core.add_postings(conn, entry_id, [
-            (Account.ISSUED, None, -points),
+            (Account.ISSUED, funder, -points),
             (Account.MEMBER, member_id, points - repaid),
             (Account.DEBT, member_id, repaid),
         ])
-        entry = Entry.from_values(id=entry_id, kind=EntryKind.BONUS, member_id=member_id, merchant_id=None,
+        entry = Entry.from_values(id=entry_id, kind=EntryKind.BONUS, member_id=member_id, merchant_id=funder,
                                   points=points, reference=reason, idempotency_key=key, request_hash=fingerprint,
                                   created_at=now)
         return LedgerResult(entry=entry, member=member)
+
+    async def award_bonus_in(
+        self, conn: AsyncConnection, *, member_id: int, points: int, key: str, fingerprint: str,
+        reason: str | None, now: dt.datetime, funder: int | None,
+    ) -> LedgerResult | None:
+        """A bonus in the caller's transaction, funded by the network (None) or a partner; None when
+        the key was used before (the caller looks the entry up)."""
+        return await self._award(conn, member_id, check_points(points), key, fingerprint, reason, now, funder)
 
     async def pay_referral_bonuses(
         self, conn: AsyncConnection, referee: Member, amount_minor: int, now: dt.datetime

@@ -113,9 +113,10 @@ async def ledger_violations(conn: AsyncConnection) -> list[str]:
                          .join(Lot, Lot.entry_id == Entry.id)
                          .where((Entry.kind == EntryKind.BONUS) | Lot.issuer_merchant_id.is_(None))):
         entry_id, kind, merchant_id, issuer = r
-        if kind != EntryKind.BONUS or merchant_id is not None or issuer is not None:
+        # A bonus is issued by whoever funds it: the network (neither) or a partner (a program's bonus).
+        if (kind != EntryKind.BONUS and issuer is None) or (kind == EntryKind.BONUS and merchant_id != issuer):
             problems.append(f"entry {entry_id} ({kind}): merchant {merchant_id}, lot issuer {issuer}; only network "
-                            "bonuses may have neither")
+                            "bonuses may have neither, and a bonus's lot is its funder's")
 
     # 5. Issued = outstanding + held + honored + expired + reversed - owed, network-wide.
     def total(account: Account, positive: bool | None = None) -> ScalarSelect[Any]:

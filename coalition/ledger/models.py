@@ -33,7 +33,7 @@ class EntryKind(enum.StrEnum):
     HOLD = "HOLD"
     CAPTURE = "CAPTURE"
     VOID = "VOID"
-    BONUS = "BONUS"  # points the network itself issues (referral bonuses); merchant_id NULL
+    BONUS = "BONUS"  # bonus points: the network's (referrals; merchant_id NULL) or a funding partner's (quests)
 
 
 class Account(enum.StrEnum):

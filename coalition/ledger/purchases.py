@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from coalition.errors import InvalidInput, check_idempotency_key, check_text
 from coalition.ledger import core, presence, rules
 from coalition.ledger.core import LedgerResult
@@ -124,22 +126,42 @@ class PurchaseOperations(ProgramEarnOperations):
                 return LedgerResult(entry=_redeem_entry(entry_id, member.id, merchant_id, points, reference, key,
                                                         fingerprint, now), member=member)
         async with self.db.transaction() as conn:
-            inserted = await core.insert_entry(
-                conn, kind=EntryKind.REDEEM, merchant_id=merchant_id, loyalty_id=lid,
-                points=-points, reference=reference, now=now, idempotency_key=key, request_hash=fingerprint,
-            )
-            if inserted is None:
+            result = await self.redeem_in(conn, merchant_id=merchant_id, loyalty_id=lid, points=points,
+                                          reference=reference, key=key, fingerprint=fingerprint, proof=proof,
+                                          allowance=allowance, now=now)
+            if result is None:
                 return await self._not_inserted(conn, merchant_id, key, fingerprint, lid)
-            entry_id, member_id, _ = inserted
-            member = await self.debit(conn, member_id, points, to_held=False)
-            await presence.check(conn, self.keys, member_id=member_id, loyalty_id=lid, merchant_id=merchant_id,
-                                 entry_id=entry_id, points=points, proof=proof, allowance=allowance, now=now)
-            slices = core.take_fifo(await core.open_lots(conn, member_id, points), points)
-            await core.move_lot_points(conn, {s.lot_id: -s.points for s in slices})
-            await core.add_allocations(conn, entry_id=entry_id, member_id=member_id, merchant_id=merchant_id,
-                                       kind=AllocationKind.REDEEM, slices=slices, now=now)
-            await core.add_postings(conn, entry_id, rules.postings(rules.REDEEM_LEGS, member_id=member_id,
-                                                                   merchant_id=merchant_id, points=points))
+        return result
+
+    async def redeem_in(
+        self, conn: AsyncConnection, *, merchant_id: int, loyalty_id: str, points: int, reference: str | None,
+        key: str, fingerprint: str, proof: str | None, allowance: int, now: dt.datetime, by_member: bool = False,
+    ) -> LedgerResult | None:
+        """The multi-statement redemption, in the caller's transaction; None when nothing was inserted
+        (a used key, an inactive merchant, no such member: ``_not_inserted`` tells which).
+
+        ``by_member``: the member itself spends (a reward claimed from the wallet, with the member's own
+        token): no proof of presence is asked, the redemption still counts toward the merchant's allowance.
+        Programs (coalition/programs/) call it so a reward's points are taken exactly as a redemption.
+        """
+        inserted = await core.insert_entry(
+            conn, kind=EntryKind.REDEEM, merchant_id=merchant_id, loyalty_id=loyalty_id,
+            points=-points, reference=reference, now=now, idempotency_key=key, request_hash=fingerprint,
+        )
+        if inserted is None:
+            return None
+        entry_id, member_id, _ = inserted
+        member = await self.debit(conn, member_id, points, to_held=False)
+        if not by_member:
+            await presence.check(conn, self.keys, member_id=member_id, loyalty_id=loyalty_id,
+                                 merchant_id=merchant_id, entry_id=entry_id, points=points, proof=proof,
+                                 allowance=allowance, now=now)
+        slices = core.take_fifo(await core.open_lots(conn, member_id, points), points)
+        await core.move_lot_points(conn, {s.lot_id: -s.points for s in slices})
+        await core.add_allocations(conn, entry_id=entry_id, member_id=member_id, merchant_id=merchant_id,
+                                   kind=AllocationKind.REDEEM, slices=slices, now=now)
+        await core.add_postings(conn, entry_id, rules.postings(rules.REDEEM_LEGS, member_id=member_id,
+                                                               merchant_id=merchant_id, points=points))
         entry = _redeem_entry(entry_id, member_id, merchant_id, points, reference, key, fingerprint, now)
         return LedgerResult(entry=entry, member=member)
 

@@ -51,36 +51,44 @@ class ReversalOperations(LedgerBase):
         now: dt.datetime,
     ) -> LedgerResult:
         async with self.db.transaction() as conn:
-            outcomes = self.outcomes(conn, merchant_id, key, fingerprint)
-            if (earlier := await outcomes.earlier()) is not None:
-                return earlier
-            row = await outcomes.found((await conn.execute(
-                select(Entry).where(Entry.id == transaction_id, Entry.merchant_id == merchant_id)
-            )).first(), TransactionNotFound("this merchant has no such transaction: pass the ID of one of its own",
-                                            field="transactionId"))
-            target = core.entry_from_row(row)
-            if target.kind not in REVERSIBLE:
-                await outcomes.check_merchant()
-                hint = "void the hold instead" if target.kind == EntryKind.HOLD else "it cannot be reversed"
-                raise Refused(f"the transaction is a {target.kind.value}: {hint}",
-                              code="NOT_REVERSIBLE", field="transactionId")
-            honored = await self._honored_slices(conn, target)
-            # Points of an earn that already expired stay breakage: only the rest is taken back.
-            expired = await self._expired_from_earn(conn, target) if target.kind == EntryKind.EARN else 0
-            points = expired - target.points if target.kind == EntryKind.EARN else sum(s.points for s in honored)
-            inserted = await core.insert_entry(
-                conn, kind=EntryKind.REVERSAL, merchant_id=merchant_id, member_id=target.member_id,
-                points=points, reverses_id=target.id, reference=reason, now=now, idempotency_key=key,
-                request_hash=fingerprint,
-            )
-            if inserted is None:  # a concurrent retry took the key, the merchant was suspended, or reversed already
-                return await outcomes.explain(
-                    Conflict("the transaction is already reversed", code="ALREADY_REVERSED", field="transactionId"))
-            entry_id = inserted[0]
-            if target.kind == EntryKind.EARN:
-                member = await self._reverse_earn(conn, target, entry_id, expired)
-            else:
-                member = await self._restore(conn, target, entry_id, honored)
+            return await self.reverse_in(conn, merchant_id, transaction_id, key, fingerprint, reason, now)
+
+    async def reverse_in(
+        self, conn: AsyncConnection, merchant_id: int, transaction_id: int, key: str, fingerprint: str,
+        reason: str | None, now: dt.datetime,
+    ) -> LedgerResult:
+        """The reversal, in the caller's transaction (programs reverse a voucher's redemption with the
+        voucher's own change: coalition/programs/vouchers.py)."""
+        outcomes = self.outcomes(conn, merchant_id, key, fingerprint)
+        if (earlier := await outcomes.earlier()) is not None:
+            return earlier
+        row = await outcomes.found((await conn.execute(
+            select(Entry).where(Entry.id == transaction_id, Entry.merchant_id == merchant_id)
+        )).first(), TransactionNotFound("this merchant has no such transaction: pass the ID of one of its own",
+                                        field="transactionId"))
+        target = core.entry_from_row(row)
+        if target.kind not in REVERSIBLE:
+            await outcomes.check_merchant()
+            hint = "void the hold instead" if target.kind == EntryKind.HOLD else "it cannot be reversed"
+            raise Refused(f"the transaction is a {target.kind.value}: {hint}",
+                          code="NOT_REVERSIBLE", field="transactionId")
+        honored = await self._honored_slices(conn, target)
+        # Points of an earn that already expired stay breakage: only the rest is taken back.
+        expired = await self._expired_from_earn(conn, target) if target.kind == EntryKind.EARN else 0
+        points = expired - target.points if target.kind == EntryKind.EARN else sum(s.points for s in honored)
+        inserted = await core.insert_entry(
+            conn, kind=EntryKind.REVERSAL, merchant_id=merchant_id, member_id=target.member_id,
+            points=points, reverses_id=target.id, reference=reason, now=now, idempotency_key=key,
+            request_hash=fingerprint,
+        )
+        if inserted is None:  # a concurrent retry took the key, the merchant was suspended, or reversed already
+            return await outcomes.explain(
+                Conflict("the transaction is already reversed", code="ALREADY_REVERSED", field="transactionId"))
+        entry_id = inserted[0]
+        if target.kind == EntryKind.EARN:
+            member = await self._reverse_earn(conn, target, entry_id, expired)
+        else:
+            member = await self._restore(conn, target, entry_id, honored)
         entry = Entry.from_values(id=entry_id, kind=EntryKind.REVERSAL, member_id=target.member_id,
                                   merchant_id=merchant_id, points=points, reference=reason, reverses_id=target.id,
                                   idempotency_key=key, request_hash=fingerprint, created_at=now)

@@ -30,10 +30,12 @@ EXPECTED_ACCESS = {
     "captureRedemption": Access.MERCHANT, "voidRedemption": Access.MERCHANT,
     "reverseTransaction": Access.MERCHANT, "reconcilePosExport": Access.STAFF,
     "runSettlement": Access.ADMIN, "setNetworkPolicy": Access.ADMIN,
-    "createCampaign": Access.MERCHANT, "setTierPolicy": Access.ADMIN,
     "issueGiftCard": Access.MERCHANT, "redeemGiftCard": Access.MERCHANT, "authorizeGiftCard": Access.MERCHANT,
     "captureGiftCard": Access.MERCHANT, "voidGiftCard": Access.MERCHANT, "refundGiftCard": Access.MERCHANT,
     "attachGiftCard": Access.MEMBER,
+    "createCampaign": Access.MERCHANT, "setTierPolicy": Access.ADMIN,
+    "createReward": Access.MERCHANT, "claimReward": Access.MERCHANT_OR_MEMBER, "useVoucher": Access.MERCHANT,
+    "createStampCard": Access.MERCHANT, "createQuest": Access.ADMIN,
 }
 
 

@@ -51,7 +51,13 @@ from coalition.partners.models import Merchant
 from coalition.partners.service import onboard_merchant
 from coalition.programs.campaign_models import Campaign
 from coalition.programs.campaigns import create_campaign
+from coalition.programs.hooks import after_earn
+from coalition.programs.quests import create_quest
+from coalition.programs.reward_models import Quest, Reward, StampCard, Voucher
+from coalition.programs.rewards import create_reward
+from coalition.programs.stamps import create_stamp_card
 from coalition.programs.tier_models import TierPolicyVersion
+from coalition.programs.vouchers import claim_reward
 from coalition.settlement.models import NetworkPolicy, SettlementBatch
 from coalition.settlement.service import run_settlement
 
@@ -59,7 +65,8 @@ ADMIN, ANON = "admin", "anonymous"
 MERCHANTS = ("A", "B", "C")
 MEMBERS = ("m1", "m2")  # the members who call with their own token
 ROLES = (ADMIN, *MERCHANTS, *MEMBERS, ANON)
-NODE_TYPES = ("Merchant", "Member", "Transaction", "Hold", "SettlementBatch", "Dispute", "GiftCard", "Campaign")
+NODE_TYPES = ("Merchant", "Member", "Transaction", "Hold", "SettlementBatch", "Dispute", "GiftCard", "Campaign",
+              "Reward", "Voucher", "StampCard", "Quest")
 MAX_TYPE_REPEATS = 2  # a type may appear twice on one path (Transaction.reverses: a Transaction)
 DENIED = {"UNAUTHENTICATED", "FORBIDDEN"}
 HOLD_NOT_FOUND, TRANSACTION_NOT_FOUND = HoldNotFound.code, TransactionNotFound.code
@@ -77,9 +84,14 @@ class Net:
     holds: dict[int, tuple[int, int]] = field(default_factory=dict)  # hold id -> (merchant, member)
     batches: list[int] = field(default_factory=list)
     disputes: dict[int, int] = field(default_factory=dict)  # dispute id -> member id
-    campaigns: dict[int, int] = field(default_factory=dict)  # campaign id -> merchant id
     gift_cards: dict[int, tuple[int, int | None]] = field(default_factory=dict)  # card id -> (issuer, member)
     gift_codes: list[str] = field(default_factory=list)  # every seeded card's code
+    campaigns: dict[int, int] = field(default_factory=dict)  # campaign id -> merchant id
+    rewards: dict[int, int] = field(default_factory=dict)  # reward id -> merchant id
+    vouchers: dict[int, tuple[int, int]] = field(default_factory=dict)  # voucher id -> (merchant, member)
+    voucher_codes: dict[str, int] = field(default_factory=dict)  # code -> merchant id
+    cards: dict[int, int] = field(default_factory=dict)  # stamp card id -> merchant id
+    quests: dict[int, set[int]] = field(default_factory=dict)  # quest id -> its merchants
     ids: dict[str, tuple[str, int]] = field(default_factory=dict)  # global ID as issued -> (type, id)
     guesses: dict[str, tuple[str, int]] = field(default_factory=dict)  # base64("Type:n") -> (type, id)
 
@@ -171,6 +183,7 @@ async def seed(db: Any, keys: NetworkKeys, ledger: Ledger, settings: Any, clock:
                                          starts_at=clock.now, ends_at=clock.now + dt.timedelta(days=3),
                                          idempotency_key="c1", now=clock.now)
         net.campaigns[campaign.id] = net.merchant[shop]
+    await seed_programs(db, ledger, net, clock)
 
     # Every entry and hold as written (bonuses and expiries included), and the relationships
     # they make: a merchant knows the members it enrolled or has a transaction with.
@@ -198,12 +211,46 @@ async def seed(db: Any, keys: NetworkKeys, ledger: Ledger, settings: Any, clock:
     objects = [("Merchant", i) for i in net.merchant.values()] + [("Member", m.id) for m in net.member.values()]
     objects += [("Transaction", i) for i in net.entries] + [("Hold", i) for i in net.holds]
     objects += [("SettlementBatch", i) for i in net.batches] + [("Dispute", i) for i in net.disputes]
-    objects += [("Campaign", i) for i in net.campaigns]
     objects += [("GiftCard", i) for i in net.gift_cards]
+    objects += [("Campaign", i) for i in net.campaigns]
+    objects += [("Reward", i) for i in net.rewards] + [("Voucher", i) for i in net.vouchers]
+    objects += [("StampCard", i) for i in net.cards] + [("Quest", i) for i in net.quests]
     for type_name, value in objects:
         net.ids[keys.global_ids.encode(type_name, value)] = (type_name, value)
         net.guesses[base64.b64encode(f"{type_name}:{value}".encode()).decode()] = (type_name, value)
     return net
+
+
+async def seed_programs(db: Any, ledger: Ledger, net: Net, clock: Any) -> None:
+    """A reward, a stamp card and a quest of each kind, with claims and a full card."""
+    shop = net.merchant
+    for name in MERCHANTS:
+        made = await create_reward(db, merchant_id=shop[name], name=f"Gift of {name}", points_cost=5, stock=10,
+                                   idempotency_key="rw", now=clock.now)
+        net.rewards[made.id] = shop[name]
+    reward_of = {merchant: reward for reward, merchant in net.rewards.items()}
+    card = await create_stamp_card(ledger, merchant_id=shop["A"], name="Coffee card", stamps_required=2,
+                                   min_purchase_minor=100, reward_id=reward_of[shop["A"]], idempotency_key="sc",
+                                   now=clock.now)
+    net.cards[card.id] = shop["A"]
+    quest = await create_quest(db, name="Tour", merchant_ids=[shop["A"], shop["B"], shop["C"]], visits_required=2,
+                               window_days=30, bonus_points=9, funding="PARTNERS",
+                               starts_at=clock.now - dt.timedelta(days=1), ends_at=clock.now + dt.timedelta(days=30),
+                               idempotency_key="q", now=clock.now)
+    net.quests[quest.id] = {shop["A"], shop["B"], shop["C"]}
+    for n, where in enumerate(("A", "A", "B")):  # m1: a full card at A, the quest done at B
+        earned = await ledger.earn(merchant_id=shop[where], loyalty_id=net.member["m1"].loyalty_id,
+                                   purchase_amount_minor=5_00, idempotency_key=f"prog-{n}")
+        await after_earn(ledger, earned)
+    claims = [await claim_reward(ledger, reward_id=reward_of[shop["B"]], loyalty_id=net.member["m2"].loyalty_id,
+                                 merchant_id=shop["B"], idempotency_key="cl1", now=clock.now),
+              await claim_reward(ledger, reward_id=reward_of[shop["C"]], loyalty_id=net.member["m1"].loyalty_id,
+                                 member_id=net.member["m1"].id, idempotency_key="cl2", now=clock.now)]
+    async with db.read() as conn:
+        for v in await conn.execute(select(Voucher.id, Voucher.merchant_id, Voucher.member_id, Voucher.code)):
+            net.vouchers[v.id] = (v.merchant_id, v.member_id)
+            net.voucher_codes[v.code] = v.merchant_id
+    assert len(net.vouchers) == 3 and claims[0].voucher.id in net.vouchers
 
 
 # --- who may see what -------------------------------------------------------------------
@@ -310,11 +357,6 @@ def dispute_rule(seen: Seen) -> bool:
     return seen.role == ADMIN or seen.net.disputes[seen.own[1]] == seen.net.member_id_of(seen.role)
 
 
-def campaign_rule(seen: Seen) -> bool:
-    """An admin, or the merchant that runs it."""
-    return seen.role == ADMIN or seen.net.campaigns[seen.own[1]] == seen.net.merchant_id_of(seen.role)
-
-
 def gift_card_rule(seen: Seen) -> bool:
     """Whoever presents a card's code sees it (``giftCard(code:)``); by ID, its issuer and the member's wallet."""
     issuer, member_id = seen.net.gift_cards[seen.own[1]]
@@ -325,8 +367,9 @@ def gift_card_rule(seen: Seen) -> bool:
     return member_id is not None and member_id == seen.net.member_id_of(seen.role)
 
 
-def merchant_or_member(seen: Seen) -> bool:
-    return seen.role in MERCHANTS or seen.role in MEMBERS
+def campaign_rule(seen: Seen) -> bool:
+    """An admin, or the merchant that runs it."""
+    return seen.role == ADMIN or seen.net.campaigns[seen.own[1]] == seen.net.merchant_id_of(seen.role)
 
 
 def admin_or_member(seen: Seen) -> bool:
@@ -340,6 +383,31 @@ def member_only(seen: Seen) -> bool:
 def claimant(seen: Seen) -> bool:
     """Claiming a code: the customer, with no key yet or with its own token."""
     return seen.role == ANON or seen.role in MEMBERS
+
+
+def _ref_in(seen: Seen, type_name: str, name: str) -> tuple[str, int] | None:
+    values = field_values(seen.obj, type_name, name)
+    return seen.ref(values[0]) if values else None
+
+
+def stamp_progress_rule(seen: Seen) -> bool:
+    """Reached through a Member the caller may see; a merchant sees progress on its own cards only."""
+    if seen.role in MERCHANTS:
+        card = _ref_in(seen, "StampProgress", "stampCard")
+        return card is not None and seen.net.cards[card[1]] == seen.net.merchant[seen.role]
+    return seen.role != ANON
+
+
+def quest_progress_rule(seen: Seen) -> bool:
+    """Reached through a Member the caller may see; a merchant sees the quests it is in only."""
+    if seen.role in MERCHANTS:
+        quest = _ref_in(seen, "QuestProgress", "quest")
+        return quest is not None and seen.net.merchant[seen.role] in seen.net.quests[quest[1]]
+    return seen.role != ANON
+
+
+def merchant_or_member(seen: Seen) -> bool:
+    return seen.role in MERCHANTS or seen.role in MEMBERS
 
 
 def viewer_of(role_kind: str) -> Callable[[Seen], bool]:
@@ -369,6 +437,21 @@ TYPE_RULES: dict[str, Callable[[Seen], bool]] = {
     "TierStatus": anyone_with_a_key,  # inside a Member only (checked as Member)
     "TierPolicy": everyone,
     "TierLevel": everyone,
+    # programs: the offers are public to every key; a voucher is like a transaction
+    "Reward": anyone_with_a_key,
+    "RewardConnection": anyone_with_a_key,
+    "RewardEdge": anyone_with_a_key,
+    "StampCard": anyone_with_a_key,
+    "Quest": anyone_with_a_key,
+    "Voucher": ledger_rule("vouchers"),
+    "VoucherConnection": anyone_with_a_key,  # Member.vouchers: its nodes are checked as Voucher
+    "VoucherEdge": anyone_with_a_key,
+    "StampProgress": stamp_progress_rule,
+    "QuestProgress": quest_progress_rule,
+    "RewardPayload": merchant_only,
+    "VoucherPayload": merchant_or_member,  # claimReward (till or wallet), useVoucher (merchant)
+    "StampCardPayload": merchant_only,
+    "QuestPayload": admin_only,
     # settlement: only what concerns the merchant
     "SettlementLine": concerns_me("issuer", "redeemer"),
     "NetPosition": concerns_me("merchant"),
@@ -438,10 +521,11 @@ ROOT_RULES: dict[str, set[str]] = {
     "simulateSettlement": {ADMIN},
     "insights": STAFF_ROLES,
     "disputes": {ADMIN},
-    "campaigns": STAFF_ROLES,
-    "tierPolicy": set(ROLES),
     "giftCard": KEY_ROLES,  # anyone with a key who has the code
     "giftCardLiabilities": STAFF_ROLES,  # a merchant its own, an admin every issuer's
+    "campaigns": STAFF_ROLES,
+    "tierPolicy": set(ROLES),
+    "rewards": KEY_ROLES,  # the partners' public offers
 }
 
 
@@ -707,6 +791,7 @@ def sample_inputs(net: Net) -> dict[str, tuple[set[str], dict[str, Any]]]:
     lid = net.member["m1"].loyalty_id
     merchants = set(MERCHANTS)
     some_dispute = next(i for i, (t, _) in net.ids.items() if t == "Dispute")
+    some_reward = next(i for i, (t, _) in net.ids.items() if t == "Reward")
     return {
         "claimMemberAccess": ({ANON, *MEMBERS}, {"claimCode": "7KQ2M-7KQ2M-7KQ2M-7KQ2M"}),
         "rotateMemberToken": (set(MEMBERS), {}),
@@ -738,14 +823,20 @@ def sample_inputs(net: Net) -> dict[str, tuple[set[str], dict[str, Any]]]:
                                        "startsAt": "2027-06-01T00:00:00+00:00", "endsAt": "2027-06-02T00:00:00+00:00",
                                        "idempotencyKey": "x"}),
         "setTierPolicy": ({ADMIN}, {"tiers": [{"name": "BASIC", "thresholdPoints": 0}]}),
+        "createReward": (merchants, {"name": "x", "pointsCost": 1, "idempotencyKey": "x"}),
+        "claimReward": ({*MERCHANTS, *MEMBERS}, {"loyaltyId": lid, "rewardId": some_reward, "idempotencyKey": "x"}),
+        "useVoucher": (merchants, {"code": "7KQ2M-4XW9P", "idempotencyKey": "x"}),
+        "createStampCard": (merchants, {"name": "x", "stampsRequired": 2, "minPurchaseMinor": 0,
+                                        "rewardId": some_reward, "idempotencyKey": "x"}),
+        "createQuest": ({ADMIN}, {"name": "x", "merchantIds": [shop_a], "visitsRequired": 1, "windowDays": 1,
+                                  "bonusPoints": 1, "funding": "NETWORK", "startsAt": "2026-01-01T00:00:00Z",
+                                  "endsAt": "2027-01-01T00:00:00Z", "idempotencyKey": "x"}),
     }
 
 
 async def row_counts(db: Any) -> dict[str, int]:
-    tables = (Entry, Hold, Member, Merchant, SettlementBatch, NetworkPolicy, MemberCredential, Dispute, Campaign,
-              TierPolicyVersion)
     tables = (Entry, Hold, Member, Merchant, SettlementBatch, NetworkPolicy, MemberCredential, Dispute, GiftCard,
-              GiftEntry)
+              GiftEntry, Campaign, TierPolicyVersion, Reward, Voucher, StampCard, Quest)
     async with db.read() as conn:
         return {t.__tablename__: int((await conn.execute(select(func.count()).select_from(t))).scalar_one())
                 for t in tables}
@@ -796,6 +887,26 @@ async def test_no_role_acts_on_what_is_not_its_own(api: Any, admin_key: str, db:
                 wrong.extend(judged(net, shop, name, payload, set()))
                 if any(payload.get(key) is not None for key in ("transaction", "hold", "member")):
                     wrong.append(f"{shop} {name}({kind} {value}): answered with {json.dumps(payload)[:160]}")
+        # ... and another's reward (claim it, build a stamp card on it) or voucher (use it): not found.
+        for global_id, (kind, value) in [*net.ids.items(), *net.guesses.items()]:
+            if kind != "Reward" or net.rewards[value] == mine:
+                continue
+            for name, extra in (("claimReward", {"loyaltyId": net.member["m1"].loyalty_id}),
+                                ("createStampCard", {"name": "x", "stampsRequired": 2, "minPurchaseMinor": 0})):
+                body = await asked(api, net, shop, document(name), {"input": {
+                    "rewardId": global_id, "idempotencyKey": f"probe-{name}-{global_id}", **extra}})
+                payload = body["data"][name]
+                codes = {e["code"] for e in payload["userErrors"]}
+                if not codes or not codes <= {"REWARD_NOT_FOUND", "INVALID_ID"}:
+                    wrong.append(f"{shop} {name}(reward {value} of merchant {net.rewards[value]}): {codes}")
+        for code, owner in net.voucher_codes.items():
+            if owner == mine:
+                continue
+            body = await asked(api, net, shop, document("useVoucher"), {"input": {"code": code,
+                                                                                    "idempotencyKey": "probe"}})
+            payload = body["data"]["useVoucher"]
+            if {e["code"] for e in payload["userErrors"]} != {"VOUCHER_NOT_FOUND"} or payload["voucher"]:
+                wrong.append(f"{shop} useVoucher(a voucher of merchant {owner}): {payload}")
         others = [i for i, ref in net.ids.items() if ref[0] == "Merchant" and ref[1] != mine]
         for other in others:
             body = await asked(api, net, shop, document("reconcilePosExport"),

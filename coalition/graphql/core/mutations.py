@@ -45,6 +45,7 @@ class Access(enum.Enum):
     STAFF = "an admin or a merchant key (not a member token)"
     MEMBER_OR_ADMIN = "the member's own token or an admin key"
     ANONYMOUS_OR_MEMBER = "no key (the customer), or the member's own token"
+    MERCHANT_OR_MEMBER = "a merchant API key (at the till) or the member's own token (the wallet)"
 
     def admit(self, context: Context, refusal: str | None = None) -> None:
         """Raise Unauthenticated or Forbidden unless the request's caller is of this kind.
@@ -63,6 +64,9 @@ class Access(enum.Enum):
                 context.require_member()
             elif self is Access.STAFF:
                 context.require_staff()
+            elif self is Access.MERCHANT_OR_MEMBER:
+                if context.require_caller().role not in (Role.MERCHANT, Role.MEMBER):
+                    raise Forbidden(f"this operation needs {self.value}")
             elif context.require_caller().role not in (Role.MEMBER, Role.ADMIN):  # MEMBER_OR_ADMIN
                 raise Forbidden(f"this operation needs {self.value}")
         except Forbidden:

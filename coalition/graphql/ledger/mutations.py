@@ -13,6 +13,7 @@ from coalition.graphql.core.types import decode_input_id
 from coalition.graphql.ledger.types import LedgerPayload
 from coalition.ledger.core import LedgerResult
 from coalition.ledger.service import Ledger
+from coalition.programs import hooks
 
 
 def idempotency_key_field() -> Any:
@@ -109,9 +110,11 @@ class EarnPoints(LedgerMutation, input_type=EarnPointsInput):
 
     @classmethod
     async def write(cls, ledger: Ledger, merchant_id: int, info: ResolveInfo, input: Any) -> LedgerResult:
-        return await ledger.earn(merchant_id=merchant_id, loyalty_id=input.loyalty_id,
-                                 purchase_amount_minor=input.purchase_amount_minor, reference=input.reference,
-                                 idempotency_key=input.idempotency_key)
+        result = await ledger.earn(merchant_id=merchant_id, loyalty_id=input.loyalty_id,
+                                   purchase_amount_minor=input.purchase_amount_minor, reference=input.reference,
+                                   idempotency_key=input.idempotency_key)
+        await hooks.after_earn(ledger, result)  # stamp cards, quests (coalition/programs/hooks.py)
+        return result
 
 
 class RedeemPoints(LedgerMutation, input_type=RedeemPointsInput):
@@ -160,8 +163,10 @@ class ReverseTransaction(LedgerMutation, input_type=ReverseTransactionInput):
     @classmethod
     async def write(cls, ledger: Ledger, merchant_id: int, info: ResolveInfo, input: Any) -> LedgerResult:
         transaction_id = decode_input_id(info, input.transaction_id, "Transaction", "transactionId")
-        return await ledger.reverse(merchant_id=merchant_id, transaction_id=transaction_id, reason=input.reason,
-                                    idempotency_key=input.idempotency_key)
+        result = await ledger.reverse(merchant_id=merchant_id, transaction_id=transaction_id, reason=input.reason,
+                                      idempotency_key=input.idempotency_key)
+        await hooks.after_reversal(ledger, result)  # stamps and vouchers of what was reversed
+        return result
 
 
 class LedgerMutations(graphene.ObjectType):  # type: ignore[misc]

@@ -5,7 +5,7 @@ from typing import Any
 import graphene
 
 from coalition.db import utcnow
-from coalition.graphql.access import may_see_member_private, visible_member
+from coalition.graphql.access import may_see_member_private, program_scope, visible_member
 from coalition.graphql.context import ResolveInfo
 from coalition.graphql.core.types import Node, connection, decode_cursor, page_size
 from coalition.graphql.ledger.types import TransactionConnection, TransactionEdge
@@ -16,6 +16,9 @@ from coalition.ledger.queries import member_history
 from coalition.members.disputes import list_disputes
 from coalition.members.models import Member as MemberModel
 from coalition.members.service import tier_for
+from coalition.programs.quests import member_quests
+from coalition.programs.stamps import member_stamp_progress
+from coalition.programs.vouchers import member_vouchers
 
 
 class Member(graphene.ObjectType):  # type: ignore[misc]
@@ -53,6 +56,16 @@ class Member(graphene.ObjectType):  # type: ignore[misc]
         DisputeConnection, first=graphene.Int(), after=graphene.String(),
         description="The member's disputes, newest first: for the member itself and admins; null for a merchant.",
     )
+    stamp_cards = graphene.List(
+        graphene.NonNull("coalition.graphql.programs.stamps.StampProgress"), required=True,
+        description="The member's stamp cards with their progress (a merchant: its own cards only).")
+    quests = graphene.List(
+        graphene.NonNull("coalition.graphql.programs.quests.QuestProgress"), required=True,
+        description="Quests running or completed, with the member's progress (a merchant: the quests it is in).")
+    vouchers = graphene.Field(
+        "coalition.graphql.programs.rewards.VoucherConnection", required=True, first=graphene.Int(),
+        after=graphene.String(),
+        description="The member's vouchers, newest first (a merchant: those of its own rewards).")
 
     @staticmethod
     async def fetch(info: ResolveInfo, member_id: int) -> Any:
@@ -111,6 +124,30 @@ class Member(graphene.ObjectType):  # type: ignore[misc]
         rows = await list_disputes(info.context.db, member_id=root.id, before_id=decode_cursor(info, after),
                                    limit=size + 1)
         return connection(info, DisputeEdge, DisputeConnection, rows, size)
+
+    @staticmethod
+    async def resolve_stamp_cards(root: Any, info: ResolveInfo) -> Any:
+        from coalition.graphql.programs.stamps import stamp_progress
+
+        rows = await member_stamp_progress(info.context.db, member_id=root.id, merchant_id=program_scope(info))
+        return stamp_progress(rows)
+
+    @staticmethod
+    async def resolve_quests(root: Any, info: ResolveInfo) -> Any:
+        from coalition.graphql.programs.quests import quest_progress
+
+        rows = await member_quests(info.context.db, member_id=root.id, merchant_id=program_scope(info), now=utcnow())
+        return quest_progress(rows)
+
+    @staticmethod
+    async def resolve_vouchers(root: Any, info: ResolveInfo, first: int | None = None,
+                               after: str | None = None) -> Any:
+        from coalition.graphql.programs.rewards import VoucherConnection, VoucherEdge
+
+        size = page_size(first)
+        rows = await member_vouchers(info.context.services.ledger, member_id=root.id, merchant_id=program_scope(info),
+                                     before_id=decode_cursor(info, after), limit=size + 1)
+        return connection(info, VoucherEdge, VoucherConnection, rows, size)
 
     @staticmethod
     async def resolve_transactions(root: Any, info: ResolveInfo,
