@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from coalition.network.fraud import FraudKind, Reviews, detect_fraud
+from coalition.network.fraud import NO_REVIEWS, FraudKind, Reviews, detect_fraud
 from coalition.network.graphs import EARN, REDEEM, Members, Purchases, Referrals, referral_graph
 from coalition.network.influence import pagerank
 
@@ -101,7 +101,7 @@ class Net:
         return members, purchases, Referrals.of(referrer, referee, at)
 
 
-def flagged(net: Net, kind: FraudKind | None = None, reviews: Reviews | None = None) -> set[int]:
+def flagged(net: Net, kind: FraudKind | None = None, reviews: Reviews = NO_REVIEWS) -> set[int]:
     members, purchases, referrals = net.data()
     report = detect_fraud(members, purchases, referrals, reviews=reviews)
     return {m for a in report.alerts if kind is None or a.kind is kind for m in a.member_ids}
