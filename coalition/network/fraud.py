@@ -329,12 +329,17 @@ def shared_contacts(members: Members, activity: Activity, window_s: int = 7 * DA
     bonuses: they are *inactive* (at most one purchase) and *enrolled close together* (within
     ``window_s`` of another member of the group). Each is weighed against its honest rate:
     inactive members network-wide, and close enrollment in unflagged groups, re-estimated
-    without the flagged groups. Flagged when the log-likelihood ratio exceeds ``-log(alpha)``
+    without the flagged groups. Members sharing an *e-mail* fingerprint (one mailbox, after
+    canonicalising aliases and dots) add evidence against the network's rate of shared
+    e-mail fingerprints; a shared phone (a household's landline) adds none. Flagged when the log-likelihood ratio exceeds ``-log(alpha)``
     and most of the group is inactive; the alert holds the group.
     """
     graph = nx.Graph()
+    email_shared = np.zeros(len(members), dtype=bool)
     for channel, values in (("email", members.email_index), ("phone", members.phone_index)):
         positions, keys = _duplicated(values)
+        if channel == "email":
+            email_shared[positions] = True
         graph.add_edges_from(zip(positions.tolist(), ((channel, k) for k in keys.tolist()), strict=True))
     groups = []
     for component in nx.connected_components(graph):
@@ -349,6 +354,8 @@ def shared_contacts(members: Members, activity: Activity, window_s: int = 7 * DA
     sizes = np.array([len(rows) for rows, _, _ in groups], dtype=np.int64)
     at = [activity.index(members.ids[rows]) for rows, _, _ in groups]
     k = np.array([int(activity.inactive[i].sum()) for i in at], dtype=np.int64)
+    e = np.array([int(email_shared[rows].sum()) for rows, _, _ in groups], dtype=np.int64)
+    with_email = float(_present(members.email_index).sum())
     b = np.zeros(len(groups), dtype=np.int64)
     for g, i in enumerate(at):
         times = np.sort(activity.enrolled_at[i])
@@ -358,16 +365,17 @@ def shared_contacts(members: Members, activity: Activity, window_s: int = 7 * DA
     everyone_inactive = float(activity.inactive.sum())
     threshold = -math.log(alpha)
     flagged = known_group.copy()
-    p0 = q0 = 0.0
+    p0 = q0 = r0 = 0.0
     for _ in range(8):
         p0 = _rate(everyone_inactive - float(k[flagged].sum()), float(len(activity.ids) - sizes[flagged].sum()))
         q0 = _rate(float(b[~flagged].sum()), float(sizes[~flagged].sum()))
-        evidence = _llr(k, sizes, p0, 0.9) + _llr(b, sizes, q0, 0.8)
+        r0 = _rate(float(e[~flagged].sum()), with_email - float(e[flagged].sum()), 0.01)
+        evidence = _llr(k, sizes, p0, 0.9) + _llr(b, sizes, q0, 0.8) + e * math.log(0.8 / r0)
         now = ((evidence >= threshold) & (2 * k > sizes)) | known_group
         if np.array_equal(now, flagged):
             break
         flagged = now
-    evidence = _llr(k, sizes, p0, 0.9) + _llr(b, sizes, q0, 0.8)
+    evidence = _llr(k, sizes, p0, 0.9) + _llr(b, sizes, q0, 0.8) + e * math.log(0.8 / r0)
     alerts = []
     for g in np.flatnonzero(flagged).tolist():
         rows, emails, phones = groups[g]
@@ -384,7 +392,9 @@ def shared_contacts(members: Members, activity: Activity, window_s: int = 7 * DA
             f"{size} separately enrolled members share {what} (compared by blind index, without decrypting "
             f"contact data); {int(k[g])} of them bought at most once ({size * p0:.1f} expected at the network's "
             f"rate of {p0:.1%}) and {int(b[g])} enrolled within {_duration(window_s)} of another of them "
-            f"(households and other groups: {q0:.0%}). Evidence {float(evidence[g]):.1f} against a threshold "
+            f"(households and other groups: {q0:.0%})"
+            + (f"; {int(e[g])} share one mailbox (network rate {r0:.1%})" if e[g] else "")
+            + f". Evidence {float(evidence[g]):.1f} against a threshold "
             f"of {threshold:.1f}.",
         ))
     alerts.sort(key=lambda alert: (-alert.score, alert.member_ids[0]))
@@ -481,10 +491,14 @@ def collusion(purchases: Purchases, activity: Activity, lag_s: int = DAY_S, life
     threshold = -math.log(alpha / max(len(rings), 1))
     rate = 0.0
     tail = np.ones(n_labels)
+    expected = np.zeros(n_labels)
     for _ in range(8):
         outside = float(len(straws.members) - c[flagged].sum())
         rate = _rate(outside, redeemers - float(c[flagged].sum()), prior_mean=0.001, prior_weight=1000.0, low=1e-6)
-        expected = rate * ring_members
+        # Each ring is weighed against the rest of the network without itself (leave-one-out).
+        own = np.where(flagged, 0, c).astype(np.float64)
+        rates = (outside - own + 1.0) / np.maximum(redeemers - float(c[flagged].sum()) - own + 1000.0, 1.0)
+        expected = np.maximum(rates, 1e-6) * ring_members
         tail = gammainc(np.maximum(c, 1), np.maximum(expected, 1e-12))
         evidence = -np.log(np.maximum(tail, 1e-300))
         now = np.zeros(n_labels, dtype=bool)
@@ -493,7 +507,6 @@ def collusion(purchases: Purchases, activity: Activity, lag_s: int = DAY_S, life
         if np.array_equal(now, flagged):
             break
         flagged = now
-    expected = rate * ring_members
     evidence = -np.log(np.maximum(tail, 1e-300))
     alerts = []
     for ring in np.flatnonzero(flagged).tolist():
@@ -510,7 +523,8 @@ def collusion(purchases: Purchases, activity: Activity, lag_s: int = DAY_S, life
             f"{_duration(float(np.median(lags)))} later (median), and did nothing else within "
             f"{_duration(life_s)} of enrolling"
             + (f" but a decoy purchase elsewhere ({decoyed} of them)" if decoyed else "")
-            + f"; {float(expected[ring]):.2f} expected at the network's honest rate of {rate:.3%} such members among "
+            + f"; {float(expected[ring]):.2f} expected at the network's honest rate of "
+            f"{float(expected[ring]) / max(float(ring_members[ring]), 1.0):.3%} such members among "
             f"the {int(ring_members[ring])} active at these merchants (Poisson probability {float(tail[ring]):.1e}, "
             f"threshold {math.exp(-threshold):.1e}).",
         ))

@@ -8,10 +8,15 @@ redemption. Planted fraud, in member and merchant ids the truth lists:
 
 - sybil farms: a referrer whose referees all enroll within an hour and never buy;
 - collusion pairs (X, Y): straw members who earn only at X and redeem at Y minutes later;
-- shared-contact groups: otherwise honest members sharing one e-mail or phone blind index.
+- shared-contact groups: alias accounts of one person (an e-mail alias or a typo that
+  canonicalises to the same fingerprint) enrolled within hours, at most one purchase each.
 
 And honest look-alikes that must not be flagged: launch events, where a referrer brings
-``event_size`` friends in under an hour who all go on to buy.
+``event_size`` friends in under an hour who all go on to buy; households, honest members who
+share one phone fingerprint and each buy.
+
+Time: every row carries its effective time; ``days`` of activity end at ``as_of`` (default the
+generator's fixed epoch + ``days``), so recency, churn and multi-day bursts can be placed.
 
 Ten million purchases take a few seconds (numpy only, no Python loop over rows).
 Ids: members 1..n_members, merchants 1..n_merchants.
@@ -77,7 +82,7 @@ def generate(n_members: int = 10_000, n_merchants: int = 200, n_purchases: int =
              n_referrals: int | None = None, seed: int = 0, neighbourhood_size: int = 20, sybil_farms: int = 3,
              farm_size: int = 40, collusion_pairs: int = 2, collusion_members: int = 30,
              shared_groups: int = 10, launch_events: int = 2, event_size: int = 30,
-             days: int = 365) -> SyntheticNetwork:
+             days: int = 365, households: int = 10) -> SyntheticNetwork:
     """Generate the network (see the module docstring). ``n_referrals`` defaults to 60% of members."""
     rng = np.random.default_rng(seed)
     end = START + days * DAY_S
@@ -89,7 +94,9 @@ def generate(n_members: int = 10_000, n_merchants: int = 200, n_purchases: int =
     n_sybil = int(farm_sizes.sum()) + sybil_farms
     n_straw = collusion_pairs * collusion_members
     n_event = launch_events * (1 + event_size)
-    n_honest = n_members - n_sybil - n_straw - n_event
+    group_sizes = rng.integers(3, 6, size=shared_groups)
+    n_alias = int(group_sizes.sum())
+    n_honest = n_members - n_sybil - n_straw - n_event - n_alias
     if n_honest < 100:
         raise ValueError(f"{n_members} members leave {n_honest} honest ones after planting fraud; use more")
 
@@ -107,7 +114,7 @@ def generate(n_members: int = 10_000, n_merchants: int = 200, n_purchases: int =
 
     # --- honest purchases ---
     event_rows_each = 5
-    n_planted_rows = n_straw * 2 + sybil_farms * 3 + n_event * event_rows_each
+    n_planted_rows = n_straw * 2 + sybil_farms * 3 + n_event * event_rows_each + shared_groups
     n_rows = max(n_purchases - n_planted_rows, 0)
     activity = rng.lognormal(0.0, 1.0, size=n_honest)
     activity /= activity.sum()
@@ -210,23 +217,43 @@ def generate(n_members: int = 10_000, n_merchants: int = 200, n_purchases: int =
         straw_ids += straw.tolist()
         next_id += collusion_members
 
+    # --- alias accounts: one person's extra accounts, enrolled within hours, at most one purchase ---
+    alias_ids = np.arange(next_id, next_id + n_alias, dtype=np.int64)
+    groups: list[tuple[int, ...]] = []
+    offset = 0
+    for size in group_sizes.tolist():
+        group = alias_ids[offset:offset + size]
+        offset += size
+        joined = int(rng.integers(START, end - DAY_S)) + np.sort(rng.integers(0, 6 * 3600, size=size))
+        all_enrolled.append(joined)
+        buys = group[:1]  # one of them makes one small purchase, the rest never buy
+        shops = rng.integers(0, n_merchants, size=len(buys))
+        rows_member.append(buys)
+        rows_merchant.append(shops + 1)
+        rows_points.append(np.full(len(buys), 10))
+        rows_amount.append(np.full(len(buys), 1000))
+        rows_time.append(joined[:len(buys)] + 3600)
+        rows_kind.append(np.zeros(len(buys), dtype=np.int8))
+        groups.append(tuple(int(m) for m in group))
+    next_id += n_alias
+
     member_ids = np.arange(1, n_members + 1, dtype=np.int64)
-    # --- contact fingerprints: unique per honest member, shared inside planted groups ---
+    # --- contact fingerprints: unique per honest member, shared by alias groups and households ---
     email = np.where(rng.random(n_members) < 0.7, np.char.add("e", member_ids.astype(str)), "")
     phone = np.where(rng.random(n_members) < 0.5, np.char.add("p", member_ids.astype(str)), "")
     email, phone = email.astype("<U24"), phone.astype("<U24")
-    group_sizes = rng.integers(3, 6, size=shared_groups)
-    chosen = rng.choice(n_honest, size=int(group_sizes.sum()), replace=False) + 1
-    groups: list[tuple[int, ...]] = []
-    offset = 0
-    for g, size in enumerate(group_sizes.tolist()):
-        group = np.sort(chosen[offset:offset + size])
-        offset += size
+    for g, group_ids in enumerate(groups):
+        chosen_ids = np.array(group_ids) - 1
         if g % 2 == 0:
-            email[group - 1] = f"shared-e{g}"
+            email[chosen_ids] = f"shared-e{g}"
         else:
-            phone[group - 1] = f"shared-p{g}"
-        groups.append(tuple(int(m) for m in group))
+            phone[chosen_ids] = f"shared-p{g}"
+    home_sizes = rng.integers(2, 5, size=households)
+    homes = rng.choice(n_honest, size=int(home_sizes.sum()), replace=False)
+    offset = 0
+    for h, size in enumerate(home_sizes.tolist()):
+        phone[homes[offset:offset + size]] = f"household-p{h}"
+        offset += size
 
     # Rows in time order, as a ledger holds them (members interleaved).
     row_times = np.concatenate(rows_time).astype(np.int64)
