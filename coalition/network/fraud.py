@@ -331,7 +331,8 @@ def shared_contacts(members: Members, activity: Activity, window_s: int = 7 * DA
     inactive members network-wide, and close enrollment in unflagged groups, re-estimated
     without the flagged groups. Members sharing an *e-mail* fingerprint (one mailbox, after
     canonicalising aliases and dots) add evidence against the network's rate of shared
-    e-mail fingerprints; a shared phone (a household's landline) adds none. Flagged when the log-likelihood ratio exceeds ``-log(alpha)``
+    e-mail fingerprints; a shared phone (a household's landline) adds none. Flagged when the
+    log-likelihood ratio exceeds ``-log(alpha)``
     and most of the group is inactive; the alert holds the group.
     """
     graph = nx.Graph()
@@ -489,12 +490,10 @@ def collusion(purchases: Purchases, activity: Activity, lag_s: int = DAY_S, life
         np.logical_or.at(known_c, member_label[in_ring], known[known_pos][in_ring])
     flagged = known_c.copy()
     threshold = -math.log(alpha / max(len(rings), 1))
-    rate = 0.0
     tail = np.ones(n_labels)
     expected = np.zeros(n_labels)
     for _ in range(8):
         outside = float(len(straws.members) - c[flagged].sum())
-        rate = _rate(outside, redeemers - float(c[flagged].sum()), prior_mean=0.001, prior_weight=1000.0, low=1e-6)
         # Each ring is weighed against the rest of the network without itself (leave-one-out).
         own = np.where(flagged, 0, c).astype(np.float64)
         rates = (outside - own + 1.0) / np.maximum(redeemers - float(c[flagged].sum()) - own + 1000.0, 1.0)
