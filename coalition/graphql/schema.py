@@ -8,6 +8,7 @@ import graphene
 
 from coalition.graphql.core.scalars import BigInt, require_offsets
 from coalition.graphql.insights.queries import InsightQueries
+from coalition.graphql.insights.mutations import InsightMutations
 from coalition.graphql.ledger.mutations import LedgerMutations
 from coalition.graphql.members.disputes import DisputeQueries
 from coalition.graphql.members.mutations import MemberMutations
@@ -21,7 +22,8 @@ class Query(InsightQueries, DisputeQueries, CoreQuery):
     pass
 
 
-class Mutation(PartnerMutations, MemberMutations, LedgerMutations, ReconcileMutations, SettlementMutations):
+class Mutation(PartnerMutations, MemberMutations, LedgerMutations, ReconcileMutations, SettlementMutations,
+               InsightMutations):
     pass
 
 

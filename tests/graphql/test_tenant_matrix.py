@@ -344,6 +344,8 @@ TYPE_RULES: dict[str, Callable[[Seen], bool]] = {
     "DisputePayload": admin_or_member,  # disputeTransaction (member), resolveDispute (admin)
     "OnboardMerchantPayload": admin_only,
     "SuspendMerchantPayload": admin_only,
+    "ReviewFraudAlertPayload": admin_only,
+    "FraudReview": admin_only,
     "RunSettlementPayload": admin_only,
     "SetNetworkPolicyPayload": admin_only,
     "ReconcilePosExportPayload": staff,
@@ -660,6 +662,7 @@ def sample_inputs(net: Net) -> dict[str, tuple[set[str], dict[str, Any]]]:
         "onboardMerchant": ({ADMIN}, {"name": "Rogue"}),
         "suspendMerchant": ({ADMIN}, {"merchantId": shop_a}),
         "reactivateMerchant": ({ADMIN}, {"merchantId": shop_a}),
+        "reviewFraudAlert": ({ADMIN}, {"subjectId": shop_a, "decision": "DISMISSED"}),
     }
 
 
