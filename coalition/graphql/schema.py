@@ -7,8 +7,8 @@ from typing import Any
 import graphene
 
 from coalition.graphql.core.scalars import BigInt, require_offsets
-from coalition.graphql.insights.queries import InsightQueries
 from coalition.graphql.insights.mutations import InsightMutations
+from coalition.graphql.insights.queries import InsightQueries
 from coalition.graphql.ledger.mutations import LedgerMutations
 from coalition.graphql.members.disputes import DisputeQueries
 from coalition.graphql.members.mutations import MemberMutations

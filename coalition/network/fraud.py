@@ -344,12 +344,12 @@ def shared_contacts(members: Members, activity: Activity, window_s: int = 7 * DA
         graph.add_edges_from(zip(positions.tolist(), ((channel, k) for k in keys.tolist()), strict=True))
     groups = []
     for component in nx.connected_components(graph):
-        rows = sorted(node for node in component if isinstance(node, int))
-        if len(rows) < 2:
+        nodes = sorted(node for node in component if isinstance(node, int))
+        if len(nodes) < 2:
             continue
         emails = sum(1 for node in component if isinstance(node, tuple) and node[0] == "email")
         phones = sum(1 for node in component if isinstance(node, tuple) and node[0] == "phone")
-        groups.append((np.array(rows, dtype=np.int64), emails, phones))
+        groups.append((np.array(nodes, dtype=np.int64), emails, phones))
     if not groups:
         return []
     sizes = np.array([len(rows) for rows, _, _ in groups], dtype=np.int64)
@@ -379,8 +379,8 @@ def shared_contacts(members: Members, activity: Activity, window_s: int = 7 * DA
     evidence = _llr(k, sizes, p0, 0.9) + _llr(b, sizes, q0, 0.8) + e * math.log(0.8 / r0)
     alerts = []
     for g in np.flatnonzero(flagged).tolist():
-        rows, emails, phones = groups[g]
-        member_ids = tuple(sorted(int(m) for m in members.ids[rows]))
+        group_rows, emails, phones = groups[g]
+        member_ids = tuple(sorted(int(m) for m in members.ids[group_rows]))
         what = " and ".join(
             part for part in (
                 f"{emails} e-mail fingerprint" + ("s" if emails != 1 else "") if emails else "",

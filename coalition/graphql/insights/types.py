@@ -84,15 +84,18 @@ class PartnerRecommendation(graphene.ObjectType):  # type: ignore[misc]
 
     @staticmethod
     def resolve_expected_shared(root: Any, info: ResolveInfo) -> float | None:
-        return root.get("expected_shared")
+        value = root.get("expected_shared")
+        return None if value is None else float(value)
 
     @staticmethod
     def resolve_shared_partners(root: Any, info: ResolveInfo) -> int | None:
-        return root.get("shared_partners")
+        value = root.get("shared_partners")
+        return None if value is None else int(value)
 
     @staticmethod
     def resolve_reason(root: Any, info: ResolveInfo) -> str | None:
-        return root.get("reason")
+        value = root.get("reason")
+        return None if value is None else str(value)
 
     @staticmethod
     async def resolve_merchant(root: Any, info: ResolveInfo) -> Any:
