@@ -45,6 +45,7 @@ class PlantedTruth:
     collusion_members: IntArray  # sorted
     shared_contact_groups: tuple[tuple[int, ...], ...]
     neighbourhoods: IntArray  # neighbourhood of merchant id i + 1
+    churned_members: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # quiet for churn_days
 
     def members_of(self, kind: FraudKind) -> IntArray:
         if kind is FraudKind.SYBIL_FARM:
@@ -82,10 +83,18 @@ def generate(n_members: int = 10_000, n_merchants: int = 200, n_purchases: int =
              n_referrals: int | None = None, seed: int = 0, neighbourhood_size: int = 20, sybil_farms: int = 3,
              farm_size: int = 40, collusion_pairs: int = 2, collusion_members: int = 30,
              shared_groups: int = 10, launch_events: int = 2, event_size: int = 30,
-             days: int = 365, households: int = 10) -> SyntheticNetwork:
-    """Generate the network (see the module docstring). ``n_referrals`` defaults to 60% of members."""
+             days: int = 365, households: int = 10, churn: float = 0.0, churn_days: int = 120,
+             as_of: int | None = None) -> SyntheticNetwork:
+    """Generate the network (see the module docstring). ``n_referrals`` defaults to 60% of members.
+
+    Time: activity runs for ``days`` and ends at ``as_of`` (default ``START + days``); every row's
+    time is its effective time. A share ``churn`` of the honest members who enrolled early
+    stop buying ``churn_days`` before the end (``truth.churned_members``): they are who the
+    HIGH_RISK segment must hold.
+    """
     rng = np.random.default_rng(seed)
-    end = START + days * DAY_S
+    start = START if as_of is None else as_of - days * DAY_S
+    end = start + days * DAY_S
     n_neighbourhoods = max(1, n_merchants // neighbourhood_size)
     neighbourhoods = np.arange(n_merchants, dtype=np.int64) % n_neighbourhoods
     merchant_ids = np.arange(1, n_merchants + 1, dtype=np.int64)
@@ -101,7 +110,7 @@ def generate(n_members: int = 10_000, n_merchants: int = 200, n_purchases: int =
         raise ValueError(f"{n_members} members leave {n_honest} honest ones after planting fraud; use more")
 
     # --- honest members and referrals (member index i has id i + 1) ---
-    enrolled = np.sort(rng.integers(START - 365 * DAY_S, end - DAY_S, size=n_honest)).astype(np.int64)
+    enrolled = np.sort(rng.integers(start - 365 * DAY_S, end - DAY_S, size=n_honest)).astype(np.int64)
     roots = max(10, n_honest // 1000)
     wanted = n_members * 6 // 10 if n_referrals is None else n_referrals
     n_ref = max(0, min(wanted - int(farm_sizes.sum()), n_honest - roots))
@@ -131,8 +140,11 @@ def generate(n_members: int = 10_000, n_merchants: int = 200, n_purchases: int =
     local = np.minimum(slot * n_neighbourhoods + home[buyer], n_merchants - 1)
     anywhere = rng.integers(0, n_merchants, size=n_rows)
     merchant = np.where(choice < 0.4, favourite[buyer], np.where(choice < 0.88, local, anywhere))
-    first = np.maximum(enrolled[buyer], START)
-    times = first + (rng.random(n_rows) * (end - first)).astype(np.int64)
+    first = np.maximum(enrolled[buyer], start)
+    quiet_from = end - churn_days * DAY_S
+    churned = (rng.random(n_honest) < churn) & (np.maximum(enrolled, start) < quiet_from - 30 * DAY_S)
+    last_possible = np.where(churned[buyer], quiet_from, end)
+    times = first + (rng.random(n_rows) * (last_possible - first)).astype(np.int64)
     kinds = np.where(rng.random(n_rows) < 0.08, REDEEM, EARN).astype(np.int8)
     price = rng.lognormal(np.log(3000.0), 0.6, size=n_merchants)
     amounts = (rng.lognormal(0.0, 0.5, size=n_rows) * price[merchant]).astype(np.int64)
@@ -150,7 +162,7 @@ def generate(n_members: int = 10_000, n_merchants: int = 200, n_purchases: int =
     sybil_referrers, sybil_members = [], []
     for size in farm_sizes.tolist():
         referrer = next_id
-        burst_at = int(rng.integers(START, end - 2 * DAY_S))
+        burst_at = int(rng.integers(start, end - 2 * DAY_S))
         farm = np.arange(referrer + 1, referrer + 1 + size, dtype=np.int64)
         farm_enrolled = np.sort(burst_at + rng.integers(0, 40 * 60, size=size))
         all_enrolled += [np.array([burst_at - 30 * DAY_S]), farm_enrolled]
@@ -172,7 +184,7 @@ def generate(n_members: int = 10_000, n_merchants: int = 200, n_purchases: int =
     # in under an hour, and they all go on to buy in the referrer's neighbourhood ---
     for _ in range(launch_events):
         referrer = next_id
-        burst_at = int(rng.integers(START, end - 60 * DAY_S))
+        burst_at = int(rng.integers(start, end - 60 * DAY_S))
         friends = np.arange(referrer + 1, referrer + 1 + event_size, dtype=np.int64)
         friends_enrolled = np.sort(burst_at + rng.integers(0, 50 * 60, size=event_size))
         all_enrolled += [np.array([burst_at - 90 * DAY_S]), friends_enrolled]
@@ -199,7 +211,7 @@ def generate(n_members: int = 10_000, n_merchants: int = 200, n_purchases: int =
         y = int((x + 1 + rng.integers(0, n_merchants - 1)) % n_merchants)
         pairs.append((x + 1, y + 1))
         straw = np.arange(next_id, next_id + collusion_members, dtype=np.int64)
-        joined = rng.integers(START, end - DAY_S, size=collusion_members)
+        joined = rng.integers(start, end - DAY_S, size=collusion_members)
         earned = joined + rng.integers(60, 3600, size=collusion_members)
         spent = earned + rng.integers(5 * 60, 2 * 3600, size=collusion_members)
         straw_points = rng.integers(300, 1000, size=collusion_members)
@@ -224,7 +236,7 @@ def generate(n_members: int = 10_000, n_merchants: int = 200, n_purchases: int =
     for size in group_sizes.tolist():
         group = alias_ids[offset:offset + size]
         offset += size
-        joined = int(rng.integers(START, end - DAY_S)) + np.sort(rng.integers(0, 6 * 3600, size=size))
+        joined = int(rng.integers(start, end - DAY_S)) + np.sort(rng.integers(0, 6 * 3600, size=size))
         all_enrolled.append(joined)
         buys = group[:1]  # one of them makes one small purchase, the rest never buy
         shops = rng.integers(0, n_merchants, size=len(buys))
@@ -271,7 +283,8 @@ def generate(n_members: int = 10_000, n_merchants: int = 200, n_purchases: int =
                   np.concatenate(flows_points).astype(np.int64))
     members = Members(member_ids, np.concatenate(all_enrolled).astype(np.int64), email, phone)
     truth = PlantedTruth(np.array(sybil_referrers, dtype=np.int64), np.array(sorted(sybil_members), dtype=np.int64),
-                         tuple(pairs), np.array(sorted(straw_ids), dtype=np.int64), tuple(groups), neighbourhoods)
+                         tuple(pairs), np.array(sorted(straw_ids), dtype=np.int64), tuple(groups), neighbourhoods,
+                         np.flatnonzero(churned).astype(np.int64) + 1)
     sizes = {"members": n_members, "merchants": n_merchants, "purchases": len(purchases),
              "referrals": len(referrals), "flows": len(flows)}
     return SyntheticNetwork(members, purchases, referrals, flows, truth, merchant_ids, end, sizes)
