@@ -99,6 +99,13 @@ def _rate(hits: float, total: float, prior_mean: float = 0.05, prior_weight: flo
     return min(max((hits + prior_mean * prior_weight) / (total + prior_weight), low), high)
 
 
+def _spending(counts: IntArray, honest: FloatArray, size: int) -> str:
+    """How a group spent against what honest members of its size would: words and numbers."""
+    parts = [f"{int(counts[c])} {CATEGORY_WORDS[c]} ({size * float(honest[c]):.1f} expected)"
+             for c in (NEVER, MINIMAL, ONCE) if counts[c]]
+    return ", ".join(parts) + f" at the honest network's rates ({float(honest[:3].sum()):.0%} buy at most once)"
+
+
 def _duration(seconds: float) -> str:
     if seconds >= 2 * DAY_S:
         return f"{seconds / DAY_S:.0f} days"
@@ -123,6 +130,7 @@ class Activity:
     first_at: IntArray
     last_at: IntArray
     shared_contact: BoolArray
+    minimal_minor: int = 0  # a basket at most this big is a minimal purchase (the network's 20th percentile)
 
     def index(self, member_ids: IntArray) -> IntArray:
         positions: IntArray = np.minimum(np.searchsorted(self.ids, member_ids), max(len(self.ids) - 1, 0))
@@ -133,6 +141,36 @@ class Activity:
         """Never bought, or bought exactly once (what collects a sign-up or referral bonus)."""
         flags: BoolArray = self.earns <= 1
         return flags
+
+    @property
+    def category(self) -> NDArray[np.int8]:
+        """``NEVER``, ``MINIMAL`` (one purchase, a minimal basket), ``ONCE`` (one ordinary purchase)
+        or ``ACTIVE`` (two or more), per member."""
+        result = np.full(len(self.ids), ACTIVE, dtype=np.int8)
+        result[self.earns == 1] = ONCE
+        result[(self.earns == 1) & (self.earned_minor <= self.minimal_minor)] = MINIMAL
+        result[self.earns == 0] = NEVER
+        return result
+
+
+NEVER, MINIMAL, ONCE, ACTIVE = 0, 1, 2, 3
+CATEGORY_WORDS = ("never bought", "bought once at a minimal basket", "bought once", "bought repeatedly")
+FRAUD_MIX = np.array([0.55, 0.30, 0.10, 0.05])
+"""How made-up accounts spend: most never buy, some make the one minimal purchase a bonus needs."""
+HONEST_PRIOR = np.array([0.05, 0.03, 0.07, 0.85])
+
+
+def _honest_mix(categories: NDArray[np.int8], prior: FloatArray = HONEST_PRIOR, weight: float = 20.0) -> FloatArray:
+    """The share of each category among (presumed) honest members, smoothed towards ``prior``."""
+    counts = np.bincount(categories, minlength=4).astype(np.float64)
+    mix: FloatArray = np.maximum((counts + prior * weight) / (counts.sum() + weight), 0.002)
+    return mix / mix.sum()
+
+
+def _weights(honest: FloatArray) -> FloatArray:
+    """Log-likelihood ratio of each category, fraud against honest."""
+    result: FloatArray = np.log(FRAUD_MIX / honest)
+    return result
 
 
 def member_activity(members: Members, purchases: Purchases) -> Activity:
@@ -159,7 +197,10 @@ def member_activity(members: Members, purchases: Purchases) -> Activity:
     for values in (members.email_index, members.phone_index):
         rows, _ = _duplicated(values)
         shared[of_member[rows]] = True
-    return Activity(ids, enrolled, earns, redeems, earned, first, last, shared)
+    baskets = purchases.amounts_minor[earn]
+    baskets = baskets[baskets > 0]
+    minimal = int(np.quantile(baskets, 0.2)) if len(baskets) else 0
+    return Activity(ids, enrolled, earns, redeems, earned, first, last, shared, minimal)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -192,15 +233,16 @@ def sybil_farms(referrals: Referrals, activity: Activity, window_s: int = DAY_S,
                 known: BoolArray | None = None) -> list[FraudAlert]:
     """Referrers whose referees look like made-up accounts, weighed against honest referees.
 
-    Per referee, three pieces of evidence: *inactive* (never bought, or one purchase only),
-    *clustered* (enrolled within ``window_s`` of another referee of the same referrer: a farm
-    that a daily referral limit spreads over days is still clustered), *shared contact* (their
-    fingerprint is another member's). Honest rates: inactive referees pooled over the referrals
-    of unflagged referrers; clustered, the mean share per unflagged referrer with two or more
-    referees (each referrer counts once, so one viral referrer does not set it); both re-estimated
-    without what was flagged until the flagged set stops changing. Fraud rates: 0.9 inactive,
-    0.8 clustered. A shared contact only adds evidence. Flagged when the log-likelihood ratio
-    exceeds ``-log(alpha)`` and most referees are inactive. The alert holds the referrer and its
+    Per referee, three pieces of evidence: *spending* (``Activity.category``: never bought,
+    one minimal basket, one ordinary purchase, or repeat purchases), *clustered* (enrolled within
+    ``window_s`` of another referee of the same referrer: a farm that a daily referral limit
+    spreads over days is still clustered), *shared contact* (their fingerprint is another
+    member's). Honest rates: the spending mix of referees of unflagged referrers; clustered, the
+    mean share per unflagged referrer with two or more referees (each referrer counts once, so
+    one viral referrer does not set it); both re-estimated without what was flagged until the
+    flagged set stops changing. Fraud rates: ``FRAUD_MIX``, 0.8 clustered. A shared contact only
+    adds evidence. Flagged when the log-likelihood ratio exceeds ``-log(alpha)`` and most
+    referees buy at most once. The alert holds the referrer and its
     inactive referees. ``known``: per ``activity`` member, confirmed fraud (kept out of the baseline).
     """
     if len(referrals) == 0:
@@ -219,6 +261,7 @@ def sybil_farms(referrals: Referrals, activity: Activity, window_s: int = DAY_S,
     gap_prev = np.r_[np.inf, np.diff(times).astype(np.float64)]
     near_prev = same_prev & (gap_prev <= window_s)
     clustered = near_prev | np.r_[near_prev[1:], False]
+    category = activity.category[at]
     k = np.add.reduceat(inactive.astype(np.int64), starts)
     b = np.add.reduceat(clustered.astype(np.int64), starts)
     s = np.add.reduceat(shared.astype(np.int64), starts)
@@ -226,34 +269,32 @@ def sybil_farms(referrals: Referrals, activity: Activity, window_s: int = DAY_S,
     known_group = np.add.reduceat(known_rows.astype(np.int64), starts) > 0
     threshold = -math.log(alpha)
     flagged = known_group.copy()
-    p0 = q0 = c0 = 0.0
+    honest = HONEST_PRIOR
+    q0 = c0 = 0.0
+    evidence = np.zeros(len(starts))
     for _ in range(8):
         honest_rows = ~flagged[group] & ~known_rows
-        p0 = _rate(float(inactive[honest_rows].sum()), float(honest_rows.sum()))
+        honest = _honest_mix(category[honest_rows])
         multi = ~flagged & (sizes >= 2)
         q0 = _rate(float((b[multi] / sizes[multi]).sum()), float(multi.sum()))
         c0 = _rate(float(shared[honest_rows].sum()), float(honest_rows.sum()), 0.02)
-        evidence = (_llr(k, sizes, p0, 0.9) + _llr(b, sizes, q0, 0.8)
-                    + s * max(math.log(0.5 / c0), 0.0))
+        spend = np.add.reduceat(_weights(honest)[category], starts)
+        evidence = spend + _llr(b, sizes, q0, 0.8) + s * max(math.log(0.5 / c0), 0.0)
         now = ((evidence >= threshold) & (2 * k > sizes)) | known_group
         if np.array_equal(now, flagged):
             break
         flagged = now
-    evidence = (_llr(k, sizes, p0, 0.9) + _llr(b, sizes, q0, 0.8) + s * max(math.log(0.5 / c0), 0.0))
     alerts = []
     for g in np.flatnonzero(flagged & (k > 0)).tolist():
         start, size = int(starts[g]), int(sizes[g])
         rows = slice(start, start + size)
         members = (int(referrers[start]), *sorted(int(m) for m in referees[rows][inactive[rows]]))
-        never = int((activity.earns[at[rows]] == 0).sum())
-        once = int(k[g]) - never
+        counts = np.bincount(category[rows], minlength=4)
         span = int(times[start + size - 1] - times[start])
-        expected = size * p0
         alerts.append(FraudAlert(
             FraudKind.SYBIL_FARM, _score(float(evidence[g]), threshold), members, (),
-            f"Referrer {members[0]} referred {size} members: {never} never bought and {once} bought exactly once "
-            f"({int(k[g]) / size:.0%} inactive; {expected:.1f} expected at the network's honest rate of "
-            f"{p0:.1%}); {int(b[g])} enrolled within {_duration(window_s)} of another of them (honest referrers: "
+            f"Referrer {members[0]} referred {size} members: {_spending(counts, honest, size)}; {int(b[g])} "
+            f"enrolled within {_duration(window_s)} of another of them (honest referrers: "
             f"{q0:.0%}), all {size} within {_duration(span)}"
             + (f"; {int(s[g])} share a contact fingerprint" if s[g] else "")
             + f". Evidence {float(evidence[g]):.1f} against a threshold of {threshold:.1f}.",
@@ -318,7 +359,7 @@ def _duplicated(values: NDArray[Any]) -> tuple[IntArray, IntArray]:
 
 
 
-def shared_contacts(members: Members, activity: Activity, window_s: int = 7 * DAY_S, alpha: float = 1e-4,
+def shared_contacts(members: Members, activity: Activity, window_s: int = 7 * DAY_S, alpha: float = 1e-3,
                     known: BoolArray | None = None) -> list[FraudAlert]:
     """Groups of members linked by one e-mail or phone fingerprint that look like one person's
     extra accounts, not a household.
@@ -326,13 +367,14 @@ def shared_contacts(members: Members, activity: Activity, window_s: int = 7 * DA
     Members are linked when they share either fingerprint; a group is a connected component
     of those links (A-B by e-mail and B-C by phone is one group of three). A household shares
     a phone but each member buys; aliases and typo'd duplicates are made to collect sign-up
-    bonuses: they are *inactive* (at most one purchase) and *enrolled close together* (within
-    ``window_s`` of another member of the group). Each is weighed against its honest rate:
-    inactive members network-wide, and close enrollment in unflagged groups, re-estimated
-    without the flagged groups. Members sharing an *e-mail* fingerprint (one mailbox, after
-    canonicalising aliases and dots) add evidence against the network's rate of shared
-    e-mail fingerprints; a shared phone (a household's landline) adds none. Flagged when the
-    log-likelihood ratio exceeds ``-log(alpha)``
+    bonuses: they never buy or buy once, often a minimal basket (``Activity.category``), and
+    enroll close together (within ``window_s`` of another member of the group). Spending is
+    weighed against the mix of the network's members outside flagged groups (a household's
+    members are members like any other); close enrollment against unflagged groups. Members
+    sharing an *e-mail* fingerprint (one mailbox, after canonicalising aliases and dots) add
+    evidence against the network's rate of shared e-mail fingerprints; a shared phone (a
+    household's landline) adds none. Flagged when the log-likelihood ratio exceeds
+    ``-log(alpha)``
     and most of the group is inactive; the alert holds the group.
     """
     graph = nx.Graph()
@@ -354,7 +396,9 @@ def shared_contacts(members: Members, activity: Activity, window_s: int = 7 * DA
         return []
     sizes = np.array([len(rows) for rows, _, _ in groups], dtype=np.int64)
     at = [activity.index(members.ids[rows]) for rows, _, _ in groups]
+    categories = activity.category
     k = np.array([int(activity.inactive[i].sum()) for i in at], dtype=np.int64)
+    group_counts = np.array([np.bincount(categories[i], minlength=4) for i in at], dtype=np.int64)
     e = np.array([int(email_shared[rows].sum()) for rows, _, _ in groups], dtype=np.int64)
     with_email = float(_present(members.email_index).sum())
     b = np.zeros(len(groups), dtype=np.int64)
@@ -363,20 +407,23 @@ def shared_contacts(members: Members, activity: Activity, window_s: int = 7 * DA
         near = np.diff(times) <= window_s
         b[g] = int((np.r_[near, False] | np.r_[False, near]).sum())
     known_group = np.array([bool(known[i].any()) if known is not None else False for i in at])
-    everyone_inactive = float(activity.inactive.sum())
+    everyone = np.bincount(categories, minlength=4).astype(np.int64)
     threshold = -math.log(alpha)
     flagged = known_group.copy()
-    p0 = q0 = r0 = 0.0
+    honest = HONEST_PRIOR
+    q0 = r0 = 0.0
+    evidence = np.zeros(len(groups))
     for _ in range(8):
-        p0 = _rate(everyone_inactive - float(k[flagged].sum()), float(len(activity.ids) - sizes[flagged].sum()))
+        # Members of a household are members like any other: the network's mix without flagged groups.
+        outside = everyone - group_counts[flagged].sum(axis=0)
+        honest = _honest_mix(np.repeat(np.arange(4, dtype=np.int8), outside))
         q0 = _rate(float(b[~flagged].sum()), float(sizes[~flagged].sum()))
         r0 = _rate(float(e[~flagged].sum()), with_email - float(e[flagged].sum()), 0.01)
-        evidence = _llr(k, sizes, p0, 0.9) + _llr(b, sizes, q0, 0.8) + e * math.log(0.8 / r0)
+        evidence = group_counts @ _weights(honest) + _llr(b, sizes, q0, 0.8) + e * math.log(0.8 / r0)
         now = ((evidence >= threshold) & (2 * k > sizes)) | known_group
         if np.array_equal(now, flagged):
             break
         flagged = now
-    evidence = _llr(k, sizes, p0, 0.9) + _llr(b, sizes, q0, 0.8) + e * math.log(0.8 / r0)
     alerts = []
     for g in np.flatnonzero(flagged).tolist():
         group_rows, emails, phones = groups[g]
@@ -391,8 +438,8 @@ def shared_contacts(members: Members, activity: Activity, window_s: int = 7 * DA
         alerts.append(FraudAlert(
             FraudKind.SHARED_CONTACT, _score(float(evidence[g]), threshold), member_ids, (),
             f"{size} separately enrolled members share {what} (compared by blind index, without decrypting "
-            f"contact data); {int(k[g])} of them bought at most once ({size * p0:.1f} expected at the network's "
-            f"rate of {p0:.1%}) and {int(b[g])} enrolled within {_duration(window_s)} of another of them "
+            f"contact data); {_spending(group_counts[g], honest, size)}; {int(b[g])} enrolled within "
+            f"{_duration(window_s)} of another of them "
             f"(households and other groups: {q0:.0%})"
             + (f"; {int(e[g])} share one mailbox (network rate {r0:.1%})" if e[g] else "")
             + f". Evidence {float(evidence[g]):.1f} against a threshold "
@@ -443,7 +490,7 @@ def _straw_candidates(purchases: Purchases, activity: Activity, life_s: int, lag
 
 
 def collusion(purchases: Purchases, activity: Activity, lag_s: int = DAY_S, life_s: int = 3 * DAY_S,
-              max_earns: int = 3, alpha: float = 1e-3, known: BoolArray | None = None) -> list[FraudAlert]:
+              max_earns: int = 3, alpha: float = 1e-2, known: BoolArray | None = None) -> list[FraudAlert]:
     """Rings of merchants (two or more) around which straw members earn and redeem at once.
 
     A *straw candidate* lives only a few days: at most ``max_earns`` earns, at least one

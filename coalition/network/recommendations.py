@@ -10,13 +10,15 @@ not they already do. Two kinds of evidence, both from the member x merchant purc
   hub correction: a shop everyone visits shares many members with everyone, and that is
   expected, not a partnership.
 - **shared partners**: the cosine similarity of A's and B's rows of ``direct`` (neighbourhood
-  overlap): A and B belong together when the shops their customers like are the same shops,
-  even if they share few customers yet.
+  overlap), each merchant counting as its own partner with its mean partner weight (so a direct
+  link counts too): A and B belong together when the shops their customers like are the same
+  shops, even if they share few customers yet.
 
-Score: ``(shared_partners_similarity + direct / (1 + direct)) / 2`` in [0, 1). Every pair is
-scored, linked or not, so a pair that clearly belongs together through its neighbours is
-recommended before it shares many customers. The benchmark (``bench/insight_quality.py``)
-validates it by holding links out. Each recommendation says why: shared members against the
+Score: that similarity, in [0, 1]. Every pair is scored, linked or not, so a pair that clearly
+belongs together through its neighbours is recommended before it shares many customers.
+Validated by holding links out (``bench/insight_quality.py``, BENCHMARKS.md): the similarity
+alone ranked held-out pairs better than a mix with ``direct`` (held-out pairs have no direct
+link) and as well at the top five. Each recommendation says why: shared members against the
 number expected by chance (``|A| |B| / N``), and partners in common. Only counts leave this
 module, never another merchant's members.
 """
@@ -48,8 +50,8 @@ class LinkScores:
     """Dense merchant x merchant scores (aligned with ``aff.merchant_ids``)."""
 
     direct: FloatArray  # PPMI of the resource-allocation index
-    similarity: FloatArray  # cosine of rows of ``direct``
-    score: FloatArray
+    similarity: FloatArray  # cosine of rows of ``direct`` (each merchant its own partner)
+    score: FloatArray  # = similarity (the ranking)
     partners: FloatArray  # 1 where direct > 0 (a merchant's partners)
 
 
@@ -63,13 +65,12 @@ def link_scores(aff: Affinity) -> LinkScores:
         pmi = np.log(ra * grand / np.maximum(np.outer(totals, totals), 1e-12))
     direct = np.where(ra > 0, np.maximum(pmi, 0.0), 0.0)
     np.fill_diagonal(direct, 0.0)
-    norms = np.linalg.norm(direct, axis=1)
-    unit = direct / np.maximum(norms, 1e-12)[:, None]
+    partners = direct > 0
+    profile = direct + np.diag(direct.sum(axis=1) / np.maximum(partners.sum(axis=1), 1))
+    unit = profile / np.maximum(np.linalg.norm(profile, axis=1), 1e-12)[:, None]
     similarity = unit @ unit.T
     np.fill_diagonal(similarity, 0.0)
-    score = (similarity + direct / (1.0 + direct)) / 2.0
-    np.fill_diagonal(score, 0.0)
-    return LinkScores(direct, similarity, score, (direct > 0).astype(np.float64))
+    return LinkScores(direct, similarity, similarity, partners.astype(np.float64))
 
 
 def recommend_partners(aff: Affinity, merchant_id: int, k: int = 10, min_shared: int = 0,
