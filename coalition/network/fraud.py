@@ -229,7 +229,7 @@ class FraudReport:
 # --- sybil farms ----------------------------------------------------------------------------
 
 
-def sybil_farms(referrals: Referrals, activity: Activity, window_s: int = DAY_S, alpha: float = 1e-4,
+def sybil_farms(referrals: Referrals, activity: Activity, window_s: int = 3 * DAY_S, alpha: float = 1e-4,
                 known: BoolArray | None = None) -> list[FraudAlert]:
     """Referrers whose referees look like made-up accounts, weighed against honest referees.
 
@@ -240,7 +240,7 @@ def sybil_farms(referrals: Referrals, activity: Activity, window_s: int = DAY_S,
     member's). Honest rates: the spending mix of referees of unflagged referrers; clustered, the
     mean share per unflagged referrer with two or more referees (each referrer counts once, so
     one viral referrer does not set it); both re-estimated without what was flagged until the
-    flagged set stops changing. Fraud rates: ``FRAUD_MIX``, 0.8 clustered. A shared contact only
+    flagged set stops changing. Fraud rates: ``FRAUD_MIX``, 0.7 clustered. A shared contact only
     adds evidence. Flagged when the log-likelihood ratio exceeds ``-log(alpha)`` and most
     referees buy at most once. The alert holds the referrer and its
     inactive referees. ``known``: per ``activity`` member, confirmed fraud (kept out of the baseline).
@@ -279,7 +279,7 @@ def sybil_farms(referrals: Referrals, activity: Activity, window_s: int = DAY_S,
         q0 = _rate(float((b[multi] / sizes[multi]).sum()), float(multi.sum()))
         c0 = _rate(float(shared[honest_rows].sum()), float(honest_rows.sum()), 0.02)
         spend = np.add.reduceat(_weights(honest)[category], starts)
-        evidence = spend + _llr(b, sizes, q0, 0.8) + s * max(math.log(0.5 / c0), 0.0)
+        evidence = spend + _llr(b, sizes, q0, 0.7) + s * max(math.log(0.5 / c0), 0.0)
         now = ((evidence >= threshold) & (2 * k > sizes)) | known_group
         if np.array_equal(now, flagged):
             break

@@ -41,7 +41,7 @@ def test_planted_sybil_farm_is_flagged_and_honest_referrers_are_not() -> None:
     assert alert.member_ids == (1, *range(100, 130))
     assert alert.score == 1.0
     assert "referred 30 members: 30 never bought (0.4 expected) at the honest network's rates" in alert.explanation
-    assert "30 enrolled within 24 hours of another of them" in alert.explanation
+    assert "30 enrolled within 3 days of another of them" in alert.explanation
 
 
 def test_shared_contact_groups_join_email_and_phone_links() -> None:
