@@ -67,8 +67,8 @@ def link_scores(aff: Affinity) -> LinkScores:
     np.fill_diagonal(direct, 0.0)
     partners = direct > 0
     profile = direct + np.diag(direct.sum(axis=1) / np.maximum(partners.sum(axis=1), 1))
-    unit = profile / np.maximum(np.linalg.norm(profile, axis=1), 1e-12)[:, None]
-    similarity = unit @ unit.T
+    unit = (profile / np.maximum(np.linalg.norm(profile, axis=1), 1e-12)[:, None]).astype(np.float32)
+    similarity = (unit @ unit.T).astype(np.float64)  # float32 product: half the time on 2000 merchants
     np.fill_diagonal(similarity, 0.0)
     return LinkScores(direct, similarity, similarity, partners.astype(np.float64))
 
@@ -87,7 +87,7 @@ def recommend_partners(aff: Affinity, merchant_id: int, k: int = 10, min_shared:
     candidates = np.flatnonzero((row > 0) & (shared_row >= min_shared))
     candidates = candidates[candidates != a]
     order = candidates[np.lexsort((aff.merchant_ids[candidates], -row[candidates]))][:k]
-    common = scores.partners[a] @ scores.partners.T
+    common = dict(zip(order.tolist(), (scores.partners[order] @ scores.partners[a]).tolist(), strict=True))
     result = []
     for b in order.tolist():
         shared = int(shared_row[b])
