@@ -186,14 +186,8 @@ def member_activity(members: Members, purchases: Purchases) -> Activity:
     big = np.iinfo(np.int64).max
     first = np.full(n, big, dtype=np.int64)
     last = np.full(n, -big, dtype=np.int64)
-    if len(of_row):
-        # One stable sort by member, then a reduce per run (ufunc.at is several times slower).
-        order = np.argsort(of_row, kind="stable")
-        runs = np.flatnonzero(np.r_[True, np.diff(of_row[order]) != 0])
-        times = purchases.times[order]
-        who = of_row[order][runs]
-        first[who] = np.minimum.reduceat(times, runs)
-        last[who] = np.maximum.reduceat(times, runs)
+    np.minimum.at(first, of_row, purchases.times)  # numpy >= 1.25: ufunc.at is faster than a sort
+    np.maximum.at(last, of_row, purchases.times)
     enrolled = first.copy()
     enrolled[of_member] = members.enrolled_at
     enrolled = np.where(enrolled == big, 0, enrolled)
