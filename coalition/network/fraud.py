@@ -165,7 +165,8 @@ def _honest_mix(categories: NDArray[np.int8], prior: FloatArray = HONEST_PRIOR, 
     """The share of each category among (presumed) honest members, smoothed towards ``prior``."""
     counts = np.bincount(categories, minlength=4).astype(np.float64)
     mix: FloatArray = np.maximum((counts + prior * weight) / (counts.sum() + weight), 0.002)
-    return mix / mix.sum()
+    normalised: FloatArray = mix / mix.sum()
+    return normalised
 
 
 def _weights(honest: FloatArray) -> FloatArray:
@@ -244,8 +245,9 @@ def sybil_farms(referrals: Referrals, activity: Activity, window_s: int = 3 * DA
     one viral referrer does not set it); both re-estimated without what was flagged until the
     flagged set stops changing. Fraud rates: ``FRAUD_MIX``, 0.7 clustered. A shared contact only
     adds evidence. Flagged when the log-likelihood ratio exceeds ``-log(alpha)``, or
-    ``log(referrers tested / 0.01)`` on a large network, and most referees buy at most once. The alert holds the referrer and its
-    inactive referees. ``known``: per ``activity`` member, confirmed fraud (kept out of the baseline).
+    ``log(referrers tested / 0.01)`` on a large network, and most referees buy at most once.
+    The alert holds the referrer and its inactive referees. ``known``: per ``activity`` member,
+    confirmed fraud (kept out of the baseline).
     """
     if len(referrals) == 0:
         return []
