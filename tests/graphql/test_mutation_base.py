@@ -29,7 +29,7 @@ EXPECTED_ACCESS = {
     "earnPoints": Access.MERCHANT, "redeemPoints": Access.MERCHANT, "authorizeRedemption": Access.MERCHANT,
     "captureRedemption": Access.MERCHANT, "voidRedemption": Access.MERCHANT,
     "reverseTransaction": Access.MERCHANT, "reconcilePosExport": Access.STAFF,
-    "runSettlement": Access.ADMIN, "setNetworkPolicy": Access.ADMIN,
+    "runSettlement": Access.ADMIN, "setNetworkPolicy": Access.ADMIN, "reviewFraudAlert": Access.ADMIN,
 }
 
 
