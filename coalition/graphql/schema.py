@@ -9,6 +9,7 @@ import graphene
 from coalition.graphql.core.scalars import BigInt, require_offsets
 from coalition.graphql.giftcards.mutations import GiftCardMutations
 from coalition.graphql.giftcards.queries import GiftCardQueries
+from coalition.graphql.insights.mutations import InsightMutations
 from coalition.graphql.insights.queries import InsightQueries
 from coalition.graphql.ledger.mutations import LedgerMutations
 from coalition.graphql.members.disputes import DisputeQueries
@@ -30,7 +31,7 @@ class Query(InsightQueries, DisputeQueries, GiftCardQueries, CampaignQueries, Ti
 
 class Mutation(PartnerMutations, MemberMutations, LedgerMutations, ReconcileMutations, SettlementMutations,
                GiftCardMutations, CampaignMutations, TierMutations, RewardMutations, StampCardMutations,
-               QuestMutations):
+               QuestMutations, InsightMutations):
     pass
 
 

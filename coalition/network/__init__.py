@@ -6,8 +6,9 @@ Inputs are the column dataclasses of ``graphs`` (``Purchases``, ``Referrals``, `
 - ``graphs``: inputs; referral adjacency, member x merchant purchase incidence, merchant affinity, flows
 - ``influence``: PageRank on the referral graph, top referrers with reach
 - ``communities``: Louvain on the merchant affinity graph
-- ``recommendations``: partner recommendations (shared members vs expectation, resource allocation)
-- ``fraud``: sybil farms, referral cycles, shared contact fingerprints, merchant collusion
+- ``recommendations``: partner recommendations as link prediction (hub-corrected resource allocation, shared partners)
+- ``fraud``: sybil farms, referral cycles, shared contacts, collusion rings, scored against the honest network
+- ``reviews``: reviewers' confirm/dismiss decisions (``fraud_reviews``), read by each run
 - ``segments``: RFM and the four loyalty types with rules and suggested actions
 - ``netmap``: the network map as PNG or SVG (imports matplotlib; import it directly)
 - ``synthetic``: a seeded synthetic network with planted fraud, for tests and benchmarks

@@ -28,8 +28,15 @@ class Referrer:
     reach: int
 
 
-def pagerank(graph: ReferralGraph, alpha: float = 0.85, tol: float = 1.0e-10, max_iter: int = 300) -> FloatArray:
+def pagerank(graph: ReferralGraph, alpha: float = 0.85, tol: float = 1.0e-10, max_iter: int = 300,
+             trust: FloatArray | None = None) -> FloatArray:
     """PageRank of each node of ``graph`` (float64[n], aligned with ``graph.ids``, sums to 1).
+
+    ``trust`` (float64[n] in [0, 1], aligned with ``graph.ids``): 1 - each member's fraud score.
+    A member passes on only ``trust`` of its rank (the rest goes back to the teleport) and the
+    teleport favours members in proportion to their trust, so a farm of sybils lends its
+    referrer nothing and a flagged member keeps no rank of its own. Without it (or all ones)
+    this is plain PageRank.
 
     Runs on the reversed graph (referee -> referrer). Stops when the L1 change is below
     ``n * tol`` like networkx; raises ``RuntimeError`` after ``max_iter`` steps. The default
@@ -46,10 +53,18 @@ def pagerank(graph: ReferralGraph, alpha: float = 0.85, tol: float = 1.0e-10, ma
     # transition[j, i] = 1/outdeg(j); x_new = alpha * transition^T x + ...
     transition_t = (sp.diags(scale) @ reverse).T.tocsr()
     dangling = out_degree == 0
-    x = np.full(n, 1.0 / n)
+    if trust is None:
+        passing = np.ones(n)
+        teleport = np.full(n, 1.0 / n)
+    else:
+        passing = np.clip(trust, 0.0, 1.0)
+        teleport = passing / passing.sum() if passing.sum() > 0 else np.full(n, 1.0 / n)
+    passing = np.where(dangling, 0.0, passing)
+    x = teleport.copy()
     for _ in range(max_iter):
         previous = x
-        x = alpha * (transition_t @ previous) + (alpha * previous[dangling].sum() + (1.0 - alpha)) / n
+        moved = previous * passing
+        x = alpha * (transition_t @ moved) + (alpha * (previous.sum() - moved.sum()) + (1.0 - alpha)) * teleport
         if np.abs(x - previous).sum() < n * tol:
             result: FloatArray = x / x.sum()
             return result

@@ -38,6 +38,7 @@ from coalition.members.service import backfill_fingerprints
 from coalition.network.loader import NetworkData, load_network
 from coalition.network.loyalty import LoyaltyType
 from coalition.network.pipeline import STAGES, NetworkAnalysis, analyze_all
+from coalition.network.reviews import load_reviews
 from coalition.network.segments import SUGGESTED_ACTIONS
 from coalition.network.store import NETWORK_SCOPE, InsightStore, merchant_scope, rfm_scope
 
@@ -87,6 +88,7 @@ async def run_analysis(
         if filled:
             logger.info("filled in the contact fingerprints of %d members enrolled before them", filled)
         data = await load_network(db, progress=step, now=now)
+        reviews = await load_reviews(db)
         load_s = time.perf_counter() - started
 
         def on_stage(name: str, seconds: float) -> None:
@@ -94,7 +96,7 @@ async def run_analysis(
 
         analysis = await asyncio.to_thread(
             analyze_all, data.members, data.purchases, data.referrals, data.flows, data.as_of,
-            top_k=LIST_LIMIT, draw_map=draw_map, on_stage=on_stage,
+            top_k=LIST_LIMIT, draw_map=draw_map, on_stage=on_stage, reviews=reviews,
         )
         step("scopes")
         payloads = await asyncio.to_thread(build_payloads, data, analysis)
@@ -213,7 +215,8 @@ def build_payloads(data: NetworkData, analysis: NetworkAnalysis) -> dict[str, di
 
 def _recommendation(merchant_id: int, r: Any) -> dict[str, Any]:
     return {"merchant_id": merchant_id, "partner_id": r.merchant_id, "score": r.score,
-            "shared_members": r.shared_members, "lift": r.lift}
+            "shared_members": r.shared_members, "lift": r.lift, "expected_shared": r.expected_shared,
+            "shared_partners": r.shared_partners, "reason": r.reason}
 
 
 def _community(index: int, analysis: NetworkAnalysis) -> dict[str, Any]:

@@ -119,8 +119,16 @@ async def load_referrals(conn: AsyncConnection) -> Referrals:
     return Referrals(_ints(c["referrer"]), _ints(c["referee"]), _ints(c["enrolled_at"]))
 
 
+def effective_time(entry: Any = Entry) -> Any:
+    """When a ledger entry took effect: ``effective_at`` where the ledger has that column (an
+    import places activity at its original date) and it is set, else ``created_at``."""
+    effective = getattr(entry, "effective_at", None)
+    return entry.created_at if effective is None else func.coalesce(effective, entry.created_at)
+
+
 async def load_purchases(conn: AsyncConnection) -> Purchases:
-    """Earns, redemptions and captures that were not reversed; points always >= 0."""
+    """Earns, redemptions and captures that were not reversed; points always >= 0; ``times`` is
+    each entry's effective time (``effective_time``)."""
     reversal = aliased(Entry)
     names = ["member", "merchant", "points", "amount", "at", "kind"]
     honored = case(
@@ -131,7 +139,7 @@ async def load_purchases(conn: AsyncConnection) -> Purchases:
     query = (
         select(
             Entry.member_id.label("member"), Entry.merchant_id.label("merchant"), honored.label("points"),
-            func.coalesce(Entry.amount_minor, 0).label("amount"), epoch(conn, Entry.created_at).label("at"),
+            func.coalesce(Entry.amount_minor, 0).label("amount"), epoch(conn, effective_time()).label("at"),
             case((Entry.kind == EntryKind.EARN, literal(EARN)), else_=literal(REDEEM)).label("kind"),
         )
         .outerjoin(Hold, Hold.id == Entry.hold_id)

@@ -47,3 +47,33 @@ class InsightResult(Base):
     scope: Mapped[str] = mapped_column(String(40))
     payload: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     data: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+
+class ReviewDecision(enum.StrEnum):
+    CONFIRMED = "CONFIRMED"
+    DISMISSED = "DISMISSED"
+
+
+class ReviewSubject(enum.StrEnum):
+    MEMBER = "MEMBER"
+    MERCHANT = "MERCHANT"
+
+
+class FraudReview(Base):
+    """A reviewer's decision on a flagged member or merchant; the newest per subject counts.
+
+    The analysis (``coalition.network.reviews.load_reviews``) leaves DISMISSED subjects out of
+    its alerts and treats CONFIRMED ones as known fraud. Rows are never updated: a change of
+    mind is a new row, so the history stays.
+    """
+
+    __tablename__ = "fraud_reviews"
+    __table_args__ = (Index("ix_fraud_reviews_subject", "subject_kind", "subject_id", "id"),)
+
+    id: Mapped[intpk]
+    subject_kind: Mapped[ReviewSubject] = mapped_column(Enum(ReviewSubject, native_enum=False, length=16))
+    subject_id: Mapped[int] = mapped_column(BigInteger)
+    decision: Mapped[ReviewDecision] = mapped_column(Enum(ReviewDecision, native_enum=False, length=16))
+    reviewer: Mapped[str] = mapped_column(String(120))
+    reason: Mapped[str | None] = mapped_column(String(500))
+    decided_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

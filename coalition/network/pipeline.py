@@ -13,9 +13,21 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import networkx as nx
+import numpy as np
 
 from coalition.network.communities import Communities, merchant_communities
-from coalition.network.fraud import FraudAlert, collusion, referral_cycles, shared_contacts, sybil_farms
+from coalition.network.fraud import (
+    NO_REVIEWS,
+    FraudAlert,
+    FraudReport,
+    Reviews,
+    collusion,
+    combine,
+    member_activity,
+    referral_cycles,
+    shared_contacts,
+    sybil_farms,
+)
 from coalition.network.graphs import (
     Affinity,
     FloatArray,
@@ -37,8 +49,9 @@ from coalition.network.segments import RFM, LoyaltySegments, loyalty_segments, n
 StageCallback = Callable[[str, float], None]
 
 STAGES: tuple[str, ...] = (
-    "purchase_graph", "affinity", "referral_graph", "flow_graph", "pagerank", "top_referrers", "communities",
-    "recommendations", "fraud_sybil", "fraud_shared_contacts", "fraud_collusion", "rfm", "segments", "map",
+    "purchase_graph", "affinity", "referral_graph", "flow_graph", "member_activity", "fraud_sybil",
+    "fraud_shared_contacts", "fraud_collusion", "pagerank", "top_referrers", "communities", "recommendations", "rfm",
+    "segments", "map",
 )
 """The stages ``analyze_all`` reports to ``on_stage``, in order ("map" only when drawing)."""
 
@@ -56,6 +69,7 @@ class NetworkAnalysis:
     communities: Communities
     recommendations: dict[int, list[Recommendation]]
     alerts: list[FraudAlert]
+    fraud: FraudReport
     network_rfm: RFM
     segments: LoyaltySegments
     map_png: bytes | None
@@ -65,8 +79,11 @@ class NetworkAnalysis:
 
 def analyze_all(members: Members, purchases: Purchases, referrals: Referrals, flows: Flows, as_of: int, *,
                 top_k: int = 20, recommendations_k: int = 10, seed: int = 0, draw_map: bool = True,
-                on_stage: StageCallback | None = None) -> NetworkAnalysis:
+                on_stage: StageCallback | None = None, reviews: Reviews = NO_REVIEWS) -> NetworkAnalysis:
     """Run every analysis with default thresholds; ``as_of`` (epoch seconds) anchors recency.
+
+    Fraud runs before influence: PageRank is discounted by each member's fraud score.
+    ``reviews``: reviewers' confirm/dismiss decisions (``fraud.Reviews``).
 
     ``on_stage(name, seconds)`` is called after each stage (progress for the CLI).
     """
@@ -88,20 +105,24 @@ def analyze_all(members: Members, purchases: Purchases, referrals: Referrals, fl
         referred = referral_graph(referrals, members.ids)
     with stage("flow_graph"):
         flow = flow_digraph(flows)
+    with stage("member_activity"):
+        activity = member_activity(members, purchases)
+        known = np.isin(activity.ids, np.fromiter(reviews.confirmed_members, dtype=np.int64))
+    with stage("fraud_sybil"):  # referral fraud: sybil farms and referral loops
+        alerts = sybil_farms(referrals, activity, known=known) + referral_cycles(referred)
+    with stage("fraud_shared_contacts"):
+        alerts += shared_contacts(members, activity, known=known)
+    with stage("fraud_collusion"):
+        alerts += collusion(purchases, activity, known=known)
+        fraud = combine(alerts, reviews)
     with stage("pagerank"):
-        scores = pagerank(referred)
+        scores = pagerank(referred, trust=fraud.trust(referred.ids))
     with stage("top_referrers"):
         top = top_referrers(referred, top_k, scores)
     with stage("communities"):
         found = merchant_communities(aff, seed=seed)
     with stage("recommendations"):
         recommended = recommend_all(aff, recommendations_k)
-    with stage("fraud_sybil"):  # referral fraud: sybil farms and referral loops
-        alerts = sybil_farms(referrals, purchased.member_ids) + referral_cycles(referred)
-    with stage("fraud_shared_contacts"):
-        alerts += shared_contacts(members)
-    with stage("fraud_collusion"):
-        alerts += collusion(purchases, purchased)
     with stage("rfm"):
         rfm = network_rfm(purchased, as_of)
     with stage("segments"):
@@ -115,5 +136,6 @@ def analyze_all(members: Members, purchases: Purchases, referrals: Referrals, fl
             positions = layout_of(drawn, seed)
             png = render_map(drawn, "png", layout=positions)
             svg = render_map(drawn, "svg", layout=positions)
-    return NetworkAnalysis(purchased, aff, referred, flow, scores, top, found, recommended, alerts, rfm, segmented,
+    return NetworkAnalysis(purchased, aff, referred, flow, scores, top, found, recommended, fraud.alerts, fraud, rfm,
+                           segmented,
                            png, svg, timings)

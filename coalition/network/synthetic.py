@@ -8,10 +8,15 @@ redemption. Planted fraud, in member and merchant ids the truth lists:
 
 - sybil farms: a referrer whose referees all enroll within an hour and never buy;
 - collusion pairs (X, Y): straw members who earn only at X and redeem at Y minutes later;
-- shared-contact groups: otherwise honest members sharing one e-mail or phone blind index.
+- shared-contact groups: alias accounts of one person (an e-mail alias or a typo that
+  canonicalises to the same fingerprint) enrolled within hours, at most one purchase each.
 
 And honest look-alikes that must not be flagged: launch events, where a referrer brings
-``event_size`` friends in under an hour who all go on to buy.
+``event_size`` friends in under an hour who all go on to buy; households, honest members who
+share one phone fingerprint and each buy.
+
+Time: every row carries its effective time; ``days`` of activity end at ``as_of`` (default the
+generator's fixed epoch + ``days``), so recency, churn and multi-day bursts can be placed.
 
 Ten million purchases take a few seconds (numpy only, no Python loop over rows).
 Ids: members 1..n_members, merchants 1..n_merchants.
@@ -40,6 +45,7 @@ class PlantedTruth:
     collusion_members: IntArray  # sorted
     shared_contact_groups: tuple[tuple[int, ...], ...]
     neighbourhoods: IntArray  # neighbourhood of merchant id i + 1
+    churned_members: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # quiet for churn_days
 
     def members_of(self, kind: FraudKind) -> IntArray:
         if kind is FraudKind.SYBIL_FARM:
@@ -77,10 +83,18 @@ def generate(n_members: int = 10_000, n_merchants: int = 200, n_purchases: int =
              n_referrals: int | None = None, seed: int = 0, neighbourhood_size: int = 20, sybil_farms: int = 3,
              farm_size: int = 40, collusion_pairs: int = 2, collusion_members: int = 30,
              shared_groups: int = 10, launch_events: int = 2, event_size: int = 30,
-             days: int = 365) -> SyntheticNetwork:
-    """Generate the network (see the module docstring). ``n_referrals`` defaults to 60% of members."""
+             days: int = 365, households: int = 10, churn: float = 0.0, churn_days: int = 120,
+             as_of: int | None = None) -> SyntheticNetwork:
+    """Generate the network (see the module docstring). ``n_referrals`` defaults to 60% of members.
+
+    Time: activity runs for ``days`` and ends at ``as_of`` (default ``START + days``); every row's
+    time is its effective time. A share ``churn`` of the honest members who enrolled early
+    stop buying ``churn_days`` before the end (``truth.churned_members``): they are who the
+    HIGH_RISK segment must hold.
+    """
     rng = np.random.default_rng(seed)
-    end = START + days * DAY_S
+    start = START if as_of is None else as_of - days * DAY_S
+    end = start + days * DAY_S
     n_neighbourhoods = max(1, n_merchants // neighbourhood_size)
     neighbourhoods = np.arange(n_merchants, dtype=np.int64) % n_neighbourhoods
     merchant_ids = np.arange(1, n_merchants + 1, dtype=np.int64)
@@ -89,12 +103,14 @@ def generate(n_members: int = 10_000, n_merchants: int = 200, n_purchases: int =
     n_sybil = int(farm_sizes.sum()) + sybil_farms
     n_straw = collusion_pairs * collusion_members
     n_event = launch_events * (1 + event_size)
-    n_honest = n_members - n_sybil - n_straw - n_event
+    group_sizes = rng.integers(3, 6, size=shared_groups)
+    n_alias = int(group_sizes.sum())
+    n_honest = n_members - n_sybil - n_straw - n_event - n_alias
     if n_honest < 100:
         raise ValueError(f"{n_members} members leave {n_honest} honest ones after planting fraud; use more")
 
     # --- honest members and referrals (member index i has id i + 1) ---
-    enrolled = np.sort(rng.integers(START - 365 * DAY_S, end - DAY_S, size=n_honest)).astype(np.int64)
+    enrolled = np.sort(rng.integers(start - 365 * DAY_S, end - DAY_S, size=n_honest)).astype(np.int64)
     roots = max(10, n_honest // 1000)
     wanted = n_members * 6 // 10 if n_referrals is None else n_referrals
     n_ref = max(0, min(wanted - int(farm_sizes.sum()), n_honest - roots))
@@ -107,7 +123,7 @@ def generate(n_members: int = 10_000, n_merchants: int = 200, n_purchases: int =
 
     # --- honest purchases ---
     event_rows_each = 5
-    n_planted_rows = n_straw * 2 + sybil_farms * 3 + n_event * event_rows_each
+    n_planted_rows = n_straw * 2 + sybil_farms * 3 + n_event * event_rows_each + shared_groups
     n_rows = max(n_purchases - n_planted_rows, 0)
     activity = rng.lognormal(0.0, 1.0, size=n_honest)
     activity /= activity.sum()
@@ -124,8 +140,11 @@ def generate(n_members: int = 10_000, n_merchants: int = 200, n_purchases: int =
     local = np.minimum(slot * n_neighbourhoods + home[buyer], n_merchants - 1)
     anywhere = rng.integers(0, n_merchants, size=n_rows)
     merchant = np.where(choice < 0.4, favourite[buyer], np.where(choice < 0.88, local, anywhere))
-    first = np.maximum(enrolled[buyer], START)
-    times = first + (rng.random(n_rows) * (end - first)).astype(np.int64)
+    first = np.maximum(enrolled[buyer], start)
+    quiet_from = end - churn_days * DAY_S
+    churned = (rng.random(n_honest) < churn) & (np.maximum(enrolled, start) < quiet_from - 30 * DAY_S)
+    last_possible = np.where(churned[buyer], quiet_from, end)
+    times = first + (rng.random(n_rows) * (last_possible - first)).astype(np.int64)
     kinds = np.where(rng.random(n_rows) < 0.08, REDEEM, EARN).astype(np.int8)
     price = rng.lognormal(np.log(3000.0), 0.6, size=n_merchants)
     amounts = (rng.lognormal(0.0, 0.5, size=n_rows) * price[merchant]).astype(np.int64)
@@ -143,7 +162,7 @@ def generate(n_members: int = 10_000, n_merchants: int = 200, n_purchases: int =
     sybil_referrers, sybil_members = [], []
     for size in farm_sizes.tolist():
         referrer = next_id
-        burst_at = int(rng.integers(START, end - 2 * DAY_S))
+        burst_at = int(rng.integers(start, end - 2 * DAY_S))
         farm = np.arange(referrer + 1, referrer + 1 + size, dtype=np.int64)
         farm_enrolled = np.sort(burst_at + rng.integers(0, 40 * 60, size=size))
         all_enrolled += [np.array([burst_at - 30 * DAY_S]), farm_enrolled]
@@ -165,7 +184,7 @@ def generate(n_members: int = 10_000, n_merchants: int = 200, n_purchases: int =
     # in under an hour, and they all go on to buy in the referrer's neighbourhood ---
     for _ in range(launch_events):
         referrer = next_id
-        burst_at = int(rng.integers(START, end - 60 * DAY_S))
+        burst_at = int(rng.integers(start, end - 60 * DAY_S))
         friends = np.arange(referrer + 1, referrer + 1 + event_size, dtype=np.int64)
         friends_enrolled = np.sort(burst_at + rng.integers(0, 50 * 60, size=event_size))
         all_enrolled += [np.array([burst_at - 90 * DAY_S]), friends_enrolled]
@@ -192,7 +211,7 @@ def generate(n_members: int = 10_000, n_merchants: int = 200, n_purchases: int =
         y = int((x + 1 + rng.integers(0, n_merchants - 1)) % n_merchants)
         pairs.append((x + 1, y + 1))
         straw = np.arange(next_id, next_id + collusion_members, dtype=np.int64)
-        joined = rng.integers(START, end - DAY_S, size=collusion_members)
+        joined = rng.integers(start, end - DAY_S, size=collusion_members)
         earned = joined + rng.integers(60, 3600, size=collusion_members)
         spent = earned + rng.integers(5 * 60, 2 * 3600, size=collusion_members)
         straw_points = rng.integers(300, 1000, size=collusion_members)
@@ -210,23 +229,43 @@ def generate(n_members: int = 10_000, n_merchants: int = 200, n_purchases: int =
         straw_ids += straw.tolist()
         next_id += collusion_members
 
+    # --- alias accounts: one person's extra accounts, enrolled within hours, at most one purchase ---
+    alias_ids = np.arange(next_id, next_id + n_alias, dtype=np.int64)
+    groups: list[tuple[int, ...]] = []
+    offset = 0
+    for size in group_sizes.tolist():
+        group = alias_ids[offset:offset + size]
+        offset += size
+        joined = int(rng.integers(start, end - DAY_S)) + np.sort(rng.integers(0, 6 * 3600, size=size))
+        all_enrolled.append(joined)
+        buys = group[:1]  # one of them makes one small purchase, the rest never buy
+        shops = rng.integers(0, n_merchants, size=len(buys))
+        rows_member.append(buys)
+        rows_merchant.append(shops + 1)
+        rows_points.append(np.full(len(buys), 10))
+        rows_amount.append(np.full(len(buys), 1000))
+        rows_time.append(joined[:len(buys)] + 3600)
+        rows_kind.append(np.zeros(len(buys), dtype=np.int8))
+        groups.append(tuple(int(m) for m in group))
+    next_id += n_alias
+
     member_ids = np.arange(1, n_members + 1, dtype=np.int64)
-    # --- contact fingerprints: unique per honest member, shared inside planted groups ---
+    # --- contact fingerprints: unique per honest member, shared by alias groups and households ---
     email = np.where(rng.random(n_members) < 0.7, np.char.add("e", member_ids.astype(str)), "")
     phone = np.where(rng.random(n_members) < 0.5, np.char.add("p", member_ids.astype(str)), "")
     email, phone = email.astype("<U24"), phone.astype("<U24")
-    group_sizes = rng.integers(3, 6, size=shared_groups)
-    chosen = rng.choice(n_honest, size=int(group_sizes.sum()), replace=False) + 1
-    groups: list[tuple[int, ...]] = []
-    offset = 0
-    for g, size in enumerate(group_sizes.tolist()):
-        group = np.sort(chosen[offset:offset + size])
-        offset += size
+    for g, group_ids in enumerate(groups):
+        chosen_ids = np.array(group_ids) - 1
         if g % 2 == 0:
-            email[group - 1] = f"shared-e{g}"
+            email[chosen_ids] = f"shared-e{g}"
         else:
-            phone[group - 1] = f"shared-p{g}"
-        groups.append(tuple(int(m) for m in group))
+            phone[chosen_ids] = f"shared-p{g}"
+    home_sizes = rng.integers(2, 5, size=households)
+    homes = rng.choice(n_honest, size=int(home_sizes.sum()), replace=False)
+    offset = 0
+    for h, size in enumerate(home_sizes.tolist()):
+        phone[homes[offset:offset + size]] = f"household-p{h}"
+        offset += size
 
     # Rows in time order, as a ledger holds them (members interleaved).
     row_times = np.concatenate(rows_time).astype(np.int64)
@@ -244,7 +283,8 @@ def generate(n_members: int = 10_000, n_merchants: int = 200, n_purchases: int =
                   np.concatenate(flows_points).astype(np.int64))
     members = Members(member_ids, np.concatenate(all_enrolled).astype(np.int64), email, phone)
     truth = PlantedTruth(np.array(sybil_referrers, dtype=np.int64), np.array(sorted(sybil_members), dtype=np.int64),
-                         tuple(pairs), np.array(sorted(straw_ids), dtype=np.int64), tuple(groups), neighbourhoods)
+                         tuple(pairs), np.array(sorted(straw_ids), dtype=np.int64), tuple(groups), neighbourhoods,
+                         np.flatnonzero(churned).astype(np.int64) + 1)
     sizes = {"members": n_members, "merchants": n_merchants, "purchases": len(purchases),
              "referrals": len(referrals), "flows": len(flows)}
     return SyntheticNetwork(members, purchases, referrals, flows, truth, merchant_ids, end, sizes)

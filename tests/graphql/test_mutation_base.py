@@ -29,13 +29,13 @@ EXPECTED_ACCESS = {
     "earnPoints": Access.MERCHANT, "redeemPoints": Access.MERCHANT, "authorizeRedemption": Access.MERCHANT,
     "captureRedemption": Access.MERCHANT, "voidRedemption": Access.MERCHANT,
     "reverseTransaction": Access.MERCHANT, "reconcilePosExport": Access.STAFF,
-    "runSettlement": Access.ADMIN, "setNetworkPolicy": Access.ADMIN,
     "issueGiftCard": Access.MERCHANT, "redeemGiftCard": Access.MERCHANT, "authorizeGiftCard": Access.MERCHANT,
     "captureGiftCard": Access.MERCHANT, "voidGiftCard": Access.MERCHANT, "refundGiftCard": Access.MERCHANT,
     "attachGiftCard": Access.MEMBER,
     "createCampaign": Access.MERCHANT, "setTierPolicy": Access.ADMIN,
     "createReward": Access.MERCHANT, "claimReward": Access.MERCHANT_OR_MEMBER, "useVoucher": Access.MERCHANT,
     "createStampCard": Access.MERCHANT, "createQuest": Access.ADMIN,
+    "runSettlement": Access.ADMIN, "setNetworkPolicy": Access.ADMIN, "reviewFraudAlert": Access.ADMIN,
 }
 
 

@@ -486,6 +486,8 @@ TYPE_RULES: dict[str, Callable[[Seen], bool]] = {
     "DisputePayload": admin_or_member,  # disputeTransaction (member), resolveDispute (admin)
     "OnboardMerchantPayload": admin_only,
     "SuspendMerchantPayload": admin_only,
+    "ReviewFraudAlertPayload": admin_only,
+    "FraudReview": admin_only,
     "RunSettlementPayload": admin_only,
     "SetNetworkPolicyPayload": admin_only,
     "SetTierPolicyPayload": admin_only,
@@ -831,6 +833,7 @@ def sample_inputs(net: Net) -> dict[str, tuple[set[str], dict[str, Any]]]:
         "createQuest": ({ADMIN}, {"name": "x", "merchantIds": [shop_a], "visitsRequired": 1, "windowDays": 1,
                                   "bonusPoints": 1, "funding": "NETWORK", "startsAt": "2026-01-01T00:00:00Z",
                                   "endsAt": "2027-01-01T00:00:00Z", "idempotencyKey": "x"}),
+        "reviewFraudAlert": ({ADMIN}, {"subjectId": shop_a, "decision": "DISMISSED"}),
     }
 
 

@@ -3,45 +3,57 @@ from __future__ import annotations
 import numpy as np
 
 from coalition.network.graphs import EARN, Purchases, affinity, purchase_graph
-from coalition.network.recommendations import recommend_all, recommend_partners
+from coalition.network.recommendations import link_scores, recommend_all, recommend_partners
 
 
-def planted() -> Purchases:
-    """Merchant 1 (the caller) has 100 members. Merchant 2 (small) gets 40 of them and 10 others:
-    far above expectation. Merchant 6 gets 30 of them and 270 others: above expectation, less so.
-    Merchant 3 (huge) gets 60 of them but also 1400 others: fewer than its size predicts.
-    Merchant 4 shares 3 members only (below min_shared). Merchant 5 shares none."""
+def clustered(hide: tuple[int, int] | None = (1, 2)) -> Purchases:
+    """Two neighbourhoods (shops 1-4 and 5-8) and a hub (9) that half of everyone visits.
+    Members buy at two or three shops of their neighbourhood; the pair ``hide`` never shares
+    a customer (a partnership that does not exist yet)."""
+    rng = np.random.default_rng(3)
     rows: list[tuple[int, int]] = []
-    rows += [(m, 1) for m in range(1, 101)]
-    rows += [(m, 2) for m in range(1, 41)] + [(m, 2) for m in range(1001, 1011)]
-    rows += [(m, 3) for m in range(41, 101)] + [(m, 3) for m in range(2001, 3401)]
-    rows += [(m, 4) for m in range(1, 4)] + [(m, 4) for m in range(5001, 5005)]
-    rows += [(m, 5) for m in range(6001, 6050)]
-    rows += [(m, 6) for m in range(71, 101)] + [(m, 6) for m in range(7001, 7271)]
+    for member in range(1, 801):
+        hood = [1, 2, 3, 4] if member <= 400 else [5, 6, 7, 8]
+        shops = [int(s) for s in rng.choice(hood, size=int(rng.integers(2, 4)), replace=False)]
+        if hide is not None and set(hide) <= set(shops):
+            shops.remove(hide[member % 2])
+        if rng.random() < 0.5:
+            shops.append(9)
+        if rng.random() < 0.05:
+            shops.append(int(rng.integers(1, 9)))
+        rows += [(member, shop) for shop in set(shops)]
     member, merchant = zip(*rows, strict=True)
     n = len(rows)
     return Purchases.of(member, merchant, [1] * n, [100] * n, [0] * n, [EARN] * n)
 
 
-def test_recommendations_rank_by_excess_over_expectation() -> None:
-    aff = affinity(purchase_graph(planted()))
+def test_a_pair_that_shares_no_customer_yet_is_recommended_through_shared_partners() -> None:
+    aff = affinity(purchase_graph(clustered()))
+    assert aff.shared[aff.index_of(1), aff.index_of(2)] <= 5  # (only the 5 % who shop anywhere)
 
-    recommended = recommend_partners(aff, 1, k=10)
+    recommended = recommend_partners(aff, 1, k=3)
 
-    assert [r.merchant_id for r in recommended] == [2, 6]
-    small, medium = recommended
-    assert (small.shared_members, medium.shared_members) == (40, 30)
-    total = 100 + 10 + 1400 + 4 + 49 + 270
-    assert small.expected_shared == 100 * 50 / total
-    assert small.lift > medium.lift > 1
-    assert small.score > medium.score
-    assert small.resource_allocation > 0
+    assert {r.merchant_id for r in recommended} == {2, 3, 4}
+    two = next(r for r in recommended if r.merchant_id == 2)
+    assert two.shared_partners >= 2
+    assert "partners in common" in two.reason and "expected by chance" in two.reason
+
+
+def test_the_hub_is_not_everyone_s_best_partner() -> None:
+    aff = affinity(purchase_graph(clustered(hide=None)))
+    scores = link_scores(aff)
+    hub = aff.index_of(9)
+
+    for merchant in range(1, 9):
+        a = aff.index_of(merchant)
+        neighbours = [aff.index_of(m) for m in ((1, 2, 3, 4) if merchant <= 4 else (5, 6, 7, 8)) if m != merchant]
+        assert min(scores.score[a, b] for b in neighbours) > scores.score[a, hub]
 
 
 def test_recommendations_for_every_merchant_never_include_itself() -> None:
-    result = recommend_all(affinity(purchase_graph(planted())), k=5, min_shared=1)
+    result = recommend_all(affinity(purchase_graph(clustered())), k=5)
 
-    assert set(result) == {1, 2, 3, 4, 5, 6}
+    assert set(result) == set(range(1, 10))
     assert all(r.merchant_id != merchant for merchant, recs in result.items() for r in recs)
-    assert result[5] == []
-    assert np.all([r.shared_members >= 1 for recs in result.values() for r in recs])
+    assert all(len(recs) <= 5 for recs in result.values())
+    assert all(r.expected_shared > 0 for recs in result.values() for r in recs)

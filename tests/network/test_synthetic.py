@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 
 from coalition.network.fraud import FraudAlert, FraudKind
-from coalition.network.graphs import EARN, REDEEM
+from coalition.network.graphs import EARN, REDEEM, purchase_graph
+from coalition.network.loyalty import LoyaltyType
+from coalition.network.segments import loyalty_segments
 from coalition.network.synthetic import detection_scores, generate
 
 
@@ -76,3 +78,21 @@ def test_launch_events_look_like_bursts_but_their_referees_buy() -> None:
     for referrer in honest_bursts:
         friends = referrals.referee_ids[referrals.referrer_ids == referrer]
         assert np.isin(friends, net.purchases.member_ids).all()
+
+
+def test_activity_is_placed_at_chosen_past_dates_and_churned_members_are_high_risk() -> None:
+    as_of = 1_800_000_000
+    net = generate(n_members=3000, n_merchants=40, n_purchases=30_000, seed=2, churn=0.3, churn_days=120,
+                   as_of=as_of, days=400)
+
+    assert net.as_of == as_of
+    assert net.purchases.times.max() <= as_of and net.purchases.times.min() >= as_of - 400 * 86400
+    churned = net.truth.churned_members
+    assert len(churned) > 300
+    rows = np.isin(net.purchases.member_ids, churned)
+    assert net.purchases.times[rows].max() <= as_of - 120 * 86400
+    segments = loyalty_segments(purchase_graph(net.purchases), as_of)
+    of_churned = np.isin(segments.rfm.member_ids, churned)
+    assert np.all(segments.types[of_churned] == LoyaltyType.HIGH_RISK)
+    # and most of the others bought recently somewhere
+    assert np.mean(segments.types[~of_churned] == LoyaltyType.HIGH_RISK) < 0.8

@@ -73,10 +73,29 @@ class PartnerRecommendation(graphene.ObjectType):  # type: ignore[misc]
     """A partner a merchant should team up with: they share more members than chance would."""
 
     merchant = graphene.Field(Merchant, required=True, description="The recommended partner.")
-    score = graphene.Float(required=True, description="(shared - expected) / sqrt(expected): higher is stronger.")
+    score = graphene.Float(required=True, description="Link-prediction score in [0, 1): higher is stronger.")
     shared_members = graphene.Int(required=True, description="Members who bought at both.")
     lift = graphene.Float(required=True, description="Shared members over the number expected by chance.")
     for_merchant = graphene.Field(Merchant, required=True, description="The merchant the recommendation is for.")
+    expected_shared = graphene.Float(description="Members the two would share by chance: |A| x |B| / members.")
+    shared_partners = graphene.Int(description="Partners both share more customers with than chance would.")
+    reason = graphene.String(description="Why, in words and numbers (shared customers against expected, "
+                                         "partners in common).")
+
+    @staticmethod
+    def resolve_expected_shared(root: Any, info: ResolveInfo) -> float | None:
+        value = root.get("expected_shared")
+        return None if value is None else float(value)
+
+    @staticmethod
+    def resolve_shared_partners(root: Any, info: ResolveInfo) -> int | None:
+        value = root.get("shared_partners")
+        return None if value is None else int(value)
+
+    @staticmethod
+    def resolve_reason(root: Any, info: ResolveInfo) -> str | None:
+        value = root.get("reason")
+        return None if value is None else str(value)
 
     @staticmethod
     async def resolve_merchant(root: Any, info: ResolveInfo) -> Any:
