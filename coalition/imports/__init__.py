@@ -1,0 +1,1 @@
+"""Bringing customers, opening balances and dated history over from another loyalty program."""

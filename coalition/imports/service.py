@@ -1,0 +1,207 @@
+"""Importing members, opening balances and dated history from another loyalty program's export.
+
+``import_members`` reads the file (``coalition.imports.reader``) in passes, never holding it:
+
+1. **Validate** the whole file: every row's fields, then the whole-file checks (duplicate
+   external ids and contacts, earn rows without a member). Errors by line number.
+2. If the file is valid and this merchant already imported it (its first member's row key
+   exists), answer ``ALREADY_IMPORTED``: nothing is written.
+3. **Check against the database**: the merchant is active; no contact is already a member's
+   (the blind index, in batches).
+4. Unless it is a dry run, **load** it in one transaction (``coalition.imports.load``):
+   members, then earn rows. Any failure rolls everything back: nothing is half-written.
+
+Idempotency: each row's key is derived from the merchant, the file's SHA-256 and the row's
+external id (an earn row's from its line), and stored as the member's enrollment key and the
+entries' idempotency keys, which the database keeps unique per merchant. Re-running the same
+file finds the keys and changes nothing; two runs at once collide on them and the loser
+answers ``ALREADY_IMPORTED`` once the winner committed.
+
+Choices: imported points expire ``points_expiry_days`` after the import, not after their
+original date (a migration never expires a customer's points at once); the original date
+is the entries' ``effective_at``. The opening balance is an EARN entry of the importing
+merchant (it issues those points to the network, and funds them as any issue). Imported
+members get no credentials: an admin issues a claim code (``issueMemberClaimCode``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import select
+
+from coalition.config import Settings
+from coalition.crypto import NetworkKeys
+from coalition.db import Database, utcnow
+from coalition.imports.load import already_imported, load_file
+from coalition.imports.reader import MEMBER, ImportReader, Limits, Record, RowError, Scan
+from coalition.members.models import Member
+from coalition.partners.models import Merchant, MerchantStatus
+
+Progress = Callable[[str, int, int], None]
+CHECK_BATCH = 1000
+
+
+@dataclass
+class ImportResult:
+    """``status``: INVALID (see ``errors``), DRY_RUN (valid, nothing written), IMPORTED, ALREADY_IMPORTED."""
+
+    status: str
+    scan: Scan
+    errors: list[RowError] = field(default_factory=list)
+    error_count: int = 0
+    members_created: int = 0
+    entries_created: int = 0
+    postings_created: int = 0
+    elapsed_s: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.status != "INVALID"
+
+
+def file_key(merchant_id: int, sha256: str) -> str:
+    return hashlib.sha256(f"import:{merchant_id}:{sha256}".encode()).hexdigest()[:32]
+
+
+def member_key(fkey: str, external_id: str) -> str:
+    """The row's idempotency key: merchant + file (in ``fkey``) + external id."""
+    return f"imp:{fkey}:{hashlib.sha256(external_id.encode()).hexdigest()[:32]}"
+
+
+def earn_key(fkey: str, line: int) -> str:
+    return f"imp:{fkey}:L{line}"
+
+
+def write_error_file(errors: list[RowError], path: Path) -> None:
+    """The error file: CSV ``line,column,code,message``."""
+    import csv
+
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["line", "column", "code", "message"])
+        for e in errors:
+            writer.writerow([e.line, e.column, e.code, e.message])
+
+
+def _records(path: Path, limits: Limits, now: dt.datetime, *, check_whole_file: bool = False) -> Iterator[Record]:
+    with path.open("rb") as stream:
+        yield from ImportReader(stream, limits, now=now, check_whole_file=check_whole_file).records()
+
+
+async def import_members(
+    db: Database, keys: NetworkKeys, *, merchant_id: int, path: Path, limits: Limits, expiry_days: int,
+    dry_run: bool = False, now: dt.datetime | None = None, progress: Progress | None = None,
+) -> ImportResult:
+    """Validate ``path`` whole, then (unless ``dry_run``) load it once; see the module docstring."""
+    import time
+
+    started = time.perf_counter()
+    now = now or utcnow()
+    report = progress or (lambda stage, done, total: None)
+    size = path.stat().st_size
+    if size > limits.max_bytes:
+        scan = Scan(bytes_read=0, fatal=True, error_count=1)
+        error = RowError(0, "", "FILE_TOO_LARGE", f"the file has {size:,} bytes; at most {limits.max_bytes:,}: "
+                         "split it")
+        return ImportResult("INVALID", scan, [error], 1)
+
+    # 1. validate
+    with path.open("rb") as stream:
+        reader = ImportReader(stream, limits, now=now)
+        for n, _ in enumerate(reader.records(), 1):
+            if n % 10_000 == 0:
+                report("validating", reader.scan.bytes_read, size)
+        report("validating", size, size)
+    scan = reader.scan
+    errors = list(scan.errors)
+    fkey = file_key(merchant_id, scan.sha256)
+
+    # 2. already imported?
+    if not scan.error_count and scan.first_external_id is not None and await already_imported(
+            db, merchant_id, member_key(fkey, scan.first_external_id)):
+        return ImportResult("ALREADY_IMPORTED", scan, elapsed_s=time.perf_counter() - started)
+
+    # 3. against the database
+    status = await _merchant_status(db, merchant_id)
+    if status is None:
+        errors.insert(0, RowError(0, "", "MERCHANT_NOT_FOUND", f"no merchant {merchant_id}"))
+    elif status != MerchantStatus.ACTIVE:
+        errors.insert(0, RowError(0, "", "MERCHANT_SUSPENDED", f"merchant {merchant_id} is suspended: it cannot "
+                                  "enroll members"))
+    error_count = scan.error_count + (len(errors) - len(scan.errors))
+    if not scan.fatal and scan.members:
+        taken = await _contacts_taken(db, keys, path, limits, now, report, scan.members)
+        errors += taken
+        error_count += len(taken)
+        errors.sort(key=lambda e: e.line)
+        del errors[limits.max_errors:]
+    if error_count or scan.fatal:
+        return ImportResult("INVALID", scan, errors, error_count, elapsed_s=time.perf_counter() - started)
+    if dry_run:
+        return ImportResult("DRY_RUN", scan, elapsed_s=time.perf_counter() - started)
+
+    # 4. load
+    loaded = await load_file(
+        db, keys, merchant_id=merchant_id, scan=scan, now=now, expiry=dt.timedelta(days=expiry_days),
+        members=(r for r in _records(path, limits, now) if r.type == MEMBER),
+        earns=(r for r in _records(path, limits, now) if r.type != MEMBER) if scan.earns else iter(()),
+        member_key=lambda external_id: member_key(fkey, external_id), earn_key=lambda line: earn_key(fkey, line),
+        progress=report)
+    if loaded is None:  # a concurrent run of the same file won
+        return ImportResult("ALREADY_IMPORTED", scan, elapsed_s=time.perf_counter() - started)
+    return ImportResult("IMPORTED", scan, members_created=loaded.members, entries_created=loaded.entries,
+                        postings_created=loaded.postings, elapsed_s=time.perf_counter() - started)
+
+
+async def _merchant_status(db: Database, merchant_id: int) -> MerchantStatus | None:
+    async with db.read() as conn:
+        value = (await conn.execute(select(Merchant.status).where(Merchant.id == merchant_id))).scalar()
+    return None if value is None else MerchantStatus(value)
+
+
+async def _contacts_taken(db: Database, keys: NetworkKeys, path: Path, limits: Limits, now: dt.datetime,
+                          report: Progress, total: int) -> list[RowError]:
+    """CONTACT_ALREADY_ENROLLED for each member row whose e-mail or phone is some member's."""
+    found: list[RowError] = []
+    batch: list[tuple[int, str, str]] = []  # (line, column, blind index)
+    done = 0
+
+    async def check() -> None:
+        nonlocal batch
+        emails = [index for _, column, index in batch if column == "email"]
+        phones = [index for _, column, index in batch if column == "phone"]
+        async with db.read() as conn:
+            taken = {row[0] for row in await conn.execute(
+                select(Member.email_index).where(Member.email_index.in_(emails)))} if emails else set()
+            taken |= {row[0] for row in await conn.execute(
+                select(Member.phone_index).where(Member.phone_index.in_(phones)))} if phones else set()
+        for line, column, index in batch:
+            if index in taken and len(found) < limits.max_errors:
+                found.append(RowError(line, column, "CONTACT_ALREADY_ENROLLED",
+                                      f"a member with this {column} is already enrolled"))
+        batch = []
+
+    for record in _records(path, limits, now):
+        if record.type != MEMBER:
+            continue
+        done += 1
+        if record.email:
+            batch.append((record.line, "email", keys.blind_index("email", record.email)))
+        if record.phone:
+            batch.append((record.line, "phone", keys.blind_index("phone", record.phone)))
+        if len(batch) >= CHECK_BATCH:
+            await check()
+            report("checking contacts", done, total)
+    if batch:
+        await check()
+    return found
+
+
+def limits_from(settings: Settings, *, max_bytes: int | None = None) -> Limits:
+    return Limits(max_bytes=max_bytes or settings.import_max_bytes, max_line_bytes=settings.import_max_line_bytes,
+                  max_rows=settings.import_max_rows)
