@@ -102,7 +102,7 @@ class Settings:
     # long a refused write's outcome stays under its idempotency key.
     redeem_without_proof_points: int = 200
     idempotency_retention_s: int = 24 * 3600
-    # Integrations (issue 17): member imports (coalition/imports) — the largest file, line and
+    # Integrations (issue 17): member imports (coalition/portability) — the largest file, line and
     # row count the CLI takes, and the largest upload POST /import/members takes; lookups by
     # contact a merchant may make a minute; the wallet pass's signing certificate and key (PEM
     # files; unsigned passes without them) and its Apple identifiers.

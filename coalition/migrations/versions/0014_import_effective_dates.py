@@ -5,7 +5,7 @@ Revises: 0008_trust_ledger
 Create Date: 2026-12-07
 
 - ``entries.effective_at``: when the movement happened, where that differs from when it was
-  recorded (an imported history's original dates, ``coalition/imports``). NULL means
+  recorded (an imported history's original dates, ``coalition/portability``). NULL means
   ``created_at``; readers use ``COALESCE(effective_at, created_at)``. Nullable, so adding it
   rewrites no row and costs every other write nothing.
 """

@@ -1,6 +1,6 @@
 """Importing members, opening balances and dated history from another loyalty program's export.
 
-``import_members`` reads the file (``coalition.imports.reader``) in passes, never holding it:
+``import_members`` reads the file (``coalition.portability.reader``) in passes, never holding it:
 
 1. **Validate** the whole file: every row's fields, then the whole-file checks (duplicate
    external ids and contacts, earn rows without a member). Errors by line number.
@@ -8,7 +8,7 @@
    exists), answer ``ALREADY_IMPORTED``: nothing is written.
 3. **Check against the database**: the merchant is active; no contact is already a member's
    (the blind index, in batches).
-4. Unless it is a dry run, **load** it in one transaction (``coalition.imports.load``):
+4. Unless it is a dry run, **load** it in one transaction (``coalition.portability.load``):
    members, then earn rows. Any failure rolls everything back: nothing is half-written.
 
 Idempotency: each row's key is derived from the merchant, the file's SHA-256 and the row's
@@ -31,16 +31,17 @@ import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from coalition.config import Settings
 from coalition.crypto import NetworkKeys
 from coalition.db import Database, utcnow
-from coalition.imports.load import already_imported, load_file
-from coalition.imports.reader import MEMBER, ImportReader, Limits, Record, RowError, Scan
 from coalition.members.models import Member
 from coalition.partners.models import Merchant, MerchantStatus
+from coalition.portability.load import already_imported, load_file
+from coalition.portability.reader import MEMBER, ImportReader, Limits, Record, RowError, Scan
 
 Progress = Callable[[str, int, int], None]
 CHECK_BATCH = 1000
@@ -110,36 +111,36 @@ async def import_members(
                          "split it")
         return ImportResult("INVALID", scan, [error], 1)
 
-    # 1. validate
+    # 1. validate, and check contacts against the database as we go (in batches)
+    contacts = _ContactCheck(db, keys, limits.max_errors)
     with path.open("rb") as stream:
         reader = ImportReader(stream, limits, now=now)
-        for n, _ in enumerate(reader.records(), 1):
+        for n, record in enumerate(reader.records(), 1):
+            if record.type == MEMBER:
+                await contacts.add(record)
             if n % 10_000 == 0:
                 report("validating", reader.scan.bytes_read, size)
+        await contacts.flush()
         report("validating", size, size)
     scan = reader.scan
     errors = list(scan.errors)
     fkey = file_key(merchant_id, scan.sha256)
 
-    # 2. already imported?
+    # 2. already imported? (then every contact above was found: this file's own members)
     if not scan.error_count and scan.first_external_id is not None and await already_imported(
             db, merchant_id, member_key(fkey, scan.first_external_id)):
         return ImportResult("ALREADY_IMPORTED", scan, elapsed_s=time.perf_counter() - started)
 
-    # 3. against the database
+    # 3. the merchant, and the contacts some member already has
     status = await _merchant_status(db, merchant_id)
     if status is None:
         errors.insert(0, RowError(0, "", "MERCHANT_NOT_FOUND", f"no merchant {merchant_id}"))
     elif status != MerchantStatus.ACTIVE:
         errors.insert(0, RowError(0, "", "MERCHANT_SUSPENDED", f"merchant {merchant_id} is suspended: it cannot "
                                   "enroll members"))
-    error_count = scan.error_count + (len(errors) - len(scan.errors))
-    if not scan.fatal and scan.members:
-        taken = await _contacts_taken(db, keys, path, limits, now, report, scan.members)
-        errors += taken
-        error_count += len(taken)
-        errors.sort(key=lambda e: e.line)
-        del errors[limits.max_errors:]
+    error_count = scan.error_count + (len(errors) - len(scan.errors)) + contacts.count
+    if not scan.fatal and contacts.taken:
+        errors = sorted(errors + contacts.taken, key=lambda e: e.line)[:limits.max_errors]
     if error_count or scan.fatal:
         return ImportResult("INVALID", scan, errors, error_count, elapsed_s=time.perf_counter() - started)
     if dry_run:
@@ -164,42 +165,46 @@ async def _merchant_status(db: Database, merchant_id: int) -> MerchantStatus | N
     return None if value is None else MerchantStatus(value)
 
 
-async def _contacts_taken(db: Database, keys: NetworkKeys, path: Path, limits: Limits, now: dt.datetime,
-                          report: Progress, total: int) -> list[RowError]:
-    """CONTACT_ALREADY_ENROLLED for each member row whose e-mail or phone is some member's."""
-    found: list[RowError] = []
-    batch: list[tuple[int, str, str]] = []  # (line, column, blind index)
-    done = 0
+class _ContactCheck:
+    """CONTACT_ALREADY_ENROLLED for each member row whose e-mail or phone is some member's (blind index)."""
 
-    async def check() -> None:
-        nonlocal batch
-        emails = [index for _, column, index in batch if column == "email"]
-        phones = [index for _, column, index in batch if column == "phone"]
-        async with db.read() as conn:
-            taken = {row[0] for row in await conn.execute(
-                select(Member.email_index).where(Member.email_index.in_(emails)))} if emails else set()
-            taken |= {row[0] for row in await conn.execute(
-                select(Member.phone_index).where(Member.phone_index.in_(phones)))} if phones else set()
-        for line, column, index in batch:
-            if index in taken and len(found) < limits.max_errors:
-                found.append(RowError(line, column, "CONTACT_ALREADY_ENROLLED",
-                                      f"a member with this {column} is already enrolled"))
-        batch = []
+    def __init__(self, db: Database, keys: NetworkKeys, max_errors: int) -> None:
+        self.db, self.keys, self.max_errors = db, keys, max_errors
+        self.batch: list[tuple[int, str, str]] = []  # (line, column, blind index)
+        self.taken: list[RowError] = []
+        self.count = 0
 
-    for record in _records(path, limits, now):
-        if record.type != MEMBER:
-            continue
-        done += 1
+    async def add(self, record: Record) -> None:
         if record.email:
-            batch.append((record.line, "email", keys.blind_index("email", record.email)))
+            self.batch.append((record.line, "email", self.keys.blind_index("email", record.email)))
         if record.phone:
-            batch.append((record.line, "phone", keys.blind_index("phone", record.phone)))
-        if len(batch) >= CHECK_BATCH:
-            await check()
-            report("checking contacts", done, total)
-    if batch:
-        await check()
-    return found
+            self.batch.append((record.line, "phone", self.keys.blind_index("phone", record.phone)))
+        if len(self.batch) >= CHECK_BATCH:
+            await self.flush()
+
+    async def flush(self) -> None:
+        if not self.batch:
+            return
+        found: set[str] = set()
+        async with self.db.read() as conn:
+            for column in ("email", "phone"):
+                wanted = [index for _, c, index in self.batch if c == column]
+                if not wanted:
+                    continue
+                if conn.dialect.name == "postgresql":  # one array parameter rather than 1,000
+                    query: Any = text(f"SELECT {column}_index FROM members WHERE {column}_index = "
+                                      "ANY(CAST(:wanted AS varchar[]))").bindparams(wanted=wanted)
+                else:
+                    index_column = Member.email_index if column == "email" else Member.phone_index
+                    query = select(index_column).where(index_column.in_(wanted))
+                found |= {f"{column}:{row[0]}" for row in await conn.execute(query)}
+        for line, column, index in self.batch:
+            if f"{column}:{index}" in found:
+                self.count += 1
+                if len(self.taken) < self.max_errors:
+                    self.taken.append(RowError(line, column, "CONTACT_ALREADY_ENROLLED",
+                                               f"a member with this {column} is already enrolled"))
+        self.batch = []
 
 
 def limits_from(settings: Settings, *, max_bytes: int | None = None) -> Limits:

@@ -13,13 +13,13 @@ from sqlalchemy import func, select
 from coalition.config import Settings
 from coalition.crypto import NetworkKeys
 from coalition.db import Database
-from coalition.imports.reader import Limits
-from coalition.imports.service import import_members, limits_from, write_error_file
 from coalition.ledger.invariants import assert_ledger_consistent
 from coalition.ledger.models import Entry, Lot, Posting
 from coalition.ledger.service import Ledger
 from coalition.members.models import Member
 from coalition.members.service import enroll_member
+from coalition.portability.reader import Limits
+from coalition.portability.service import import_members, limits_from, write_error_file
 
 NOW = dt.datetime(2026, 1, 5, 12, 0, tzinfo=dt.UTC)
 GOOD = (
@@ -222,7 +222,7 @@ async def test_huge_files_and_lines_are_refused_before_reading_them(db: Database
 async def test_a_failure_mid_load_leaves_nothing_half_written(db: Database, keys: NetworkKeys, settings: Settings,
                                                               make_merchant: Any, write: Any,
                                                               monkeypatch: Any) -> None:
-    from coalition.imports import load
+    from coalition.portability import load
 
     shop = (await make_merchant()).merchant
     monkeypatch.setattr(load, "CHUNK", 1)

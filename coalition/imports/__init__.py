@@ -1,1 +1,0 @@
-"""Bringing customers, opening balances and dated history over from another loyalty program."""
