@@ -34,6 +34,7 @@ from coalition.web.auth import AuthBackend, caller_of, on_auth_error, require_sc
 from coalition.web.graphiql import graphiql_html
 from coalition.web.network_map import network_map_endpoint
 from coalition.web.outage import OutageMiddleware
+from coalition.web.portability import portability_routes
 from coalition.web.reports import report_routes
 from coalition.worker import start_in_process
 
@@ -61,6 +62,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     limiter = make_rate_limiter(settings.redis_url, settings.rate_limit_per_s, timeout_s=settings.redis_timeout_s,
                                 health_check_s=settings.redis_health_check_s, availability=redis_availability)
     failures = limiter.companion(settings.auth_failures_per_min, window_s=60, prefix="coalition:authfail:")
+    services.lookup_limiter = limiter.companion(settings.lookup_per_min, window_s=60, prefix="coalition:lookup:")
     auth = AuthBackend(authenticator, limiter, failures, metrics_token=settings.metrics_token)
 
     async def context_factory(request: Request) -> Context:
@@ -138,6 +140,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/admin/network-map.{fmt}", network_map_endpoint(insights)),
             Mount("/static", StaticFiles(packages=[("coalition.web", "static")]), name="static"),
             *report_routes(services),
+            *portability_routes(settings, db, keys),
         ],
         # OutageMiddleware before (outside) the authentication, which reads the database: 503, not 500.
         middleware=[Middleware(MetricsMiddleware, metrics=metrics), Middleware(OutageMiddleware),

@@ -5,8 +5,9 @@ object                        admin       merchant                              
 ============================  ==========  =====================================  ===================  =========
 Member                        all         enrolled it, or has a transaction      itself               none
                                           with it; or presented at the till
-                                          (``member(loyaltyId:)``, mutations
-                                          given a loyalty ID)
+                                          (``member(loyaltyId:)``,
+                                          ``memberByContact(contact:)``,
+                                          mutations given a loyalty ID)
 Transaction, Hold             all         its own                                its own              none
 Merchant                      all         the partner directory                  the directory        none
 SettlementBatch               all         every batch; in it only the lines,     none                 none

@@ -15,6 +15,7 @@ from coalition.db import Database
 from coalition.graphql.errors import Forbidden, Unauthenticated
 from coalition.ledger.service import Ledger
 from coalition.network.store import InsightStore
+from coalition.ratelimit import InProcessRateLimiter, RateLimiter
 
 
 @dataclass
@@ -26,6 +27,12 @@ class Services:
     keys: NetworkKeys
     ledger: Ledger
     insights: InsightStore | None = None  # stored network analysis (made by the app factory)
+    lookup_limiter: RateLimiter | None = None  # lookups by contact per merchant (made by the app factory)
+
+    def lookups(self) -> RateLimiter:
+        if self.lookup_limiter is None:
+            self.lookup_limiter = InProcessRateLimiter(self.settings.lookup_per_min, window_s=60)
+        return self.lookup_limiter
 
 
 @dataclass
