@@ -14,7 +14,7 @@ each, then, in each round and in the same process:
   transaction per 100 CSV rows.
 
 The tables are emptied and ``VACUUM ANALYZE``d before each run. Prints postings/s for both
-and the ratio; the targets are ≥ 20,000 postings/s and ≥ 1.3 × the baseline. Also prints
+and the ratio; the targets are ≥ 20,000 postings/s and ≥ 1.3 x the baseline. Also prints
 the peak RSS growth of the import (memory flat in the file size: try two sizes).
 """
 

@@ -3,7 +3,7 @@
 The QR code carries the network-signed payload (``NetworkKeys.qr_payload``), which any till
 verifies offline. Drawn with segno (pure Python, maintained, no dependencies).
 
-The printable card is a credit-card-sized page (85.6 × 54 mm) drawn with matplotlib, which the
+The printable card is a credit-card-sized page (85.6 x 54 mm) drawn with matplotlib, which the
 reports already use and which writes PDF itself (no reportlab: it is not a dependency).
 
 The wallet pass (``.pkpass``) is a zip of ``pass.json``, ``icon.png``, ``manifest.json`` (the
@@ -105,7 +105,7 @@ def wallet_pass(face: CardFace, *, serial: str, pass_type_identifier: str, team_
                       "altText": face.loyalty_id}],
     }
     files = {"pass.json": json.dumps(pass_json, indent=2).encode(), "icon.png": qr_png(face.qr_payload, scale=1)}
-    manifest = json.dumps({name: hashlib.sha1(data).hexdigest() for name, data in files.items()},  # noqa: S324
+    manifest = json.dumps({name: hashlib.sha1(data).hexdigest() for name, data in files.items()},
                           indent=2, sort_keys=True).encode()
     files["manifest.json"] = manifest
     if signer is not None:

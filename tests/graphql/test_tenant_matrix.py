@@ -769,7 +769,8 @@ PAGE_RULES: dict[str, list[tuple[str, set[str]]]] = {
     ],
     "/metrics": [("/metrics", {ADMIN})],  # or the metrics token, or its own port (tests/test_metrics.py)
     # exports: a merchant its own, an admin the network's or a named merchant's
-    **{f"/export/{what}.csv": [(f"/export/{what}.csv", STAFF_PAGE), (f"/export/{what}.csv?merchant={{A}}", {ADMIN, "A"})]
+    **{f"/export/{what}.csv": [(f"/export/{what}.csv", STAFF_PAGE),
+                                (f"/export/{what}.csv?merchant={{A}}", {ADMIN, "A"})]
        for what in ("members", "transactions")},
     "/import/members": [("/import/members", STAFF_PAGE)],  # GET: the template; POST: tests/portability
     # a member's cards: the member and the merchant that enrolled it (A enrolled m1, B m2)
