@@ -125,7 +125,7 @@ class _Base:
     def _delay(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
             return min(retry_after, 60.0)
-        return min(self.backoff_s * 2**attempt, self.max_backoff_s)
+        return float(min(self.backoff_s * 2**attempt, self.max_backoff_s))
 
     @staticmethod
     def _answer(operation: _Operation[T], response: httpx.Response) -> T:

@@ -255,7 +255,7 @@ class ImportReader:
         self._remember(line, kind, external_id, email, phone)
         if kind == MEMBER:
             self.scan.members += 1
-            self.scan.opening_points += points
+            self.scan.opening_points += points or 0
             self.scan.entries += 1 if points else 0
             if self.scan.first_external_id is None:
                 self.scan.first_external_id = external_id

@@ -107,11 +107,10 @@ async def test_an_upload_over_the_limit_is_refused_with_413(api: Any, make_merch
 
     route = next(r for r in portability_routes(services.settings, services.db, services.keys)
                  if r.path == "/import/members")
+    import httpx
     from starlette.applications import Starlette
     from starlette.middleware import Middleware
     from starlette.middleware.authentication import AuthenticationMiddleware
-
-    import httpx
 
     backend = next(m for m in app.user_middleware if m.cls is AuthenticationMiddleware)
     small = Starlette(routes=[route], middleware=[Middleware(AuthenticationMiddleware, *backend.args,
