@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import pickle
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,9 +91,48 @@ def write_error_file(errors: list[RowError], path: Path) -> None:
             writer.writerow([e.line, e.column, e.code, e.message])
 
 
-def _records(path: Path, limits: Limits, now: dt.datetime, *, check_whole_file: bool = False) -> Iterator[Record]:
-    with path.open("rb") as stream:
-        yield from ImportReader(stream, limits, now=now, check_whole_file=check_whole_file).records()
+class _Spool:
+    """The validation pass's valid records, pickled a chunk at a time to a temporary file per kind.
+
+    The load reads them back instead of parsing the CSV again (parsing is most of a row's
+    Python time), members before earn rows whatever their order in the file; memory holds one
+    chunk. The files are deleted with the directory whatever happens.
+    """
+
+    CHUNK = 5000
+
+    def __init__(self, directory: Path) -> None:
+        self.files = {kind: (directory / f"{kind}.pickle").open("w+b") for kind in (MEMBER, "earn")}
+        self.buffers: dict[str, list[tuple[Any, ...]]] = {MEMBER: [], "earn": []}
+
+    def add(self, r: Record) -> None:
+        kind = MEMBER if r.type == MEMBER else "earn"
+        buffer = self.buffers[kind]
+        buffer.append((r.line, r.type, r.external_id, r.email, r.phone, r.points, r.amount_minor, r.date,
+                       r.reference))
+        if len(buffer) >= self.CHUNK:
+            self._dump(kind)
+
+    def _dump(self, kind: str) -> None:
+        if self.buffers[kind]:
+            pickle.dump(self.buffers[kind], self.files[kind], protocol=pickle.HIGHEST_PROTOCOL)
+            self.buffers[kind] = []
+
+    def read(self, kind: str) -> Iterator[Record]:
+        self._dump(kind)
+        f = self.files[kind]
+        f.seek(0)
+        while True:
+            try:
+                chunk = pickle.load(f)
+            except EOFError:
+                return
+            for values in chunk:
+                yield Record(*values)
+
+    def close(self) -> None:
+        for f in self.files.values():
+            f.close()
 
 
 async def import_members(
@@ -113,9 +154,27 @@ async def import_members(
 
     # 1. validate, and check contacts against the database as we go (in batches)
     contacts = _ContactCheck(db, keys, limits.max_errors)
+    with tempfile.TemporaryDirectory(prefix="coalition-import-") as directory:
+        spool = _Spool(Path(directory))
+        try:
+            return await _validate_and_load(db, keys, merchant_id=merchant_id, path=path, limits=limits,
+                                            expiry_days=expiry_days, dry_run=dry_run, now=now, report=report,
+                                            size=size, started=started, contacts=contacts, spool=spool)
+        finally:
+            spool.close()
+
+
+async def _validate_and_load(
+    db: Database, keys: NetworkKeys, *, merchant_id: int, path: Path, limits: Limits, expiry_days: int,
+    dry_run: bool, now: dt.datetime, report: Progress, size: int, started: float, contacts: _ContactCheck,
+    spool: _Spool,
+) -> ImportResult:
+    import time
+
     with path.open("rb") as stream:
         reader = ImportReader(stream, limits, now=now)
         for n, record in enumerate(reader.records(), 1):
+            spool.add(record)
             if record.type == MEMBER:
                 await contacts.add(record)
             if n % 10_000 == 0:
@@ -149,8 +208,7 @@ async def import_members(
     # 4. load
     loaded = await load_file(
         db, keys, merchant_id=merchant_id, scan=scan, now=now, expiry=dt.timedelta(days=expiry_days),
-        members=(r for r in _records(path, limits, now) if r.type == MEMBER),
-        earns=(r for r in _records(path, limits, now) if r.type != MEMBER) if scan.earns else iter(()),
+        members=spool.read(MEMBER), earns=spool.read("earn"),
         member_key=lambda external_id: member_key(fkey, external_id), earn_key=lambda line: earn_key(fkey, line),
         progress=report)
     if loaded is None:  # a concurrent run of the same file won
