@@ -7,6 +7,7 @@ members, auth) -> ledger -> db, and the network analysis imports no database cod
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -19,4 +20,5 @@ def test_the_import_contracts_hold() -> None:
     result = subprocess.run([str(lint_imports), "--no-cache"], cwd=ROOT, capture_output=True, text=True,
                             timeout=300, check=False)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-    assert "2 kept, 0 broken" in result.stdout, result.stdout[-2000:]
+    kept = re.search(r"Contracts: (\d+) kept, 0 broken", result.stdout)
+    assert kept is not None and int(kept.group(1)) >= 3, result.stdout[-2000:]  # layers, the client, the analysis
