@@ -253,3 +253,18 @@ async def test_the_same_file_for_two_merchants_are_two_imports(db: Database, key
         owners = sorted((await conn.execute(select(Member.enrolled_by_merchant_id))).scalars().all())
     assert owners == sorted([a.id, b.id])
     await consistent(db)
+
+
+EFFECTIVE = """query($lid: String!) { member(loyaltyId: $lid) {
+  transactions { edges { node { points createdAt effectiveAt } } } } }"""
+
+
+async def test_the_api_shows_the_original_dates(db: Database, keys: NetworkKeys, settings: Settings, api: Any,
+                                                make_merchant: Any, write: Any) -> None:
+    shop = await make_merchant()
+    assert (await run(db, keys, settings, shop.merchant.id, write(WITH_HISTORY))).status == "IMPORTED"
+    async with db.read() as conn:
+        lid = (await conn.execute(select(Member.loyalty_id))).scalar_one()
+    edges = (await api.call(EFFECTIVE, {"lid": lid}, key=shop.api_key))["member"]["transactions"]["edges"]
+    dates = sorted((e["node"]["points"], e["node"]["effectiveAt"][:10]) for e in edges)
+    assert dates == [(5, NOW.date().isoformat()), (10, "2025-03-01"), (20, "2025-04-01")]
