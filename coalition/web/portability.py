@@ -176,5 +176,5 @@ def portability_routes(settings: Settings, db: Database, keys: NetworkKeys) -> l
         Route("/export/members.csv", _guard(export)),
         Route("/export/transactions.csv", _guard(export)),
         Route("/import/members", _guard(import_page), methods=["GET", "POST"]),
-        Route("/members/{member:str}/{kind:str}", _guard(card)),
+        Route("/members/{member}/{kind}", _guard(card)),
     ]

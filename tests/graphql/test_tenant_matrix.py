@@ -774,9 +774,9 @@ PAGE_RULES: dict[str, list[tuple[str, set[str]]]] = {
        for what in ("members", "transactions")},
     "/import/members": [("/import/members", STAFF_PAGE)],  # GET: the template; POST: tests/portability
     # a member's cards: the member and the merchant that enrolled it (A enrolled m1, B m2)
-    "/members/{member:str}/{kind:str}": [(f"/members/{{{label}}}/{kind}", {label, shop})
-                                         for label, shop in (("m1", "A"), ("m2", "B"))
-                                         for kind in ("qr.png", "qr.svg", "card.pdf", "pass.pkpass")],
+    "/members/{member}/{kind}": [(f"/members/{{{label}}}/{kind}", {label, shop})
+                                 for label, shop in (("m1", "A"), ("m2", "B"))
+                                 for kind in ("qr.png", "qr.svg", "card.pdf", "pass.pkpass")],
 }
 
 
