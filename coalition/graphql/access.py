@@ -14,6 +14,8 @@ SettlementBatch               all         every batch; in it only the lines,    
                                           position, transfers and adjustments
                                           that concern it
 Insights                      network     its own members, network aggregates    none                 none
+CSV exports (pages)           network     its own members and transactions       none                 none
+Cards (QR, PDF, wallet pass)  none        the members it enrolled                its own              none
 Network (public facts)        yes         yes                                    yes                  yes
 ============================  ==========  =====================================  ===================  =========
 
@@ -30,6 +32,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from coalition.auth.models import Role
+from coalition.auth.service import Caller
 from coalition.graphql.context import ResolveInfo
 from coalition.graphql.dataloaders import MemberByIdLoader, RelatedMemberLoader
 from coalition.graphql.errors import Forbidden
@@ -97,3 +100,25 @@ def settlement_scope(info: ResolveInfo) -> int | None:
     if caller.role == Role.MERCHANT and caller.merchant_id is not None:
         return int(caller.merchant_id)
     raise Forbidden("settlement is for admins and merchants")
+
+
+def may_hold_card(caller: Caller, member_id: int, enrolled_by_merchant_id: int | None) -> bool:
+    """A member's cards (/members/{id}/...): the member itself and the merchant that enrolled it."""
+    if caller.role == Role.MEMBER:
+        return caller.member_id == member_id
+    return bool(caller.role == Role.MERCHANT and caller.merchant_id is not None
+                and caller.merchant_id == enrolled_by_merchant_id)
+
+
+def export_scope(caller: Caller, named_merchant: int | None) -> int | None:
+    """Whose data a CSV export holds: None (the network) for an admin naming no merchant, else one merchant's.
+
+    A merchant exports its own only; a member token exports nothing.
+    """
+    if caller.role == Role.MERCHANT and caller.merchant_id is not None:
+        if named_merchant not in (None, caller.merchant_id):
+            raise Forbidden("a merchant key exports its own data only")
+        return int(caller.merchant_id)
+    if caller.role != Role.ADMIN:
+        raise Forbidden("exports are for merchant and admin keys, not member tokens")
+    return named_merchant

@@ -36,6 +36,8 @@ from coalition.auth.service import Caller
 from coalition.config import Settings
 from coalition.crypto import NetworkKeys
 from coalition.db import Database
+from coalition.graphql.access import export_scope, may_hold_card
+from coalition.graphql.errors import Forbidden
 from coalition.members.cards import CardFace, PassSigner, card_holder, card_pdf, qr_png, qr_svg, wallet_pass
 from coalition.portability.export import export_members, export_transactions
 from coalition.portability.reader import COLUMNS
@@ -58,21 +60,20 @@ class _Refused(Exception):
 def _staff_scope(request: Request, keys: NetworkKeys) -> int | None:
     """None: the network (an admin without ?merchant=); else the merchant whose data is asked for."""
     caller = _caller(request)
-    if caller.role == Role.MERCHANT and caller.merchant_id is not None:
-        if request.query_params.get("merchant") not in (None, str(caller.merchant_id)):
-            raise _Refused(403, "FORBIDDEN", "a merchant key exports its own data only")
-        return int(caller.merchant_id)
-    if caller.role != Role.ADMIN:
-        raise _Refused(403, "FORBIDDEN", "this is for merchant and admin keys, not member tokens")
     raw = request.query_params.get("merchant")
-    if raw is None:
-        return None
-    value = keys.global_ids.decode(raw, "Merchant")
-    if value is None and raw.isascii() and raw.isdigit() and len(raw) < 19:
-        value = int(raw)
-    if value is None:
-        raise _Refused(400, "INVALID_ID", "merchant must be a merchant's ID or number")
-    return value
+    named = None
+    if raw is not None:
+        named = keys.global_ids.decode(raw, "Merchant")
+        if named is None and raw.isascii() and raw.isdigit() and len(raw) < 19:
+            named = int(raw)
+        if named is None and caller.role == Role.ADMIN:
+            raise _Refused(400, "INVALID_ID", "merchant must be a merchant's ID or number")
+        if named is None:
+            named = -1  # not the caller's own: refused below
+    try:
+        return export_scope(caller, named)
+    except Forbidden as refused:
+        raise _Refused(403, "FORBIDDEN", refused.message) from None
 
 
 def _caller(request: Request) -> Caller:
@@ -150,10 +151,7 @@ def portability_routes(settings: Settings, db: Database, keys: NetworkKeys) -> l
             raise _Refused(404, "NOT_FOUND", "cards are qr.png, qr.svg, card.pdf and pass.pkpass")
         member_id = keys.global_ids.decode(request.path_params["member"], "Member")
         holder = await card_holder(db, member_id) if member_id is not None else None
-        allowed = holder is not None and (
-            (caller.role == Role.MEMBER and caller.member_id == member_id)
-            or (caller.role == Role.MERCHANT and caller.merchant_id is not None and caller.merchant_id == holder[1]))
-        if holder is None or not allowed or member_id is None:
+        if holder is None or member_id is None or not may_hold_card(caller, member_id, holder[1]):
             # The same answer for a member this caller may not see and one that does not exist.
             raise _Refused(404, "NOT_FOUND", "no such member")
         face = CardFace(settings.network_name, holder[0], keys.qr_payload(holder[0]))
