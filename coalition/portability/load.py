@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from coalition.crypto import NetworkKeys
 from coalition.db import Database
+from coalition.errors import Conflict
 from coalition.ledger.models import Entry, Lot, Posting
 from coalition.members.contact import email_fingerprint, phone_fingerprint
 from coalition.members.models import Member
@@ -44,6 +45,10 @@ ENTRY_COLUMNS = ("id", "kind", "member_id", "merchant_id", "points", "amount_min
 POSTING_COLUMNS = ("entry_id", "account", "account_id", "points")
 LOT_COLUMNS = ("id", "member_id", "entry_id", "issuer_merchant_id", "points", "remaining", "expires_at", "reversed",
                "created_at")
+
+
+class ImportCollision(Conflict):
+    code = "IMPORT_CONFLICT"
 
 
 @dataclass(frozen=True)
@@ -138,7 +143,9 @@ async def load_file(
     except (IntegrityError, asyncpg.UniqueViolationError):
         if await already_imported(db, merchant_id, member_key(scan.first_external_id or "")):
             return None
-        raise
+        raise ImportCollision(
+            "a contact in the file was enrolled while the import ran, so nothing was imported: run it again to "
+            "see which line") from None
     return Loaded(counts["members"], counts["entries"], 2 * counts["entries"])
 
 

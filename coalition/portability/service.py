@@ -42,7 +42,7 @@ from coalition.crypto import NetworkKeys
 from coalition.db import Database, utcnow
 from coalition.members.models import Member
 from coalition.partners.models import Merchant, MerchantStatus
-from coalition.portability.load import already_imported, load_file
+from coalition.portability.load import ImportCollision, already_imported, load_file
 from coalition.portability.reader import MEMBER, ImportReader, Limits, Record, RowError, Scan
 
 Progress = Callable[[str, int, int], None]
@@ -206,11 +206,15 @@ async def _validate_and_load(
         return ImportResult("DRY_RUN", scan, elapsed_s=time.perf_counter() - started)
 
     # 4. load
-    loaded = await load_file(
-        db, keys, merchant_id=merchant_id, scan=scan, now=now, expiry=dt.timedelta(days=expiry_days),
-        members=spool.read(MEMBER), earns=spool.read("earn"),
-        member_key=lambda external_id: member_key(fkey, external_id), earn_key=lambda line: earn_key(fkey, line),
-        progress=report)
+    try:
+        loaded = await load_file(
+            db, keys, merchant_id=merchant_id, scan=scan, now=now, expiry=dt.timedelta(days=expiry_days),
+            members=spool.read(MEMBER), earns=spool.read("earn"),
+            member_key=lambda external_id: member_key(fkey, external_id), earn_key=lambda line: earn_key(fkey, line),
+            progress=report)
+    except ImportCollision as collision:
+        return ImportResult("INVALID", scan, [RowError(0, "", collision.code, collision.message)], 1,
+                            elapsed_s=time.perf_counter() - started)
     if loaded is None:  # a concurrent run of the same file won
         return ImportResult("ALREADY_IMPORTED", scan, elapsed_s=time.perf_counter() - started)
     return ImportResult("IMPORTED", scan, members_created=loaded.members, entries_created=loaded.entries,

@@ -268,3 +268,22 @@ async def test_the_api_shows_the_original_dates(db: Database, keys: NetworkKeys,
     edges = (await api.call(EFFECTIVE, {"lid": lid}, key=shop.api_key))["member"]["transactions"]["edges"]
     dates = sorted((e["node"]["points"], e["node"]["effectiveAt"][:10]) for e in edges)
     assert dates == [(5, NOW.date().isoformat()), (10, "2025-03-01"), (20, "2025-04-01")]
+
+
+async def test_a_contact_enrolled_between_validation_and_load_aborts_the_whole_load(
+        db: Database, keys: NetworkKeys, settings: Settings, make_merchant: Any, write: Any,
+        monkeypatch: Any) -> None:
+    from coalition.portability import service
+
+    shop = (await make_merchant()).merchant
+    real = service.load_file
+
+    async def enroll_first(*args: Any, **kwargs: Any) -> Any:
+        await enroll_member(db, keys, merchant_id=shop.id, idempotency_key="racer", email="bob@example.com")
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(service, "load_file", enroll_first)
+    result = await run(db, keys, settings, shop.id, write(GOOD))
+    assert result.status == "INVALID" and [e.code for e in result.errors] == ["IMPORT_CONFLICT"]
+    assert (await counts(db))["members"] == 1  # the racer only: nothing of the file
+    await consistent(db)
