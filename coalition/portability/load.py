@@ -12,6 +12,7 @@ lifetime points; ``assert_ledger_consistent`` holds after it. Memory: one chunk 
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import secrets
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -123,7 +124,11 @@ async def load_file(
     members: Iterable[Record], earns: Iterable[Record], member_key: Callable[[str], str],
     earn_key: Callable[[int], str], progress: Callable[[str, int, int], None],
 ) -> Loaded | None:
-    """Write the file's members, then its earn rows; None when its keys were taken meanwhile."""
+    """Write the file's members, then its earn rows; None when its keys were taken meanwhile.
+
+    Pipelined: while PostgreSQL writes one chunk, a thread builds the next one's rows (the
+    encryption and hashing are most of a row's Python time), so the two cores work at once.
+    """
     counts = {"members": 0, "entries": 0}
     try:
         async with db.transaction() as conn:
@@ -132,14 +137,25 @@ async def load_file(
                 # One long transaction of many statements: no statement limit meant for API requests.
                 await conn.execute(text("SET LOCAL statement_timeout = 0"))
             await skip_foreign_key_triggers(conn, merchant_id)
-            for chunk in _chunks(members, CHUNK):
-                await _members(writer, keys, merchant_id, chunk, now, expiry, member_key, counts)
-                progress("loading members", counts["members"], scan.members)
-            done = 0
-            for chunk in _chunks(earns, CHUNK):
-                await _earns(writer, merchant_id, chunk, now, expiry, member_key, earn_key, counts)
-                done += len(chunk)
-                progress("loading history", done, scan.earns)
+            plan = _Plan(writer, keys, merchant_id, now, expiry, member_key, earn_key)
+            stages: tuple[tuple[Iterable[Record], Any, Any, str, int], ...] = (
+                (members, plan.prepare_members, plan.build_members, "loading members", scan.members),
+                (earns, plan.prepare_earns, plan.build_earns, "loading history", scan.earns))
+            for records, prepare, build, stage, total in stages:
+                pending: _Rows | None = None
+                done = 0
+                for chunk in _chunks(records, CHUNK):
+                    prepared = await prepare(chunk)  # the connection is idle between writes
+                    if pending is None:
+                        pending = await asyncio.to_thread(build, chunk, prepared)
+                        continue
+                    _, pending = await asyncio.gather(plan.write(pending, counts),
+                                                      asyncio.to_thread(build, chunk, prepared))
+                    done += CHUNK
+                    progress(stage, done, total)
+                if pending is not None:
+                    await plan.write(pending, counts)
+                progress(stage, total, total)
     except (IntegrityError, asyncpg.UniqueViolationError):
         if await already_imported(db, merchant_id, member_key(scan.first_external_id or "")):
             return None
@@ -149,81 +165,127 @@ async def load_file(
     return Loaded(counts["members"], counts["entries"], 2 * counts["entries"])
 
 
+@dataclass
+class _Rows:
+    """One chunk's rows for every table, and the balances earn rows add."""
+
+    members: list[tuple[Any, ...]]
+    entries: list[tuple[Any, ...]]
+    postings: list[tuple[Any, ...]]
+    lots: list[tuple[Any, ...]]
+    added: dict[int, int]
+    member_count: int
+
+
+class _Plan:
+    """prepare (ids, lookups: the database) -> build (rows: pure Python, in a thread) -> write (COPY)."""
+
+    def __init__(self, writer: _Writer, keys: NetworkKeys, merchant_id: int, now: dt.datetime,
+                 expiry: dt.timedelta, member_key: Callable[[str], str], earn_key: Callable[[int], str]) -> None:
+        self.writer, self.keys, self.merchant_id, self.now = writer, keys, merchant_id, now
+        self.expires = now + expiry
+        self.member_key, self.earn_key = member_key, earn_key
+
+    async def prepare_members(self, chunk: list[Record]) -> tuple[list[int], list[int], list[int]]:
+        funded = sum(1 for r in chunk if r.points > 0)
+        member_ids = await self.writer.ids(Member.__table__, len(chunk))  # type: ignore[arg-type]
+        entry_ids = await self.writer.ids(Entry.__table__, funded) if funded else []  # type: ignore[arg-type]
+        lot_ids = await self.writer.ids(Lot.__table__, funded) if funded else []  # type: ignore[arg-type]
+        return member_ids, entry_ids, lot_ids
+
+    def build_members(self, chunk: list[Record], ids: tuple[list[int], list[int], list[int]]) -> _Rows:
+        keys, merchant_id, now, member_key = self.keys, self.merchant_id, self.now, self.member_key
+        member_ids, entry_ids, lot_ids = ids
+        rng = np.random.default_rng(secrets.randbits(128))
+        loyalty_ids = random_codes(len(chunk), loyalty=True, rng=rng)
+        referral_codes = random_codes(len(chunk), loyalty=False, rng=rng)
+        rows = []
+        for mid, r, loyalty_id, referral_code in zip(member_ids, chunk, loyalty_ids, referral_codes, strict=True):
+            email, phone = r.email, r.phone
+            rows.append((
+                mid, loyalty_id, referral_code,
+                keys.encrypt(email) if email else None, keys.encrypt(phone) if phone else None,
+                keys.blind_index("email", email) if email else None,
+                keys.blind_index("phone", phone) if phone else None,
+                email_fingerprint(keys, email), phone_fingerprint(keys, phone),
+                r.points, 0, 0, r.points, merchant_id, member_key(r.external_id), REQUEST_HASH, now))
+        funded = [(mid, r) for mid, r in zip(member_ids, chunk, strict=True) if r.points > 0]
+        earned = [(eid, lid, mid, r.points, None, r.reference or "opening balance", member_key(r.external_id) + ":b",
+                   r.date) for eid, lid, (mid, r) in zip(entry_ids, lot_ids, funded, strict=True)]
+        return self._ledger_rows(earned, rows, {}, len(chunk))
+
+    async def prepare_earns(self, chunk: list[Record]) -> tuple[dict[str, int], list[int], list[int]]:
+        wanted = list({self.member_key(r.external_id) for r in chunk})
+        if self.writer.postgres:  # one array parameter: an IN list of 5,000 costs more to build than to run
+            query: Any = text(
+                "SELECT enroll_idempotency_key, id FROM members WHERE enrolled_by_merchant_id = :m "
+                "AND enroll_idempotency_key = ANY(CAST(:keys AS varchar[]))").bindparams(m=self.merchant_id,
+                                                                                         keys=wanted)
+        else:
+            query = select(Member.enroll_idempotency_key, Member.id).where(
+                Member.enrolled_by_merchant_id == self.merchant_id, Member.enroll_idempotency_key.in_(wanted))
+        found = {key: int(mid) for key, mid in (await self.writer.conn.execute(query)).all()}
+        entry_ids = await self.writer.ids(Entry.__table__, len(chunk))  # type: ignore[arg-type]
+        lot_ids = await self.writer.ids(Lot.__table__, len(chunk))  # type: ignore[arg-type]
+        return found, entry_ids, lot_ids
+
+    def build_earns(self, chunk: list[Record], prepared: tuple[dict[str, int], list[int], list[int]]) -> _Rows:
+        found, entry_ids, lot_ids = prepared
+        earned = []
+        added: dict[int, int] = {}
+        for eid, lid, r in zip(entry_ids, lot_ids, chunk, strict=True):
+            mid = found[self.member_key(r.external_id)]  # validation saw the member row
+            earned.append((eid, lid, mid, r.points, r.amount_minor, r.reference, self.earn_key(r.line), r.date))
+            added[mid] = added.get(mid, 0) + r.points
+        return self._ledger_rows(earned, [], added, 0)
+
+    def _ledger_rows(self, earned: list[tuple[Any, ...]], members: list[tuple[Any, ...]], added: dict[int, int],
+                     member_count: int) -> _Rows:
+        """EARN entries (entry id, lot id, member, points, amount, reference, key, effective date)."""
+        merchant_id, now = self.merchant_id, self.now
+        entries = [(eid, "EARN", mid, merchant_id, points, amount, reference, key, REQUEST_HASH, now, effective)
+                   for eid, _, mid, points, amount, reference, key, effective in earned]
+        postings = []
+        for eid, _, mid, points, *_ in earned:
+            postings.append((eid, "ISSUED", merchant_id, -points))
+            postings.append((eid, "MEMBER", mid, points))
+        lots = [(lid, mid, eid, merchant_id, points, points, self.expires, False, now)
+                for eid, lid, mid, points, *_ in earned]
+        return _Rows(members, entries, postings, lots, added, member_count)
+
+    async def write(self, rows: _Rows, counts: dict[str, int]) -> None:
+        writer = self.writer
+        await writer.write(Member.__table__, MEMBER_COLUMNS, rows.members)  # type: ignore[arg-type]
+        await writer.write(Entry.__table__, ENTRY_COLUMNS, rows.entries)  # type: ignore[arg-type]
+        await writer.write(Posting.__table__, POSTING_COLUMNS, rows.postings)  # type: ignore[arg-type]
+        await writer.write(Lot.__table__, LOT_COLUMNS, rows.lots)  # type: ignore[arg-type]
+        if rows.added and writer.postgres:
+            await writer.conn.execute(text(
+                "UPDATE members SET balance = members.balance + d.points, lifetime_points = "
+                "members.lifetime_points + d.points FROM unnest(CAST(:ids AS bigint[]), CAST(:points AS bigint[])) "
+                "AS d(id, points) WHERE members.id = d.id"),
+                {"ids": list(rows.added), "points": list(rows.added.values())})
+        elif rows.added:
+            await writer.conn.execute(
+                update(Member).where(Member.id == bindparam("m_id")).values(
+                    balance=Member.balance + bindparam("m_points"),
+                    lifetime_points=Member.lifetime_points + bindparam("m_points")).execution_options(
+                    synchronize_session=False),
+                [{"m_id": mid, "m_points": points} for mid, points in rows.added.items()])
+        counts["members"] += rows.member_count
+        counts["entries"] += len(rows.entries)
+
+
 async def _members(writer: _Writer, keys: NetworkKeys, merchant_id: int, chunk: list[Record], now: dt.datetime,
                    expiry: dt.timedelta, member_key: Callable[[str], str], counts: dict[str, int]) -> None:
-    member_ids = await writer.ids(Member.__table__, len(chunk))  # type: ignore[arg-type]
-    funded = [(mid, r) for mid, r in zip(member_ids, chunk, strict=True) if r.points > 0]
-    entry_ids = await writer.ids(Entry.__table__, len(funded)) if funded else []  # type: ignore[arg-type]
-    lot_ids = await writer.ids(Lot.__table__, len(funded)) if funded else []  # type: ignore[arg-type]
-    rows = []
-    rng = np.random.default_rng(secrets.randbits(128))
-    loyalty_ids = random_codes(len(chunk), loyalty=True, rng=rng)
-    referral_codes = random_codes(len(chunk), loyalty=False, rng=rng)
-    for mid, r, loyalty_id, referral_code in zip(member_ids, chunk, loyalty_ids, referral_codes, strict=True):
-        email, phone = r.email, r.phone
-        rows.append((
-            mid, loyalty_id, referral_code,
-            keys.encrypt(email) if email else None, keys.encrypt(phone) if phone else None,
-            keys.blind_index("email", email) if email else None, keys.blind_index("phone", phone) if phone else None,
-            email_fingerprint(keys, email), phone_fingerprint(keys, phone),
-            r.points, 0, 0, r.points, merchant_id, member_key(r.external_id), REQUEST_HASH, now))
-    await writer.write(Member.__table__, MEMBER_COLUMNS, rows)  # type: ignore[arg-type]
-    await _entries(writer, merchant_id, [(eid, lid, mid, r.points, None, r.reference or "opening balance",
-                                          member_key(r.external_id) + ":b", r.date)
-                                         for eid, lid, (mid, r) in zip(entry_ids, lot_ids, funded, strict=True)],
-                   now, expiry)
-    counts["members"] += len(chunk)
-    counts["entries"] += len(funded)
+    """One chunk of member rows, without the pipeline (bench/import_members.py's baseline)."""
+    plan = _Plan(writer, keys, merchant_id, now, expiry, member_key, str)
+    await plan.write(plan.build_members(chunk, await plan.prepare_members(chunk)), counts)
 
 
 async def _earns(writer: _Writer, merchant_id: int, chunk: list[Record], now: dt.datetime, expiry: dt.timedelta,
-                 member_key: Callable[[str], str], earn_key: Callable[[int], str], counts: dict[str, int]) -> None:
-    wanted = list({member_key(r.external_id) for r in chunk})
-    if writer.postgres:  # one array parameter: an IN list of 5,000 parameters costs more to build than to run
-        query: Any = text("SELECT enroll_idempotency_key, id FROM members WHERE enrolled_by_merchant_id = :m "
-                          "AND enroll_idempotency_key = ANY(CAST(:keys AS varchar[]))").bindparams(m=merchant_id,
-                                                                                                  keys=wanted)
-    else:
-        query = select(Member.enroll_idempotency_key, Member.id).where(
-            Member.enrolled_by_merchant_id == merchant_id, Member.enroll_idempotency_key.in_(wanted))
-    found = {key: mid for key, mid in (await writer.conn.execute(query)).all()}
-    entry_ids = await writer.ids(Entry.__table__, len(chunk))  # type: ignore[arg-type]
-    lot_ids = await writer.ids(Lot.__table__, len(chunk))  # type: ignore[arg-type]
-    rows = []
-    added: dict[int, int] = {}
-    for eid, lid, r in zip(entry_ids, lot_ids, chunk, strict=True):
-        mid = int(found[member_key(r.external_id)])  # validation saw the member row
-        rows.append((eid, lid, mid, r.points, r.amount_minor, r.reference, earn_key(r.line), r.date))
-        added[mid] = added.get(mid, 0) + r.points
-    await _entries(writer, merchant_id, rows, now, expiry)
-    if writer.postgres:
-        await writer.conn.execute(text(
-            "UPDATE members SET balance = members.balance + d.points, lifetime_points = members.lifetime_points + "
-            "d.points FROM unnest(CAST(:ids AS bigint[]), CAST(:points AS bigint[])) AS d(id, points) "
-            "WHERE members.id = d.id"), {"ids": list(added), "points": list(added.values())})
-    else:
-        await writer.conn.execute(
-            update(Member).where(Member.id == bindparam("m_id")).values(
-                balance=Member.balance + bindparam("m_points"),
-                lifetime_points=Member.lifetime_points + bindparam("m_points")).execution_options(
-                synchronize_session=False),
-            [{"m_id": mid, "m_points": points} for mid, points in added.items()])
-    counts["entries"] += len(chunk)
-
-
-async def _entries(writer: _Writer, merchant_id: int,
-                   rows: list[tuple[int, int, int, int, int | None, str | None, str, dt.datetime | None]],
-                   now: dt.datetime, expiry: dt.timedelta) -> None:
-    """EARN entries (entry id, lot id, member, points, amount, reference, key, effective date)."""
-    expires = now + expiry
-    await writer.write(Entry.__table__, ENTRY_COLUMNS, [  # type: ignore[arg-type]
-        (eid, "EARN", mid, merchant_id, points, amount, reference, key, REQUEST_HASH, now, effective)
-        for eid, _, mid, points, amount, reference, key, effective in rows])
-    postings = []
-    for eid, _, mid, points, *_ in rows:
-        postings.append((eid, "ISSUED", merchant_id, -points))
-        postings.append((eid, "MEMBER", mid, points))
-    await writer.write(Posting.__table__, POSTING_COLUMNS, postings)  # type: ignore[arg-type]
-    await writer.write(Lot.__table__, LOT_COLUMNS, [  # type: ignore[arg-type]
-        (lid, mid, eid, merchant_id, points, points, expires, False, now)
-        for eid, lid, mid, points, *_ in rows])
+                 member_key: Callable[[str], str], earn_key: Callable[[int], str], counts: dict[str, int],
+                 keys: Any = None) -> None:
+    """One chunk of earn rows, without the pipeline (the baseline)."""
+    plan = _Plan(writer, keys, merchant_id, now, expiry, member_key, earn_key)
+    await plan.write(plan.build_earns(chunk, await plan.prepare_earns(chunk)), counts)

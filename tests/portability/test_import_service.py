@@ -227,16 +227,16 @@ async def test_a_failure_mid_load_leaves_nothing_half_written(db: Database, keys
     shop = (await make_merchant()).merchant
     monkeypatch.setattr(load, "CHUNK", 1)
     calls = 0
-    real = load._members
+    real = load._Plan.write
 
-    async def failing(*args: Any, **kwargs: Any) -> None:
+    async def failing(self: Any, *args: Any, **kwargs: Any) -> None:
         nonlocal calls
         calls += 1
-        if calls == 3:
+        if calls == 3:  # the third chunk: two are written in the transaction already
             raise RuntimeError("the disk is full")
-        await real(*args, **kwargs)
+        await real(self, *args, **kwargs)
 
-    monkeypatch.setattr(load, "_members", failing)
+    monkeypatch.setattr(load._Plan, "write", failing)
     with pytest.raises(RuntimeError):
         await run(db, keys, settings, shop.id, write(GOOD))
     assert await counts(db) == {"members": 0, "entries": 0, "postings": 0, "lots": 0}
