@@ -48,7 +48,9 @@ def spare_port() -> int:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     tmp = tmp_path_factory.mktemp("readme")
-    env = {**os.environ, "COALITION_DATABASE_URL": f"sqlite+aiosqlite:///{tmp / 'readme.db'}",
+    # Only this test's settings: none of the COALITION_* variables of the calling environment.
+    inherited = {name: value for name, value in os.environ.items() if not name.startswith("COALITION_")}
+    env = {**inherited, "COALITION_DATABASE_URL": f"sqlite+aiosqlite:///{tmp / 'readme.db'}",
            "COALITION_SECRET_KEY": "readme-test-secret", "COALITION_REDIS_URL": "", "COALITION_ADMIN_KEY": "",
            "PYTHONPATH": str(ROOT)}
     settings = load_settings(env)
