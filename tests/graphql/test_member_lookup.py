@@ -6,6 +6,7 @@ import dataclasses
 from typing import Any
 
 import pytest
+from planted_network import forget_cached_insights
 
 from coalition.config import Settings
 
@@ -15,6 +16,11 @@ LOOKUP = """query($contact: String!) { memberByContact(contact: $contact) { loya
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
     return dataclasses.replace(settings, lookup_per_min=5)
+
+
+@pytest.fixture(autouse=True)
+async def _fresh_lookup_counters(settings: Settings) -> None:
+    await forget_cached_insights(settings.redis_url)  # merchant ids start at 1 again in every test
 
 
 def codes(body: dict[str, Any]) -> set[str]:
