@@ -38,6 +38,7 @@ from coalition.web.auth import AuthBackend, caller_of, on_auth_error, require_sc
 from coalition.web.graphiql import graphiql_html
 from coalition.web.network_map import network_map_endpoint
 from coalition.web.outage import OutageMiddleware
+from coalition.web.portability import portability_routes
 from coalition.web.reports import report_routes
 from coalition.worker import start_in_process
 
@@ -70,6 +71,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     services.gift_cards = GiftCards(db, settings, keys, guard=GuessGuard(limiter.companion(
         settings.gift_card_lookup_failures, window_s=settings.gift_card_lookup_window_s,
         prefix="coalition:giftfail:")))
+    services.lookup_limiter = limiter.companion(settings.lookup_per_min, window_s=60, prefix="coalition:lookup:")
     auth = AuthBackend(authenticator, limiter, failures, metrics_token=settings.metrics_token)
 
     async def context_factory(request: Request) -> Context:
@@ -149,6 +151,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/admin/network-map.{fmt}", network_map_endpoint(insights)),
             Mount("/static", StaticFiles(packages=[("coalition.web", "static")]), name="static"),
             *report_routes(services),
+            *portability_routes(settings, db, keys),
         ],
         # OutageMiddleware before (outside) the authentication, which reads the database: 503, not 500.
         middleware=[Middleware(MetricsMiddleware, metrics=metrics), Middleware(OutageMiddleware),

@@ -126,6 +126,19 @@ class Settings:
     # redemption), and how often a process re-reads which merchants run stamp cards and quests.
     voucher_expiry_refund: bool = True
     programs_cache_s: float = 5.0
+    # Integrations (issue 17): member imports (coalition/portability) — the largest file, line and
+    # row count the CLI takes, and the largest upload POST /import/members takes; lookups by
+    # contact a merchant may make a minute; the wallet pass's signing certificate and key (PEM
+    # files; unsigned passes without them) and its Apple identifiers.
+    import_max_bytes: int = 1 << 30
+    import_max_line_bytes: int = 64 * 1024
+    import_max_rows: int = 2_000_000
+    import_max_upload_bytes: int = 20 * 1024 * 1024
+    lookup_per_min: int = 30
+    pass_certificate_file: Path | None = None
+    pass_key_file: Path | None = None
+    pass_type_identifier: str = "pass.org.coalition.member"
+    pass_team_identifier: str = "COALITION"
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -312,4 +325,14 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         voucher_expiry_refund=_flag({**env, "COALITION_VOUCHER_EXPIRY_REFUND": env.get(
             "COALITION_VOUCHER_EXPIRY_REFUND") or "1"}, "COALITION_VOUCHER_EXPIRY_REFUND"),
         programs_cache_s=_float(env, "COALITION_PROGRAMS_CACHE_S", 5.0),
+        import_max_bytes=_int(env, "COALITION_IMPORT_MAX_BYTES", 1 << 30, minimum=1024),
+        import_max_line_bytes=_int(env, "COALITION_IMPORT_MAX_LINE_BYTES", 64 * 1024, minimum=256),
+        import_max_rows=_int(env, "COALITION_IMPORT_MAX_ROWS", 2_000_000, minimum=1),
+        import_max_upload_bytes=_int(env, "COALITION_IMPORT_MAX_UPLOAD_BYTES", 20 * 1024 * 1024, minimum=1024),
+        lookup_per_min=_int(env, "COALITION_LOOKUP_PER_MIN", 30, minimum=1),
+        pass_certificate_file=Path(env["COALITION_PASS_CERTIFICATE_FILE"])
+        if env.get("COALITION_PASS_CERTIFICATE_FILE") else None,
+        pass_key_file=Path(env["COALITION_PASS_KEY_FILE"]) if env.get("COALITION_PASS_KEY_FILE") else None,
+        pass_type_identifier=env.get("COALITION_PASS_TYPE_IDENTIFIER") or "pass.org.coalition.member",
+        pass_team_identifier=env.get("COALITION_PASS_TEAM_IDENTIFIER") or "COALITION",
     ))

@@ -93,14 +93,15 @@ async def build_planted(db: Database, keys: NetworkKeys, ledger: Ledger, clock: 
 
 
 async def forget_cached_insights(redis_url: str | None) -> None:
-    """Tests truncate the database between them; the Redis cache of insights must go too."""
+    """Tests truncate the database between them; the Redis cache of insights must go too (and the
+    per-merchant lookup counters: merchant ids start again at 1)."""
     if redis_url is None:
         return
     import redis.asyncio as redis_asyncio
 
     client = redis_asyncio.from_url(redis_url)
     try:
-        keys = [key for pattern in ("coalition:insights:*", "coalition:jobs:*")
+        keys = [key for pattern in ("coalition:insights:*", "coalition:jobs:*", "coalition:lookup:*")
                 async for key in client.scan_iter(pattern)]
         if keys:
             await client.delete(*keys)

@@ -9,6 +9,7 @@ against the flow fails here (and the import-linter contract in ``make lint``).
 from __future__ import annotations
 
 import fnmatch
+import re
 import subprocess
 import sys
 import tomllib
@@ -66,4 +67,5 @@ def test_the_import_contracts_hold() -> None:
     result = subprocess.run([str(lint_imports), "--no-cache"], cwd=ROOT, capture_output=True, text=True,
                             timeout=300, check=False)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-    assert "1 kept, 0 broken" in result.stdout, result.stdout[-2000:]
+    kept = re.search(r"Contracts: (\d+) kept, 0 broken", result.stdout)
+    assert kept is not None and int(kept.group(1)) >= 2, result.stdout[-2000:]  # the client, the analysis

@@ -7,7 +7,7 @@ they are made (``demo``, ``keys create``), and never in a log.
 
 This module holds the group and ``main``; the commands live by area beside it (``serve``,
 ``demo``, ``keys``, ``members``, ``ledger``, ``analyze``, ``reconcile``, ``settle``, ``verify``,
-``policy``, ``worker``, ``programs``), and what they share in ``_common``.
+``policy``, ``worker``, ``programs``, ``portability``: import and export), and what they share in ``_common``.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from coalition.cli import (
     ledger,
     members,
     policy,
+    portability,
     programs,
     reconcile,
     serve,
@@ -48,5 +49,6 @@ def main() -> None:
 
 for command in (serve.migrate, serve.serve, demo.demo, keys.keys, members.members, ledger.expire,
                 ledger.release_holds, analyze.analyze, ledger.check, reconcile.reconcile, settle.settle,
-                verify.verify_statement, policy.policy, worker.worker, programs.programs):
+                verify.verify_statement, policy.policy, worker.worker, programs.programs, portability.import_group,
+                portability.export_command):
     cli.add_command(command)

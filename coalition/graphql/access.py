@@ -5,8 +5,9 @@ object                        admin       merchant                              
 ============================  ==========  =====================================  ===================  =========
 Member                        all         enrolled it, or has a transaction      itself               none
                                           with it; or presented at the till
-                                          (``member(loyaltyId:)``, mutations
-                                          given a loyalty ID)
+                                          (``member(loyaltyId:)``,
+                                          ``memberByContact(contact:)``,
+                                          mutations given a loyalty ID)
 Transaction, Hold             all         its own                                its own              none
 Merchant                      all         the partner directory                  the directory        none
 SettlementBatch               all         every batch; in it only the lines,     none                 none
@@ -23,6 +24,8 @@ Reward, StampCard, Quest      all         all (the partners' public offers)     
 Voucher                       all         of its own rewards                     its own              none
 Member.stampCards, .quests,   all         its own cards / quests it is in /      its own              none
   .vouchers                               vouchers of its own rewards
+CSV exports (pages)           network     its own members and transactions       none                 none
+Cards (QR, PDF, wallet pass)  none        the members it enrolled                its own              none
 Network (public facts)        yes         yes                                    yes                  yes
 ============================  ==========  =====================================  ===================  =========
 
@@ -39,6 +42,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from coalition.auth.models import Role
+from coalition.auth.service import Caller
 from coalition.graphql.context import ResolveInfo
 from coalition.graphql.dataloaders import MemberByIdLoader, RelatedMemberLoader
 from coalition.graphql.errors import Forbidden
@@ -140,6 +144,8 @@ def may_see_gift_card(info: ResolveInfo, issuer_merchant_id: int, member_id: int
 def gift_card_scope(info: ResolveInfo) -> int | None:
     """Whose gift card liability the caller may list: None for an admin (all), the merchant's own id."""
     return settlement_scope(info)
+
+
 def may_see_offers(info: ResolveInfo) -> bool:
     """Rewards, stamp cards and quests are the partners' public offers: every caller with credentials."""
     info.context.require_caller()
@@ -159,3 +165,25 @@ def program_scope(info: ResolveInfo) -> int | None:
     if caller.role == Role.MERCHANT and caller.merchant_id is not None:
         return int(caller.merchant_id)
     return None
+
+
+def may_hold_card(caller: Caller, member_id: int, enrolled_by_merchant_id: int | None) -> bool:
+    """A member's cards (/members/{id}/...): the member itself and the merchant that enrolled it."""
+    if caller.role == Role.MEMBER:
+        return caller.member_id == member_id
+    return bool(caller.role == Role.MERCHANT and caller.merchant_id is not None
+                and caller.merchant_id == enrolled_by_merchant_id)
+
+
+def export_scope(caller: Caller, named_merchant: int | None) -> int | None:
+    """Whose data a CSV export holds: None (the network) for an admin naming no merchant, else one merchant's.
+
+    A merchant exports its own only; a member token exports nothing.
+    """
+    if caller.role == Role.MERCHANT and caller.merchant_id is not None:
+        if named_merchant not in (None, caller.merchant_id):
+            raise Forbidden("a merchant key exports its own data only")
+        return int(caller.merchant_id)
+    if caller.role != Role.ADMIN:
+        raise Forbidden("exports are for merchant and admin keys, not member tokens")
+    return named_merchant

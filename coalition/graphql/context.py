@@ -16,6 +16,7 @@ from coalition.giftcards.service import GiftCards
 from coalition.graphql.errors import Forbidden, Unauthenticated
 from coalition.ledger.service import Ledger
 from coalition.network.store import InsightStore
+from coalition.ratelimit import InProcessRateLimiter, RateLimiter
 
 
 @dataclass
@@ -28,6 +29,12 @@ class Services:
     ledger: Ledger
     insights: InsightStore | None = None  # stored network analysis (made by the app factory)
     gift_cards: GiftCards | None = None  # made by the app factory (guessing counted in Redis), else on first use
+    lookup_limiter: RateLimiter | None = None  # lookups by contact per merchant (made by the app factory)
+
+    def lookups(self) -> RateLimiter:
+        if self.lookup_limiter is None:
+            self.lookup_limiter = InProcessRateLimiter(self.settings.lookup_per_min, window_s=60)
+        return self.lookup_limiter
 
 
 @dataclass

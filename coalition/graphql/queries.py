@@ -24,6 +24,7 @@ from coalition.graphql.programs.stamps import StampCard
 from coalition.graphql.settlement.queries import SettlementQueries
 from coalition.graphql.settlement.types import SettlementBatch
 from coalition.graphql.settlement.whatif import WhatIfQueries
+from coalition.members.lookup import find_member_by_contact
 from coalition.members.service import find_member
 from coalition.partners.service import list_merchants
 
@@ -71,6 +72,11 @@ class Query(SettlementQueries, WhatIfQueries, graphene.ObjectType):  # type: ign
                                description="The partner directory, oldest first.")
     member = graphene.Field(Member, loyalty_id=graphene.String(required=True),
                             description="A member by loyalty ID (admin or merchant); null if none has it.")
+    member_by_contact = graphene.Field(
+        Member, contact=graphene.String(required=True),
+        description="At the till, for a customer without their card (merchant): the one member whose e-mail or "
+                    "phone is exactly this (an e-mail has an @), or null. Rate-limited per merchant "
+                    "(RATE_LIMITED); the customer giving their contact counts as presenting themselves.")
 
     @staticmethod
     async def resolve_node(root: Any, info: ResolveInfo, id: str) -> Any:
@@ -116,4 +122,18 @@ class Query(SettlementQueries, WhatIfQueries, graphene.ObjectType):  # type: ign
         except DomainError as error:
             if error.code == "MEMBER_NOT_FOUND":
                 return None
+            raise CodedError(error.message, code=error.code) from None
+
+    @staticmethod
+    async def resolve_member_by_contact(root: Any, info: ResolveInfo, contact: str) -> Any:
+        merchant_id = info.context.require_merchant()
+        services = info.context.services
+        # Counted before the lookup, found or not: guessing contacts costs the guesser.
+        retry_after = await services.lookups().hit(f"merchant:{merchant_id}")
+        if retry_after is not None:
+            raise CodedError(f"too many lookups by contact; retry in {max(1, round(retry_after))} s",
+                             code="RATE_LIMITED")
+        try:
+            return await find_member_by_contact(info.context.db, services.keys, contact)
+        except DomainError as error:
             raise CodedError(error.message, code=error.code) from None

@@ -101,6 +101,10 @@ class Entry(Base):
     idempotency_key: Mapped[str | None] = mapped_column(String(128))
     request_hash: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # When the movement happened, where that differs from when it was recorded: an imported
+    # history keeps its original dates here (coalition/portability). NULL means created_at; read
+    # it as COALESCE(effective_at, created_at). Last: migration 0014 appended it.
+    effective_at: Mapped[dt.datetime | None]
 
 
 class Posting(Base):

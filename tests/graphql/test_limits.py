@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from pathlib import Path
@@ -264,10 +263,9 @@ def ast_counts(document: DocumentNode) -> tuple[int, int, int, int, int]:
 
 
 def readme_documents() -> list[str]:
-    """The GraphQL documents of the README's ``gql $KEY '{"query": ...}'`` examples."""
+    """The GraphQL documents of the README walk-through's ``gql "$KEY" '<document>'`` steps."""
     readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
-    bodies = re.findall(r"^gql \$\w+ '(\{.*\})'$", readme, re.MULTILINE)
-    return [json.loads(body)["query"] for body in bodies]
+    return re.findall(r"gql \"\$?\w*\" '(.*?)'", readme, re.DOTALL)
 
 
 @pytest.mark.parametrize(

@@ -518,6 +518,7 @@ ROOT_RULES: dict[str, set[str]] = {
     "network": set(ROLES),
     "merchants": KEY_ROLES,
     "member": STAFF_ROLES,  # the till lookup by presented loyalty ID
+    "memberByContact": set(MERCHANTS),  # the till lookup by the customer's exact e-mail or phone
     "settlementBatches": STAFF_ROLES,
     "networkPolicy": set(ROLES),
     "simulateSettlement": {ADMIN},
@@ -562,9 +563,12 @@ class Walker:
         merchants = [i for i, (t, _) in net.ids.items() if t == "Merchant"]
         batch = next(i for i, (t, _) in net.ids.items() if t == "SettlementBatch")
         # argument values by name: required ones get every value (as aliases or variants)
+        # a contact the customer gives at the till presents that member, as a loyalty ID does
+        self.contact_loyalty = {f"{label}@example.com": m.loyalty_id for label, m in net.member.items()}
         self.values: dict[str, list[Any]] = {
             "loyaltyId": loyalty,
             "code": net.gift_codes,
+            "contact": list(self.contact_loyalty),
             "merchantId": merchants,
             "input": [{"policy": {"reimbursementRate": "0.5"}, "batchId": batch}],
         }
@@ -633,7 +637,9 @@ class Walker:
                 variants += [f"(merchantId: {literal(m)})" for m in self.values["merchantId"]]
             for args in variants:
                 document = f"{{ {f['name']}{args}{body} }}"
-                yield f["name"], document, {lid for lid in self.values["loyaltyId"] if lid in document}
+                presented = {lid for lid in self.values["loyaltyId"] if lid in document}
+                presented |= {lid for contact, lid in self.contact_loyalty.items() if json.dumps(contact) in document}
+                yield f["name"], document, presented
 
     def node_document(self) -> str:
         self.selected.add((self.query["name"], "node"))
@@ -957,6 +963,15 @@ PAGE_RULES: dict[str, list[tuple[str, set[str]]]] = {
         ("/statements/{batch}.json?merchant={B}", {ADMIN, "B"}),
     ],
     "/metrics": [("/metrics", {ADMIN})],  # or the metrics token, or its own port (tests/test_metrics.py)
+    # exports: a merchant its own, an admin the network's or a named merchant's
+    **{f"/export/{what}.csv": [(f"/export/{what}.csv", STAFF_PAGE),
+                                (f"/export/{what}.csv?merchant={{A}}", {ADMIN, "A"})]
+       for what in ("members", "transactions")},
+    "/import/members": [("/import/members", STAFF_PAGE)],  # GET: the template; POST: tests/portability
+    # a member's cards: the member and the merchant that enrolled it (A enrolled m1, B m2)
+    "/members/{member}/{kind}": [(f"/members/{{{label}}}/{kind}", {label, shop})
+                                 for label, shop in (("m1", "A"), ("m2", "B"))
+                                 for kind in ("qr.png", "qr.svg", "card.pdf", "pass.pkpass")],
 }
 
 
@@ -976,6 +991,8 @@ async def test_every_page_answers_only_whom_it_may(api: Any, admin_key: str, db:
                 url = template.replace("{batch}", batch)
                 for shop in MERCHANTS:
                     url = url.replace(f"{{{shop}}}", str(net.merchant[shop]))
+                for label in MEMBERS:
+                    url = url.replace(f"{{{label}}}", keys.global_ids.encode("Member", net.member[label].id))
                 for role in ROLES:
                     headers = {"Accept": "text/html"}
                     if role != ANON:

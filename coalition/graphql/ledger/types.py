@@ -42,6 +42,8 @@ class Transaction(graphene.ObjectType):  # type: ignore[misc]
     member = graphene.Field("coalition.graphql.members.types.Member", required=True, description="The member.")
     reference = graphene.String(description="The merchant's receipt number, or the reversal's reason.")
     created_at = graphene.DateTime(required=True, description="When it was written.")
+    effective_at = graphene.DateTime(required=True, description=(
+        "When it happened: createdAt, except for imported history, which keeps its original date."))
     reverses = graphene.Field(lambda: Transaction, description="For a REVERSAL: the transaction it reverses.")
     reversed_by = graphene.Field(lambda: Transaction, description="The REVERSAL of this transaction, if any.")
     hold = graphene.Field(lambda: Hold, description="For HOLD, CAPTURE and VOID: the authorization.")
@@ -50,6 +52,11 @@ class Transaction(graphene.ObjectType):  # type: ignore[misc]
     async def fetch(info: ResolveInfo, entry_id: int) -> Any:
         entry = await info.context.loader(EntryByIdLoader).load(entry_id)
         return entry if entry is not None and may_see_ledger_row(info, entry.merchant_id, entry.member_id) else None
+
+    @staticmethod
+    def resolve_effective_at(root: Any, info: ResolveInfo) -> Any:
+        # Rows the ledger builds from what it just wrote (Entry.from_values) may not carry the column.
+        return root.__dict__.get("effective_at") or root.created_at
 
     @staticmethod
     async def resolve_merchant(root: Any, info: ResolveInfo) -> Any:
