@@ -7,7 +7,9 @@ from coalition.members.models import Dispute, Member, MemberCredential
 from coalition.network.models import InsightResult, InsightRun
 from coalition.partners.models import Merchant
 from coalition.settlement.models import NetworkPolicy, SettlementBatch, SettlementLine, SettlementPosition
+from coalition.webhooks.models import WebhookDelivery, WebhookEndpoint
 
 __all__ = ["Allocation", "ApiKey", "Base", "Dispute", "Entry", "Hold", "InsightResult", "InsightRun", "Lot", "Member",
            "MemberCredential", "Merchant",
-           "NetworkPolicy", "Posting", "SettlementBatch", "SettlementLine", "SettlementPosition"]
+           "NetworkPolicy", "Posting", "SettlementBatch", "SettlementLine", "SettlementPosition",
+           "WebhookDelivery", "WebhookEndpoint"]

@@ -11,6 +11,7 @@ job             what it does                                every
                 past ``COALITION_IDEMPOTENCY_RETENTION_S``
 ``settlement``  close every settlement period that has      ``--interval-s`` (``--no-settle``:
                 ended (the policy's period and time zone)   never)
+``webhooks``    send due webhook deliveries (the outbox)    ``COALITION_WEBHOOK_POLL_S`` (1 s)
 ``analysis``    the network analysis (with Redis, one       ``--analyze-every``, or
                 worker per interval runs it)                ``COALITION_ANALYZE_INTERVAL_S`` in
                                                             the API process
@@ -51,12 +52,14 @@ from coalition.network.store import InsightStore
 from coalition.settlement.models import SettlementBatch
 from coalition.settlement.policy import current_policy, latest_period_end
 from coalition.settlement.service import run_settlement
+from coalition.webhooks.delivery import Deliverer
+from coalition.webhooks.outbox import install
 
 logger = logging.getLogger("coalition.worker")
 HOLD_BATCH = 1000
 DEFAULT_INTERVAL_S = 60.0  # expiry, refusals and settlement: `coalition worker --interval-s`
 MIN_SLEEP_S = 0.01  # never spin: a job slower than its interval runs again after this pause
-JOB_NAMES = ("holds", "expiry", "refusals", "settlement", "analysis")
+JOB_NAMES = ("holds", "expiry", "refusals", "settlement", "webhooks", "analysis")
 
 
 @dataclass
@@ -66,6 +69,7 @@ class TickReport:
     refusals_purged: int = 0
     batch_ids: list[int] = field(default_factory=list)
     analysis_run: int | None = None
+    webhooks_sent: int = 0
     errors: list[str] = field(default_factory=list)
 
 
@@ -94,7 +98,10 @@ class Worker:
             raise ValueError(f"no such worker job: {', '.join(sorted(unknown))} (the jobs: {', '.join(JOB_NAMES)})")
         self.db, self.settings, self.keys, self.clock = db, settings, keys, clock
         self.analyze_every_s = analyze_every_s
+        if db.hooks is None:  # this process's writes (hold expiry) fill the outbox too
+            install(db, cache_s=settings.webhook_cache_s)
         self.ledger = Ledger(db, settings, clock=clock)
+        self.deliverer = Deliverer(db, settings, keys, clock=clock)
         self.insights = insights or InsightStore(db, settings.redis_url, settings.insights_cache_s)
         hold_every = settings.hold_sweep_interval_s if hold_sweep_s is None else hold_sweep_s
         table = [
@@ -102,6 +109,7 @@ class Worker:
             Job("expiry", every_s, self._expire),
             Job("refusals", every_s, self._purge_refusals),
             Job("settlement", every_s if settle else 0.0, self._settle),
+            Job("webhooks", settings.webhook_poll_s, self._deliver),
             Job("analysis", analyze_every_s, self._analyze),
         ]
         self.jobs = [job for job in table if job.every_s > 0 and (only is None or job.name in only)]
@@ -109,6 +117,10 @@ class Worker:
 
     async def aclose(self) -> None:
         await self.insights.aclose()
+        await self.deliverer.aclose()
+
+    async def _deliver(self, report: TickReport) -> None:
+        report.webhooks_sent += (await self.deliverer.run_once()).sent
 
     def _remaining_s(self, job: Job, now: dt.datetime) -> float:
         """Seconds until ``job`` is due again; 0 for a job that never ran."""

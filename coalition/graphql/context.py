@@ -14,6 +14,7 @@ from coalition.crypto import NetworkKeys
 from coalition.db import Database
 from coalition.graphql.errors import Forbidden, Unauthenticated
 from coalition.ledger.service import Ledger
+from coalition.live.broker import Broker
 from coalition.network.store import InsightStore
 
 
@@ -26,6 +27,7 @@ class Services:
     keys: NetworkKeys
     ledger: Ledger
     insights: InsightStore | None = None  # stored network analysis (made by the app factory)
+    live: Broker | None = None  # live subscriptions' fan-out (made by the app factory)
 
 
 @dataclass

@@ -19,11 +19,13 @@ from coalition.graphql.partners.types import Merchant, MerchantConnection, Merch
 from coalition.graphql.settlement.queries import SettlementQueries
 from coalition.graphql.settlement.types import SettlementBatch
 from coalition.graphql.settlement.whatif import WhatIfQueries
+from coalition.graphql.webhooks.types import WebhookDelivery, WebhookEndpoint
 from coalition.members.service import find_member
 from coalition.partners.service import list_merchants
 
 NODE_TYPES: dict[str, Any] = {"Merchant": Merchant, "Member": Member, "Transaction": Transaction, "Hold": Hold,
-                              "SettlementBatch": SettlementBatch, "Dispute": Dispute}
+                              "SettlementBatch": SettlementBatch, "Dispute": Dispute,
+                              "WebhookEndpoint": WebhookEndpoint, "WebhookDelivery": WebhookDelivery}
 
 
 class AdminViewer(graphene.ObjectType):  # type: ignore[misc]

@@ -9,23 +9,26 @@ import graphene
 from coalition.graphql.core.scalars import BigInt, require_offsets
 from coalition.graphql.insights.queries import InsightQueries
 from coalition.graphql.ledger.mutations import LedgerMutations
+from coalition.graphql.live import Subscription
 from coalition.graphql.members.disputes import DisputeQueries
 from coalition.graphql.members.mutations import MemberMutations
 from coalition.graphql.partners.mutations import PartnerMutations
 from coalition.graphql.queries import Query as CoreQuery
 from coalition.graphql.settlement.mutations import SettlementMutations
 from coalition.graphql.settlement.reconcile import ReconcileMutations
+from coalition.graphql.webhooks.mutations import WebhookMutations, WebhookQueries
 
 
-class Query(InsightQueries, DisputeQueries, CoreQuery):
+class Query(WebhookQueries, InsightQueries, DisputeQueries, CoreQuery):
     pass
 
 
-class Mutation(PartnerMutations, MemberMutations, LedgerMutations, ReconcileMutations, SettlementMutations):
+class Mutation(PartnerMutations, MemberMutations, LedgerMutations, ReconcileMutations, SettlementMutations,
+               WebhookMutations):
     pass
 
 
-schema = graphene.Schema(query=Query, mutation=Mutation, types=[BigInt, graphene.Date])
+schema = graphene.Schema(query=Query, mutation=Mutation, subscription=Subscription, types=[BigInt, graphene.Date])
 require_offsets(schema.graphql_schema)
 
 
