@@ -92,7 +92,8 @@ class Worker:
     def __init__(self, db: Database, settings: Settings, keys: NetworkKeys, *,
                  clock: Callable[[], dt.datetime] = utcnow, settle: bool = True, analyze_every_s: float = 0.0,
                  every_s: float = DEFAULT_INTERVAL_S, hold_sweep_s: float | None = None,
-                 only: Collection[str] | None = None, insights: InsightStore | None = None) -> None:
+                 only: Collection[str] | None = None, insights: InsightStore | None = None,
+                 webhook_poll_s: float | None = None) -> None:
         unknown = set(only or ()) - set(JOB_NAMES)
         if unknown:
             raise ValueError(f"no such worker job: {', '.join(sorted(unknown))} (the jobs: {', '.join(JOB_NAMES)})")
@@ -109,7 +110,7 @@ class Worker:
             Job("expiry", every_s, self._expire),
             Job("refusals", every_s, self._purge_refusals),
             Job("settlement", every_s if settle else 0.0, self._settle),
-            Job("webhooks", settings.webhook_poll_s, self._deliver),
+            Job("webhooks", settings.webhook_poll_s if webhook_poll_s is None else webhook_poll_s, self._deliver),
             Job("analysis", analyze_every_s, self._analyze),
         ]
         self.jobs = [job for job in table if job.every_s > 0 and (only is None or job.name in only)]

@@ -68,8 +68,8 @@ async def create_endpoint(db: Database, keys: NetworkKeys, *, merchant_id: int |
     wanted = check_events(events)
     fingerprint = request_hash("createWebhookEndpoint", url=url, events=wanted)
     owner = _owner(merchant_id)
-    async with db.read() as conn:
-        earlier = (await conn.execute(select(WebhookEndpoint).where(
+    async with db.session() as session:
+        earlier = (await session.execute(select(WebhookEndpoint).where(
             WebhookEndpoint.owner == owner, WebhookEndpoint.idempotency_key == key))).scalar_one_or_none()
     if earlier is not None:
         if earlier.request_hash != fingerprint:

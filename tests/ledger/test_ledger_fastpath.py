@@ -23,7 +23,7 @@ from test_ledger_trust import allow
 from coalition.db import Database
 from coalition.ledger import fastpath
 from coalition.ledger.core import MAX_POINTS
-from coalition.ledger.models import AllocationKind
+from coalition.ledger.models import AllocationKind, EntryKind
 from coalition.ledger.presence import presence_code
 from coalition.ledger.service import Ledger
 from coalition.members.loyalty_id import new_loyalty_id
@@ -703,10 +703,10 @@ async def test_two_operations_on_one_member_in_one_statement_undo_it(net: Any, d
     operations = [{
         "merchant_id": net.a.id, "loyalty_id": net.loyalty_id, "amount_minor": net.amount_for(5, net.a),
         "minor_per_unit": 10**net.settings.currency_exponent, "reference": None, "idempotency_key": key,
-        "request_hash": key, "now": now, "expires_at": now,
+        "request_hash": key, "now": now, "expires_at": now, "hooked": False,
     } for key in ("twice-1", "twice-2")]
     with statements(db) as sent:
-        assert await fastpath._run(db, fastpath._EARN, operations) == [None, None]
+        assert await fastpath._run(db, fastpath._EARN, operations, EntryKind.EARN) == [None, None]
     assert len(fast_statements(sent)) == 2  # refused, and again when run once more
     assert await probe.snapshot() == before
 
