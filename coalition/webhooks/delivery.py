@@ -96,7 +96,8 @@ class Deliverer:
         await self.client.aclose()
 
     def backoff_s(self, attempts: int) -> float:
-        base: float = min(self.settings.webhook_backoff_cap_s, self.settings.webhook_backoff_base_s * 2 ** (attempts - 1))
+        settings = self.settings
+        base: float = min(settings.webhook_backoff_cap_s, settings.webhook_backoff_base_s * 2 ** (attempts - 1))
         return float(base * random.uniform(0.8, 1.2))  # jitter: endpoints that failed together retry apart
 
     async def _heads(self, now: dt.datetime) -> list[tuple[WebhookDelivery, WebhookEndpoint]]:

@@ -120,7 +120,8 @@ async def test_every_event_arrives_signed_in_order_through_failures_and_timeouts
                                for e in events.values() if "transaction" in e["data"]}
             assert transaction_ids == entries[shop.id]
             merchant_gid = keys.global_ids.encode("Merchant", shop.id)
-            owners = {(e["data"].get("merchant") or e["data"]["transaction"]["merchant"])["id"] for e in events.values()}
+            owners = {(e["data"].get("merchant") or e["data"]["transaction"]["merchant"])["id"]
+                      for e in events.values()}
             assert owners == {merchant_gid}  # never another merchant's event
             enrolled = [e for e in events.values() if e["type"] == "member.enrolled"]
             assert len(enrolled) == (4 if shop is a else 1)
