@@ -47,12 +47,16 @@ from coalition.partners.models import Merchant
 from coalition.partners.service import onboard_merchant
 from coalition.settlement.models import NetworkPolicy, SettlementBatch
 from coalition.settlement.service import run_settlement
+from coalition.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
+from coalition.webhooks.outbox import install
+from coalition.webhooks.service import EVENT_TYPE_NAMES, create_endpoint
 
 ADMIN, ANON = "admin", "anonymous"
 MERCHANTS = ("A", "B", "C")
 MEMBERS = ("m1", "m2")  # the members who call with their own token
 ROLES = (ADMIN, *MERCHANTS, *MEMBERS, ANON)
-NODE_TYPES = ("Merchant", "Member", "Transaction", "Hold", "SettlementBatch", "Dispute")
+NODE_TYPES = ("Merchant", "Member", "Transaction", "Hold", "SettlementBatch", "Dispute", "WebhookEndpoint",
+              "WebhookDelivery")
 MAX_TYPE_REPEATS = 2  # a type may appear twice on one path (Transaction.reverses: a Transaction)
 DENIED = {"UNAUTHENTICATED", "FORBIDDEN"}
 HOLD_NOT_FOUND, TRANSACTION_NOT_FOUND = HoldNotFound.code, TransactionNotFound.code
@@ -70,6 +74,8 @@ class Net:
     holds: dict[int, tuple[int, int]] = field(default_factory=dict)  # hold id -> (merchant, member)
     batches: list[int] = field(default_factory=list)
     disputes: dict[int, int] = field(default_factory=dict)  # dispute id -> member id
+    webhooks: dict[int, int | None] = field(default_factory=dict)  # endpoint id -> merchant id (None: admin's)
+    deliveries: dict[int, int | None] = field(default_factory=dict)  # delivery id -> its endpoint's merchant
     ids: dict[str, tuple[str, int]] = field(default_factory=dict)  # global ID as issued -> (type, id)
     guesses: dict[str, tuple[str, int]] = field(default_factory=dict)  # base64("Type:n") -> (type, id)
 
@@ -124,6 +130,13 @@ async def seed(db: Any, keys: NetworkKeys, ledger: Ledger, settings: Any, clock:
         clock.advance(minutes=5)
         return result
 
+    # Endpoints for A, B and the admin: every write below fills their outbox (C has none).
+    install(db, cache_s=0.0)
+    for owner in ("A", "B", None):
+        made = await create_endpoint(db, keys, merchant_id=net.merchant[owner] if owner else None,
+                                     url=f"http://127.0.0.1:9/{owner or 'admin'}", events=list(EVENT_TYPE_NAMES),
+                                     idempotency_key="w", allowed_hosts=frozenset({"127.0.0.1"}))
+        net.webhooks[made.endpoint.id] = made.endpoint.merchant_id
     # A enrolls m1 and m4 (referred by m1), B enrolls m2 and m5, C enrolls m3.
     m1 = await enroll("m1", "A")
     await enroll("m2", "B")
@@ -167,11 +180,16 @@ async def seed(db: Any, keys: NetworkKeys, ledger: Ledger, settings: Any, clock:
         for hold_id, merchant_id, member_id in (await conn.execute(select(Hold.id, Hold.merchant_id,
                                                                           Hold.member_id))).all():
             net.holds[hold_id] = (merchant_id, member_id)
+        for delivery_id, endpoint_id in (await conn.execute(select(WebhookDelivery.id,
+                                                                   WebhookDelivery.endpoint_id))).all():
+            net.deliveries[delivery_id] = net.webhooks[endpoint_id]
+    db.hooks = None
     for label in MEMBERS:
         net.api_key[label] = await member_token(db, net.member[label].id, clock.now)
     objects = [("Merchant", i) for i in net.merchant.values()] + [("Member", m.id) for m in net.member.values()]
     objects += [("Transaction", i) for i in net.entries] + [("Hold", i) for i in net.holds]
     objects += [("SettlementBatch", i) for i in net.batches] + [("Dispute", i) for i in net.disputes]
+    objects += [("WebhookEndpoint", i) for i in net.webhooks] + [("WebhookDelivery", i) for i in net.deliveries]
     for type_name, value in objects:
         net.ids[keys.global_ids.encode(type_name, value)] = (type_name, value)
         net.guesses[base64.b64encode(f"{type_name}:{value}".encode()).decode()] = (type_name, value)
@@ -294,6 +312,16 @@ def claimant(seen: Seen) -> bool:
     return seen.role == ANON or seen.role in MEMBERS
 
 
+def webhook_rule(table: str) -> Callable[[Seen], bool]:
+    """Webhook endpoints and deliveries: the admin all, a merchant those of its own endpoints."""
+
+    def rule(seen: Seen) -> bool:
+        owner = getattr(seen.net, table)[seen.own[1]]
+        return seen.role == ADMIN or (seen.role in MERCHANTS and owner == seen.net.merchant[seen.role])
+
+    return rule
+
+
 def viewer_of(role_kind: str) -> Callable[[Seen], bool]:
     def rule(seen: Seen) -> bool:
         kind = ADMIN if seen.role == ADMIN else "merchant" if seen.role in MERCHANTS else "member"
@@ -310,6 +338,15 @@ TYPE_RULES: dict[str, Callable[[Seen], bool]] = {
     "Merchant": anyone_with_a_key,  # the partner directory
     "SettlementBatch": staff,  # its totals are in the signed statement every merchant verifies
     "Dispute": dispute_rule,
+    "WebhookEndpoint": webhook_rule("webhooks"),
+    "WebhookDelivery": webhook_rule("deliveries"),
+    "WebhookEndpointConnection": staff,
+    "WebhookEndpointEdge": staff,
+    "WebhookDeliveryConnection": staff,
+    "WebhookDeliveryEdge": staff,
+    "CreateWebhookEndpointPayload": staff,
+    "DeleteWebhookEndpointPayload": staff,
+    "ReplayWebhookDeliveryPayload": staff,
     "DisputeConnection": admin_or_member,  # disputes (admin), Member.disputes (the member itself)
     "DisputeEdge": admin_or_member,
     # settlement: only what concerns the merchant
@@ -377,6 +414,7 @@ ROOT_RULES: dict[str, set[str]] = {
     "simulateSettlement": {ADMIN},
     "insights": STAFF_ROLES,
     "disputes": {ADMIN},
+    "webhookEndpoints": STAFF_ROLES,
 }
 
 
@@ -640,6 +678,8 @@ def sample_inputs(net: Net) -> dict[str, tuple[set[str], dict[str, Any]]]:
     lid = net.member["m1"].loyalty_id
     merchants = set(MERCHANTS)
     some_dispute = next(i for i, (t, _) in net.ids.items() if t == "Dispute")
+    some_endpoint = next(i for i, (t, _) in net.ids.items() if t == "WebhookEndpoint")
+    some_delivery = next(i for i, (t, _) in net.ids.items() if t == "WebhookDelivery")
     return {
         "claimMemberAccess": ({ANON, *MEMBERS}, {"claimCode": "7KQ2M-7KQ2M-7KQ2M-7KQ2M"}),
         "rotateMemberToken": (set(MEMBERS), {}),
@@ -660,14 +700,26 @@ def sample_inputs(net: Net) -> dict[str, tuple[set[str], dict[str, Any]]]:
         "onboardMerchant": ({ADMIN}, {"name": "Rogue"}),
         "suspendMerchant": ({ADMIN}, {"merchantId": shop_a}),
         "reactivateMerchant": ({ADMIN}, {"merchantId": shop_a}),
+        "createWebhookEndpoint": (STAFF_ROLES, {"url": "http://127.0.0.1:9/x", "events": ["points.earned"],
+                                                "idempotencyKey": "x"}),
+        "deleteWebhookEndpoint": (STAFF_ROLES, {"endpointId": some_endpoint}),
+        "replayWebhookDelivery": (STAFF_ROLES, {"deliveryId": some_delivery}),
     }
 
 
 async def row_counts(db: Any) -> dict[str, int]:
-    tables = (Entry, Hold, Member, Merchant, SettlementBatch, NetworkPolicy, MemberCredential, Dispute)
+    tables = (Entry, Hold, Member, Merchant, SettlementBatch, NetworkPolicy, MemberCredential, Dispute,
+              WebhookEndpoint, WebhookDelivery)
     async with db.read() as conn:
-        return {t.__tablename__: int((await conn.execute(select(func.count()).select_from(t))).scalar_one())
-                for t in tables}
+        counts = {t.__tablename__: int((await conn.execute(select(func.count()).select_from(t))).scalar_one())
+                  for t in tables}
+        # endpoints deleted or deliveries replayed: a change, not a new row
+        counts["active_endpoints"] = int((await conn.execute(select(func.count()).select_from(WebhookEndpoint)
+                                                             .where(WebhookEndpoint.active))).scalar_one())
+        counts["pending_deliveries"] = int((await conn.execute(
+            select(func.count()).select_from(WebhookDelivery)
+            .where(WebhookDelivery.status == DeliveryStatus.PENDING, WebhookDelivery.attempts > 0))).scalar_one())
+    return counts
 
 
 async def test_no_role_acts_on_what_is_not_its_own(api: Any, admin_key: str, db: Any, keys: NetworkKeys,
@@ -724,6 +776,22 @@ async def test_no_role_acts_on_what_is_not_its_own(api: Any, admin_key: str, db:
                 "userErrors", [])}
             if not codes or not codes <= {"FORBIDDEN"}:
                 wrong.append(f"{shop} reconcilePosExport(another merchant): {codes or 'answered'}")
+    # A merchant deletes or replays another's endpoint or delivery (as issued, or guessed): not found.
+    webhook_probes = [("deleteWebhookEndpoint", "endpointId", "WebhookEndpoint", "WEBHOOK_ENDPOINT_NOT_FOUND",
+                       net.webhooks),
+                      ("replayWebhookDelivery", "deliveryId", "WebhookDelivery", "WEBHOOK_DELIVERY_NOT_FOUND",
+                       net.deliveries)]
+    for shop in MERCHANTS:
+        for name, field_name, type_name, not_found, owner_of in webhook_probes:
+            for global_id, (kind, value) in [*net.ids.items(), *net.guesses.items()]:
+                if kind != type_name or owner_of[value] == net.merchant[shop]:
+                    continue
+                body = await asked(api, net, shop, document(name), {"input": {field_name: global_id}})
+                payload = body["data"][name]
+                codes = {e["code"] for e in payload["userErrors"]}
+                if not codes or not codes <= {not_found, "INVALID_ID"}:
+                    wrong.append(f"{shop} {name}({kind} {value} of {owner_of[value]}): {codes}")
+                wrong.extend(judged(net, shop, name, payload, set()))
     # A member disputes another member's transaction (as issued, or guessed): not found, nothing written.
     for label in MEMBERS:
         for global_id, (kind, value) in [*net.ids.items(), *net.guesses.items()]:
