@@ -78,6 +78,8 @@ class Connection:
         self.context: Any = None
         self.init_received = False
         self.tasks: dict[str, asyncio.Task[None]] = {}
+        # Closed here too, not only by their task: a task cancelled before it first ran never runs its finally.
+        self.streams: dict[str, Any] = {}
         self.sending = asyncio.Lock()
 
     async def send(self, message: dict[str, Any]) -> None:
@@ -105,6 +107,10 @@ class Connection:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
             self.tasks.clear()
+            for stream in self.streams.values():
+                with contextlib.suppress(Exception):
+                    await stream.aclose()
+            self.streams.clear()
 
     async def _receive(self) -> dict[str, Any]:
         timeout = None if self.context is not None else self.app.init_timeout_s
@@ -138,9 +144,12 @@ class Connection:
             elif kind == "subscribe":
                 await self._subscribe(message)
             elif kind == "complete":
-                task = self.tasks.pop(str(message.get("id")), None)
+                sub_id = str(message.get("id"))
+                task, stream = self.tasks.pop(sub_id, None), self.streams.pop(sub_id, None)
                 if task is not None:
                     task.cancel()
+                if stream is not None:
+                    await stream.aclose()
             else:
                 raise _Close(4400, f"Invalid message type {kind[:40]!r}")
 
@@ -193,6 +202,7 @@ class Connection:
         if isinstance(result, ExecutionResult):
             await self._error(sub_id, [format_error(e) for e in result.errors or ()])
             return
+        self.streams[sub_id] = result
         self.tasks[sub_id] = asyncio.get_running_loop().create_task(self._pump(sub_id, result))
 
     async def _error(self, sub_id: str, errors: list[dict[str, Any]]) -> None:
@@ -217,3 +227,4 @@ class Connection:
                 await stream.aclose()  # type: ignore[attr-defined]
             if self.tasks.get(sub_id) is asyncio.current_task():
                 del self.tasks[sub_id]
+                self.streams.pop(sub_id, None)
