@@ -161,10 +161,12 @@ class Deliverer:
         status_code: int | None = None
         error: str | None = None
         try:
-            await ssrf.check_url(endpoint.url, self.settings.webhook_allowed_hosts)
+            address = await ssrf.check_url(endpoint.url, self.settings.webhook_allowed_hosts)
+            url, host_header, extensions = (endpoint.url, {}, {}) if address is None else \
+                ssrf.pinned(endpoint.url, address)
             timestamp = int(started.timestamp())
-            response = await self.client.post(endpoint.url, content=body, headers={
-                "Content-Type": "application/json", HEADER: signature(secret, timestamp, body),
+            response = await self.client.post(url, content=body, extensions=extensions, headers={
+                **host_header, "Content-Type": "application/json", HEADER: signature(secret, timestamp, body),
                 "User-Agent": "Coalition-Webhooks/1"})
             status_code = response.status_code
             if not 200 <= status_code < 300:

@@ -48,11 +48,15 @@ async def resolve(host: str, port: int) -> list[str]:
     return sorted({str(info[4][0]) for info in infos})
 
 
-async def check_url(url: str, allowed_hosts: Collection[str]) -> None:
-    """Raise INVALID_URL or URL_NOT_ALLOWED unless ``url`` may receive webhooks now."""
+async def check_url(url: str, allowed_hosts: Collection[str]) -> str | None:
+    """Raise INVALID_URL or URL_NOT_ALLOWED unless ``url`` may receive webhooks now.
+
+    Returns the checked address to connect to (None for an allowed host: connect by name), so the
+    request cannot meet a different answer from a second DNS lookup (DNS rebinding).
+    """
     _, host, port = parse(url)
     if host in allowed_hosts or host.strip("[]") in allowed_hosts:
-        return
+        return None
     try:
         addresses = await resolve(host.strip("[]"), port)
     except (OSError, UnicodeError):
@@ -60,3 +64,16 @@ async def check_url(url: str, allowed_hosts: Collection[str]) -> None:
     if not addresses or any(forbidden_address(a) for a in addresses):
         raise UrlNotAllowed(f"the host {host[:100]} resolves to a loopback, private, link-local or multicast "
                             "address; webhooks go to public addresses only", field="url")
+    return addresses[0]
+
+
+def pinned(url: str, address: str) -> tuple[str, dict[str, str], dict[str, str]]:
+    """``url`` with its host replaced by the checked ``address``; the Host header and (for https) the
+    TLS server name, which the certificate is checked against, stay the original host."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    literal = f"[{address}]" if ":" in address else address
+    netloc = literal + (f":{parts.port}" if parts.port else "")
+    host_header = parts.netloc.rsplit("@", 1)[-1]
+    extensions = {"sni_hostname": host} if parts.scheme == "https" else {}
+    return parts._replace(netloc=netloc).geturl(), {"Host": host_header}, extensions

@@ -339,3 +339,17 @@ def test_the_docs_snippet_verifies_a_signature() -> None:
     assert verify("whsec_other", header, body) is False
     assert verify("whsec_test", header, body + b" ") is False
     assert verify("whsec_test", signing.signature("whsec_test", now - 3600, body), body) is False  # too old
+
+
+@pytest.mark.parametrize(("url", "address", "expected", "host", "sni"), [
+    ("https://hooks.example.com/x?y=1", "93.184.216.34", "https://93.184.216.34/x?y=1", "hooks.example.com",
+     "hooks.example.com"),
+    ("http://hooks.example.com:8080/x", "2606:2800:220:1::1", "http://[2606:2800:220:1::1]:8080/x",
+     "hooks.example.com:8080", None),
+])
+def test_a_delivery_connects_to_the_address_that_was_checked(url: str, address: str, expected: str, host: str,
+                                                             sni: str | None) -> None:
+    # (a second DNS answer, after the check, cannot send the request elsewhere)
+    pinned_url, headers, extensions = ssrf.pinned(url, address)
+    assert pinned_url == expected and headers == {"Host": host}
+    assert extensions.get("sni_hostname") == sni
