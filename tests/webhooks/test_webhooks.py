@@ -353,3 +353,52 @@ def test_a_delivery_connects_to_the_address_that_was_checked(url: str, address: 
     pinned_url, headers, extensions = ssrf.pinned(url, address)
     assert pinned_url == expected and headers == {"Host": host}
     assert extensions.get("sni_hostname") == sni
+
+
+async def test_the_one_statement_earn_and_redeem_write_their_outbox_rows_themselves(
+    db: Database, keys: Any, hooked_ledger: Ledger, make_merchant: Any, make_member: Any, monkeypatch: Any,
+) -> None:
+    if db.is_sqlite:
+        pytest.skip("the one-statement path is PostgreSQL's: set COALITION_TEST_DATABASE_URL")
+    shop = (await make_merchant()).merchant
+    hook = await create_endpoint(db, keys, merchant_id=shop.id, url="http://127.0.0.1:9/x", events=ALL,
+                                 idempotency_key="k", allowed_hosts=ALLOWED)
+    member = (await make_member(shop.id)).member
+
+    def no_fallback(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the multi-statement path ran")
+
+    from coalition.ledger import core
+    monkeypatch.setattr(core, "insert_entry", no_fallback)
+    earned = await hooked_ledger.earn(merchant_id=shop.id, loyalty_id=member.loyalty_id, purchase_amount_minor=500,
+                                      idempotency_key="e")
+    redeemed = await hooked_ledger.redeem(merchant_id=shop.id, loyalty_id=member.loyalty_id, points=2,
+                                          idempotency_key="r")
+    rows = [row for row in await deliveries(db, hook.endpoint.id) if row.type != "member.enrolled"]
+    assert [(row.type, json.loads(row.data)["entry_id"], json.loads(row.data)["points"]) for row in rows] == [
+        ("points.earned", earned.entry.id, 5), ("points.redeemed", redeemed.entry.id, -2)]
+    assert all(row.member_id == member.id for row in rows)
+
+
+async def test_a_settlement_run_tells_each_merchant_in_it(
+    db: Database, settings: Any, keys: Any, hooked_ledger: Ledger, make_merchant: Any, make_member: Any,
+) -> None:
+    import datetime as dt
+
+    from coalition.settlement.service import run_settlement
+
+    shop, quiet = (await make_merchant("S")).merchant, (await make_merchant("Q")).merchant
+    hook = await create_endpoint(db, keys, merchant_id=shop.id, url="http://127.0.0.1:9/x",
+                                 events=["settlement.closed"], idempotency_key="k", allowed_hosts=ALLOWED)
+    await create_endpoint(db, keys, merchant_id=quiet.id, url="http://127.0.0.1:9/y", events=["settlement.closed"],
+                          idempotency_key="k", allowed_hosts=ALLOWED)
+    member = (await make_member(shop.id)).member
+    await hooked_ledger.earn(merchant_id=shop.id, loyalty_id=member.loyalty_id, purchase_amount_minor=500,
+                             idempotency_key="e")
+    now = dt.datetime.now(dt.UTC)
+    run = await run_settlement(db, settings, keys, period_end=now, idempotency_key="s", now=now)
+    rows = await deliveries(db)
+    assert {(row.endpoint_id, row.type) for row in rows} >= {(hook.endpoint.id, "settlement.closed")}
+    mine = [row for row in rows if row.endpoint_id == hook.endpoint.id]
+    assert json.loads(mine[0].data)["batch_id"] == run.batch.id
+    assert all(row.merchant_id in (shop.id, quiet.id) for row in rows)
