@@ -93,8 +93,7 @@ class Outbox:
         now = utcnow()
         rows: list[dict[str, Any]] = []
         for change in changes:
-            if change.merchant_id is None and change.type.startswith("points."):
-                continue  # the network's own entries (expiry, bonuses): no merchant's event
+            # The network's own entries (expiry, bonuses; merchant_id None) go to the admin's endpoints only.
             for endpoint_id in await self.cache.endpoints(change.merchant_id, change.type):
                 rows.append({
                     "endpoint_id": endpoint_id, "merchant_id": change.merchant_id, "member_id": change.member_id,
