@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +29,7 @@ logger = logging.getLogger("coalition.live")
 CHANNEL = "coalition:live:transactions"
 QUEUE_SIZE = 1000
 PUBLISH_BATCH = 500
+WARN_EVERY_S = 10.0
 
 
 class Overflow(Exception):
@@ -64,6 +66,7 @@ class Broker:
         self._wake: asyncio.Event | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._listening: asyncio.Event | None = None
+        self._warned_at = -WARN_EVERY_S
 
     @property
     def subscribers(self) -> int:
@@ -95,17 +98,22 @@ class Broker:
                         subscription.queue.get_nowait()
                         subscription.queue.put_nowait(None)
 
-    def _start(self) -> None:
-        if self._redis is None or self._tasks:
+    def _start(self, *, reading: bool = False) -> None:
+        """Start the publisher (the first publish) and the reader (the first subscriber: a process nobody
+        subscribes to does not listen)."""
+        if self._redis is None:
             return
-        self._wake = asyncio.Event()
-        self._listening = asyncio.Event()
-        self._tasks = [asyncio.get_running_loop().create_task(self._publisher()),
-                       asyncio.get_running_loop().create_task(self._reader())]
+        loop = asyncio.get_running_loop()
+        if self._wake is None:
+            self._wake = asyncio.Event()
+            self._tasks.append(loop.create_task(self._publisher()))
+        if reading and self._listening is None:
+            self._listening = asyncio.Event()
+            self._tasks.append(loop.create_task(self._reader()))
 
     async def ready(self) -> None:
         """Wait until this process listens to the channel (with Redis); tests and startup use it."""
-        self._start()
+        self._start(reading=True)
         if self._listening is not None:
             await asyncio.wait_for(self._listening.wait(), 10)
 
@@ -122,7 +130,9 @@ class Broker:
                             pipe.publish(self.channel, message)
                         await pipe.execute()
                 except (RedisError, OSError) as exc:
-                    logger.warning("live events lost: Redis refused a publish (%s)", type(exc).__name__)
+                    if time.monotonic() - self._warned_at > WARN_EVERY_S:  # one line per outage, not per batch
+                        self._warned_at = time.monotonic()
+                        logger.warning("live events lost: Redis refused a publish (%s)", type(exc).__name__)
 
     async def _reader(self) -> None:
         assert self._redis is not None and self._listening is not None
@@ -147,14 +157,14 @@ class Broker:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, RedisError, OSError):
                 await task
-        self._tasks = []
+        self._tasks, self._wake, self._listening = [], None, None
         if self._redis is not None:
             await self._redis.aclose()
 
     def open(self, *, merchant_id: int | None, member_id: int | None) -> Stream:
         """A subscription, registered now (so nothing committed from here on is missed); ``aclose`` ends it."""
         subscription = Subscription(merchant_id, member_id)
-        self._start()
+        self._start(reading=True)
         self._subscriptions.add(subscription)
         return Stream(self, subscription)
 
