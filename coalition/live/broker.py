@@ -130,9 +130,10 @@ class Broker:
                             pipe.publish(self.channel, message)
                         await pipe.execute()
                 except (RedisError, OSError) as exc:
-                    if time.monotonic() - self._warned_at > WARN_EVERY_S:  # one line per outage, not per batch
+                    # The outage itself is logged once by the Redis availability tracker; these are details.
+                    if time.monotonic() - self._warned_at > WARN_EVERY_S:
                         self._warned_at = time.monotonic()
-                        logger.warning("live events lost: Redis refused a publish (%s)", type(exc).__name__)
+                        logger.debug("live events lost: Redis refused a publish (%s)", type(exc).__name__)
 
     async def _reader(self) -> None:
         assert self._redis is not None and self._listening is not None

@@ -30,6 +30,8 @@ EXPECTED_ACCESS = {
     "captureRedemption": Access.MERCHANT, "voidRedemption": Access.MERCHANT,
     "reverseTransaction": Access.MERCHANT, "reconcilePosExport": Access.STAFF,
     "runSettlement": Access.ADMIN, "setNetworkPolicy": Access.ADMIN,
+    "createWebhookEndpoint": Access.STAFF, "deleteWebhookEndpoint": Access.STAFF,
+    "replayWebhookDelivery": Access.STAFF,
 }
 
 
