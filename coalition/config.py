@@ -23,6 +23,12 @@ class ConfigError(ValueError):
     """A COALITION_* variable has a value we cannot use."""
 
 
+# Defaults other modules use too (a service called without settings, the network policy before
+# an admin stores its own value): defined once, here.
+DEFAULT_MEMBER_CLAIM_TTL_S = 7 * 24 * 3600
+DEFAULT_REDEEM_WITHOUT_PROOF_POINTS = 200
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str = f"sqlite+aiosqlite:///{DEFAULT_DATABASE_FILE}"
@@ -96,11 +102,11 @@ class Settings:
     # Member access: the base URL of links the network hands out (claim links), and how long a
     # one-time claim code from enrollMember / issueMemberClaimCode stays valid.
     public_url: str = "http://127.0.0.1:8000"
-    member_claim_ttl_s: int = 7 * 24 * 3600
+    member_claim_ttl_s: int = DEFAULT_MEMBER_CLAIM_TTL_S
     # Trust (issue 13): points a merchant may redeem or hold from one member in 24 h without the
     # member's proof of presence, while the network policy stores no value of its own; and how
     # long a refused write's outcome stays under its idempotency key.
-    redeem_without_proof_points: int = 200
+    redeem_without_proof_points: int = DEFAULT_REDEEM_WITHOUT_PROOF_POINTS
     idempotency_retention_s: int = 24 * 3600
     # Webhooks (coalition/webhooks/): hosts exempt from the private-address check (tests, local
     # development); delivery timeout; retries with exponential backoff for the retry window.
@@ -268,11 +274,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         analyze_interval_s=_float(env, "COALITION_ANALYZE_INTERVAL_S", 0.0),
         insights_cache_s=_int(env, "COALITION_INSIGHTS_CACHE_S", 3600, minimum=1),
         public_url=_public_url(env.get("COALITION_PUBLIC_URL") or "http://127.0.0.1:8000"),
-        member_claim_ttl_s=_int(env, "COALITION_MEMBER_CLAIM_TTL_S", 7 * 24 * 3600, minimum=60),
+        member_claim_ttl_s=_int(env, "COALITION_MEMBER_CLAIM_TTL_S", DEFAULT_MEMBER_CLAIM_TTL_S, minimum=60),
         query_budget=_budget(env, "COALITION_QUERY_BUDGET"),
         anonymous_query_budget=_budget(env, "COALITION_ANONYMOUS_QUERY_BUDGET"),
         refusal_delay_s=_int(env, "COALITION_REFUSAL_DELAY_MS", 100) / 1000,
-        redeem_without_proof_points=_int(env, "COALITION_REDEEM_WITHOUT_PROOF_POINTS", 200),
+        redeem_without_proof_points=_int(
+            env, "COALITION_REDEEM_WITHOUT_PROOF_POINTS", DEFAULT_REDEEM_WITHOUT_PROOF_POINTS),
         # At least an hour: wrong proofs of presence are counted from the kept refusals of the last hour.
         idempotency_retention_s=_int(env, "COALITION_IDEMPOTENCY_RETENTION_S", 24 * 3600, minimum=3600),
         webhook_allowed_hosts=frozenset(h.strip().lower().strip("[]")

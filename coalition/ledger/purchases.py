@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 
 from coalition.errors import InvalidInput, check_idempotency_key, check_text
-from coalition.ledger import core, presence
+from coalition.ledger import core, presence, rules
 from coalition.ledger.bonuses import BonusOperations
 from coalition.ledger.core import LedgerResult
 from coalition.ledger.inputs import check_points, parse_loyalty_id
@@ -68,11 +68,12 @@ class PurchaseOperations(BonusOperations):
                 )
             member, repaid = await self.credit(conn, member_id, points)
             await self.add_lot(conn, member_id, entry_id, merchant_id, points - repaid, now)
+            # The plain earn's legs, with what repaid the member's debt moved from MEMBER to DEBT.
             await core.add_postings(conn, entry_id, [
-                (Account.ISSUED, merchant_id, -points),
-                (Account.MEMBER, member_id, points - repaid),
-                (Account.DEBT, member_id, repaid),
-            ])
+                (account, holder, amount - repaid if account == Account.MEMBER else amount)
+                for account, holder, amount in rules.postings(rules.EARN_LEGS, member_id=member_id,
+                                                              merchant_id=merchant_id, points=points)
+            ] + [(Account.DEBT, member_id, repaid)])
             if member.referred_by_id is not None:  # the one check referrals cost the earn path
                 member = await self.pay_referral_bonuses(conn, member, amount, now)
         entry = _earn_entry(entry_id, member_id, merchant_id, points, amount, reference, key, fingerprint, now)
@@ -133,9 +134,8 @@ class PurchaseOperations(BonusOperations):
             await core.move_lot_points(conn, {s.lot_id: -s.points for s in slices})
             await core.add_allocations(conn, entry_id=entry_id, member_id=member_id, merchant_id=merchant_id,
                                        kind=AllocationKind.REDEEM, slices=slices, now=now)
-            await core.add_postings(conn, entry_id, [
-                (Account.MEMBER, member_id, -points), (Account.HONORED, merchant_id, points),
-            ])
+            await core.add_postings(conn, entry_id, rules.postings(rules.REDEEM_LEGS, member_id=member_id,
+                                                                   merchant_id=merchant_id, points=points))
         entry = _redeem_entry(entry_id, member_id, merchant_id, points, reference, key, fingerprint, now)
         return LedgerResult(entry=entry, member=member)
 

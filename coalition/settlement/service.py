@@ -46,7 +46,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from coalition.config import Settings
 from coalition.crypto import NetworkKeys
 from coalition.db import Change, Database, note_change, noting_changes, utcnow
-from coalition.errors import IdempotencyKeyConflict, check_idempotency_key
+from coalition.errors import check_idempotency_key
+from coalition.ledger.idempotency import KeyColumns, Outcomes, find_earlier
 from coalition.ledger.models import Entry
 from coalition.settlement import netting, statements
 from coalition.settlement.compute import Line, Progress, SettlementFigures, compute_settlement
@@ -155,9 +156,8 @@ async def run_settlement(
             if not db.is_sqlite:
                 await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": SETTLEMENT_LOCK_KEY})
                 await conn.execute(_LZ4_STATEMENTS)
-            earlier = await _by_key(conn, key, period_end)
-            if earlier is not None:
-                return RunResult(earlier, replayed=True)
+            if (earlier := await _outcomes(conn, key, period_end).earlier()) is not None:
+                return earlier
             latest = (await conn.execute(
                 select(SettlementBatch).order_by(SettlementBatch.seq.desc()).limit(1))).first()
             if latest is not None and period_end <= latest.period_end:
@@ -189,11 +189,8 @@ async def run_settlement(
         # Only without the advisory lock (another process on SQLite racing past BEGIN
         # IMMEDIATE cannot happen; this is the constraint's last line).
         async with db.read() as conn:
-            earlier = await _by_key(conn, key, period_end)
-        if earlier is not None:
-            return RunResult(earlier, replayed=True)
-        raise SettlementRaced("another settlement run closed this activity at the same time; run again",
-                              field="periodEnd") from None
+            return await _outcomes(conn, key, period_end).explain(SettlementRaced(
+                "another settlement run closed this activity at the same time; run again", field="periodEnd"))
     return RunResult(_batch_from_row(batch))
 
 
@@ -201,13 +198,17 @@ def _batch_from_row(row: Any) -> SettlementBatch:
     return SettlementBatch(**dict(row._mapping))
 
 
-async def _by_key(conn: AsyncConnection, key: str, period_end: dt.datetime) -> SettlementBatch | None:
-    row = (await conn.execute(select(SettlementBatch).where(SettlementBatch.idempotency_key == key))).first()
-    if row is None:
-        return None
-    if row.period_end != period_end:
-        raise IdempotencyKeyConflict(key)
-    return _batch_from_row(row)
+# A run's key is the network's (no scope); a retry must name the same ``periodEnd``.
+BATCH_KEYS = KeyColumns(SettlementBatch, key="idempotency_key", fingerprint="period_end")
+
+
+def _outcomes(conn: AsyncConnection, key: str, period_end: dt.datetime) -> Outcomes[RunResult]:
+    """The batch an earlier run closed under this key (replayed), or IDEMPOTENCY_KEY_CONFLICT for another periodEnd."""
+    async def earlier() -> RunResult | None:
+        batch = await find_earlier(conn, BATCH_KEYS, (), key, period_end)
+        return None if batch is None else RunResult(batch, replayed=True)
+
+    return Outcomes(earlier=earlier)
 
 
 @dataclass(frozen=True)
