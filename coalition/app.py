@@ -14,7 +14,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from coalition.auth.service import Authenticator, ensure_admin_key
@@ -28,7 +28,9 @@ from coalition.graphql.context import Context, Services
 from coalition.graphql.http import GraphQLEndpoint
 from coalition.graphql.limits import query_budgets
 from coalition.graphql.schema import graphql_schema
+from coalition.graphql.ws import GraphQLWebSocket
 from coalition.ledger.service import Ledger
+from coalition.live.broker import Broker
 from coalition.metrics import Metrics, MetricsMiddleware, MetricsServer
 from coalition.network.store import InsightStore
 from coalition.programs.earning import ProgramHook
@@ -40,6 +42,7 @@ from coalition.web.network_map import network_map_endpoint
 from coalition.web.outage import OutageMiddleware
 from coalition.web.portability import portability_routes
 from coalition.web.reports import report_routes
+from coalition.webhooks.outbox import install
 from coalition.worker import start_in_process
 
 logger = logging.getLogger("coalition.app")
@@ -61,8 +64,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
     # The ledger reads the allowance without proof of presence from the versioned network policy.
     ledger = Ledger(db, settings, keys=keys, allowance=PolicyCache(db, settings).redeem_without_proof_points,
                     programs=ProgramHook(db))  # tiers and campaigns on earns
+    # Every write fills the webhooks outbox in its own transaction and, once committed, goes to
+    # the live subscriptions of every API process (through Redis when there is one).
+    live = Broker(settings.redis_url)
+    install(db, cache_s=settings.webhook_cache_s, publish=live.publish)
     services = Services(settings=settings, db=db, keys=keys, ledger=ledger,
-                        insights=insights)
+                        insights=insights, live=live)
     authenticator = Authenticator(db, cache_s=settings.auth_cache_s)
     limiter = make_rate_limiter(settings.redis_url, settings.rate_limit_per_s, timeout_s=settings.redis_timeout_s,
                                 health_check_s=settings.redis_health_check_s, availability=redis_availability)
@@ -83,6 +90,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
         refusal_delay_s=settings.refusal_delay_s, cache_size=settings.document_cache_size,
         graphiql_html=graphiql_html(),
     )
+    subscriptions = GraphQLWebSocket(
+        graphql_schema(), authenticate=auth.authenticate_init,
+        context_for=lambda caller: Context(services=services, caller=caller), budget_for=query_budgets(settings),
+        max_subscriptions=settings.ws_max_subscriptions)
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -133,6 +144,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 await asyncio.to_thread(metrics_server.close)  # waits up to half a second for its loop
             await stack.aclose()
             await insights.aclose()
+            await live.aclose()
             await limiter.aclose()
             await db.dispose()
 
@@ -144,6 +156,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app = Starlette(
         routes=[
             Route("/graphql", endpoint, methods=methods),
+            WebSocketRoute("/graphql", subscriptions),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", require_scope(("admin", "metrics"), "/metrics", metrics.endpoint)),
@@ -161,4 +174,5 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.services = services
     app.state.authenticator = authenticator
     app.state.limiter = limiter
+    app.state.subscriptions = subscriptions
     return app

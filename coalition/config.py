@@ -139,6 +139,17 @@ class Settings:
     pass_key_file: Path | None = None
     pass_type_identifier: str = "pass.org.coalition.member"
     pass_team_identifier: str = "COALITION"
+    # Webhooks (coalition/webhooks/): hosts exempt from the private-address check (tests, local
+    # development); delivery timeout; retries with exponential backoff for the retry window.
+    webhook_allowed_hosts: frozenset[str] = frozenset()
+    webhook_timeout_s: float = 10.0
+    webhook_retry_window_s: float = 72 * 3600
+    webhook_backoff_base_s: float = 5.0
+    webhook_backoff_cap_s: float = 3600.0
+    webhook_poll_s: float = 1.0
+    webhook_cache_s: float = 1.0
+    # Live subscriptions (graphql-transport-ws on /graphql): subscriptions per connection.
+    ws_max_subscriptions: int = 10
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -335,4 +346,14 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         pass_key_file=Path(env["COALITION_PASS_KEY_FILE"]) if env.get("COALITION_PASS_KEY_FILE") else None,
         pass_type_identifier=env.get("COALITION_PASS_TYPE_IDENTIFIER") or "pass.org.coalition.member",
         pass_team_identifier=env.get("COALITION_PASS_TEAM_IDENTIFIER") or "COALITION",
+        webhook_allowed_hosts=frozenset(h.strip().lower().strip("[]")
+                                        for h in env.get("COALITION_WEBHOOK_ALLOWED_HOSTS", "").split(",")
+                                        if h.strip()),
+        webhook_timeout_s=_float(env, "COALITION_WEBHOOK_TIMEOUT_S", 10.0) or 10.0,
+        webhook_retry_window_s=_float(env, "COALITION_WEBHOOK_RETRY_WINDOW_S", 72 * 3600),
+        webhook_backoff_base_s=_float(env, "COALITION_WEBHOOK_BACKOFF_BASE_S", 5.0),
+        webhook_backoff_cap_s=_float(env, "COALITION_WEBHOOK_BACKOFF_CAP_S", 3600.0),
+        webhook_poll_s=_float(env, "COALITION_WEBHOOK_POLL_S", 1.0),
+        webhook_cache_s=_float(env, "COALITION_WEBHOOK_CACHE_S", 1.0),
+        ws_max_subscriptions=_int(env, "COALITION_WS_MAX_SUBSCRIPTIONS", 10, minimum=1),
     ))

@@ -11,9 +11,10 @@ import datetime as dt
 import logging
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar, Self
 
 import asyncpg
@@ -161,6 +162,50 @@ class Timeouts:
 SLOW_LOG_INTERVAL_S = 10.0
 
 
+@dataclass(frozen=True)
+class Change:
+    """A write a transaction made that others react to (webhooks, live subscriptions).
+
+    ``type`` is the event type (``points.earned``); ``data`` holds plain values (ids, not global IDs).
+    """
+
+    type: str
+    merchant_id: int | None
+    member_id: int | None
+    created_at: dt.datetime
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class CommitHooks:
+    """What runs around the commit of a :meth:`Database.transaction` that noted changes.
+
+    ``before`` runs inside the transaction, last (the webhooks outbox: same transaction as the
+    change); ``after`` once it has committed (live events). ``wants`` says, from a per-process
+    cache, whether a merchant has an endpoint for an event type (the one-statement ledger writes
+    ask it before they run).
+    """
+
+    before: Callable[[AsyncConnection, list[Change]], Awaitable[None]]
+    after: Callable[[list[Change]], None]
+    wants: Callable[[int, str], Awaitable[bool]]
+
+
+_changes: ContextVar[list[Change] | None] = ContextVar("coalition_changes", default=None)
+
+
+def noting_changes() -> bool:
+    """Whether the current transaction collects changes (worth a query to describe them)."""
+    return _changes.get() is not None
+
+
+def note_change(change: Callable[[], Change]) -> None:
+    """Note a change of the current :meth:`Database.transaction` (built only if anyone listens)."""
+    changes = _changes.get()
+    if changes is not None:
+        changes.append(change())
+
+
 def _drop_hung_connections(engine: AsyncEngine) -> None:
     @event.listens_for(engine.sync_engine, "handle_error")
     def on_error(context: ExceptionContext) -> None:
@@ -195,6 +240,7 @@ class Database:
         self.timeouts = timeouts or Timeouts()
         self.availability = Availability("database")
         self._slow_logged_at = -SLOW_LOG_INTERVAL_S
+        self.hooks: CommitHooks | None = None  # coalition.webhooks.install sets them
         # LIFO: the connection returned last is handed out next, so under any load but the
         # heaviest the same few connections do the work, with their prepared statements and
         # plans warm (PostgreSQL plans a statement anew on each connection), and the rest idle.
@@ -275,18 +321,30 @@ class Database:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
         """A write transaction: commits on success, rolls back on any exception."""
-        async with self._connection() as conn:
-            transaction = await conn.begin()
-            try:
-                yield conn
-            except BaseException as exc:
-                # Not after an outage: the ROLLBACK would wait for a server that does not
-                # answer; the connection is dropped instead, which ends the transaction.
-                cause = outage_cause(exc)
-                if cause is None or isinstance(cause, Unavailable | asyncpg.QueryCanceledError):
-                    await transaction.rollback()
-                raise
-            await transaction.commit()
+        hooks = self.hooks
+        changes: list[Change] | None = [] if hooks is not None else None
+        token = _changes.set(changes)
+        try:
+            async with self._connection() as conn:
+                transaction = await conn.begin()
+                try:
+                    yield conn
+                    # Last in the transaction, so after every row lock it took: the outbox rows of
+                    # one member are numbered in the order their transactions commit.
+                    if changes and hooks is not None:
+                        await hooks.before(conn, changes)
+                except BaseException as exc:
+                    # Not after an outage: the ROLLBACK would wait for a server that does not
+                    # answer; the connection is dropped instead, which ends the transaction.
+                    cause = outage_cause(exc)
+                    if cause is None or isinstance(cause, Unavailable | asyncpg.QueryCanceledError):
+                        await transaction.rollback()
+                    raise
+                await transaction.commit()
+        finally:
+            _changes.reset(token)
+        if changes and hooks is not None:
+            hooks.after(changes)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:

@@ -21,9 +21,11 @@ from coalition.programs.reward_models import (
 )
 from coalition.programs.tier_models import EarnBonus, MemberTier, TierPolicyVersion
 from coalition.settlement.models import NetworkPolicy, SettlementBatch, SettlementLine, SettlementPosition
+from coalition.webhooks.models import WebhookDelivery, WebhookEndpoint
 
 __all__ = ["Allocation", "ApiKey", "Base", "Campaign", "CampaignAudience", "Dispute", "EarnBonus", "Entry",
            "GiftCard", "GiftEntry", "GiftHold", "GiftPosting", "Hold", "InsightResult", "InsightRun", "Lot",
            "Member", "MemberCredential", "MemberTier", "Merchant", "NetworkPolicy", "Posting", "Quest",
            "QuestCompletion", "QuestMerchant", "QuestVisit", "Reward", "SettlementBatch", "SettlementLine",
-           "SettlementPosition", "Stamp", "StampCard", "StampProgress", "TierPolicyVersion", "Voucher"]
+           "SettlementPosition", "Stamp", "StampCard", "StampProgress", "TierPolicyVersion", "Voucher",
+           "WebhookDelivery", "WebhookEndpoint"]

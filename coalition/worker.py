@@ -13,6 +13,7 @@ job             what it does                                every
                 past ``COALITION_IDEMPOTENCY_RETENTION_S``
 ``settlement``  close every settlement period that has      ``--interval-s`` (``--no-settle``:
                 ended (the policy's period and time zone)   never)
+``webhooks``    send due webhook deliveries (the outbox)    ``COALITION_WEBHOOK_POLL_S`` (1 s)
 ``analysis``    the network analysis (with Redis, one       ``--analyze-every``, or
                 worker per interval runs it)                ``COALITION_ANALYZE_INTERVAL_S`` in
                                                             the API process
@@ -56,12 +57,14 @@ from coalition.programs.tier_review import review_tiers
 from coalition.settlement.models import SettlementBatch
 from coalition.settlement.policy import current_policy, latest_period_end
 from coalition.settlement.service import run_settlement
+from coalition.webhooks.delivery import Deliverer
+from coalition.webhooks.outbox import install
 
 logger = logging.getLogger("coalition.worker")
 HOLD_BATCH = 1000
 DEFAULT_INTERVAL_S = 60.0  # expiry, refusals and settlement: `coalition worker --interval-s`
 MIN_SLEEP_S = 0.01  # never spin: a job slower than its interval runs again after this pause
-JOB_NAMES = ("holds", "expiry", "vouchers", "refusals", "tiers", "settlement", "analysis")
+JOB_NAMES = ("holds", "expiry", "vouchers", "refusals", "tiers", "settlement", "webhooks", "analysis")
 
 
 @dataclass
@@ -75,6 +78,7 @@ class TickReport:
     vouchers_expired: int = 0
     batch_ids: list[int] = field(default_factory=list)
     analysis_run: int | None = None
+    webhooks_sent: int = 0
     errors: list[str] = field(default_factory=list)
 
 
@@ -97,14 +101,18 @@ class Worker:
     def __init__(self, db: Database, settings: Settings, keys: NetworkKeys, *,
                  clock: Callable[[], dt.datetime] = utcnow, settle: bool = True, analyze_every_s: float = 0.0,
                  every_s: float = DEFAULT_INTERVAL_S, hold_sweep_s: float | None = None,
-                 only: Collection[str] | None = None, insights: InsightStore | None = None) -> None:
+                 only: Collection[str] | None = None, insights: InsightStore | None = None,
+                 webhook_poll_s: float | None = None) -> None:
         unknown = set(only or ()) - set(JOB_NAMES)
         if unknown:
             raise ValueError(f"no such worker job: {', '.join(sorted(unknown))} (the jobs: {', '.join(JOB_NAMES)})")
         self.db, self.settings, self.keys, self.clock = db, settings, keys, clock
         self.analyze_every_s = analyze_every_s
+        if db.hooks is None:  # this process's writes (hold expiry) fill the outbox too
+            install(db, cache_s=settings.webhook_cache_s)
         self.ledger = Ledger(db, settings, clock=clock)
         self.gift_cards = GiftCards(db, settings, keys, clock=clock)
+        self.deliverer = Deliverer(db, settings, keys, clock=clock)
         self.insights = insights or InsightStore(db, settings.redis_url, settings.insights_cache_s)
         hold_every = settings.hold_sweep_interval_s if hold_sweep_s is None else hold_sweep_s
         table = [
@@ -114,6 +122,7 @@ class Worker:
             Job("refusals", every_s, self._purge_refusals),
             Job("tiers", settings.tier_review_interval_s, self._review_tiers),
             Job("settlement", every_s if settle else 0.0, self._settle),
+            Job("webhooks", settings.webhook_poll_s if webhook_poll_s is None else webhook_poll_s, self._deliver),
             Job("analysis", analyze_every_s, self._analyze),
         ]
         self.jobs = [job for job in table if job.every_s > 0 and (only is None or job.name in only)]
@@ -121,6 +130,10 @@ class Worker:
 
     async def aclose(self) -> None:
         await self.insights.aclose()
+        await self.deliverer.aclose()
+
+    async def _deliver(self, report: TickReport) -> None:
+        report.webhooks_sent += (await self.deliverer.run_once()).sent
 
     def _remaining_s(self, job: Job, now: dt.datetime) -> float:
         """Seconds until ``job`` is due again; 0 for a job that never ran."""

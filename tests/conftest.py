@@ -176,6 +176,7 @@ async def app(db: Database, settings: Settings) -> Any:
     yield application
     await application.state.limiter.aclose()
     await application.state.services.insights.aclose()
+    await application.state.services.live.aclose()
     await application.state.services.db.dispose()
 
 

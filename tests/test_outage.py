@@ -319,4 +319,5 @@ async def test_redis_down_degrades_rate_limits_not_requests(
             finally:
                 await app.state.limiter.aclose()
                 await app.state.services.insights.aclose()
+                await app.state.services.live.aclose()
                 await app.state.services.db.dispose()

@@ -86,7 +86,7 @@ async def test_each_job_runs_on_its_own_interval(
     db: Any, settings: Any, keys: Any, ledger: Any, clock: Any, make_merchant: Any, make_member: Any,
 ) -> None:
     shop, member = await _member_with_points(ledger, make_merchant, make_member)
-    worker = Worker(db, settings, keys, clock=clock, settle=False, every_s=60, hold_sweep_s=5)
+    worker = Worker(db, settings, keys, clock=clock, settle=False, every_s=60, hold_sweep_s=5, webhook_poll_s=0)
     assert [job.name for job in worker.jobs] == ["holds", "expiry", "vouchers", "refusals", "tiers"]
     try:
         assert (await worker.tick()).errors == []

@@ -17,6 +17,7 @@ from coalition.config import ConfigError, Settings, load_settings
 from coalition.db import Database
 from coalition.errors import DomainError
 from coalition.migrate import MigrationError, database_revision, head_revision
+from coalition.webhooks.outbox import install
 
 T = TypeVar("T")
 
@@ -62,6 +63,7 @@ async def _with_db(settings: Settings, work: Callable[[Database], Awaitable[T]])
             "run `coalition migrate`"
         )
     db = Database(settings.database_url, pool_size=2)
+    install(db, cache_s=settings.webhook_cache_s)  # writes from the command line fill the webhooks outbox too
     try:
         return await work(db)
     finally:

@@ -50,4 +50,4 @@ def serve(host: str, port: int, workers: int, log_level: str, metrics_port: int 
     # The factory reads the settings from the environment in each worker process.
     # TCP_NODELAY on every connection: uvicorn leaves it off when it binds the socket (workers > 1).
     uvicorn.run(APP_FACTORY, factory=True, host=host, port=port, workers=workers, log_level=log_level,
-                http=NoDelayHttpProtocol)
+                http=NoDelayHttpProtocol, ws="websockets-sansio")

@@ -26,6 +26,8 @@ Member.stampCards, .quests,   all         its own cards / quests it is in /     
   .vouchers                               vouchers of its own rewards
 CSV exports (pages)           network     its own members and transactions       none                 none
 Cards (QR, PDF, wallet pass)  none        the members it enrolled                its own              none
+WebhookEndpoint, -Delivery    all         its own                                none                 none
+subscription transactions     all         its own                                its own              none
 Network (public facts)        yes         yes                                    yes                  yes
 ============================  ==========  =====================================  ===================  =========
 
@@ -187,3 +189,28 @@ def export_scope(caller: Caller, named_merchant: int | None) -> int | None:
     if caller.role != Role.ADMIN:
         raise Forbidden("exports are for merchant and admin keys, not member tokens")
     return named_merchant
+
+
+def webhook_scope(info: ResolveInfo) -> int | None:
+    """Webhook endpoints and deliveries: an admin all (its own endpoints get every merchant's events),
+    a merchant its own; members none."""
+    caller = info.context.require_caller()
+    if caller.role == Role.ADMIN:
+        return None
+    if caller.role == Role.MERCHANT and caller.merchant_id is not None:
+        return int(caller.merchant_id)
+    raise Forbidden("webhooks are for admins and merchants")
+
+
+def live_scope(info: ResolveInfo) -> tuple[int | None, int | None]:
+    """``subscription { transactions }``: ``(merchant_id, member_id)`` to filter on, None for any.
+
+    An admin every transaction; a merchant those it made; a member its own (as ``Transaction`` reads)."""
+    caller = info.context.require_caller()
+    if caller.role == Role.ADMIN:
+        return None, None
+    if caller.role == Role.MERCHANT and caller.merchant_id is not None:
+        return int(caller.merchant_id), None
+    if caller.role == Role.MEMBER and caller.member_id is not None:
+        return None, int(caller.member_id)
+    raise Forbidden("live transactions are for admins, merchants and members")

@@ -15,6 +15,7 @@ from coalition.db import Database
 from coalition.giftcards.service import GiftCards
 from coalition.graphql.errors import Forbidden, Unauthenticated
 from coalition.ledger.service import Ledger
+from coalition.live.broker import Broker
 from coalition.network.store import InsightStore
 from coalition.ratelimit import InProcessRateLimiter, RateLimiter
 
@@ -35,6 +36,7 @@ class Services:
         if self.lookup_limiter is None:
             self.lookup_limiter = InProcessRateLimiter(self.settings.lookup_per_min, window_s=60)
         return self.lookup_limiter
+    live: Broker | None = None  # live subscriptions' fan-out (made by the app factory)
 
 
 @dataclass

@@ -24,6 +24,7 @@ from coalition.graphql.programs.stamps import StampCard
 from coalition.graphql.settlement.queries import SettlementQueries
 from coalition.graphql.settlement.types import SettlementBatch
 from coalition.graphql.settlement.whatif import WhatIfQueries
+from coalition.graphql.webhooks.types import WebhookDelivery, WebhookEndpoint
 from coalition.members.lookup import find_member_by_contact
 from coalition.members.service import find_member
 from coalition.partners.service import list_merchants
@@ -32,6 +33,7 @@ NODE_TYPES: dict[str, Any] = {"Merchant": Merchant, "Member": Member, "Transacti
                               "SettlementBatch": SettlementBatch, "Dispute": Dispute, "GiftCard": GiftCard,
                               "Campaign": Campaign}
 NODE_TYPES |= {"Reward": Reward, "Voucher": Voucher, "StampCard": StampCard, "Quest": Quest}
+NODE_TYPES |= {"WebhookEndpoint": WebhookEndpoint, "WebhookDelivery": WebhookDelivery}
 
 
 class AdminViewer(graphene.ObjectType):  # type: ignore[misc]

@@ -12,6 +12,7 @@ from coalition.graphql.giftcards.queries import GiftCardQueries
 from coalition.graphql.insights.mutations import InsightMutations
 from coalition.graphql.insights.queries import InsightQueries
 from coalition.graphql.ledger.mutations import LedgerMutations
+from coalition.graphql.live import Subscription
 from coalition.graphql.members.disputes import DisputeQueries
 from coalition.graphql.members.mutations import MemberMutations
 from coalition.graphql.partners.mutations import PartnerMutations
@@ -23,19 +24,21 @@ from coalition.graphql.programs.tiers import TierMutations, TierQueries
 from coalition.graphql.queries import Query as CoreQuery
 from coalition.graphql.settlement.mutations import SettlementMutations
 from coalition.graphql.settlement.reconcile import ReconcileMutations
+from coalition.graphql.webhooks.mutations import WebhookMutations, WebhookQueries
 
 
-class Query(InsightQueries, DisputeQueries, GiftCardQueries, CampaignQueries, TierQueries, RewardQueries, CoreQuery):
+class Query(WebhookQueries, InsightQueries, DisputeQueries, GiftCardQueries, CampaignQueries, TierQueries,
+            RewardQueries, CoreQuery):
     pass
 
 
 class Mutation(PartnerMutations, MemberMutations, LedgerMutations, ReconcileMutations, SettlementMutations,
                GiftCardMutations, CampaignMutations, TierMutations, RewardMutations, StampCardMutations,
-               QuestMutations, InsightMutations):
+               QuestMutations, InsightMutations, WebhookMutations):
     pass
 
 
-schema = graphene.Schema(query=Query, mutation=Mutation, types=[BigInt, graphene.Date])
+schema = graphene.Schema(query=Query, mutation=Mutation, subscription=Subscription, types=[BigInt, graphene.Date])
 require_offsets(schema.graphql_schema)
 
 

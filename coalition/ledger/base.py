@@ -80,6 +80,11 @@ class LedgerBase:
             self._keys = NetworkKeys.from_settings(self.settings)
         return self._keys
 
+    async def hooked(self, merchant_id: int, event_type: str) -> bool:
+        """Whether the one-statement write must also write webhook outbox rows (a cached answer)."""
+        hooks = self.db.hooks
+        return hooks is not None and await hooks.wants(merchant_id, event_type)
+
     async def _allowance_from_settings(self, now: dt.datetime) -> int:
         return self.settings.redeem_without_proof_points
 

@@ -32,6 +32,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.dml import Insert
 
+from coalition.db import Change, note_change
 from coalition.ledger import idempotency, refusals, rules
 from coalition.ledger.idempotency import KeyColumns, find_earlier
 from coalition.ledger.models import (
@@ -175,7 +176,33 @@ async def insert_entry(
     stmt = _entry_insert(conn.dialect.name, loyalty_id is not None, at_earn_rate, require_active_merchant)
     params["e_member"] = loyalty_id if loyalty_id is not None else member_id
     row = (await conn.execute(stmt, params)).first()
-    return None if row is None else (row.id, row.member_id, row.points)
+    if row is None:
+        return None
+    # Every ledger write inserts its entry here: the one place its event is noted for the
+    # webhooks outbox and live subscriptions (written at the transaction's end, see db.py).
+    note_change(lambda: entry_change(kind, row.id, row.member_id, merchant_id, row.points, now,
+                                     amount_minor=amount_minor, reference=reference, hold_id=hold_id,
+                                     reverses_id=reverses_id))
+    return (row.id, row.member_id, row.points)
+
+
+EVENT_TYPES = {
+    EntryKind.EARN: "points.earned", EntryKind.REDEEM: "points.redeemed", EntryKind.HOLD: "hold.authorized",
+    EntryKind.CAPTURE: "hold.captured", EntryKind.VOID: "hold.voided", EntryKind.REVERSAL: "transaction.reversed",
+    EntryKind.EXPIRY: "points.expired", EntryKind.BONUS: "points.bonus", EntryKind.ADJUSTMENT: "points.adjusted",
+}
+
+
+def entry_change(
+    kind: EntryKind, entry_id: int, member_id: int, merchant_id: int | None, points: int, now: dt.datetime, *,
+    amount_minor: int | None = None, reference: str | None = None, hold_id: int | None = None,
+    reverses_id: int | None = None,
+) -> Change:
+    """The event of a ledger entry: plain values, as webhooks and live subscriptions read them."""
+    return Change(type=EVENT_TYPES[kind], merchant_id=merchant_id, member_id=member_id, created_at=now, data={
+        "entry_id": entry_id, "kind": kind.value, "points": points, "amount_minor": amount_minor,
+        "reference": reference, "hold_id": hold_id, "reverses_id": reverses_id,
+    })
 
 
 async def entry_by_key(conn: AsyncConnection, merchant_id: int | None, key: str) -> Entry | None:

@@ -53,6 +53,7 @@ from sqlalchemy.dialects import postgresql
 from coalition.db import Database
 from coalition.ledger import rules
 from coalition.ledger.batching import Batcher
+from coalition.ledger.core import entry_change
 from coalition.ledger.models import (
     Account,
     Allocation,
@@ -214,6 +215,28 @@ _PROGRAM_POINTS = f"""snap AS (
               AND c.starts_at <= b.now AND c.ends_at > b.now)
              ELSE 0 END AS campaign_points) x
 ),"""
+def _outbox(event_type: str, kind: str, points: str, amount_minor: str) -> str:
+    """The webhooks outbox rows of the batch (coalition/webhooks/outbox.py writes the same on the other paths).
+
+    Only operations the caller marked ``hooked`` (their merchant has an endpoint for the event type,
+    by the per-process cache) join the endpoints: a merchant without webhooks costs the statement one
+    boolean. Joined to ``u``, so written after the member's row lock, like the multi-statement path's.
+    """
+    return f"""outbox AS (
+    INSERT INTO webhook_deliveries (endpoint_id, merchant_id, member_id, type, data, status, attempts,
+                                    next_attempt_at, created_at)
+    SELECT w.id, es.merchant_id, u.id, '{event_type}',
+           CAST(json_build_object('entry_id', es.id, 'kind', '{kind}', 'points', {points},
+                                  'amount_minor', {amount_minor}, 'reference', es.reference, 'hold_id', NULL,
+                                  'reverses_id', NULL) AS text),
+           'PENDING', 0, es.now, es.now
+    FROM u JOIN es ON es.member_id = u.id
+         JOIN webhook_endpoints w ON (w.merchant_id = es.merchant_id OR w.merchant_id IS NULL) AND w.active
+                                     AND position(',{event_type},' IN w.events) > 0
+    WHERE es.hooked
+    ORDER BY es.n, w.id
+)"""
+
 
 # The members are read once, in the snapshot, with their row versions. The conditions of the
 # common case are tested here (so a refusal inserts nothing) and again in the UPDATE, on the
@@ -225,9 +248,9 @@ WITH req AS (
                          CAST(:reference AS varchar[]), CAST(:idempotency_key AS varchar[]),
                          CAST(:request_hash AS varchar[]), CAST(:now AS timestamptz[]),
                          CAST(:expires_at AS timestamptz[]), CAST(:campaigns AS boolean[]),
-                         CAST(:tiers AS boolean[]), CAST(:base_tier_pct AS int[]))
+                         CAST(:tiers AS boolean[]), CAST(:base_tier_pct AS int[]), CAST(:hooked AS boolean[]))
         WITH ORDINALITY AS r (merchant_id, loyalty_id, amount_minor, minor_per_unit, reference, idempotency_key,
-                              request_hash, now, expires_at, campaigns, tiers, base_tier_pct, n)
+                              request_hash, now, expires_at, campaigns, tiers, base_tier_pct, hooked, n)
 ),
 base AS (
     SELECT r.*, m.id AS member_id, m.xmin AS version, m.balance, {_EARN_POINTS} AS base
@@ -250,7 +273,7 @@ e AS (
 ),
 es AS (
     SELECT e.id, e.member_id, e.points, s.n, s.version, s.merchant_id, s.now, s.expires_at, s.base,
-           s.tier_points, s.campaign_points
+           s.tier_points, s.campaign_points, s.hooked, s.amount_minor, s.reference
     FROM e JOIN snap s ON s.merchant_id = e.merchant_id AND s.idempotency_key = e.idempotency_key
                       AND s.member_id = e.member_id
     ORDER BY e.member_id
@@ -283,7 +306,8 @@ bonus AS (
     SELECT es.id, u.id, es.merchant_id, es.base, es.tier_points, es.campaign_points, es.now
     FROM u JOIN es ON es.member_id = u.id
     WHERE es.tier_points + es.campaign_points > 0
-)
+),
+{_outbox("points.earned", "EARN", "es.points", "es.amount_minor")}
 {_RESULT}"""
 
 # Lots in FIFO order (soonest expiry, then id) up to the first that covers the points, as in
@@ -296,9 +320,9 @@ WITH RECURSIVE req AS (
                          CAST(:reference AS varchar[]), CAST(:idempotency_key AS varchar[]),
                          CAST(:request_hash AS varchar[]), CAST(:now AS timestamptz[]),
                          CAST(:allowance AS bigint[]), CAST(:since AS timestamptz[]),
-                         CAST(:proof_step AS bigint[]))
+                         CAST(:proof_step AS bigint[]), CAST(:hooked AS boolean[]))
         WITH ORDINALITY AS r (merchant_id, loyalty_id, points, reference, idempotency_key, request_hash, now,
-                              allowance, since, proof_step, n)
+                              allowance, since, proof_step, hooked, n)
 ),
 snap AS (
     SELECT r.*, m.id AS member_id, m.xmin AS version
@@ -320,7 +344,8 @@ e AS (
     RETURNING id, member_id, merchant_id, idempotency_key, points
 ),
 es AS (
-    SELECT e.id, e.member_id, s.points, s.n, s.version, s.merchant_id, s.now, s.proof_step
+    SELECT e.id, e.member_id, s.points, s.n, s.version, s.merchant_id, s.now, s.proof_step, s.hooked,
+           s.reference
     FROM e JOIN snap s ON s.merchant_id = e.merchant_id AND s.idempotency_key = e.idempotency_key
                       AND s.member_id = e.member_id
     ORDER BY e.member_id
@@ -388,7 +413,8 @@ legs AS (
     FROM u JOIN es ON es.member_id = u.id,
          (VALUES {_REDEEM_LEG_VALUES}) AS leg (n, account, sign)
     ORDER BY es.n, leg.n
-)
+),
+{_outbox("points.redeemed", "REDEEM", "-es.points", "NULL")}
 {_RESULT}"""
 
 _EARN = _statement(_EARN_SQL)
@@ -402,7 +428,8 @@ def _member(row: asyncpg.Record) -> Member:
     return Member.from_values(**{c.key: row[i] for i, c in enumerate(_MEMBER_COLUMNS, start=3)})
 
 
-async def _run(db: Database, statement: _Statement, operations: Sequence[Mapping[str, Any]]) -> list[Done | None]:
+async def _run(db: Database, statement: _Statement, operations: Sequence[Mapping[str, Any]],
+               kind: EntryKind) -> list[Done | None]:
     """Run one batch as one statement, its own transaction: per operation ``Done``, or None.
 
     None means the multi-statement path must run that operation: the statement did not write
@@ -425,6 +452,12 @@ async def _run(db: Database, statement: _Statement, operations: Sequence[Mapping
         return done
     for row in rows:
         done[row[0] - 1] = (int(row[1]), int(row[2]), _member(row))
+    if db.hooks is not None and rows:  # live events, after the commit (the outbox rows are in the statement)
+        db.hooks.after([
+            entry_change(kind, result[0], result[2].id, operation["merchant_id"], result[1], operation["now"],
+                         amount_minor=operation.get("amount_minor"), reference=operation["reference"])
+            for operation, result in zip(operations, done, strict=True) if result is not None
+        ])
     return done
 
 
@@ -437,17 +470,17 @@ class FastPath:
     """
 
     def __init__(self, db: Database, *, max_in_flight: int, max_batch: int = 32) -> None:
-        def batcher(statement: _Statement) -> Batcher[dict[str, Any], Done | None]:
-            return Batcher(lambda operations: _run(db, statement, operations), itemgetter("loyalty_id"),
+        def batcher(statement: _Statement, kind: EntryKind) -> Batcher[dict[str, Any], Done | None]:
+            return Batcher(lambda operations: _run(db, statement, operations, kind), itemgetter("loyalty_id"),
                            max_in_flight=max_in_flight, max_size=max_batch)
 
-        self._earn = batcher(_EARN)
-        self._redeem = batcher(_REDEEM)
+        self._earn = batcher(_EARN, EntryKind.EARN)
+        self._redeem = batcher(_REDEEM, EntryKind.REDEEM)
 
     async def earn(
         self, *, merchant_id: int, loyalty_id: str, amount_minor: int, minor_per_unit: int, reference: str | None,
         idempotency_key: str, request_hash: str, now: dt.datetime, expires_at: dt.datetime,
-        campaigns: bool = False, tiers: bool = False, base_tier_pct: int = 100,
+        campaigns: bool = False, tiers: bool = False, base_tier_pct: int = 100, hooked: bool = False,
     ) -> Done | None:
         """A plain earn: ``(entry_id, points, member after)``, or None to take the multi-statement path.
 
@@ -457,12 +490,13 @@ class FastPath:
             "merchant_id": merchant_id, "loyalty_id": loyalty_id, "amount_minor": amount_minor,
             "minor_per_unit": minor_per_unit, "reference": reference, "idempotency_key": idempotency_key,
             "request_hash": request_hash, "now": now, "expires_at": expires_at, "campaigns": campaigns,
-            "tiers": tiers, "base_tier_pct": base_tier_pct,
+            "tiers": tiers, "base_tier_pct": base_tier_pct, "hooked": hooked,
         })
 
     async def redeem(
         self, *, merchant_id: int, loyalty_id: str, points: int, reference: str | None, idempotency_key: str,
         request_hash: str, now: dt.datetime, allowance: int, since: dt.datetime, proof_step: int | None = None,
+        hooked: bool = False,
     ) -> Done | None:
         """A plain redemption: ``(entry_id, -points, member after)``, or None to take the multi-statement path.
 
@@ -473,5 +507,5 @@ class FastPath:
         return await self._redeem.submit({
             "merchant_id": merchant_id, "loyalty_id": loyalty_id, "points": points, "reference": reference,
             "idempotency_key": idempotency_key, "request_hash": request_hash, "now": now, "allowance": allowance,
-            "since": since, "proof_step": proof_step,
+            "since": since, "proof_step": proof_step, "hooked": hooked,
         })

@@ -50,7 +50,7 @@ class PurchaseOperations(ProgramEarnOperations):
                 merchant_id=merchant_id, loyalty_id=lid, amount_minor=amount, minor_per_unit=minor_per_unit,
                 reference=reference, idempotency_key=key, request_hash=fingerprint, now=now,
                 expires_at=self.lot_expiry(now), campaigns=terms.campaigns, tiers=terms.tiers,
-                base_tier_pct=terms.base_tier_pct,
+                base_tier_pct=terms.base_tier_pct, hooked=await self.hooked(merchant_id, "points.earned"),
             )
             if done is not None:
                 entry_id, points, member = done
@@ -120,6 +120,7 @@ class PurchaseOperations(ProgramEarnOperations):
                 merchant_id=merchant_id, loyalty_id=lid, points=points, reference=reference,
                 idempotency_key=key, request_hash=fingerprint, now=now, allowance=allowance,
                 since=now - presence.WINDOW, proof_step=proof_step,
+                hooked=await self.hooked(merchant_id, "points.redeemed"),
             )
             if done is not None:
                 entry_id, _, member = done

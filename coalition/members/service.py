@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from coalition.config import DEFAULT_MEMBER_CLAIM_TTL_S
 from coalition.crypto import NetworkKeys
-from coalition.db import Database, utcnow
+from coalition.db import Change, Database, utcnow
 from coalition.errors import (
     Conflict,
     InvalidInput,
@@ -163,6 +163,9 @@ async def enroll_member(
             )
             session.add(member)
             await session.flush()
+            if db.hooks is not None:  # the webhooks outbox, in this transaction (db.CommitHooks)
+                await db.hooks.before(await session.connection(), [Change(
+                    "member.enrolled", merchant_id, member.id, now, {"loyalty_id": member.loyalty_id})])
             claim = await issue_claim_code(session, member.id, now=now, ttl_s=claim_ttl_s, label=ENROLLMENT_LABELS[0])
             return Enrollment(member=member, qr_code=keys.qr_payload(member.loyalty_id), claim=claim)
     except IntegrityError:

@@ -32,6 +32,7 @@ import base64
 import collections
 import contextlib
 import datetime as dt
+import functools
 import gc
 import json
 from collections.abc import Iterable, Iterator
@@ -44,7 +45,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from coalition.config import Settings
 from coalition.crypto import NetworkKeys
-from coalition.db import Database, utcnow
+from coalition.db import Change, Database, note_change, noting_changes, utcnow
 from coalition.errors import check_idempotency_key
 from coalition.giftcards.models import GiftEntry
 from coalition.ledger.idempotency import KeyColumns, Outcomes, find_earlier
@@ -183,6 +184,12 @@ async def run_settlement(
                                               period_start=period_start, period_end=period_end, now=now)
                 del figures
             batch = (await conn.execute(select(SettlementBatch).where(SettlementBatch.id == batch_id))).one()
+            if noting_changes():  # each merchant in the batch gets a settlement.closed webhook
+                merchants = (await conn.execute(select(SettlementPosition.merchant_id)
+                                                .where(SettlementPosition.batch_id == batch_id))).scalars().all()
+                for merchant_id in merchants:
+                    note_change(functools.partial(Change, "settlement.closed", merchant_id, None, now, {
+                        "batch_id": batch_id, "period_end": period_end.isoformat()}))
     except IntegrityError:
         # Only without the advisory lock (another process on SQLite racing past BEGIN
         # IMMEDIATE cannot happen; this is the constraint's last line).

@@ -154,8 +154,27 @@ class AuthBackend(AuthenticationBackend):
         return None
 
     async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, BaseUser] | None:
+        return await self._authenticate(conn, self.credential(conn))
+
+    async def authenticate_init(self, conn: HTTPConnection, authorization: object) -> Caller | None:
+        """A WebSocket's ``connection_init`` payload ``{"Authorization": "Bearer ..."}``, checked as a
+        request's header is (same lookup, rate limits and failure budget); None without one."""
+        credential: str | None = None
+        if isinstance(authorization, str):
+            scheme, _, value = authorization.partition(" ")
+            credential = value.strip() if scheme.lower() == "bearer" else ""
+        elif authorization is not None:
+            credential = ""
+        if credential is not None and self.metrics_token is not None and hmac.compare_digest(
+                credential.encode(), self.metrics_token.encode()):
+            credential = ""  # the metrics token opens /metrics only
+        result = await self._authenticate(conn, credential)
+        user = result[1] if result is not None else None
+        return user.caller if isinstance(user, CallerUser) else None
+
+    async def _authenticate(self, conn: HTTPConnection,
+                            credential: str | None) -> tuple[AuthCredentials, BaseUser] | None:
         address = client_address(conn)
-        credential = self.credential(conn)
         if credential is None:
             await self._count(f"ip:{address}")
             return None

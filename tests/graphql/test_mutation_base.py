@@ -36,6 +36,8 @@ EXPECTED_ACCESS = {
     "createReward": Access.MERCHANT, "claimReward": Access.MERCHANT_OR_MEMBER, "useVoucher": Access.MERCHANT,
     "createStampCard": Access.MERCHANT, "createQuest": Access.ADMIN,
     "runSettlement": Access.ADMIN, "setNetworkPolicy": Access.ADMIN, "reviewFraudAlert": Access.ADMIN,
+    "createWebhookEndpoint": Access.STAFF, "deleteWebhookEndpoint": Access.STAFF,
+    "replayWebhookDelivery": Access.STAFF,
 }
 
 

@@ -60,6 +60,9 @@ from coalition.programs.tier_models import TierPolicyVersion
 from coalition.programs.vouchers import claim_reward
 from coalition.settlement.models import NetworkPolicy, SettlementBatch
 from coalition.settlement.service import run_settlement
+from coalition.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
+from coalition.webhooks.outbox import install
+from coalition.webhooks.service import EVENT_TYPE_NAMES, create_endpoint
 
 ADMIN, ANON = "admin", "anonymous"
 MERCHANTS = ("A", "B", "C")
@@ -67,6 +70,8 @@ MEMBERS = ("m1", "m2")  # the members who call with their own token
 ROLES = (ADMIN, *MERCHANTS, *MEMBERS, ANON)
 NODE_TYPES = ("Merchant", "Member", "Transaction", "Hold", "SettlementBatch", "Dispute", "GiftCard", "Campaign",
               "Reward", "Voucher", "StampCard", "Quest")
+NODE_TYPES = ("Merchant", "Member", "Transaction", "Hold", "SettlementBatch", "Dispute", "WebhookEndpoint",
+              "WebhookDelivery")
 MAX_TYPE_REPEATS = 2  # a type may appear twice on one path (Transaction.reverses: a Transaction)
 DENIED = {"UNAUTHENTICATED", "FORBIDDEN"}
 HOLD_NOT_FOUND, TRANSACTION_NOT_FOUND = HoldNotFound.code, TransactionNotFound.code
@@ -92,6 +97,8 @@ class Net:
     voucher_codes: dict[str, int] = field(default_factory=dict)  # code -> merchant id
     cards: dict[int, int] = field(default_factory=dict)  # stamp card id -> merchant id
     quests: dict[int, set[int]] = field(default_factory=dict)  # quest id -> its merchants
+    webhooks: dict[int, int | None] = field(default_factory=dict)  # endpoint id -> merchant id (None: admin's)
+    deliveries: dict[int, int | None] = field(default_factory=dict)  # delivery id -> its endpoint's merchant
     ids: dict[str, tuple[str, int]] = field(default_factory=dict)  # global ID as issued -> (type, id)
     guesses: dict[str, tuple[str, int]] = field(default_factory=dict)  # base64("Type:n") -> (type, id)
 
@@ -146,6 +153,13 @@ async def seed(db: Any, keys: NetworkKeys, ledger: Ledger, settings: Any, clock:
         clock.advance(minutes=5)
         return result
 
+    # Endpoints for A, B and the admin: every write below fills their outbox (C has none).
+    install(db, cache_s=0.0)
+    for owner in ("A", "B", None):
+        made = await create_endpoint(db, keys, merchant_id=net.merchant[owner] if owner else None,
+                                     url=f"http://127.0.0.1:9/{owner or 'admin'}", events=list(EVENT_TYPE_NAMES),
+                                     idempotency_key="w", allowed_hosts=frozenset({"127.0.0.1"}))
+        net.webhooks[made.endpoint.id] = made.endpoint.merchant_id
     # A enrolls m1 and m4 (referred by m1), B enrolls m2 and m5, C enrolls m3.
     m1 = await enroll("m1", "A")
     await enroll("m2", "B")
@@ -206,6 +220,11 @@ async def seed(db: Any, keys: NetworkKeys, ledger: Ledger, settings: Any, clock:
     net.gift_cards[sold_a.card.id] = (net.merchant["A"], net.member["m1"].id)
     net.gift_cards[sold_c.card.id] = (net.merchant["C"], None)
     net.gift_codes += [str(sold_a.code), str(sold_c.code)]
+    async with db.read() as conn:
+        for delivery_id, endpoint_id in (await conn.execute(select(WebhookDelivery.id,
+                                                                   WebhookDelivery.endpoint_id))).all():
+            net.deliveries[delivery_id] = net.webhooks[endpoint_id]
+    db.hooks = None
     for label in MEMBERS:
         net.api_key[label] = await member_token(db, net.member[label].id, clock.now)
     objects = [("Merchant", i) for i in net.merchant.values()] + [("Member", m.id) for m in net.member.values()]
@@ -215,6 +234,7 @@ async def seed(db: Any, keys: NetworkKeys, ledger: Ledger, settings: Any, clock:
     objects += [("Campaign", i) for i in net.campaigns]
     objects += [("Reward", i) for i in net.rewards] + [("Voucher", i) for i in net.vouchers]
     objects += [("StampCard", i) for i in net.cards] + [("Quest", i) for i in net.quests]
+    objects += [("WebhookEndpoint", i) for i in net.webhooks] + [("WebhookDelivery", i) for i in net.deliveries]
     for type_name, value in objects:
         net.ids[keys.global_ids.encode(type_name, value)] = (type_name, value)
         net.guesses[base64.b64encode(f"{type_name}:{value}".encode()).decode()] = (type_name, value)
@@ -408,6 +428,14 @@ def quest_progress_rule(seen: Seen) -> bool:
 
 def merchant_or_member(seen: Seen) -> bool:
     return seen.role in MERCHANTS or seen.role in MEMBERS
+def webhook_rule(table: str) -> Callable[[Seen], bool]:
+    """Webhook endpoints and deliveries: the admin all, a merchant those of its own endpoints."""
+
+    def rule(seen: Seen) -> bool:
+        owner = getattr(seen.net, table)[seen.own[1]]
+        return seen.role == ADMIN or (seen.role in MERCHANTS and owner == seen.net.merchant[seen.role])
+
+    return rule
 
 
 def viewer_of(role_kind: str) -> Callable[[Seen], bool]:
@@ -428,6 +456,15 @@ TYPE_RULES: dict[str, Callable[[Seen], bool]] = {
     "Dispute": dispute_rule,
     "GiftCard": gift_card_rule,
     "GiftCardLiability": concerns_me("issuer"),
+    "WebhookEndpoint": webhook_rule("webhooks"),
+    "WebhookDelivery": webhook_rule("deliveries"),
+    "WebhookEndpointConnection": staff,
+    "WebhookEndpointEdge": staff,
+    "WebhookDeliveryConnection": staff,
+    "WebhookDeliveryEdge": staff,
+    "CreateWebhookEndpointPayload": staff,
+    "DeleteWebhookEndpointPayload": staff,
+    "ReplayWebhookDeliveryPayload": staff,
     "DisputeConnection": admin_or_member,  # disputes (admin), Member.disputes (the member itself)
     "DisputeEdge": admin_or_member,
     "Campaign": campaign_rule,
@@ -529,6 +566,7 @@ ROOT_RULES: dict[str, set[str]] = {
     "campaigns": STAFF_ROLES,
     "tierPolicy": set(ROLES),
     "rewards": KEY_ROLES,  # the partners' public offers
+    "webhookEndpoints": STAFF_ROLES,
 }
 
 
@@ -800,6 +838,8 @@ def sample_inputs(net: Net) -> dict[str, tuple[set[str], dict[str, Any]]]:
     merchants = set(MERCHANTS)
     some_dispute = next(i for i, (t, _) in net.ids.items() if t == "Dispute")
     some_reward = next(i for i, (t, _) in net.ids.items() if t == "Reward")
+    some_endpoint = next(i for i, (t, _) in net.ids.items() if t == "WebhookEndpoint")
+    some_delivery = next(i for i, (t, _) in net.ids.items() if t == "WebhookDelivery")
     return {
         "claimMemberAccess": ({ANON, *MEMBERS}, {"claimCode": "7KQ2M-7KQ2M-7KQ2M-7KQ2M"}),
         "rotateMemberToken": (set(MEMBERS), {}),
@@ -840,15 +880,28 @@ def sample_inputs(net: Net) -> dict[str, tuple[set[str], dict[str, Any]]]:
                                   "bonusPoints": 1, "funding": "NETWORK", "startsAt": "2026-01-01T00:00:00Z",
                                   "endsAt": "2027-01-01T00:00:00Z", "idempotencyKey": "x"}),
         "reviewFraudAlert": ({ADMIN}, {"subjectId": shop_a, "decision": "DISMISSED"}),
+        "createWebhookEndpoint": (STAFF_ROLES, {"url": "http://127.0.0.1:9/x", "events": ["points.earned"],
+                                                "idempotencyKey": "x"}),
+        "deleteWebhookEndpoint": (STAFF_ROLES, {"endpointId": some_endpoint}),
+        "replayWebhookDelivery": (STAFF_ROLES, {"deliveryId": some_delivery}),
     }
 
 
 async def row_counts(db: Any) -> dict[str, int]:
     tables = (Entry, Hold, Member, Merchant, SettlementBatch, NetworkPolicy, MemberCredential, Dispute, GiftCard,
               GiftEntry, Campaign, TierPolicyVersion, Reward, Voucher, StampCard, Quest)
+    tables = (Entry, Hold, Member, Merchant, SettlementBatch, NetworkPolicy, MemberCredential, Dispute,
+              WebhookEndpoint, WebhookDelivery)
     async with db.read() as conn:
-        return {t.__tablename__: int((await conn.execute(select(func.count()).select_from(t))).scalar_one())
-                for t in tables}
+        counts = {t.__tablename__: int((await conn.execute(select(func.count()).select_from(t))).scalar_one())
+                  for t in tables}
+        # endpoints deleted or deliveries replayed: a change, not a new row
+        counts["active_endpoints"] = int((await conn.execute(select(func.count()).select_from(WebhookEndpoint)
+                                                             .where(WebhookEndpoint.active))).scalar_one())
+        counts["pending_deliveries"] = int((await conn.execute(
+            select(func.count()).select_from(WebhookDelivery)
+            .where(WebhookDelivery.status == DeliveryStatus.PENDING, WebhookDelivery.attempts > 0))).scalar_one())
+    return counts
 
 
 async def test_no_role_acts_on_what_is_not_its_own(api: Any, admin_key: str, db: Any, keys: NetworkKeys,
@@ -925,6 +978,22 @@ async def test_no_role_acts_on_what_is_not_its_own(api: Any, admin_key: str, db:
                 "userErrors", [])}
             if not codes or not codes <= {"FORBIDDEN"}:
                 wrong.append(f"{shop} reconcilePosExport(another merchant): {codes or 'answered'}")
+    # A merchant deletes or replays another's endpoint or delivery (as issued, or guessed): not found.
+    webhook_probes = [("deleteWebhookEndpoint", "endpointId", "WebhookEndpoint", "WEBHOOK_ENDPOINT_NOT_FOUND",
+                       net.webhooks),
+                      ("replayWebhookDelivery", "deliveryId", "WebhookDelivery", "WEBHOOK_DELIVERY_NOT_FOUND",
+                       net.deliveries)]
+    for shop in MERCHANTS:
+        for name, field_name, type_name, not_found, owner_of in webhook_probes:
+            for global_id, (kind, value) in [*net.ids.items(), *net.guesses.items()]:
+                if kind != type_name or owner_of[value] == net.merchant[shop]:
+                    continue
+                body = await asked(api, net, shop, document(name), {"input": {field_name: global_id}})
+                payload = body["data"][name]
+                codes = {e["code"] for e in payload["userErrors"]}
+                if not codes or not codes <= {not_found, "INVALID_ID"}:
+                    wrong.append(f"{shop} {name}({kind} {value} of {owner_of[value]}): {codes}")
+                wrong.extend(judged(net, shop, name, payload, set()))
     # A member disputes another member's transaction (as issued, or guessed): not found, nothing written.
     for label in MEMBERS:
         for global_id, (kind, value) in [*net.ids.items(), *net.guesses.items()]:

@@ -40,6 +40,7 @@ from coalition.loyalty_id import new_loyalty_id
 from coalition.members.service import enroll_member
 from coalition.partners.models import MerchantStatus
 from coalition.partners.service import set_merchant_status
+from coalition.webhooks.models import DeliveryStatus
 
 PG_URL = os.environ.get("COALITION_TEST_DATABASE_URL")
 needs_pg = pytest.mark.skipif(not PG_URL, reason="the fast path is PostgreSQL's: set COALITION_TEST_DATABASE_URL")
@@ -150,7 +151,8 @@ def test_named_parameters_become_numbered_in_order_of_first_use() -> None:
 def test_the_fast_path_sql_is_built_from_the_rules_the_models_and_the_enums() -> None:
     earn_sql, redeem_sql = fastpath._EARN_SQL, fastpath._REDEEM_SQL
     # Every quoted literal is an enum value or error code as its column stores it, none typed by hand.
-    stored = {*EntryKind, *Account, *HoldStatus, *AllocationKind, *MerchantStatus, InvalidMemberProof.code}
+    stored = {*EntryKind, *Account, *HoldStatus, *AllocationKind, *MerchantStatus, InvalidMemberProof.code,
+              DeliveryStatus.PENDING}  # the webhooks outbox row the statement writes
     literals = set(re.findall(r"'([A-Z_]+)'", earn_sql + redeem_sql))
     assert literals and literals <= {str(value) for value in stored}, literals
     # The rules both paths apply appear as rules.py renders them.
@@ -739,9 +741,10 @@ async def test_two_operations_on_one_member_in_one_statement_undo_it(net: Any, d
         "merchant_id": net.a.id, "loyalty_id": net.loyalty_id, "amount_minor": net.amount_for(5, net.a),
         "minor_per_unit": 10**net.settings.currency_exponent, "reference": None, "idempotency_key": key,
         "request_hash": key, "now": now, "expires_at": now, "campaigns": False, "tiers": False, "base_tier_pct": 100,
+        "hooked": False,
     } for key in ("twice-1", "twice-2")]
     with statements(db) as sent:
-        assert await fastpath._run(db, fastpath._EARN, operations) == [None, None]
+        assert await fastpath._run(db, fastpath._EARN, operations, EntryKind.EARN) == [None, None]
     assert len(fast_statements(sent)) == 2  # refused, and again when run once more
     assert await probe.snapshot() == before
 

@@ -1,0 +1,1 @@
+"""Live events: ledger transactions fanned out to subscribers, across processes through Redis."""

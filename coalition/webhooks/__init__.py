@@ -1,0 +1,1 @@
+"""Signed webhooks: endpoints, a transactional outbox, delivery by the worker (docs/webhooks.md)."""
