@@ -34,6 +34,7 @@ from coalition.web.auth import AuthBackend, caller_of, on_auth_error, require_sc
 from coalition.web.graphiql import graphiql_html
 from coalition.web.network_map import network_map_endpoint
 from coalition.web.outage import OutageMiddleware
+from coalition.web.routes import page_routes
 from coalition.web.reports import report_routes
 from coalition.worker import start_in_process
 
@@ -57,11 +58,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
     ledger = Ledger(db, settings, keys=keys, allowance=PolicyCache(db, settings).redeem_without_proof_points)
     services = Services(settings=settings, db=db, keys=keys, ledger=ledger,
                         insights=insights)
-    authenticator = Authenticator(db, cache_s=settings.auth_cache_s)
+    authenticator = Authenticator(db, cache_s=settings.auth_cache_s, settings=settings)
     limiter = make_rate_limiter(settings.redis_url, settings.rate_limit_per_s, timeout_s=settings.redis_timeout_s,
                                 health_check_s=settings.redis_health_check_s, availability=redis_availability)
     failures = limiter.companion(settings.auth_failures_per_min, window_s=60, prefix="coalition:authfail:")
     auth = AuthBackend(authenticator, limiter, failures, metrics_token=settings.metrics_token)
+    # Wrong passwords per address (the account's own lockout is coalition.console.service's).
+    login_failures = limiter.companion(settings.login_max_failures * 4, window_s=600, prefix="coalition:loginfail:")
 
     async def context_factory(request: Request) -> Context:
         # AuthBackend (the middleware) has authenticated and rate-limited the request already.
@@ -127,7 +130,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
     metrics = Metrics(frozenset({"/graphql", "/healthz", "/readyz", "/metrics", "/", "/static/*", "/admin/*",
-                                 "/statements/*"}))
+                                 "/statements/*", "/console/*", "/me/*", "/login"}))
     app = Starlette(
         routes=[
             Route("/graphql", endpoint, methods=methods),
@@ -138,6 +141,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/admin/network-map.{fmt}", network_map_endpoint(insights)),
             Mount("/static", StaticFiles(packages=[("coalition.web", "static")]), name="static"),
             *report_routes(services),
+            *page_routes(),
         ],
         # OutageMiddleware before (outside) the authentication, which reads the database: 503, not 500.
         middleware=[Middleware(MetricsMiddleware, metrics=metrics), Middleware(OutageMiddleware),
@@ -147,4 +151,5 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.services = services
     app.state.authenticator = authenticator
     app.state.limiter = limiter
+    app.state.login_failures = login_failures
     return app

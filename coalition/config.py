@@ -102,6 +102,14 @@ class Settings:
     # long a refused write's outcome stays under its idempotency key.
     redeem_without_proof_points: int = 200
     idempotency_retention_s: int = 24 * 3600
+    # Pages (issue 18): a console session ends after this long unused, or this long after sign-in;
+    # an account locks for login_lockout_s after login_max_failures wrong passwords in a row.
+    session_idle_s: int = 30 * 60
+    session_absolute_s: int = 12 * 3600
+    login_max_failures: int = 5
+    login_lockout_s: int = 15 * 60
+    default_language: str = "en"
+    settlement_due_days: int = 14  # a statement is paid this many days after its period ends
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -264,4 +272,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         redeem_without_proof_points=_int(env, "COALITION_REDEEM_WITHOUT_PROOF_POINTS", 200),
         # At least an hour: wrong proofs of presence are counted from the kept refusals of the last hour.
         idempotency_retention_s=_int(env, "COALITION_IDEMPOTENCY_RETENTION_S", 24 * 3600, minimum=3600),
+        session_idle_s=_int(env, "COALITION_SESSION_IDLE_S", 30 * 60, minimum=60),
+        session_absolute_s=_int(env, "COALITION_SESSION_ABSOLUTE_S", 12 * 3600, minimum=60),
+        login_max_failures=_int(env, "COALITION_LOGIN_MAX_FAILURES", 5, minimum=1),
+        login_lockout_s=_int(env, "COALITION_LOGIN_LOCKOUT_S", 15 * 60, minimum=1),
+        default_language=env.get("COALITION_DEFAULT_LANGUAGE") or "en",
+        settlement_due_days=_int(env, "COALITION_SETTLEMENT_DUE_DAYS", 14),
     ))

@@ -204,6 +204,7 @@ def build_payloads(data: NetworkData, analysis: NetworkAnalysis) -> dict[str, di
                            "reach": r.reach} for r in analysis.top_referrers],
         "communities": [_community(i, analysis) for i in range(len(analysis.communities.groups))],
         "modularity": analysis.communities.modularity,
+        "map": analysis.map_layout,  # the admin page's interactive map (coalition.web.admin)
         "fraud_alerts": [{"kind": str(a.kind), "score": a.score, "member_ids": list(a.member_ids),
                           "merchant_ids": list(a.merchant_ids), "explanation": a.explanation}
                          for a in sorted(analysis.alerts, key=lambda a: -a.score)],

@@ -61,6 +61,9 @@ class NetworkAnalysis:
     map_png: bytes | None
     map_svg: bytes | None
     timings_s: dict[str, float]
+    # The drawn map as data, for the admin page's interactive map: nodes [id, x, y, community,
+    # volume] (x, y in -1..1) and edges [a, b, shared members]. None when not drawn.
+    map_layout: dict[str, list[list[float]]] | None = None
 
 
 def analyze_all(members: Members, purchases: Purchases, referrals: Referrals, flows: Flows, as_of: int, *,
@@ -107,6 +110,7 @@ def analyze_all(members: Members, purchases: Purchases, referrals: Referrals, fl
     with stage("segments"):
         segmented = loyalty_segments(purchased, as_of)
     png = svg = None
+    layout: dict[str, list[list[float]]] | None = None
     if draw_map:
         from coalition.network.netmap import layout_of, map_graph, render_map  # matplotlib only when drawing
 
@@ -115,5 +119,11 @@ def analyze_all(members: Members, purchases: Purchases, referrals: Referrals, fl
             positions = layout_of(drawn, seed)
             png = render_map(drawn, "png", layout=positions)
             svg = render_map(drawn, "svg", layout=positions)
+            layout = {
+                "nodes": [[int(n), round(float(positions[n][0]), 4), round(float(positions[n][1]), 4),
+                           int(data.get("community") if data.get("community") is not None else -1),
+                           int(data.get("volume", 0))] for n, data in drawn.nodes(data=True)],
+                "edges": [[int(a), int(b), float(w)] for a, b, w in drawn.edges(data="weight", default=0.0)],
+            }
     return NetworkAnalysis(purchased, aff, referred, flow, scores, top, found, recommended, alerts, rfm, segmented,
-                           png, svg, timings)
+                           png, svg, timings, layout)
