@@ -15,7 +15,7 @@ from __future__ import annotations
 import click
 
 from coalition import __version__
-from coalition.cli import analyze, demo, keys, ledger, members, policy, reconcile, serve, settle, verify, worker
+from coalition.cli import analyze, demo, keys, ledger, members, policy, reconcile, serve, settle, users, verify, worker
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -35,5 +35,5 @@ def main() -> None:
 
 for command in (serve.migrate, serve.serve, demo.demo, keys.keys, members.members, ledger.expire,
                 ledger.release_holds, analyze.analyze, ledger.check, reconcile.reconcile, settle.settle,
-                verify.verify_statement, policy.policy, worker.worker):
+                verify.verify_statement, policy.policy, worker.worker, users.users):
     cli.add_command(command)

@@ -113,12 +113,7 @@ async def merchant_customers(db: Database, merchant_id: int, *, after_id: int | 
 
 
 async def is_customer(db: Database, merchant_id: int, member_id: int) -> bool:
-    async with db.read() as conn:
-        found = (await conn.execute(union(
-            select(Member.id).where(Member.id == member_id, Member.enrolled_by_merchant_id == merchant_id),
-            select(Entry.member_id).where(Entry.member_id == member_id, Entry.merchant_id == merchant_id).limit(1),
-        ))).first()
-    return found is not None
+    return bool(await related_member_ids(db, merchant_id, [member_id]))
 
 
 async def find_at_till(db: Database, keys: NetworkKeys, query: str) -> Member:
