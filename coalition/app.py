@@ -34,8 +34,8 @@ from coalition.web.auth import AuthBackend, caller_of, on_auth_error, require_sc
 from coalition.web.graphiql import graphiql_html
 from coalition.web.network_map import network_map_endpoint
 from coalition.web.outage import OutageMiddleware
-from coalition.web.routes import page_routes
 from coalition.web.reports import report_routes
+from coalition.web.routes import page_routes
 from coalition.worker import start_in_process
 
 logger = logging.getLogger("coalition.app")

@@ -9,6 +9,7 @@ from coalition.network.models import InsightResult, InsightRun
 from coalition.partners.models import Merchant
 from coalition.settlement.models import NetworkPolicy, SettlementBatch, SettlementLine, SettlementPosition
 
-__all__ = ["Allocation", "ApiKey", "Base", "ConsoleSession", "ConsoleUser", "Dispute", "Entry", "FraudReview", "Hold", "InsightResult", "InsightRun", "Lot", "Member",
+__all__ = ["Allocation", "ApiKey", "Base", "ConsoleSession", "ConsoleUser", "Dispute", "Entry", "FraudReview",
+           "Hold", "InsightResult", "InsightRun", "Lot", "Member",
            "MemberCredential", "Merchant",
            "NetworkPolicy", "Posting", "SettlementBatch", "SettlementLine", "SettlementPosition"]

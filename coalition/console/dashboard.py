@@ -72,8 +72,8 @@ async def merchant_dashboard(db: Database, merchant_id: int, *, now: dt.datetime
             select(Entry.member_id).where(here)).subquery()))).scalar_one()
         visits = select(Entry.member_id, func.count().label("n")).where(here, Entry.kind == EntryKind.EARN).group_by(
             Entry.member_id).subquery()
-        buyers, repeat = (await conn.execute(select(func.count(), func.coalesce(func.sum(case((visits.c.n >= 2, 1))), 0))
-                                             .select_from(visits))).one()
+        repeat_visits = func.coalesce(func.sum(case((visits.c.n >= 2, 1))), 0)
+        buyers, repeat = (await conn.execute(select(func.count(), repeat_visits).select_from(visits))).one()
         outstanding = (await conn.execute(select(func.coalesce(func.sum(Lot.remaining), 0)).where(
             Lot.issuer_merchant_id == merchant_id, Lot.expires_at > now))).scalar_one()
     issued, honored = int(totals[0]), int(totals[1])
@@ -202,7 +202,8 @@ class NetworkHealth:
 
 async def network_health(db: Database) -> NetworkHealth:
     async with db.read() as conn:
-        by_status = dict((await conn.execute(select(Merchant.status, func.count()).group_by(Merchant.status))).all())
+        by_status = {str(status): int(n) for status, n in (await conn.execute(
+            select(Merchant.status, func.count()).group_by(Merchant.status))).all()}
         members, balance, held, owed = (await conn.execute(select(
             func.count(), func.coalesce(func.sum(Member.balance), 0), func.coalesce(func.sum(Member.held), 0),
             func.coalesce(func.sum(Member.owed), 0)))).one()

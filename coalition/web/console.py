@@ -151,7 +151,7 @@ async def logout(request: Request) -> Response:
     t = formatter(request)
     credential = request.scope.get(SESSION_CREDENTIAL)
     form = await read_form(request) if credential else None
-    if form is None:
+    if form is None or not credential:
         return human_error(request, t, 403, "CSRF_FAILED", t.gettext(
             "The form had expired. Go back, reload the page and try again."))
     await sign_out(request.app.state.services.db, credential)

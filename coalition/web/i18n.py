@@ -80,7 +80,7 @@ class Formatter:
 
     @property
     def direction(self) -> str:
-        return Locale.parse(self.lang).character_order == "right-to-left" and "rtl" or "ltr"
+        return (Locale.parse(self.lang).character_order == "right-to-left" and "rtl") or "ltr"
 
     def gettext(self, message: str, **values: object) -> str:
         text = translations(self.lang).gettext(message)

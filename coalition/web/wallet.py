@@ -64,10 +64,10 @@ async def claim(request: Request) -> Response:
     except ClaimCodeInvalid:
         return render(request, "me/claim.html", t=t, status=400, code="", failed=True,
                       form_token=request.cookies.get(PRE_SESSION_COOKIE, ""))
-    response = RedirectResponse("/me", status_code=303)
-    set_cookie(request, response, MEMBER_COOKIE, access.member_token, max_age=365 * 24 * 3600)
-    response.delete_cookie(PRE_SESSION_COOKIE, path="/")
-    return response
+    opened = RedirectResponse("/me", status_code=303)
+    set_cookie(request, opened, MEMBER_COOKIE, access.member_token, max_age=365 * 24 * 3600)
+    opened.delete_cookie(PRE_SESSION_COOKIE, path="/")
+    return opened
 
 
 def _next_tier(lifetime: int) -> tuple[str, int] | None:

@@ -35,7 +35,7 @@ async def test_sign_in_opens_a_session_with_a_safe_cookie_and_rotates_it(browser
     assert "HttpOnly" in cookie and "SameSite=lax" in cookie and "Secure" not in cookie  # http public URL
     assert "css_planted" not in cookie
     page = await browser.get("/console", headers=HTML)
-    assert page.status_code == 200 and "Shop A" not in page.text or True
+    assert page.status_code == 200
     assert page.headers["x-frame-options"] == "DENY"
     assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
     assert page.headers["cache-control"] == "private, no-store"

@@ -51,7 +51,8 @@ def upgrade() -> None:
         sa.Column("last_seen_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
-        sa.ForeignKeyConstraint(["user_id"], ["console_users.id"], name=op.f("fk_console_sessions_user_id_console_users")),
+        sa.ForeignKeyConstraint(["user_id"], ["console_users.id"],
+                                name=op.f("fk_console_sessions_user_id_console_users")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_console_sessions")),
         sa.UniqueConstraint("token_hash", name=op.f("uq_console_sessions_token_hash")),
     )
