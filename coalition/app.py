@@ -63,8 +63,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
                                 health_check_s=settings.redis_health_check_s, availability=redis_availability)
     failures = limiter.companion(settings.auth_failures_per_min, window_s=60, prefix="coalition:authfail:")
     auth = AuthBackend(authenticator, limiter, failures, metrics_token=settings.metrics_token)
-    # Wrong passwords per address (the account's own lockout is coalition.console.service's).
-    login_failures = limiter.companion(settings.login_max_failures * 4, window_s=600, prefix="coalition:loginfail:")
 
     async def context_factory(request: Request) -> Context:
         # AuthBackend (the middleware) has authenticated and rate-limited the request already.
@@ -151,5 +149,5 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.services = services
     app.state.authenticator = authenticator
     app.state.limiter = limiter
-    app.state.login_failures = login_failures
+    app.state.login_failures = failures  # wrong passwords share an address's budget with bad keys
     return app

@@ -123,7 +123,7 @@ async def login(request: Request) -> Response:
         return human_error(request, t, 403, "CSRF_FAILED", t.gettext(
             "The form had expired. Go back, reload the page and try again."))
     failures = request.app.state.login_failures
-    address_key = f"login:{client_address(request)}"
+    address_key = f"ip:{client_address(request)}"  # the budget bad API keys count in too
     email, password = str(form.get("email", ""))[:254], str(form.get("password", ""))
     blocked = await failures.retry_after(address_key)
     try:

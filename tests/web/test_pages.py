@@ -210,3 +210,18 @@ async def test_the_next_parameter_never_leaves_the_site(browser: Any, world: Wor
     response = await browser.post("/login", data={"email": world.email["ownerA"], "password": PASSWORD,
                                                   "csrf": csrf_of(form.text), "next": "//evil.example/x"})
     assert response.headers["location"] == "/console"
+
+
+async def test_an_address_over_its_failure_budget_cannot_sign_in(db: Any, keys: Any, settings: Any) -> None:
+    from coalition.app import create_app
+
+    app = create_app(settings.with_overrides(auth_failures_per_min=3))
+    world = await build_world(db, keys)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+        for n in range(3):  # three different accounts: the per-account lock never triggers
+            assert (await sign_in(client, f"nobody{n}@example.com", "guess guess")).status_code == 401
+        blocked = await sign_in(client, world.email["ownerA"])  # the right password, from that address
+        assert blocked.status_code == 401 and STAFF_COOKIE not in blocked.headers.get("set-cookie", "")
+    await app.state.limiter.aclose()
+    await app.state.services.insights.aclose()
+    await app.state.services.db.dispose()
