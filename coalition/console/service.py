@@ -113,10 +113,12 @@ async def sign_in(db: Database, settings: Settings, *, email: str, password: str
             raise SignInRefused()
         if not (usable and good):
             if usable:  # a wrong password on a usable account counts; a locked one stays locked as it is
-                user.failed_attempts += 1
-                if user.failed_attempts >= settings.login_max_failures:
-                    user.locked_until = now + dt.timedelta(seconds=settings.login_lockout_s)
-                    user.failed_attempts = 0
+                # In SQL, not in Python: concurrent guesses each count (no lost update).
+                await session.execute(update(ConsoleUser).where(ConsoleUser.id == user.id).values(
+                    failed_attempts=ConsoleUser.failed_attempts + 1))
+                await session.execute(update(ConsoleUser).where(
+                    ConsoleUser.id == user.id, ConsoleUser.failed_attempts >= settings.login_max_failures
+                ).values(failed_attempts=0, locked_until=now + dt.timedelta(seconds=settings.login_lockout_s)))
             await session.commit()
             raise SignInRefused()
         user.failed_attempts, user.locked_until = 0, None
@@ -175,14 +177,21 @@ async def review_fraud_alert(db: Database, *, alert_key: str, decision: ReviewDe
     """Record (or change) the decision on one alert; the analysis reads ``fraud_reviews`` by ``alert_key``."""
     if not alert_key or len(alert_key) > 200:
         raise InvalidInput("an alert key has 1 to 200 characters", code="INVALID_ALERT", field="alert")
-    async with db.sessions.begin() as session:
-        found = (await session.execute(select(FraudReview).where(FraudReview.alert_key == alert_key))
-                 ).scalar_one_or_none()
-        if found is None:
-            session.add(FraudReview(alert_key=alert_key, decision=decision, note=note, reviewed_by=reviewed_by,
-                                    reviewed_at=utcnow()))
-        else:
-            found.decision, found.note, found.reviewed_by, found.reviewed_at = decision, note, reviewed_by, utcnow()
+    for attempt in range(2):  # two admins deciding at once: the second insert fails, and updates instead
+        try:
+            async with db.sessions.begin() as session:
+                found = (await session.execute(select(FraudReview).where(FraudReview.alert_key == alert_key))
+                         ).scalar_one_or_none()
+                if found is None:
+                    session.add(FraudReview(alert_key=alert_key, decision=decision, note=note,
+                                            reviewed_by=reviewed_by, reviewed_at=utcnow()))
+                else:
+                    found.decision, found.note, found.reviewed_by = decision, note, reviewed_by
+                    found.reviewed_at = utcnow()
+            return
+        except IntegrityError:
+            if attempt:
+                raise
 
 
 async def fraud_reviews(db: Database) -> dict[str, ReviewDecision]:
