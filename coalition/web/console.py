@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import io
 import secrets
+import time
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -29,6 +30,7 @@ from starlette.routing import Route
 from coalition.auth.models import Role
 from coalition.auth.service import create_api_key, list_merchant_keys, revoke_merchant_key
 from coalition.console.dashboard import (
+    Dashboard,
     find_at_till,
     is_customer,
     loyalty_ids,
@@ -53,6 +55,7 @@ from coalition.web.i18n import LANGUAGE_COOKIE, LANGUAGES
 from coalition.web.pages import (
     OWNERS,
     TILL,
+    Handler,
     View,
     form_token_cookie,
     formatter,
@@ -64,6 +67,8 @@ from coalition.web.pages import (
 )
 
 CUSTOMERS_PAGE = 50
+DASHBOARD_CACHE_S = 60
+DASHBOARD_CACHE_SIZE = 1000
 HISTORY_PAGE = 50
 SEGMENT_NAMES = {t.name for t in LoyaltyType}
 
@@ -176,10 +181,25 @@ def merchant_of(view: View) -> int:
     return view.caller.merchant_id
 
 
-async def dashboard(request: Request, view: View) -> Response:
-    figures = await merchant_dashboard(view.services.db, merchant_of(view))
-    chart = weekly_bars(figures.weeks, view.t)
-    return render(request, "console/dashboard.html", view, figures=figures, chart=chart)
+def dashboard_page() -> Handler:
+    # The figures scan the merchant's whole history: kept a minute, they cost one scan per minute
+    # per merchant however often its staff reload the page.
+    cache: dict[int, tuple[float, Dashboard]] = {}
+
+    async def dashboard(request: Request, view: View) -> Response:
+        merchant_id = merchant_of(view)
+        cached = cache.get(merchant_id)
+        if cached is not None and cached[0] > time.monotonic():
+            figures = cached[1]
+        else:
+            figures = await merchant_dashboard(view.services.db, merchant_id)
+            if len(cache) >= DASHBOARD_CACHE_SIZE:
+                cache.pop(next(iter(cache)))
+            cache[merchant_id] = (time.monotonic() + DASHBOARD_CACHE_S, figures)
+        chart = weekly_bars(figures.weeks, view.t)
+        return render(request, "console/dashboard.html", view, figures=figures, chart=chart)
+
+    return dashboard
 
 
 async def till(request: Request, view: View) -> Response:
@@ -323,7 +343,7 @@ def console_routes() -> list[Route]:
         Route("/login", login, methods=["GET", "POST"]),
         Route("/logout", logout, methods=["POST"]),
         Route("/language", language, methods=["GET"]),
-        Route("/console", page(OWNERS, dashboard)),
+        Route("/console", page(OWNERS, dashboard_page())),
         Route("/console/till", page(TILL, till), methods=["GET", "POST"]),
         Route("/console/customers", page(OWNERS, customers)),
         Route("/console/customers/{loyalty_id}", page(OWNERS, customer)),

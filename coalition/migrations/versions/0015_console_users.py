@@ -8,6 +8,7 @@ Create Date: 2026-12-07
   merchant (none for admins), wrong-password count and lock (coalition/console/service.py).
 - ``console_sessions``: a signed-in browser; only the SHA-256 of the cookie's id is kept.
 - ``fraud_reviews``: an admin's decision on a fraud alert, by the alert's key, for the analysis.
+- ``members``: an index on ``enrolled_by_merchant_id`` (a merchant's customers).
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ _ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
 def upgrade() -> None:
+    # The console lists a merchant's customers: those it enrolled, found without scanning every member.
+    op.create_index("ix_members_enrolled_by_merchant_id", "members", ["enrolled_by_merchant_id"])
     op.create_table(
         "console_users",
         sa.Column("id", _ID, nullable=False),
@@ -78,3 +81,4 @@ def downgrade() -> None:
     op.drop_table("console_sessions")
     op.drop_index(op.f("ix_console_users_merchant_id"), table_name="console_users")
     op.drop_table("console_users")
+    op.drop_index("ix_members_enrolled_by_merchant_id", table_name="members")
