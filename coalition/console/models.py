@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import hashlib
 
 from sqlalchemy import BigInteger, Enum, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
@@ -70,7 +71,5 @@ def alert_key(kind: str, member_ids: list[int]) -> str:
     members = ",".join(str(m) for m in sorted(member_ids))
     key = f"{kind}:{members}"
     if len(key) > 200:
-        import hashlib
-
         key = f"{kind}:sha256:{hashlib.sha256(members.encode()).hexdigest()}"
     return key

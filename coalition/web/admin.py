@@ -21,7 +21,7 @@ from starlette.routing import Route
 
 from coalition.console.dashboard import merchant_names, network_health
 from coalition.console.models import ReviewDecision, StaffRole, alert_key
-from coalition.console.service import create_user, fraud_reviews, review_fraud_alert
+from coalition.console.service import create_user, fraud_reviews, hash_password, review_fraud_alert
 from coalition.errors import DomainError, InvalidInput
 from coalition.partners.models import MerchantStatus
 from coalition.partners.service import list_merchants, onboard_merchant, set_merchant_status
@@ -61,6 +61,8 @@ async def merchants(request: Request, view: View) -> Response:
             action = form.get("action")
             if action == "onboard":
                 email, password = str(form.get("email", "")).strip(), str(form.get("password", ""))
+                if email:
+                    hash_password(password)  # a password too short refuses before the merchant exists
                 onboarding = await onboard_merchant(services.db, name=str(form.get("name", "")),
                                                     category=str(form.get("category", "")) or None)
                 if email:

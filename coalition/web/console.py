@@ -119,7 +119,6 @@ async def login(request: Request) -> Response:
         token = form_token_cookie(request, response)
         page_response = render(request, "login.html", t=t, form_token=token, refused=None, email="",
                                next=safe_next(request.query_params.get("next"), ""))
-        page_response.headers.update({k: v for k, v in response.headers.items() if k == "set-cookie"})
         for value in response.headers.getlist("set-cookie"):
             page_response.headers.append("set-cookie", value)
         return page_response

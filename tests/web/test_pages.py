@@ -225,3 +225,43 @@ async def test_an_address_over_its_failure_budget_cannot_sign_in(db: Any, keys: 
     await app.state.limiter.aclose()
     await app.state.services.insights.aclose()
     await app.state.services.db.dispose()
+
+
+async def test_an_admin_onboards_and_suspends_a_merchant(browser: Any, world: World, db: Any) -> None:
+    await sign_in(browser, world.email["admin"])
+    page = await browser.get("/admin/merchants", headers=HTML)
+    short = await browser.post("/admin/merchants", data={
+        "csrf": csrf_of(page.text), "action": "onboard", "name": "Shop C", "email": "c@example.com", "password": "x"})
+    assert short.status_code == 400 and "Shop C" not in short.text  # refused before the merchant exists
+    made = await browser.post("/admin/merchants", data={
+        "csrf": csrf_of(page.text), "action": "onboard", "name": "Shop C", "category": "bakery",
+        "email": "c@example.com", "password": "a long enough password"})
+    assert made.status_code == 200 and "Shop C joined the network" in made.text and "coa_" in made.text
+    suspended = await browser.post("/admin/merchants", data={"csrf": csrf_of(page.text), "action": "suspend",
+                                                             "merchant": str(world.merchant["B"])})
+    assert suspended.status_code == 200 and "suspended" in suspended.text
+    async with httpx.AsyncClient(transport=browser._transport, base_url="http://test") as owner_c:
+        assert (await sign_in(owner_c, "c@example.com", "a long enough password")).headers["location"] == "/console"
+
+
+async def test_fraud_decisions_are_stored_for_the_analysis(browser: Any, world: World, db: Any) -> None:
+    from coalition.console.service import fraud_reviews
+
+    await sign_in(browser, world.email["admin"])
+    page = await browser.get("/admin/fraud", headers=HTML)
+    decided = await browser.post("/admin/fraud", data={"csrf": csrf_of(page.text), "alert": "SYBIL_FARM:1,2",
+                                                       "decision": "dismiss"})
+    assert decided.status_code == 200
+    assert {k: v.value for k, v in (await fraud_reviews(db)).items()} == {"SYBIL_FARM:1,2": "DISMISSED"}
+    bad = await browser.post("/admin/fraud", data={"csrf": csrf_of(page.text), "alert": "x", "decision": "maybe"},
+                             headers=HTML)
+    assert bad.status_code == 400
+
+
+async def test_a_bearer_key_reads_pages_but_posts_no_form(api: Any, world: World) -> None:
+    bearer = {"Authorization": f"Bearer {world.key['A']}", **HTML}
+    assert (await api.client.get("/console", headers=bearer)).status_code == 200
+    refused = await api.client.post("/console/till", data={"action": "earn", "csrf": "", "amount": "1",
+                                                           "loyalty_id": world.loyalty["alice"], "key": "x"},
+                                    headers=bearer)
+    assert refused.status_code == 403 and "SESSION_REQUIRED" in refused.text
