@@ -95,6 +95,7 @@ async def run_analysis(
         analysis = await asyncio.to_thread(
             analyze_all, data.members, data.purchases, data.referrals, data.flows, data.as_of,
             top_k=LIST_LIMIT, draw_map=draw_map, on_stage=on_stage,
+            merchant_names={m.id: m.name for m in data.merchants},
         )
         step("scopes")
         payloads = await asyncio.to_thread(build_payloads, data, analysis)

@@ -8,7 +8,7 @@ the columns, calls ``analyze_all`` and stores the result.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -68,6 +68,7 @@ class NetworkAnalysis:
 
 def analyze_all(members: Members, purchases: Purchases, referrals: Referrals, flows: Flows, as_of: int, *,
                 top_k: int = 20, recommendations_k: int = 10, seed: int = 0, draw_map: bool = True,
+                merchant_names: Mapping[int, str] | None = None,
                 on_stage: StageCallback | None = None) -> NetworkAnalysis:
     """Run every analysis with default thresholds; ``as_of`` (epoch seconds) anchors recency.
 
@@ -117,8 +118,8 @@ def analyze_all(members: Members, purchases: Purchases, referrals: Referrals, fl
         with stage("map"):
             drawn = map_graph(aff, found)
             positions = layout_of(drawn, seed)
-            png = render_map(drawn, "png", layout=positions)
-            svg = render_map(drawn, "svg", layout=positions)
+            png = render_map(drawn, "png", layout=positions, labels=merchant_names)
+            svg = render_map(drawn, "svg", layout=positions, labels=merchant_names)
             layout = {
                 "nodes": [[int(n), round(float(positions[n][0]), 4), round(float(positions[n][1]), 4),
                            int(data.get("community") if data.get("community") is not None else -1),
