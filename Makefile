@@ -83,6 +83,7 @@ lint: venv
 	$(BIN)/ruff check coalition tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	$(BIN)/pytest -q -p no:cacheprovider tests/test_architecture.py
 
 schema: venv
 	$(BIN)/python -c 'from coalition.graphql.schema import schema; open("schema.graphql", "w").write(str(schema))'

@@ -1,7 +1,7 @@
-"""HTTP ledger benchmark: earnPoints / redeemPoints over GraphQL vs pgbench TPC-B on the same server.
+"""HTTP ledger benchmark: earnPoints / redeemPoints / redeemGiftCard over GraphQL vs pgbench TPC-B on the same server.
 
     .venv/bin/python bench/http_ledger.py [--members 10000] [--seconds 20] [--workers 1 2]
-                                          [--pgbench-seconds 20] [--floor] [--reuse] [--drop]
+                                          [--pgbench-seconds 20] [--floor] [--programs] [--reuse] [--drop]
 
 1. Recreates ``coalition_bench`` (schema from the models), onboards one merchant and
    enrolls ``--members`` members, each seeded with 100,000 points.
@@ -9,7 +9,13 @@
    ``pgbench -c 32 -j 2 -T 20 -M prepared``: the baseline every req/s figure is divided by.
 3. For each worker count: starts uvicorn, warms up (3 s of earn, 3 s of redeem), runs
    ``wrk -t2 -c32 -d20s --latency -s bench/earn.lua`` and then the same with redeem.lua,
-   stops uvicorn. Each request picks a random member and a unique idempotency key.
+   stops uvicorn. Each request picks a random member and a unique idempotency key. With
+   ``--gift-cards N`` (default 2000) the same merchant sells N cards first, and a third run,
+   ``gift``, spends one minor unit of a random card per request (bench/gift_spend.lua), so its
+   ratio to pgbench is printed beside the redemptions' from the same run.
+   With ``--programs`` a further run, ``earn+prog``, earns again with a tier ladder that multiplies
+   every member's points and a campaign doubling them for 90 % of the members
+   (``bench/benchlib/programs.py``); the default ladder is put back after it.
 4. Checks that the entries written under each run's key prefix equal the requests that
    returned 200 without userErrors (wrk does not count requests still in flight when the
    run ends, so the database may hold up to ``connections`` more), then checks the
@@ -25,18 +31,25 @@ import asyncio
 import json
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchlib import programs as bench_programs
+from benchlib.cpu import wait_for_quiet
 from benchlib.env import BENCH, BENCH_DB, PGBENCH_DB, log, pg_url
 from benchlib.pgbench import PgbenchResult, run_pgbench
 from benchlib.postgres import drop_pg_databases, pg_sessions_opened, vacuum_bench_database
-from benchlib.seeding import Seed, check_invariants, count_entries, ensure_pg_bench
+from benchlib.seeding import Seed, check_invariants, count_entries, ensure_pg_bench, seed_gift_cards
 from benchlib.server import EARN_QUERY, REDEEM_QUERY, Server, connections_per_worker, graphql_post
 from benchlib.wrk import WrkResult, run_tag, run_wrk
 
-SCRIPTS = {"earn": BENCH / "earn.lua", "redeem": BENCH / "redeem.lua", "floor": BENCH / "floor.lua"}
-KIND = {"earn": "EARN", "redeem": "REDEEM"}
+from coalition.db import utcnow
+
+SCRIPTS = {"earn": BENCH / "earn.lua", "redeem": BENCH / "redeem.lua", "gift": BENCH / "gift_spend.lua",
+           "floor": BENCH / "floor.lua", "earn+prog": BENCH / "earn.lua"}
+KIND = {"earn": "EARN", "redeem": "REDEEM", "gift": "REDEEM", "earn+prog": "EARN"}
+GIFT_CODES = Path(f"/tmp/{BENCH_DB}_gift_codes.txt")  # per database: two benches at once keep their own files
 TARGET_RATIO = 0.5
 TARGET_P99_MS = 50.0
 
@@ -76,30 +89,48 @@ def _record_spread(into: list[tuple[int, ...]], port: int, pids: list[int]) -> N
 
 
 def bench_workers(workers: int, seed: Seed, database_url: str, *, seconds: int, port: int,
-                  extra_path: str | None, floor: bool, connections: int = 32, nodelay: bool = False) -> list[Row]:
+                  extra_path: str | None, floor: bool, connections: int = 32, nodelay: bool = False,
+                  gift_cards: int = 0, with_programs: bool = False) -> list[Row]:
     rows: list[Row] = []
+    gift = gift_cards > 0
     log(f"starting uvicorn with {workers} worker(s){' (TCP_NODELAY protocol)' if nodelay else ''}")
     with Server(database_url, workers=workers, port=port, extra_path=extra_path, nodelay=nodelay) as server:
         smoke(server, seed)
         log("warming up (3 s earn, 3 s redeem)")
-        for op in ("earn", "redeem"):
-            run_wrk(SCRIPTS[op], server.url, seed.api_key, ids_file=seed.ids_file, tag=run_tag(f"warm-{op}"),
-                    seconds=3)
-        for op in ("earn", "redeem", *(["floor"] if floor else [])):
+        for op in ("earn", "redeem", *(["gift"] if gift else [])):
+            run_wrk(SCRIPTS[op], server.url, seed.api_key, ids_file=GIFT_CODES if op == "gift" else seed.ids_file,
+                    tag=run_tag(f"warm-{op}"), seconds=3)
+        for op in ("earn", "redeem", *(["gift"] if gift else []), *(["earn+prog"] if with_programs else []),
+                   *(["floor"] if floor else [])):
             if op in KIND:
                 vacuum_bench_database()
-            tag = run_tag(f"{op}-w{workers}")
+            tag = run_tag(f"{op.replace('+', '-')}-w{workers}")
+            if op == "earn+prog":
+                # Wait for a quiet machine first, then start the campaign: it must run through the measurement.
+                wait_for_quiet()
+                started_at = utcnow()
+                asyncio.run(bench_programs.enable(database_url, seed.merchant_id, run_s=seconds + 30,
+                                                  key=run_tag("bench-campaign")))
+                time.sleep(2.5)  # the API processes' program caches re-read within 2 s
+                run_wrk(SCRIPTS[op], server.url, seed.api_key, ids_file=seed.ids_file,
+                        tag=run_tag(f"warm-{op.replace('+', '-')}"), seconds=3)
             log(f"wrk {op}, {workers} worker(s), {seconds} s")
             pids = server.worker_pids()
             spread: list[tuple[int, ...]] = []
             halfway = threading.Timer(seconds / 2, _record_spread, args=(spread, port, pids))
             halfway.start()
             sessions_before = pg_sessions_opened(BENCH_DB)
-            result = run_wrk(SCRIPTS[op], server.url, seed.api_key, ids_file=seed.ids_file, tag=tag,
-                             seconds=seconds, connections=connections, app_pids=pids, quiet=True)
+            result = run_wrk(SCRIPTS[op], server.url, seed.api_key,
+                             ids_file=GIFT_CODES if op == "gift" else seed.ids_file, tag=tag,
+                             seconds=seconds, connections=connections, app_pids=pids, quiet=op != "earn+prog")
             sessions = pg_sessions_opened(BENCH_DB) - sessions_before
             halfway.join()
-            written = asyncio.run(count_entries(database_url, tag)).get(KIND[op], 0) if op in KIND else 0
+            table = "gift_card_entries" if op == "gift" else "entries"
+            written = asyncio.run(count_entries(database_url, tag, table)).get(KIND[op], 0) if op in KIND else 0
+            if op == "earn+prog":
+                boosted = asyncio.run(bench_programs.earns_with_program_points(database_url, started_at))
+                log(f"  earns that got tier or campaign points: {boosted}")
+                asyncio.run(bench_programs.disable(database_url))
             rows.append(Row(op, workers, result, written, tag, spread[0] if spread else (), sessions))
             log(f"  {result.rps:.0f} req/s, p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms, "
                 f"counts {result.counts}, codes {result.error_codes}, written {written}, cores {result.cpu}, "
@@ -192,11 +223,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drop", action="store_true",
                         help="drop coalition_bench and coalition_pgbench at the end")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--gift-cards", type=int, default=2000,
+                        help="gift cards to sell before the runs (0: no gift card run)")
     parser.add_argument("--port", type=int, default=8711)
     parser.add_argument("--skip-pgbench", action="store_true")
     parser.add_argument("--reuse", action="store_true", help="reuse a seeded coalition_bench instead of rebuilding it")
     parser.add_argument("--floor", action="store_true",
                         help="also run bench/floor.lua ({ __typename } with auth): HTTP + GraphQL without the ledger")
+    parser.add_argument("--programs", action="store_true",
+                        help="also run earnPoints with a tier multiplier and an active campaign (earn+prog)")
     parser.add_argument("--extra-path", help="directory added to the server's PYTHONPATH (e.g. holding uvloop, "
                         "httptools: pip install --target DIR uvloop httptools)")
     args = parser.parse_args(argv)
@@ -204,8 +239,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--seconds must be 1..20")
 
     database_url = pg_url(BENCH_DB)
-    ids_file = Path("/tmp/coalition_bench_loyalty_ids.txt")
+    ids_file = Path(f"/tmp/{BENCH_DB}_loyalty_ids.txt")
     seed = asyncio.run(ensure_pg_bench(members=args.members, ids_file=ids_file, fresh=not args.reuse))
+    if args.gift_cards:
+        asyncio.run(seed_gift_cards(database_url, seed.merchant_id, cards=args.gift_cards, codes_file=GIFT_CODES))
 
     pgbench = PgbenchResult(float("nan"), float("nan"), "(skipped)") if args.skip_pgbench else run_pgbench(
         clients=args.connections, seconds=args.pgbench_seconds)
@@ -215,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     for workers in args.workers:
         rows.extend(bench_workers(workers, seed, database_url, seconds=args.seconds, port=args.port,
                                   extra_path=args.extra_path, floor=args.floor, connections=args.connections,
-                                  nodelay=args.nodelay))
+                                  nodelay=args.nodelay, gift_cards=args.gift_cards, with_programs=args.programs))
 
     log("checking ledger invariants")
     violations = asyncio.run(check_invariants(database_url))

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
@@ -21,6 +22,8 @@ from coalition.availability import RETRY_AFTER_S, Availability
 from coalition.config import Settings, load_settings
 from coalition.crypto import NetworkKeys
 from coalition.db import Database, Timeouts
+from coalition.giftcards.guard import LOOKUP_FAILURES, GuessGuard
+from coalition.giftcards.service import GiftCards
 from coalition.graphql.context import Context, Services
 from coalition.graphql.http import GraphQLEndpoint
 from coalition.graphql.limits import query_budgets
@@ -28,6 +31,7 @@ from coalition.graphql.schema import graphql_schema
 from coalition.ledger.service import Ledger
 from coalition.metrics import Metrics, MetricsMiddleware, MetricsServer
 from coalition.network.store import InsightStore
+from coalition.programs.earning import ProgramHook
 from coalition.ratelimit import make_rate_limiter
 from coalition.settlement.policy import PolicyCache
 from coalition.web.auth import AuthBackend, caller_of, on_auth_error, require_scope
@@ -55,13 +59,18 @@ def create_app(settings: Settings | None = None) -> Starlette:
                             health_check_s=settings.redis_health_check_s, availability=redis_availability)
     keys = NetworkKeys.from_settings(settings)
     # The ledger reads the allowance without proof of presence from the versioned network policy.
-    ledger = Ledger(db, settings, keys=keys, allowance=PolicyCache(db, settings).redeem_without_proof_points)
+    ledger = Ledger(db, settings, keys=keys, allowance=PolicyCache(db, settings).redeem_without_proof_points,
+                    programs=ProgramHook(db))  # tiers and campaigns on earns
     services = Services(settings=settings, db=db, keys=keys, ledger=ledger,
                         insights=insights)
     authenticator = Authenticator(db, cache_s=settings.auth_cache_s, settings=settings)
     limiter = make_rate_limiter(settings.redis_url, settings.rate_limit_per_s, timeout_s=settings.redis_timeout_s,
                                 health_check_s=settings.redis_health_check_s, availability=redis_availability)
     failures = limiter.companion(settings.auth_failures_per_min, window_s=60, prefix="coalition:authfail:")
+    # Failed gift card look-ups, counted per caller where every API process sees them (coalition/giftcards/guard.py).
+    services.gift_cards = GiftCards(db, settings, keys, guard=GuessGuard(limiter.companion(
+        settings.gift_card_lookup_failures, window_s=settings.gift_card_lookup_window_s,
+        prefix="coalition:giftfail:")))
     auth = AuthBackend(authenticator, limiter, failures, metrics_token=settings.metrics_token)
 
     async def context_factory(request: Request) -> Context:
@@ -129,6 +138,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
     metrics = Metrics(frozenset({"/graphql", "/healthz", "/readyz", "/metrics", "/", "/static/*", "/admin/*",
                                  "/statements/*", "/console/*", "/me/*", "/login"}))
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        metrics.registry.register(LOOKUP_FAILURES)
     app = Starlette(
         routes=[
             Route("/graphql", endpoint, methods=methods),

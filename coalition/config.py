@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from decimal import Decimal
 from pathlib import Path
 
 DEFAULT_DATABASE_FILE = "coalition.db"
@@ -21,6 +22,12 @@ CURRENCY_EXPONENTS = {"EUR": 2, "USD": 2, "GBP": 2, "CHF": 2, "CAD": 2, "AUD": 2
 
 class ConfigError(ValueError):
     """A COALITION_* variable has a value we cannot use."""
+
+
+# Defaults other modules use too (a service called without settings, the network policy before
+# an admin stores its own value): defined once, here.
+DEFAULT_MEMBER_CLAIM_TTL_S = 7 * 24 * 3600
+DEFAULT_REDEEM_WITHOUT_PROOF_POINTS = 200
 
 
 @dataclass(frozen=True)
@@ -96,12 +103,25 @@ class Settings:
     # Member access: the base URL of links the network hands out (claim links), and how long a
     # one-time claim code from enrollMember / issueMemberClaimCode stays valid.
     public_url: str = "http://127.0.0.1:8000"
-    member_claim_ttl_s: int = 7 * 24 * 3600
+    member_claim_ttl_s: int = DEFAULT_MEMBER_CLAIM_TTL_S
     # Trust (issue 13): points a merchant may redeem or hold from one member in 24 h without the
     # member's proof of presence, while the network policy stores no value of its own; and how
     # long a refused write's outcome stays under its idempotency key.
-    redeem_without_proof_points: int = 200
+    redeem_without_proof_points: int = DEFAULT_REDEEM_WITHOUT_PROOF_POINTS
+    # Campaigns report lift only when both the treated and the control group have this many members.
+    campaign_min_group_size: int = 30
+    # How often the worker reviews every member's status tier (coalition/programs/tier_review.py).
+    tier_review_interval_s: float = 300.0
     idempotency_retention_s: int = 24 * 3600
+    # Gift cards (issue 16; coalition/giftcards/): the most one card may hold (minor units), the
+    # days a card lives (0: never expires), the share of a spend at another partner the network
+    # keeps as its fee (a Decimal, 0..1), and failed code look-ups a caller may make per window.
+    gift_card_max_minor: int = 50_000
+    gift_card_expiry_days: int = 0
+    gift_card_fee_rate: str = "0"
+    gift_card_lookup_failures: int = 20
+    gift_card_lookup_window_s: int = 600
+    gift_card_earns_points: bool = False  # a card sold to a member (loyaltyId) earns points like a purchase
     # Pages (issue 18): a console session ends after this long unused, or this long after sign-in;
     # an account locks for login_lockout_s after login_max_failures wrong passwords in a row.
     session_idle_s: int = 30 * 60
@@ -218,6 +238,18 @@ def normalize_database_url(url: str) -> str:
     raise ConfigError(f"COALITION_DATABASE_URL must be a PostgreSQL or SQLite URL, not {url.split(':')[0]!r}")
 
 
+def _rate(env: Mapping[str, str], name: str, default: str) -> str:
+    """A Decimal share 0..1, kept as its text (Settings holds no Decimal)."""
+    raw = env.get(name) or default
+    try:
+        value = Decimal(raw)
+    except ArithmeticError:
+        raise ConfigError(f"{name}={raw!r} is not a decimal number") from None
+    if not value.is_finite() or not 0 <= value <= 1:
+        raise ConfigError(f"{name}={raw!r} must be between 0 and 1")
+    return str(value)
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Build settings from ``env`` (default: ``os.environ``)."""
     env = os.environ if env is None else env
@@ -265,13 +297,22 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         analyze_interval_s=_float(env, "COALITION_ANALYZE_INTERVAL_S", 0.0),
         insights_cache_s=_int(env, "COALITION_INSIGHTS_CACHE_S", 3600, minimum=1),
         public_url=_public_url(env.get("COALITION_PUBLIC_URL") or "http://127.0.0.1:8000"),
-        member_claim_ttl_s=_int(env, "COALITION_MEMBER_CLAIM_TTL_S", 7 * 24 * 3600, minimum=60),
+        member_claim_ttl_s=_int(env, "COALITION_MEMBER_CLAIM_TTL_S", DEFAULT_MEMBER_CLAIM_TTL_S, minimum=60),
         query_budget=_budget(env, "COALITION_QUERY_BUDGET"),
         anonymous_query_budget=_budget(env, "COALITION_ANONYMOUS_QUERY_BUDGET"),
         refusal_delay_s=_int(env, "COALITION_REFUSAL_DELAY_MS", 100) / 1000,
-        redeem_without_proof_points=_int(env, "COALITION_REDEEM_WITHOUT_PROOF_POINTS", 200),
+        redeem_without_proof_points=_int(
+            env, "COALITION_REDEEM_WITHOUT_PROOF_POINTS", DEFAULT_REDEEM_WITHOUT_PROOF_POINTS),
+        campaign_min_group_size=_int(env, "COALITION_CAMPAIGN_MIN_GROUP_SIZE", 30, minimum=2),
+        tier_review_interval_s=_float(env, "COALITION_TIER_REVIEW_INTERVAL_S", 300.0),
         # At least an hour: wrong proofs of presence are counted from the kept refusals of the last hour.
         idempotency_retention_s=_int(env, "COALITION_IDEMPOTENCY_RETENTION_S", 24 * 3600, minimum=3600),
+        gift_card_max_minor=_int(env, "COALITION_GIFT_CARD_MAX_MINOR", 50_000, minimum=1),
+        gift_card_expiry_days=_int(env, "COALITION_GIFT_CARD_EXPIRY_DAYS", 0, minimum=0),
+        gift_card_fee_rate=_rate(env, "COALITION_GIFT_CARD_FEE_RATE", "0"),
+        gift_card_lookup_failures=_int(env, "COALITION_GIFT_CARD_LOOKUP_FAILURES", 20, minimum=1),
+        gift_card_lookup_window_s=_int(env, "COALITION_GIFT_CARD_LOOKUP_WINDOW_S", 600, minimum=1),
+        gift_card_earns_points=_flag(env, "COALITION_GIFT_CARD_EARNS_POINTS"),
         session_idle_s=_int(env, "COALITION_SESSION_IDLE_S", 30 * 60, minimum=60),
         session_absolute_s=_int(env, "COALITION_SESSION_ABSOLUTE_S", 12 * 3600, minimum=60),
         login_max_failures=_int(env, "COALITION_LOGIN_MAX_FAILURES", 5, minimum=1),

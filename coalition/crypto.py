@@ -52,6 +52,8 @@ class NetworkKeys:
         self._statement_mac = hmac.new(_derive(master, b"statement-nonce"), digestmod=hashlib.sha256)
         self.global_ids = GlobalIds(_derive(master, b"global-id"))  # the API's opaque IDs and cursors
         self._presence_key = _derive(master, b"member-presence")
+        self._gift_card_key = _derive(master, b"gift-card-code")
+        self._campaign_key = _derive(master, b"campaign-control")
         self._signing_key = Ed25519PrivateKey.from_private_bytes(_derive(master, b"network-signing"))
         raw_public = self._signing_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
         self.public_key_b64 = base64.b64encode(raw_public).decode()
@@ -83,6 +85,14 @@ class NetworkKeys:
     def presence_key(self, loyalty_id: str) -> bytes:
         """The member's own key for proof-of-presence codes (coalition.ledger.presence)."""
         return hmac.new(self._presence_key, f"member:{loyalty_id}".encode(), hashlib.sha256).digest()
+
+    def gift_card_mac(self, purpose: str, value: str) -> bytes:
+        """HMAC of a gift card code (``purpose`` "hash": what is stored; "tag": the code's network tag)."""
+        return hmac.new(self._gift_card_key, f"{purpose}:{value}".encode(), hashlib.sha256).digest()
+    def campaign_draw(self, campaign_id: int, member_id: int) -> int:
+        """A member's stable, unguessable draw for a campaign, 0 to 9,999 (below controlPercent x 100: held out)."""
+        digest = hmac.new(self._campaign_key, f"campaign:{campaign_id}:{member_id}".encode(), hashlib.sha256).digest()
+        return int.from_bytes(digest[:8], "big") % 10_000
 
     def sign(self, data: bytes) -> bytes:
         return self._signing_key.sign(data)

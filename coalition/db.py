@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import DeclarativeBase, mapped_column
+from sqlalchemy.orm import DeclarativeBase, configure_mappers, mapped_column
 from sqlalchemy.orm.attributes import manager_of_class
 from sqlalchemy.util import greenlet_spawn
 
@@ -73,6 +73,8 @@ class Base(DeclarativeBase):
         Such an object is a result to read, never one to add to a session.
         """
         manager = manager_of_class(cls)
+        if not manager.mapper.configured:  # a process whose first use of the model is this
+            configure_mappers()
         if unknown := values.keys() - manager.keys():
             raise TypeError(f"{cls.__name__} has no attributes {sorted(unknown)}")
         obj = manager.new_instance()

@@ -30,8 +30,13 @@ from coalition.ledger.service import Ledger
 from coalition.members.credentials import reissue_claim_code
 from coalition.members.models import Member
 from coalition.members.service import enroll_member
+from coalition.network.store import InsightStore
 from coalition.partners.models import Merchant
 from coalition.partners.service import onboard_merchant
+from coalition.programs.campaign_models import CampaignAudience
+from coalition.programs.campaigns import create_campaign
+from coalition.programs.earning import ProgramHook
+from coalition.programs.tier_review import review_tiers, set_tier_policy
 
 HISTORY_DAYS = 420
 PHONE_NUMBERS = 1000  # +44 7700 900000-900999: Ofcom's range for drama, never a real line
@@ -94,6 +99,7 @@ class DemoNetwork:
     open_hold_id: int | None = None
     elapsed_s: float = 0.0
     total_merchants: int = 0  # when larger than ``merchants`` (a bulk-loaded demo lists keys for a few)
+    campaign: str | None = None  # the finished campaign (with a result) and its merchant
     # A fresh one-time claim code for the sample member: the demo's customer exchanges it for a
     # member token (claimMemberAccess). Enrollment codes are dated with the simulated history, so
     # they have expired; this one is issued as an admin would for a member who lost access.
@@ -161,7 +167,9 @@ async def create_demo(
     people = _people(rng, profiles, members, offset, start, now)
     timeline = _timeline(rng, people, profiles, now)
     clock = _Clock()
-    ledger = Ledger(db, settings, clock=clock)
+    ledger = Ledger(db, settings, clock=clock, programs=ProgramHook(db))
+    programs = _DemoPrograms(db, keys, shops[0], now)
+    await programs.tiers(start)
     receipts = 0
     next_expiry_run = start + dt.timedelta(days=30)
     last_earns: dict[int, LedgerResult] = {}  # member index -> their latest earn
@@ -170,8 +178,10 @@ async def create_demo(
             clock.now = next_expiry_run
             if (await ledger.expire_lots())[0]:
                 await _refresh_balances(db, people)
+            await review_tiers(db, now=next_expiry_run)  # the worker's tier review, monthly here too
             next_expiry_run += dt.timedelta(days=30)
         clock.now = when
+        await programs.campaign_at(when)
         if shop < 0:
             referrer = people[person.referrer] if person.referrer is not None else None
             enrollment = await enroll_member(
@@ -189,12 +199,18 @@ async def create_demo(
                                   receipts, settings.currency_exponent)
             if result is not None:
                 last_earns[person.index] = result
+                if programs.responds(person.member_id, shops[shop].id, when, rng):  # the offer worked on them
+                    receipts += 1
+                    clock.now = when + dt.timedelta(minutes=90)
+                    await _visit(ledger, rng, shops[shop], profiles[shop], person, True, receipts,
+                                 settings.currency_exponent)
         report("history", done, len(timeline))
 
     recent = [(r, people[i]) for i, r in last_earns.items() if r.entry.created_at > now - dt.timedelta(days=14)]
     open_hold = await _refund_and_holds(ledger, clock, rng, shops, people, recent, now)
     clock.now = utcnow()
     await ledger.expire_lots()  # as the nightly job would have: no lot is left past its date
+    await review_tiers(db, now=clock.now)
     await _backdate(db, shops, people, start)
 
     async with db.read() as conn:
@@ -209,7 +225,46 @@ async def create_demo(
         admin_key=admin_key, merchants=shops, sample_loyalty_id=sample.loyalty_id, sample_balance=sample.balance,
         members=len(people), referred=sum(1 for p in people if p.referrer is not None), transactions=counts,
         open_hold_id=open_hold, elapsed_s=time.perf_counter() - started, sample_claim_code=claim.code,
+        campaign=programs.described,
     )
+
+
+class _DemoPrograms:
+    """A tier ladder from the start, and one campaign of the first shop two months ago that a newcomer
+    finds finished, with its result: double points for 30 days, 30 % of the shop's members held out.
+    The simulated customers respond to it: a treated member's visit there brings another, at times."""
+
+    RESPONSE = 0.35  # the chance a treated member's visit during the campaign brings another purchase
+
+    def __init__(self, db: Database, keys: NetworkKeys, shop: DemoMerchant, now: dt.datetime) -> None:
+        self.db, self.keys, self.shop = db, keys, shop
+        self.starts_at = now - dt.timedelta(days=60)
+        self.ends_at = self.starts_at + dt.timedelta(days=30)
+        self.treated: dict[int, bool] | None = None
+        self.described: str | None = None
+
+    async def tiers(self, when: dt.datetime) -> None:
+        await set_tier_policy(self.db, tiers=[
+            {"name": "BASIC", "threshold_points": 0}, {"name": "SILVER", "threshold_points": 500,
+                                                        "multiplier_percent": 110},
+            {"name": "GOLD", "threshold_points": 2_000, "multiplier_percent": 125}], grace_days=60, now=when)
+
+    async def campaign_at(self, when: dt.datetime) -> None:
+        if self.treated is not None or when < self.starts_at:
+            return
+        campaign = await create_campaign(
+            self.db, self.keys, InsightStore(self.db), merchant_id=self.shop.id, name="Double points month",
+            kind="MULTIPLIER", multiplier_percent=200, control_percent=30, starts_at=when, ends_at=self.ends_at,
+            idempotency_key=f"demo-campaign-{self.shop.id}", now=when)
+        async with self.db.read() as conn:
+            rows = await conn.execute(select(CampaignAudience.member_id, CampaignAudience.treated)
+                                      .where(CampaignAudience.campaign_id == campaign.id))
+            self.treated = {int(m): bool(t) for m, t in rows}
+        self.described = f"{campaign.name!r} of {self.shop.name} (double points, 30 % held out), finished"
+
+    def responds(self, member_id: int, merchant_id: int, when: dt.datetime, rng: random.Random) -> bool:
+        return (self.treated is not None and merchant_id == self.shop.id and when < self.ends_at
+                and self.treated.get(member_id, False) and rng.random() < self.RESPONSE)
 
 
 async def _visit(

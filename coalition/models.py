@@ -3,13 +3,16 @@
 from coalition.auth.models import ApiKey
 from coalition.console.models import ConsoleSession, ConsoleUser, FraudReview
 from coalition.db import Base
+from coalition.giftcards.models import GiftCard, GiftEntry, GiftHold, GiftPosting
 from coalition.ledger.models import Allocation, Entry, Hold, Lot, Posting
 from coalition.members.models import Dispute, Member, MemberCredential
 from coalition.network.models import InsightResult, InsightRun
 from coalition.partners.models import Merchant
+from coalition.programs.campaign_models import Campaign, CampaignAudience
+from coalition.programs.tier_models import EarnBonus, MemberTier, TierPolicyVersion
 from coalition.settlement.models import NetworkPolicy, SettlementBatch, SettlementLine, SettlementPosition
 
-__all__ = ["Allocation", "ApiKey", "Base", "ConsoleSession", "ConsoleUser", "Dispute", "Entry", "FraudReview",
-           "Hold", "InsightResult", "InsightRun", "Lot", "Member",
-           "MemberCredential", "Merchant",
-           "NetworkPolicy", "Posting", "SettlementBatch", "SettlementLine", "SettlementPosition"]
+__all__ = ["Allocation", "ApiKey", "Base", "Campaign", "CampaignAudience", "ConsoleSession", "ConsoleUser", "Dispute",
+           "EarnBonus", "Entry", "FraudReview", "GiftCard", "GiftEntry", "GiftHold", "GiftPosting", "Hold", "InsightResult",
+           "InsightRun", "Lot", "Member", "MemberCredential", "MemberTier", "Merchant", "NetworkPolicy", "Posting",
+           "SettlementBatch", "SettlementLine", "SettlementPosition", "TierPolicyVersion"]

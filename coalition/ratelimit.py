@@ -134,15 +134,14 @@ class RedisRateLimiter:
         self.outage_s = outage_s
         self._clock = clock
         self._fallback = InProcessRateLimiter(limit_per_s, window_s=window_s, clock=clock)
-        self._redis_down_until = 0.0
         self.availability = availability or Availability("redis", probe_interval_s=outage_s, clock=clock)
 
     async def hit(self, key: str) -> float | None:
         now = self._clock()
-        if now < self._redis_down_until:
-            return await self._fallback.hit(key)
         try:
-            self.availability.check()  # another user of the same Redis may have found it down
+            # Down (found so by this limiter or another user of the same Redis): counted in process,
+            # but for one caller per probe interval, who tries Redis again.
+            self.availability.check()
         except Unavailable:
             return await self._fallback.hit(key)
         window = int(now // self.window_s)
@@ -154,7 +153,7 @@ class RedisRateLimiter:
                 pipe.expire(counter, self.window_s + 1)
                 count, _ = await pipe.execute()
         except RedisError as error:
-            self._redis_failed(error, now)
+            self._redis_failed(error)
             return await self._fallback.hit(key)
         self.availability.succeeded()
         if int(count) > self.limit_per_s:
@@ -163,8 +162,6 @@ class RedisRateLimiter:
 
     async def retry_after(self, key: str) -> float | None:
         now = self._clock()
-        if now < self._redis_down_until:
-            return await self._fallback.retry_after(key)
         try:
             self.availability.check()
         except Unavailable:
@@ -173,18 +170,18 @@ class RedisRateLimiter:
         try:
             count = await self.redis.get(f"{self.prefix}{key}:{window}")
         except RedisError as error:
-            self._redis_failed(error, now)
+            self._redis_failed(error)
             return await self._fallback.retry_after(key)
+        self.availability.succeeded()  # a probe may have been this call: its answer ends the outage
         if count is not None and int(count) >= self.limit_per_s:
             return (window + 1) * self.window_s - now
         return None
 
-    def _redis_failed(self, error: RedisError, now: float) -> None:
+    def _redis_failed(self, error: RedisError) -> None:
         if not self.fail_open:
             raise error
         # One line per outage (the tracker's); while it lasts, limits are counted in process.
         self.availability.failed(error)
-        self._redis_down_until = now + self.outage_s
 
     def companion(self, limit: int, *, window_s: int, prefix: str) -> RateLimiter:
         # The same client: closing this limiter (the application's) closes the companion's connection too.

@@ -45,9 +45,11 @@ from coalition.availability import Availability, outage_cause
 from coalition.config import Settings
 from coalition.crypto import NetworkKeys
 from coalition.db import Database, Timeouts, utcnow
+from coalition.giftcards.service import GiftCards
 from coalition.ledger import refusals
 from coalition.ledger.service import Ledger
 from coalition.network.store import InsightStore
+from coalition.programs.tier_review import review_tiers
 from coalition.settlement.models import SettlementBatch
 from coalition.settlement.policy import current_policy, latest_period_end
 from coalition.settlement.service import run_settlement
@@ -56,7 +58,7 @@ logger = logging.getLogger("coalition.worker")
 HOLD_BATCH = 1000
 DEFAULT_INTERVAL_S = 60.0  # expiry, refusals and settlement: `coalition worker --interval-s`
 MIN_SLEEP_S = 0.01  # never spin: a job slower than its interval runs again after this pause
-JOB_NAMES = ("holds", "expiry", "refusals", "settlement", "analysis")
+JOB_NAMES = ("holds", "expiry", "refusals", "tiers", "settlement", "analysis")
 
 
 @dataclass
@@ -64,6 +66,9 @@ class TickReport:
     holds_released: int = 0
     points_expired: int = 0
     refusals_purged: int = 0
+    gift_holds_released: int = 0
+    gift_cards_expired: int = 0
+    tiers_reviewed: int = 0
     batch_ids: list[int] = field(default_factory=list)
     analysis_run: int | None = None
     errors: list[str] = field(default_factory=list)
@@ -95,12 +100,14 @@ class Worker:
         self.db, self.settings, self.keys, self.clock = db, settings, keys, clock
         self.analyze_every_s = analyze_every_s
         self.ledger = Ledger(db, settings, clock=clock)
+        self.gift_cards = GiftCards(db, settings, keys, clock=clock)
         self.insights = insights or InsightStore(db, settings.redis_url, settings.insights_cache_s)
         hold_every = settings.hold_sweep_interval_s if hold_sweep_s is None else hold_sweep_s
         table = [
             Job("holds", hold_every, self._release_holds),
             Job("expiry", every_s, self._expire),
             Job("refusals", every_s, self._purge_refusals),
+            Job("tiers", settings.tier_review_interval_s, self._review_tiers),
             Job("settlement", every_s if settle else 0.0, self._settle),
             Job("analysis", analyze_every_s, self._analyze),
         ]
@@ -145,16 +152,27 @@ class Worker:
             released = await self.ledger.release_expired_holds(limit=HOLD_BATCH)
             report.holds_released += released
             if released < HOLD_BATCH:
+                break
+        while True:  # gift card authorizations past their expiry give the money back to the card
+            released = await self.gift_cards.release_expired_holds(limit=HOLD_BATCH)
+            report.gift_holds_released += released
+            if released < HOLD_BATCH:
                 return
 
     async def _expire(self, report: TickReport) -> None:
         _, points = await self.ledger.expire_lots()
         report.points_expired += points
+        # Gift cards past their expiry (only where the policy sets one): the balance is the issuer's breakage.
+        report.gift_cards_expired += await self.gift_cards.expire_cards()
 
     async def _purge_refusals(self, report: TickReport) -> None:
         # Refusals kept under idempotency keys past the retention period (ledger/refusals.py).
         since = self.clock() - dt.timedelta(seconds=self.settings.idempotency_retention_s)
         report.refusals_purged += await refusals.purge(self.db, older_than=since)
+
+    async def _review_tiers(self, report: TickReport) -> None:
+        # Status tiers kept for the earn multiplier and the grace period (programs/tier_review.py).
+        report.tiers_reviewed += await review_tiers(self.db, now=self.clock())
 
     async def _settle(self, report: TickReport) -> None:
         now = self.clock()

@@ -44,6 +44,8 @@ def settings(tmp_path: Path) -> Settings:
         # Tests send bad keys on purpose from one address (shared through Redis across tests):
         # the failure budget has tests of its own, which set it.
         "COALITION_AUTH_FAILURES_PER_MIN": "100000",
+        # Likewise failed gift card look-ups (tests/giftcards/test_giftcards_guessing.py sets its own budget).
+        "COALITION_GIFT_CARD_LOOKUP_FAILURES": "100000",
         "COALITION_AUTH_CACHE_S": "0",
     }
     if REDIS_URL:

@@ -244,7 +244,8 @@ def test_the_printed_examples_work_against_the_app(demo_run: tuple[Path, Result]
 
     assert viewer == {"data": {"viewer": {"merchant": {"name": "Crumb & Co. Bakery"}}}}
     assert earn["data"]["earnPoints"]["userErrors"] == []
-    assert earn["data"]["earnPoints"]["transaction"]["points"] == 25  # 12.50 at the bakery's 2 points per unit
+    # 12.50 at the bakery's 2 points per unit: 25, and the demo's tier ladder adds 10 % (SILVER) or 25 % (GOLD)
+    assert earn["data"]["earnPoints"]["transaction"]["points"] in {25, 27, 31}
 
 
 def test_members_claim_code_and_revoke_tokens(demo_db: Path) -> None:
@@ -439,8 +440,9 @@ def test_worker_schedules_every_job_with_its_interval(demo_db: Path, monkeypatch
     assert invoke(demo_db, "worker", "--interval-s", "30", "--analyze-every", "900",
                   COALITION_HOLD_SWEEP_INTERVAL_S="2").exit_code == 0
     assert invoke(demo_db, "worker", "--no-settle", "--analyze-every", "0").exit_code == 0
-    assert tables == [[("holds", 2.0), ("expiry", 30.0), ("refusals", 30.0), ("settlement", 30.0), ("analysis", 900.0)],
-                      [("holds", 5.0), ("expiry", 60.0), ("refusals", 60.0)]]
+    assert tables == [[("holds", 2.0), ("expiry", 30.0), ("refusals", 30.0), ("tiers", 300.0), ("settlement", 30.0),
+                       ("analysis", 900.0)],
+                      [("holds", 5.0), ("expiry", 60.0), ("refusals", 60.0), ("tiers", 300.0)]]
 
 
 def test_a_large_demo_is_bulk_loaded_and_consistent(tmp_path: Path) -> None:
@@ -482,3 +484,14 @@ def test_the_database_file_is_created_private(tmp_path: Path) -> None:
     assert stat.S_IMODE(db_file.stat().st_mode) == 0o600
     for companion in db_file.parent.glob("coalition.db-*"):  # -wal, -shm while a connection was open
         assert stat.S_IMODE(companion.stat().st_mode) == 0o600, companion
+
+
+def test_the_demo_sets_tiers_and_leaves_a_finished_campaign_with_a_result(demo_run: tuple[Path, Result],
+                                                                          demo_db: Path) -> None:
+    assert "Status tiers BASIC / SILVER / GOLD are set" in demo_run[1].output
+    tiers = invoke(demo_db, "programs", "tiers")
+    assert tiers.exit_code == 0 and "GOLD" in tiers.output and "x1.25" in tiers.output
+    campaigns = invoke(demo_db, "programs", "campaigns")
+    assert campaigns.exit_code == 0, campaigns.output
+    assert "Double points month" in campaigns.output and "treated" in campaigns.output
+    assert "lift: spend" in campaigns.output

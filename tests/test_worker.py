@@ -87,7 +87,7 @@ async def test_each_job_runs_on_its_own_interval(
 ) -> None:
     shop, member = await _member_with_points(ledger, make_merchant, make_member)
     worker = Worker(db, settings, keys, clock=clock, settle=False, every_s=60, hold_sweep_s=5)
-    assert [job.name for job in worker.jobs] == ["holds", "expiry", "refusals"]
+    assert [job.name for job in worker.jobs] == ["holds", "expiry", "refusals", "tiers"]
     try:
         assert (await worker.tick()).errors == []
         await ledger.authorize(merchant_id=shop.id, loyalty_id=member.loyalty_id, points=30, idempotency_key="h1",
@@ -98,7 +98,7 @@ async def test_each_job_runs_on_its_own_interval(
         clock.advance(seconds=11)
         swept = await worker.tick()
         assert swept.holds_released == 1 and swept.errors == []
-        assert set(worker.last_run) == {"holds", "expiry", "refusals"}
+        assert set(worker.last_run) == {"holds", "expiry", "refusals", "tiers"}
         assert worker.last_run["holds"] == clock() and worker.last_run["expiry"] == clock() - dt.timedelta(seconds=15)
         assert worker.seconds_to_next() == pytest.approx(5)  # the hold sweep is next
     finally:
@@ -148,3 +148,26 @@ async def _member_with_points(ledger: Any, make_merchant: Any, make_member: Any)
     await ledger.earn(merchant_id=shop.id, loyalty_id=member.loyalty_id, purchase_amount_minor=10_000,
                       idempotency_key="e1")
     return shop, member
+
+
+async def test_a_tick_releases_gift_card_holds_and_expires_gift_cards(
+    db: Any, settings: Any, keys: Any, ledger: Any, clock: Any, make_merchant: Any,
+) -> None:
+    import dataclasses
+
+    from coalition.giftcards.service import GiftCards
+
+    expiring = dataclasses.replace(settings, gift_card_expiry_days=30)
+    shop = (await make_merchant("Bakery", 1)).merchant
+    gift = GiftCards(db, expiring, keys, clock=clock)
+    sold = await gift.issue(merchant_id=shop.id, amount_minor=1000, idempotency_key="g1")
+    await gift.authorize(merchant_id=shop.id, caller_key="till", code=str(sold.code), amount_minor=400,
+                         idempotency_key="g2", expires_in_s=60)
+    worker = Worker(db, expiring, keys, clock=clock, settle=False)
+    clock.advance(minutes=2)
+    report = await worker.tick()
+    assert report.errors == [] and report.gift_holds_released == 1 and report.gift_cards_expired == 0
+    clock.advance(days=31)
+    report = await worker.tick()
+    assert report.errors == [] and report.gift_cards_expired == 1
+    assert (await gift.liabilities())[0].outstanding_minor == 0

@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parents[2]  # bench/benchlib/env.py -> the repos
 BENCH = ROOT / "bench"
 
 
-VENV_BIN = ROOT / ".venv" / "bin"
+# A git worktree has no .venv of its own: the interpreter running the bench then names it.
+VENV_BIN = ROOT / ".venv" / "bin" if (ROOT / ".venv").exists() else Path(sys.executable).parent
 
 
 PG_HOST = "127.0.0.1"
@@ -26,10 +27,11 @@ PG_HOST = "127.0.0.1"
 PG_USER = "postgres"
 
 
-BENCH_DB = "coalition_bench"
+# Overridable, so that two people (or two worktrees) benchmarking on one server do not share a database.
+BENCH_DB = os.environ.get("COALITION_BENCH_DB", "coalition_bench")
 
 
-PGBENCH_DB = "coalition_pgbench"
+PGBENCH_DB = os.environ.get("COALITION_PGBENCH_DB", "coalition_pgbench")
 
 
 FORBIDDEN_DBS = {"test", "postgres", "template0", "template1"}

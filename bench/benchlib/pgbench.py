@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchlib.cpu import wait_for_quiet
-from benchlib.env import PG_HOST, PG_USER, PGBENCH_DB, log
+from benchlib.env import BENCH_DB, PG_HOST, PG_USER, PGBENCH_DB, log
 from benchlib.postgres import recreate_pg_database
 
 
@@ -32,7 +32,8 @@ class PgbenchResult:
 
 def init_pgbench_database(scale: int = 10) -> None:
     """A fresh ``coalition_pgbench`` holding pgbench's TPC-B tables at ``scale``."""
-    recreate_pg_database(PGBENCH_DB)
+    if PGBENCH_DB != BENCH_DB:  # one database for both (COALITION_PGBENCH_DB): pgbench -i replaces only its tables
+        recreate_pg_database(PGBENCH_DB)
     subprocess.run(["pgbench", "-h", PG_HOST, "-U", PG_USER, "-i", "-q", "-s", str(scale), PGBENCH_DB],
                    check=True, capture_output=True)
 

@@ -108,13 +108,42 @@ async def ensure_pg_bench(*, members: int, ids_file: Path, fresh: bool) -> Seed:
     return await setup_bench_database(database_url, members=members, ids_file=ids_file)
 
 
-async def count_entries(database_url: str, key_prefix: str) -> dict[str, int]:
-    """Entries written under idempotency keys starting with ``key_prefix``, by kind."""
+GIFT_CARD_MINOR = 50_000  # each bench gift card: 50,000 one-unit spends
+
+
+async def seed_gift_cards(database_url: str, merchant_id: int, *, cards: int, codes_file: Path) -> None:
+    """Sell ``cards`` gift cards at the bench merchant and write their codes (shown once) to ``codes_file``."""
+    from coalition.giftcards.service import GiftCards
+
+    settings = bench_settings(database_url)
+    db = Database(settings.database_url, pool_size=16)
+    gift = GiftCards(db, settings, NetworkKeys.from_settings(settings))
+    semaphore = asyncio.Semaphore(16)
+    tag = f"seed-gift-{time.time_ns()}"
+
+    async def one(i: int) -> str:
+        async with semaphore:
+            sold = await gift.issue(merchant_id=merchant_id, amount_minor=min(GIFT_CARD_MINOR,
+                                    settings.gift_card_max_minor), idempotency_key=f"{tag}-{i}")
+            assert sold.code is not None
+            return sold.code
+
+    try:
+        codes = list(await asyncio.gather(*(one(i) for i in range(cards))))
+    finally:
+        await db.dispose()
+    codes_file.write_text("\n".join(codes) + "\n")
+    log(f"sold {cards} gift cards")
+
+
+async def count_entries(database_url: str, key_prefix: str, table: str = "entries") -> dict[str, int]:
+    """Entries (or ``gift_card_entries``) written under idempotency keys starting with ``key_prefix``, by kind."""
+    assert table in ("entries", "gift_card_entries")
     db = Database(database_url)
     try:
         async with db.read() as conn:
             rows = await conn.execute(
-                text("SELECT kind, count(*) FROM entries WHERE idempotency_key LIKE :p GROUP BY kind"),
+                text(f"SELECT kind, count(*) FROM {table} WHERE idempotency_key LIKE :p GROUP BY kind"),
                 {"p": key_prefix + "%"},
             )
             return {str(kind): int(n) for kind, n in rows}

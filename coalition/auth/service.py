@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from coalition.auth.member_tokens import TOKEN_PREFIX, member_id_for_token
 from coalition.auth.models import ApiKey, Role
 from coalition.config import Settings
 from coalition.console.models import StaffRole
@@ -24,7 +25,6 @@ from coalition.console.service import SESSION_PREFIX, session_user
 from coalition.crypto import hash_secret, new_api_key
 from coalition.db import Database, utcnow
 from coalition.errors import NotFound
-from coalition.members.credentials import TOKEN_PREFIX, member_id_for_token
 
 MAX_CREDENTIAL_LENGTH = 200
 

@@ -7,7 +7,7 @@ they are made (``demo``, ``keys create``), and never in a log.
 
 This module holds the group and ``main``; the commands live by area beside it (``serve``,
 ``demo``, ``keys``, ``members``, ``ledger``, ``analyze``, ``reconcile``, ``settle``, ``verify``,
-``policy``, ``worker``), and what they share in ``_common``.
+``policy``, ``worker``, ``programs``), and what they share in ``_common``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,21 @@ from __future__ import annotations
 import click
 
 from coalition import __version__
-from coalition.cli import analyze, demo, keys, ledger, members, policy, reconcile, serve, settle, users, verify, worker
+from coalition.cli import (
+    analyze,
+    demo,
+    keys,
+    ledger,
+    members,
+    policy,
+    programs,
+    reconcile,
+    serve,
+    settle,
+    users,
+    verify,
+    worker,
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -35,5 +49,5 @@ def main() -> None:
 
 for command in (serve.migrate, serve.serve, demo.demo, keys.keys, members.members, ledger.expire,
                 ledger.release_holds, analyze.analyze, ledger.check, reconcile.reconcile, settle.settle,
-                verify.verify_statement, policy.policy, worker.worker, users.users):
+                verify.verify_statement, policy.policy, worker.worker, programs.programs, users.users):
     cli.add_command(command)

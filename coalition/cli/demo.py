@@ -96,6 +96,9 @@ def _print_demo(network: DemoNetwork, url: str, currency: str) -> None:
     console.print(f"\nSample loyalty ID: [bold]{network.sample_loyalty_id}[/] ({network.sample_balance:,} points)")
     if network.open_hold_id is not None:
         console.print(f"An open authorization (hold {network.open_hold_id}) waits for a capture or a void.")
+    if network.campaign is not None:
+        console.print(f"Status tiers BASIC / SILVER / GOLD are set; campaign {network.campaign}: "
+                      "`coalition programs campaigns` shows its lift.", markup=False)
     first = network.merchants[0]
     console.print(f"\nTry it as {first.name} (after `coalition serve`; GraphiQL at {url}):")
     for description, body in example_requests(first.api_key, network.sample_loyalty_id):

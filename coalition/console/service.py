@@ -13,6 +13,7 @@ which e-mails have accounts. The per-address budget is the web layer's (the auth
 from __future__ import annotations
 
 import datetime as dt
+import re
 import secrets
 from dataclasses import dataclass
 
@@ -27,9 +28,9 @@ from coalition.console.models import ConsoleSession, ConsoleUser, FraudReview, R
 from coalition.crypto import hash_secret
 from coalition.db import Database, utcnow
 from coalition.errors import InvalidInput, NotFound
-from coalition.members.service import normalize_email
 
 SESSION_PREFIX = "css_"
+EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 MIN_PASSWORD_LENGTH = 10
 TOUCH_EVERY_S = 60  # last_seen_at is written at most this often per session
 
@@ -47,6 +48,17 @@ class SessionUser:
     email: str
     role: StaffRole
     merchant_id: int | None
+
+
+def normalize_email(raw: str) -> str | None:
+    """Trimmed and lower-cased; None unless it looks like name@domain.example (at most 254 characters)."""
+    email = raw.strip().lower()
+    if not email:
+        return None
+    if len(email) > 254 or not EMAIL.fullmatch(email) or not email.isprintable():
+        raise InvalidInput("email is not an e-mail address (name@domain.example)", code="INVALID_EMAIL",
+                           field="email")
+    return email
 
 
 def hash_password(password: str) -> str:

@@ -13,6 +13,12 @@ SettlementBatch               all         every batch; in it only the lines,    
                                           position, transfers and adjustments
                                           that concern it
 Insights                      network     its own members, network aggregates    none                 none
+GiftCard                      all         the cards it sold; any card whose code     its wallet's cards;  none
+                                          it presents (``giftCard(code:)``, the      any card whose code
+                                          writes)                                    it presents
+GiftCardLiability             all         its own (as issuer)                        none                 none
+Campaign                      all         its own                                none                 none
+TierPolicy                    yes         yes                                    yes                  yes
 Network (public facts)        yes         yes                                    yes                  yes
 ============================  ==========  =====================================  ===================  =========
 
@@ -88,6 +94,22 @@ def may_see_batches(info: ResolveInfo) -> bool:
     return bool(caller.role == Role.ADMIN or (caller.role == Role.MERCHANT and caller.merchant_id is not None))
 
 
+def may_see_campaign(info: ResolveInfo, merchant_id: int) -> bool:
+    """Campaigns: admins all; a merchant its own (a member, or another merchant, sees none)."""
+    caller = info.context.require_caller()
+    return bool(caller.role == Role.ADMIN or (caller.role == Role.MERCHANT and caller.merchant_id == merchant_id))
+
+
+def campaign_scope(info: ResolveInfo) -> int | None:
+    """Listing campaigns: None for an admin (all), the merchant's id for a merchant; members may not."""
+    caller = info.context.require_caller()
+    if caller.role == Role.ADMIN:
+        return None
+    if caller.role == Role.MERCHANT and caller.merchant_id is not None:
+        return int(caller.merchant_id)
+    raise Forbidden("campaigns are for admins and merchants")
+
+
 def settlement_scope(info: ResolveInfo) -> int | None:
     """None for an admin (sees all), the merchant's id for a merchant; members may not look."""
     caller = info.context.require_caller()
@@ -96,3 +118,21 @@ def settlement_scope(info: ResolveInfo) -> int | None:
     if caller.role == Role.MERCHANT and caller.merchant_id is not None:
         return int(caller.merchant_id)
     raise Forbidden("settlement is for admins and merchants")
+
+
+def may_see_gift_card(info: ResolveInfo, issuer_merchant_id: int, member_id: int | None) -> bool:
+    """A gift card named by ID (``node``): admins, its issuer, the member whose wallet holds it.
+
+    Whoever presents the card's code sees the card (``giftCard(code:)`` and the writes): the code is the card.
+    """
+    caller = info.context.require_caller()
+    if caller.role == Role.ADMIN:
+        return True
+    if caller.role == Role.MERCHANT:
+        return caller.merchant_id == issuer_merchant_id
+    return bool(caller.role == Role.MEMBER and member_id is not None and caller.member_id == member_id)
+
+
+def gift_card_scope(info: ResolveInfo) -> int | None:
+    """Whose gift card liability the caller may list: None for an admin (all), the merchant's own id."""
+    return settlement_scope(info)

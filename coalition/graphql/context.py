@@ -12,6 +12,7 @@ from coalition.auth.service import Caller
 from coalition.config import Settings
 from coalition.crypto import NetworkKeys
 from coalition.db import Database
+from coalition.giftcards.service import GiftCards
 from coalition.graphql.errors import Forbidden, Unauthenticated
 from coalition.ledger.service import Ledger
 from coalition.network.store import InsightStore
@@ -26,6 +27,7 @@ class Services:
     keys: NetworkKeys
     ledger: Ledger
     insights: InsightStore | None = None  # stored network analysis (made by the app factory)
+    gift_cards: GiftCards | None = None  # made by the app factory (guessing counted in Redis), else on first use
 
 
 @dataclass
@@ -43,6 +45,14 @@ class Context:
         if self.services.insights is None:
             self.services.insights = InsightStore(self.services.db)
         return self.services.insights
+
+    @property
+    def gift_cards(self) -> GiftCards:
+        gift_cards = self.services.gift_cards
+        if gift_cards is None:
+            s = self.services
+            gift_cards = s.gift_cards = GiftCards(s.db, s.settings, s.keys)
+        return gift_cards
 
     def loader(self, cls: type) -> Any:
         """The request's instance of a DataLoader class (one per request, so no stale cache)."""

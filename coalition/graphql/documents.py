@@ -108,7 +108,7 @@ class DocumentCache:
                 return prepared  # within budget: priced just now
             # The stored price and AST are the key's (a prefix: every location is the same),
             # so that neither keeps the trailing text alive nor counts its tokens.
-            cost = price(key, budget)
+            cost = cost.of_key()
         with self._lock:
             self._misses += 1
         # Prepare outside the lock: two threads racing on one new text both do the work once.

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Final
 
 from graphql import GraphQLError, SourceLocation
@@ -121,6 +121,11 @@ class Price:
     fragments: int
     page: int
     key: str
+    key_tokens: int = field(default=0, compare=False)  # ``key``'s own: trailing comments and whitespace add some
+
+    def of_key(self) -> Price:
+        """The price of ``key`` itself: the same but for the trailing text's tokens (no second pass)."""
+        return replace(self, tokens=self.key_tokens)
 
     def over(self, budget: Budget) -> GraphQLError | None:
         """The refusal of a document of this price under ``budget`` (None if within it)."""
@@ -237,6 +242,7 @@ def price(query: str, budget: Budget) -> Price:
     operation_list: list[_Definition] = []
     current: _Definition | None = None
     end = 0  # where the last token that is not a comment ends
+    key_tokens = 0  # the tokens counted up to there
     # What the previous token makes of the next one.
     after_spread = after_on = after_at = after_alias = inline_next = False
     fragment_name: str | None = None
@@ -259,7 +265,7 @@ def price(query: str, budget: Budget) -> Price:
             if kind == "comment":
                 continue
             value = match.group(kind)
-            end = match.end()
+            end, key_tokens = match.end(), tokens
             top = stack[-1] if stack else None
 
             if kind == "name":
@@ -403,6 +409,7 @@ def price(query: str, budget: Budget) -> Price:
         fragments=fragments,
         page=page,
         key=query[:end],
+        key_tokens=key_tokens,
     )
 
 

@@ -11,11 +11,13 @@ from coalition.errors import DomainError
 from coalition.graphql.context import ResolveInfo
 from coalition.graphql.core.types import InvalidId, Node, connection, decode_cursor, ids_of, page_size
 from coalition.graphql.errors import CodedError
+from coalition.graphql.giftcards.types import GiftCard
 from coalition.graphql.ledger.types import Hold, Transaction
 from coalition.graphql.members.disputes import Dispute
 from coalition.graphql.members.types import Member
 from coalition.graphql.network.types import Network, network_of
 from coalition.graphql.partners.types import Merchant, MerchantConnection, MerchantEdge
+from coalition.graphql.programs.campaigns import Campaign
 from coalition.graphql.settlement.queries import SettlementQueries
 from coalition.graphql.settlement.types import SettlementBatch
 from coalition.graphql.settlement.whatif import WhatIfQueries
@@ -23,7 +25,8 @@ from coalition.members.service import find_member
 from coalition.partners.service import list_merchants
 
 NODE_TYPES: dict[str, Any] = {"Merchant": Merchant, "Member": Member, "Transaction": Transaction, "Hold": Hold,
-                              "SettlementBatch": SettlementBatch, "Dispute": Dispute}
+                              "SettlementBatch": SettlementBatch, "Dispute": Dispute, "GiftCard": GiftCard,
+                              "Campaign": Campaign}
 
 
 class AdminViewer(graphene.ObjectType):  # type: ignore[misc]

@@ -5,17 +5,19 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Awaitable, Callable
 
-from sqlalchemy import bindparam, insert, update
+from sqlalchemy import BigInteger, bindparam, insert, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from coalition.config import Settings
 from coalition.crypto import NetworkKeys
 from coalition.db import Database, utcnow
 from coalition.errors import DomainError, Refused
-from coalition.ledger import core, fastpath, refusals
+from coalition.ledger import core, fastpath, refusals, rules
 from coalition.ledger.core import MAX_POINTS, LedgerResult
-from coalition.ledger.errors import InsufficientPoints, MemberNotFound, MerchantSuspended
+from coalition.ledger.errors import InsufficientPoints, MemberNotFound
+from coalition.ledger.idempotency import Outcomes
 from coalition.ledger.models import Lot
+from coalition.ledger.programs_hook import EarnPrograms
 from coalition.members.models import Member
 
 
@@ -30,13 +32,15 @@ def balance_limit(member: Member, adding: int) -> Refused:
 # Built once (see core): credit, and debit with and without moving the points to ``held``.
 _credit = (
     update(Member)
-    .where(Member.id == bindparam("m_id"), Member.owed == 0, Member.balance <= bindparam("m_max_balance"))
+    .where(Member.id == bindparam("m_id"), Member.owed == 0,
+           rules.within_max_points(Member.balance, bindparam("m_points", type_=BigInteger)))
     .values(balance=Member.balance + bindparam("m_points"),
             lifetime_points=Member.lifetime_points + bindparam("m_points"))
     .returning(Member)
 )
 # The conditional UPDATE is what keeps a balance from going negative under concurrency.
-_debit_where = (Member.id == bindparam("m_id"), Member.balance >= bindparam("m_points"), Member.owed == 0)
+_debit_where = (Member.id == bindparam("m_id"),
+                rules.may_debit(Member.balance, Member.owed, bindparam("m_points", type_=BigInteger)))
 _debit = update(Member).where(*_debit_where).values(balance=Member.balance - bindparam("m_points")).returning(Member)
 _debit_to_held = (
     update(Member)
@@ -53,6 +57,7 @@ class LedgerBase:
     def __init__(
         self, db: Database, settings: Settings, clock: Callable[[], dt.datetime] = utcnow, *,
         keys: NetworkKeys | None = None, allowance: Callable[[dt.datetime], Awaitable[int]] | None = None,
+        programs: EarnPrograms | None = None,
     ) -> None:
         self.db = db
         self.settings = settings
@@ -61,6 +66,8 @@ class LedgerBase:
         # Points a merchant may take from a member in 24 h without proof of presence (ledger/presence.py):
         # the app passes the network policy's value (settlement.policy.PolicyCache); alone, the setting.
         self.allowance = allowance or self._allowance_from_settings
+        # Tiers and campaigns on an earn (ledger/programs_hook.py); None: plain earns only.
+        self.programs = programs
         # PostgreSQL runs a plain earn or redeem as one statement (ledger/fastpath.py), batched
         # with the concurrent ones, and falls back to the multi-statement path for anything
         # else; SQLite runs only the latter.
@@ -76,16 +83,20 @@ class LedgerBase:
     async def _allowance_from_settings(self, now: dt.datetime) -> int:
         return self.settings.redeem_without_proof_points
 
+    def outcomes(
+        self, conn: AsyncConnection, merchant_id: int | None, key: str, fingerprint: str
+    ) -> Outcomes[LedgerResult]:
+        """The precedence of a ledger write's outcomes (``coalition.ledger.idempotency``): the entry or
+        kept refusal under the key, then the merchant's suspension; the write's own come after."""
+        return Outcomes(earlier=lambda: core.replay_by_key(conn, merchant_id, key, fingerprint), executor=conn,
+                        merchant_id=merchant_id)
+
     async def _not_inserted(
-        self, conn: AsyncConnection, merchant_id: int, key: str, fingerprint: str, loyalty_id: str | None
+        self, conn: AsyncConnection, merchant_id: int, key: str, fingerprint: str, loyalty_id: str
     ) -> LedgerResult:
-        """Explain an insert that did nothing: a retry, a suspended merchant or an unknown member."""
-        earlier = await core.find_by_key(conn, merchant_id, key, fingerprint)
-        if earlier is not None:
-            return await core.replay(conn, earlier)
-        if not await core.merchant_is_active(conn, merchant_id):
-            raise MerchantSuspended(f"merchant {merchant_id} is suspended: it cannot write to the ledger")
-        raise MemberNotFound(f"no member has loyalty ID {loyalty_id}", field="loyaltyId")
+        """Explain an insert by loyalty ID that did nothing: a retry, a suspended merchant, an unknown member."""
+        return await self.outcomes(conn, merchant_id, key, fingerprint).explain(
+            MemberNotFound(f"no member has loyalty ID {loyalty_id}", field="loyaltyId"))
 
     async def keeping_refusals(
         self, merchant_id: int, key: str, fingerprint: str, now: dt.datetime, run: Callable[[], Awaitable[LedgerResult]]
@@ -104,7 +115,7 @@ class LedgerBase:
 
         Returns the member after the update and how many points went to the debt.
         """
-        params = {"m_id": member_id, "m_points": points, "m_max_balance": MAX_POINTS - points}
+        params = {"m_id": member_id, "m_points": points}
         row = (await conn.execute(_credit, params)).first()
         if row is not None:
             return core.member_from_row(row), 0

@@ -60,11 +60,9 @@ class BonusOperations(LedgerBase):
         now = self.clock()
         async with self.db.transaction() as conn:
             result = await self._award(conn, member_id, points, key, fingerprint, reason, now)
-            if result is None:
-                earlier = await core.find_by_key(conn, None, key, fingerprint)
-                if earlier is None:
-                    raise MemberNotFound(f"no member {member_id}", field="memberId")
-                return await core.replay(conn, earlier)
+            if result is None:  # the key was used (a retry) or no such member
+                return await self.outcomes(conn, None, key, fingerprint).explain(
+                    MemberNotFound(f"no member {member_id}", field="memberId"))
             return result
 
     async def _award(

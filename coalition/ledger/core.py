@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import hashlib
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -32,11 +30,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.orm import aliased
 from sqlalchemy.sql.dml import Insert
 
-from coalition.errors import IdempotencyKeyConflict
-from coalition.ledger import refusals
+from coalition.ledger import idempotency, refusals, rules
+from coalition.ledger.idempotency import KeyColumns, find_earlier
 from coalition.ledger.models import (
     Account,
     Allocation,
@@ -48,10 +45,9 @@ from coalition.ledger.models import (
     Posting,
     Refusal,
 )
+from coalition.ledger.rules import MAX_POINTS as MAX_POINTS  # defined with the other rules both paths apply
 from coalition.members.models import Member
-from coalition.partners.models import Merchant, MerchantStatus
-
-MAX_POINTS = 2**31 - 1  # GraphQL Int: no balance or amount may pass it
+from coalition.partners.models import Merchant
 
 
 @dataclass(frozen=True)
@@ -64,10 +60,10 @@ class LedgerResult:
     replayed: bool = False
 
 
-def request_hash(operation: str, **fields: Any) -> str:
-    """Fingerprint of a request, to tell a retry from a different request under the same key."""
-    canonical = json.dumps({"op": operation, **fields}, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+request_hash = idempotency.request_hash  # where other modules have long found it
+
+# A ledger entry's key: unique per merchant (``merchant_id`` NULL: the network's own entries).
+ENTRY_KEYS = KeyColumns(Entry, key="idempotency_key", fingerprint="request_hash", scope=("merchant_id",))
 
 
 def member_from_row(row: Any) -> Member:
@@ -80,11 +76,8 @@ def entry_from_row(row: Any) -> Entry:
 
 @dataclass(frozen=True)
 class AtEarnRate:
-    """An earn's points, computed in the INSERT from the merchant's rate and ``amount_minor``.
-
-    ``amount_minor * earn_rate_points_per_unit // minor_per_unit``: rounded down, so a network
-    never issues a point nobody paid for.
-    """
+    """An earn's points, computed in the INSERT from the merchant's rate and ``amount_minor``
+    (``rules.earn_points``: rounded down)."""
 
     minor_per_unit: int
 
@@ -113,7 +106,7 @@ def _build_entry_insert(
     )
     if require_active_merchant:
         source = source.join(
-            Merchant, and_(Merchant.id == columns["merchant_id"], Merchant.status == MerchantStatus.ACTIVE)
+            Merchant, and_(Merchant.id == columns["merchant_id"], rules.merchant_may_write(Merchant.status))
         )
     # A key under which a refusal is kept (ledger/refusals.py) inserts nothing either: the caller
     # then finds the refusal and raises it again. One index probe, in the same statement.
@@ -131,9 +124,8 @@ def _build_entry_insert(
 
 def _points_column(at_earn_rate: bool) -> ColumnElement[int]:
     if at_earn_rate:
-        return (bindparam("e_amount_minor", type_=BigInteger) * Merchant.earn_rate_points_per_unit) // bindparam(
-            "e_minor_per_unit", type_=BigInteger
-        )
+        return rules.earn_points(bindparam("e_amount_minor", type_=BigInteger), Merchant.earn_rate_points_per_unit,
+                                 bindparam("e_minor_per_unit", type_=BigInteger))
     return bindparam("e_points", type_=BigInteger)
 
 
@@ -189,20 +181,16 @@ async def insert_entry(
 async def entry_by_key(conn: AsyncConnection, merchant_id: int | None, key: str) -> Entry | None:
     """The entry stored under this merchant's key (``merchant_id`` None: the network's own entries)."""
     # ``== None`` compiles to IS NULL, which the partial unique index on network keys serves.
-    row = (
-        await conn.execute(select(Entry).where(Entry.merchant_id == merchant_id, Entry.idempotency_key == key))
-    ).first()
+    row = (await conn.execute(select(Entry).where(*ENTRY_KEYS.where((merchant_id,), key)))).first()
     return None if row is None else entry_from_row(row)
 
 
 async def find_by_key(conn: AsyncConnection, merchant_id: int | None, key: str, fingerprint: str) -> Entry | None:
     """The entry an earlier request stored under this key; else the refusal kept under it is raised
     again (``coalition.ledger.refusals``: a recorded success wins); IDEMPOTENCY_KEY_CONFLICT for other input."""
-    entry = await entry_by_key(conn, merchant_id, key)
+    entry = await find_earlier(conn, ENTRY_KEYS, (merchant_id,), key, fingerprint)
     if entry is None:
         await refusals.raise_if_recorded(conn, merchant_id, key, fingerprint)
-    elif entry.request_hash != fingerprint:
-        raise IdempotencyKeyConflict(key)
     return entry
 
 
@@ -216,9 +204,13 @@ async def replay(conn: AsyncConnection, entry: Entry) -> LedgerResult:
     return LedgerResult(entry=entry, member=member, hold=hold, replayed=True)
 
 
-async def merchant_is_active(conn: AsyncConnection, merchant_id: int) -> bool:
-    status = (await conn.execute(select(Merchant.status).where(Merchant.id == merchant_id))).scalar()
-    return status == MerchantStatus.ACTIVE
+async def replay_by_key(
+    conn: AsyncConnection, merchant_id: int | None, key: str, fingerprint: str
+) -> LedgerResult | None:
+    """Outcomes 1 and 2 of a ledger write (``coalition.ledger.idempotency``): the earlier result under
+    the key, replayed, the refusal kept under it raised again, or IDEMPOTENCY_KEY_CONFLICT."""
+    earlier = await find_by_key(conn, merchant_id, key, fingerprint)
+    return None if earlier is None else await replay(conn, earlier)
 
 
 async def load_entry(conn: AsyncConnection, entry_id: int) -> Entry:
@@ -309,21 +301,22 @@ def _build_open_lots() -> Select[tuple[int, int | None, int]]:
     # cannot tell that a bound value satisfies ix_lots_open's predicate (remaining > 0), and
     # planned a scan of the whole lots table instead.
     zero = literal_column("0", BigInteger)
+    lots = Lot.__table__
     first = (
         select(Lot.id, Lot.issuer_merchant_id, Lot.remaining, Lot.expires_at,
                cast(zero, BigInteger).label("points_ahead"))
         .where(Lot.member_id == member, Lot.remaining > zero)
-        .order_by(Lot.expires_at, Lot.id)
+        .order_by(*rules.fifo(lots))
         .limit(1)
         .subquery()
     )
     walk = select(first).cte("walk", recursive=True)
-    later = aliased(Lot)
+    later = lots.alias()
     following = (
-        select(later.id)
-        .where(later.member_id == member, later.remaining > zero,
-               tuple_(later.expires_at, later.id) > tuple_(walk.c.expires_at, walk.c.id))
-        .order_by(later.expires_at, later.id)
+        select(later.c.id)
+        .where(later.c.member_id == member, later.c.remaining > zero,
+               tuple_(*rules.fifo(later)) > tuple_(*rules.fifo(walk)))
+        .order_by(*rules.fifo(later))
         .limit(1)
         .scalar_subquery()
     )
@@ -333,7 +326,7 @@ def _build_open_lots() -> Select[tuple[int, int | None, int]]:
         .join_from(walk, Lot, Lot.id == following)
         .where(walk.c.points_ahead + walk.c.remaining < points)
     )
-    return select(walk.c.id, walk.c.issuer_merchant_id, walk.c.remaining).order_by(walk.c.expires_at, walk.c.id)
+    return select(walk.c.id, walk.c.issuer_merchant_id, walk.c.remaining).order_by(*rules.fifo(walk))
 
 
 _open_lots = _build_open_lots()

@@ -47,18 +47,90 @@ from operator import itemgetter
 from typing import Any, NamedTuple
 
 import asyncpg
+from sqlalchemy import BigInteger, ColumnElement, Integer, literal_column
+from sqlalchemy.dialects import postgresql
 
 from coalition.db import Database
+from coalition.ledger import rules
 from coalition.ledger.batching import Batcher
-from coalition.ledger.core import MAX_POINTS
-from coalition.ledger.models import HoldStatus
+from coalition.ledger.models import (
+    Account,
+    Allocation,
+    AllocationKind,
+    Entry,
+    EntryKind,
+    Hold,
+    HoldStatus,
+    Lot,
+    Posting,
+    PresenceProof,
+    Refusal,
+)
 from coalition.ledger.presence import MAX_WRONG_PROOFS, WRONG_PROOF_WINDOW, InvalidMemberProof
+from coalition.ledger.rules import render
 from coalition.members.models import Member
-from coalition.partners.models import MerchantStatus
+from coalition.partners.models import Merchant
+from coalition.programs.campaign_models import Campaign, CampaignAudience
+from coalition.programs.tier_models import EarnBonus, MemberTier
 
 _MEMBER_COLUMNS = tuple(Member.__table__.columns)
 _RETURNING = ", ".join(f"m.{c.name}" for c in _MEMBER_COLUMNS)
 _UPDATED = ", ".join(f"u.{c.name}" for c in _MEMBER_COLUMNS)
+
+# The SQL below names tables and columns through the models and writes every enum value the
+# way its column stores it, so a rename or a new spelling fails here, not in production.
+_ENTRIES, _MEMBERS, _MERCHANTS, _LOTS = (Entry.__tablename__, Member.__tablename__, Merchant.__tablename__,
+                                         Lot.__tablename__)
+_POSTINGS, _ALLOCATIONS, _HOLDS = Posting.__tablename__, Allocation.__tablename__, Hold.__tablename__
+_PROOFS, _REFUSALS = PresenceProof.__tablename__, Refusal.__tablename__
+
+
+def _columns(model: Any, *names: str) -> str:
+    """``names`` as a column list, each checked against ``model``'s table."""
+    return ", ".join(model.__table__.c[name].name for name in names)
+
+
+def _value(column: Any, value: Any) -> str:
+    """``value`` as an SQL literal, as ``column`` stores it (an enum member: its stored string)."""
+    return str(column.type.literal_processor(postgresql.dialect())(value))  # type: ignore[no-untyped-call]
+
+
+def _col(name: str, type_: Any = BigInteger) -> ColumnElement[Any]:
+    return literal_column(name, type_)
+
+
+_ENTRY_KIND = {kind: _value(Entry.kind, kind) for kind in (EntryKind.EARN, EntryKind.REDEEM)}
+_ACCOUNT = {account: _value(Posting.account, account) for account in Account}
+_HOLD_STATUS = {status: _value(Hold.status, status) for status in HoldStatus}
+_REDEEM_ALLOCATION = _value(Allocation.kind, AllocationKind.REDEEM)
+_WRONG_PROOF_CODE = _value(Refusal.code, InvalidMemberProof.code)
+_FIFO = ", ".join(f"l.{name}" for name in rules.FIFO_ORDER)
+_FIFO_AFTER_WALK = f"({_FIFO}) > ({', '.join(f'w.{name}' for name in rules.FIFO_ORDER)})"
+# The merchant may write (rules.merchant_may_write), on the alias ``mc``.
+_MERCHANT_MAY_WRITE = render(rules.merchant_may_write(Merchant.__table__.alias("mc").c.status))
+# An earn's points (rules.earn_points) from the request ``r`` and the merchant ``mc``.
+_EARN_POINTS = render(rules.earn_points(_col("r.amount_minor"), _col("mc.earn_rate_points_per_unit", Integer),
+                                        _col("r.minor_per_unit")))
+
+
+def _within_max_points(balance: str, points: str) -> str:
+    return render(rules.within_max_points(_col(balance), _col(points)))
+
+
+def _may_debit(member: str, points: str) -> str:
+    return render(rules.may_debit(_col(f"{member}.balance"), _col(f"{member}.owed"), _col(points)))
+
+
+def _legs(legs: tuple[rules.Leg, ...], member: str, merchant: str) -> tuple[str, str]:
+    """A movement's postings (``rules.EARN_LEGS``, ``rules.REDEEM_LEGS``): the VALUES list of
+    ``(n, account, sign)`` and the CASE that picks each leg's account id."""
+    values = ", ".join(f"({n}, {_ACCOUNT[leg.account]}, {leg.sign})" for n, leg in enumerate(legs, start=1))
+    whens = " ".join(f"WHEN {_ACCOUNT[leg.account]} THEN {member if leg.of_member else merchant}" for leg in legs)
+    return values, f"CASE leg.account {whens} END"
+
+
+_EARN_LEG_VALUES, _EARN_LEG_HOLDER = _legs(rules.EARN_LEGS, "u.id", "es.merchant_id")
+_REDEEM_LEG_VALUES, _REDEEM_LEG_HOLDER = _legs(rules.REDEEM_LEGS, "u.id", "es.merchant_id")
 
 
 class _Statement(NamedTuple):
@@ -96,7 +168,7 @@ FROM e LEFT JOIN es ON es.id = e.id LEFT JOIN u ON u.id = es.member_id
 
 # A key under which a refusal is kept (ledger/refusals.py) is left to the multi-statement path,
 # which raises the refusal again: one probe of the (small) refusals table's unique index.
-_NOT_REFUSED = """NOT EXISTS (SELECT 1 FROM ledger_refusals f
+_NOT_REFUSED = f"""NOT EXISTS (SELECT 1 FROM {_REFUSALS} f
                   WHERE f.merchant_id = r.merchant_id AND f.idempotency_key = r.idempotency_key)"""
 # What this merchant took from the member in the last 24 h without proof of presence, as
 # ``presence.used_without_proof`` reads it: a redemption beyond the allowance is left to the
@@ -104,20 +176,44 @@ _NOT_REFUSED = """NOT EXISTS (SELECT 1 FROM ledger_refusals f
 # lots, so the member's ``xmin`` guards it the same way: every redemption, hold, capture and void
 # updates the member row.
 _USED_WITHOUT_PROOF = f"""(
-    (SELECT coalesce(sum(-x.points), 0) FROM entries x
-     WHERE x.member_id = m.id AND x.merchant_id = r.merchant_id AND x.kind = 'REDEEM' AND x.created_at > r.since
-       AND NOT EXISTS (SELECT 1 FROM presence_proofs p WHERE p.entry_id = x.id))
-  + (SELECT coalesce(sum(CASE h.status WHEN '{HoldStatus.AUTHORIZED.value}' THEN h.points
-                                       WHEN '{HoldStatus.CAPTURED.value}' THEN coalesce(h.captured_points, 0)
-                                       ELSE 0 END), 0) FROM holds h
+    (SELECT coalesce(sum(-x.points), 0) FROM {_ENTRIES} x
+     WHERE x.member_id = m.id AND x.merchant_id = r.merchant_id AND x.kind = {_ENTRY_KIND[EntryKind.REDEEM]}
+       AND x.created_at > r.since AND NOT EXISTS (SELECT 1 FROM {_PROOFS} p WHERE p.entry_id = x.id))
+  + (SELECT coalesce(sum(CASE h.status WHEN {_HOLD_STATUS[HoldStatus.AUTHORIZED]} THEN h.points
+                                       WHEN {_HOLD_STATUS[HoldStatus.CAPTURED]} THEN coalesce(h.captured_points, 0)
+                                       ELSE 0 END), 0) FROM {_HOLDS} h
      WHERE h.member_id = m.id AND h.merchant_id = r.merchant_id AND h.created_at > r.since
-       AND NOT EXISTS (SELECT 1 FROM presence_proofs p WHERE p.entry_id = h.id)))"""
+       AND NOT EXISTS (SELECT 1 FROM {_PROOFS} p WHERE p.entry_id = h.id)))"""
 
 # Wrong proofs of presence this merchant sent for the member in the last hour: at
 # ``presence.MAX_WRONG_PROOFS`` even a right one goes to the multi-statement path, which refuses it.
-_WRONG_PROOFS = f"""(SELECT count(*) FROM ledger_refusals w
-    WHERE w.member_id = m.id AND w.merchant_id = r.merchant_id AND w.code = '{InvalidMemberProof.code}'
+_WRONG_PROOFS = f"""(SELECT count(*) FROM {_REFUSALS} w
+    WHERE w.member_id = m.id AND w.merchant_id = r.merchant_id AND w.code = {_WRONG_PROOF_CODE}
       AND w.created_at > r.now - interval '{int(WRONG_PROOF_WINDOW.total_seconds())} seconds')"""
+
+# Points programs add to an earn (coalition.programs: tiers, campaigns), in the earn's own entry and
+# lot, funded by the earning merchant: the member's kept tier multiplier (one probe of member_tiers'
+# primary key) and the treated member's active campaigns of this merchant (one probe of
+# campaign_audience), each only when the process's cache says they apply (``tiers``, ``campaigns``),
+# so a plain earn pays nothing. ``base * (pct - 100) / 100`` on non-negative integers rounds down, as
+# ``coalition.programs.tiers.extra_points`` does.
+_TIERS, _CAMPAIGNS, _AUDIENCE = MemberTier.__tablename__, Campaign.__tablename__, CampaignAudience.__tablename__
+_PROGRAM_POINTS = f"""snap AS (
+    SELECT b.*, x.tier_points, x.campaign_points, b.base + x.tier_points + x.campaign_points AS points
+    FROM base b CROSS JOIN LATERAL (SELECT
+        CASE WHEN b.tiers THEN b.base * (coalesce((SELECT t.{_columns(MemberTier, "multiplier_percent")}
+                                                   FROM {_TIERS} t WHERE t.{_columns(MemberTier, "member_id")}
+                                                   = b.member_id), b.base_tier_pct) - 100) / 100
+             ELSE 0 END AS tier_points,
+        CASE WHEN b.campaigns THEN (
+            SELECT CAST(coalesce(sum(CASE WHEN c.multiplier_percent IS NOT NULL
+                                          THEN b.base * (c.multiplier_percent - 100) / 100
+                                          ELSE c.bonus_points END), 0) AS bigint)
+            FROM {_AUDIENCE} a JOIN {_CAMPAIGNS} c ON c.id = a.campaign_id
+            WHERE a.member_id = b.member_id AND a.treated AND c.merchant_id = b.merchant_id
+              AND c.starts_at <= b.now AND c.ends_at > b.now)
+             ELSE 0 END AS campaign_points) x
+),"""
 
 # The members are read once, in the snapshot, with their row versions. The conditions of the
 # common case are tested here (so a refusal inserts nothing) and again in the UPDATE, on the
@@ -128,56 +224,65 @@ WITH req AS (
                          CAST(:amount_minor AS bigint[]), CAST(:minor_per_unit AS bigint[]),
                          CAST(:reference AS varchar[]), CAST(:idempotency_key AS varchar[]),
                          CAST(:request_hash AS varchar[]), CAST(:now AS timestamptz[]),
-                         CAST(:expires_at AS timestamptz[]))
+                         CAST(:expires_at AS timestamptz[]), CAST(:campaigns AS boolean[]),
+                         CAST(:tiers AS boolean[]), CAST(:base_tier_pct AS int[]))
         WITH ORDINALITY AS r (merchant_id, loyalty_id, amount_minor, minor_per_unit, reference, idempotency_key,
-                              request_hash, now, expires_at, n)
+                              request_hash, now, expires_at, campaigns, tiers, base_tier_pct, n)
 ),
-snap AS (
-    SELECT r.*, m.id AS member_id, m.xmin AS version, m.balance,
-           r.amount_minor * mc.earn_rate_points_per_unit / r.minor_per_unit AS points
+base AS (
+    SELECT r.*, m.id AS member_id, m.xmin AS version, m.balance, {_EARN_POINTS} AS base
     FROM req r
-    JOIN merchants mc ON mc.id = r.merchant_id AND mc.status = '{MerchantStatus.ACTIVE.value}'
-    JOIN members m ON m.loyalty_id = r.loyalty_id AND m.referred_by_id IS NULL AND m.owed = 0
+    JOIN {_MERCHANTS} mc ON mc.id = r.merchant_id AND {_MERCHANT_MAY_WRITE}
+    JOIN {_MEMBERS} m ON m.loyalty_id = r.loyalty_id AND m.referred_by_id IS NULL AND m.owed = 0
     WHERE {_NOT_REFUSED}
 ),
+{_PROGRAM_POINTS}
 e AS (
-    INSERT INTO entries (kind, member_id, merchant_id, points, amount_minor, reference, idempotency_key,
-                         request_hash, created_at)
-    SELECT 'EARN', s.member_id, s.merchant_id, s.points, s.amount_minor, s.reference, s.idempotency_key,
-           s.request_hash, s.now
+    INSERT INTO {_ENTRIES} ({_columns(Entry, "kind", "member_id", "merchant_id", "points", "amount_minor",
+                                      "reference", "idempotency_key", "request_hash", "created_at")})
+    SELECT {_ENTRY_KIND[EntryKind.EARN]}, s.member_id, s.merchant_id, s.points, s.amount_minor, s.reference,
+           s.idempotency_key, s.request_hash, s.now
     FROM snap s
-    WHERE s.points > 0 AND s.balance <= {MAX_POINTS} - s.points
+    WHERE s.base > 0 AND {_within_max_points("s.balance", "s.points")}
     ORDER BY s.n
     ON CONFLICT DO NOTHING
     RETURNING id, member_id, merchant_id, idempotency_key, points
 ),
 es AS (
-    SELECT e.id, e.member_id, e.points, s.n, s.version, s.merchant_id, s.now, s.expires_at
+    SELECT e.id, e.member_id, e.points, s.n, s.version, s.merchant_id, s.now, s.expires_at, s.base,
+           s.tier_points, s.campaign_points
     FROM e JOIN snap s ON s.merchant_id = e.merchant_id AND s.idempotency_key = e.idempotency_key
                       AND s.member_id = e.member_id
     ORDER BY e.member_id
 ),
 u AS (
-    UPDATE members m
+    UPDATE {_MEMBERS} m
     SET balance = m.balance + es.points, lifetime_points = m.lifetime_points + es.points
     FROM es
     WHERE m.id = es.member_id AND m.xmin = es.version
-      AND m.referred_by_id IS NULL AND m.owed = 0 AND m.balance <= {MAX_POINTS} - es.points
+      AND m.referred_by_id IS NULL AND m.owed = 0 AND {_within_max_points("m.balance", "es.points")}
     RETURNING {_RETURNING}
 ),
 lot AS (
-    INSERT INTO lots (member_id, entry_id, issuer_merchant_id, points, remaining, expires_at, reversed, created_at)
+    INSERT INTO {_LOTS} ({_columns(Lot, "member_id", "entry_id", "issuer_merchant_id", "points", "remaining",
+                                   "expires_at", "reversed", "created_at")})
     SELECT u.id, es.id, es.merchant_id, es.points, es.points, es.expires_at, false, es.now
     FROM u JOIN es ON es.member_id = u.id
     ORDER BY es.n
 ),
 legs AS (
-    INSERT INTO postings (entry_id, account, account_id, points)
-    SELECT es.id, leg.account, CASE leg.account WHEN 'ISSUED' THEN es.merchant_id ELSE u.id END,
-           leg.sign * es.points
+    INSERT INTO {_POSTINGS} ({_columns(Posting, "entry_id", "account", "account_id", "points")})
+    SELECT es.id, leg.account, {_EARN_LEG_HOLDER}, leg.sign * es.points
     FROM u JOIN es ON es.member_id = u.id,
-         (VALUES (1, 'ISSUED', -1), (2, 'MEMBER', 1)) AS leg (n, account, sign)
+         (VALUES {_EARN_LEG_VALUES}) AS leg (n, account, sign)
     ORDER BY es.n, leg.n
+),
+bonus AS (
+    INSERT INTO {EarnBonus.__tablename__} ({_columns(EarnBonus, "entry_id", "member_id", "merchant_id", "base_points",
+                                                     "tier_points", "campaign_points", "created_at")})
+    SELECT es.id, u.id, es.merchant_id, es.base, es.tier_points, es.campaign_points, es.now
+    FROM u JOIN es ON es.member_id = u.id
+    WHERE es.tier_points + es.campaign_points > 0
 )
 {_RESULT}"""
 
@@ -198,16 +303,17 @@ WITH RECURSIVE req AS (
 snap AS (
     SELECT r.*, m.id AS member_id, m.xmin AS version
     FROM req r
-    JOIN merchants mc ON mc.id = r.merchant_id AND mc.status = '{MerchantStatus.ACTIVE.value}'
-    JOIN members m ON m.loyalty_id = r.loyalty_id AND m.owed = 0 AND m.balance >= r.points
+    JOIN {_MERCHANTS} mc ON mc.id = r.merchant_id AND {_MERCHANT_MAY_WRITE}
+    JOIN {_MEMBERS} m ON m.loyalty_id = r.loyalty_id AND {_may_debit("m", "r.points")}
     WHERE {_NOT_REFUSED}
       AND CASE WHEN r.proof_step IS NULL THEN r.points + {_USED_WITHOUT_PROOF} <= r.allowance
                ELSE {_WRONG_PROOFS} < {MAX_WRONG_PROOFS} END
 ),
 e AS (
-    INSERT INTO entries (kind, member_id, merchant_id, points, reference, idempotency_key, request_hash,
-                         created_at)
-    SELECT 'REDEEM', s.member_id, s.merchant_id, -s.points, s.reference, s.idempotency_key, s.request_hash, s.now
+    INSERT INTO {_ENTRIES} ({_columns(Entry, "kind", "member_id", "merchant_id", "points", "reference",
+                                      "idempotency_key", "request_hash", "created_at")})
+    SELECT {_ENTRY_KIND[EntryKind.REDEEM]}, s.member_id, s.merchant_id, -s.points, s.reference,
+           s.idempotency_key, s.request_hash, s.now
     FROM snap s
     ORDER BY s.n
     ON CONFLICT DO NOTHING
@@ -220,7 +326,7 @@ es AS (
     ORDER BY e.member_id
 ),
 proof AS (
-    INSERT INTO presence_proofs (member_id, step, merchant_id, entry_id, created_at)
+    INSERT INTO {_PROOFS} ({_columns(PresenceProof, "member_id", "step", "merchant_id", "entry_id", "created_at")})
     SELECT es.member_id, es.proof_step, es.merchant_id, es.id, es.now FROM es
     WHERE es.proof_step IS NOT NULL
     ORDER BY es.member_id
@@ -232,9 +338,9 @@ walk (member_id, id, issuer_merchant_id, remaining, expires_at, points_ahead, wa
            CAST(0 AS bigint), es.points
     FROM es CROSS JOIN LATERAL (
         SELECT l.member_id, l.id, l.issuer_merchant_id, l.remaining, l.expires_at
-        FROM lots l
+        FROM {_LOTS} l
         WHERE l.member_id = es.member_id AND l.remaining > 0
-        ORDER BY l.expires_at, l.id
+        ORDER BY {_FIFO}
         LIMIT 1
     ) first
     UNION ALL
@@ -242,9 +348,9 @@ walk (member_id, id, issuer_merchant_id, remaining, expires_at, points_ahead, wa
            w.points_ahead + w.remaining, w.wanted
     FROM walk w CROSS JOIN LATERAL (
         SELECT l.member_id, l.id, l.issuer_merchant_id, l.remaining, l.expires_at
-        FROM lots l
-        WHERE l.member_id = w.member_id AND l.remaining > 0 AND (l.expires_at, l.id) > (w.expires_at, w.id)
-        ORDER BY l.expires_at, l.id
+        FROM {_LOTS} l
+        WHERE l.member_id = w.member_id AND l.remaining > 0 AND {_FIFO_AFTER_WALK}
+        ORDER BY {_FIFO}
         LIMIT 1
     ) next
     WHERE w.points_ahead + w.remaining < w.wanted
@@ -254,33 +360,33 @@ take AS (
     FROM walk
 ),
 u AS (
-    UPDATE members m
+    UPDATE {_MEMBERS} m
     SET balance = m.balance - es.points
     FROM es
     WHERE m.id = es.member_id AND m.xmin = es.version
-      AND m.owed = 0 AND m.balance >= es.points
+      AND {_may_debit("m", "es.points")}
       AND (SELECT coalesce(sum(take.points), 0) FROM take WHERE take.member_id = es.member_id) = es.points
       AND (es.proof_step IS NULL OR EXISTS (SELECT 1 FROM proof WHERE proof.entry_id = es.id))
     RETURNING {_RETURNING}
 ),
 spent AS (
-    UPDATE lots l
+    UPDATE {_LOTS} l
     SET remaining = l.remaining - take.points
     FROM take JOIN u ON u.id = take.member_id
     WHERE l.id = take.id
 ),
 honored AS (
-    INSERT INTO allocations (entry_id, lot_id, member_id, issuer_merchant_id, merchant_id, kind, points, created_at)
-    SELECT es.id, take.id, u.id, take.issuer_merchant_id, es.merchant_id, 'REDEEM', take.points, es.now
+    INSERT INTO {_ALLOCATIONS} ({_columns(Allocation, "entry_id", "lot_id", "member_id", "issuer_merchant_id",
+                                          "merchant_id", "kind", "points", "created_at")})
+    SELECT es.id, take.id, u.id, take.issuer_merchant_id, es.merchant_id, {_REDEEM_ALLOCATION}, take.points, es.now
     FROM take JOIN u ON u.id = take.member_id JOIN es ON es.member_id = u.id
-    ORDER BY es.n, take.expires_at, take.id
+    ORDER BY es.n, {", ".join(f"take.{name}" for name in rules.FIFO_ORDER)}
 ),
 legs AS (
-    INSERT INTO postings (entry_id, account, account_id, points)
-    SELECT es.id, leg.account, CASE leg.account WHEN 'MEMBER' THEN u.id ELSE es.merchant_id END,
-           leg.sign * es.points
+    INSERT INTO {_POSTINGS} ({_columns(Posting, "entry_id", "account", "account_id", "points")})
+    SELECT es.id, leg.account, {_REDEEM_LEG_HOLDER}, leg.sign * es.points
     FROM u JOIN es ON es.member_id = u.id,
-         (VALUES (1, 'MEMBER', -1), (2, 'HONORED', 1)) AS leg (n, account, sign)
+         (VALUES {_REDEEM_LEG_VALUES}) AS leg (n, account, sign)
     ORDER BY es.n, leg.n
 )
 {_RESULT}"""
@@ -341,12 +447,17 @@ class FastPath:
     async def earn(
         self, *, merchant_id: int, loyalty_id: str, amount_minor: int, minor_per_unit: int, reference: str | None,
         idempotency_key: str, request_hash: str, now: dt.datetime, expires_at: dt.datetime,
+        campaigns: bool = False, tiers: bool = False, base_tier_pct: int = 100,
     ) -> Done | None:
-        """A plain earn: ``(entry_id, points, member after)``, or None to take the multi-statement path."""
+        """A plain earn: ``(entry_id, points, member after)``, or None to take the multi-statement path.
+
+        ``campaigns``/``tiers``: look up the member's campaign and (merchant-funded) tier points;
+        ``base_tier_pct``: the multiplier of a member no tier review has seen yet."""
         return await self._earn.submit({
             "merchant_id": merchant_id, "loyalty_id": loyalty_id, "amount_minor": amount_minor,
             "minor_per_unit": minor_per_unit, "reference": reference, "idempotency_key": idempotency_key,
-            "request_hash": request_hash, "now": now, "expires_at": expires_at,
+            "request_hash": request_hash, "now": now, "expires_at": expires_at, "campaigns": campaigns,
+            "tiers": tiers, "base_tier_pct": base_tier_pct,
         })
 
     async def redeem(

@@ -12,7 +12,7 @@ import datetime as dt
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from coalition.errors import Conflict, InvalidInput, Refused, check_idempotency_key
+from coalition.errors import Conflict, DomainError, InvalidInput, Refused, check_idempotency_key
 from coalition.ledger import core, presence
 from coalition.ledger.base import LedgerBase
 from coalition.ledger.core import LedgerResult
@@ -26,18 +26,18 @@ def hold_from_row(row: object) -> Hold:
     return Hold(**dict(row._mapping))  # type: ignore[attr-defined]
 
 
-async def _explain_missing_hold(conn: AsyncConnection, merchant_id: int, hold_id: int, by_transaction_id: bool) -> None:
-    """Raise for a hold this merchant does not have: NOT_A_HOLD for its own transaction of another kind
-    (named by transaction id), else HOLD_NOT_FOUND (another merchant's hold looks like no hold)."""
+async def _missing_hold(conn: AsyncConnection, merchant_id: int, hold_id: int, by_transaction_id: bool) -> DomainError:
+    """The refusal of a hold this merchant does not have: NOT_A_HOLD for its own transaction of another
+    kind (named by transaction id), else HOLD_NOT_FOUND (another merchant's hold looks like no hold)."""
     if by_transaction_id:
         kind = (await conn.execute(
             select(Entry.kind).where(Entry.id == hold_id, Entry.merchant_id == merchant_id)
         )).scalar_one_or_none()
         if kind is not None:
-            raise NotAHold(f"this transaction is a {kind.value}, not an authorization: capture or void the "
+            return NotAHold(f"this transaction is a {kind.value}, not an authorization: capture or void the "
                            "HOLD transaction that authorizeRedemption returned", field="holdId")
     # No number in the message: the caller's ID is opaque (coalition.ids).
-    raise HoldNotFound("this merchant has no such hold: pass the holdId authorizeRedemption returned",
+    return HoldNotFound("this merchant has no such hold: pass the holdId authorizeRedemption returned",
                        field="holdId")
 
 
@@ -140,17 +140,16 @@ class HoldOperations(LedgerBase):
         expired_member: int | None = None
         try:
             async with self.db.transaction() as conn:
-                earlier = await core.find_by_key(conn, merchant_id, key, fingerprint)
-                if earlier is not None:
-                    return await core.replay(conn, earlier)
-                row = (await conn.execute(
+                outcomes = self.outcomes(conn, merchant_id, key, fingerprint)
+                if (earlier := await outcomes.earlier()) is not None:
+                    return earlier
+                row = await outcomes.found((await conn.execute(
                     select(Hold).where(Hold.id == hold_id, Hold.merchant_id == merchant_id)
-                )).first()
-                if row is None:
-                    await _explain_missing_hold(conn, merchant_id, hold_id, by_transaction_id)
+                )).first(), lambda: _missing_hold(conn, merchant_id, hold_id, by_transaction_id))
                 hold = hold_from_row(row)
                 captured = (points if points is not None else hold.points) if capture else 0
                 if captured > hold.points:
+                    await outcomes.check_merchant()
                     raise Refused(f"the hold reserves {hold.points} points, {captured} asked",
                                   code="CAPTURE_EXCEEDS_HOLD", field="points")
                 kind = EntryKind.CAPTURE if capture else EntryKind.VOID
@@ -159,11 +158,9 @@ class HoldOperations(LedgerBase):
                     points=hold.points - captured, hold_id=hold_id, now=now, idempotency_key=key,
                     request_hash=fingerprint,
                 )
-                if inserted is None:
-                    earlier = await core.find_by_key(conn, merchant_id, key, fingerprint)
-                    if earlier is not None:
-                        return await core.replay(conn, earlier)
-                    raise MerchantSuspended(f"merchant {merchant_id} is suspended: it cannot write to the ledger")
+                if inserted is None:  # a concurrent retry took the key, or the merchant was suspended
+                    return await outcomes.explain(
+                        MerchantSuspended(f"merchant {merchant_id} is suspended: it cannot write to the ledger"))
                 entry_id = inserted[0]
                 status = HoldStatus.CAPTURED if capture else HoldStatus.VOIDED
                 closed = (await conn.execute(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from coalition.errors import InvalidInput
 from coalition.ledger.core import MAX_POINTS
-from coalition.members.loyalty_id import LoyaltyIdError, normalize_loyalty_id
+from coalition.loyalty_id import LoyaltyIdError, normalize_loyalty_id
 
 
 def parse_loyalty_id(raw: str, field: str = "loyaltyId") -> str:

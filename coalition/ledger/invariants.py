@@ -10,7 +10,9 @@ from typing import Any
 
 from sqlalchemy import Executable, Row, ScalarSelect, case, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.orm import aliased
 
+from coalition.giftcards.models import GiftAccount, GiftCard, GiftEntry, GiftHold, GiftHoldStatus, GiftPosting
 from coalition.ledger.models import (
     Account,
     Allocation,
@@ -142,6 +144,82 @@ async def ledger_violations(conn: AsyncConnection) -> list[str]:
                                   | (Entry.member_id != PresenceProof.member_id)
                                   | (Entry.merchant_id != PresenceProof.merchant_id))):
         problems.append(f"entry {row[0]} ({row[1]}): a proof of presence of another member, merchant or kind")
+    problems.extend(await giftcard_violations(conn))
+    return problems
+
+
+async def giftcard_violations(conn: AsyncConnection) -> list[str]:
+    """The money asset (gift cards): postings balance per entry and asset; every card's columns agree
+    with its postings, its open holds and its history; money issued = outstanding + spent + expired."""
+    problems: list[str] = []
+    zero = literal(0)
+    # G1. Postings sum to zero per entry and asset, and every MONEY posting is in the entry's currency.
+    for row in await _rows(conn, select(GiftPosting.entry_id, GiftPosting.asset, func.sum(GiftPosting.amount_minor))
+                           .group_by(GiftPosting.entry_id, GiftPosting.asset)
+                           .having(func.sum(GiftPosting.amount_minor) != 0)):
+        problems.append(f"gift card entry {row[0]}: {row[1]} postings sum to {row[2]}, not 0")
+    for row in await _rows(conn, select(GiftPosting.entry_id).join(GiftEntry, GiftEntry.id == GiftPosting.entry_id)
+                           .where(GiftPosting.currency != GiftEntry.currency)):
+        problems.append(f"gift card entry {row[0]}: a posting in another currency than its entry")
+    # G2. Card columns = postings = open holds = history; nothing negative.
+    posted = select(
+        GiftPosting.account_id.label("card_id"),
+        func.sum(case((GiftPosting.account == GiftAccount.CARD, GiftPosting.amount_minor), else_=0)).label("card"),
+        func.sum(case((GiftPosting.account == GiftAccount.CARD_HELD, GiftPosting.amount_minor), else_=0)).label("held"),
+    ).where(GiftPosting.account.in_([GiftAccount.CARD, GiftAccount.CARD_HELD])).group_by(
+        GiftPosting.account_id).subquery()
+    history = select(GiftEntry.card_id, func.sum(GiftEntry.amount_minor).label("total")).group_by(
+        GiftEntry.card_id).subquery()
+    holds = select(GiftHold.card_id, func.sum(GiftHold.amount_minor).label("held")).where(
+        GiftHold.status == GiftHoldStatus.AUTHORIZED).group_by(GiftHold.card_id).subquery()
+    query = (select(GiftCard.id, GiftCard.balance_minor, GiftCard.held_minor, GiftCard.initial_minor,
+                    func.coalesce(posted.c.card, zero), func.coalesce(posted.c.held, zero),
+                    func.coalesce(history.c.total, zero), func.coalesce(holds.c.held, zero))
+             .outerjoin(posted, posted.c.card_id == GiftCard.id)
+             .outerjoin(history, history.c.card_id == GiftCard.id)
+             .outerjoin(holds, holds.c.card_id == GiftCard.id))
+    for card_id, balance, held, initial, p_card, p_held, hist, open_held in await _rows(conn, query):
+        if balance < 0 or held < 0:
+            problems.append(f"gift card {card_id}: negative column (balance {balance}, held {held})")
+        if balance != p_card or held != p_held or held != open_held:
+            problems.append(f"gift card {card_id}: balance {balance} / held {held}, postings {p_card} / {p_held}, "
+                            f"open holds {open_held}")
+        if hist != balance:
+            problems.append(f"gift card {card_id}: history sums to {hist}, balance is {balance}")
+        if balance + held > initial:
+            problems.append(f"gift card {card_id}: holds {balance + held}, more than the {initial} it was sold for")
+    # G3. Per issuer: cash taken = outstanding (balance + held) + spent + expired (the liability reconciles).
+    def money(account: GiftAccount) -> ScalarSelect[Any]:
+        return select(func.coalesce(func.sum(GiftPosting.amount_minor), 0)).where(
+            GiftPosting.account == account).scalar_subquery()
+
+    cash, spent, breakage = (await conn.execute(select(money(GiftAccount.CASH), money(GiftAccount.SPENT),
+                                                       money(GiftAccount.BREAKAGE)))).one()
+    outstanding = (await conn.execute(select(func.coalesce(
+        func.sum(GiftCard.balance_minor + GiftCard.held_minor), 0)))).scalar_one()
+    if -cash != outstanding + spent + breakage:
+        problems.append(f"gift cards: sold {-cash} != outstanding {outstanding} + spent {spent} + expired {breakage}")
+    issued = select(GiftCard.issuer_merchant_id.label("issuer"),
+                    func.sum(GiftCard.initial_minor).label("sold")).group_by(GiftCard.issuer_merchant_id).subquery()
+    cash_by = select(GiftPosting.account_id.label("issuer"), func.sum(GiftPosting.amount_minor).label("cash")).where(
+        GiftPosting.account == GiftAccount.CASH).group_by(GiftPosting.account_id).subquery()
+    for issuer, sold, taken in await _rows(conn, select(issued.c.issuer, issued.c.sold, func.coalesce(
+            cash_by.c.cash, zero)).outerjoin(cash_by, cash_by.c.issuer == issued.c.issuer)):
+        if sold != -taken:
+            problems.append(f"merchant {issuer}: sold gift cards worth {sold} but took {-taken} in CASH postings")
+    # G4. Each spend's SPENT posting equals its entry's spent_minor; refunds give back exactly one spend.
+    spent_by = select(GiftPosting.entry_id, func.sum(GiftPosting.amount_minor).label("spent")).where(
+        GiftPosting.account == GiftAccount.SPENT).group_by(GiftPosting.entry_id).subquery()
+    for entry_id, declared, posted_spent in await _rows(conn, select(
+            GiftEntry.id, GiftEntry.spent_minor, func.coalesce(spent_by.c.spent, zero))
+            .outerjoin(spent_by, spent_by.c.entry_id == GiftEntry.id)
+            .where(GiftEntry.spent_minor != func.coalesce(spent_by.c.spent, zero))):
+        problems.append(f"gift card entry {entry_id}: spent {declared} but SPENT postings {posted_spent}")
+    original = aliased(GiftEntry)
+    for row in await _rows(conn, select(GiftEntry.id).join(original, original.id == GiftEntry.reverses_id).where(
+            (GiftEntry.spent_minor != -original.spent_minor) | (GiftEntry.card_id != original.card_id)
+            | (GiftEntry.merchant_id != original.merchant_id))):
+        problems.append(f"gift card entry {row[0]}: a refund that does not mirror its spend")
     return problems
 
 

@@ -10,14 +10,14 @@ from __future__ import annotations
 import datetime as dt
 
 from coalition.errors import InvalidInput, check_idempotency_key, check_text
-from coalition.ledger import core, presence
-from coalition.ledger.bonuses import BonusOperations
+from coalition.ledger import core, presence, rules
 from coalition.ledger.core import LedgerResult
 from coalition.ledger.inputs import check_points, parse_loyalty_id
 from coalition.ledger.models import Account, AllocationKind, Entry, EntryKind
+from coalition.ledger.program_earns import ProgramEarnOperations
 
 
-class PurchaseOperations(BonusOperations):
+class PurchaseOperations(ProgramEarnOperations):
     async def earn(
         self,
         *,
@@ -42,37 +42,43 @@ class PurchaseOperations(BonusOperations):
         now: dt.datetime,
     ) -> LedgerResult:
         minor_per_unit = 10**self.settings.currency_exponent
-        if self.fast_path:
+        terms = await self.program_terms(merchant_id, now)  # tiers and campaigns (ledger/program_earns.py)
+        if self.fast_path and not terms.network_tiers:
             done = await self.fast.earn(
                 merchant_id=merchant_id, loyalty_id=lid, amount_minor=amount, minor_per_unit=minor_per_unit,
                 reference=reference, idempotency_key=key, request_hash=fingerprint, now=now,
-                expires_at=self.lot_expiry(now),
+                expires_at=self.lot_expiry(now), campaigns=terms.campaigns, tiers=terms.tiers,
+                base_tier_pct=terms.base_tier_pct,
             )
             if done is not None:
                 entry_id, points, member = done
                 return LedgerResult(entry=_earn_entry(entry_id, member.id, merchant_id, points, amount, reference,
                                                       key, fingerprint, now), member=member)
         async with self.db.transaction() as conn:
+            extras = await self.program_extras(conn, terms, merchant_id, lid, amount, minor_per_unit, now)
             inserted = await core.insert_entry(
                 conn, kind=EntryKind.EARN, merchant_id=merchant_id, loyalty_id=lid,
-                points=core.AtEarnRate(minor_per_unit=minor_per_unit), amount_minor=amount, reference=reference,
-                now=now, idempotency_key=key, request_hash=fingerprint,
+                points=core.AtEarnRate(minor_per_unit=minor_per_unit) if extras is None else extras.earn_points,
+                amount_minor=amount, reference=reference, now=now, idempotency_key=key, request_hash=fingerprint,
             )
             if inserted is None:
                 return await self._not_inserted(conn, merchant_id, key, fingerprint, lid)
             entry_id, member_id, points = inserted
-            if points <= 0:
+            if (points if extras is None else extras.base_points) <= 0:
                 raise InvalidInput(
                     f"a purchase of {amount} minor units earns no whole point at this merchant's rate",
                     code="PURCHASE_TOO_SMALL", field="purchaseAmountMinor",
                 )
             member, repaid = await self.credit(conn, member_id, points)
             await self.add_lot(conn, member_id, entry_id, merchant_id, points - repaid, now)
+            # The plain earn's legs, with what repaid the member's debt moved from MEMBER to DEBT.
             await core.add_postings(conn, entry_id, [
-                (Account.ISSUED, merchant_id, -points),
-                (Account.MEMBER, member_id, points - repaid),
-                (Account.DEBT, member_id, repaid),
-            ])
+                (account, holder, amount - repaid if account == Account.MEMBER else amount)
+                for account, holder, amount in rules.postings(rules.EARN_LEGS, member_id=member_id,
+                                                              merchant_id=merchant_id, points=points)
+            ] + [(Account.DEBT, member_id, repaid)])
+            if extras is not None:
+                member = await self.apply_program_extras(conn, member, entry_id, merchant_id, extras, now)
             if member.referred_by_id is not None:  # the one check referrals cost the earn path
                 member = await self.pay_referral_bonuses(conn, member, amount, now)
         entry = _earn_entry(entry_id, member_id, merchant_id, points, amount, reference, key, fingerprint, now)
@@ -132,9 +138,8 @@ class PurchaseOperations(BonusOperations):
             await core.move_lot_points(conn, {s.lot_id: -s.points for s in slices})
             await core.add_allocations(conn, entry_id=entry_id, member_id=member_id, merchant_id=merchant_id,
                                        kind=AllocationKind.REDEEM, slices=slices, now=now)
-            await core.add_postings(conn, entry_id, [
-                (Account.MEMBER, member_id, -points), (Account.HONORED, merchant_id, points),
-            ])
+            await core.add_postings(conn, entry_id, rules.postings(rules.REDEEM_LEGS, member_id=member_id,
+                                                                   merchant_id=merchant_id, points=points))
         entry = _redeem_entry(entry_id, member_id, merchant_id, points, reference, key, fingerprint, now)
         return LedgerResult(entry=entry, member=member)
 

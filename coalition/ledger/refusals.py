@@ -13,8 +13,9 @@ loyalty ID, points out of range, a bad key). Those depend on the input alone, so
 gets the same error anyway. Nor are IDEMPOTENCY_KEY_CONFLICT and errors that are no
 refusal (the database unreachable): a retry of those may still succeed.
 
-Precedence, when a race wrote both (a refused request and a concurrent retry with the same
-key that succeeded): the success wins. Every lookup reads the entry first and the refusal
+A kept refusal is outcome 1 of ``coalition.ledger.idempotency``'s precedence, the replay. When a
+race wrote both (a refused request and a concurrent retry with the same key that succeeded): the
+success wins. Every lookup reads the entry first and the refusal
 only when there is no entry, and a refusal is written only if no entry has the key.
 """
 
@@ -31,11 +32,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from coalition.db import Database
 from coalition.errors import DomainError, IdempotencyKeyConflict
+from coalition.ledger.idempotency import KeyColumns, find_earlier
 from coalition.ledger.models import Entry, Refusal
 
 logger = logging.getLogger("coalition.ledger")
 
 MAX_MESSAGE_LENGTH = 500
+# A refusal is kept under the merchant's key, as its entry would have been.
+REFUSAL_KEYS = KeyColumns(Refusal, key="idempotency_key", fingerprint="request_hash", scope=("merchant_id",))
 
 
 class RecordedRefusal(DomainError):
@@ -46,15 +50,9 @@ async def raise_if_recorded(conn: AsyncConnection, merchant_id: int | None, key:
     """Raise the refusal recorded under this merchant's key, or IDEMPOTENCY_KEY_CONFLICT for other input."""
     if merchant_id is None:
         return
-    row = (await conn.execute(
-        select(Refusal.request_hash, Refusal.code, Refusal.message, Refusal.field)
-        .where(Refusal.merchant_id == merchant_id, Refusal.idempotency_key == key)
-    )).first()
-    if row is None:
-        return
-    if row.request_hash != fingerprint:
-        raise IdempotencyKeyConflict(key)
-    raise RecordedRefusal(row.message, code=row.code, field=row.field)
+    kept = await find_earlier(conn, REFUSAL_KEYS, (merchant_id,), key, fingerprint)
+    if kept is not None:
+        raise RecordedRefusal(kept.message, code=kept.code, field=kept.field)
 
 
 def is_recordable(error: BaseException) -> bool:

@@ -18,7 +18,7 @@ from coalition.errors import Conflict, Refused, check_idempotency_key, check_tex
 from coalition.ledger import core
 from coalition.ledger.base import LedgerBase
 from coalition.ledger.core import LedgerResult, Slice
-from coalition.ledger.errors import MerchantSuspended, TransactionNotFound
+from coalition.ledger.errors import TransactionNotFound
 from coalition.ledger.models import (
     Account,
     Allocation,
@@ -51,17 +51,16 @@ class ReversalOperations(LedgerBase):
         now: dt.datetime,
     ) -> LedgerResult:
         async with self.db.transaction() as conn:
-            earlier = await core.find_by_key(conn, merchant_id, key, fingerprint)
-            if earlier is not None:
-                return await core.replay(conn, earlier)
-            row = (await conn.execute(
+            outcomes = self.outcomes(conn, merchant_id, key, fingerprint)
+            if (earlier := await outcomes.earlier()) is not None:
+                return earlier
+            row = await outcomes.found((await conn.execute(
                 select(Entry).where(Entry.id == transaction_id, Entry.merchant_id == merchant_id)
-            )).first()
-            if row is None:
-                raise TransactionNotFound("this merchant has no such transaction: pass the ID of one of its own",
-                                          field="transactionId")
+            )).first(), TransactionNotFound("this merchant has no such transaction: pass the ID of one of its own",
+                                            field="transactionId"))
             target = core.entry_from_row(row)
             if target.kind not in REVERSIBLE:
+                await outcomes.check_merchant()
                 hint = "void the hold instead" if target.kind == EntryKind.HOLD else "it cannot be reversed"
                 raise Refused(f"the transaction is a {target.kind.value}: {hint}",
                               code="NOT_REVERSIBLE", field="transactionId")
@@ -74,14 +73,9 @@ class ReversalOperations(LedgerBase):
                 points=points, reverses_id=target.id, reference=reason, now=now, idempotency_key=key,
                 request_hash=fingerprint,
             )
-            if inserted is None:
-                earlier = await core.find_by_key(conn, merchant_id, key, fingerprint)
-                if earlier is not None:
-                    return await core.replay(conn, earlier)
-                if not await core.merchant_is_active(conn, merchant_id):
-                    raise MerchantSuspended(f"merchant {merchant_id} is suspended: it cannot write to the ledger")
-                raise Conflict("the transaction is already reversed", code="ALREADY_REVERSED",
-                               field="transactionId")
+            if inserted is None:  # a concurrent retry took the key, the merchant was suspended, or reversed already
+                return await outcomes.explain(
+                    Conflict("the transaction is already reversed", code="ALREADY_REVERSED", field="transactionId"))
             entry_id = inserted[0]
             if target.kind == EntryKind.EARN:
                 member = await self._reverse_earn(conn, target, entry_id, expired)

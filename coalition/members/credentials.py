@@ -31,16 +31,16 @@ import datetime as dt
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, and_, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy import or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from coalition.auth.member_tokens import TOKEN_PREFIX, live_credential
 from coalition.crypto import hash_secret
 from coalition.db import Database, utcnow
 from coalition.errors import Refused, check_text
 from coalition.ledger.errors import MemberNotFound
 from coalition.members.models import CredentialKind, Member, MemberCredential
 
-TOKEN_PREFIX = "cmt_"
 CLAIM_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32: no I, L, O, U
 CLAIM_GROUPS, CLAIM_GROUP_LENGTH = 4, 5  # 20 characters x 5 bits = 100 bits
 # Letters people (and OCR) confuse with digits; Crockford folds them in when decoding.
@@ -96,20 +96,6 @@ def claim_url(public_url: str, code: str) -> str:
     return f"{public_url.rstrip('/')}/claim#code={code}"
 
 
-def _live(now: dt.datetime) -> ColumnElement[bool]:
-    return and_(MemberCredential.revoked_at.is_(None),
-                or_(MemberCredential.expires_at.is_(None), MemberCredential.expires_at > now))
-
-
-async def member_id_for_token(conn: AsyncConnection, digest: str) -> int | None:
-    """The member a token's SHA-256 belongs to, if the token is live; the authenticator's one lookup."""
-    return (await conn.execute(
-        select(MemberCredential.member_id).where(
-            MemberCredential.secret_hash == digest, MemberCredential.kind == CredentialKind.TOKEN,
-            _live(utcnow()))
-    )).scalar()
-
-
 async def add_token(session: AsyncSession, member_id: int, *, now: dt.datetime, label: str | None = None) -> str:
     """Store a new token's hash for ``member_id`` and return the token (the only time it is visible)."""
     token = new_member_token()
@@ -130,7 +116,7 @@ async def issue_claim_code(session: AsyncSession, member_id: int, *, now: dt.dat
     await session.execute(
         update(MemberCredential)
         .where(MemberCredential.member_id == member_id, MemberCredential.kind == CredentialKind.CLAIM,
-               MemberCredential.used_at.is_(None), _live(now))
+               MemberCredential.used_at.is_(None), live_credential(now))
         .values(expires_at=now)
     )
     code = new_claim_code()
@@ -176,7 +162,7 @@ async def claim_member_access(db: Database, raw_code: str, *, now: dt.datetime |
         member = await lock_member(session, owner)
         spent = (await session.execute(
             update(MemberCredential)
-            .where(MemberCredential.secret_hash == digest, MemberCredential.used_at.is_(None), _live(now))
+            .where(MemberCredential.secret_hash == digest, MemberCredential.used_at.is_(None), live_credential(now))
             .values(used_at=now).returning(MemberCredential.id)
         )).scalar()
         if spent is None:

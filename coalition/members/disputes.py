@@ -26,9 +26,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from coalition.db import Database, utcnow
-from coalition.errors import Conflict, IdempotencyKeyConflict, InvalidInput, NotFound, check_idempotency_key, check_text
-from coalition.ledger.core import request_hash
+from coalition.errors import Conflict, InvalidInput, NotFound, check_idempotency_key, check_text
 from coalition.ledger.errors import TransactionNotFound
+from coalition.ledger.idempotency import KeyColumns, Outcomes, find_earlier, request_hash
 from coalition.ledger.models import Entry, EntryKind
 from coalition.members.models import Dispute, DisputeStatus
 
@@ -50,8 +50,7 @@ async def dispute_transaction(db: Database, *, member_id: int, entry_id: int, re
     now = now or utcnow()
     try:
         async with db.sessions.begin() as session:
-            earlier = await _earlier(session, member_id, key, fingerprint)
-            if earlier is not None:
+            if (earlier := await _outcomes(session, member_id, key, fingerprint).earlier()) is not None:
                 return earlier
             entry = (await session.execute(select(Entry.id, Entry.kind, Entry.merchant_id).where(
                 Entry.id == entry_id, Entry.member_id == member_id))).first()
@@ -71,19 +70,16 @@ async def dispute_transaction(db: Database, *, member_id: int, entry_id: int, re
     except IntegrityError:
         # A concurrent request won: the same key (answer as a retry) or the same transaction.
         async with db.session() as session:
-            earlier = await _earlier(session, member_id, key, fingerprint)
-        if earlier is None:
-            raise _exists() from None
-        return earlier
+            return await _outcomes(session, member_id, key, fingerprint).explain(_exists())
 
 
-async def _earlier(session: AsyncSession, member_id: int, key: str, fingerprint: str) -> Dispute | None:
+# A dispute's key is unique per member (no merchant writes it: no suspension to check).
+DISPUTE_KEYS = KeyColumns(Dispute, key="idempotency_key", fingerprint="request_hash", scope=("member_id",))
+
+
+def _outcomes(session: AsyncSession, member_id: int, key: str, fingerprint: str) -> Outcomes[Dispute]:
     """The dispute this member opened under this key (a retry), or IDEMPOTENCY_KEY_CONFLICT for other input."""
-    earlier = (await session.execute(select(Dispute).where(
-        Dispute.member_id == member_id, Dispute.idempotency_key == key))).scalar_one_or_none()
-    if earlier is not None and earlier.request_hash != fingerprint:
-        raise IdempotencyKeyConflict(key)
-    return earlier
+    return Outcomes(earlier=lambda: find_earlier(session, DISPUTE_KEYS, (member_id,), key, fingerprint))
 
 
 def _exists() -> Conflict:

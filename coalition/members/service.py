@@ -25,18 +25,19 @@ from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from coalition.config import DEFAULT_MEMBER_CLAIM_TTL_S
 from coalition.crypto import NetworkKeys
 from coalition.db import Database, utcnow
 from coalition.errors import (
     Conflict,
-    IdempotencyKeyConflict,
     InvalidInput,
     NotFound,
     check_idempotency_key,
 )
-from coalition.ledger.core import request_hash
-from coalition.ledger.errors import MemberNotFound, MerchantSuspended
+from coalition.ledger.errors import MemberNotFound
+from coalition.ledger.idempotency import KeyColumns, Outcomes, find_earlier, request_hash
 from coalition.ledger.inputs import parse_loyalty_id
+from coalition.loyalty_id import new_loyalty_id, new_referral_code
 from coalition.members.contact import email_fingerprint, phone_fingerprint
 from coalition.members.credentials import (
     ENROLLMENT_LABELS,
@@ -45,10 +46,8 @@ from coalition.members.credentials import (
     issue_claim_code,
     lock_member,
 )
-from coalition.members.loyalty_id import new_loyalty_id, new_referral_code
 from coalition.members.models import Member
-from coalition.network.referrals import check_referral
-from coalition.partners.models import Merchant, MerchantStatus
+from coalition.members.referrals import check_referral
 from coalition.text import unsafe_character
 
 logger = logging.getLogger("coalition.members")
@@ -84,7 +83,7 @@ def normalize_phone(raw: str | None) -> str | None:
     return compact if compact.startswith("+") else "+" + compact
 
 
-DEFAULT_CLAIM_TTL_S = 7 * 24 * 3600
+DEFAULT_CLAIM_TTL_S = DEFAULT_MEMBER_CLAIM_TTL_S
 
 
 @dataclass(frozen=True)
@@ -107,9 +106,9 @@ async def enroll_member(
     phone: str | None = None, referral_code: str | None = None, referral_daily_limit: int = 10,
     claim_ttl_s: int = DEFAULT_CLAIM_TTL_S, now: dt.datetime | None = None,
 ) -> Enrollment:
-    """Enroll a member; with a referral code, the referral rules apply (``coalition.network.referrals``).
+    """Enroll a member; with a referral code, the referral rules apply (``coalition.members.referrals``).
 
-    Outcomes, in order of precedence: the same key's earlier enrollment (a replay:
+    Outcomes, in the precedence of ``coalition.ledger.idempotency``: the same key's earlier enrollment (a replay:
     ``IDEMPOTENCY_KEY_CONFLICT`` if the input differs), ``MERCHANT_SUSPENDED``,
     ``CONTACT_ALREADY_ENROLLED`` (before anything about the referral code, so the answer
     never depends on whose contact it is), ``REFERRAL_CODE_NOT_FOUND``,
@@ -126,22 +125,21 @@ async def enroll_member(
     email_index = keys.blind_index("email", clean_email) if clean_email else None
     phone_index = keys.blind_index("phone", clean_phone) if clean_phone else None
     email_print, phone_print = email_fingerprint(keys, clean_email), phone_fingerprint(keys, clean_phone)
+    def outcomes(session: AsyncSession) -> Outcomes[Enrollment]:
+        return Outcomes(earlier=lambda: _replay(session, keys, merchant_id, key, fingerprint, now, claim_ttl_s),
+                        executor=session, merchant_id=merchant_id, action="enroll members")
+
     try:
         async with db.sessions.begin() as session:
-            earlier = await _replay(session, keys, merchant_id, key, fingerprint, now, claim_ttl_s)
-            if earlier is not None:
+            enrollment = outcomes(session)
+            if (earlier := await enrollment.earlier()) is not None:
                 return earlier
-            status = (await session.execute(select(Merchant.status).where(Merchant.id == merchant_id))).scalar()
-            if status != MerchantStatus.ACTIVE:
-                raise MerchantSuspended(f"merchant {merchant_id} is suspended: it cannot enroll members")
+            await enrollment.check_merchant()
             for index, field in ((email_index, "email"), (phone_index, "phone")):
                 column = Member.email_index if field == "email" else Member.phone_index
                 if index and (await session.execute(select(Member.id).where(column == index))).first():
                     # A concurrent retry of this very request may have committed since the key check.
-                    earlier = await _replay(session, keys, merchant_id, key, fingerprint, now, claim_ttl_s)
-                    if earlier is not None:
-                        return earlier
-                    raise ContactAlreadyEnrolled(field)
+                    return await enrollment.explain(ContactAlreadyEnrolled(field))
             referrer_id = None
             if code is not None:
                 referrer_id = (await session.execute(
@@ -170,10 +168,7 @@ async def enroll_member(
     except IntegrityError:
         # A concurrent request with the same key or contact won the race: answer as it would now.
         async with db.sessions.begin() as session:
-            earlier = await _replay(session, keys, merchant_id, key, fingerprint, now, claim_ttl_s)
-        if earlier is None:
-            raise ContactAlreadyEnrolled(None) from None
-        return earlier
+            return await outcomes(session).explain(ContactAlreadyEnrolled(None))
 
 
 class ContactAlreadyEnrolled(Conflict):
@@ -186,6 +181,11 @@ class ContactAlreadyEnrolled(Conflict):
                          "their loyalty ID or QR code", field=field)
 
 
+# An enrollment's key is kept on the member it enrolled, unique per enrolling merchant.
+ENROLLMENT_KEYS = KeyColumns(Member, key="enroll_idempotency_key", fingerprint="enroll_request_hash",
+                             scope=("enrolled_by_merchant_id",))
+
+
 async def _replay(
     session: AsyncSession, keys: NetworkKeys, merchant_id: int, key: str, fingerprint: str, now: dt.datetime,
     claim_ttl_s: int,
@@ -196,13 +196,9 @@ async def _replay(
     has not claimed access yet and nobody revoked or re-issued its codes (the earlier, unused
     one expires, so one code at most is live), else none.
     """
-    earlier = (await session.execute(select(Member).where(
-        Member.enrolled_by_merchant_id == merchant_id, Member.enroll_idempotency_key == key
-    ))).scalar_one_or_none()
+    earlier = await find_earlier(session, ENROLLMENT_KEYS, (merchant_id,), key, fingerprint)
     if earlier is None:
         return None
-    if earlier.enroll_request_hash != fingerprint:
-        raise IdempotencyKeyConflict(key)
     claim = None
     await lock_member(session, earlier.id)
     if await enrollment_claim_open(session, earlier.id):

@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from coalition.crypto import NetworkKeys
 from coalition.db import Database
 from coalition.ledger.models import Allocation, Entry, Lot, Posting
-from coalition.members.loyalty_id import ALPHABET, BODY_LENGTH
+from coalition.loyalty_id import ALPHABET, BODY_LENGTH
 from coalition.members.models import Member
 from coalition.network.graphs import EARN, IntArray
 from coalition.network.synthetic import SyntheticNetwork

@@ -12,8 +12,10 @@ are in :mod:`coalition.settlement.pricing`).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Callable, Sequence
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import BigInteger, ColumnElement, Select, and_, case, cast, func, literal, literal_column, select
@@ -21,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import aliased
 
 from coalition.config import Settings
+from coalition.giftcards.models import GiftEntry
 from coalition.ledger.models import Account, Allocation, AllocationKind, Entry, Posting
 from coalition.settlement.models import SettlementBatch
 from coalition.settlement.policy import Policy, policy_versions
@@ -93,14 +96,20 @@ async def compute_settlement(
     through_entry_id: int,
     policy_override: Policy | None = None,
     progress: Progress | None = None,
+    gift_window: tuple[int, int] | None = None,
 ) -> SettlementFigures:
     """Price the window ``(after_entry_id, through_entry_id]``; writes nothing.
 
     ``policy_override`` prices every transaction under that one policy instead of the
-    stored versions (the what-if simulation).
+    stored versions (the what-if simulation). ``gift_window``: the gift card entries
+    ``(after, through]`` settled with it (:func:`coalition.giftcards.settlement.read_gift_spent`).
     """
     versions = [policy_override] if policy_override is not None else await policy_versions(conn, settings)
     rows = await read_window(conn, versions, after_entry_id, through_entry_id, progress)
+    if gift_window is not None:
+        rows = dataclasses.replace(
+            rows, after_gift_entry_id=gift_window[0], through_gift_entry_id=gift_window[1],
+            gift_spent=await read_gift_spent(conn, *gift_window), gift_fee_rate=Decimal(settings.gift_card_fee_rate))
     figures = price_window(rows)
     if progress is not None:
         progress("priced", 5, STEPS)
@@ -171,6 +180,26 @@ async def _issued(conn: AsyncConnection, versions: Sequence[Policy], lo: int,
                         func.sum(Posting.points)).join(Entry, Entry.id == Posting.entry_id))
     rows = await conn.execute(query.where(*issue_filter).group_by(*_ordinals(3)))
     return [(int(v), issuer, rev, int(total)) for v, issuer, rev, total in rows]
+
+
+async def read_gift_spent(conn: AsyncConnection, lo: int,
+                          hi: int) -> list[tuple[int, int, int, int | None, int | None]]:
+    """Gift card money spent per (issuer, redeemer) in the entries ``(lo, hi]``, net of refunds of spends in
+    the same window; a refund of a spend settled before (``reverses_id <= lo``) is kept on its own."""
+    late = GiftEntry.reverses_id.is_not(None) & (GiftEntry.reverses_id <= literal_column(str(int(lo))))
+    where = (_in_window(GiftEntry.id, lo, hi), GiftEntry.spent_minor != 0, GiftEntry.merchant_id.is_not(None))
+    rows = await conn.execute(select(GiftEntry.issuer_merchant_id, GiftEntry.merchant_id, func.sum(
+        GiftEntry.spent_minor)).where(*where, ~late).group_by(GiftEntry.issuer_merchant_id, GiftEntry.merchant_id))
+    spent: list[tuple[int, int, int, int | None, int | None]] = []
+    for i, r, total in rows:
+        assert r is not None  # the query takes entries with a merchant only
+        spent.append((int(i), int(r), int(total), None, None))
+    for i, r, total, rev, orig in await conn.execute(select(
+            GiftEntry.issuer_merchant_id, GiftEntry.merchant_id, GiftEntry.spent_minor, GiftEntry.id,
+            GiftEntry.reverses_id).where(*where, late).order_by(GiftEntry.id)):
+        assert r is not None and orig is not None
+        spent.append((int(i), int(r), int(total), int(rev), int(orig)))
+    return spent
 
 
 async def _batches(conn: AsyncConnection) -> list[tuple[int, int]]:

@@ -38,6 +38,7 @@ class LineKind(enum.StrEnum):
     ISSUED = "ISSUED"  # points the issuer issued (net of same-batch earn reversals)
     EXPIRED = "EXPIRED"  # the issuer's points that expired (breakage)
     ADJUSTMENT = "ADJUSTMENT"  # a reversal of a transaction settled in an earlier batch
+    GIFT_CARD = "GIFT_CARD"  # money of issuer's gift cards spent at redeemer (points: minor units spent)
 
 
 def _enum(cls: type[enum.Enum]) -> Enum:
@@ -87,6 +88,9 @@ class SettlementBatch(Base):
     digest: Mapped[str] = mapped_column(String(64))
     signature: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # Last, as migration 0010 added it: the gift-card entries settled are those with ids up to
+    # this (after the previous batch's); NULL on batches closed before gift cards.
+    through_gift_entry_id: Mapped[int | None]
 
 
 class SettlementLine(Base):

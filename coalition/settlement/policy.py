@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from coalition.config import Settings
+from coalition.config import DEFAULT_REDEEM_WITHOUT_PROOF_POINTS, Settings
 from coalition.db import Database, utcnow
 from coalition.ledger.core import MAX_POINTS
 from coalition.settlement.errors import InvalidPolicy
@@ -46,7 +46,7 @@ class Policy:
     # Points one merchant may redeem or hold from one member in a rolling 24 h without the
     # member's proof of presence (coalition.ledger.presence). Not a settlement figure, so not
     # in as_dict (which statements sign).
-    redeem_without_proof_points: int = 200
+    redeem_without_proof_points: int = DEFAULT_REDEEM_WITHOUT_PROOF_POINTS
 
     def as_dict(self) -> dict[str, Any]:
         """The canonical form written into statements (strings for rates, no floats)."""

@@ -88,6 +88,7 @@ class SettlementFigures:
     netting: netting.Netting
     residue_minor: Decimal
     policies: list[Policy] = field(default_factory=list)
+    through_gift_entry_id: int | None = None
 
     @property
     def matrix(self) -> list[tuple[int | None, int, int, int, int]]:
@@ -128,6 +129,13 @@ class WindowRows:
     issued: Sequence[tuple[int, int | None, int | None, int]]
     originals: Mapping[int, tuple[int, dt.datetime]] = field(default_factory=dict)
     batches: Sequence[tuple[int, int]] = ()
+    # Gift cards (coalition/giftcards/): the window of gift card entries, the money of issuer's cards spent
+    # at redeemer as (issuer, redeemer, minor units, refund entry id, refunded entry id): the ids only for a
+    # refund of a spend settled in an earlier batch, which settles on a line of its own. And the fee rate.
+    after_gift_entry_id: int = 0
+    through_gift_entry_id: int | None = None
+    gift_spent: Sequence[tuple[int, int, int, int | None, int | None]] = ()
+    gift_fee_rate: Decimal = Decimal(0)
 
 
 def round_half_even(value: Decimal) -> int:
@@ -329,6 +337,33 @@ def _priced_lines(rows: WindowRows, issued: _Issued, honored: _Honored, expired:
     return lines
 
 
+def gift_card_lines(rows: WindowRows) -> list[Line]:
+    """GIFT_CARD lines: the issuer (who holds the cash) owes the redeemer the money spent, less the fee.
+
+    ``fee = round_half_even(spent * gift_fee_rate)`` once per line goes to the network; exact is
+    ``-spent * rate``, so the residue (rounding) goes to the network like the points lines'. A spend
+    at the issuer itself moves no money. Under the policy version in force at the end of the window.
+    """
+    if not rows.gift_spent:
+        return []
+    rate = _Rate.of(rows.gift_fee_rate)
+    policy = rows.versions[-1]
+    cells: dict[tuple[int, int, int, int], int] = {}
+    for issuer, redeemer, spent, rev, orig in rows.gift_spent:
+        if issuer != redeemer and spent:
+            cell = (issuer, redeemer, rev or 0, orig or 0)
+            cells[cell] = cells.get(cell, 0) + spent
+    lines: list[Line] = []
+    for (issuer, redeemer, rev, orig), spent in sorted(cells.items()):
+        if not spent:
+            continue
+        exact, fee = rate.times(spent)
+        lines.append(Line(LineKind.GIFT_CARD, policy, issuer, redeemer, spent, issuer_minor=-spent,
+                          redeemer_minor=spent - fee, exact_minor=-exact,
+                          reversal_entry_id=rev or None, original_entry_id=orig or None))
+    return lines
+
+
 def _tally(lines: list[Line], merchants: dict[int, MerchantFigures]) -> tuple[Decimal, list[Policy]]:
     """Add each line's money to its merchants' figures; the residue and the policies used."""
     exact_total, rounded_total = Decimal(0), 0
@@ -367,12 +402,14 @@ def price_window(rows: WindowRows) -> SettlementFigures:
     issued, returns = _fold_issued(rows, merchants)
     adjustments = _place_reversals(rows, restores, returns, honored, issued)
     lines = _priced_lines(rows, issued, honored, expired, adjustments)
+    lines += gift_card_lines(rows)
     residue, used = _tally(lines, merchants)
     result = netting.net(lines)
     for merchant_id in result.positions:
         _figures(merchants, merchant_id)
     return SettlementFigures(after_entry_id=rows.after_entry_id, through_entry_id=rows.through_entry_id,
-                             lines=lines, merchants=merchants, netting=result, residue_minor=residue, policies=used)
+                             lines=lines, merchants=merchants, netting=result, residue_minor=residue, policies=used,
+                             through_gift_entry_id=rows.through_gift_entry_id)
 
 
 def _sort_key(item: tuple[tuple[Any, ...], int]) -> tuple[Any, ...]:

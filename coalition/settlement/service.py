@@ -45,7 +45,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from coalition.config import Settings
 from coalition.crypto import NetworkKeys
 from coalition.db import Database, utcnow
-from coalition.errors import IdempotencyKeyConflict, check_idempotency_key
+from coalition.errors import check_idempotency_key
+from coalition.giftcards.models import GiftEntry
+from coalition.ledger.idempotency import KeyColumns, Outcomes, find_earlier
 from coalition.ledger.models import Entry
 from coalition.settlement import netting, statements
 from coalition.settlement.compute import Line, Progress, SettlementFigures, compute_settlement
@@ -128,12 +130,14 @@ def check_period_end(period_end: Any, now: dt.datetime) -> dt.datetime:
     return period_end
 
 
-async def _high_water_mark(db: Database, conn: AsyncConnection, after: int, period_end: dt.datetime) -> int:
-    query = select(func.max(Entry.id)).where(Entry.id > after, Entry.created_at < period_end)
+async def _high_water_mark(db: Database, conn: AsyncConnection, after: int, period_end: dt.datetime,
+                           table: type[Entry] | type[GiftEntry] = Entry) -> int:
+    """The points entries' mark, or with ``table=GiftEntry`` the gift card entries' (the same way)."""
+    query = select(func.max(table.id)).where(table.id > after, table.created_at < period_end)
     if db.is_sqlite:  # the run's BEGIN IMMEDIATE transaction already excludes writers
         return int((await conn.execute(query)).scalar_one_or_none() or after)
     async with db.engine.begin() as short:
-        await short.execute(text(f"LOCK TABLE {Entry.__tablename__} IN SHARE MODE"))
+        await short.execute(text(f"LOCK TABLE {table.__tablename__} IN SHARE MODE"))
         return int((await short.execute(query)).scalar_one_or_none() or after)
 
 
@@ -154,9 +158,8 @@ async def run_settlement(
             if not db.is_sqlite:
                 await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": SETTLEMENT_LOCK_KEY})
                 await conn.execute(_LZ4_STATEMENTS)
-            earlier = await _by_key(conn, key, period_end)
-            if earlier is not None:
-                return RunResult(earlier, replayed=True)
+            if (earlier := await _outcomes(conn, key, period_end).earlier()) is not None:
+                return earlier
             latest = (await conn.execute(
                 select(SettlementBatch).order_by(SettlementBatch.seq.desc()).limit(1))).first()
             if latest is not None and period_end <= latest.period_end:
@@ -165,9 +168,11 @@ async def run_settlement(
                     "that activity is settled already", code="PERIOD_END_NOT_AFTER_LAST_BATCH", field="periodEnd")
             after = latest.through_entry_id if latest is not None else 0
             through = await _high_water_mark(db, conn, after, period_end)
+            gift_after = (latest.through_gift_entry_id or 0) if latest is not None else 0
+            gift_through = await _high_water_mark(db, conn, gift_after, period_end, table=GiftEntry)
             with _without_cyclic_gc():
                 figures = await compute_settlement(conn, settings, after_entry_id=after, through_entry_id=through,
-                                                   progress=progress)
+                                                   progress=progress, gift_window=(gift_after, gift_through))
                 if latest is not None:
                     period_start = latest.period_end
                 else:
@@ -182,11 +187,8 @@ async def run_settlement(
         # Only without the advisory lock (another process on SQLite racing past BEGIN
         # IMMEDIATE cannot happen; this is the constraint's last line).
         async with db.read() as conn:
-            earlier = await _by_key(conn, key, period_end)
-        if earlier is not None:
-            return RunResult(earlier, replayed=True)
-        raise SettlementRaced("another settlement run closed this activity at the same time; run again",
-                              field="periodEnd") from None
+            return await _outcomes(conn, key, period_end).explain(SettlementRaced(
+                "another settlement run closed this activity at the same time; run again", field="periodEnd"))
     return RunResult(_batch_from_row(batch))
 
 
@@ -194,13 +196,17 @@ def _batch_from_row(row: Any) -> SettlementBatch:
     return SettlementBatch(**dict(row._mapping))
 
 
-async def _by_key(conn: AsyncConnection, key: str, period_end: dt.datetime) -> SettlementBatch | None:
-    row = (await conn.execute(select(SettlementBatch).where(SettlementBatch.idempotency_key == key))).first()
-    if row is None:
-        return None
-    if row.period_end != period_end:
-        raise IdempotencyKeyConflict(key)
-    return _batch_from_row(row)
+# A run's key is the network's (no scope); a retry must name the same ``periodEnd``.
+BATCH_KEYS = KeyColumns(SettlementBatch, key="idempotency_key", fingerprint="period_end")
+
+
+def _outcomes(conn: AsyncConnection, key: str, period_end: dt.datetime) -> Outcomes[RunResult]:
+    """The batch an earlier run closed under this key (replayed), or IDEMPOTENCY_KEY_CONFLICT for another periodEnd."""
+    async def earlier() -> RunResult | None:
+        batch = await find_earlier(conn, BATCH_KEYS, (), key, period_end)
+        return None if batch is None else RunResult(batch, replayed=True)
+
+    return Outcomes(earlier=earlier)
 
 
 @dataclass(frozen=True)
@@ -292,7 +298,7 @@ async def _write_batch(
     await conn.execute(insert(SettlementBatch).values(
         id=batch_id, seq=seq, previous_batch_id=latest.id if latest is not None else None, idempotency_key=key,
         period_start=period_start, period_end=period_end, after_entry_id=figures.after_entry_id,
-        through_entry_id=figures.through_entry_id,
+        through_entry_id=figures.through_entry_id, through_gift_entry_id=figures.through_gift_entry_id,
         funding_models=",".join(sorted({p.funding_model.value for p in figures.policies})),
         gross_minor=n.gross_minor, net_minor=n.net_minor, bilateral_minor=n.bilateral_minor,
         network_income_minor=n.network_income_minor, residue_minor=str(figures.residue_minor),
@@ -444,6 +450,7 @@ class MatrixCell:
     points: int
     amount_minor: int  # reimbursed to the redeemer
     charged_minor: int  # charged to the issuer (REDEMPTION)
+    kind: str = "POINTS"  # or GIFT_CARD: money of the issuer's gift cards spent at the redeemer (points: minor units)
 
 
 @dataclass(frozen=True)
@@ -455,14 +462,17 @@ class _StoredLeg:
 
 
 async def batch_matrix(db: Database, batch_id: int, *, merchant_id: int | None = None) -> list[MatrixCell]:
-    cells: dict[tuple[int | None, int], list[int]] = {}
+    cells: dict[tuple[str, int | None, int], list[int]] = {}
+    kinds = {LineKind.HONORED: "POINTS", LineKind.GIFT_CARD: "GIFT_CARD"}
     for line in await batch_lines(db, batch_id, merchant_id=merchant_id):
-        if line.kind == LineKind.HONORED and line.redeemer_merchant_id is not None:
-            cell = cells.setdefault((line.issuer_merchant_id, line.redeemer_merchant_id), [0, 0, 0])
+        kind = kinds.get(line.kind)
+        if kind is not None and line.redeemer_merchant_id is not None:
+            cell = cells.setdefault((kind, line.issuer_merchant_id, line.redeemer_merchant_id), [0, 0, 0])
             cell[0] += line.points
             cell[1] += line.redeemer_minor
             cell[2] -= line.issuer_minor
-    return [MatrixCell(i, r, *v) for (i, r), v in sorted(cells.items(), key=lambda kv: (kv[0][0] or 0, kv[0][1]))]
+    ordered = sorted(cells.items(), key=lambda kv: (kv[0][0] != "POINTS", kv[0][1] or 0, kv[0][2]))
+    return [MatrixCell(i, r, v[0], v[1], v[2], kind=k) for (k, i, r), v in ordered]
 
 
 async def batch_netting(db: Database, batch_id: int) -> netting.Netting:

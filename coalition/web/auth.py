@@ -36,7 +36,6 @@ import base64
 import binascii
 import hmac
 import ipaddress
-import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 
@@ -46,7 +45,7 @@ from starlette.responses import Response
 
 from coalition.auth.service import Authenticator, Caller
 from coalition.availability import RETRY_AFTER_S, SERVICE_UNAVAILABLE, outage_cause
-from coalition.graphql.errors import INTERNAL_MESSAGE, INTERNAL_SERVER_ERROR, request_error
+from coalition.graphql.errors import INTERNAL_MESSAGE, INTERNAL_SERVER_ERROR
 from coalition.graphql.http import APPLICATION_JSON, negotiate
 from coalition.ratelimit import RateLimiter
 from coalition.web.errors import accepts_basic, error_response, is_page, is_wallet
@@ -214,20 +213,9 @@ class AuthBackend(AuthenticationBackend):
 def on_auth_error(conn: HTTPConnection, error: Exception) -> Response:
     """The response to a refusal: /graphql's media type and body, or the pages' shape."""
     refused = error if isinstance(error, AuthRefused) else AuthRefused(401, "UNAUTHENTICATED", BAD_CREDENTIAL)
-    if conn.url.path == GRAPHQL_PATH:
-        # What GraphQLEndpoint sends for a request it refuses before execution.
-        media_type = negotiate(conn.headers.get("accept")) or APPLICATION_JSON
-        response: Response = Response(
-            _json(request_error(refused.message, refused.code)), refused.status, refused.headers,
-            f"{media_type}; charset=utf-8")
-        if refused.status == 401:
-            response.headers["WWW-Authenticate"] = "Bearer"
-        return response
-    return error_response(conn, refused.status, refused.code, refused.message, refused.headers)
-
-
-def _json(body: object) -> bytes:
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    # On /graphql, in the media type GraphQLEndpoint answers a request it refuses before execution.
+    media_type = negotiate(conn.headers.get("accept")) or APPLICATION_JSON if conn.url.path == GRAPHQL_PATH else None
+    return error_response(conn, refused.status, refused.code, refused.message, refused.headers, media_type=media_type)
 
 
 def require_scope(scopes: Iterable[str], what: str,

@@ -56,8 +56,9 @@ def wants_html(conn: HTTPConnection) -> bool:
 
 
 def error_response(conn: HTTPConnection, status: int, code: str, message: str,
-                   headers: Mapping[str, str] | None = None) -> Response:
-    """The error response for ``conn``: HTML for a browser on a page, else the JSON shape."""
+                   headers: Mapping[str, str] | None = None, *, media_type: str | None = None) -> Response:
+    """The error response for ``conn``: HTML for a browser on a page, else the JSON shape (as
+    ``media_type`` when given: /graphql answers in the media type the client negotiated)."""
     page = is_page(conn.url.path)
     response: Response
     if page and wants_html(conn):
@@ -65,7 +66,8 @@ def error_response(conn: HTTPConnection, status: int, code: str, message: str,
                                              message=html.escape(message)), status_code=status,
                                 headers={"Content-Security-Policy": _PAGE_POLICY})
     else:
-        response = JSONResponse(request_error(message, code), status_code=status)
+        response = JSONResponse(request_error(message, code), status_code=status,
+                                media_type=f"{media_type}; charset=utf-8" if media_type else None)
     response.headers["Cache-Control"] = "no-store"
     for name, value in (headers or {}).items():
         response.headers[name] = value

@@ -102,11 +102,17 @@ def report_routes(services: Any) -> list[Route]:
     rendered: dict[tuple[Any, ...], tuple[float, Export]] = {}
     ids: GlobalIds = services.keys.global_ids  # batch and merchant global IDs in URLs
 
-    async def send(request: Request, merchant_id: int | None, links: list[tuple[str, str]]) -> Response:
+    def batch_of(request: Request) -> int:
+        return _id(ids, request.path_params["batch"], "SettlementBatch", "batch")
+
+    async def send(request: Request, merchant_id: int | None, links: list[tuple[str, str]],
+                   batch_id: int | None = None) -> Response:
+        """The export of the batch (``batch_id``, if the caller decoded it already) in the URL's format."""
         fmt = request.path_params["fmt"]
         if fmt not in FORMATS:
             raise HttpError(404, "INVALID_FORMAT", f"no .{fmt[:20]} export: one of {', '.join(FORMATS)}")
-        batch_id = _id(ids, request.path_params["batch"], "SettlementBatch", "batch")
+        if batch_id is None:
+            batch_id = batch_of(request)
         # A closed batch never changes, and a chart costs a few hundred milliseconds of CPU:
         # repeated downloads (and a key hammering one URL) come from memory for a while.
         key = (batch_id, merchant_id, fmt, tuple(links))
@@ -164,10 +170,10 @@ def report_routes(services: Any) -> list[Route]:
             raise HttpError(403, "FORBIDDEN", "statements need a merchant or admin API key")
         # The links (part of the render cache's key) name the batch and merchant by number,
         # however the URL named them: one entry, and one page, per statement.
-        batch = _id(ids, request.path_params["batch"], "SettlementBatch", "batch")
+        batch = batch_of(request)
         query = f"?merchant={merchant_id}" if wanted is not None else ""
         links = [(fmt.upper(), f"{batch}.{fmt}{query}") for fmt in FORMATS if fmt != "html"]
-        return await send(request, merchant_id, links)
+        return await send(request, merchant_id, links, batch)
 
     async def batch_index(request: Request) -> Response:
         caller = require_caller(request)

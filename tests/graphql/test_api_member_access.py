@@ -94,6 +94,14 @@ async def test_rotate_and_revoke_through_the_api(api: Any, net: dict[str, Any]) 
     assert await error_code(api, CONTACT, key=new) == "UNAUTHENTICATED"
 
 
+async def test_a_member_names_itself_as_a_person_types_its_loyalty_id(api: Any, net: dict[str, Any]) -> None:
+    token = await claim_over_api(api, net["enrolled"]["claimCode"])
+    typed = net["lid"].replace("-", " ").lower()  # spaces for dashes, lower case: still its own
+    revoked = (await api.call(REVOKE, {"lid": typed}, key=token))["revokeMemberTokens"]
+    assert revoked == {"revokedCount": 1, "userErrors": []}
+    assert await error_code(api, CONTACT, key=token) == "UNAUTHENTICATED"
+
+
 async def test_an_admin_gets_a_member_back_in(api: Any, net: dict[str, Any]) -> None:
     token = await claim_over_api(api, net["enrolled"]["claimCode"])
     reissued = (await api.call(REISSUE, {"lid": net["lid"]}, key=net["admin"]))["issueMemberClaimCode"]

@@ -9,7 +9,7 @@ import pytest
 from graphql import GraphQLSyntaxError, build_schema
 
 from coalition.graphql.documents import DocumentCache, Failure
-from coalition.graphql.limits import ANONYMOUS_BUDGET, DEFAULT_BUDGET, Budget
+from coalition.graphql.limits import ANONYMOUS_BUDGET, DEFAULT_BUDGET, Budget, Price, price
 
 SCHEMA = build_schema("type Query { hello(name: String): String, other: Int }")
 
@@ -124,6 +124,21 @@ def test_what_is_stored_is_the_document_without_its_trailing_comment() -> None:
     assert first.document is not None and first.document.loc is not None
     assert first.document.loc.source.body == "{ hello }"
     assert cache.cache_info().chars == len("{ hello }")
+
+
+def test_a_miss_with_a_trailing_comment_prices_the_text_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    priced: list[str] = []
+
+    def counting_price(query: str, budget: Budget) -> Price:
+        priced.append(query)
+        return price(query, budget)
+
+    monkeypatch.setattr("coalition.graphql.documents.price", counting_price)
+    text = '{ hello(name: "a b c d e f g h i j k") }  ' + "   # trailing words " * 40 + "\n ,"
+    prepared = DocumentCache(SCHEMA).get(text, DEFAULT_BUDGET)
+    assert priced == [text]
+    key = text[:text.index("}") + 1]
+    assert prepared.price == price(key, DEFAULT_BUDGET)  # as if the key alone had been priced
 
 
 def test_a_hit_is_checked_against_the_budget_of_the_caller(parses: list[str]) -> None:

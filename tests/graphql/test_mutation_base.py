@@ -30,6 +30,10 @@ EXPECTED_ACCESS = {
     "captureRedemption": Access.MERCHANT, "voidRedemption": Access.MERCHANT,
     "reverseTransaction": Access.MERCHANT, "reconcilePosExport": Access.STAFF,
     "runSettlement": Access.ADMIN, "setNetworkPolicy": Access.ADMIN,
+    "issueGiftCard": Access.MERCHANT, "redeemGiftCard": Access.MERCHANT, "authorizeGiftCard": Access.MERCHANT,
+    "captureGiftCard": Access.MERCHANT, "voidGiftCard": Access.MERCHANT, "refundGiftCard": Access.MERCHANT,
+    "attachGiftCard": Access.MEMBER,
+    "createCampaign": Access.MERCHANT, "setTierPolicy": Access.ADMIN,
 }
 
 

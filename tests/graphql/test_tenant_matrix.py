@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import datetime as dt
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -35,6 +36,8 @@ from starlette.routing import Mount, Route
 
 from coalition.config import QUERY_BUDGET_NAMES, Settings
 from coalition.crypto import NetworkKeys
+from coalition.giftcards.models import GiftCard, GiftEntry
+from coalition.giftcards.service import GiftCards
 from coalition.ledger.errors import HoldNotFound, TransactionNotFound
 from coalition.ledger.models import Entry, Hold
 from coalition.ledger.service import Ledger
@@ -43,8 +46,12 @@ from coalition.members.disputes import dispute_transaction
 from coalition.members.models import Dispute, Member, MemberCredential
 from coalition.members.service import enroll_member
 from coalition.network.jobs import run_analysis
+from coalition.network.store import InsightStore
 from coalition.partners.models import Merchant
 from coalition.partners.service import onboard_merchant
+from coalition.programs.campaign_models import Campaign
+from coalition.programs.campaigns import create_campaign
+from coalition.programs.tier_models import TierPolicyVersion
 from coalition.settlement.models import NetworkPolicy, SettlementBatch
 from coalition.settlement.service import run_settlement
 
@@ -52,7 +59,7 @@ ADMIN, ANON = "admin", "anonymous"
 MERCHANTS = ("A", "B", "C")
 MEMBERS = ("m1", "m2")  # the members who call with their own token
 ROLES = (ADMIN, *MERCHANTS, *MEMBERS, ANON)
-NODE_TYPES = ("Merchant", "Member", "Transaction", "Hold", "SettlementBatch", "Dispute")
+NODE_TYPES = ("Merchant", "Member", "Transaction", "Hold", "SettlementBatch", "Dispute", "GiftCard", "Campaign")
 MAX_TYPE_REPEATS = 2  # a type may appear twice on one path (Transaction.reverses: a Transaction)
 DENIED = {"UNAUTHENTICATED", "FORBIDDEN"}
 HOLD_NOT_FOUND, TRANSACTION_NOT_FOUND = HoldNotFound.code, TransactionNotFound.code
@@ -70,6 +77,9 @@ class Net:
     holds: dict[int, tuple[int, int]] = field(default_factory=dict)  # hold id -> (merchant, member)
     batches: list[int] = field(default_factory=list)
     disputes: dict[int, int] = field(default_factory=dict)  # dispute id -> member id
+    gift_cards: dict[int, tuple[int, int | None]] = field(default_factory=dict)  # card id -> (issuer, member)
+    gift_codes: list[str] = field(default_factory=list)  # every seeded card's code
+    campaigns: dict[int, int] = field(default_factory=dict)  # campaign id -> merchant id
     ids: dict[str, tuple[str, int]] = field(default_factory=dict)  # global ID as issued -> (type, id)
     guesses: dict[str, tuple[str, int]] = field(default_factory=dict)  # base64("Type:n") -> (type, id)
 
@@ -155,6 +165,12 @@ async def seed(db: Any, keys: NetworkKeys, ledger: Ledger, settings: Any, clock:
     dispute = await dispute_transaction(db, member_id=net.member["m1"].id, entry_id=disputed.entry.id,
                                         reason="I was not there", idempotency_key="d1", now=clock.now)
     net.disputes[dispute.id] = net.member["m1"].id
+    for shop in ("A", "B"):
+        campaign = await create_campaign(db, keys, InsightStore(db), merchant_id=net.merchant[shop],
+                                         name=f"{shop} days", kind="BONUS", bonus_points=5, control_percent=10,
+                                         starts_at=clock.now, ends_at=clock.now + dt.timedelta(days=3),
+                                         idempotency_key="c1", now=clock.now)
+        net.campaigns[campaign.id] = net.merchant[shop]
 
     # Every entry and hold as written (bonuses and expiries included), and the relationships
     # they make: a merchant knows the members it enrolled or has a transaction with.
@@ -167,11 +183,23 @@ async def seed(db: Any, keys: NetworkKeys, ledger: Ledger, settings: Any, clock:
         for hold_id, merchant_id, member_id in (await conn.execute(select(Hold.id, Hold.merchant_id,
                                                                           Hold.member_id))).all():
             net.holds[hold_id] = (merchant_id, member_id)
+    # Gift cards: one sold at A, spent at B and put in m1's wallet; one sold at C.
+    gift = GiftCards(db, settings, keys, clock=clock)
+    sold_a = await gift.issue(merchant_id=net.merchant["A"], amount_minor=5000, idempotency_key="g1")
+    await gift.redeem(merchant_id=net.merchant["B"], caller_key="seed", code=str(sold_a.code), amount_minor=700,
+                      idempotency_key="g2")
+    await gift.attach(member_id=net.member["m1"].id, code=str(sold_a.code))
+    sold_c = await gift.issue(merchant_id=net.merchant["C"], amount_minor=900, idempotency_key="g3")
+    net.gift_cards[sold_a.card.id] = (net.merchant["A"], net.member["m1"].id)
+    net.gift_cards[sold_c.card.id] = (net.merchant["C"], None)
+    net.gift_codes += [str(sold_a.code), str(sold_c.code)]
     for label in MEMBERS:
         net.api_key[label] = await member_token(db, net.member[label].id, clock.now)
     objects = [("Merchant", i) for i in net.merchant.values()] + [("Member", m.id) for m in net.member.values()]
     objects += [("Transaction", i) for i in net.entries] + [("Hold", i) for i in net.holds]
     objects += [("SettlementBatch", i) for i in net.batches] + [("Dispute", i) for i in net.disputes]
+    objects += [("GiftCard", i) for i in net.gift_cards]
+    objects += [("Campaign", i) for i in net.campaigns]
     for type_name, value in objects:
         net.ids[keys.global_ids.encode(type_name, value)] = (type_name, value)
         net.guesses[base64.b64encode(f"{type_name}:{value}".encode()).decode()] = (type_name, value)
@@ -189,6 +217,7 @@ class Seen:
     obj: dict[str, Any]
     presented: set[int]  # members whose loyalty ID the request itself presented (the till lookup)
     net: Net
+    where: str = ""  # the root field (or node(...)) the object came from
 
     def ref(self, value: Any) -> tuple[str, int] | None:
         """(type, id) of a nested object or ID, None for null; raises for an ID nobody issued."""
@@ -281,6 +310,23 @@ def dispute_rule(seen: Seen) -> bool:
     return seen.role == ADMIN or seen.net.disputes[seen.own[1]] == seen.net.member_id_of(seen.role)
 
 
+def gift_card_rule(seen: Seen) -> bool:
+    """Whoever presents a card's code sees it (``giftCard(code:)``); by ID, its issuer and the member's wallet."""
+    issuer, member_id = seen.net.gift_cards[seen.own[1]]
+    if seen.role == ADMIN or (seen.where == "giftCard" and seen.role != ANON):
+        return True
+    if seen.role in MERCHANTS:
+        return issuer == seen.net.merchant[seen.role]
+    return member_id is not None and member_id == seen.net.member_id_of(seen.role)
+
+
+def merchant_or_member(seen: Seen) -> bool:
+    return seen.role in MERCHANTS or seen.role in MEMBERS
+def campaign_rule(seen: Seen) -> bool:
+    """An admin, or the merchant that runs it."""
+    return seen.role == ADMIN or seen.net.campaigns[seen.own[1]] == seen.net.merchant_id_of(seen.role)
+
+
 def admin_or_member(seen: Seen) -> bool:
     return seen.role == ADMIN or seen.role in MEMBERS
 
@@ -310,8 +356,17 @@ TYPE_RULES: dict[str, Callable[[Seen], bool]] = {
     "Merchant": anyone_with_a_key,  # the partner directory
     "SettlementBatch": staff,  # its totals are in the signed statement every merchant verifies
     "Dispute": dispute_rule,
+    "GiftCard": gift_card_rule,
+    "GiftCardLiability": concerns_me("issuer"),
     "DisputeConnection": admin_or_member,  # disputes (admin), Member.disputes (the member itself)
     "DisputeEdge": admin_or_member,
+    "Campaign": campaign_rule,
+    "CampaignConnection": staff,  # campaigns: an admin every one, a merchant its own (checked as Campaign)
+    "CampaignEdge": staff,
+    "CampaignResult": staff,  # inside a Campaign only
+    "TierStatus": anyone_with_a_key,  # inside a Member only (checked as Member)
+    "TierPolicy": everyone,
+    "TierLevel": everyone,
     # settlement: only what concerns the merchant
     "SettlementLine": concerns_me("issuer", "redeemer"),
     "NetPosition": concerns_me("merchant"),
@@ -337,6 +392,8 @@ TYPE_RULES: dict[str, Callable[[Seen], bool]] = {
     "MemberViewer": viewer_of("member"),
     # mutation payloads (what they hold is checked on its own)
     "LedgerPayload": merchant_only,
+    "IssueGiftCardPayload": merchant_only,
+    "GiftCardPayload": merchant_or_member,  # the gift card writes (merchant), attachGiftCard (member)
     "EnrollMemberPayload": merchant_only,
     "MemberTokenPayload": claimant,  # claimMemberAccess (the customer), rotateMemberToken (the member)
     "RevokeMemberTokensPayload": admin_or_member,
@@ -346,6 +403,8 @@ TYPE_RULES: dict[str, Callable[[Seen], bool]] = {
     "SuspendMerchantPayload": admin_only,
     "RunSettlementPayload": admin_only,
     "SetNetworkPolicyPayload": admin_only,
+    "SetTierPolicyPayload": admin_only,
+    "CampaignPayload": merchant_only,
     "ReconcilePosExportPayload": staff,
     "ReconciliationReport": concerns_me("merchant"),
     "ReconciliationLine": staff,
@@ -377,6 +436,10 @@ ROOT_RULES: dict[str, set[str]] = {
     "simulateSettlement": {ADMIN},
     "insights": STAFF_ROLES,
     "disputes": {ADMIN},
+    "giftCard": KEY_ROLES,  # anyone with a key who has the code
+    "giftCardLiabilities": STAFF_ROLES,  # a merchant its own, an admin every issuer's
+    "campaigns": STAFF_ROLES,
+    "tierPolicy": set(ROLES),
 }
 
 
@@ -413,6 +476,7 @@ class Walker:
         # argument values by name: required ones get every value (as aliases or variants)
         self.values: dict[str, list[Any]] = {
             "loyaltyId": loyalty,
+            "code": net.gift_codes,
             "merchantId": merchants,
             "input": [{"policy": {"reimbursementRate": "0.5"}, "batchId": batch}],
         }
@@ -517,6 +581,7 @@ FIELD_RULES: dict[tuple[str, str], Callable[[Seen], bool]] = {
     ("Member", "email"): the_member_itself,
     ("Member", "phone"): the_member_itself,
     ("Member", "presenceCode"): the_member_itself,
+    ("Member", "giftCards"): the_member_itself,
 }
 
 
@@ -529,7 +594,7 @@ def judged(net: Net, role: str, where: str, data: Any, presented: set[int]) -> l
     """What ``role`` should not have seen in ``data``."""
     leaks = []
     for type_name, obj in objects_in(data):
-        seen = Seen(role, type_name, obj, presented, net)
+        seen = Seen(role, type_name, obj, presented, net, where)
         try:
             allowed = TYPE_RULES[type_name](seen)
             hidden = [name for (owner, name), rule in FIELD_RULES.items() if owner == type_name and not rule(seen)]
@@ -658,13 +723,25 @@ def sample_inputs(net: Net) -> dict[str, tuple[set[str], dict[str, Any]]]:
         "reverseTransaction": (merchants, {"transactionId": some_entry, "idempotencyKey": "x"}),
         "enrollMember": (merchants, {"idempotencyKey": "x"}),
         "onboardMerchant": ({ADMIN}, {"name": "Rogue"}),
+        "issueGiftCard": (merchants, {"amountMinor": 100, "idempotencyKey": "x"}),
+        "redeemGiftCard": (merchants, {"code": net.gift_codes[0], "amountMinor": 1, "idempotencyKey": "x"}),
+        "authorizeGiftCard": (merchants, {"code": net.gift_codes[0], "amountMinor": 1, "idempotencyKey": "x"}),
+        "captureGiftCard": (merchants, {"holdId": "x", "idempotencyKey": "x"}),
+        "voidGiftCard": (merchants, {"holdId": "x", "idempotencyKey": "x"}),
+        "refundGiftCard": (merchants, {"transactionId": "x", "idempotencyKey": "x"}),
+        "attachGiftCard": (set(MEMBERS), {"code": net.gift_codes[1]}),
         "suspendMerchant": ({ADMIN}, {"merchantId": shop_a}),
         "reactivateMerchant": ({ADMIN}, {"merchantId": shop_a}),
+        "createCampaign": (merchants, {"name": "x", "kind": "BONUS", "bonusPoints": 5, "controlPercent": 10,
+                                       "startsAt": "2027-06-01T00:00:00+00:00", "endsAt": "2027-06-02T00:00:00+00:00",
+                                       "idempotencyKey": "x"}),
+        "setTierPolicy": ({ADMIN}, {"tiers": [{"name": "BASIC", "thresholdPoints": 0}]}),
     }
 
 
 async def row_counts(db: Any) -> dict[str, int]:
-    tables = (Entry, Hold, Member, Merchant, SettlementBatch, NetworkPolicy, MemberCredential, Dispute)
+    tables = (Entry, Hold, Member, Merchant, SettlementBatch, NetworkPolicy, MemberCredential, Dispute, GiftCard,
+              GiftEntry, Campaign, TierPolicyVersion)
     async with db.read() as conn:
         return {t.__tablename__: int((await conn.execute(select(func.count()).select_from(t))).scalar_one())
                 for t in tables}

@@ -1,5 +1,9 @@
 """Fixtures for the ledger tests: a small network and a probe that reads the tables directly.
 
+Every ledger test runs once per path: on PostgreSQL with the one-statement fast path on
+(``ledger/fastpath.py``) and off (the multi-statement path alone), on SQLite only the latter,
+which is all SQLite has. A module that is about one path overrides ``ledger_path``.
+
 ``probe.unchanged(code, call)`` is the "a refusal changes nothing" check every error test
 uses: it snapshots the ledger tables and every member's columns, runs the call, checks the
 error code and compares the snapshot.
@@ -7,7 +11,8 @@ error code and compares the snapshot.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,12 +22,30 @@ from sqlalchemy import func, select
 from coalition.config import Settings
 from coalition.db import Database
 from coalition.errors import DomainError
+from coalition.ledger.invariants import assert_ledger_consistent
 from coalition.ledger.models import Allocation, Entry, Hold, Lot, Posting
 from coalition.ledger.service import Ledger
 from coalition.members.models import Member
 from coalition.partners.models import Merchant
 
 LEDGER_TABLES = (Entry, Posting, Lot, Allocation, Hold)
+LEDGER_PATHS = ("fast", "general") if os.environ.get("COALITION_TEST_DATABASE_URL") else ("general",)
+
+
+@pytest.fixture(params=LEDGER_PATHS)
+def ledger_path(request: pytest.FixtureRequest) -> str:
+    """Which path plain earns and redemptions take: ``fast`` (PostgreSQL's one statement) or ``general``."""
+    return str(request.param)
+
+
+@pytest.fixture
+async def ledger(db: Database, settings: Settings, clock: Any, ledger_path: str) -> AsyncIterator[Ledger]:
+    """The ledger service on the path ``ledger_path`` names; the invariants are checked after every test."""
+    service = Ledger(db, settings, clock=clock)
+    service.fast_path = ledger_path == "fast" and not db.is_sqlite
+    yield service
+    async with db.read() as conn:
+        await assert_ledger_consistent(conn)
 
 
 @dataclass(frozen=True)

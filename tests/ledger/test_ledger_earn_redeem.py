@@ -10,7 +10,7 @@ import pytest
 from coalition.ledger.core import MAX_POINTS
 from coalition.ledger.models import AllocationKind, EntryKind
 from coalition.ledger.service import Ledger
-from coalition.members.loyalty_id import ALPHABET, new_loyalty_id
+from coalition.loyalty_id import ALPHABET, new_loyalty_id
 from coalition.partners.models import MerchantStatus
 from coalition.partners.service import set_merchant_status
 

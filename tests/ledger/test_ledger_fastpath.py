@@ -21,18 +21,34 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from test_ledger_trust import allow
 
 from coalition.db import Database
-from coalition.ledger import fastpath
+from coalition.ledger import fastpath, rules
 from coalition.ledger.core import MAX_POINTS
-from coalition.ledger.models import AllocationKind
-from coalition.ledger.presence import presence_code
+from coalition.ledger.models import (
+    Account,
+    Allocation,
+    AllocationKind,
+    Entry,
+    EntryKind,
+    HoldStatus,
+    Lot,
+    Posting,
+    PresenceProof,
+)
+from coalition.ledger.presence import InvalidMemberProof, presence_code
 from coalition.ledger.service import Ledger
-from coalition.members.loyalty_id import new_loyalty_id
+from coalition.loyalty_id import new_loyalty_id
 from coalition.members.service import enroll_member
 from coalition.partners.models import MerchantStatus
 from coalition.partners.service import set_merchant_status
 
 PG_URL = os.environ.get("COALITION_TEST_DATABASE_URL")
 needs_pg = pytest.mark.skipif(not PG_URL, reason="the fast path is PostgreSQL's: set COALITION_TEST_DATABASE_URL")
+
+
+@pytest.fixture
+def ledger_path() -> str:
+    """This module is about the fast path and compares the two paths itself: its ledger has it on."""
+    return "fast"
 
 # Columns that name who or when rather than what happened: they differ between two members.
 MEMBER_IDENTITY = {"id", "loyalty_id", "referral_code", "enroll_idempotency_key",
@@ -131,8 +147,27 @@ def test_named_parameters_become_numbered_in_order_of_first_use() -> None:
     assert ":" not in fastpath._EARN.sql and ":" not in fastpath._REDEEM.sql
 
 
-async def test_sqlite_has_only_the_multi_statement_path(ledger: Ledger, db: Database) -> None:
+def test_the_fast_path_sql_is_built_from_the_rules_the_models_and_the_enums() -> None:
+    earn_sql, redeem_sql = fastpath._EARN_SQL, fastpath._REDEEM_SQL
+    # Every quoted literal is an enum value or error code as its column stores it, none typed by hand.
+    stored = {*EntryKind, *Account, *HoldStatus, *AllocationKind, *MerchantStatus, InvalidMemberProof.code}
+    literals = set(re.findall(r"'([A-Z_]+)'", earn_sql + redeem_sql))
+    assert literals and literals <= {str(value) for value in stored}, literals
+    # The rules both paths apply appear as rules.py renders them.
+    assert fastpath._EARN_POINTS in earn_sql and fastpath._MERCHANT_MAY_WRITE in earn_sql + redeem_sql
+    assert fastpath._EARN_POINTS == "(r.amount_minor * mc.earn_rate_points_per_unit) / r.minor_per_unit"
+    assert f"<= {rules.MAX_POINTS} - s.points" in earn_sql
+    assert "ORDER BY " + ", ".join(f"l.{name}" for name in rules.FIFO_ORDER) in redeem_sql
+    legs = ", ".join(f"({n}, '{leg.account}', {leg.sign})" for n, leg in enumerate(rules.EARN_LEGS, start=1))
+    assert legs == fastpath._EARN_LEG_VALUES
+    assert "m.balance >= r.points AND m.owed = 0" in redeem_sql  # rules.may_debit
+    for model in (Entry, Lot, Posting, Allocation, PresenceProof):
+        assert f"INSERT INTO {model.__tablename__} (" in earn_sql + redeem_sql
+
+
+async def test_sqlite_has_only_the_multi_statement_path(ledger: Ledger, db: Database, settings: Any) -> None:
     assert ledger.fast_path is (not db.is_sqlite)
+    assert Ledger(db, settings).fast_path is (not db.is_sqlite)
 
 
 @needs_pg

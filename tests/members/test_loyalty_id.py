@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from coalition.members.loyalty_id import (
+from coalition.loyalty_id import (
     ALPHABET,
     LoyaltyIdError,
     _check_character,

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from coalition.crypto import NetworkKeys, hash_secret, verify_qr_payload
 from coalition.errors import DomainError
-from coalition.members.loyalty_id import normalize_loyalty_id
+from coalition.loyalty_id import normalize_loyalty_id
 from coalition.members.models import Member, MemberCredential
 from coalition.members.service import TIERS, enroll_member, find_member, tier_for
 from coalition.partners.models import MerchantStatus
@@ -243,7 +243,7 @@ async def test_concurrent_enrollments_of_different_people_all_succeed(enroll: An
 
 
 async def test_find_member_by_unknown_or_malformed_id(db: Any, enroll: Any) -> None:
-    from coalition.members.loyalty_id import new_loyalty_id
+    from coalition.loyalty_id import new_loyalty_id
 
     await enroll()
     with pytest.raises(DomainError) as info:

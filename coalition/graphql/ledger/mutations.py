@@ -12,6 +12,7 @@ from coalition.graphql.core.mutations import Access, BaseMutation
 from coalition.graphql.core.types import decode_input_id
 from coalition.graphql.ledger.types import LedgerPayload
 from coalition.ledger.core import LedgerResult
+from coalition.ledger.service import Ledger
 
 
 def idempotency_key_field() -> Any:
@@ -85,7 +86,7 @@ def decode_hold_reference(info: ResolveInfo, global_id: str) -> tuple[int, bool]
 
 
 class LedgerMutation(BaseMutation):
-    """A merchant's write to the ledger: one ledger operation, its result as a LedgerPayload."""
+    """A merchant's write to the ledger: ``write`` is its one ledger call; the payload is built here."""
 
     class Meta:
         abstract = True
@@ -93,80 +94,74 @@ class LedgerMutation(BaseMutation):
     access = Access.MERCHANT
     Output = LedgerPayload
 
+    @classmethod
+    async def perform(cls, info: ResolveInfo, input: Any) -> dict[str, Any]:
+        result = await cls.write(info.context.services.ledger, info.context.merchant_id, info, input)
+        return {"transaction": result.entry, "member": result.member, "hold": result.hold}
 
-def ledger_payload(result: LedgerResult) -> dict[str, Any]:
-    """A LedgerPayload's fields from what the ledger returned."""
-    return {"transaction": result.entry, "member": result.member, "hold": result.hold}
+    @classmethod
+    async def write(cls, ledger: Ledger, merchant_id: int, info: ResolveInfo, input: Any) -> LedgerResult:
+        raise NotImplementedError
 
 
 class EarnPoints(LedgerMutation, input_type=EarnPointsInput):
     """Issue points for a purchase at the calling merchant's earn rate (rounded down)."""
 
     @classmethod
-    async def perform(cls, info: ResolveInfo, input: Any) -> dict[str, Any]:
-        ledger, merchant_id = info.context.services.ledger, info.context.merchant_id
-        return ledger_payload(await ledger.earn(
-            merchant_id=merchant_id, loyalty_id=input.loyalty_id, purchase_amount_minor=input.purchase_amount_minor,
-            reference=input.reference, idempotency_key=input.idempotency_key))
+    async def write(cls, ledger: Ledger, merchant_id: int, info: ResolveInfo, input: Any) -> LedgerResult:
+        return await ledger.earn(merchant_id=merchant_id, loyalty_id=input.loyalty_id,
+                                 purchase_amount_minor=input.purchase_amount_minor, reference=input.reference,
+                                 idempotency_key=input.idempotency_key)
 
 
 class RedeemPoints(LedgerMutation, input_type=RedeemPointsInput):
     """Honor a member's points at the calling merchant, whoever issued them."""
 
     @classmethod
-    async def perform(cls, info: ResolveInfo, input: Any) -> dict[str, Any]:
-        ledger, merchant_id = info.context.services.ledger, info.context.merchant_id
-        return ledger_payload(await ledger.redeem(
-            merchant_id=merchant_id, loyalty_id=input.loyalty_id, points=input.points, reference=input.reference,
-            idempotency_key=input.idempotency_key, member_proof=input.member_proof))
+    async def write(cls, ledger: Ledger, merchant_id: int, info: ResolveInfo, input: Any) -> LedgerResult:
+        return await ledger.redeem(merchant_id=merchant_id, loyalty_id=input.loyalty_id, points=input.points,
+                                   reference=input.reference, idempotency_key=input.idempotency_key,
+                                   member_proof=input.member_proof)
 
 
 class AuthorizeRedemption(LedgerMutation, input_type=AuthorizeRedemptionInput):
     """Reserve points before the payment clears; capture or void later."""
 
     @classmethod
-    async def perform(cls, info: ResolveInfo, input: Any) -> dict[str, Any]:
-        ledger, merchant_id = info.context.services.ledger, info.context.merchant_id
-        return ledger_payload(await ledger.authorize(
-            merchant_id=merchant_id, loyalty_id=input.loyalty_id, points=input.points,
-            expires_in_s=input.expires_in_seconds, idempotency_key=input.idempotency_key,
-            member_proof=input.member_proof))
+    async def write(cls, ledger: Ledger, merchant_id: int, info: ResolveInfo, input: Any) -> LedgerResult:
+        return await ledger.authorize(merchant_id=merchant_id, loyalty_id=input.loyalty_id, points=input.points,
+                                      expires_in_s=input.expires_in_seconds, idempotency_key=input.idempotency_key,
+                                      member_proof=input.member_proof)
 
 
 class CaptureRedemption(LedgerMutation, input_type=CaptureRedemptionInput):
     """Honor all or part of a hold; the rest goes back to the member."""
 
     @classmethod
-    async def perform(cls, info: ResolveInfo, input: Any) -> dict[str, Any]:
-        ledger, merchant_id = info.context.services.ledger, info.context.merchant_id
+    async def write(cls, ledger: Ledger, merchant_id: int, info: ResolveInfo, input: Any) -> LedgerResult:
         hold_id, by_transaction_id = decode_hold_reference(info, input.hold_id)
-        return ledger_payload(await ledger.capture(
-            merchant_id=merchant_id, hold_id=hold_id, by_transaction_id=by_transaction_id, points=input.points,
-            idempotency_key=input.idempotency_key))
+        return await ledger.capture(merchant_id=merchant_id, hold_id=hold_id, by_transaction_id=by_transaction_id,
+                                    points=input.points, idempotency_key=input.idempotency_key)
 
 
 class VoidRedemption(LedgerMutation, input_type=VoidRedemptionInput):
     """Release a hold's points back to the member."""
 
     @classmethod
-    async def perform(cls, info: ResolveInfo, input: Any) -> dict[str, Any]:
-        ledger, merchant_id = info.context.services.ledger, info.context.merchant_id
+    async def write(cls, ledger: Ledger, merchant_id: int, info: ResolveInfo, input: Any) -> LedgerResult:
         hold_id, by_transaction_id = decode_hold_reference(info, input.hold_id)
-        return ledger_payload(await ledger.void(
-            merchant_id=merchant_id, hold_id=hold_id, by_transaction_id=by_transaction_id,
-            idempotency_key=input.idempotency_key))
+        return await ledger.void(merchant_id=merchant_id, hold_id=hold_id, by_transaction_id=by_transaction_id,
+                                 idempotency_key=input.idempotency_key)
 
 
 class ReverseTransaction(LedgerMutation, input_type=ReverseTransactionInput):
     """Reverse one of the calling merchant's own transactions (a refund)."""
 
     @classmethod
-    async def perform(cls, info: ResolveInfo, input: Any) -> dict[str, Any]:
-        ledger, merchant_id = info.context.services.ledger, info.context.merchant_id
+    async def write(cls, ledger: Ledger, merchant_id: int, info: ResolveInfo, input: Any) -> LedgerResult:
         transaction_id = decode_input_id(info, input.transaction_id, "Transaction", "transactionId")
-        return ledger_payload(await ledger.reverse(
-            merchant_id=merchant_id, transaction_id=transaction_id, reason=input.reason,
-            idempotency_key=input.idempotency_key))
+        return await ledger.reverse(merchant_id=merchant_id, transaction_id=transaction_id, reason=input.reason,
+                                    idempotency_key=input.idempotency_key)
 
 
 class LedgerMutations(graphene.ObjectType):  # type: ignore[misc]

@@ -15,6 +15,7 @@ from coalition.graphql.core.types import UserError
 from coalition.graphql.dataloaders import MemberByIdLoader
 from coalition.graphql.errors import Forbidden
 from coalition.graphql.members.types import Member
+from coalition.loyalty_id import same_loyalty_id
 from coalition.members.credentials import (
     ClaimCode,
     claim_member_access,
@@ -112,7 +113,7 @@ class RevokeMemberTokens(BaseMutation, access=Access.MEMBER_OR_ADMIN, input_type
             member_id = info.context.member_id
             if input.loyalty_id:
                 own = await find_member_by_id(info, member_id)
-                if own is None or input.loyalty_id.strip().upper() != own.loyalty_id:
+                if own is None or not same_loyalty_id(input.loyalty_id, own.loyalty_id):
                     raise Forbidden("a member can revoke only its own tokens: leave loyaltyId out")
         return {"revoked_count": await revoke_member_credentials(info.context.db, member_id)}
 

@@ -10,6 +10,7 @@ from coalition.graphql.context import ResolveInfo
 from coalition.graphql.core.types import Node, connection, decode_cursor, page_size
 from coalition.graphql.ledger.types import TransactionConnection, TransactionEdge
 from coalition.graphql.members.disputes import DisputeConnection, DisputeEdge
+from coalition.graphql.programs.tiers import TierStatus, resolve_tier_status
 from coalition.ledger.presence import presence_code
 from coalition.ledger.queries import member_history
 from coalition.members.disputes import list_disputes
@@ -33,6 +34,8 @@ class Member(graphene.ObjectType):  # type: ignore[misc]
     )
     lifetime_points = graphene.Int(required=True, description="Points earned across the network, net of reversals.")
     tier = graphene.String(required=True, description="BASIC, SILVER (1,000), GOLD (5,000), PLATINUM (20,000).")
+    tier_status = graphene.Field(TierStatus, required=True, description=(
+        "The status tier under the network's tier policy: points earned in its qualifying window, the next tier."))
     created_at = graphene.DateTime(required=True, description="When the member enrolled.")
     email = graphene.String(description="Contact e-mail; visible to the member only.")
     phone = graphene.String(description="Contact phone; visible to the member only.")
@@ -44,6 +47,8 @@ class Member(graphene.ObjectType):  # type: ignore[misc]
         TransactionConnection, required=True, first=graphene.Int(), after=graphene.String(),
         description="History, newest first. A merchant sees only its own transactions with this member.",
     )
+    gift_cards = graphene.List(graphene.NonNull("coalition.graphql.giftcards.types.GiftCard"), description=(
+        "Gift cards the member attached to the wallet (attachGiftCard): for the member itself; null for anyone else."))
     disputes = graphene.Field(
         DisputeConnection, first=graphene.Int(), after=graphene.String(),
         description="The member's disputes, newest first: for the member itself and admins; null for a merchant.",
@@ -66,6 +71,10 @@ class Member(graphene.ObjectType):  # type: ignore[misc]
         return tier_for(root.lifetime_points)
 
     @staticmethod
+    async def resolve_tier_status(root: Any, info: ResolveInfo) -> TierStatus:
+        return await resolve_tier_status(root.id, info)
+
+    @staticmethod
     def _own_contact(root: Any, info: ResolveInfo, encrypted: bytes | None) -> str | None:
         caller = info.context.caller
         if encrypted is None or caller is None or caller.member_id != root.id:
@@ -86,6 +95,13 @@ class Member(graphene.ObjectType):  # type: ignore[misc]
     @staticmethod
     def resolve_phone(root: Any, info: ResolveInfo) -> str | None:
         return Member._own_contact(root, info, root.phone_encrypted)
+
+    @staticmethod
+    async def resolve_gift_cards(root: Any, info: ResolveInfo) -> Any:
+        caller = info.context.caller
+        if caller is None or caller.role.value != "MEMBER" or caller.member_id != root.id:
+            return None
+        return await info.context.gift_cards.member_cards(root.id)
 
     @staticmethod
     async def resolve_disputes(root: Any, info: ResolveInfo, first: int | None = None, after: str | None = None) -> Any:

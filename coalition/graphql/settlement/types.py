@@ -78,6 +78,13 @@ class SettlementLine(graphene.ObjectType):  # type: ignore[misc]
     amount_minor = graphene.Field(BigInt, required=True, description="Reimbursed to the redeemer (minor units).")
     charged_minor = graphene.Field(BigInt, required=True,
                                    description="Charged to the issuer for these points (REDEMPTION model).")
+    kind = graphene.String(required=True, description=(
+        "POINTS, or GIFT_CARD: money of the issuer's gift cards spent at the redeemer (points then counts the "
+        "minor units spent; the issuer holds the cash and owes them, less the network's fee)."))
+
+    @staticmethod
+    def resolve_kind(root: Any, info: ResolveInfo) -> str:
+        return str(getattr(root, "kind", "POINTS"))
 
     @staticmethod
     async def resolve_issuer(root: Any, info: ResolveInfo) -> Any:

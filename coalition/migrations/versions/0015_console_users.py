@@ -1,7 +1,7 @@
 """The pages people sign in to: console users, their sessions, the admins' fraud reviews.
 
 Revision ID: 0015_console_users
-Revises: 0008_trust_ledger
+Revises: 0011_tiers_campaigns
 Create Date: 2026-12-07
 
 - ``console_users``: e-mail, argon2id password hash, role (OWNER, CASHIER, ADMIN), the
@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0015_console_users"
-down_revision: str | Sequence[str] | None = "0008_trust_ledger"
+down_revision: str | Sequence[str] | None = "0011_tiers_campaigns"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

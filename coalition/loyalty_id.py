@@ -56,3 +56,11 @@ def normalize_loyalty_id(raw: str) -> str:
 
 def new_referral_code() -> str:
     return "".join(secrets.choice(ALPHABET) for _ in range(8))
+
+
+def same_loyalty_id(raw: str, loyalty_id: str) -> bool:
+    """Whether ``raw``, as a person may type it (dashes, case), is ``loyalty_id``; False if malformed."""
+    try:
+        return normalize_loyalty_id(raw) == loyalty_id
+    except LoyaltyIdError:
+        return False
