@@ -13,6 +13,7 @@ from coalition.programs.tier_models import EarnBonus, MemberTier, TierPolicyVers
 from coalition.settlement.models import NetworkPolicy, SettlementBatch, SettlementLine, SettlementPosition
 
 __all__ = ["Allocation", "ApiKey", "Base", "Campaign", "CampaignAudience", "ConsoleSession", "ConsoleUser", "Dispute",
-           "EarnBonus", "Entry", "FraudReview", "GiftCard", "GiftEntry", "GiftHold", "GiftPosting", "Hold", "InsightResult",
+           "EarnBonus", "Entry", "FraudReview", "GiftCard", "GiftEntry", "GiftHold", "GiftPosting", "Hold",
+           "InsightResult",
            "InsightRun", "Lot", "Member", "MemberCredential", "MemberTier", "Merchant", "NetworkPolicy", "Posting",
            "SettlementBatch", "SettlementLine", "SettlementPosition", "TierPolicyVersion"]
