@@ -42,6 +42,7 @@ from coalition.web.network_map import network_map_endpoint
 from coalition.web.outage import OutageMiddleware
 from coalition.web.portability import portability_routes
 from coalition.web.reports import report_routes
+from coalition.web.routes import page_routes
 from coalition.webhooks.outbox import install
 from coalition.worker import start_in_process
 
@@ -70,7 +71,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     install(db, cache_s=settings.webhook_cache_s, publish=live.publish)
     services = Services(settings=settings, db=db, keys=keys, ledger=ledger,
                         insights=insights, live=live)
-    authenticator = Authenticator(db, cache_s=settings.auth_cache_s)
+    authenticator = Authenticator(db, cache_s=settings.auth_cache_s, settings=settings)
     limiter = make_rate_limiter(settings.redis_url, settings.rate_limit_per_s, timeout_s=settings.redis_timeout_s,
                                 health_check_s=settings.redis_health_check_s, availability=redis_availability)
     failures = limiter.companion(settings.auth_failures_per_min, window_s=60, prefix="coalition:authfail:")
@@ -150,7 +151,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
     metrics = Metrics(frozenset({"/graphql", "/healthz", "/readyz", "/metrics", "/", "/static/*", "/admin/*",
-                                 "/statements/*"}))
+                                 "/statements/*", "/console/*", "/me/*", "/login"}))
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         metrics.registry.register(LOOKUP_FAILURES)
     app = Starlette(
@@ -165,6 +166,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Mount("/static", StaticFiles(packages=[("coalition.web", "static")]), name="static"),
             *report_routes(services),
             *portability_routes(settings, db, keys),
+            *page_routes(),
         ],
         # OutageMiddleware before (outside) the authentication, which reads the database: 503, not 500.
         middleware=[Middleware(MetricsMiddleware, metrics=metrics), Middleware(OutageMiddleware),
@@ -175,4 +177,5 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.authenticator = authenticator
     app.state.limiter = limiter
     app.state.subscriptions = subscriptions
+    app.state.login_failures = failures  # wrong passwords share an address's budget with bad keys
     return app

@@ -150,6 +150,14 @@ class Settings:
     webhook_cache_s: float = 1.0
     # Live subscriptions (graphql-transport-ws on /graphql): subscriptions per connection.
     ws_max_subscriptions: int = 10
+    # Pages (issue 18): a console session ends after this long unused, or this long after sign-in;
+    # an account locks for login_lockout_s after login_max_failures wrong passwords in a row.
+    session_idle_s: int = 30 * 60
+    session_absolute_s: int = 12 * 3600
+    login_max_failures: int = 5
+    login_lockout_s: int = 15 * 60
+    default_language: str = "en"
+    settlement_due_days: int = 14  # a statement is paid this many days after its period ends
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -356,4 +364,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         webhook_poll_s=_float(env, "COALITION_WEBHOOK_POLL_S", 1.0),
         webhook_cache_s=_float(env, "COALITION_WEBHOOK_CACHE_S", 1.0),
         ws_max_subscriptions=_int(env, "COALITION_WS_MAX_SUBSCRIPTIONS", 10, minimum=1),
+        session_idle_s=_int(env, "COALITION_SESSION_IDLE_S", 30 * 60, minimum=60),
+        session_absolute_s=_int(env, "COALITION_SESSION_ABSOLUTE_S", 12 * 3600, minimum=60),
+        login_max_failures=_int(env, "COALITION_LOGIN_MAX_FAILURES", 5, minimum=1),
+        login_lockout_s=_int(env, "COALITION_LOGIN_LOCKOUT_S", 15 * 60, minimum=1),
+        default_language=env.get("COALITION_DEFAULT_LANGUAGE") or "en",
+        settlement_due_days=_int(env, "COALITION_SETTLEMENT_DUE_DAYS", 14),
     ))

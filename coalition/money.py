@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from decimal import Context, Decimal
 
-__all__ = ["format_money"]
+__all__ = ["format_money", "format_money_locale"]
 
 MAX_EXPONENT = 18  # no currency has more than 3; a larger one is a configuration mistake
 
@@ -55,3 +55,21 @@ def _decimal(amount_minor: Decimal, exponent: int) -> str:
     if major.is_zero():
         major = abs(major)  # "0.00", not "-0.00"
     return f"{major:,f}"
+
+
+def format_money_locale(amount_minor: int, exponent: int, currency: str, locale: str) -> str:
+    """``3799`` EUR in ``da`` -> ``"37,99 €"``: the pages' form, per locale through Babel, from a Decimal.
+
+    Same refusals as :func:`format_money` (no floats); the amount is exact before Babel sees it.
+    """
+    from babel.numbers import format_currency, get_currency_precision  # the CLI and reports do not need Babel loaded
+
+    if isinstance(amount_minor, bool) or not isinstance(amount_minor, int):
+        raise TypeError(f"money is formatted from integer minor units, got {type(amount_minor).__name__}")
+    if isinstance(exponent, bool) or not isinstance(exponent, int) or not 0 <= exponent <= MAX_EXPONENT:
+        raise ValueError(f"a currency exponent is an integer 0..{MAX_EXPONENT}, got {exponent!r}")
+    major = Decimal(amount_minor).scaleb(-exponent)
+    if get_currency_precision(currency) == exponent:
+        return format_currency(major, currency, locale=locale)
+    # A configured exponent other than ISO's: every digit shown, none rounded away.
+    return format_currency(major, currency, locale=locale, currency_digits=False, decimal_quantization=False)

@@ -19,6 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from coalition.auth.member_tokens import TOKEN_PREFIX, member_id_for_token
 from coalition.auth.models import ApiKey, Role
+from coalition.config import Settings
+from coalition.console.models import StaffRole
+from coalition.console.service import SESSION_PREFIX, session_user
 from coalition.crypto import hash_secret, new_api_key
 from coalition.db import Database, utcnow
 from coalition.errors import NotFound
@@ -34,9 +37,14 @@ class Caller:
     key_id: int | None = None
     merchant_id: int | None = None
     member_id: int | None = None
+    # A person signed in to the pages (coalition.console): the user, and OWNER, CASHIER or ADMIN.
+    user_id: int | None = None
+    staff_role: str | None = None
 
     @property
     def rate_limit_key(self) -> str:
+        if self.user_id is not None:
+            return f"user:{self.user_id}"
         return f"{self.role.value}:{self.key_id or self.member_id}"
 
 
@@ -84,11 +92,29 @@ async def list_api_keys(db: Database) -> list[ApiKey]:
         return list((await session.execute(select(ApiKey).order_by(ApiKey.id))).scalars())
 
 
+async def list_merchant_keys(db: Database, merchant_id: int) -> list[ApiKey]:
+    async with db.session() as session:
+        return list((await session.execute(select(ApiKey).where(ApiKey.merchant_id == merchant_id)
+                                           .order_by(ApiKey.id))).scalars())
+
+
+async def revoke_merchant_key(db: Database, merchant_id: int, key_id: int) -> None:
+    """Revoke one of ``merchant_id``'s keys; another merchant's key is not found."""
+    async with db.sessions.begin() as session:
+        done = await session.execute(update(ApiKey).where(
+            ApiKey.id == key_id, ApiKey.merchant_id == merchant_id, ApiKey.revoked_at.is_(None)
+        ).values(revoked_at=utcnow()))
+    if not done.rowcount:  # type: ignore[attr-defined]
+        raise NotFound("no active key with that number", code="KEY_NOT_FOUND")
+
+
 class Authenticator:
     """Turns a bearer credential into a :class:`Caller` (or None), with a short TTL cache."""
 
-    def __init__(self, db: Database, cache_s: float = 2.0, max_entries: int = 10_000) -> None:
+    def __init__(self, db: Database, cache_s: float = 2.0, max_entries: int = 10_000, *,
+                 settings: Settings | None = None) -> None:
         self.db = db
+        self.settings = settings or Settings()
         self.cache_s = cache_s
         self.max_entries = max_entries
         self._cache: dict[str, tuple[float, Caller | None]] = {}
@@ -130,6 +156,8 @@ class Authenticator:
     async def _lookup(self, credential: str, digest: str) -> Caller | None:
         # A suspended merchant's key still authenticates: it may read its history, and the
         # ledger refuses its writes with MERCHANT_SUSPENDED.
+        if credential.startswith(SESSION_PREFIX):
+            return await self._session(digest)
         async with self.db.read() as conn:
             if credential.startswith(TOKEN_PREFIX):
                 member_id = await member_id_for_token(conn, digest)
@@ -141,6 +169,13 @@ class Authenticator:
         if row is None:
             return None
         return Caller(Role(row.role), key_id=row.id, merchant_id=row.merchant_id)
+
+    async def _session(self, digest: str) -> Caller | None:
+        user = await session_user(self.db, self.settings, digest)
+        if user is None:
+            return None
+        role = Role.ADMIN if user.role == StaffRole.ADMIN else Role.MERCHANT
+        return Caller(role, merchant_id=user.merchant_id, user_id=user.user_id, staff_role=user.role.value)
 
     def forget(self) -> None:
         self._cache.clear()

@@ -27,6 +27,7 @@ from coalition.cli import (
     reconcile,
     serve,
     settle,
+    users,
     verify,
     worker,
 )
@@ -50,5 +51,5 @@ def main() -> None:
 for command in (serve.migrate, serve.serve, demo.demo, keys.keys, members.members, ledger.expire,
                 ledger.release_holds, analyze.analyze, ledger.check, reconcile.reconcile, settle.settle,
                 verify.verify_statement, policy.policy, worker.worker, programs.programs, portability.import_group,
-                portability.export_command):
+                portability.export_command, users.users):
     cli.add_command(command)

@@ -29,6 +29,7 @@ class Member(Base):
         CheckConstraint("held >= 0", name="held_non_negative"),
         CheckConstraint("owed >= 0", name="owed_non_negative"),
         UniqueConstraint("enrolled_by_merchant_id", "enroll_idempotency_key"),
+        Index("ix_members_enrolled_by_merchant_id", "enrolled_by_merchant_id"),  # a merchant's customers (0015)
     )
 
     id: Mapped[intpk]

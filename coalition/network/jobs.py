@@ -97,6 +97,7 @@ async def run_analysis(
         analysis = await asyncio.to_thread(
             analyze_all, data.members, data.purchases, data.referrals, data.flows, data.as_of,
             top_k=LIST_LIMIT, draw_map=draw_map, on_stage=on_stage, reviews=reviews,
+            merchant_names={m.id: m.name for m in data.merchants},
         )
         step("scopes")
         payloads = await asyncio.to_thread(build_payloads, data, analysis)
@@ -206,6 +207,7 @@ def build_payloads(data: NetworkData, analysis: NetworkAnalysis) -> dict[str, di
                            "reach": r.reach} for r in analysis.top_referrers],
         "communities": [_community(i, analysis) for i in range(len(analysis.communities.groups))],
         "modularity": analysis.communities.modularity,
+        "map": analysis.map_layout,  # the admin page's interactive map (coalition.web.admin)
         "fraud_alerts": [{"kind": str(a.kind), "score": a.score, "member_ids": list(a.member_ids),
                           "merchant_ids": list(a.merchant_ids), "explanation": a.explanation}
                          for a in sorted(analysis.alerts, key=lambda a: -a.score)],

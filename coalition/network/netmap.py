@@ -58,9 +58,16 @@ def layout_of(graph: nx.Graph, seed: int = 0) -> Layout:
     return positions
 
 
+LABELLED = 30  # names drawn for the biggest merchants only: hundreds of names would cover the map
+
+
 def render_map(graph: nx.Graph, fmt: Format = "png", seed: int = 0, title: str = "Coalition network",
-               size_in: float = 10.0, layout: Layout | None = None) -> bytes:
-    """Draw ``map_graph(...)`` (``layout`` default: ``layout_of(graph, seed)``); return PNG or SVG bytes."""
+               size_in: float = 10.0, layout: Layout | None = None, labels: Mapping[int, str] | None = None) -> bytes:
+    """Draw ``map_graph(...)`` (``layout`` default: ``layout_of(graph, seed)``); return PNG or SVG bytes.
+
+    With ``labels`` (merchant id -> name) the ``LABELLED`` biggest merchants are named, and a
+    legend names the communities' colours.
+    """
     if fmt not in ("png", "svg"):
         raise ValueError(f"map format must be 'png' or 'svg', got {fmt!r}")
     figure = Figure(figsize=(size_in, size_in))
@@ -77,8 +84,18 @@ def render_map(graph: nx.Graph, fmt: Format = "png", seed: int = 0, title: str =
         weights = np.array([d.get("weight", 1.0) for _, _, d in graph.edges(data=True)], dtype=np.float64)
         widths = 0.2 + 3.0 * weights / weights.max() if len(weights) else []
         nx.draw_networkx_edges(graph, layout, ax=axes, width=widths, alpha=0.3, edge_color="grey")
-        nx.draw_networkx_nodes(graph, layout, ax=axes, nodelist=nodes, node_size=sizes, node_color=colours,
-                               cmap="tab20", alpha=0.9, linewidths=0.3, edgecolors="black")
+        drawn = nx.draw_networkx_nodes(graph, layout, ax=axes, nodelist=nodes, node_size=sizes, node_color=colours,
+                                       cmap="tab20", alpha=0.9, linewidths=0.3, edgecolors="black")
+        if labels:
+            biggest = [nodes[i] for i in np.argsort(-volume, kind="stable")[:LABELLED]]
+            nx.draw_networkx_labels(graph, layout, ax=axes, labels={n: labels.get(n, str(n)) for n in biggest},
+                                    font_size=8, verticalalignment="bottom")
+            communities = sorted(set(colours))[:20]
+            if len(communities) > 1:
+                handles = [axes.scatter([], [], color=drawn.cmap(drawn.norm(c)), label=f"community {c + 1}")
+                           for c in communities]
+                axes.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False,
+                            title="Size: members; lines: shared members", title_fontsize=8)
     buffer = io.BytesIO()
     figure.savefig(buffer, format=fmt, dpi=100 if fmt == "png" else 72, bbox_inches="tight")
     return buffer.getvalue()

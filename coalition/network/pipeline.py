@@ -8,7 +8,7 @@ the columns, calls ``analyze_all`` and stores the result.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -75,10 +75,14 @@ class NetworkAnalysis:
     map_png: bytes | None
     map_svg: bytes | None
     timings_s: dict[str, float]
+    # The drawn map as data, for the admin page's interactive map: nodes [id, x, y, community,
+    # volume] (x, y in -1..1) and edges [a, b, shared members]. None when not drawn.
+    map_layout: dict[str, list[list[float]]] | None = None
 
 
 def analyze_all(members: Members, purchases: Purchases, referrals: Referrals, flows: Flows, as_of: int, *,
                 top_k: int = 20, recommendations_k: int = 10, seed: int = 0, draw_map: bool = True,
+                merchant_names: Mapping[int, str] | None = None,
                 on_stage: StageCallback | None = None, reviews: Reviews = NO_REVIEWS) -> NetworkAnalysis:
     """Run every analysis with default thresholds; ``as_of`` (epoch seconds) anchors recency.
 
@@ -128,14 +132,20 @@ def analyze_all(members: Members, purchases: Purchases, referrals: Referrals, fl
     with stage("segments"):
         segmented = loyalty_segments(purchased, as_of)
     png = svg = None
+    layout: dict[str, list[list[float]]] | None = None
     if draw_map:
         from coalition.network.netmap import layout_of, map_graph, render_map  # matplotlib only when drawing
 
         with stage("map"):
             drawn = map_graph(aff, found)
             positions = layout_of(drawn, seed)
-            png = render_map(drawn, "png", layout=positions)
-            svg = render_map(drawn, "svg", layout=positions)
+            png = render_map(drawn, "png", layout=positions, labels=merchant_names)
+            svg = render_map(drawn, "svg", layout=positions, labels=merchant_names)
+            layout = {
+                "nodes": [[int(n), round(float(positions[n][0]), 4), round(float(positions[n][1]), 4),
+                           int(data.get("community") if data.get("community") is not None else -1),
+                           int(data.get("volume", 0))] for n, data in drawn.nodes(data=True)],
+                "edges": [[int(a), int(b), float(w)] for a, b, w in drawn.edges(data="weight", default=0.0)],
+            }
     return NetworkAnalysis(purchased, aff, referred, flow, scores, top, found, recommended, fraud.alerts, fraud, rfm,
-                           segmented,
-                           png, svg, timings)
+                           segmented, png, svg, timings, layout)

@@ -12,6 +12,8 @@ Error codes: ``MEMBER_NOT_FOUND`` / ``MERCHANT_NOT_FOUND`` (no such subject), ``
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import func, insert, select
@@ -80,3 +82,33 @@ async def load_reviews(db: Database) -> Reviews:
     dismissed_merchants = {r.subject_id for r in rows if r.subject_kind == ReviewSubject.MERCHANT
                            and r.decision == ReviewDecision.DISMISSED}
     return Reviews(frozenset(confirmed), frozenset(dismissed), frozenset(dismissed_merchants))
+
+
+def alert_key(kind: str, member_ids: Sequence[int]) -> str:
+    """How a page names one alert in a form: its kind and its members, sorted (stable across runs)."""
+    members = ",".join(str(m) for m in sorted(member_ids))
+    key = f"{kind}:{members}"
+    return key if len(key) <= 200 else f"{kind}:sha256:{hashlib.sha256(members.encode()).hexdigest()}"
+
+
+async def review_alert(db: Database, *, member_ids: Sequence[int], merchant_ids: Sequence[int],
+                       decision: ReviewDecision, reviewer: str, reason: str | None = None) -> int:
+    """One decision on a whole alert (the admin console): a review of each member it names, or of each
+    merchant when it names no member. Returns the reviews written."""
+    subjects = ([(ReviewSubject.MEMBER, m) for m in sorted(set(member_ids))]
+                or [(ReviewSubject.MERCHANT, m) for m in sorted(set(merchant_ids))])
+    for kind, subject_id in subjects:
+        await record_review(db, subject_kind=kind, subject_id=subject_id, decision=decision, reviewer=reviewer,
+                            reason=reason)
+    return len(subjects)
+
+
+def alert_decision(reviews: Reviews, member_ids: Sequence[int], merchant_ids: Sequence[int]) -> ReviewDecision | None:
+    """The decision every subject of an alert shares, or None (undecided, or decided differently)."""
+    if member_ids:
+        if all(m in reviews.confirmed_members for m in member_ids):
+            return ReviewDecision.CONFIRMED
+        return ReviewDecision.DISMISSED if all(m in reviews.dismissed_members for m in member_ids) else None
+    if merchant_ids and all(m in reviews.dismissed_merchants for m in merchant_ids):
+        return ReviewDecision.DISMISSED
+    return None

@@ -10,9 +10,13 @@ Credentials, first found wins (:meth:`AuthBackend.credential`):
   password is empty) on pages only (``/admin/…``, ``/statements/…``), so that a browser can
   open them. Not on ``/graphql``: a browser replays Basic credentials on its own, which a
   cross-site request would ride on;
-- browser sessions: a later issue adds sign-in; its cookie is read where the comment in
-  :meth:`AuthBackend.credential` says, and turned into a :class:`Caller` by the same
-  :class:`Authenticator`.
+- browser sessions, on pages only (never ``/graphql``): the ``coalition_session`` cookie of a
+  signed-in person (:mod:`coalition.console.service`), or on the wallet (``/me``) the member's
+  ``coalition_member`` cookie (a member token from a claim link). The same
+  :class:`Authenticator` turns them into a :class:`Caller`; the cookie's value is kept in
+  ``scope["session_credential"]`` for the pages' CSRF tokens (:mod:`coalition.web.pages`). A
+  cookie that no longer authenticates (expired, signed out) makes the request anonymous, so
+  that the browser can reach the sign-in page; 256 random bits are not worth guessing.
 
 A credential that does not authenticate is a 401 and counts against its client address
 (``ip:<address>``; IPv6 by /64, what one host usually holds) in a budget of its own,
@@ -44,13 +48,16 @@ from coalition.availability import RETRY_AFTER_S, SERVICE_UNAVAILABLE, outage_ca
 from coalition.graphql.errors import INTERNAL_MESSAGE, INTERNAL_SERVER_ERROR
 from coalition.graphql.http import APPLICATION_JSON, negotiate
 from coalition.ratelimit import RateLimiter
-from coalition.web.errors import error_response, is_page
+from coalition.web.errors import accepts_basic, error_response, is_page, is_wallet
 
 logger = logging.getLogger("coalition.auth")
 
 GRAPHQL_PATH = "/graphql"
 METRICS_PATH = "/metrics"
 BAD_CREDENTIAL = "the API key or member token is invalid or revoked"
+STAFF_COOKIE = "coalition_session"
+MEMBER_COOKIE = "coalition_member"
+SESSION_CREDENTIAL = "session_credential"
 
 
 class CallerUser(BaseUser):
@@ -145,12 +152,15 @@ class AuthBackend(AuthenticationBackend):
             scheme, _, value = header.partition(" ")
             if scheme.lower() == "bearer":
                 return value.strip()
-            if scheme.lower() == "basic" and is_page(conn.url.path):
+            if scheme.lower() == "basic" and accepts_basic(conn.url.path):
                 return _basic_password(value)
             return ""  # another scheme, or Basic where only Bearer is taken: refused like a bad key
-        # Browser sessions plug in here: read the session cookie and return its credential,
-        # which Authenticator turns into a Caller like any other (only on GET pages, or with a
-        # CSRF check, since a browser sends cookies on cross-site requests too).
+        # A browser sends cookies on cross-site requests too: the pages' forms check a CSRF token.
+        if is_page(conn.url.path):
+            cookie = conn.cookies.get(MEMBER_COOKIE if is_wallet(conn.url.path) else STAFF_COOKIE)
+            if cookie:
+                conn.scope[SESSION_CREDENTIAL] = cookie
+                return cookie
         return None
 
     async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, BaseUser] | None:
@@ -187,6 +197,10 @@ class AuthBackend(AuthenticationBackend):
             await self._count("metrics")
             return AuthCredentials(["metrics"]), MetricsScraper()
         caller = await self._look_up(credential)
+        if caller is None and conn.scope.get(SESSION_CREDENTIAL):
+            conn.scope[SESSION_CREDENTIAL] = None  # a stale cookie: anonymous, to reach the sign-in page
+            await self._count(f"ip:{address}")
+            return None
         if caller is None:
             over = await self.failures.hit(f"ip:{address}")
             if over is not None:

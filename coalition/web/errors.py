@@ -3,9 +3,11 @@
 JSON clients get the GraphQL shape, ``{"errors": [{"message", "extensions": {"code"}}]}``,
 so one parser reads every error the service sends. A browser (``Accept: text/html``)
 opening a page gets a small HTML page with the same status, code and message instead.
-A 401 challenges with ``WWW-Authenticate: Bearer``, and on pages also with ``Basic`` on a
-header line of its own (Chromium ignores a Basic challenge that shares a line with Bearer),
-so that a browser asks for the key (the password) and the page's links keep working.
+A 401 challenges with ``WWW-Authenticate: Bearer``, and where HTTP Basic is accepted
+(``/admin/…``, ``/statements/…``) also with ``Basic`` on a header line of its own (Chromium
+ignores a Basic challenge that shares a line with Bearer), so that a browser asks for the key
+(the password) and the page's links keep working. The pages people sign in to (``/console``,
+``/me``, ``/login``, ``/admin``) take the session cookie and never challenge with Basic.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from coalition.graphql.errors import request_error
 
 BASIC_CHALLENGE = 'Basic realm="Coalition", charset="UTF-8"'
-PAGE_PREFIXES = ("/admin/", "/statements/")  # the routes a browser opens (Basic allowed there)
+BASIC_PREFIXES = ("/admin/", "/statements/")  # the routes a browser opens with an API key (HTTP Basic)
+PAGE_PREFIXES = (*BASIC_PREFIXES, "/console/", "/me/")  # and the pages people sign in to
+PAGE_PATHS = frozenset({"/admin", "/console", "/me", "/login", "/logout", "/language"})
 
 _PAGE = """<!doctype html>
 <html lang="en">
@@ -36,7 +40,15 @@ _PAGE_POLICY = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; 
 
 
 def is_page(path: str) -> bool:
-    return path.startswith(PAGE_PREFIXES)
+    return path in PAGE_PATHS or path.startswith(PAGE_PREFIXES)
+
+
+def accepts_basic(path: str) -> bool:
+    return path.startswith(BASIC_PREFIXES)
+
+
+def is_wallet(path: str) -> bool:
+    return path == "/me" or path.startswith("/me/")
 
 
 def wants_html(conn: HTTPConnection) -> bool:
@@ -61,6 +73,6 @@ def error_response(conn: HTTPConnection, status: int, code: str, message: str,
         response.headers[name] = value
     if status == 401:
         response.headers["WWW-Authenticate"] = "Bearer"
-        if page:
+        if accepts_basic(conn.url.path):
             response.headers.append("WWW-Authenticate", BASIC_CHALLENGE)
     return response

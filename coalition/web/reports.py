@@ -162,7 +162,7 @@ def report_routes(services: Any) -> list[Route]:
                 raise HttpError(400, "MERCHANT_REQUIRED", "an admin names the merchant: ?merchant=<id>; the whole "
                                 "batch is at /admin/settlement/<batch>/report.<format>")
             merchant_id = wanted
-        elif caller.role == Role.MERCHANT and caller.merchant_id is not None:
+        elif caller.role == Role.MERCHANT and caller.merchant_id is not None and caller.staff_role != "CASHIER":
             if wanted is not None and wanted != caller.merchant_id:
                 raise HttpError(403, "FORBIDDEN", "a merchant sees only its own statement")
             merchant_id = caller.merchant_id

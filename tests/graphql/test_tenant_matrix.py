@@ -1041,6 +1041,29 @@ PAGE_RULES: dict[str, list[tuple[str, set[str]]]] = {
     "/members/{member}/{kind}": [(f"/members/{{{label}}}/{kind}", {label, shop})
                                  for label, shop in (("m1", "A"), ("m2", "B"))
                                  for kind in ("qr.png", "qr.svg", "card.pdf", "pass.pkpass")],
+    # The pages people use (issue 18). A merchant's API key opens its owner's pages (a GET; forms need a
+    # signed-in session, tests/web/test_pages.py), an admin key the admin's, a member token the wallet.
+    # An anonymous browser is sent to /login: that redirect counts as refused below.
+    "/login": [("/login", ALL)],
+    "/logout": [("/logout", set())],  # POST only
+    "/language": [("/language?lang=da&next=/console", ALL)],
+    "/console": [("/console", set(MERCHANTS))],
+    "/console/till": [("/console/till", set(MERCHANTS)), ("/console/till?q={loyalty:m3}", set(MERCHANTS))],
+    "/console/customers": [("/console/customers", set(MERCHANTS))],
+    "/console/customers/{loyalty_id}": [("/console/customers/{loyalty:m3}", {"C"}),
+                                        ("/console/customers/{loyalty:m5}", {"B"}),
+                                        ("/console/customers/{loyalty:m4}", {"A"})],
+    "/console/insights": [("/console/insights", set(MERCHANTS))],
+    "/console/insights/win-back.csv": [("/console/insights/win-back.csv", set(MERCHANTS))],
+    "/console/statements": [("/console/statements", set(MERCHANTS))],
+    "/console/staff": [("/console/staff", set(MERCHANTS))],
+    "/admin": [("/admin", {ADMIN})],
+    "/admin/merchants": [("/admin/merchants", {ADMIN})],
+    "/admin/fraud": [("/admin/fraud", {ADMIN})],
+    "/admin/network": [("/admin/network", {ADMIN})],
+    "/me": [("/me", set(MEMBERS))],
+    "/me/claim": [("/me/claim", ALL)],  # the form that spends a claim code: nothing private in it
+    "/me/revoke": [("/me/revoke", set())],  # POST only
 }
 
 
@@ -1062,12 +1085,15 @@ async def test_every_page_answers_only_whom_it_may(api: Any, admin_key: str, db:
                     url = url.replace(f"{{{shop}}}", str(net.merchant[shop]))
                 for label in MEMBERS:
                     url = url.replace(f"{{{label}}}", keys.global_ids.encode("Member", net.member[label].id))
+                for label, member in net.member.items():
+                    url = url.replace(f"{{loyalty:{label}}}", member.loyalty_id)
                 for role in ROLES:
                     headers = {"Accept": "text/html"}
                     if role != ANON:
                         headers["Authorization"] = f"Bearer {net.api_key[role]}"
                     response = await api.client.get(url, headers=headers)
-                    ok = 200 <= response.status_code < 400
+                    ok = 200 <= response.status_code < 400 and not response.headers.get(
+                        "location", "").startswith("/login")  # sent to sign in: refused
                     if response.status_code >= 500 or ok != (role in allowed):
                         wrong.append(f"{role} GET {url} ({route_path}): {response.status_code}")
     # a merchant's statement carries its own figures only; an admin names the merchant

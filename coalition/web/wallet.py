@@ -1,0 +1,116 @@
+"""The member wallet: ``/me``, opened from the one-time claim link a shop or an e-mail gives.
+
+==========================  ==============================================================
+``GET /me/claim?code=…``    a button that spends the claim code (a GET never spends it: mail
+                            scanners and link previews open links)
+``POST /me/claim``          the code → a member token in the ``coalition_member`` cookie
+``GET /me``                 balance, history across partners, the proof-of-presence QR, tier
+                            progress, the partner directory
+``POST /me/revoke``         sign out everywhere: every token and claim code of the member
+==========================  ==============================================================
+
+The cookie holds a member token (:mod:`coalition.members.credentials`; stored hashed), which
+the one :class:`~coalition.auth.service.Authenticator` reads like the ``Authorization`` header.
+"""
+
+from __future__ import annotations
+
+import segno
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+
+from coalition.console.dashboard import merchant_names, partner_directory
+from coalition.db import utcnow
+from coalition.ledger.presence import STEP_S, presence_code
+from coalition.ledger.queries import member_history
+from coalition.members.credentials import ClaimCodeInvalid, claim_member_access, revoke_member_credentials
+from coalition.members.models import Member
+from coalition.members.service import TIERS, tier_for
+from coalition.web.auth import MEMBER_COOKIE, SESSION_CREDENTIAL
+from coalition.web.pages import (
+    MEMBERS,
+    PRE_SESSION_COOKIE,
+    View,
+    form_token_cookie,
+    formatter,
+    human_error,
+    page,
+    read_form,
+    render,
+    set_cookie,
+)
+
+HISTORY_PAGE = 30
+
+
+async def claim(request: Request) -> Response:
+    t = formatter(request)
+    if request.method == "GET":
+        holder = Response()
+        token = form_token_cookie(request, holder)
+        response = render(request, "me/claim.html", t=t, code=request.query_params.get("code", "")[:64],
+                          form_token=token, failed=False)
+        for value in holder.headers.getlist("set-cookie"):
+            response.headers.append("set-cookie", value)
+        return response
+    form = await read_form(request)
+    if form is None:
+        return human_error(request, t, 403, "CSRF_FAILED", t.gettext(
+            "The form had expired. Go back, reload the page and try again."))
+    services = request.app.state.services
+    try:
+        access = await claim_member_access(services.db, str(form.get("code", ""))[:64])
+    except ClaimCodeInvalid:
+        return render(request, "me/claim.html", t=t, status=400, code="", failed=True,
+                      form_token=request.cookies.get(PRE_SESSION_COOKIE, ""))
+    opened = RedirectResponse("/me", status_code=303)
+    set_cookie(request, opened, MEMBER_COOKIE, access.member_token, max_age=365 * 24 * 3600)
+    opened.delete_cookie(PRE_SESSION_COOKIE, path="/")
+    return opened
+
+
+def _next_tier(lifetime: int) -> tuple[str, int] | None:
+    above = [(threshold, name) for threshold, name in TIERS if threshold > lifetime]
+    if not above:
+        return None
+    threshold, name = min(above)
+    return name, threshold - lifetime
+
+
+async def wallet(request: Request, view: View) -> Response:
+    services = view.services
+    assert view.caller.member_id is not None
+    async with services.db.session() as session:
+        member = await session.get(Member, view.caller.member_id)
+    assert member is not None  # a live token's member exists
+    history = await member_history(services.db, member.id, merchant_id=None, before_id=None, limit=HISTORY_PAGE)
+    names = await merchant_names(services.db, sorted({e.merchant_id for e in history if e.merchant_id is not None}))
+    now = utcnow()
+    code = presence_code(services.keys, member.loyalty_id, now)
+    qr = segno.make(code, error="m").svg_data_uri(scale=6, border=2, dark="#000", light="#fff")
+    return render(request, "me/wallet.html", view, member=member, history=history, names=names, code=code, qr=qr,
+                  refresh_s=STEP_S - int(now.timestamp()) % STEP_S + 1, tier=tier_for(member.lifetime_points),
+                  next_tier=_next_tier(member.lifetime_points), partners=await partner_directory(services.db))
+
+
+async def revoke(request: Request, view: View) -> Response:
+    form = await read_form(request)
+    if form is None:
+        return human_error(request, view.t, 403, "CSRF_FAILED", view.t.gettext(
+            "The form had expired. Go back, reload the page and try again."))
+    assert view.caller.member_id is not None
+    await revoke_member_credentials(view.services.db, view.caller.member_id)
+    request.app.state.authenticator.forget()
+    request.scope[SESSION_CREDENTIAL] = None
+    response = render(request, "me/signed_out.html", t=view.t)
+    response.delete_cookie(MEMBER_COOKIE, path="/")
+    return response
+
+
+def wallet_routes() -> list[Route]:
+    return [
+        Route("/me", page(MEMBERS, wallet)),
+        Route("/me/claim", claim, methods=["GET", "POST"]),
+        Route("/me/revoke", page(MEMBERS, revoke, methods=("POST",)), methods=["POST"]),
+    ]
