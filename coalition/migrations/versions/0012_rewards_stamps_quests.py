@@ -1,7 +1,7 @@
 """Programs: rewards and vouchers, stamp cards, partner quests (coalition/programs/reward_models.py).
 
 Revision ID: 0012_rewards_stamps_quests
-Revises: 0008_trust_ledger
+Revises: 0011_tiers_campaigns
 Create Date: 2026-12-07
 """
 

@@ -1,7 +1,7 @@
 """Imports: an effective date beside the recorded date on ledger entries.
 
 Revision ID: 0014_import_effective_dates
-Revises: 0016_fraud_reviews
+Revises: 0013_fraud_reviews
 Create Date: 2026-12-07
 
 - ``entries.effective_at``: when the movement happened, where that differs from when it was
@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0014_import_effective_dates"
-down_revision: str | Sequence[str] | None = "0016_fraud_reviews"
+down_revision: str | Sequence[str] | None = "0013_fraud_reviews"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

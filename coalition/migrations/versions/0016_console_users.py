@@ -1,7 +1,7 @@
 """The pages people sign in to: console users and their sessions.
 
-Revision ID: 0015_console_users
-Revises: 0013_webhooks
+Revision ID: 0016_console_users
+Revises: 0015_webhooks
 Create Date: 2026-12-07
 
 - ``console_users``: e-mail, argon2id password hash, role (OWNER, CASHIER, ADMIN), the
@@ -17,8 +17,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0015_console_users"
-down_revision: str | Sequence[str] | None = "0013_webhooks"
+revision: str = "0016_console_users"
+down_revision: str | Sequence[str] | None = "0015_webhooks"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,6 +1,6 @@
 """Reviewers' decisions on fraud alerts.
 
-Revision ID: 0016_fraud_reviews
+Revision ID: 0013_fraud_reviews
 Revises: 0012_rewards_stamps_quests
 Create Date: 2026-12-07
 
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0016_fraud_reviews"
+revision: str = "0013_fraud_reviews"
 down_revision: str | Sequence[str] | None = "0012_rewards_stamps_quests"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

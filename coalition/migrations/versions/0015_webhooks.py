@@ -1,6 +1,6 @@
 """Webhooks: endpoints and the outbox of deliveries.
 
-Revision ID: 0013_webhooks
+Revision ID: 0015_webhooks
 Revises: 0014_import_effective_dates
 Create Date: 2026-12-07
 
@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0013_webhooks"
+revision: str = "0015_webhooks"
 down_revision: str | Sequence[str] | None = "0014_import_effective_dates"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
