@@ -73,6 +73,7 @@ from coalition.members.models import Member
 from coalition.partners.models import Merchant
 from coalition.programs.campaign_models import Campaign, CampaignAudience
 from coalition.programs.tier_models import EarnBonus, MemberTier
+from coalition.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
 
 _MEMBER_COLUMNS = tuple(Member.__table__.columns)
 _RETURNING = ", ".join(f"m.{c.name}" for c in _MEMBER_COLUMNS)
@@ -215,7 +216,11 @@ _PROGRAM_POINTS = f"""snap AS (
               AND c.starts_at <= b.now AND c.ends_at > b.now)
              ELSE 0 END AS campaign_points) x
 ),"""
-def _outbox(event_type: str, kind: str, points: str, amount_minor: str) -> str:
+_DELIVERIES, _ENDPOINTS = WebhookDelivery.__tablename__, WebhookEndpoint.__tablename__
+_PENDING = _value(WebhookDelivery.status, DeliveryStatus.PENDING)
+
+
+def _outbox(event_type: str, kind: EntryKind, points: str, amount_minor: str) -> str:
     """The webhooks outbox rows of the batch (coalition/webhooks/outbox.py writes the same on the other paths).
 
     Only operations the caller marked ``hooked`` (their merchant has an endpoint for the event type,
@@ -223,15 +228,15 @@ def _outbox(event_type: str, kind: str, points: str, amount_minor: str) -> str:
     boolean. Joined to ``u``, so written after the member's row lock, like the multi-statement path's.
     """
     return f"""outbox AS (
-    INSERT INTO webhook_deliveries (endpoint_id, merchant_id, member_id, type, data, status, attempts,
-                                    next_attempt_at, created_at)
+    INSERT INTO {_DELIVERIES} ({_columns(WebhookDelivery, "endpoint_id", "merchant_id", "member_id", "type", "data",
+                                         "status", "attempts", "next_attempt_at", "created_at")})
     SELECT w.id, es.merchant_id, u.id, '{event_type}',
-           CAST(json_build_object('entry_id', es.id, 'kind', '{kind}', 'points', {points},
+           CAST(json_build_object('entry_id', es.id, 'kind', {_ENTRY_KIND[kind]}, 'points', {points},
                                   'amount_minor', {amount_minor}, 'reference', es.reference, 'hold_id', NULL,
                                   'reverses_id', NULL) AS text),
-           'PENDING', 0, es.now, es.now
+           {_PENDING}, 0, es.now, es.now
     FROM u JOIN es ON es.member_id = u.id
-         JOIN webhook_endpoints w ON (w.merchant_id = es.merchant_id OR w.merchant_id IS NULL) AND w.active
+         JOIN {_ENDPOINTS} w ON (w.merchant_id = es.merchant_id OR w.merchant_id IS NULL) AND w.active
                                      AND position(',{event_type},' IN w.events) > 0
     WHERE es.hooked
     ORDER BY es.n, w.id
@@ -307,7 +312,7 @@ bonus AS (
     FROM u JOIN es ON es.member_id = u.id
     WHERE es.tier_points + es.campaign_points > 0
 ),
-{_outbox("points.earned", "EARN", "es.points", "es.amount_minor")}
+{_outbox("points.earned", EntryKind.EARN, "es.points", "es.amount_minor")}
 {_RESULT}"""
 
 # Lots in FIFO order (soonest expiry, then id) up to the first that covers the points, as in
@@ -414,7 +419,7 @@ legs AS (
          (VALUES {_REDEEM_LEG_VALUES}) AS leg (n, account, sign)
     ORDER BY es.n, leg.n
 ),
-{_outbox("points.redeemed", "REDEEM", "-es.points", "NULL")}
+{_outbox("points.redeemed", EntryKind.REDEEM, "-es.points", "NULL")}
 {_RESULT}"""
 
 _EARN = _statement(_EARN_SQL)
