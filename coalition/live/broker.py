@@ -57,6 +57,9 @@ def event_of(change: Change) -> dict[str, Any] | None:
             "created_at": change.created_at.isoformat()}
 
 
+CLOSE_WAIT_S = 2.0
+
+
 class Broker:
     def __init__(self, redis_url: str | None = None, *, channel: str = CHANNEL) -> None:
         self.channel = channel
@@ -155,9 +158,9 @@ class Broker:
     async def aclose(self) -> None:
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, RedisError, OSError):
-                await task
+        if self._tasks:
+            # Bounded: a task blocked on a connection that never answers must not hold up shutdown.
+            await asyncio.wait(self._tasks, timeout=CLOSE_WAIT_S)
         self._tasks, self._wake, self._listening = [], None, None
         if self._redis is not None:
             await self._redis.aclose()

@@ -69,9 +69,7 @@ MERCHANTS = ("A", "B", "C")
 MEMBERS = ("m1", "m2")  # the members who call with their own token
 ROLES = (ADMIN, *MERCHANTS, *MEMBERS, ANON)
 NODE_TYPES = ("Merchant", "Member", "Transaction", "Hold", "SettlementBatch", "Dispute", "GiftCard", "Campaign",
-              "Reward", "Voucher", "StampCard", "Quest")
-NODE_TYPES = ("Merchant", "Member", "Transaction", "Hold", "SettlementBatch", "Dispute", "WebhookEndpoint",
-              "WebhookDelivery")
+              "Reward", "Voucher", "StampCard", "Quest", "WebhookEndpoint", "WebhookDelivery")
 MAX_TYPE_REPEATS = 2  # a type may appear twice on one path (Transaction.reverses: a Transaction)
 DENIED = {"UNAUTHENTICATED", "FORBIDDEN"}
 HOLD_NOT_FOUND, TRANSACTION_NOT_FOUND = HoldNotFound.code, TransactionNotFound.code
