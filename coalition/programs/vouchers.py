@@ -13,7 +13,7 @@ voucher row. Its steps:
    concurrency: concurrent claims queue on the reward's row and each sees the stock left by
    the one before;
 3. the points: the ledger's redemption (``Ledger.redeem_in``) at the reward's merchant, under a
-   key of the claim's own (:func:`coalition.programs.once.internal_key`), with the member's
+   key of the claim's own (:func:`coalition.ledger.idempotency.internal_key`), with the member's
    proof of presence as the policy asks when a merchant claims at the till (none when the
    member claims from its wallet with its own token). So the points settle exactly as a
    redemption: the lots consumed FIFO, the honored points attributed to their issuers;
@@ -45,12 +45,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from coalition.errors import DomainError, IdempotencyKeyConflict, InvalidInput, check_idempotency_key
 from coalition.ledger import core, idempotency, presence, refusals
 from coalition.ledger.errors import MemberNotFound, MerchantSuspended
+from coalition.ledger.idempotency import as_model, internal_key
 from coalition.ledger.inputs import parse_loyalty_id
 from coalition.ledger.models import Entry
 from coalition.ledger.service import Ledger
 from coalition.members.models import Member
 from coalition.programs.errors import OutOfStock, RewardInactive, RewardNotFound, VoucherClosed, VoucherNotFound
-from coalition.programs.once import as_model, internal_key
 from coalition.programs.reward_models import Reward, Voucher, VoucherStatus
 
 logger = logging.getLogger("coalition.programs")
