@@ -23,7 +23,6 @@ from coalition.db import Database, utcnow
 from coalition.errors import (
     MAX_REFERENCE_LENGTH,
     DomainError,
-    IdempotencyKeyConflict,
     InvalidInput,
     Refused,
     check_idempotency_key,
@@ -49,9 +48,11 @@ from coalition.giftcards.models import (
 )
 from coalition.ledger import refusals
 from coalition.ledger.core import request_hash
-from coalition.partners.models import Merchant, MerchantStatus
+from coalition.ledger.idempotency import KeyColumns, find_earlier, merchant_is_active
 
 Legs = Iterable[tuple[GiftAccount, int, int]]
+
+ENTRY_KEYS = KeyColumns(GiftEntry, key="idempotency_key", fingerprint="request_hash", scope=("merchant_id",))
 
 
 @dataclass(frozen=True)
@@ -147,14 +148,10 @@ class GiftCardsBase:
             raise
 
     async def _earlier(self, conn: AsyncConnection, merchant_id: int, key: str, fingerprint: str) -> GiftResult | None:
-        row = (await conn.execute(select(GiftEntry).where(GiftEntry.merchant_id == merchant_id,
-                                                          GiftEntry.idempotency_key == key))).first()
-        if row is None:
+        entry = await find_earlier(conn, ENTRY_KEYS, (merchant_id,), key, fingerprint)
+        if entry is None:
             await refusals.raise_if_recorded(conn, merchant_id, key, fingerprint)
             return None
-        entry = entry_from_row(row)
-        if entry.request_hash != fingerprint:
-            raise IdempotencyKeyConflict(key)
         card = card_from_row((await conn.execute(select(GiftCard).where(GiftCard.id == entry.card_id))).one())
         hold = None
         hold_id = entry.id if entry.kind == GiftEntryKind.HOLD else entry.hold_id
@@ -163,8 +160,7 @@ class GiftCardsBase:
         return GiftResult(card=card, entry=entry, hold=hold, replayed=True)
 
     async def _require_active(self, conn: AsyncConnection, merchant_id: int) -> None:
-        status = (await conn.execute(select(Merchant.status).where(Merchant.id == merchant_id))).scalar()
-        if status != MerchantStatus.ACTIVE:
+        if not await merchant_is_active(conn, merchant_id):
             raise Refused(f"merchant {merchant_id} is suspended: it cannot write to the ledger",
                           code="MERCHANT_SUSPENDED")
 

@@ -47,6 +47,11 @@ A new kind of write (gift cards, vouchers, webhooks...) declares where its keys 
     if not inserted:                      # lost the race on the key
         return replayed(await outcomes.explain(CardRaced(...)))
 
+A definition created once per key (a reward, a stamp card, a quest, a campaign...) is the
+*written first* shape in one call: :func:`insert_once` (``INSERT ... ON CONFLICT DO NOTHING``, then
+:func:`find_earlier` when nothing was inserted). Keys a write makes for its own ledger entries
+come from :func:`internal_key`, which no client key can equal.
+
 ``docs/architecture.md`` ("Idempotent writes") says the same for a newcomer.
 """
 
@@ -59,6 +64,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import ColumnElement, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from coalition.db import Base
@@ -107,10 +113,43 @@ async def find_earlier(
         found = (await executor.execute(query)).scalars().first()
     else:
         row = (await executor.execute(query)).first()
-        found = None if row is None else keys.model.from_values(**row._mapping)
+        found = None if row is None else as_model(keys.model, row)
     if found is not None and getattr(found, keys.fingerprint) != fingerprint:
         raise IdempotencyKeyConflict(key)
     return found
+
+
+def as_model(model: type[M], row: Any) -> M:
+    """A table row as its model's object (what the API's types resolve), without a session."""
+    return model.from_values(**row._mapping)
+
+
+def internal_key(*parts: object) -> str:
+    """A key a write uses under a merchant's (or the network's) key space for its own ledger entries.
+
+    It starts with a control character, which ``check_idempotency_key`` refuses in every client key, so no
+    client request can take (or block) it."""
+    return "\x1f" + ":".join(str(part) for part in parts)
+
+
+async def insert_once(conn: AsyncConnection, keys: KeyColumns[M], values: dict[str, Any]) -> tuple[M, bool]:
+    """Insert ``values`` (which hold the key, the fingerprint and the scope's columns) unless a row is
+    under the key already: ``(the new row, True)``; a retry's ``(the earlier row, False)``; or
+    IDEMPOTENCY_KEY_CONFLICT (other input under the key, or a clash on another unique column). The
+    unique index decides between two concurrent requests, not a read before the write."""
+    make_insert: Any = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    table: Any = keys.model.__table__
+    row = (await conn.execute(
+        make_insert(table).values(**values).on_conflict_do_nothing().returning(*table.c)
+    )).first()
+    if row is not None:
+        return as_model(keys.model, row), True
+    key = values[keys.key]
+    scope = [values[name] for name in keys.scope]
+    earlier = await find_earlier(conn, keys, scope, key, values[keys.fingerprint])
+    if earlier is None:  # a conflict on another unique column than the key's
+        raise IdempotencyKeyConflict(key)
+    return earlier, False
 
 
 async def merchant_is_active(executor: Executor, merchant_id: int) -> bool:

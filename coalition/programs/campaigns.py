@@ -24,8 +24,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from coalition.crypto import NetworkKeys
 from coalition.db import Database
-from coalition.errors import IdempotencyKeyConflict, check_idempotency_key, check_text
+from coalition.errors import check_idempotency_key, check_text
 from coalition.ledger.core import request_hash
+from coalition.ledger.idempotency import KeyColumns, as_model, find_earlier
 from coalition.ledger.models import Entry
 from coalition.members.models import Member
 from coalition.network.loyalty import LoyaltyType
@@ -43,6 +44,7 @@ MAX_BONUS_POINTS = 100_000
 MAX_CONTROL_PERCENT = 90
 MAX_DURATION = dt.timedelta(days=366)
 MAX_START_AHEAD = dt.timedelta(days=366)
+CAMPAIGN_KEYS = KeyColumns(Campaign, key="idempotency_key", fingerprint="request_hash", scope=("merchant_id",))
 AUDIENCE_CHUNK = 5000
 
 
@@ -149,12 +151,9 @@ async def create_campaign(db: Database, keys: NetworkKeys, store: InsightStore, 
     members = await audience(db, store, merchant_id, spec.segment)
     async with db.transaction() as conn:
         await _lock_merchant(conn, merchant_id)
-        again = (await conn.execute(select(Campaign).where(Campaign.merchant_id == merchant_id,
-                                                           Campaign.idempotency_key == key))).first()
+        again = await find_earlier(conn, CAMPAIGN_KEYS, (merchant_id,), key, fingerprint)
         if again is not None:
-            if again.request_hash != fingerprint:
-                raise IdempotencyKeyConflict(key)
-            return _campaign(again)
+            return again
         same_segment = (true() if spec.segment is None
                         else or_(Campaign.segment.is_(None), Campaign.segment == spec.segment))
         clash = (await conn.execute(select(Campaign.name).where(
@@ -180,15 +179,11 @@ async def create_campaign(db: Database, keys: NetworkKeys, store: InsightStore, 
 
 async def _by_key(db: Database, merchant_id: int, key: str, fingerprint: str) -> Any:
     async with db.read() as conn:
-        row = (await conn.execute(select(Campaign).where(Campaign.merchant_id == merchant_id,
-                                                         Campaign.idempotency_key == key))).first()
-    if row is not None and row.request_hash != fingerprint:
-        raise IdempotencyKeyConflict(key)
-    return None if row is None else _campaign(row)
+        return await find_earlier(conn, CAMPAIGN_KEYS, (merchant_id,), key, fingerprint)
 
 
 def _campaign(row: Any) -> Campaign:
-    return Campaign.from_values(**row._mapping)
+    return as_model(Campaign, row)
 
 
 async def campaign_by_id(db: Database, campaign_id: int) -> Campaign | None:

@@ -29,9 +29,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from coalition.db import Database
 from coalition.errors import InvalidInput, NotFound, check_idempotency_key
 from coalition.ledger import core
+from coalition.ledger.idempotency import KeyColumns, as_model, insert_once, internal_key
 from coalition.ledger.service import Ledger
 from coalition.partners.models import Merchant
-from coalition.programs.once import as_model, insert_once, internal_key
 from coalition.programs.reward_models import Quest, QuestCompletion, QuestFunding, QuestMerchant, QuestVisit
 from coalition.programs.rewards import check_count, check_name
 
@@ -39,6 +39,7 @@ MAX_SHOPS = 50
 MAX_WINDOW_DAYS = 366
 MAX_BONUS = 1_000_000
 MAX_DURATION = dt.timedelta(days=2 * 366)
+QUEST_KEYS = KeyColumns(Quest, key="idempotency_key", fingerprint="request_hash")
 
 
 def split_bonus(bonus: int, merchant_ids: Sequence[int]) -> list[tuple[int, int]]:
@@ -78,19 +79,19 @@ async def create_quest(
         if known != set(shops):
             raise NotFound("merchantIds names a shop that is not a partner", code="MERCHANT_NOT_FOUND",
                            field="merchantIds")
-        row, created = await insert_once(conn, Quest, {
+        quest, created = await insert_once(conn, QUEST_KEYS, {
             "name": name, "visits_required": visits_required, "window_days": window_days,
             "bonus_points": bonus_points, "funding": funded_by, "starts_at": starts_at, "ends_at": ends_at,
             "idempotency_key": key, "request_hash": fingerprint, "created_at": now,
-        }, Quest.idempotency_key == key)
+        })
         if created:
             await conn.execute(insert(QuestMerchant),
-                               [{"quest_id": row.id, "merchant_id": m} for m in shops])
+                               [{"quest_id": quest.id, "merchant_id": m} for m in shops])
     if created:
         from coalition.programs.stamps import directory  # the per-process directory of programs
 
         directory(db).invalidate()
-    return as_model(Quest, row)
+    return quest
 
 
 async def record_visit(ledger: Ledger, *, quest_id: int, member_id: int, merchant_id: int,

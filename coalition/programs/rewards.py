@@ -18,14 +18,15 @@ from coalition.errors import InvalidInput, check_idempotency_key, check_text
 from coalition.ledger import core, idempotency
 from coalition.ledger.core import MAX_POINTS
 from coalition.ledger.errors import MerchantSuspended
+from coalition.ledger.idempotency import KeyColumns, as_model, insert_once
 from coalition.ledger.inputs import check_points
 from coalition.programs.errors import RewardNotFound
-from coalition.programs.once import as_model, insert_once
 from coalition.programs.reward_models import Reward
 
 MAX_STOCK = 1_000_000
 MAX_VOUCHER_VALID_DAYS = 3650
 DEFAULT_VOUCHER_VALID_DAYS = 30
+REWARD_KEYS = KeyColumns(Reward, key="idempotency_key", fingerprint="request_hash", scope=("merchant_id",))
 
 
 def check_count(value: object, field: str, code: str, maximum: int, minimum: int = 1) -> int:
@@ -65,13 +66,13 @@ async def create_reward(
     async with db.transaction() as conn:
         if not await idempotency.merchant_is_active(conn, merchant_id):
             raise MerchantSuspended(f"merchant {merchant_id} is suspended: it cannot publish rewards")
-        row, _ = await insert_once(conn, Reward, {
+        reward, _ = await insert_once(conn, REWARD_KEYS, {
             "merchant_id": merchant_id, "name": name, "description": description, "points_cost": points_cost,
             "stock_total": stock, "stock_left": stock, "valid_from": valid_from, "valid_until": valid_until,
             "voucher_valid_days": days, "active": True, "idempotency_key": key, "request_hash": fingerprint,
             "created_at": now,
-        }, (Reward.merchant_id == merchant_id) & (Reward.idempotency_key == key))
-    return as_model(Reward, row)
+        })
+    return reward
 
 
 async def reward_by_id(db: Database, reward_id: int) -> Any:

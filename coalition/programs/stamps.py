@@ -39,14 +39,15 @@ from coalition.errors import check_idempotency_key
 from coalition.ledger import core, idempotency
 from coalition.ledger.core import MAX_POINTS
 from coalition.ledger.errors import MerchantSuspended
+from coalition.ledger.idempotency import KeyColumns, insert_once
 from coalition.ledger.service import Ledger
-from coalition.programs.once import as_model, insert_once
 from coalition.programs.reward_models import Quest, QuestMerchant, Reward, Stamp, StampCard, StampProgress, Voucher
 from coalition.programs.rewards import check_count, check_name, own_reward
 from coalition.programs.vouchers import cancel_voucher_in, issue_voucher_in
 
 MAX_STAMPS = 100
 STAMP_SCOPE = "stamp"
+CARD_KEYS = KeyColumns(StampCard, key="idempotency_key", fingerprint="request_hash", scope=("merchant_id",))
 
 
 @dataclass(frozen=True)
@@ -121,14 +122,14 @@ async def create_stamp_card(
     async with ledger.db.transaction() as conn:
         if not await idempotency.merchant_is_active(conn, merchant_id):
             raise MerchantSuspended(f"merchant {merchant_id} is suspended: it cannot create stamp cards")
-        row, created = await insert_once(conn, StampCard, {
+        card, created = await insert_once(conn, CARD_KEYS, {
             "merchant_id": merchant_id, "name": name, "stamps_required": stamps_required,
             "min_purchase_minor": min_purchase_minor, "reward_id": reward_id, "active": True,
             "idempotency_key": key, "request_hash": fingerprint, "created_at": now,
-        }, (StampCard.merchant_id == merchant_id) & (StampCard.idempotency_key == key))
+        })
     if created:
         directory(ledger.db).invalidate()
-    return as_model(StampCard, row)
+    return card
 
 
 def _upsert(conn: AsyncConnection) -> Any:

@@ -13,7 +13,7 @@ voucher row. Its steps:
    concurrency: concurrent claims queue on the reward's row and each sees the stock left by
    the one before;
 3. the points: the ledger's redemption (``Ledger.redeem_in``) at the reward's merchant, under a
-   key of the claim's own (:func:`coalition.programs.once.internal_key`), with the member's
+   key of the claim's own (:func:`coalition.ledger.idempotency.internal_key`), with the member's
    proof of presence as the policy asks when a merchant claims at the till (none when the
    member claims from its wallet with its own token). So the points settle exactly as a
    redemption: the lots consumed FIFO, the honored points attributed to their issuers;
@@ -45,12 +45,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from coalition.errors import DomainError, IdempotencyKeyConflict, InvalidInput, check_idempotency_key
 from coalition.ledger import core, idempotency, presence, refusals
 from coalition.ledger.errors import MemberNotFound, MerchantSuspended
+from coalition.ledger.idempotency import KeyColumns, as_model, find_earlier, internal_key
 from coalition.ledger.inputs import parse_loyalty_id
 from coalition.ledger.models import Entry
 from coalition.ledger.service import Ledger
 from coalition.members.models import Member
 from coalition.programs.errors import OutOfStock, RewardInactive, RewardNotFound, VoucherClosed, VoucherNotFound
-from coalition.programs.once import as_model, internal_key
 from coalition.programs.reward_models import Reward, Voucher, VoucherStatus
 
 logger = logging.getLogger("coalition.programs")
@@ -61,6 +61,8 @@ ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 CODE_LENGTH = 10
 _CODE = re.compile(f"^[{ALPHABET}]{{{CODE_LENGTH}}}$")
 _V = Voucher.__table__.c
+CLAIM_KEYS = KeyColumns(Voucher, key="idempotency_key", fingerprint="request_hash", scope=("claim_scope",))
+USE_KEYS = KeyColumns(Voucher, key="use_key", fingerprint="use_hash", scope=("merchant_id",))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,7 +73,7 @@ class VoucherResult:
 
     @classmethod
     def of(cls, row: Any, member: Member, replayed: bool = False) -> VoucherResult:
-        return cls(as_model(Voucher, row), member, replayed)
+        return cls(row if isinstance(row, Voucher) else as_model(Voucher, row), member, replayed)
 
 
 def new_code() -> str:
@@ -97,10 +99,7 @@ class _Retry(Exception):
 
 
 async def _voucher_by_key(conn: AsyncConnection, scope: str, key: str, fingerprint: str) -> Any:
-    row = (await conn.execute(select(*_V).where(_V.claim_scope == scope, _V.idempotency_key == key))).first()
-    if row is not None and row.request_hash != fingerprint:
-        raise IdempotencyKeyConflict(key)
-    return row
+    return await find_earlier(conn, CLAIM_KEYS, (scope,), key, fingerprint)
 
 
 async def _member(conn: AsyncConnection, member_id: int) -> Member:
@@ -235,10 +234,8 @@ async def use_voucher(ledger: Ledger, *, merchant_id: int, code: str, idempotenc
 
 async def _explain_unused(conn: AsyncConnection, merchant_id: int, code: str, key: str, fingerprint: str,
                           now: dt.datetime) -> Any:
-    earlier = (await conn.execute(select(*_V).where(_V.merchant_id == merchant_id, _V.use_key == key))).first()
+    earlier = await find_earlier(conn, USE_KEYS, (merchant_id,), key, fingerprint)
     if earlier is not None:
-        if earlier.use_hash != fingerprint:
-            raise IdempotencyKeyConflict(key)
         return earlier
     row = (await conn.execute(select(*_V).where(_V.code == code, _V.merchant_id == merchant_id))).first()
     if row is None:

@@ -14,8 +14,9 @@ from sqlalchemy import ColumnElement, func, select, update
 
 from coalition.crypto import NetworkKeys
 from coalition.db import Database, utcnow
-from coalition.errors import IdempotencyKeyConflict, check_idempotency_key
+from coalition.errors import check_idempotency_key
 from coalition.ledger.core import EVENT_TYPES, request_hash
+from coalition.ledger.idempotency import KeyColumns, find_earlier
 from coalition.webhooks import ssrf
 from coalition.webhooks.errors import (
     EndpointDisabled,
@@ -32,6 +33,7 @@ from coalition.webhooks.signing import new_secret
 # belong to no merchant; an admin endpoint receives them too.
 EVENT_TYPE_NAMES = tuple(sorted({*EVENT_TYPES.values(), "member.enrolled", "settlement.closed"}))
 MAX_ENDPOINTS = 10
+ENDPOINT_KEYS = KeyColumns(WebhookEndpoint, key="idempotency_key", fingerprint="request_hash", scope=("owner",))
 
 
 @dataclass(frozen=True)
@@ -69,11 +71,8 @@ async def create_endpoint(db: Database, keys: NetworkKeys, *, merchant_id: int |
     fingerprint = request_hash("createWebhookEndpoint", url=url, events=wanted)
     owner = _owner(merchant_id)
     async with db.session() as session:
-        earlier = (await session.execute(select(WebhookEndpoint).where(
-            WebhookEndpoint.owner == owner, WebhookEndpoint.idempotency_key == key))).scalar_one_or_none()
+        earlier = await find_earlier(session, ENDPOINT_KEYS, (owner,), key, fingerprint)
     if earlier is not None:
-        if earlier.request_hash != fingerprint:
-            raise IdempotencyKeyConflict(key)
         return Registration(earlier, keys.decrypt(earlier.secret_encrypted))
     await ssrf.check_url(url, allowed_hosts)
     secret = new_secret()
