@@ -95,12 +95,18 @@ class _Writer:
         self.postgres = conn.dialect.name == "postgresql"
         self._next: dict[str, int] = {}
 
+    async def raw(self) -> Any:
+        """The asyncpg connection under this transaction: array parameters and results without
+        SQLAlchemy's per-value processing (a third of the load's statements' time)."""
+        raw = await self.conn.get_raw_connection()
+        return raw.driver_connection
+
     async def ids(self, table: Table, n: int) -> list[int]:
-        if self.postgres:
-            rows = await self.conn.execute(text(
-                f"SELECT nextval(pg_get_serial_sequence('{table.name}', 'id')) FROM generate_series(1, :n)"),
-                {"n": n})
-            return [int(r[0]) for r in rows]
+        if self.postgres:  # one row holding an array: cheaper to send and decode than n rows
+            values = await (await self.raw()).fetchval(
+                f"SELECT array_agg(nextval(pg_get_serial_sequence('{table.name}', 'id'))) FROM generate_series(1, $1)",
+                n)
+            return list(values)
         if table.name not in self._next:
             top = (await self.conn.execute(select(func.coalesce(func.max(table.c.id), 0)))).scalar_one()
             self._next[table.name] = int(top) + 1
@@ -112,9 +118,7 @@ class _Writer:
         if not rows:
             return
         if self.postgres:
-            raw = await self.conn.get_raw_connection()
-            await raw.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
-                table.name, records=rows, columns=list(columns))
+            await (await self.raw()).copy_records_to_table(table.name, records=rows, columns=list(columns))
         else:
             await self.conn.execute(insert(table), [dict(zip(columns, row, strict=True)) for row in rows])
 
@@ -217,14 +221,14 @@ class _Plan:
     async def prepare_earns(self, chunk: list[Record]) -> tuple[dict[str, int], list[int], list[int]]:
         wanted = list({self.member_key(r.external_id) for r in chunk})
         if self.writer.postgres:  # one array parameter: an IN list of 5,000 costs more to build than to run
-            query: Any = text(
-                "SELECT enroll_idempotency_key, id FROM members WHERE enrolled_by_merchant_id = :m "
-                "AND enroll_idempotency_key = ANY(CAST(:keys AS varchar[]))").bindparams(m=self.merchant_id,
-                                                                                         keys=wanted)
+            rows = await (await self.writer.raw()).fetch(
+                "SELECT enroll_idempotency_key, id FROM members WHERE enrolled_by_merchant_id = $1 "
+                "AND enroll_idempotency_key = ANY($2::varchar[])", self.merchant_id, wanted)
+            found = {key: int(mid) for key, mid in rows}
         else:
             query = select(Member.enroll_idempotency_key, Member.id).where(
                 Member.enrolled_by_merchant_id == self.merchant_id, Member.enroll_idempotency_key.in_(wanted))
-        found = {key: int(mid) for key, mid in (await self.writer.conn.execute(query)).all()}
+            found = {key: int(mid) for key, mid in (await self.writer.conn.execute(query)).all()}
         entry_ids = await self.writer.ids(Entry.__table__, len(chunk))  # type: ignore[arg-type]
         lot_ids = await self.writer.ids(Lot.__table__, len(chunk))  # type: ignore[arg-type]
         return found, entry_ids, lot_ids
@@ -260,11 +264,10 @@ class _Plan:
         await writer.write(Posting.__table__, POSTING_COLUMNS, rows.postings)  # type: ignore[arg-type]
         await writer.write(Lot.__table__, LOT_COLUMNS, rows.lots)  # type: ignore[arg-type]
         if rows.added and writer.postgres:
-            await writer.conn.execute(text(
+            await (await writer.raw()).execute(
                 "UPDATE members SET balance = members.balance + d.points, lifetime_points = "
-                "members.lifetime_points + d.points FROM unnest(CAST(:ids AS bigint[]), CAST(:points AS bigint[])) "
-                "AS d(id, points) WHERE members.id = d.id"),
-                {"ids": list(rows.added), "points": list(rows.added.values())})
+                "members.lifetime_points + d.points FROM unnest($1::bigint[], $2::bigint[]) "
+                "AS d(id, points) WHERE members.id = d.id", list(rows.added), list(rows.added.values()))
         elif rows.added:
             await writer.conn.execute(
                 update(Member).where(Member.id == bindparam("m_id")).values(
