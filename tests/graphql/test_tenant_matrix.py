@@ -755,10 +755,12 @@ async def asked(api: Any, net: Net, role: str, document: str, variables: dict[st
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
     """The walk selects every field of every type in one document: lift the document limits
-    (they are tested in tests/graphql/test_limits.py; here only access is judged)."""
+    (they are tested in tests/graphql/test_limits.py) and the API's database timeouts, which such a
+    document can pass on PostgreSQL (tests/test_outage.py tests them); here only access is judged."""
     lifted = {name: 1_000_000 for name in QUERY_BUDGET_NAMES if name != "slowdown"} | {"slowdown": 0}
     return dataclasses.replace(settings, max_query_bytes=10_000_000, query_budget=lifted,
-                               anonymous_query_budget=lifted)
+                               anonymous_query_budget=lifted, db_statement_timeout_s=30.0,
+                               db_command_timeout_s=40.0, db_pool_timeout_s=30.0, db_connect_timeout_s=10.0)
 
 
 @pytest.fixture(autouse=True)
