@@ -16,10 +16,7 @@ from coalition.graphql.giftcards.types import (
     IssueGiftCardPayload,
     payload_fields,
 )
-
-
-def _key() -> Any:
-    return graphene.String(required=True, description="Makes a retry safe: same key, same result.")
+from coalition.graphql.ledger.mutations import idempotency_key_field
 
 
 def _currency() -> Any:
@@ -34,7 +31,7 @@ class IssueGiftCardInput(graphene.InputObjectType):  # type: ignore[misc]
     loyalty_id = graphene.String(description=(
         "The buyer's loyalty ID: the card goes to the member's wallet and, where the network's policy says so "
         "(COALITION_GIFT_CARD_EARNS_POINTS), earns points like a purchase of its amount."))
-    idempotency_key = _key()
+    idempotency_key = idempotency_key_field()
 
 
 class RedeemGiftCardInput(graphene.InputObjectType):  # type: ignore[misc]
@@ -42,7 +39,7 @@ class RedeemGiftCardInput(graphene.InputObjectType):  # type: ignore[misc]
     amount_minor = graphene.Int(required=True, description="Money to spend, minor units, > 0.")
     reference = graphene.String(description="The merchant's receipt number.")
     currency = _currency()
-    idempotency_key = _key()
+    idempotency_key = idempotency_key_field()
 
 
 class AuthorizeGiftCardInput(graphene.InputObjectType):  # type: ignore[misc]
@@ -51,24 +48,24 @@ class AuthorizeGiftCardInput(graphene.InputObjectType):  # type: ignore[misc]
     expires_in_seconds = graphene.Int(description="Seconds until an uncaptured hold releases itself (default 900).")
     reference = graphene.String(description="The merchant's receipt number.")
     currency = _currency()
-    idempotency_key = _key()
+    idempotency_key = idempotency_key_field()
 
 
 class CaptureGiftCardInput(graphene.InputObjectType):  # type: ignore[misc]
     hold_id = graphene.ID(required=True, description="GiftCardPayload.holdId of authorizeGiftCard.")
     amount_minor = graphene.Int(description="Money to spend (default: all held); the rest goes back to the card.")
-    idempotency_key = _key()
+    idempotency_key = idempotency_key_field()
 
 
 class VoidGiftCardInput(graphene.InputObjectType):  # type: ignore[misc]
     hold_id = graphene.ID(required=True, description="GiftCardPayload.holdId of authorizeGiftCard.")
-    idempotency_key = _key()
+    idempotency_key = idempotency_key_field()
 
 
 class RefundGiftCardInput(graphene.InputObjectType):  # type: ignore[misc]
     transaction_id = graphene.ID(required=True, description="One of this merchant's spends (redeem or capture).")
     reason = graphene.String(description="Why (at most 128 characters).")
-    idempotency_key = _key()
+    idempotency_key = idempotency_key_field()
 
 
 class AttachGiftCardInput(graphene.InputObjectType):  # type: ignore[misc]
