@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-import sys
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from process_race import race
 from sqlalchemy import func, select
 
 from coalition.errors import DomainError
@@ -98,28 +97,9 @@ async def test_concurrent_refunds_of_one_spend_refund_once(shops: Any, gprobe: A
 async def test_two_processes_racing_on_one_card_never_overspend(shops: Any, gprobe: Any, db: Any,
                                                                 settings: Any) -> None:
     sold = await shops.issue(150)
-    env = {**os.environ, "COALITION_SECRET_KEY": "test-secret-key", "PYTHONPATH": str(ROOT)}
-    procs = [await asyncio.create_subprocess_exec(
-        sys.executable, str(WORKER), settings.database_url, str(shops.b.id), sold.code, "100", f"proc{i}",
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=ROOT,
-        env=env) for i in range(2)]
-    try:
-        for proc in procs:
-            assert proc.stdout is not None
-            assert (await asyncio.wait_for(proc.stdout.readline(), timeout=60)).strip() == b"ready"
-        for proc in procs:
-            assert proc.stdin is not None
-            proc.stdin.write(b"go\n")
-            await proc.stdin.drain()
-        outputs = [await asyncio.wait_for(proc.communicate(), timeout=120) for proc in procs]
-    finally:
-        for proc in procs:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
-    for proc, (_, err) in zip(procs, outputs, strict=True):
-        assert proc.returncode == 0, err.decode()
-    counts = [Counter(json.loads(out.decode().strip().splitlines()[-1])) for out, _ in outputs]
+    outputs = await race(WORKER, [[settings.database_url, str(shops.b.id), sold.code, "100", f"proc{i}"]
+                                  for i in range(2)])
+    counts = [Counter(out) for out in outputs]
     assert sum(counts, Counter()) == {"OK": 150, "INSUFFICIENT_FUNDS": 50}, counts
     assert all(c["OK"] > 0 for c in counts), counts
     card = await gprobe.card(sold.card.id)

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-import sys
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from process_race import race as race_processes
 from sqlalchemy import func, select
 
 from coalition.errors import DomainError
@@ -149,28 +148,10 @@ async def race(settings: Any, net: Any, count: int, prefix: str, *extra: str,
                env_extra: dict[str, str] | None = None) -> list[Counter[str]]:
     """Two processes (``ledger_race_worker.py``) each make ``count`` one-point redemptions of ``net``'s
     member at merchant B, started at the same moment; each one's outcomes counted by code."""
-    env = {**os.environ, "COALITION_SECRET_KEY": "test-secret-key", **(env_extra or {})}
-    procs = [await asyncio.create_subprocess_exec(
-        sys.executable, str(WORKER), settings.database_url, str(net.b.id), net.loyalty_id, str(count),
-        prefix if "same-key" in extra else f"{prefix}{i}", *extra, stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=ROOT, env=env) for i in range(2)]
-    try:
-        for proc in procs:
-            assert proc.stdout is not None
-            assert (await asyncio.wait_for(proc.stdout.readline(), timeout=60)).strip() == b"ready"
-        for proc in procs:
-            assert proc.stdin is not None
-            proc.stdin.write(b"go\n")
-            await proc.stdin.drain()
-        outputs = [await asyncio.wait_for(proc.communicate(), timeout=120) for proc in procs]
-    finally:
-        for proc in procs:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
-    for proc, (_, err) in zip(procs, outputs, strict=True):
-        assert proc.returncode == 0, err.decode()
-    return [Counter(json.loads(out.decode().strip().splitlines()[-1])) for out, _ in outputs]
+    outputs = await race_processes(WORKER, [
+        [settings.database_url, str(net.b.id), net.loyalty_id, str(count),
+         prefix if "same-key" in extra else f"{prefix}{i}", *extra] for i in range(2)], env=env_extra)
+    return [Counter(out) for out in outputs]
 
 
 @pytest.mark.services

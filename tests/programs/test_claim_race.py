@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
 import os
-import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
+from process_race import race
 from sqlalchemy import func, select
 
 from coalition.programs.reward_models import Reward, Voucher
@@ -30,30 +28,11 @@ async def test_two_processes_claiming_never_oversell(shops: Any, settings: Any, 
         await shops.earn(member, 20)
     rw = await create_reward(db, merchant_id=shops.b.id, name="Last books", points_cost=10, stock=9,
                              idempotency_key="rw", now=shops.now)
-    env = {**os.environ, "COALITION_SECRET_KEY": "test-secret-key"}
     lids = [m.loyalty_id for m in members]
     # when two processes each claim once for every member, at the same moment
-    procs = [await asyncio.create_subprocess_exec(
-        sys.executable, str(WORKER), settings.database_url, str(shops.b.id), str(rw.id), f"p{i}", *lids,
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=ROOT,
-        env=env) for i in range(2)]
-    try:
-        for proc in procs:
-            assert proc.stdout is not None
-            assert (await asyncio.wait_for(proc.stdout.readline(), timeout=60)).strip() == b"ready"
-        for proc in procs:
-            assert proc.stdin is not None
-            proc.stdin.write(b"go\n")
-            await proc.stdin.drain()
-        outputs = [await asyncio.wait_for(proc.communicate(), timeout=120) for proc in procs]
-    finally:
-        for proc in procs:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
-    for proc, (_, err) in zip(procs, outputs, strict=True):
-        assert proc.returncode == 0, err.decode()
-    counts = [Counter(json.loads(out.decode().strip().splitlines()[-1])) for out, _ in outputs]
+    outputs = await race(WORKER, [[settings.database_url, str(shops.b.id), str(rw.id), f"p{i}", *lids]
+                                  for i in range(2)])
+    counts = [Counter(out) for out in outputs]
     # then exactly 9 vouchers between them, the rest out of stock
     assert sum(counts, Counter()) == {"OK": 9, "OUT_OF_STOCK": 51}, counts
     async with db.read() as conn:

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-import json
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from process_race import race
 from program_network import shops
 from sqlalchemy import func, select
 
@@ -25,28 +23,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 async def run_workers(settings: Any, merchant_id: int, lids: list[str], per_member: int) -> list[dict[str, Any]]:
-    env = {**os.environ, "COALITION_SECRET_KEY": "test-secret-key", "PYTHONPATH": str(ROOT)}
-    procs = [await asyncio.create_subprocess_exec(
-        sys.executable, str(WORKER), settings.database_url, str(merchant_id), ",".join(lids), str(per_member),
-        "shared", stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        cwd=ROOT, env=env) for _ in range(2)]
-    try:
-        for proc in procs:
-            assert proc.stdout is not None
-            assert (await asyncio.wait_for(proc.stdout.readline(), timeout=60)).strip() == b"ready"
-        for proc in procs:
-            assert proc.stdin is not None
-            proc.stdin.write(b"go\n")
-            await proc.stdin.drain()
-        outputs = [await asyncio.wait_for(proc.communicate(), timeout=180) for proc in procs]
-    finally:
-        for proc in procs:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
-    for proc, (_, err) in zip(procs, outputs, strict=True):
-        assert proc.returncode == 0, err.decode()
-    return [json.loads(out.decode().strip().splitlines()[-1]) for out, _ in outputs]
+    return await race(WORKER, [[settings.database_url, str(merchant_id), ",".join(lids), str(per_member), "shared"]
+                               for _ in range(2)], timeout_s=180)
 
 
 @pytest.mark.services
