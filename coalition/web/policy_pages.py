@@ -36,7 +36,7 @@ VERSIONS_SHOWN = 20
 
 def tier_rows(form: FormData) -> list[dict[str, Any]]:
     """The tier rows typed in (a row without a name is left out), lowest first as listed."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     for i in range(MAX_TIERS):
         name = text(form, f"tier{i}_name", 40).upper()
         if not name:

@@ -15,7 +15,6 @@ one that does not exist.
 from __future__ import annotations
 
 import secrets
-from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -36,12 +35,9 @@ LIST_LIMIT = 200
 DEFAULT_CONTROL_PERCENT = 10
 
 
-async def _form_or_refusal(request: Request, view: View) -> Any:
-    form = await read_form(request)
-    if form is None:
-        return None, human_error(request, view.t, 403, "CSRF_FAILED", view.t.gettext(
-            "The form had expired. Go back, reload the page and try again."))
-    return form, None
+def _expired(request: Request, view: View) -> Response:
+    return human_error(request, view.t, 403, "CSRF_FAILED", view.t.gettext(
+        "The form had expired. Go back, reload the page and try again."))
 
 
 async def programs(request: Request, view: View) -> Response:
@@ -51,9 +47,9 @@ async def programs(request: Request, view: View) -> Response:
     status = 200
     sent: dict[str, str] = {}
     if request.method == "POST":
-        form, refused = await _form_or_refusal(request, view)
-        if refused is not None:
-            return refused
+        form = await read_form(request)
+        if form is None:
+            return _expired(request, view)
         sent = {k: str(v)[:200] for k, v in form.items() if k != "csrf"}
         key = text(form, "key", 100)
         now = utcnow()
@@ -100,9 +96,9 @@ async def campaigns(request: Request, view: View) -> Response:
     status = 200
     sent: dict[str, str] = {}
     if request.method == "POST":
-        form, refused = await _form_or_refusal(request, view)
-        if refused is not None:
-            return refused
+        form = await read_form(request)
+        if form is None:
+            return _expired(request, view)
         sent = {k: str(v)[:200] for k, v in form.items() if k != "csrf"}
         try:
             kind = text(form, "kind", 20)
