@@ -35,6 +35,7 @@ from coalition.config import Settings
 from coalition.crypto import NetworkKeys
 from coalition.db import Database
 from coalition.members.service import backfill_fingerprints
+from coalition.network.graphs import argsort_ints, unique_sorted
 from coalition.network.loader import NetworkData, load_network
 from coalition.network.loyalty import LoyaltyType
 from coalition.network.pipeline import STAGES, NetworkAnalysis, analyze_all
@@ -139,13 +140,13 @@ def build_payloads(data: NetworkData, analysis: NetworkAnalysis) -> dict[str, di
         return order[lo:hi]
 
     # A merchant's members: whoever earned or redeemed there, or was enrolled there.
-    p_order = np.argsort(data.purchases.merchant_ids, kind="stable")
+    p_order = argsort_ints(data.purchases.merchant_ids)
     p_merchants = data.purchases.merchant_ids[p_order]
     p_members = data.purchases.member_ids[p_order]
 
     def members_of(merchant_id: int) -> Any:
         lo, hi = np.searchsorted(p_merchants, [merchant_id, merchant_id + 1])
-        return np.union1d(p_members[lo:hi], data.members.ids[data.enrolled_by == merchant_id])
+        return unique_sorted(np.concatenate([p_members[lo:hi], data.members.ids[data.enrolled_by == merchant_id]]))
 
     community_of = {m: i for i, group in enumerate(analysis.communities.groups) for m in group}
     rules = {t: segments.rule(t) for t in LoyaltyType}

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from coalition.network.graphs import FloatArray, IntArray, PurchaseGraph
+from coalition.network.graphs import FloatArray, IntArray, PurchaseGraph, argsort_ints
 from coalition.network.loyalty import LoyaltyType
 
 DAY_S = 86400
@@ -145,8 +145,7 @@ def _group_value_order(values: NDArray[np.int64] | FloatArray, group: IntArray) 
         group_bits = max(int(group.max()), 1).bit_length()
         if span.bit_length() + group_bits <= 62:
             key = (group << span.bit_length()) | (values.astype(np.int64) - int(values.min()))
-            packed: IntArray = np.argsort(key)
-            return packed
+            return argsort_ints(key)
     ordered: IntArray = np.lexsort((values, group))
     return ordered
 
