@@ -353,7 +353,8 @@ def main() -> None:
         def col(name: str, results: list[dict[str, float]] = results) -> np.ndarray:  # type: ignore[type-arg]
             return np.array([r[name] for r in results], dtype=float)
 
-        worst = {k: int(results[int(np.nanargmin(col(k)))]["seed"]) for k in ("precision", "recall", "auc", "rec_auc", "p_at_5")}
+        worst = {k: int(results[int(np.nanargmin(col(k)))]["seed"])
+                 for k in ("precision", "recall", "auc", "rec_auc", "p_at_5")}
         print(f"{family:<9} {col('precision').mean():>9.3f} {col('precision').min():>6.3f} "
               f"{col('recall').mean():>7.3f} {col('recall').min():>6.3f} {np.nanmean(col('auc')):>6.3f} "
               f"{np.nanmin(col('auc')):>6.3f} {int(col('hard_flagged').sum()):>9d} "

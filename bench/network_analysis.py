@@ -147,7 +147,8 @@ def main() -> int:
         total_s = time.perf_counter() - started
         rss = peak_rss_gb()
         verdict = "OK" if total_s <= TARGET_TOTAL_S and rss <= TARGET_RSS_GB else "MISSED"
-        print(f"TOTAL analyze_all {total_s:.2f} s, cpu {time.process_time() - cpu_started:.2f} s (target <= {TARGET_TOTAL_S:.0f} s); peak RSS {rss:.2f} GB "
+        print(f"TOTAL analyze_all {total_s:.2f} s, cpu {time.process_time() - cpu_started:.2f} s "
+              f"(target <= {TARGET_TOTAL_S:.0f} s); peak RSS {rss:.2f} GB "
               f"(target <= {TARGET_RSS_GB:.0f} GB) -> {verdict}; load average "
               f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}")
         top = result.top_referrers[0] if result.top_referrers else None

@@ -1,7 +1,7 @@
 """The network analysis against a database: bulk-load a synthetic network, analyse, read insights.
 
     COALITION_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/SCRATCH \\
-        .venv/bin/python bench/network_db.py [--members 1000000] [--skip-load] [--verbose]
+        .venv/bin/python bench/network_db.py [--members 1000000] [--skip-load] [--once] [--verbose]
 
 Use a scratch database: it is migrated and filled (``coalition demo --members N``'s path).
 Prints seconds for the bulk load, each analysis run's stages (two runs: with and without
@@ -46,7 +46,7 @@ def _progress(stage: str, done: int, total: int) -> None:
     _last[:] = [now, cpu]
 
 
-async def main(members: int, skip_load: bool, verbose: bool) -> None:
+async def main(members: int, skip_load: bool, verbose: bool, once: bool) -> None:
     settings = load_settings()
     await migrate(settings)
     db = Database(settings.database_url, pool_size=2)
@@ -56,7 +56,7 @@ async def main(members: int, skip_load: bool, verbose: bool) -> None:
             demo = await create_synthetic_demo(db, settings, NetworkKeys.from_settings(settings), members=members)
             print(f"bulk load: {members:,} members, {demo.total_merchants} merchants, "
                   f"{sum(demo.transactions.values()):,} transactions in {time.perf_counter() - started:.1f} s")
-        for draw_map in (True, False):
+        for draw_map in (True,) if once else (True, False):
             run = await run_analysis(db, settings, draw_map=draw_map, progress=_progress if verbose else None)
             seconds = (run.computed_at - run.started_at).total_seconds()
             print(f"analysis run {run.run_id} (map: {draw_map}): {seconds:.1f} s; "
@@ -80,5 +80,6 @@ if __name__ == "__main__":
     parser.add_argument("--members", type=int, default=1_000_000)
     parser.add_argument("--skip-load", action="store_true", help="analyse what the database already holds")
     parser.add_argument("--verbose", action="store_true", help="print each step's time and RSS as it starts")
+    parser.add_argument("--once", action="store_true", help="one analysis run (with the map), not two")
     args = parser.parse_args()
-    asyncio.run(main(args.members, args.skip_load, args.verbose))
+    asyncio.run(main(args.members, args.skip_load, args.verbose, args.once))
