@@ -110,10 +110,12 @@ async def run_analysis(
             "communities": len(analysis.communities.groups),
             "timings_s": {"load": round(load_s, 3), **{k: round(v, 3) for k, v in analysis.timings_s.items()}},
         }
+        png, svg = analysis.map_png, analysis.map_svg
+        del data, analysis  # the columns and graphs (a GB at a million members) are not needed to store
         step("store")
         stored = await store.finish_run(run_id, payloads, blobs, summary)
         report("done", total, total)
-        return RunReport(run_id, stored.started_at, stored.computed_at, summary, analysis.map_png, analysis.map_svg)
+        return RunReport(run_id, stored.started_at, stored.computed_at, summary, png, svg)
     except BaseException as exc:
         await asyncio.shield(store.fail_run(run_id, f"{type(exc).__name__}: {exc}"))
         raise
