@@ -78,7 +78,7 @@ def test_the_report_as_html_pdf_and_png(settled: tuple[Path, int, int], tmp_path
         assert result.exit_code == 0, result.output
         assert out.read_bytes().startswith(start), fmt
     page = (tmp_path / "report.html").read_text()
-    assert "Bakery" in page and "-1.00" in page and "0.36" in page
+    assert "Bakery" in page and "-€1.00" in page and "€0.36" in page
     statement = invoke(db_file, "settle", "export", "--batch", "1", "--merchant", str(books), "--format", "html")
     assert "Statement of Books" in statement.stdout and "-1.00" not in statement.stdout
 
