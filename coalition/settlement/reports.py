@@ -312,7 +312,7 @@ def _report_figure(view: BatchView) -> Figure:
     summary.extend(view.notes)
     rtl = t.direction == "rtl"
     top.text(1 if rtl else 0, 1, "\n".join(v(line) for line in summary), va="top", ha="right" if rtl else "left",
-             family="monospace")
+             family=["DejaVu Sans Mono", "DejaVu Sans"])  # the second has the Hebrew letters
     table_axes.set_axis_off()
     rows = view.positions[:MAX_PARTIES]
     if rows:
