@@ -41,6 +41,12 @@ def translations(lang: str) -> gettext.NullTranslations:
     return gettext.GNUTranslations(compiled)
 
 
+@functools.cache
+def locale_of(lang: str) -> Locale:
+    """Babel's locale, parsed once: a page formats hundreds of numbers (the network map's edges)."""
+    return Locale.parse(lang)
+
+
 @dataclass(frozen=True)
 class Formatter:
     """One language's words and number forms, handed to every template as ``t``."""
@@ -51,7 +57,7 @@ class Formatter:
 
     @property
     def direction(self) -> str:
-        return (Locale.parse(self.lang).character_order == "right-to-left" and "rtl") or "ltr"
+        return (locale_of(self.lang).character_order == "right-to-left" and "rtl") or "ltr"
 
     def gettext(self, message: str, **values: object) -> str:
         text = translations(self.lang).gettext(message)
@@ -64,13 +70,13 @@ class Formatter:
         return format_money_locale(amount_minor, self.exponent, self.currency, self.lang)
 
     def number(self, value: int) -> str:
-        return format_decimal(value, locale=self.lang)
+        return format_decimal(value, locale=locale_of(self.lang))
 
     def percent(self, value: object) -> str:
-        return format_percent(value, locale=self.lang, format="#,##0.0%")  # type: ignore[arg-type]
+        return format_percent(value, locale=locale_of(self.lang), format="#,##0.0%")  # type: ignore[arg-type]
 
     def date(self, value: dt.datetime | dt.date) -> str:
-        return format_date(value, "medium", locale=self.lang)
+        return format_date(value, "medium", locale=locale_of(self.lang))
 
     def datetime(self, value: dt.datetime) -> str:
-        return format_datetime(value, "short", locale=self.lang)
+        return format_datetime(value, "short", locale=locale_of(self.lang))

@@ -129,7 +129,7 @@ class BatchView:
 
 
 _RTL = re.compile(r"[\u0590-\u08ff\ufb1d-\ufdff\ufe70-\ufefc]")
-_STRONG = re.compile(r"[\u0590-\u08ff\ufb1d-\ufdff\ufe70-\ufefc]+|[^\W_]+(?:[.,:/'’-][^\W_]+)*[.%]?")
+_STRONG = re.compile(r"[\u0590-\u08ff\ufb1d-\ufdff\ufe70-\ufefc]+|[^\W_]+(?:[.,:/'\u2019-][^\W_]+)*[.%]?")
 _MIRROR = str.maketrans("()[]{}<>«»", ")(][}{><»«")
 
 
@@ -359,7 +359,8 @@ def _templates() -> Environment:
 def report_html(view: BatchView, links: list[tuple[str, str]] | None = None) -> str:
     """The report as one self-contained HTML page (charts inline as SVG; template in coalition/web/templates)."""
     return _templates().get_template("settlement_report.html").render(
-        view=view, t=view.t, _=view.t.gettext, links=links or [], matrix_svg=matrix_svg(view), positions_svg=positions_svg(view))
+        view=view, t=view.t, _=view.t.gettext, links=links or [], matrix_svg=matrix_svg(view),
+        positions_svg=positions_svg(view))
 
 
 def index_html(batches: list[Any], t: Formatter, older: int | None = None) -> str:

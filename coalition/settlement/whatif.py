@@ -30,8 +30,8 @@ from sqlalchemy import func, select
 from coalition.config import Settings
 from coalition.db import Database, utcnow
 from coalition.errors import InvalidInput
-from coalition.ledger.models import Entry
 from coalition.i18n import Formatter
+from coalition.ledger.models import Entry
 from coalition.partners.models import Merchant
 from coalition.settlement.compute import compute_settlement
 from coalition.settlement.errors import BatchNotFound, InvalidPeriodEnd

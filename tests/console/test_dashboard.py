@@ -35,7 +35,8 @@ async def activity(seed: int, ledger: Any, clock: Any, make_merchant: Any, make_
         try:
             if rng.random() < 0.65:
                 result = await ledger.earn(merchant_id=shop.id, loyalty_id=member.loyalty_id,
-                                           purchase_amount_minor=rng.randint(100, 5000), idempotency_key=f"e{next(key)}")
+                                           purchase_amount_minor=rng.randint(100, 5000),
+                                           idempotency_key=f"e{next(key)}")
                 earned.append(result.entry)
             else:
                 await ledger.redeem(merchant_id=shop.id, loyalty_id=member.loyalty_id, points=rng.randint(1, 30),
@@ -65,7 +66,8 @@ async def brute_force(db: Any, merchant_id: int, now: dt.datetime) -> dict[str, 
     issued = sum(e.points for e in here if EntryKind(e.kind) == EntryKind.EARN)
     honored = -sum(e.points for e in here if EntryKind(e.kind) == EntryKind.REDEEM)
     return {
-        "members": len({m.id for m in members if m.enrolled_by_merchant_id == merchant_id} | {e.member_id for e in here}),
+        "members": len({m.id for m in members if m.enrolled_by_merchant_id == merchant_id}
+                       | {e.member_id for e in here}),
         "issued": issued, "honored": honored,
         "outstanding": sum(lot.remaining for lot in lots if lot.issuer_merchant_id == merchant_id
                            and lot.expires_at.replace(tzinfo=dt.UTC) > now),
