@@ -15,8 +15,9 @@
 ``Accept-Language``, as the pages choose), ``csv`` or ``json`` (the same bytes in every
 language); ``batch`` is the batch's number (``SettlementBatch`` id, written the canonical
 way: ``7``, not ``07``) or its GraphQL global ID. Credentials as for the API
-(:mod:`coalition.web.auth`): ``Authorization: Bearer <key>``, or the key as the password of HTTP Basic so that a browser can open the pages
-(never in the URL: it would end up in logs). Errors have the API's shape,
+(:mod:`coalition.web.auth`): ``Authorization: Bearer <key>``, or the key as the password
+of HTTP Basic so that a browser can open the pages (never in the URL: it would end up in
+logs). Errors have the API's shape,
 ``{"errors": [{"message", "extensions": {"code"}}]}``, or are a small HTML page for a
 browser (:mod:`coalition.web.errors`): 401 no or bad key, 403 a caller who may not see it
 (a merchant asking for another's statement, a member token), 404 no such batch or no
