@@ -4,6 +4,7 @@ nothing left behind by clients that go away; across two API processes through Re
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import gc
 import os
@@ -12,8 +13,10 @@ from typing import Any
 
 import httpx
 import pytest
+import websockets
 from live_servers import api_process, live, serving
 
+from coalition.auth.service import revoke_api_key
 from coalition.config import Settings
 
 TRANSACTIONS = "subscription { transactions { id kind points merchant { name } member { loyaltyId } } }"
@@ -119,6 +122,42 @@ async def test_the_protocol_close_codes_and_limits(app: Any, admin_key: str, mak
             await client.subscribe("3", TRANSACTIONS)
             third = await client.receive()
             assert third["id"] == "3" and third["payload"][0]["extensions"]["code"] == "TOO_MANY_SUBSCRIPTIONS"
+
+
+async def test_a_stranger_cannot_keep_an_unauthenticated_socket_open_with_pings(app: Any) -> None:
+    # The init timeout counts from the opening: pings (allowed before the init) do not extend it.
+    app.state.subscriptions.init_timeout_s = 0.6
+    async with serving(app) as address, live(address) as stranger:
+        opened = asyncio.get_running_loop().time()
+        with contextlib.suppress(websockets.ConnectionClosed):
+            for _ in range(20):
+                await stranger.send({"type": "ping"})
+                assert await stranger.receive() == {"type": "pong"}
+                await asyncio.sleep(0.2)
+        assert await stranger.closed_with() == 4408
+        assert asyncio.get_running_loop().time() - opened < 2.0
+        assert app.state.subscriptions.open_connections == 0
+
+
+async def test_a_key_revoked_mid_stream_closes_the_connection(
+    app: Any, db: Any, make_merchant: Any, make_member: Any,
+) -> None:
+    shop, other = await make_merchant("S"), await make_merchant("O")
+    member = await make_member(shop.merchant.id)
+    app.state.subscriptions.recheck_s = 0.3
+    async with serving(app) as address, live(address) as revoked, live(address) as kept:
+        for client, key in ((revoked, shop.api_key), (kept, other.api_key)):
+            assert (await client.init(key))["type"] == "connection_ack"
+            await client.subscribe("t", TRANSACTIONS)
+        await asyncio.sleep(0.8)  # a few rechecks pass while the keys are good
+        await earn(address, shop.api_key, member.member.loyalty_id, "before")
+        assert (await revoked.receive())["type"] == "next"
+        await revoke_api_key(db, shop.api_key)
+        assert await revoked.closed_with(timeout_s=5) == 4403
+        # the other merchant's connection, whose key is good, stays
+        await kept.send({"type": "ping"})
+        assert await kept.receive() == {"type": "pong"}
+        assert app.state.services.live.subscribers == 1
 
 
 CHURN = int(os.environ.get("COALITION_WS_CHURN", "300"))  # bench/ws_churn.py runs 10,000
