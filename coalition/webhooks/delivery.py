@@ -11,7 +11,8 @@ A failure (not 2xx, a timeout, a refused address) is tried again after an expone
 (``COALITION_WEBHOOK_BACKOFF_BASE_S`` doubling up to ``..._CAP_S``, +/-20 % jitter). Past the
 retry window (``COALITION_WEBHOOK_RETRY_WINDOW_S``, 72 h) from its first try, the delivery is
 FAILED and its endpoint disabled, with the reason on the endpoint (``disabledReason`` in the API)
-and a log line. Redirects are not followed; the address is checked again before every try
+and a log line; the endpoint's other deliveries wait, and replaying one enables it again
+(:func:`coalition.webhooks.service.replay_delivery`). Redirects are not followed; the address is checked again before every try
 (:mod:`coalition.webhooks.ssrf`).
 """
 
@@ -194,8 +195,9 @@ class Deliverer:
             await conn.execute(update(WebhookDelivery).where(WebhookDelivery.id == row.id).values(**values))
             if values.get("status") == DeliveryStatus.FAILED:
                 reason = (f"disabled at {now.isoformat()}: event {event_id(self.keys, row.id)} failed for "
-                          f"{self.settings.webhook_retry_window_s / 3600:g} h ({error}); deliveries to it stopped: "
-                          "register a new endpoint once the receiver answers again")
+                          f"{self.settings.webhook_retry_window_s / 3600:g} h ({error}); deliveries to it stopped "
+                          "and wait: once the receiver answers again, replay this event (replayWebhookDelivery) to "
+                          "enable the endpoint and send every waiting event, in order")
                 await conn.execute(update(WebhookEndpoint).where(WebhookEndpoint.id == endpoint.id).values(
                     active=False, disabled_at=now, disabled_reason=reason[:500], updated_at=now))
                 report.disabled += 1

@@ -24,7 +24,7 @@ from coalition.ledger.models import Entry
 from coalition.ledger.service import Ledger
 from coalition.webhooks import signing, ssrf
 from coalition.webhooks.delivery import Deliverer
-from coalition.webhooks.errors import EndpointDisabled, InvalidWebhookUrl, UnknownEventType, UrlNotAllowed
+from coalition.webhooks.errors import InvalidWebhookUrl, UnknownEventType, UrlNotAllowed, WebhookDeliveryNotFound
 from coalition.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
 from coalition.webhooks.service import EVENT_TYPE_NAMES, create_endpoint, delete_endpoint, replay_delivery
 
@@ -270,7 +270,62 @@ async def test_an_endpoint_failing_past_the_retry_window_is_disabled_and_the_mer
             endpoint = await session.get(WebhookEndpoint, hook.endpoint.id)
         assert endpoint is not None and not endpoint.active and endpoint.disabled_reason
         assert "disabled" in caplog.text
-        with pytest.raises(EndpointDisabled):
+
+
+async def test_replaying_after_the_endpoint_was_disabled_sends_every_waiting_event_in_order(
+    db: Database, settings: Any, keys: Any, hooked_ledger: Ledger, make_merchant: Any, make_member: Any,
+) -> None:
+    # Given an endpoint disabled after its receiver failed for the whole retry window
+    healthy = False
+    async with receiving(lambda n: "ok" if healthy else "fail") as receiver:
+        shop, other = (await make_merchant("S")).merchant, (await make_merchant("O")).merchant
+        hook = await create_endpoint(db, keys, merchant_id=shop.id, url=receiver.url(), events=ALL,
+                                     idempotency_key="k", allowed_hosts=ALLOWED)
+        members = [(await make_member(shop.id)).member for _ in range(2)]
+        for i, member in enumerate(members):
+            for n in range(3):
+                await hooked_ledger.earn(merchant_id=shop.id, loyalty_id=member.loyalty_id,
+                                         purchase_amount_minor=100 + n, idempotency_key=f"e{i}-{n}")
+        deliverer = Deliverer(db, dataclasses.replace(settings, webhook_retry_window_s=0.3,
+                                                      webhook_backoff_base_s=0.05), keys)
+        try:
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and not (await deliverer.run_once()).disabled:
+                await asyncio.sleep(0.02)
+            rows = await deliveries(db)
+            failed = [row for row in rows if row.status == DeliveryStatus.FAILED]
+            assert failed and len(rows) == 8  # two enrolments, six earns: each member's first may have failed
+            async with db.session() as session:
+                endpoint = await session.get(WebhookEndpoint, hook.endpoint.id)
+            assert endpoint is not None and not endpoint.active and "replayWebhookDelivery" in str(
+                endpoint.disabled_reason)
+            # another merchant cannot replay it (nor enable the endpoint)
+            with pytest.raises(Exception, match="no such webhook delivery"):
+                await replay_delivery(db, other.id, failed[0].id)
+            # When the receiver answers again and the merchant replays one failed event
+            healthy = True
+            replayed = await replay_delivery(db, shop.id, failed[0].id)
+            assert replayed.status == DeliveryStatus.PENDING
+            await drain(deliverer, db)
+        finally:
+            await deliverer.aclose()
+        # Then the endpoint is active again and every event arrived, each member's in order
+        async with db.session() as session:
+            endpoint = await session.get(WebhookEndpoint, hook.endpoint.id)
+        assert endpoint is not None and endpoint.active and endpoint.disabled_reason is None
+        assert all(row.status == DeliveryStatus.DELIVERED for row in await deliveries(db))
+        accepted = receiver.accepted("/hook")
+        assert {r.event["id"] for r in accepted} == {f"evt_{keys.global_ids.encode('WebhookEvent', row.id)}"
+                                                     for row in rows}
+        for member in members:
+            gid = keys.global_ids.encode("Member", member.id)
+            ids = [keys.global_ids.decode(r.event["id"].removeprefix("evt_"), "WebhookEvent") for r in accepted
+                   if (r.event["data"].get("member") or r.event["data"].get("transaction", {}).get("member") or {})
+                   .get("id") == gid]
+            assert len(ids) == 4 and ids == sorted(ids)
+        # a deleted endpoint's deliveries are gone with it: not replayed
+        await delete_endpoint(db, shop.id, hook.endpoint.id)
+        with pytest.raises(WebhookDeliveryNotFound):
             await replay_delivery(db, shop.id, rows[0].id)
 
 
