@@ -14,6 +14,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import func, select
 from webhook_receiver import receiving
@@ -187,6 +188,67 @@ async def test_merchants_without_endpoints_write_no_outbox_rows(
 async def test_private_and_loopback_addresses_are_refused(url: str) -> None:
     with pytest.raises(UrlNotAllowed):
         await ssrf.check_url(url, frozenset())
+
+
+@pytest.mark.parametrize("url", [
+    # the same loopback / metadata addresses spelled otherwise
+    "http://2130706433/", "http://0177.0.0.1/", "http://0x7f.1/", "http://127.1/", "http://0/", "http://[::]/",
+    "http://[::ffff:7f00:1]/", "http://[0:0:0:0:0:ffff:169.254.169.254]/", "http://[::127.0.0.1]/",
+    "http://[2002:7f00:1::]/", "http://[2002:a9fe:a9fe::]/", "http://[64:ff9b::a9fe:a9fe]/",
+    "http://[fe80::1%25eth0]/", "http://169.254.169.254./", "http://LOCALHOST/", "http://localhost./",
+    "http://100.64.0.1/", "http://198.18.0.1/", "http://[fd00::1]/", "http://255.255.255.255/",
+    "http://127.0.0.1#@93.184.216.34/",
+])
+async def test_other_spellings_of_private_addresses_are_refused(url: str) -> None:
+    with pytest.raises((UrlNotAllowed, InvalidWebhookUrl)):
+        await ssrf.check_url(url, frozenset())
+
+
+async def test_a_name_is_judged_by_every_address_and_the_delivery_goes_to_the_checked_one(
+    db: Database, settings: Any, keys: Any, hooked_ledger: Ledger, make_merchant: Any, make_member: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # DNS rebinding: the attacker's name answers a public address when checked, then a private one.
+    answers = {"hooks.example": [["93.184.216.34"]]}
+
+    async def resolve(host: str, port: int) -> list[str]:
+        queue = answers[host]
+        return queue.pop(0) if len(queue) > 1 else queue[0]
+
+    monkeypatch.setattr(ssrf, "resolve", resolve)
+    answers["mixed.example"] = [["10.0.0.5", "93.184.216.34"]]
+    with pytest.raises(UrlNotAllowed):  # one private address among public ones is enough to refuse
+        await ssrf.check_url("https://mixed.example/hook", frozenset())
+    shop = (await make_merchant()).merchant
+    await create_endpoint(db, keys, merchant_id=shop.id, url="https://hooks.example:8443/hook?x=1", events=ALL,
+                          idempotency_key="k", allowed_hosts=frozenset())
+    await make_member(shop.id)
+    sent: list[httpx.Request] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(200)
+
+    # at delivery the name answers a public address: the request goes to that address, named as the host
+    answers["hooks.example"] = [["93.184.216.35"], ["127.0.0.1"]]
+    deliverer = Deliverer(db, settings, keys, client=httpx.AsyncClient(transport=httpx.MockTransport(handle),
+                                                                       follow_redirects=False))
+    try:
+        await deliverer.run_once()
+        (request,) = sent
+        assert request.url.host == "93.184.216.35" and request.url.port == 8443 and request.url.query == b"x=1"
+        assert request.headers["host"] == "hooks.example:8443"
+        assert request.extensions["sni_hostname"] == "hooks.example"  # the certificate is checked against the name
+        # re-pointed at loopback afterwards: the next event is not sent anywhere
+        member = (await make_member(shop.id)).member
+        await hooked_ledger.earn(merchant_id=shop.id, loyalty_id=member.loyalty_id, purchase_amount_minor=100,
+                                 idempotency_key="e")
+        await deliverer.run_once()
+    finally:
+        await deliverer.aclose()
+    assert len(sent) == 1
+    waiting = [row for row in await deliveries(db) if row.status == DeliveryStatus.PENDING]
+    assert waiting and all(str(row.last_error).startswith("URL_NOT_ALLOWED") for row in waiting if row.attempts)
 
 
 @pytest.mark.parametrize("url", ["ftp://example.com/x", "file:///etc/passwd", "/relative", "http://", "http://u:p@x.org/",
