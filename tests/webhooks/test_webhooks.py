@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime as dt
 import json
 import logging
 import re
@@ -19,7 +20,8 @@ import pytest
 from sqlalchemy import func, select
 from webhook_receiver import receiving
 
-from coalition.db import Database
+from coalition.config import load_settings
+from coalition.db import Database, utcnow
 from coalition.ledger.invariants import assert_ledger_consistent
 from coalition.ledger.models import Entry
 from coalition.ledger.service import Ledger
@@ -332,6 +334,55 @@ async def test_an_endpoint_failing_past_the_retry_window_is_disabled_and_the_mer
             endpoint = await session.get(WebhookEndpoint, hook.endpoint.id)
         assert endpoint is not None and not endpoint.active and endpoint.disabled_reason
         assert "disabled" in caplog.text
+
+
+async def test_retries_back_off_exponentially_for_at_least_72_hours_then_disable(
+    db: Database, settings: Any, keys: Any, hooked_ledger: Ledger, make_merchant: Any, make_member: Any,
+) -> None:
+    # The schedule a deployment gets (COALITION_WEBHOOK_* unset), on a clock that jumps to each next try;
+    # the receiver never answers 2xx.
+    defaults = load_settings({"COALITION_DATABASE_URL": settings.database_url, "COALITION_SECRET_KEY": "x"})
+    assert defaults.webhook_retry_window_s >= 72 * 3600
+    settings = dataclasses.replace(settings, webhook_retry_window_s=defaults.webhook_retry_window_s,
+                                   webhook_backoff_base_s=defaults.webhook_backoff_base_s,
+                                   webhook_backoff_cap_s=defaults.webhook_backoff_cap_s)
+    now = [utcnow() + dt.timedelta(seconds=1)]
+    bodies: list[bytes] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        bodies.append(request.content)
+        return httpx.Response(500)
+
+    shop = (await make_merchant()).merchant
+    hook = await create_endpoint(db, keys, merchant_id=shop.id, url="http://127.0.0.1:9/x", events=ALL,
+                                 idempotency_key="k", allowed_hosts=ALLOWED)
+    await make_member(shop.id)
+    deliverer = Deliverer(db, settings, keys, clock=lambda: now[0],
+                          client=httpx.AsyncClient(transport=httpx.MockTransport(handle)))
+    tries: list[dt.datetime] = []
+    try:
+        for _ in range(500):
+            tries.append(now[0])
+            report = await deliverer.run_once()
+            (row,) = await deliveries(db)
+            if row.status != DeliveryStatus.PENDING:
+                break
+            assert report.failed == 1 and row.attempts == len(tries)
+            now[0] = row.next_attempt_at.replace(tzinfo=dt.UTC) if row.next_attempt_at.tzinfo is None \
+                else row.next_attempt_at
+    finally:
+        await deliverer.aclose()
+    assert row.status == DeliveryStatus.FAILED and report.disabled == 1
+    gaps = [(b - a).total_seconds() for a, b in zip(tries, tries[1:], strict=False)]
+    base, cap = settings.webhook_backoff_base_s, settings.webhook_backoff_cap_s
+    for n, gap in enumerate(gaps):  # base doubling per try, capped, +/-20 % jitter
+        expected = min(cap, base * 2**n)
+        assert 0.8 * expected - 0.01 <= gap <= 1.2 * expected + 0.01, (n, gap, expected)
+    assert gaps[-1] > 0.7 * cap and (tries[-1] - tries[0]).total_seconds() >= 72 * 3600
+    assert len(bodies) == len(tries) and len(set(bodies)) == 1  # the same event (id, body) on every try
+    async with db.session() as session:
+        endpoint = await session.get(WebhookEndpoint, hook.endpoint.id)
+    assert endpoint is not None and not endpoint.active and "72 h" in str(endpoint.disabled_reason)
 
 
 async def test_replaying_after_the_endpoint_was_disabled_sends_every_waiting_event_in_order(
