@@ -12,8 +12,8 @@ A failure (not 2xx, a timeout, a refused address) is tried again after an expone
 retry window (``COALITION_WEBHOOK_RETRY_WINDOW_S``, 72 h) from its first try, the delivery is
 FAILED and its endpoint disabled, with the reason on the endpoint (``disabledReason`` in the API)
 and a log line; the endpoint's other deliveries wait, and replaying one enables it again
-(:func:`coalition.webhooks.service.replay_delivery`). Redirects are not followed; the address is checked again before every try
-(:mod:`coalition.webhooks.ssrf`).
+(:func:`coalition.webhooks.service.replay_delivery`). Redirects are not followed; the address is
+checked again before every try (:mod:`coalition.webhooks.ssrf`).
 """
 
 from __future__ import annotations

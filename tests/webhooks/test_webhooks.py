@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import itertools
 import json
 import logging
 import re
@@ -373,7 +374,7 @@ async def test_retries_back_off_exponentially_for_at_least_72_hours_then_disable
     finally:
         await deliverer.aclose()
     assert row.status == DeliveryStatus.FAILED and report.disabled == 1
-    gaps = [(b - a).total_seconds() for a, b in zip(tries, tries[1:], strict=False)]
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(tries)]
     base, cap = settings.webhook_backoff_base_s, settings.webhook_backoff_cap_s
     for n, gap in enumerate(gaps):  # base doubling per try, capped, +/-20 % jitter
         expected = min(cap, base * 2**n)
