@@ -15,6 +15,7 @@ import httpx
 import pytest
 import websockets
 from live_servers import api_process, live, serving
+from planted_network import forget_cached_insights
 
 from coalition.auth.service import revoke_api_key
 from coalition.config import Settings
@@ -137,6 +138,30 @@ async def test_a_stranger_cannot_keep_an_unauthenticated_socket_open_with_pings(
         assert await stranger.closed_with() == 4408
         assert asyncio.get_running_loop().time() - opened < 2.0
         assert app.state.subscriptions.open_connections == 0
+
+
+async def test_a_stranger_opening_many_sockets_is_rate_limited_per_address(db: Any, settings: Settings) -> None:
+    # Each WebSocket handshake without a credential counts against the address's budget, as an HTTP
+    # request does; and each one lives at most the init timeout (above).
+    from coalition.app import create_app
+
+    await forget_cached_insights(settings.redis_url)  # the per-address counters of earlier tests
+    app = create_app(dataclasses.replace(settings, rate_limit_per_s=5))
+    opened = refused = 0
+    async with serving(app) as address:
+        started = asyncio.get_running_loop().time()
+        async with contextlib.AsyncExitStack() as stack:
+            for _ in range(30):
+                try:
+                    client = await stack.enter_async_context(live(address))
+                    await client.send({"type": "ping"})
+                    await client.receive(timeout_s=2)
+                    opened += 1
+                except (websockets.InvalidStatus, websockets.ConnectionClosed):
+                    refused += 1
+            elapsed = asyncio.get_running_loop().time() - started
+    # at most the budget of 5 a second (and one window's worth more) got through
+    assert opened >= 1 and refused >= 1 and opened <= 5 * (elapsed + 2), (opened, refused, elapsed)
 
 
 async def test_a_key_revoked_mid_stream_closes_the_connection(
