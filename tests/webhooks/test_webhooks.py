@@ -443,6 +443,70 @@ async def test_replaying_after_the_endpoint_was_disabled_sends_every_waiting_eve
             await replay_delivery(db, shop.id, rows[0].id)
 
 
+async def test_a_slow_endpoint_does_not_hold_up_another_merchants_deliveries(
+    db: Database, settings: Any, keys: Any, hooked_ledger: Ledger, make_merchant: Any, make_member: Any,
+) -> None:
+    seen: list[int] = []
+    async with receiving(lambda n: "slow", slow_s=1.0) as rogue_receiver, \
+            receiving(lambda n: seen.append(len(rogue_receiver.requests)) or "ok") as honest_receiver:
+        rogue, honest = (await make_merchant("Rogue")).merchant, (await make_merchant("Honest")).merchant
+        await create_endpoint(db, keys, merchant_id=rogue.id, url=rogue_receiver.url(), events=ALL,
+                              idempotency_key="k", allowed_hosts=ALLOWED)
+        await create_endpoint(db, keys, merchant_id=honest.id, url=honest_receiver.url(), events=ALL,
+                              idempotency_key="k", allowed_hosts=ALLOWED)
+        for _ in range(40):  # forty members' events, each answered only after the sender's timeout
+            await make_member(rogue.id)
+        await make_member(honest.id)
+        deliverer = Deliverer(db, settings, keys)
+        try:
+            await deliverer.run_once()
+        finally:
+            await deliverer.aclose()
+    # the honest merchant's event went out before the rogue's queue had taken the tick's slots
+    assert seen and seen[0] < 8, seen
+
+
+async def test_a_tick_waits_a_bounded_time_and_a_hanging_send_finishes_in_the_background(
+    db: Database, settings: Any, keys: Any, hooked_ledger: Ledger, make_merchant: Any, make_member: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from coalition.webhooks import delivery
+
+    monkeypatch.setattr(delivery, "TICK_GRACE_S", 0.1)
+    release = asyncio.Event()
+    sent: list[str] = []
+
+    async def handle(request: httpx.Request) -> httpx.Response:
+        await release.wait()  # a receiver that hangs (the client's own timeout is not in play here)
+        sent.append(json.loads(request.content)["id"])
+        return httpx.Response(200)
+
+    shop = (await make_merchant()).merchant
+    await create_endpoint(db, keys, merchant_id=shop.id, url="http://127.0.0.1:9/x", events=ALL,
+                          idempotency_key="k", allowed_hosts=ALLOWED)
+    await make_member(shop.id)
+    deliverer = Deliverer(db, settings, keys, client=httpx.AsyncClient(transport=httpx.MockTransport(handle)))
+    try:
+        started = time.monotonic()
+        assert (await deliverer.run_once()).sent == 0
+        assert time.monotonic() - started < settings.webhook_timeout_s + 0.1 + 2.0  # bounded, not the hang
+        assert (await deliverer.run_once()).sent == 0  # claimed and running: not started again
+        release.set()
+        for _ in range(100):
+            await asyncio.sleep(0.02)
+            if sent:
+                break
+        await asyncio.sleep(0.1)
+        assert (await deliverer.run_once()).sent == 1 and len(sent) == 1  # counted by the tick it ended in
+        # and a send still hanging when the deliverer closes is cancelled, not left behind
+        release.clear()
+        await make_member(shop.id)
+        await deliverer.run_once()
+    finally:
+        await deliverer.aclose()
+    assert not deliverer._running and len(sent) == 1
+
+
 async def test_replay_sends_the_same_event_again(
     db: Database, settings: Any, keys: Any, hooked_ledger: Ledger, make_merchant: Any, make_member: Any,
 ) -> None:
