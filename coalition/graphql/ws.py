@@ -8,7 +8,8 @@
   second ``connection_init`` with 4429, none within ``init_timeout_s`` of opening with 4408 (counted
   from the opening, so pings before the init do not keep an unauthenticated socket open).
 - The credential is checked again every ``recheck_s`` while the connection is open: a key revoked
-  (or a merchant suspended, a member token expired) mid-stream closes the connection with 4403.
+  (or a merchant suspended, a member token expired) mid-stream closes the connection with 4403; a
+  check that cannot be made (the database down, a rate limit) leaves it open until the next.
 - ``subscribe`` before the ack closes with 4401; an id in use with 4409; a malformed message with
   4400. Each document is priced against the caller's query budget (``limits.py``) like an HTTP
   one; a refused or invalid document gets an ``error`` message for its id. Only subscriptions:
@@ -184,13 +185,17 @@ class Connection:
 
     async def _recheck(self) -> None:
         """The credential of ``connection_init`` again: one revoked since closes the connection."""
+        self.deadline = asyncio.get_running_loop().time() + self.app.recheck_s
         try:
             caller = await self.app.authenticate(self.ws, self.authorization)
-        except Exception:  # refused or rate-limited: as at init, the reason is not told
+        except Exception as error:
+            # The credential refused (401/403) ends the connection; the check not possible now (the
+            # database down: 503, a rate limit: 429) leaves it open until the next check.
+            if getattr(error, "status", None) not in (401, 403):
+                return
             caller = None
         if caller is None or caller != self.caller:
             raise _Close(4403, "Forbidden")
-        self.deadline = asyncio.get_running_loop().time() + self.app.recheck_s
 
     async def _subscribe(self, message: dict[str, Any]) -> None:
         if self.context is None:

@@ -185,6 +185,30 @@ async def test_a_key_revoked_mid_stream_closes_the_connection(
         assert app.state.services.live.subscribers == 1
 
 
+async def test_a_recheck_that_cannot_be_made_leaves_the_connection_open(app: Any, make_merchant: Any) -> None:
+    # The database down at a recheck (503) is not a revoked key: the connection stays, checked again later.
+    from coalition.web.auth import AuthRefused
+
+    shop = await make_merchant()
+    sockets = app.state.subscriptions
+    sockets.recheck_s = 0.2
+    checks: list[str] = []
+
+    async with serving(app) as address, live(address) as client:
+        assert (await client.init(shop.api_key))["type"] == "connection_ack"
+        real = sockets.authenticate
+
+        async def unavailable(conn: Any, authorization: object) -> Any:
+            checks.append("503")
+            raise AuthRefused(503, "SERVICE_UNAVAILABLE", "credentials cannot be checked right now")
+
+        sockets.authenticate = unavailable
+        await asyncio.sleep(0.7)
+        await client.send({"type": "ping"})
+        assert await client.receive() == {"type": "pong"} and len(checks) >= 2
+        sockets.authenticate = real
+
+
 CHURN = int(os.environ.get("COALITION_WS_CHURN", "300"))  # bench/ws_churn.py runs 10,000
 
 
