@@ -28,7 +28,7 @@ from coalition.errors import (
     check_idempotency_key,
     check_text,
 )
-from coalition.giftcards import codes
+from coalition.giftcards import codes, fastpath
 from coalition.giftcards.errors import (
     GiftCardExpired,
     GiftCardNotFound,
@@ -105,6 +105,11 @@ class GiftCardsBase:
         self.guard = guard or GuessGuard.in_process(settings.gift_card_lookup_failures,
                                                     settings.gift_card_lookup_window_s)
         self.clock = clock
+        # PostgreSQL spends and authorizes as one statement (giftcards/fastpath.py), batched with the
+        # concurrent ones, and falls back to the multi-statement path for anything else; SQLite runs
+        # only the latter.
+        self.fast_path = not db.is_sqlite
+        self.fast = fastpath.GiftFastPath(db, max_in_flight=settings.ledger_batches_in_flight)
 
     # ------------------------------------------------------------------ input
     def _amount(self, value: object, field: str = "amountMinor") -> int:
@@ -226,12 +231,36 @@ class GiftCardsBase:
         fingerprint = request_hash(operation, card=digest, amount=amount, reference=reference,
                                    expires_in_s=hold_expires_in_s)
         now = self.clock()
+        if self.fast_path:
+            done = await self.fast.spend(merchant_id=merchant_id, code_hash=digest, amount=amount, reference=reference,
+                                         idempotency_key=key, request_hash=fingerprint, currency=self.settings.currency,
+                                         now=now, hold_expires_in_s=hold_expires_in_s)
+            if done is not None:
+                return self._spent(done, merchant_id, amount, reference, key, fingerprint, now, hold_expires_in_s)
         try:
             return await self._keeping_refusals(merchant_id, key, fingerprint, now, lambda: self._spend_in_tx(
                 merchant_id, digest, amount, key, fingerprint, reference, hold_expires_in_s, now))
         except GiftCardNotFound:
             await self.guard.failed(caller_key)
             raise
+
+    def _spent(self, done: fastpath.Done, merchant_id: int, amount: int, reference: str | None, key: str,
+               fingerprint: str, now: dt.datetime, hold_expires_in_s: int | None) -> GiftResult:
+        """The result of a spend the one-statement path wrote, as the multi-statement path returns it."""
+        entry_id, card = done
+        hold_kind = hold_expires_in_s is not None
+        entry = GiftEntry.from_values(
+            id=entry_id, kind=GiftEntryKind.HOLD if hold_kind else GiftEntryKind.REDEEM, card_id=card.id,
+            issuer_merchant_id=card.issuer_merchant_id, merchant_id=merchant_id, amount_minor=-amount,
+            spent_minor=0 if hold_kind else amount, currency=self.settings.currency, reference=reference,
+            reverses_id=None, hold_id=None, idempotency_key=key, request_hash=fingerprint, created_at=now)
+        hold = None
+        if hold_expires_in_s is not None:
+            hold = GiftHold.from_values(
+                id=entry_id, card_id=card.id, merchant_id=merchant_id, amount_minor=amount, captured_minor=None,
+                status=GiftHoldStatus.AUTHORIZED, expires_at=now + dt.timedelta(seconds=hold_expires_in_s),
+                closed_at=None, created_at=now)
+        return GiftResult(card=card, entry=entry, hold=hold)
 
     async def _spend_in_tx(self, merchant_id: int, digest: str, amount: int, key: str, fingerprint: str,
                            reference: str | None, hold_expires_in_s: int | None, now: dt.datetime) -> GiftResult:
@@ -258,11 +287,8 @@ class GiftCardsBase:
                     id=entry_id, card_id=card.id, merchant_id=merchant_id, amount_minor=amount,
                     status=GiftHoldStatus.AUTHORIZED, expires_at=now + dt.timedelta(seconds=hold_expires_in_s),
                     created_at=now).returning(GiftHold))).one())
-                await self._post(conn, entry_id, [(GiftAccount.CARD, card.id, -amount),
-                                                  (GiftAccount.CARD_HELD, card.id, amount)])
-            else:
-                await self._post(conn, entry_id, [(GiftAccount.CARD, card.id, -amount),
-                                                  (GiftAccount.SPENT, merchant_id, amount)])
+            await self._post(conn, entry_id, fastpath.legs(fastpath.HOLD_LEGS if hold_kind else fastpath.SPEND_LEGS,
+                                                           card_id=card.id, merchant_id=merchant_id, amount=amount))
             entry = entry_from_row((await conn.execute(select(GiftEntry).where(GiftEntry.id == entry_id))).one())
         return GiftResult(card=card, entry=entry, hold=hold)
 
