@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import insert, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from coalition.config import Settings
@@ -24,7 +23,6 @@ from coalition.errors import (
     MAX_REFERENCE_LENGTH,
     DomainError,
     InvalidInput,
-    Refused,
     check_idempotency_key,
     check_text,
 )
@@ -48,7 +46,7 @@ from coalition.giftcards.models import (
 )
 from coalition.ledger import refusals
 from coalition.ledger.core import request_hash
-from coalition.ledger.idempotency import KeyColumns, find_earlier, merchant_is_active
+from coalition.ledger.idempotency import KeyColumns, Outcomes, find_earlier, insert_once
 
 Legs = Iterable[tuple[GiftAccount, int, int]]
 
@@ -152,11 +150,21 @@ class GiftCardsBase:
                                       error=exc, now=now)
             raise
 
+    def outcomes(self, conn: AsyncConnection, merchant_id: int, key: str, fingerprint: str) -> Outcomes[GiftResult]:
+        """The precedence of a gift card write's outcomes (``coalition.ledger.idempotency``): the entry or kept
+        refusal under the key (replay, conflict), the merchant's suspension; the write's own come after."""
+        return Outcomes(earlier=lambda: self._earlier(conn, merchant_id, key, fingerprint), executor=conn,
+                        merchant_id=merchant_id)
+
     async def _earlier(self, conn: AsyncConnection, merchant_id: int, key: str, fingerprint: str) -> GiftResult | None:
         entry = await find_earlier(conn, ENTRY_KEYS, (merchant_id,), key, fingerprint)
         if entry is None:
             await refusals.raise_if_recorded(conn, merchant_id, key, fingerprint)
             return None
+        return await self._replay(conn, entry)
+
+    async def _replay(self, conn: AsyncConnection, entry: GiftEntry) -> GiftResult:
+        """The result of an entry written earlier (a retry's answer): the card as it is now, the hold if any."""
         card = card_from_row((await conn.execute(select(GiftCard).where(GiftCard.id == entry.card_id))).one())
         hold = None
         hold_id = entry.id if entry.kind == GiftEntryKind.HOLD else entry.hold_id
@@ -164,18 +172,11 @@ class GiftCardsBase:
             hold = hold_from_row((await conn.execute(select(GiftHold).where(GiftHold.id == hold_id))).one())
         return GiftResult(card=card, entry=entry, hold=hold, replayed=True)
 
-    async def _require_active(self, conn: AsyncConnection, merchant_id: int) -> None:
-        if not await merchant_is_active(conn, merchant_id):
-            raise Refused(f"merchant {merchant_id} is suspended: it cannot write to the ledger",
-                          code="MERCHANT_SUSPENDED")
-
-    async def _insert_entry(self, conn: AsyncConnection, **values: Any) -> int | None:
-        """Insert the entry unless its key is taken (then None: the caller replays the earlier one)."""
-        make_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    async def _insert_entry(self, conn: AsyncConnection, **values: Any) -> tuple[GiftEntry, bool]:
+        """The entry, inserted unless its key is taken: ``(entry, True)``, or a retry's ``(earlier entry,
+        False)``, or IDEMPOTENCY_KEY_CONFLICT (``idempotency.insert_once``). Keyless entries always go in."""
         values.setdefault("currency", self.settings.currency)
-        row = (await conn.execute(make_insert(GiftEntry).values(**values).on_conflict_do_nothing(
-            index_elements=["merchant_id", "idempotency_key"]).returning(GiftEntry.id))).first()
-        return None if row is None else int(row[0])
+        return await insert_once(conn, ENTRY_KEYS, values)
 
     async def _post(self, conn: AsyncConnection, entry_id: int, legs: Legs) -> None:
         rows: list[dict[str, Any]] = [
@@ -266,29 +267,26 @@ class GiftCardsBase:
                            reference: str | None, hold_expires_in_s: int | None, now: dt.datetime) -> GiftResult:
         hold_kind = hold_expires_in_s is not None
         async with self.db.transaction() as conn:
-            earlier = await self._earlier(conn, merchant_id, key, fingerprint)
-            if earlier is not None:
+            outcomes = self.outcomes(conn, merchant_id, key, fingerprint)
+            if (earlier := await outcomes.earlier()) is not None:
                 return earlier
-            await self._require_active(conn, merchant_id)
+            await outcomes.check_merchant()
             card = await self._card_for_spend(conn, digest, now)
-            entry_id = await self._insert_entry(
+            entry, inserted = await self._insert_entry(
                 conn, kind=GiftEntryKind.HOLD if hold_kind else GiftEntryKind.REDEEM, card_id=card.id,
                 issuer_merchant_id=card.issuer_merchant_id, merchant_id=merchant_id, amount_minor=-amount,
                 spent_minor=0 if hold_kind else amount, reference=reference, idempotency_key=key,
                 request_hash=fingerprint, created_at=now)
-            if entry_id is None:
-                earlier = await self._earlier(conn, merchant_id, key, fingerprint)
-                assert earlier is not None
-                return earlier
+            if not inserted:  # a concurrent retry with the key won
+                return await self._replay(conn, entry)
             card = await self._take(conn, card, amount, now, to_held=hold_kind)
             hold = None
             if hold_expires_in_s is not None:
                 hold = hold_from_row((await conn.execute(insert(GiftHold).values(
-                    id=entry_id, card_id=card.id, merchant_id=merchant_id, amount_minor=amount,
+                    id=entry.id, card_id=card.id, merchant_id=merchant_id, amount_minor=amount,
                     status=GiftHoldStatus.AUTHORIZED, expires_at=now + dt.timedelta(seconds=hold_expires_in_s),
                     created_at=now).returning(GiftHold))).one())
-            await self._post(conn, entry_id, fastpath.legs(fastpath.HOLD_LEGS if hold_kind else fastpath.SPEND_LEGS,
+            await self._post(conn, entry.id, fastpath.legs(fastpath.HOLD_LEGS if hold_kind else fastpath.SPEND_LEGS,
                                                            card_id=card.id, merchant_id=merchant_id, amount=amount))
-            entry = entry_from_row((await conn.execute(select(GiftEntry).where(GiftEntry.id == entry_id))).one())
         return GiftResult(card=card, entry=entry, hold=hold)
 

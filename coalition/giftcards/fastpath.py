@@ -52,7 +52,7 @@ from coalition.giftcards.models import (
 )
 from coalition.ledger import rules
 from coalition.ledger.batching import Batcher
-from coalition.ledger.fastpath import _columns, _Statement, _statement, _value
+from coalition.ledger.fastpath import _columns, _Statement, _statement, _value, fetch_batch
 from coalition.ledger.models import Refusal
 from coalition.partners.models import Merchant
 
@@ -182,17 +182,8 @@ async def _run(db: Database, statement: _Statement, operations: Sequence[Mapping
     multi-statement path answers it). A statement that failed because a card changed after its
     snapshot runs once more; a lost connection is handed over too (the other path replays an
     entry that did commit)."""
-    arrays = [[operation[name] for operation in operations] for name in statement.names]
     done: list[Done | None] = [None] * len(operations)
-    try:
-        async with db.driver_connection() as conn:
-            try:
-                rows = await conn.fetch(statement.sql, *arrays)
-            except asyncpg.DivisionByZeroError:
-                rows = await conn.fetch(statement.sql, *arrays)
-    except (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError):
-        return done
-    for row in rows:
+    for row in await fetch_batch(db, statement, operations):
         done[row[0] - 1] = (int(row[1]), _card(row))
     return done
 
