@@ -3,7 +3,11 @@
 Spending (redeem and authorize) is here: one transaction that inserts its entry first (the
 unique merchant and idempotency key: a retry finds it and gets the original result), then
 moves money with a conditional UPDATE of the card row (``balance_minor >= amount``), so
-concurrent spends of one card queue on that row and none can overdraw it.
+concurrent spends of one card queue on that row and none can overdraw it. On PostgreSQL a
+spend or authorization first tries the one-statement path (``giftcards/fastpath.py``), which
+hands anything unusual back here. Every write orders its outcomes with
+``ledger.idempotency.Outcomes`` (replay, conflict, suspended, not found, its own refusals) and
+inserts its entry with ``insert_once``.
 """
 
 from __future__ import annotations
