@@ -13,12 +13,10 @@ import hmac
 import json
 import os
 import secrets
-import time
 
 from cryptography.fernet import Fernet
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
@@ -48,9 +46,7 @@ class NetworkKeys:
     """Keys derived from the master secret. Create once per process."""
 
     def __init__(self, master: bytes) -> None:
-        contact_key = _derive(master, b"contact-encryption")
-        self._fernet = Fernet(base64.urlsafe_b64encode(contact_key))
-        self._contact_signing, self._contact_aes = contact_key[:16], algorithms.AES(contact_key[16:])  # Fernet's split
+        self._fernet = Fernet(base64.urlsafe_b64encode(_derive(master, b"contact-encryption")))
         self._index_key = _derive(master, b"blind-index")
         # Keyed once: a batch derives one nonce per merchant (thousands), each a copy and an update.
         self._statement_mac = hmac.new(_derive(master, b"statement-nonce"), digestmod=hashlib.sha256)
@@ -70,30 +66,10 @@ class NetworkKeys:
         return self._fernet.encrypt(value.encode())
 
     def encrypt_many(self, values: list[str]) -> list[bytes]:
-        """``encrypt`` for many values at once (an import's contacts): the same Fernet tokens
-        (version, time, IV, AES-128-CBC with PKCS7 padding, HMAC-SHA256; ``decrypt`` reads
-        them), a third of the cost: one clock read and one ``os.urandom`` call for all, and
-        CBC chained here over one AES block encryptor (ECB, one block per call: each block is
-        XORed with the previous ciphertext block, the IV first) instead of a cipher object
-        per value. tests/test_crypto.py checks the blocks against the library's CBC."""
-        stamp = b"\x80" + int(time.time()).to_bytes(8, "big")
-        ivs = os.urandom(16 * len(values))
-        block = Cipher(self._contact_aes, modes.ECB()).encryptor()  # one block a call, chained above: CBC
-        signing = self._contact_signing
-        tokens = []
-        for i, value in enumerate(values):
-            data = value.encode()
-            pad = 16 - len(data) % 16
-            data += bytes((pad,)) * pad
-            iv = ivs[16 * i:16 * i + 16]
-            chained, previous = [], int.from_bytes(iv, "big")
-            for j in range(0, len(data), 16):
-                cipher_block = block.update((int.from_bytes(data[j:j + 16], "big") ^ previous).to_bytes(16, "big"))
-                chained.append(cipher_block)
-                previous = int.from_bytes(cipher_block, "big")
-            parts = stamp + iv + b"".join(chained)
-            tokens.append(base64.urlsafe_b64encode(parts + hmac.digest(signing, parts, "sha256")))
-        return tokens
+        """``encrypt`` for many values (an import's contacts). Kept on the Fernet library: a
+        hand-chained CBC saved about 5 µs a value, not worth crypto code of our own."""
+        fernet = self._fernet
+        return [fernet.encrypt(value.encode()) for value in values]
 
     def decrypt(self, token: bytes) -> str:
         return self._fernet.decrypt(token).decode()
