@@ -94,7 +94,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     subscriptions = GraphQLWebSocket(
         graphql_schema(), authenticate=auth.authenticate_init,
         context_for=lambda caller: Context(services=services, caller=caller), budget_for=query_budgets(settings),
-        max_subscriptions=settings.ws_max_subscriptions)
+        max_subscriptions=settings.ws_max_subscriptions, recheck_s=settings.ws_recheck_s)
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})

@@ -148,8 +148,10 @@ class Settings:
     webhook_backoff_cap_s: float = 3600.0
     webhook_poll_s: float = 1.0
     webhook_cache_s: float = 1.0
-    # Live subscriptions (graphql-transport-ws on /graphql): subscriptions per connection.
+    # Live subscriptions (graphql-transport-ws on /graphql): subscriptions per connection; seconds
+    # between checks of an open connection's credential (a key revoked mid-stream closes it).
     ws_max_subscriptions: int = 10
+    ws_recheck_s: float = 60.0
     # Pages (issue 18): a console session ends after this long unused, or this long after sign-in;
     # an account locks for login_lockout_s after login_max_failures wrong passwords in a row.
     session_idle_s: int = 30 * 60
@@ -364,6 +366,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         webhook_poll_s=_float(env, "COALITION_WEBHOOK_POLL_S", 1.0),
         webhook_cache_s=_float(env, "COALITION_WEBHOOK_CACHE_S", 1.0),
         ws_max_subscriptions=_int(env, "COALITION_WS_MAX_SUBSCRIPTIONS", 10, minimum=1),
+        ws_recheck_s=_float(env, "COALITION_WS_RECHECK_S", 60.0) or 60.0,
         session_idle_s=_int(env, "COALITION_SESSION_IDLE_S", 30 * 60, minimum=60),
         session_absolute_s=_int(env, "COALITION_SESSION_ABSOLUTE_S", 12 * 3600, minimum=60),
         login_max_failures=_int(env, "COALITION_LOGIN_MAX_FAILURES", 5, minimum=1),

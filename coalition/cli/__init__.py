@@ -7,7 +7,8 @@ they are made (``demo``, ``keys create``), and never in a log.
 
 This module holds the group and ``main``; the commands live by area beside it (``serve``,
 ``demo``, ``keys``, ``members``, ``ledger``, ``analyze``, ``reconcile``, ``settle``, ``verify``,
-``policy``, ``worker``, ``programs``, ``portability``: import and export), and what they share in ``_common``.
+``policy``, ``worker``, ``programs``, ``portability``: import and export, ``giftcards``: printing a card
+just sold), and what they share in ``_common``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from coalition import __version__
 from coalition.cli import (
     analyze,
     demo,
+    giftcards,
     keys,
     ledger,
     members,
@@ -51,5 +53,5 @@ def main() -> None:
 for command in (serve.migrate, serve.serve, demo.demo, keys.keys, members.members, ledger.expire,
                 ledger.release_holds, analyze.analyze, ledger.check, reconcile.reconcile, settle.settle,
                 verify.verify_statement, policy.policy, worker.worker, programs.programs, portability.import_group,
-                portability.export_command, users.users):
+                portability.export_command, users.users, giftcards.gift_card_print):
     cli.add_command(command)

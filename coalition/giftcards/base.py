@@ -3,7 +3,11 @@
 Spending (redeem and authorize) is here: one transaction that inserts its entry first (the
 unique merchant and idempotency key: a retry finds it and gets the original result), then
 moves money with a conditional UPDATE of the card row (``balance_minor >= amount``), so
-concurrent spends of one card queue on that row and none can overdraw it.
+concurrent spends of one card queue on that row and none can overdraw it. On PostgreSQL a
+spend or authorization first tries the one-statement path (``giftcards/fastpath.py``), which
+hands anything unusual back here. Every write orders its outcomes with
+``ledger.idempotency.Outcomes`` (replay, conflict, suspended, not found, its own refusals) and
+inserts its entry with ``insert_once``.
 """
 
 from __future__ import annotations
@@ -14,7 +18,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import insert, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from coalition.config import Settings
@@ -24,11 +27,10 @@ from coalition.errors import (
     MAX_REFERENCE_LENGTH,
     DomainError,
     InvalidInput,
-    Refused,
     check_idempotency_key,
     check_text,
 )
-from coalition.giftcards import codes
+from coalition.giftcards import codes, fastpath
 from coalition.giftcards.errors import (
     GiftCardExpired,
     GiftCardNotFound,
@@ -48,7 +50,7 @@ from coalition.giftcards.models import (
 )
 from coalition.ledger import refusals
 from coalition.ledger.core import request_hash
-from coalition.ledger.idempotency import KeyColumns, find_earlier, merchant_is_active
+from coalition.ledger.idempotency import KeyColumns, Outcomes, find_earlier, insert_once
 
 Legs = Iterable[tuple[GiftAccount, int, int]]
 
@@ -105,6 +107,11 @@ class GiftCardsBase:
         self.guard = guard or GuessGuard.in_process(settings.gift_card_lookup_failures,
                                                     settings.gift_card_lookup_window_s)
         self.clock = clock
+        # PostgreSQL spends and authorizes as one statement (giftcards/fastpath.py), batched with the
+        # concurrent ones, and falls back to the multi-statement path for anything else; SQLite runs
+        # only the latter.
+        self.fast_path = not db.is_sqlite
+        self.fast = fastpath.GiftFastPath(db, max_in_flight=settings.ledger_batches_in_flight)
 
     # ------------------------------------------------------------------ input
     def _amount(self, value: object, field: str = "amountMinor") -> int:
@@ -147,11 +154,21 @@ class GiftCardsBase:
                                       error=exc, now=now)
             raise
 
+    def outcomes(self, conn: AsyncConnection, merchant_id: int, key: str, fingerprint: str) -> Outcomes[GiftResult]:
+        """The precedence of a gift card write's outcomes (``coalition.ledger.idempotency``): the entry or kept
+        refusal under the key (replay, conflict), the merchant's suspension; the write's own come after."""
+        return Outcomes(earlier=lambda: self._earlier(conn, merchant_id, key, fingerprint), executor=conn,
+                        merchant_id=merchant_id)
+
     async def _earlier(self, conn: AsyncConnection, merchant_id: int, key: str, fingerprint: str) -> GiftResult | None:
         entry = await find_earlier(conn, ENTRY_KEYS, (merchant_id,), key, fingerprint)
         if entry is None:
             await refusals.raise_if_recorded(conn, merchant_id, key, fingerprint)
             return None
+        return await self._replay(conn, entry)
+
+    async def _replay(self, conn: AsyncConnection, entry: GiftEntry) -> GiftResult:
+        """The result of an entry written earlier (a retry's answer): the card as it is now, the hold if any."""
         card = card_from_row((await conn.execute(select(GiftCard).where(GiftCard.id == entry.card_id))).one())
         hold = None
         hold_id = entry.id if entry.kind == GiftEntryKind.HOLD else entry.hold_id
@@ -159,18 +176,11 @@ class GiftCardsBase:
             hold = hold_from_row((await conn.execute(select(GiftHold).where(GiftHold.id == hold_id))).one())
         return GiftResult(card=card, entry=entry, hold=hold, replayed=True)
 
-    async def _require_active(self, conn: AsyncConnection, merchant_id: int) -> None:
-        if not await merchant_is_active(conn, merchant_id):
-            raise Refused(f"merchant {merchant_id} is suspended: it cannot write to the ledger",
-                          code="MERCHANT_SUSPENDED")
-
-    async def _insert_entry(self, conn: AsyncConnection, **values: Any) -> int | None:
-        """Insert the entry unless its key is taken (then None: the caller replays the earlier one)."""
-        make_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    async def _insert_entry(self, conn: AsyncConnection, **values: Any) -> tuple[GiftEntry, bool]:
+        """The entry, inserted unless its key is taken: ``(entry, True)``, or a retry's ``(earlier entry,
+        False)``, or IDEMPOTENCY_KEY_CONFLICT (``idempotency.insert_once``). Keyless entries always go in."""
         values.setdefault("currency", self.settings.currency)
-        row = (await conn.execute(make_insert(GiftEntry).values(**values).on_conflict_do_nothing(
-            index_elements=["merchant_id", "idempotency_key"]).returning(GiftEntry.id))).first()
-        return None if row is None else int(row[0])
+        return await insert_once(conn, ENTRY_KEYS, values)
 
     async def _post(self, conn: AsyncConnection, entry_id: int, legs: Legs) -> None:
         rows: list[dict[str, Any]] = [
@@ -226,6 +236,12 @@ class GiftCardsBase:
         fingerprint = request_hash(operation, card=digest, amount=amount, reference=reference,
                                    expires_in_s=hold_expires_in_s)
         now = self.clock()
+        if self.fast_path:
+            done = await self.fast.spend(merchant_id=merchant_id, code_hash=digest, amount=amount, reference=reference,
+                                         idempotency_key=key, request_hash=fingerprint, currency=self.settings.currency,
+                                         now=now, hold_expires_in_s=hold_expires_in_s)
+            if done is not None:
+                return self._spent(done, merchant_id, amount, reference, key, fingerprint, now, hold_expires_in_s)
         try:
             return await self._keeping_refusals(merchant_id, key, fingerprint, now, lambda: self._spend_in_tx(
                 merchant_id, digest, amount, key, fingerprint, reference, hold_expires_in_s, now))
@@ -233,36 +249,48 @@ class GiftCardsBase:
             await self.guard.failed(caller_key)
             raise
 
+    def _spent(self, done: fastpath.Done, merchant_id: int, amount: int, reference: str | None, key: str,
+               fingerprint: str, now: dt.datetime, hold_expires_in_s: int | None) -> GiftResult:
+        """The result of a spend the one-statement path wrote, as the multi-statement path returns it."""
+        entry_id, card = done
+        hold_kind = hold_expires_in_s is not None
+        entry = GiftEntry.from_values(
+            id=entry_id, kind=GiftEntryKind.HOLD if hold_kind else GiftEntryKind.REDEEM, card_id=card.id,
+            issuer_merchant_id=card.issuer_merchant_id, merchant_id=merchant_id, amount_minor=-amount,
+            spent_minor=0 if hold_kind else amount, currency=self.settings.currency, reference=reference,
+            reverses_id=None, hold_id=None, idempotency_key=key, request_hash=fingerprint, created_at=now)
+        hold = None
+        if hold_expires_in_s is not None:
+            hold = GiftHold.from_values(
+                id=entry_id, card_id=card.id, merchant_id=merchant_id, amount_minor=amount, captured_minor=None,
+                status=GiftHoldStatus.AUTHORIZED, expires_at=now + dt.timedelta(seconds=hold_expires_in_s),
+                closed_at=None, created_at=now)
+        return GiftResult(card=card, entry=entry, hold=hold)
+
     async def _spend_in_tx(self, merchant_id: int, digest: str, amount: int, key: str, fingerprint: str,
                            reference: str | None, hold_expires_in_s: int | None, now: dt.datetime) -> GiftResult:
         hold_kind = hold_expires_in_s is not None
         async with self.db.transaction() as conn:
-            earlier = await self._earlier(conn, merchant_id, key, fingerprint)
-            if earlier is not None:
+            outcomes = self.outcomes(conn, merchant_id, key, fingerprint)
+            if (earlier := await outcomes.earlier()) is not None:
                 return earlier
-            await self._require_active(conn, merchant_id)
+            await outcomes.check_merchant()
             card = await self._card_for_spend(conn, digest, now)
-            entry_id = await self._insert_entry(
+            entry, inserted = await self._insert_entry(
                 conn, kind=GiftEntryKind.HOLD if hold_kind else GiftEntryKind.REDEEM, card_id=card.id,
                 issuer_merchant_id=card.issuer_merchant_id, merchant_id=merchant_id, amount_minor=-amount,
                 spent_minor=0 if hold_kind else amount, reference=reference, idempotency_key=key,
                 request_hash=fingerprint, created_at=now)
-            if entry_id is None:
-                earlier = await self._earlier(conn, merchant_id, key, fingerprint)
-                assert earlier is not None
-                return earlier
+            if not inserted:  # a concurrent retry with the key won
+                return await self._replay(conn, entry)
             card = await self._take(conn, card, amount, now, to_held=hold_kind)
             hold = None
             if hold_expires_in_s is not None:
                 hold = hold_from_row((await conn.execute(insert(GiftHold).values(
-                    id=entry_id, card_id=card.id, merchant_id=merchant_id, amount_minor=amount,
+                    id=entry.id, card_id=card.id, merchant_id=merchant_id, amount_minor=amount,
                     status=GiftHoldStatus.AUTHORIZED, expires_at=now + dt.timedelta(seconds=hold_expires_in_s),
                     created_at=now).returning(GiftHold))).one())
-                await self._post(conn, entry_id, [(GiftAccount.CARD, card.id, -amount),
-                                                  (GiftAccount.CARD_HELD, card.id, amount)])
-            else:
-                await self._post(conn, entry_id, [(GiftAccount.CARD, card.id, -amount),
-                                                  (GiftAccount.SPENT, merchant_id, amount)])
-            entry = entry_from_row((await conn.execute(select(GiftEntry).where(GiftEntry.id == entry_id))).one())
+            await self._post(conn, entry.id, fastpath.legs(fastpath.HOLD_LEGS if hold_kind else fastpath.SPEND_LEGS,
+                                                           card_id=card.id, merchant_id=merchant_id, amount=amount))
         return GiftResult(card=card, entry=entry, hold=hold)
 

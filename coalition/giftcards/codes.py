@@ -38,14 +38,15 @@ def _tag(keys: NetworkKeys, body: str) -> str:
     return ALPHABET[value >> 11 & 31] + ALPHABET[value >> 6 & 31]
 
 
-def _format(compact: str) -> str:
+def format_code(compact: str) -> str:
+    """The compact code as printed: groups of four characters joined by dashes."""
     return "-".join(compact[i:i + 4] for i in range(0, len(compact), 4))
 
 
 def new_code(keys: NetworkKeys) -> str:
     body = "".join(secrets.choice(ALPHABET) for _ in range(RANDOM_LENGTH))
     tagged = body + _tag(keys, body)
-    return _format(tagged + _check_character(tagged))
+    return format_code(tagged + _check_character(tagged))
 
 
 def normalize(raw: str) -> str:

@@ -14,11 +14,10 @@ from coalition.errors import (
     Refused,
     check_idempotency_key,
 )
-from coalition.giftcards.base import GiftCardsBase, GiftResult, entry_from_row, hold_from_row
+from coalition.giftcards.base import GiftCardsBase, GiftResult, hold_from_row
 from coalition.giftcards.models import (
     GiftAccount,
     GiftCard,
-    GiftEntry,
     GiftEntryKind,
     GiftHold,
     GiftHoldStatus,
@@ -67,16 +66,15 @@ class GiftHolds(GiftCardsBase):
     async def _close_in_tx(self, merchant_id: int, hold_id: int, key: str, fingerprint: str, amount: int | None,
                            now: dt.datetime, *, capture: bool) -> GiftResult:
         async with self.db.transaction() as conn:
-            earlier = await self._earlier(conn, merchant_id, key, fingerprint)
-            if earlier is not None:
+            outcomes = self.outcomes(conn, merchant_id, key, fingerprint)
+            if (earlier := await outcomes.earlier()) is not None:
                 return earlier
-            await self._require_active(conn, merchant_id)  # the ledger's precedence: suspended, then not found
-            row = (await conn.execute(select(GiftHold).where(GiftHold.id == hold_id,
-                                                             GiftHold.merchant_id == merchant_id))).first()
-            if row is None:
-                raise NotFound("this merchant has no such gift card hold: pass the hold authorizeGiftCard returned",
-                               code="HOLD_NOT_FOUND", field="holdId")
-            hold = hold_from_row(row)
+            hold = hold_from_row(await outcomes.found(
+                (await conn.execute(select(GiftHold).where(GiftHold.id == hold_id,
+                                                           GiftHold.merchant_id == merchant_id))).first(),
+                NotFound("this merchant has no such gift card hold: pass the hold authorizeGiftCard returned",
+                         code="HOLD_NOT_FOUND", field="holdId")))
+            await outcomes.check_merchant()
             captured = (amount if amount is not None else hold.amount_minor) if capture else 0
             if captured > hold.amount_minor:
                 raise Refused(f"the hold reserves {hold.amount_minor} minor units, {captured} asked",
@@ -84,14 +82,12 @@ class GiftHolds(GiftCardsBase):
             card_row = (await conn.execute(select(GiftCard.issuer_merchant_id).where(GiftCard.id == hold.card_id)))
             issuer = int(card_row.scalar_one())
             released = hold.amount_minor - captured
-            entry_id = await self._insert_entry(
+            entry, inserted = await self._insert_entry(
                 conn, kind=GiftEntryKind.CAPTURE if capture else GiftEntryKind.VOID, card_id=hold.card_id,
                 issuer_merchant_id=issuer, merchant_id=merchant_id, amount_minor=released, spent_minor=captured,
                 hold_id=hold_id, idempotency_key=key, request_hash=fingerprint, created_at=now)
-            if entry_id is None:
-                earlier = await self._earlier(conn, merchant_id, key, fingerprint)
-                assert earlier is not None
-                return earlier
+            if not inserted:  # a concurrent retry with the key won
+                return await self._replay(conn, entry)
             closed = (await conn.execute(
                 update(GiftHold).where(GiftHold.id == hold_id, GiftHold.status == GiftHoldStatus.AUTHORIZED,
                                        GiftHold.expires_at > now)
@@ -106,8 +102,7 @@ class GiftHolds(GiftCardsBase):
                 raise Conflict(f"the hold is already {current.status.value.lower()}", code="HOLD_ALREADY_CLOSED",
                                field="holdId")
             hold = hold_from_row(closed)
-            card = await self._settle_hold(conn, hold, entry_id, captured)
-            entry = entry_from_row((await conn.execute(select(GiftEntry).where(GiftEntry.id == entry_id))).one())
+            card = await self._settle_hold(conn, hold, entry.id, captured)
         return GiftResult(card=card, entry=entry, hold=hold)
 
     async def _settle_hold(self, conn: AsyncConnection, hold: GiftHold, entry_id: int, captured: int) -> GiftCard:
@@ -137,12 +132,11 @@ class GiftHolds(GiftCardsBase):
                 hold = hold_from_row(row)
                 issuer = int((await conn.execute(select(GiftCard.issuer_merchant_id).where(
                     GiftCard.id == hold.card_id))).scalar_one())
-                entry_id = await self._insert_entry(
+                entry, _ = await self._insert_entry(
                     conn, kind=GiftEntryKind.VOID, card_id=hold.card_id, issuer_merchant_id=issuer,
                     merchant_id=hold.merchant_id, amount_minor=hold.amount_minor, spent_minor=0, hold_id=hold.id,
                     reference="authorization expired", idempotency_key=None, request_hash=None, created_at=now)
-                assert entry_id is not None
-                await self._settle_hold(conn, hold, entry_id, 0)
+                await self._settle_hold(conn, hold, entry.id, 0)
                 released += 1
         return released
 

@@ -25,17 +25,25 @@ import datetime as dt
 import hashlib
 
 from sqlalchemy import func, insert, or_, select, update
-from sqlalchemy.exc import IntegrityError
 
 from coalition.errors import (
     MAX_REFERENCE_LENGTH,
+    IdempotencyKeyConflict,
     NotFound,
     Refused,
     check_idempotency_key,
     check_text,
 )
 from coalition.giftcards import codes
-from coalition.giftcards.base import GiftCardsBase, GiftResult, Liability, Raced, card_from_row, entry_from_row
+from coalition.giftcards.base import (
+    ENTRY_KEYS,
+    GiftCardsBase,
+    GiftResult,
+    Liability,
+    Raced,
+    card_from_row,
+    entry_from_row,
+)
 from coalition.giftcards.errors import (
     AlreadyRefunded,
     GiftCardNotFound,
@@ -49,6 +57,7 @@ from coalition.giftcards.models import (
     GiftEntryKind,
 )
 from coalition.ledger.core import request_hash
+from coalition.ledger.idempotency import find_earlier
 from coalition.ledger.inputs import parse_loyalty_id
 from coalition.ledger.service import Ledger
 from coalition.members.service import find_member
@@ -146,24 +155,23 @@ class GiftCards(GiftHolds):
                            now: dt.datetime, code: str, compact: str, expires_at: dt.datetime | None,
                            member_id: int | None) -> GiftResult:
         async with self.db.transaction() as conn:
-            earlier = await self._earlier(conn, merchant_id, key, fingerprint)
-            if earlier is not None:
+            outcomes = self.outcomes(conn, merchant_id, key, fingerprint)
+            if (earlier := await outcomes.earlier()) is not None:
                 return earlier
-            await self._require_active(conn, merchant_id)
+            await outcomes.check_merchant()
             card = card_from_row((await conn.execute(insert(GiftCard).values(
                 code_hash=codes.code_hash(self.keys, compact), last4=codes.last4(compact),
                 currency=self.settings.currency, issuer_merchant_id=merchant_id, initial_minor=amount,
                 balance_minor=amount, held_minor=0, expires_at=expires_at, member_id=member_id, created_at=now,
             ).returning(GiftCard))).one())
-            entry_id = await self._insert_entry(
+            entry, inserted = await self._insert_entry(
                 conn, kind=GiftEntryKind.ISSUE, card_id=card.id, issuer_merchant_id=merchant_id,
                 merchant_id=merchant_id, amount_minor=amount, spent_minor=0, reference=reference,
                 idempotency_key=key, request_hash=fingerprint, created_at=now)
-            if entry_id is None:  # a concurrent retry with the key won: roll this card back
+            if not inserted:  # a concurrent retry with the key won: roll this card back
                 raise Raced
-            await self._post(conn, entry_id, [(GiftAccount.CASH, merchant_id, -amount),
+            await self._post(conn, entry.id, [(GiftAccount.CASH, merchant_id, -amount),
                                               (GiftAccount.CARD, card.id, amount)])
-            entry = entry_from_row((await conn.execute(select(GiftEntry).where(GiftEntry.id == entry_id))).one())
         return GiftResult(card=card, entry=entry, code=code)
 
     # ------------------------------------------------------------------ spend (holds: GiftHolds)
@@ -180,45 +188,45 @@ class GiftCards(GiftHolds):
         reason = check_text(reason, "reason", MAX_REFERENCE_LENGTH)
         fingerprint = request_hash("gift_refund", entry_id=entry_id, reason=reason)
         now = self.clock()
-        try:
-            return await self._keeping_refusals(merchant_id, key, fingerprint, now, lambda: self._refund(
-                merchant_id, entry_id, key, fingerprint, reason, now))
-        except IntegrityError:  # a concurrent refund of the same spend won (the unique reverses_id)
-            raise AlreadyRefunded("this spend was refunded already", field="transactionId") from None
+        return await self._keeping_refusals(merchant_id, key, fingerprint, now, lambda: self._refund(
+            merchant_id, entry_id, key, fingerprint, reason, now))
 
     async def _refund(self, merchant_id: int, entry_id: int, key: str, fingerprint: str, reason: str | None,
                       now: dt.datetime) -> GiftResult:
         async with self.db.transaction() as conn:
-            earlier = await self._earlier(conn, merchant_id, key, fingerprint)
-            if earlier is not None:
+            outcomes = self.outcomes(conn, merchant_id, key, fingerprint)
+            if (earlier := await outcomes.earlier()) is not None:
                 return earlier
-            await self._require_active(conn, merchant_id)  # the ledger's precedence: suspended, then not found
-            row = (await conn.execute(select(GiftEntry).where(GiftEntry.id == entry_id,
-                                                              GiftEntry.merchant_id == merchant_id))).first()
-            if row is None:
-                raise NotFound("this merchant has no such gift card transaction", code="TRANSACTION_NOT_FOUND",
-                               field="transactionId")
-            original = entry_from_row(row)
+            original = entry_from_row(await outcomes.found(
+                (await conn.execute(select(GiftEntry).where(GiftEntry.id == entry_id,
+                                                            GiftEntry.merchant_id == merchant_id))).first(),
+                NotFound("this merchant has no such gift card transaction", code="TRANSACTION_NOT_FOUND",
+                         field="transactionId")))
+            await outcomes.check_merchant()
             if original.kind not in (GiftEntryKind.REDEEM, GiftEntryKind.CAPTURE) or original.spent_minor <= 0:
                 raise Refused(f"a {original.kind.value} is not a spend: only spends go back to the card "
                               "(a hold is voided)", code="NOT_REFUNDABLE", field="transactionId")
-            done = (await conn.execute(select(GiftEntry.id).where(GiftEntry.reverses_id == entry_id))).first()
-            if done is not None:
-                raise AlreadyRefunded("this spend was refunded already", field="transactionId")
+            already = AlreadyRefunded("this spend was refunded already", field="transactionId")
+            if (await conn.execute(select(GiftEntry.id).where(GiftEntry.reverses_id == entry_id))).first():
+                raise already
             amount = original.spent_minor
-            new_id = await self._insert_entry(
-                conn, kind=GiftEntryKind.REFUND, card_id=original.card_id,
-                issuer_merchant_id=original.issuer_merchant_id, merchant_id=merchant_id, amount_minor=amount,
-                spent_minor=-amount, reference=reason, reverses_id=entry_id, idempotency_key=key,
-                request_hash=fingerprint, created_at=now)
-            if new_id is None:
-                earlier = await self._earlier(conn, merchant_id, key, fingerprint)
-                assert earlier is not None
-                return earlier
+            try:
+                entry, inserted = await self._insert_entry(
+                    conn, kind=GiftEntryKind.REFUND, card_id=original.card_id,
+                    issuer_merchant_id=original.issuer_merchant_id, merchant_id=merchant_id, amount_minor=amount,
+                    spent_minor=-amount, reference=reason, reverses_id=entry_id, idempotency_key=key,
+                    request_hash=fingerprint, created_at=now)
+            except IdempotencyKeyConflict:
+                # Nothing went in and nothing is under the key: a concurrent refund of the spend won
+                # (the unique reverses_id) -- unless other input took the key meanwhile (raised again here).
+                if await find_earlier(conn, ENTRY_KEYS, (merchant_id,), key, fingerprint) is None:
+                    raise already from None
+                raise
+            if not inserted:  # a concurrent retry with the key won
+                return await self._replay(conn, entry)
             card = await self._add_to_card(conn, original.card_id, balance=amount)
-            await self._post(conn, new_id, [(GiftAccount.SPENT, merchant_id, -amount),
-                                            (GiftAccount.CARD, original.card_id, amount)])
-            entry = entry_from_row((await conn.execute(select(GiftEntry).where(GiftEntry.id == new_id))).one())
+            await self._post(conn, entry.id, [(GiftAccount.SPENT, merchant_id, -amount),
+                                              (GiftAccount.CARD, original.card_id, amount)])
         return GiftResult(card=card, entry=entry)
 
     # ------------------------------------------------------------------ expiry, members
@@ -240,12 +248,11 @@ class GiftCards(GiftHolds):
                     .values(balance_minor=0, expired_at=now).returning(GiftCard.id))).first()
                 if taken is None:  # spent or refunded meanwhile: the next sweep sees it again
                     continue
-                entry_id = await self._insert_entry(
+                entry, _ = await self._insert_entry(
                     conn, kind=GiftEntryKind.EXPIRY, card_id=card_id, issuer_merchant_id=card.issuer_merchant_id,
                     merchant_id=None, amount_minor=-card.balance_minor, spent_minor=0, reference="card expired",
                     idempotency_key=None, request_hash=None, created_at=now)
-                assert entry_id is not None
-                await self._post(conn, entry_id, [(GiftAccount.CARD, card_id, -card.balance_minor),
+                await self._post(conn, entry.id, [(GiftAccount.CARD, card_id, -card.balance_minor),
                                                   (GiftAccount.BREAKAGE, card.issuer_merchant_id,
                                                    card.balance_minor)])
                 expired += 1

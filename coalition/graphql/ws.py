@@ -5,7 +5,11 @@
 - The client must ask for the ``graphql-transport-ws`` subprotocol (else close 4406).
 - ``connection_init`` carries ``{"Authorization": "Bearer <key or member token>"}``, checked like
   an HTTP request's header (``web/auth.py``); a bad or missing credential closes with 4403, a
-  second ``connection_init`` with 4429, none within ``init_timeout_s`` with 4408.
+  second ``connection_init`` with 4429, none within ``init_timeout_s`` of opening with 4408 (counted
+  from the opening, so pings before the init do not keep an unauthenticated socket open).
+- The credential is checked again every ``recheck_s`` while the connection is open: a key revoked
+  (or a merchant suspended, a member token expired) mid-stream closes the connection with 4403; a
+  check that cannot be made (the database down, a rate limit) leaves it open until the next.
 - ``subscribe`` before the ack closes with 4401; an id in use with 4409; a malformed message with
   4400. Each document is priced against the caller's query budget (``limits.py``) like an HTTP
   one; a refused or invalid document gets an ``error`` message for its id. Only subscriptions:
@@ -53,7 +57,7 @@ class GraphQLWebSocket:
 
     def __init__(self, schema: GraphQLSchema, *, authenticate: Authenticate, context_for: ContextFor,
                  budget_for: Callable[[Any], Budget], documents: DocumentCache | None = None,
-                 max_subscriptions: int = 10, init_timeout_s: float = 10.0) -> None:
+                 max_subscriptions: int = 10, init_timeout_s: float = 10.0, recheck_s: float = 60.0) -> None:
         self.schema = schema
         self.authenticate = authenticate
         self.context_for = context_for
@@ -61,6 +65,7 @@ class GraphQLWebSocket:
         self.documents = documents or DocumentCache(schema)
         self.max_subscriptions = max_subscriptions
         self.init_timeout_s = init_timeout_s
+        self.recheck_s = recheck_s
         self.open_connections = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -81,6 +86,9 @@ class Connection:
         # Closed here too, not only by their task: a task cancelled before it first ran never runs its finally.
         self.streams: dict[str, Any] = {}
         self.sending = asyncio.Lock()
+        self.authorization: object = None
+        self.caller: Any = None
+        self.deadline = asyncio.get_running_loop().time() + app.init_timeout_s  # of the init, then of the recheck
 
     async def send(self, message: dict[str, Any]) -> None:
         async with self.sending:
@@ -113,11 +121,15 @@ class Connection:
             self.streams.clear()
 
     async def _receive(self) -> dict[str, Any]:
-        timeout = None if self.context is not None else self.app.init_timeout_s
-        try:
-            message = await asyncio.wait_for(self.ws.receive(), timeout)
-        except TimeoutError:
-            raise _Close(4408, "Connection initialisation timeout") from None
+        while True:
+            timeout = max(0.0, self.deadline - asyncio.get_running_loop().time())
+            try:
+                message = await asyncio.wait_for(self.ws.receive(), timeout)
+                break
+            except TimeoutError:
+                if self.context is None:
+                    raise _Close(4408, "Connection initialisation timeout") from None
+                await self._recheck()
         if message["type"] == "websocket.disconnect":
             raise WebSocketDisconnect(message.get("code", 1000))
         text = message.get("text")
@@ -167,7 +179,23 @@ class Connection:
         if caller is None:
             raise _Close(4403, "Forbidden")
         self.context = self.app.context_for(caller)
+        self.authorization, self.caller = authorization, caller
+        self.deadline = asyncio.get_running_loop().time() + self.app.recheck_s
         await self.send({"type": "connection_ack"})
+
+    async def _recheck(self) -> None:
+        """The credential of ``connection_init`` again: one revoked since closes the connection."""
+        self.deadline = asyncio.get_running_loop().time() + self.app.recheck_s
+        try:
+            caller = await self.app.authenticate(self.ws, self.authorization)
+        except Exception as error:
+            # The credential refused (401/403) ends the connection; the check not possible now (the
+            # database down: 503, a rate limit: 429) leaves it open until the next check.
+            if getattr(error, "status", None) not in (401, 403):
+                return
+            caller = None
+        if caller is None or caller != self.caller:
+            raise _Close(4403, "Forbidden")
 
     async def _subscribe(self, message: dict[str, Any]) -> None:
         if self.context is None:

@@ -433,6 +433,21 @@ def _member(row: asyncpg.Record) -> Member:
     return Member.from_values(**{c.key: row[i] for i, c in enumerate(_MEMBER_COLUMNS, start=3)})
 
 
+async def fetch_batch(db: Database, statement: _Statement,
+                      operations: Sequence[Mapping[str, Any]]) -> list[asyncpg.Record]:
+    """The rows of one batch's statement, run as its own transaction; none when it failed (a change
+    after its snapshot fails it once more at most: see :func:`_run`), or the connection was lost."""
+    arrays = [[operation[name] for operation in operations] for name in statement.names]
+    try:
+        async with db.driver_connection() as conn:
+            try:
+                return list(await conn.fetch(statement.sql, *arrays))
+            except asyncpg.DivisionByZeroError:
+                return list(await conn.fetch(statement.sql, *arrays))
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError):
+        return []
+
+
 async def _run(db: Database, statement: _Statement, operations: Sequence[Mapping[str, Any]],
                kind: EntryKind) -> list[Done | None]:
     """Run one batch as one statement, its own transaction: per operation ``Done``, or None.
@@ -445,16 +460,8 @@ async def _run(db: Database, statement: _Statement, operations: Sequence[Mapping
     the statement committed, the multi-statement path answers right, by replaying the entry if
     it did.
     """
-    arrays = [[operation[name] for operation in operations] for name in statement.names]
     done: list[Done | None] = [None] * len(operations)
-    try:
-        async with db.driver_connection() as conn:
-            try:
-                rows = await conn.fetch(statement.sql, *arrays)
-            except asyncpg.DivisionByZeroError:
-                rows = await conn.fetch(statement.sql, *arrays)
-    except (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError):
-        return done
+    rows = await fetch_batch(db, statement, operations)
     for row in rows:
         done[row[0] - 1] = (int(row[1]), int(row[2]), _member(row))
     if db.hooks is not None and rows:  # live events, after the commit (the outbox rows are in the statement)

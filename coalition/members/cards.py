@@ -50,23 +50,32 @@ def qr_svg(payload: str, *, scale: int = 8) -> bytes:
 
 def card_pdf(face: CardFace) -> bytes:
     """A printable card: the network's name, the loyalty ID and the QR code."""
+    return printable_card(face.network_name, "Member card", face.loyalty_id, face.qr_payload,
+                          "Show this card at any partner")
+
+
+def printable_card(network_name: str, title: str, text: str, qr_payload: str, footer: str, *,
+                   text_size: float = 10, document_title: str | None = None) -> bytes:
+    """A credit-card-sized PDF page: the network's name, a title, a line of monospace ``text`` (the
+    loyalty ID, a gift card's code), a footer and the QR code of ``qr_payload``."""
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
 
-    matrix = [[1 - int(bool(v)) for v in row] for row in segno.make(face.qr_payload, error="m", micro=False).matrix]
+    matrix = [[1 - int(bool(v)) for v in row] for row in segno.make(qr_payload, error="m", micro=False).matrix]
     figure = Figure(figsize=CARD_SIZE_IN)
     figure.patch.set_facecolor("white")
-    figure.text(0.06, 0.84, face.network_name, fontsize=11, weight="bold")
-    figure.text(0.06, 0.70, "Member card", fontsize=7, color="#555555")
-    figure.text(0.06, 0.16, face.loyalty_id, fontsize=10, family="monospace")
-    figure.text(0.06, 0.07, "Show this card at any partner", fontsize=5.5, color="#555555")
+    figure.text(0.06, 0.84, network_name, fontsize=11, weight="bold")
+    figure.text(0.06, 0.70, title, fontsize=7, color="#555555")
+    figure.text(0.06, 0.16, text, fontsize=text_size, family="monospace")
+    figure.text(0.06, 0.07, footer, fontsize=5.5, color="#555555")
     axes = figure.add_axes((0.56, 0.1, 0.40, 0.40 * CARD_SIZE_IN[0] / CARD_SIZE_IN[1]))
     axes.imshow(matrix, cmap="gray", interpolation="nearest", vmin=0, vmax=1)
     axes.set_axis_off()
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="pdf", metadata={"Title": f"{face.network_name} member card",
+    document_title = document_title or f"{network_name} {title.lower()}"
+    figure.savefig(buffer, format="pdf", metadata={"Title": document_title,
                                                    "Creator": "Coalition", "CreationDate": None})
     return buffer.getvalue()
 

@@ -7,7 +7,8 @@ the size, and a slow client never holds a connection between pages.
 Scope, as the API's access rules (``coalition/graphql/access.py``): ``merchant_id`` None is the
 whole network (admins); else the merchant's members (those it enrolled or has a transaction
 with) and its own transactions only. No contact data: the API shows it to the member alone,
-and an export follows the same rule.
+and an export follows the same rule. Text a merchant typed (a reference) that a spreadsheet
+would run as a formula is written with a leading ``'`` (OWASP's CSV injection advice).
 """
 
 from __future__ import annotations
@@ -31,9 +32,20 @@ TRANSACTION_HEADER = ("transaction_id", "kind", "loyalty_id", "merchant_id", "po
                       "reverses_id", "recorded_at", "effective_at")
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value: Any) -> Any:
+    """A text cell a spreadsheet would run as a formula (``=HYPERLINK(...)`` in a reference a merchant
+    typed) gets a leading ``'``, so it shows as text; numbers (negative points too) stay numbers."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def _csv(rows: Sequence[Sequence[Any]]) -> str:
     buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerows(rows)
+    csv.writer(buffer, lineterminator="\n").writerows([[_cell(value) for value in row] for row in rows])
     return buffer.getvalue()
 
 

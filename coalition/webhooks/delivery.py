@@ -3,22 +3,29 @@
 Each tick takes the deliveries that are due and are the oldest unsent of their member at their
 endpoint, and sends each member's in id order, one after another, stopping at the first that
 fails: a later event of a member is never sent before an earlier one was answered 2xx. Members
-go in parallel. A delivery is claimed first (its ``next_attempt_at`` is moved past the timeout,
-compared and set in one UPDATE), so two workers do not send it at once; at least once, not
-exactly once: a receiver deduplicates by the event id, the same on every try.
+go in parallel: at most ``PARALLEL`` at once, and at most ``PER_ENDPOINT`` of one endpoint, so a
+slow or hanging receiver (a rogue partner's) takes a few slots, not all of them. A tick waits for
+its sends at most ``webhook_timeout_s`` + ``TICK_GRACE_S``; those still running go on in the
+background (their deliveries are claimed, so no later tick sends them again) and count in the
+report of the tick during which they end. A delivery is claimed first (its ``next_attempt_at``
+is moved past the timeout, compared and set in one UPDATE), so two workers do not send it at
+once; at least once, not exactly once: a receiver deduplicates by the event id, the same on
+every try.
 
 A failure (not 2xx, a timeout, a refused address) is tried again after an exponential backoff
 (``COALITION_WEBHOOK_BACKOFF_BASE_S`` doubling up to ``..._CAP_S``, +/-20 % jitter). Past the
 retry window (``COALITION_WEBHOOK_RETRY_WINDOW_S``, 72 h) from its first try, the delivery is
 FAILED and its endpoint disabled, with the reason on the endpoint (``disabledReason`` in the API)
-and a log line. Redirects are not followed; the address is checked again before every try
-(:mod:`coalition.webhooks.ssrf`).
+and a log line; the endpoint's other deliveries wait, and replaying one enables it again
+(:func:`coalition.webhooks.service.replay_delivery`). Redirects are not followed; the address is
+checked again before every try (:mod:`coalition.webhooks.ssrf`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import json
 import logging
 import random
@@ -42,6 +49,8 @@ logger = logging.getLogger("coalition.webhooks")
 HEADS_PER_TICK = 500
 PER_MEMBER_PER_TICK = 100
 PARALLEL = 16
+PER_ENDPOINT = 4
+TICK_GRACE_S = 5.0
 
 
 @dataclass
@@ -91,8 +100,18 @@ class Deliverer:
         self.db, self.settings, self.keys, self.clock = db, settings, keys, clock
         self.client = client or httpx.AsyncClient(timeout=settings.webhook_timeout_s, follow_redirects=False,
                                                   trust_env=False)
+        self._gate: asyncio.Semaphore | None = None
+        self._endpoint_gates: dict[int, asyncio.Semaphore] = {}
+        # The member queues running (or waiting for a slot), by (endpoint, member or delivery): a tick
+        # does not start one again.
+        self._running: dict[tuple[int, int, int], asyncio.Task[None]] = {}
+        self._tally = DeliveryReport()
 
     async def aclose(self) -> None:
+        tasks = list(self._running.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         await self.client.aclose()
 
     def backoff_s(self, attempts: int) -> float:
@@ -131,31 +150,47 @@ class Deliverer:
         return bool(claimed.rowcount == 1)
 
     async def run_once(self) -> DeliveryReport:
-        report = DeliveryReport()
+        """Start the due member queues; wait for them a bounded time; what was done since the last call."""
         heads = await self._heads(self.clock())
+        if self._gate is None:
+            self._gate = asyncio.Semaphore(PARALLEL)
+        started: list[asyncio.Task[None]] = []
         secrets: dict[int, str] = {}
-        for _, endpoint in heads:
+        for row, endpoint in heads:
+            key = (endpoint.id, 0, row.member_id) if row.member_id is not None else (endpoint.id, 1, row.id)
+            if key in self._running:
+                continue
             if endpoint.id not in secrets:
                 secrets[endpoint.id] = self.keys.decrypt(endpoint.secret_encrypted)
-        gate = asyncio.Semaphore(PARALLEL)
-
-        async def member_queue(row: WebhookDelivery, endpoint: WebhookEndpoint) -> None:
-            async with gate:
-                current: WebhookDelivery | None = row
-                for _ in range(PER_MEMBER_PER_TICK):
-                    if current is None or current.next_attempt_at > self.clock():
-                        return
-                    if not await self._claim(current, self.clock()):
-                        return
-                    if not await self._send(current, endpoint, secrets[endpoint.id], report):
-                        return
-                    current = await self._next_of(current)
-
-        await asyncio.gather(*(member_queue(row, endpoint) for row, endpoint in heads))
+            task = asyncio.get_running_loop().create_task(self._member_queue(row, endpoint, secrets[endpoint.id]))
+            self._running[key] = task
+            task.add_done_callback(functools.partial(self._ended, key))
+            started.append(task)
+        if started:
+            await asyncio.wait(started, timeout=self.settings.webhook_timeout_s + TICK_GRACE_S)
+        report, self._tally = self._tally, DeliveryReport()
         return report
 
-    async def _send(self, row: WebhookDelivery, endpoint: WebhookEndpoint, secret: str,
-                    report: DeliveryReport) -> bool:
+    def _ended(self, key: tuple[int, int, int], task: asyncio.Task[None]) -> None:
+        self._running.pop(key, None)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("webhook deliveries of endpoint %s stopped: %r", key[0], task.exception())
+
+    async def _member_queue(self, row: WebhookDelivery, endpoint: WebhookEndpoint, secret: str) -> None:
+        gate = self._endpoint_gates.setdefault(endpoint.id, asyncio.Semaphore(PER_ENDPOINT))
+        assert self._gate is not None
+        async with gate, self._gate:  # the endpoint's slot first: waiting for it holds no shared slot
+            current: WebhookDelivery | None = row
+            for _ in range(PER_MEMBER_PER_TICK):
+                if current is None or current.next_attempt_at > self.clock():
+                    return
+                if not await self._claim(current, self.clock()):
+                    return
+                if not await self._send(current, endpoint, secret):
+                    return
+                current = await self._next_of(current)
+
+    async def _send(self, row: WebhookDelivery, endpoint: WebhookEndpoint, secret: str) -> bool:
         body = body_of(self.keys, row)
         started = self.clock()
         status_code: int | None = None
@@ -178,6 +213,7 @@ class Deliverer:
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}"[:300]
         now = self.clock()
+        report = self._tally  # of the tick running now (a send may outlast the tick it started in)
         first = row.first_attempt_at or started
         values: dict[str, Any] = {"attempts": row.attempts + 1, "last_attempt_at": now, "first_attempt_at": first,
                                   "last_status_code": status_code, "last_error": error}
@@ -194,8 +230,9 @@ class Deliverer:
             await conn.execute(update(WebhookDelivery).where(WebhookDelivery.id == row.id).values(**values))
             if values.get("status") == DeliveryStatus.FAILED:
                 reason = (f"disabled at {now.isoformat()}: event {event_id(self.keys, row.id)} failed for "
-                          f"{self.settings.webhook_retry_window_s / 3600:g} h ({error}); deliveries to it stopped: "
-                          "register a new endpoint once the receiver answers again")
+                          f"{self.settings.webhook_retry_window_s / 3600:g} h ({error}); deliveries to it stopped "
+                          "and wait: once the receiver answers again, replay this event (replayWebhookDelivery) to "
+                          "enable the endpoint and send every waiting event, in order")
                 await conn.execute(update(WebhookEndpoint).where(WebhookEndpoint.id == endpoint.id).values(
                     active=False, disabled_at=now, disabled_reason=reason[:500], updated_at=now))
                 report.disabled += 1

@@ -10,7 +10,7 @@ DomainError
 │   └── WebhookDeliveryNotFound    WEBHOOK_DELIVERY_NOT_FOUND (also another merchant's)
 └── Refused
     ├── TooManyEndpoints           TOO_MANY_ENDPOINTS
-    └── EndpointDisabled           WEBHOOK_ENDPOINT_DISABLED: replay on a disabled or deleted endpoint
+    └── EndpointDisabled           WEBHOOK_ENDPOINT_DISABLED: replay on a deleted endpoint
 """
 
 from __future__ import annotations

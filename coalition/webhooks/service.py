@@ -153,18 +153,35 @@ async def get_delivery(db: Database, merchant_id: int | None, delivery_id: int) 
 
 async def replay_delivery(db: Database, merchant_id: int | None, delivery_id: int,
                           now: dt.datetime | None = None) -> WebhookDelivery:
-    """Send a delivery again (same event id, same body), whatever became of it, as soon as the worker can."""
+    """Send a delivery again (same event id, same body), whatever became of it, as soon as the worker can.
+
+    Replaying a delivery of an endpoint that was disabled (failing past the retry window) enables the
+    endpoint again: the owner says its receiver answers now. Its deliveries that failed or waited
+    resume with it, in order, with a new retry window: none of the outage's events is lost. A deleted
+    endpoint stays deleted (WEBHOOK_ENDPOINT_DISABLED).
+    """
     now = now or utcnow()
     delivery = await get_delivery(db, merchant_id, delivery_id)
     if delivery is None:
         raise WebhookDeliveryNotFound("no such webhook delivery", field="deliveryId")
+    enabled = False
     async with db.transaction() as conn:
-        active = (await conn.execute(select(WebhookEndpoint.active).where(
-            WebhookEndpoint.id == delivery.endpoint_id))).scalar_one()
-        if not active:
-            raise EndpointDisabled("the endpoint is disabled or deleted; register a new one, then replay")
+        endpoint = (await conn.execute(select(WebhookEndpoint.active, WebhookEndpoint.deleted_at).where(
+            WebhookEndpoint.id == delivery.endpoint_id))).one()
+        if endpoint.deleted_at is not None:
+            raise EndpointDisabled("the endpoint was deleted; register a new one")
+        if not endpoint.active:
+            await conn.execute(update(WebhookEndpoint).where(WebhookEndpoint.id == delivery.endpoint_id).values(
+                active=True, disabled_at=None, disabled_reason=None, updated_at=now))
+            await conn.execute(update(WebhookDelivery).where(
+                WebhookDelivery.endpoint_id == delivery.endpoint_id,
+                WebhookDelivery.status != DeliveryStatus.DELIVERED).values(
+                status=DeliveryStatus.PENDING, next_attempt_at=now, first_attempt_at=None))
+            enabled = True
         await conn.execute(update(WebhookDelivery).where(WebhookDelivery.id == delivery_id).values(
             status=DeliveryStatus.PENDING, next_attempt_at=now, first_attempt_at=None, attempts=0))
+    if enabled:
+        _changed(db)
     found = await get_delivery(db, merchant_id, delivery_id)
     assert found is not None
     return found

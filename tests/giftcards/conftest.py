@@ -1,10 +1,14 @@
 """Fixtures for the gift card tests: three partners, the service on a clock the test moves, and a probe.
 
 The ledger invariants (points and money) are checked after every test that uses ``gift``.
+Every test that uses ``gift`` runs once per path, as the ledger's do (``tests/ledger/conftest.py``):
+on PostgreSQL with the one-statement spend (``giftcards/fastpath.py``) on and off, on SQLite the
+multi-statement path only.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -22,11 +26,21 @@ from coalition.ledger.invariants import assert_ledger_consistent
 from coalition.partners.models import Merchant
 
 GIFT_TABLES = (GiftCard, GiftEntry, GiftPosting, GiftHold)
+GIFT_PATHS = ("fast", "general") if os.environ.get("COALITION_TEST_DATABASE_URL") else ("general",)
+
+
+@pytest.fixture(params=GIFT_PATHS)
+def gift_path(request: pytest.FixtureRequest) -> str:
+    """Which path spends and authorizations take: ``fast`` (PostgreSQL's one statement) or ``general``."""
+    return str(request.param)
 
 
 @pytest.fixture
-async def gift(db: Database, settings: Settings, keys: NetworkKeys, clock: Any) -> AsyncIterator[GiftCards]:
-    yield GiftCards(db, settings, keys, clock=clock)
+async def gift(db: Database, settings: Settings, keys: NetworkKeys, clock: Any,
+               gift_path: str) -> AsyncIterator[GiftCards]:
+    service = GiftCards(db, settings, keys, clock=clock)
+    service.fast_path = gift_path == "fast" and not db.is_sqlite
+    yield service
     async with db.read() as conn:
         await assert_ledger_consistent(conn)
 

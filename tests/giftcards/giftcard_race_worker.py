@@ -1,6 +1,6 @@
 """One process of the cross-process gift card race in test_giftcards_concurrency.py (not a test module).
 
-Usage: python giftcard_race_worker.py DATABASE_URL MERCHANT_ID CODE COUNT KEY_PREFIX
+Usage: python giftcard_race_worker.py DATABASE_URL MERCHANT_ID CODE COUNT KEY_PREFIX [fast|general]
 
 Connects, prints ``ready``, waits for a line on stdin (so both processes start together), then
 runs COUNT concurrent one-minor-unit spends of the card, each with its own key, and prints a
@@ -22,11 +22,12 @@ from coalition.errors import DomainError
 from coalition.giftcards.service import GiftCards
 
 
-async def race(url: str, merchant_id: int, code: str, count: int, prefix: str) -> Counter[str]:
+async def race(url: str, merchant_id: int, code: str, count: int, prefix: str, path: str) -> Counter[str]:
     settings = load_settings({"COALITION_DATABASE_URL": url,
                               "COALITION_SECRET_KEY": os.environ.get("COALITION_SECRET_KEY", "test-secret-key")})
     db = Database(settings.database_url, pool_size=10)
     gift = GiftCards(db, settings, NetworkKeys.from_settings(settings))
+    gift.fast_path = path == "fast" and not db.is_sqlite
     try:
         await asyncio.gather(*(db.ping() for _ in range(10)))
         print("ready", flush=True)
@@ -49,7 +50,8 @@ async def race(url: str, merchant_id: int, code: str, count: int, prefix: str) -
 
 def main() -> None:
     url, merchant_id, code, count, prefix = sys.argv[1:6]
-    print(json.dumps(dict(asyncio.run(race(url, int(merchant_id), code, int(count), prefix)))), flush=True)
+    path = sys.argv[6] if len(sys.argv) > 6 else "fast"
+    print(json.dumps(dict(asyncio.run(race(url, int(merchant_id), code, int(count), prefix, path)))), flush=True)
 
 
 if __name__ == "__main__":

@@ -95,9 +95,9 @@ async def test_concurrent_refunds_of_one_spend_refund_once(shops: Any, gprobe: A
 @pytest.mark.services
 @pytest.mark.skipif(not PG_URL, reason="needs PostgreSQL: set COALITION_TEST_DATABASE_URL (make test-services)")
 async def test_two_processes_racing_on_one_card_never_overspend(shops: Any, gprobe: Any, db: Any,
-                                                                settings: Any) -> None:
+                                                                settings: Any, gift_path: str) -> None:
     sold = await shops.issue(150)
-    outputs = await race(WORKER, [[settings.database_url, str(shops.b.id), sold.code, "100", f"proc{i}"]
+    outputs = await race(WORKER, [[settings.database_url, str(shops.b.id), sold.code, "100", f"proc{i}", gift_path]
                                   for i in range(2)])
     counts = [Counter(out) for out in outputs]
     assert sum(counts, Counter()) == {"OK": 150, "INSUFFICIENT_FUNDS": 50}, counts

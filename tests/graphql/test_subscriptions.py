@@ -4,6 +4,7 @@ nothing left behind by clients that go away; across two API processes through Re
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import gc
 import os
@@ -12,8 +13,11 @@ from typing import Any
 
 import httpx
 import pytest
+import websockets
 from live_servers import api_process, live, serving
+from planted_network import forget_cached_insights
 
+from coalition.auth.service import revoke_api_key
 from coalition.config import Settings
 
 TRANSACTIONS = "subscription { transactions { id kind points merchant { name } member { loyaltyId } } }"
@@ -119,6 +123,90 @@ async def test_the_protocol_close_codes_and_limits(app: Any, admin_key: str, mak
             await client.subscribe("3", TRANSACTIONS)
             third = await client.receive()
             assert third["id"] == "3" and third["payload"][0]["extensions"]["code"] == "TOO_MANY_SUBSCRIPTIONS"
+
+
+async def test_a_stranger_cannot_keep_an_unauthenticated_socket_open_with_pings(app: Any) -> None:
+    # The init timeout counts from the opening: pings (allowed before the init) do not extend it.
+    app.state.subscriptions.init_timeout_s = 0.6
+    async with serving(app) as address, live(address) as stranger:
+        opened = asyncio.get_running_loop().time()
+        with contextlib.suppress(websockets.ConnectionClosed):
+            for _ in range(20):
+                await stranger.send({"type": "ping"})
+                assert await stranger.receive() == {"type": "pong"}
+                await asyncio.sleep(0.2)
+        assert await stranger.closed_with() == 4408
+        assert asyncio.get_running_loop().time() - opened < 2.0
+        assert app.state.subscriptions.open_connections == 0
+
+
+async def test_a_stranger_opening_many_sockets_is_rate_limited_per_address(db: Any, settings: Settings) -> None:
+    # Each WebSocket handshake without a credential counts against the address's budget, as an HTTP
+    # request does; and each one lives at most the init timeout (above).
+    from coalition.app import create_app
+
+    await forget_cached_insights(settings.redis_url)  # the per-address counters of earlier tests
+    app = create_app(dataclasses.replace(settings, rate_limit_per_s=5))
+    opened = refused = 0
+    async with serving(app) as address:
+        started = asyncio.get_running_loop().time()
+        async with contextlib.AsyncExitStack() as stack:
+            for _ in range(30):
+                try:
+                    client = await stack.enter_async_context(live(address))
+                    await client.send({"type": "ping"})
+                    await client.receive(timeout_s=2)
+                    opened += 1
+                except (websockets.InvalidStatus, websockets.ConnectionClosed):
+                    refused += 1
+            elapsed = asyncio.get_running_loop().time() - started
+    # at most the budget of 5 a second (and one window's worth more) got through
+    assert opened >= 1 and refused >= 1 and opened <= 5 * (elapsed + 2), (opened, refused, elapsed)
+
+
+async def test_a_key_revoked_mid_stream_closes_the_connection(
+    app: Any, db: Any, make_merchant: Any, make_member: Any,
+) -> None:
+    shop, other = await make_merchant("S"), await make_merchant("O")
+    member = await make_member(shop.merchant.id)
+    app.state.subscriptions.recheck_s = 0.3
+    async with serving(app) as address, live(address) as revoked, live(address) as kept:
+        for client, key in ((revoked, shop.api_key), (kept, other.api_key)):
+            assert (await client.init(key))["type"] == "connection_ack"
+            await client.subscribe("t", TRANSACTIONS)
+        await asyncio.sleep(0.8)  # a few rechecks pass while the keys are good
+        await earn(address, shop.api_key, member.member.loyalty_id, "before")
+        assert (await revoked.receive())["type"] == "next"
+        await revoke_api_key(db, shop.api_key)
+        assert await revoked.closed_with(timeout_s=5) == 4403
+        # the other merchant's connection, whose key is good, stays
+        await kept.send({"type": "ping"})
+        assert await kept.receive() == {"type": "pong"}
+        assert app.state.services.live.subscribers == 1
+
+
+async def test_a_recheck_that_cannot_be_made_leaves_the_connection_open(app: Any, make_merchant: Any) -> None:
+    # The database down at a recheck (503) is not a revoked key: the connection stays, checked again later.
+    from coalition.web.auth import AuthRefused
+
+    shop = await make_merchant()
+    sockets = app.state.subscriptions
+    sockets.recheck_s = 0.2
+    checks: list[str] = []
+
+    async with serving(app) as address, live(address) as client:
+        assert (await client.init(shop.api_key))["type"] == "connection_ack"
+        real = sockets.authenticate
+
+        async def unavailable(conn: Any, authorization: object) -> Any:
+            checks.append("503")
+            raise AuthRefused(503, "SERVICE_UNAVAILABLE", "credentials cannot be checked right now")
+
+        sockets.authenticate = unavailable
+        await asyncio.sleep(0.7)
+        await client.send({"type": "ping"})
+        assert await client.receive() == {"type": "pong"} and len(checks) >= 2
+        sockets.authenticate = real
 
 
 CHURN = int(os.environ.get("COALITION_WS_CHURN", "300"))  # bench/ws_churn.py runs 10,000

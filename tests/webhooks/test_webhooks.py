@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime as dt
+import itertools
 import json
 import logging
 import re
@@ -14,17 +16,19 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import func, select
 from webhook_receiver import receiving
 
-from coalition.db import Database
+from coalition.config import load_settings
+from coalition.db import Database, utcnow
 from coalition.ledger.invariants import assert_ledger_consistent
 from coalition.ledger.models import Entry
 from coalition.ledger.service import Ledger
 from coalition.webhooks import signing, ssrf
 from coalition.webhooks.delivery import Deliverer
-from coalition.webhooks.errors import EndpointDisabled, InvalidWebhookUrl, UnknownEventType, UrlNotAllowed
+from coalition.webhooks.errors import InvalidWebhookUrl, UnknownEventType, UrlNotAllowed, WebhookDeliveryNotFound
 from coalition.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
 from coalition.webhooks.service import EVENT_TYPE_NAMES, create_endpoint, delete_endpoint, replay_delivery
 
@@ -189,6 +193,67 @@ async def test_private_and_loopback_addresses_are_refused(url: str) -> None:
         await ssrf.check_url(url, frozenset())
 
 
+@pytest.mark.parametrize("url", [
+    # the same loopback / metadata addresses spelled otherwise
+    "http://2130706433/", "http://0177.0.0.1/", "http://0x7f.1/", "http://127.1/", "http://0/", "http://[::]/",
+    "http://[::ffff:7f00:1]/", "http://[0:0:0:0:0:ffff:169.254.169.254]/", "http://[::127.0.0.1]/",
+    "http://[2002:7f00:1::]/", "http://[2002:a9fe:a9fe::]/", "http://[64:ff9b::a9fe:a9fe]/",
+    "http://[fe80::1%25eth0]/", "http://169.254.169.254./", "http://LOCALHOST/", "http://localhost./",
+    "http://100.64.0.1/", "http://198.18.0.1/", "http://[fd00::1]/", "http://255.255.255.255/",
+    "http://127.0.0.1#@93.184.216.34/",
+])
+async def test_other_spellings_of_private_addresses_are_refused(url: str) -> None:
+    with pytest.raises((UrlNotAllowed, InvalidWebhookUrl)):
+        await ssrf.check_url(url, frozenset())
+
+
+async def test_a_name_is_judged_by_every_address_and_the_delivery_goes_to_the_checked_one(
+    db: Database, settings: Any, keys: Any, hooked_ledger: Ledger, make_merchant: Any, make_member: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # DNS rebinding: the attacker's name answers a public address when checked, then a private one.
+    answers = {"hooks.example": [["93.184.216.34"]]}
+
+    async def resolve(host: str, port: int) -> list[str]:
+        queue = answers[host]
+        return queue.pop(0) if len(queue) > 1 else queue[0]
+
+    monkeypatch.setattr(ssrf, "resolve", resolve)
+    answers["mixed.example"] = [["10.0.0.5", "93.184.216.34"]]
+    with pytest.raises(UrlNotAllowed):  # one private address among public ones is enough to refuse
+        await ssrf.check_url("https://mixed.example/hook", frozenset())
+    shop = (await make_merchant()).merchant
+    await create_endpoint(db, keys, merchant_id=shop.id, url="https://hooks.example:8443/hook?x=1", events=ALL,
+                          idempotency_key="k", allowed_hosts=frozenset())
+    await make_member(shop.id)
+    sent: list[httpx.Request] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(200)
+
+    # at delivery the name answers a public address: the request goes to that address, named as the host
+    answers["hooks.example"] = [["93.184.216.35"], ["127.0.0.1"]]
+    deliverer = Deliverer(db, settings, keys, client=httpx.AsyncClient(transport=httpx.MockTransport(handle),
+                                                                       follow_redirects=False))
+    try:
+        await deliverer.run_once()
+        (request,) = sent
+        assert request.url.host == "93.184.216.35" and request.url.port == 8443 and request.url.query == b"x=1"
+        assert request.headers["host"] == "hooks.example:8443"
+        assert request.extensions["sni_hostname"] == "hooks.example"  # the certificate is checked against the name
+        # re-pointed at loopback afterwards: the next event is not sent anywhere
+        member = (await make_member(shop.id)).member
+        await hooked_ledger.earn(merchant_id=shop.id, loyalty_id=member.loyalty_id, purchase_amount_minor=100,
+                                 idempotency_key="e")
+        await deliverer.run_once()
+    finally:
+        await deliverer.aclose()
+    assert len(sent) == 1
+    waiting = [row for row in await deliveries(db) if row.status == DeliveryStatus.PENDING]
+    assert waiting and all(str(row.last_error).startswith("URL_NOT_ALLOWED") for row in waiting if row.attempts)
+
+
 @pytest.mark.parametrize("url", ["ftp://example.com/x", "file:///etc/passwd", "/relative", "http://", "http://u:p@x.org/",
                                  "javascript:alert(1)", "http://exa mple.com/"])
 async def test_only_absolute_http_urls(url: str) -> None:
@@ -270,8 +335,176 @@ async def test_an_endpoint_failing_past_the_retry_window_is_disabled_and_the_mer
             endpoint = await session.get(WebhookEndpoint, hook.endpoint.id)
         assert endpoint is not None and not endpoint.active and endpoint.disabled_reason
         assert "disabled" in caplog.text
-        with pytest.raises(EndpointDisabled):
+
+
+async def test_retries_back_off_exponentially_for_at_least_72_hours_then_disable(
+    db: Database, settings: Any, keys: Any, hooked_ledger: Ledger, make_merchant: Any, make_member: Any,
+) -> None:
+    # The schedule a deployment gets (COALITION_WEBHOOK_* unset), on a clock that jumps to each next try;
+    # the receiver never answers 2xx.
+    defaults = load_settings({"COALITION_DATABASE_URL": settings.database_url, "COALITION_SECRET_KEY": "x"})
+    assert defaults.webhook_retry_window_s >= 72 * 3600
+    settings = dataclasses.replace(settings, webhook_retry_window_s=defaults.webhook_retry_window_s,
+                                   webhook_backoff_base_s=defaults.webhook_backoff_base_s,
+                                   webhook_backoff_cap_s=defaults.webhook_backoff_cap_s)
+    now = [utcnow() + dt.timedelta(seconds=1)]
+    bodies: list[bytes] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        bodies.append(request.content)
+        return httpx.Response(500)
+
+    shop = (await make_merchant()).merchant
+    hook = await create_endpoint(db, keys, merchant_id=shop.id, url="http://127.0.0.1:9/x", events=ALL,
+                                 idempotency_key="k", allowed_hosts=ALLOWED)
+    await make_member(shop.id)
+    deliverer = Deliverer(db, settings, keys, clock=lambda: now[0],
+                          client=httpx.AsyncClient(transport=httpx.MockTransport(handle)))
+    tries: list[dt.datetime] = []
+    try:
+        for _ in range(500):
+            tries.append(now[0])
+            report = await deliverer.run_once()
+            (row,) = await deliveries(db)
+            if row.status != DeliveryStatus.PENDING:
+                break
+            assert report.failed == 1 and row.attempts == len(tries)
+            now[0] = row.next_attempt_at.replace(tzinfo=dt.UTC) if row.next_attempt_at.tzinfo is None \
+                else row.next_attempt_at
+    finally:
+        await deliverer.aclose()
+    assert row.status == DeliveryStatus.FAILED and report.disabled == 1
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(tries)]
+    base, cap = settings.webhook_backoff_base_s, settings.webhook_backoff_cap_s
+    for n, gap in enumerate(gaps):  # base doubling per try, capped, +/-20 % jitter
+        expected = min(cap, base * 2**n)
+        assert 0.8 * expected - 0.01 <= gap <= 1.2 * expected + 0.01, (n, gap, expected)
+    assert gaps[-1] > 0.7 * cap and (tries[-1] - tries[0]).total_seconds() >= 72 * 3600
+    assert len(bodies) == len(tries) and len(set(bodies)) == 1  # the same event (id, body) on every try
+    async with db.session() as session:
+        endpoint = await session.get(WebhookEndpoint, hook.endpoint.id)
+    assert endpoint is not None and not endpoint.active and "72 h" in str(endpoint.disabled_reason)
+
+
+async def test_replaying_after_the_endpoint_was_disabled_sends_every_waiting_event_in_order(
+    db: Database, settings: Any, keys: Any, hooked_ledger: Ledger, make_merchant: Any, make_member: Any,
+) -> None:
+    # Given an endpoint disabled after its receiver failed for the whole retry window
+    healthy = False
+    async with receiving(lambda n: "ok" if healthy else "fail") as receiver:
+        shop, other = (await make_merchant("S")).merchant, (await make_merchant("O")).merchant
+        hook = await create_endpoint(db, keys, merchant_id=shop.id, url=receiver.url(), events=ALL,
+                                     idempotency_key="k", allowed_hosts=ALLOWED)
+        members = [(await make_member(shop.id)).member for _ in range(2)]
+        for i, member in enumerate(members):
+            for n in range(3):
+                await hooked_ledger.earn(merchant_id=shop.id, loyalty_id=member.loyalty_id,
+                                         purchase_amount_minor=100 + n, idempotency_key=f"e{i}-{n}")
+        deliverer = Deliverer(db, dataclasses.replace(settings, webhook_retry_window_s=0.3,
+                                                      webhook_backoff_base_s=0.05), keys)
+        try:
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and not (await deliverer.run_once()).disabled:
+                await asyncio.sleep(0.02)
+            rows = await deliveries(db)
+            failed = [row for row in rows if row.status == DeliveryStatus.FAILED]
+            assert failed and len(rows) == 8  # two enrolments, six earns: each member's first may have failed
+            async with db.session() as session:
+                endpoint = await session.get(WebhookEndpoint, hook.endpoint.id)
+            assert endpoint is not None and not endpoint.active and "replayWebhookDelivery" in str(
+                endpoint.disabled_reason)
+            # another merchant cannot replay it (nor enable the endpoint)
+            with pytest.raises(Exception, match="no such webhook delivery"):
+                await replay_delivery(db, other.id, failed[0].id)
+            # When the receiver answers again and the merchant replays one failed event
+            healthy = True
+            replayed = await replay_delivery(db, shop.id, failed[0].id)
+            assert replayed.status == DeliveryStatus.PENDING
+            await drain(deliverer, db)
+        finally:
+            await deliverer.aclose()
+        # Then the endpoint is active again and every event arrived, each member's in order
+        async with db.session() as session:
+            endpoint = await session.get(WebhookEndpoint, hook.endpoint.id)
+        assert endpoint is not None and endpoint.active and endpoint.disabled_reason is None
+        assert all(row.status == DeliveryStatus.DELIVERED for row in await deliveries(db))
+        accepted = receiver.accepted("/hook")
+        assert {r.event["id"] for r in accepted} == {f"evt_{keys.global_ids.encode('WebhookEvent', row.id)}"
+                                                     for row in rows}
+        for member in members:
+            gid = keys.global_ids.encode("Member", member.id)
+            ids = [keys.global_ids.decode(r.event["id"].removeprefix("evt_"), "WebhookEvent") for r in accepted
+                   if (r.event["data"].get("member") or r.event["data"].get("transaction", {}).get("member") or {})
+                   .get("id") == gid]
+            assert len(ids) == 4 and ids == sorted(ids)
+        # a deleted endpoint's deliveries are gone with it: not replayed
+        await delete_endpoint(db, shop.id, hook.endpoint.id)
+        with pytest.raises(WebhookDeliveryNotFound):
             await replay_delivery(db, shop.id, rows[0].id)
+
+
+async def test_a_slow_endpoint_does_not_hold_up_another_merchants_deliveries(
+    db: Database, settings: Any, keys: Any, hooked_ledger: Ledger, make_merchant: Any, make_member: Any,
+) -> None:
+    seen: list[int] = []
+    async with receiving(lambda n: "slow", slow_s=1.0) as rogue_receiver, \
+            receiving(lambda n: seen.append(len(rogue_receiver.requests)) or "ok") as honest_receiver:
+        rogue, honest = (await make_merchant("Rogue")).merchant, (await make_merchant("Honest")).merchant
+        await create_endpoint(db, keys, merchant_id=rogue.id, url=rogue_receiver.url(), events=ALL,
+                              idempotency_key="k", allowed_hosts=ALLOWED)
+        await create_endpoint(db, keys, merchant_id=honest.id, url=honest_receiver.url(), events=ALL,
+                              idempotency_key="k", allowed_hosts=ALLOWED)
+        for _ in range(40):  # forty members' events, each answered only after the sender's timeout
+            await make_member(rogue.id)
+        await make_member(honest.id)
+        deliverer = Deliverer(db, settings, keys)
+        try:
+            await deliverer.run_once()
+        finally:
+            await deliverer.aclose()
+    # the honest merchant's event went out before the rogue's queue had taken the tick's slots
+    assert seen and seen[0] < 8, seen
+
+
+async def test_a_tick_waits_a_bounded_time_and_a_hanging_send_finishes_in_the_background(
+    db: Database, settings: Any, keys: Any, hooked_ledger: Ledger, make_merchant: Any, make_member: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from coalition.webhooks import delivery
+
+    monkeypatch.setattr(delivery, "TICK_GRACE_S", 0.1)
+    release = asyncio.Event()
+    sent: list[str] = []
+
+    async def handle(request: httpx.Request) -> httpx.Response:
+        await release.wait()  # a receiver that hangs (the client's own timeout is not in play here)
+        sent.append(json.loads(request.content)["id"])
+        return httpx.Response(200)
+
+    shop = (await make_merchant()).merchant
+    await create_endpoint(db, keys, merchant_id=shop.id, url="http://127.0.0.1:9/x", events=ALL,
+                          idempotency_key="k", allowed_hosts=ALLOWED)
+    await make_member(shop.id)
+    deliverer = Deliverer(db, settings, keys, client=httpx.AsyncClient(transport=httpx.MockTransport(handle)))
+    try:
+        started = time.monotonic()
+        assert (await deliverer.run_once()).sent == 0
+        assert time.monotonic() - started < settings.webhook_timeout_s + 0.1 + 2.0  # bounded, not the hang
+        assert (await deliverer.run_once()).sent == 0  # claimed and running: not started again
+        release.set()
+        for _ in range(100):
+            await asyncio.sleep(0.02)
+            if sent:
+                break
+        await asyncio.sleep(0.1)
+        assert (await deliverer.run_once()).sent == 1 and len(sent) == 1  # counted by the tick it ended in
+        # and a send still hanging when the deliverer closes is cancelled, not left behind
+        release.clear()
+        await make_member(shop.id)
+        await deliverer.run_once()
+    finally:
+        await deliverer.aclose()
+    assert not deliverer._running and len(sent) == 1
 
 
 async def test_replay_sends_the_same_event_again(
@@ -402,3 +635,17 @@ async def test_a_settlement_run_tells_each_merchant_in_it(
     mine = [row for row in rows if row.endpoint_id == hook.endpoint.id]
     assert json.loads(mine[0].data)["batch_id"] == run.batch.id
     assert all(row.merchant_id in (shop.id, quiet.id) for row in rows)
+
+
+@pytest.mark.xfail(strict=True, reason="contract.graphql lists giftcard.redeemed, voucher.issued and fraud.alert among "
+                   "the event types, but nothing emits them: EVENT_TYPE_NAMES has only ledger, enrolment and "
+                   "settlement events (gift card spends are coalition/giftcards/service.py, owned by giftfast; "
+                   "vouchers by programs)")
+@pytest.mark.parametrize("event_type", ["giftcard.redeemed", "voucher.issued", "fraud.alert"])
+async def test_every_event_type_the_contract_names_can_be_subscribed_to(
+    db: Database, keys: Any, make_merchant: Any, event_type: str,
+) -> None:
+    shop = (await make_merchant()).merchant
+    made = await create_endpoint(db, keys, merchant_id=shop.id, url="http://127.0.0.1:9/x", events=[event_type],
+                                 idempotency_key="k", allowed_hosts=ALLOWED)
+    assert made.endpoint.events == f",{event_type},"
