@@ -105,3 +105,12 @@ def is_active(reward: Any, now: dt.datetime) -> bool:
     return bool(reward.active and (reward.valid_from is None or reward.valid_from <= now)
                 and (reward.valid_until is None or now < reward.valid_until)
                 and (reward.stock_left is None or reward.stock_left > 0))
+
+
+async def reward_names(db: Database, reward_ids: Sequence[int]) -> dict[int, str]:
+    """Reward id → name, for the ids given (a wallet's vouchers)."""
+    if not reward_ids:
+        return {}
+    async with db.read() as conn:
+        rows = await conn.execute(select(Reward.id, Reward.name).where(Reward.id.in_(sorted(set(reward_ids)))))
+        return {int(row.id): str(row.name) for row in rows}

@@ -213,3 +213,12 @@ async def member_stamp_progress(db: Database, *, member_id: int, merchant_id: in
 
 def stamps_on_current_card(total_stamps: int, completed_cards: int, stamps_required: int) -> int:
     return max(0, total_stamps - completed_cards * stamps_required)
+
+
+async def list_stamp_cards(db: Database, *, merchant_id: int, limit: int) -> list[Any]:
+    """A merchant's stamp cards, newest first, each with its reward's name (``reward_name``)."""
+    query = (select(*StampCard.__table__.c, Reward.name.label("reward_name"))
+             .join(Reward, Reward.id == StampCard.reward_id)
+             .where(StampCard.merchant_id == merchant_id).order_by(StampCard.id.desc()).limit(limit))
+    async with db.read() as conn:
+        return list(await conn.execute(query))

@@ -149,6 +149,12 @@ def policy_at(versions: list[Policy], when: dt.datetime) -> Policy:
     return current
 
 
+async def list_policy_versions(db: Database, settings: Settings) -> list[Policy]:
+    """Every version, oldest first (the default first when none is stored from the start)."""
+    async with db.read() as conn:
+        return await policy_versions(conn, settings)
+
+
 async def current_policy(db: Database, settings: Settings, now: dt.datetime | None = None) -> Policy:
     async with db.read() as conn:
         return policy_at(await policy_versions(conn, settings), now or utcnow())
