@@ -5,7 +5,7 @@ the running campaigns, the stamp cards and quests, the webhook endpoints, the ne
 policy). Each is re-read every few seconds. Done naively (every request that finds the value
 expired reads it again), all the requests in flight read it at once: under load a worker's
 16 requests each took a pooled connection for a BEGIN/SELECT/ROLLBACK, every second or two,
-per cache (docs/benchmarks-journal.md, finding 11). Here one read runs at a time:
+per cache (docs/benchmarks-journal.md, finding 10). Here one read runs at a time:
 
 - a value that has merely aged past ``ttl_s`` is re-read by the caller that finds it so; the
   callers that come while that read runs take the value they have (it was current at most
