@@ -10,6 +10,7 @@ from rich.table import Table
 
 from coalition.cli._common import _aware_datetime, _progress, _run, _settings, _with_db, console, err_console
 from coalition.db import Database
+from coalition.i18n import LANGUAGES
 
 
 @click.group(invoke_without_command=True)
@@ -69,7 +70,9 @@ def settle(ctx: click.Context, period_end: Any, idempotency_key: str | None) -> 
               show_default=True, help="json: the signed export; csv: the positions (a batch) or the lines (a "
               "statement); html, pdf, png: the report with the matrix heat map and net positions chart.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), help="Write here (default: stdout).")
-def settle_export(batch_id: int, merchant_id: int | None, fmt: str, output: str | None) -> None:
+@click.option("--lang", type=click.Choice(sorted(LANGUAGES)), help="The language of an html, pdf or png report "
+              "(default: COALITION_DEFAULT_LANGUAGE). The json and csv are the same in every language.")
+def settle_export(batch_id: int, merchant_id: int | None, fmt: str, output: str | None, lang: str | None) -> None:
     """Export a batch, or one merchant's statement (--merchant).
 
     The JSON is signed: `coalition verify-statement` checks it offline.
@@ -83,7 +86,8 @@ def settle_export(batch_id: int, merchant_id: int | None, fmt: str, output: str 
 
         async def render(db: Database) -> bytes:
             return (await export_batch(db, settings, NetworkKeys.from_settings(settings), batch_id=batch_id,
-                                       merchant_id=merchant_id, fmt=fmt)).content
+                                       merchant_id=merchant_id, fmt=fmt,
+                                       lang=lang or settings.default_language)).content
 
         content = _run(_with_db(settings, render))
         if output:

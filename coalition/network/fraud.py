@@ -44,6 +44,7 @@ from coalition.network.graphs import (
     Referrals,
     compact,
     referral_graph,
+    unique_sorted,
 )
 
 DAY_S = 86400
@@ -518,7 +519,7 @@ def collusion(purchases: Purchases, activity: Activity, lag_s: int = DAY_S, life
     m = len(merchants)
     cx, cy = inverse[:len(x)], inverse[len(x):]
     # Distinct candidates touching each merchant; a merchant touched once is a decoy or chance.
-    touch_keys = np.unique(np.concatenate([candidate * m + cx, candidate * m + cy]))
+    touch_keys = unique_sorted(np.concatenate([candidate * m + cx, candidate * m + cy]))
     touches = np.bincount(touch_keys % m, minlength=m)
     ring_edge = (touches[cx] >= 2) & (touches[cy] >= 2)
     adjacency = sp.csr_matrix((np.ones(int(ring_edge.sum())), (cx[ring_edge], cy[ring_edge])), shape=(m, m))
@@ -532,7 +533,7 @@ def collusion(purchases: Purchases, activity: Activity, lag_s: int = DAY_S, life
     # Members active at each merchant (earned or redeemed there), summed over a ring's merchants.
     touched = np.isin(purchases.merchant_ids, merchants[touches >= 2])
     span = int(purchases.member_ids.max()) + 1
-    keys = np.unique(purchases.merchant_ids[touched] * span + purchases.member_ids[touched])
+    keys = unique_sorted(purchases.merchant_ids[touched] * span + purchases.member_ids[touched])
     active = np.bincount(np.searchsorted(merchants, keys // span), minlength=m)
     ring_members = np.bincount(label, weights=active, minlength=n_labels)
     rings = np.flatnonzero(c >= 2)
@@ -564,7 +565,7 @@ def collusion(purchases: Purchases, activity: Activity, lag_s: int = DAY_S, life
     for ring in np.flatnonzero(flagged).tolist():
         mine = np.flatnonzero(member_label == ring)
         edges = np.flatnonzero(ring_edge & (member_label[candidate] == ring))
-        ring_merchants = np.unique(merchants[np.concatenate([cx[edges], cy[edges]])])
+        ring_merchants = unique_sorted(merchants[np.concatenate([cx[edges], cy[edges]])])
         lags = lag[np.isin(candidate, mine)]
         decoyed = int((straws.decoys[mine] > 0).sum())
         shops = ", ".join(str(int(i)) for i in ring_merchants)

@@ -296,24 +296,59 @@ def compact(values: IntArray) -> tuple[IntArray, IntArray]:
     return unique.astype(np.int64), inverse.reshape(-1).astype(np.int64)
 
 
+def unique_sorted(values: IntArray) -> IntArray:
+    """``np.unique(values)`` for integers by one sort. (numpy 2.3+'s plain ``np.unique`` hashes
+    integers instead of sorting: 25 times slower on ten million int64 on this machine.)"""
+    ordered = np.sort(values)
+    if len(ordered) == 0:
+        return ordered
+    kept: IntArray = ordered[np.r_[True, ordered[1:] != ordered[:-1]]]
+    return kept
+
+
+def argsort_ints(keys: IntArray) -> IntArray:
+    """An order of non-negative int64 ``keys`` (ascending; equal keys in any order).
+
+    When the key and the row number fit one int64 together, it sorts ``key << bits | row`` and
+    keeps the row numbers: a plain sort of int64 is about 2.5 times faster than an argsort.
+    """
+    n = len(keys)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    bits = max(n - 1, 1).bit_length()
+    if int(keys.min()) >= 0 and int(keys.max()).bit_length() + bits <= 63:
+        packed = (keys << bits) | np.arange(n, dtype=np.int64)
+        packed.sort()
+        packed &= (1 << bits) - 1
+        return packed
+    order: IntArray = np.argsort(keys)
+    return order
+
+
 def purchase_graph(purchases: Purchases) -> PurchaseGraph:
     """The member x merchant incidence of earns (counts, amounts, last purchase time).
 
     Ids are compacted by ``compact``; rows are grouped by (member, merchant) with one argsort
     of a packed key and reduced with ``reduceat``; no Python loop.
     """
-    earns = purchases.select(purchases.kinds == EARN)
-    member_ids, rows = compact(earns.member_ids)
-    merchant_ids, cols = compact(earns.merchant_ids)
+    earn = np.flatnonzero(purchases.kinds == EARN)  # only the columns used, not a copy of every column
+    member_ids, rows = compact(purchases.member_ids[earn])
+    merchant_ids, cols = compact(purchases.merchant_ids[earn])
     m = max(len(merchant_ids), 1)
     keys = rows * m + cols
-    order = np.argsort(keys)
+    del rows, cols
+    order = argsort_ints(keys)
     sorted_keys = keys[order]
-    starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]]) if len(keys) else keys
+    del keys
+    starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]]) if len(sorted_keys) else sorted_keys
     pair_keys = sorted_keys[starts]
-    counts = np.diff(np.r_[starts, len(keys)]).astype(np.int64)
-    amounts = np.add.reduceat(earns.amounts_minor[order], starts) if len(keys) else keys
-    last = np.maximum.reduceat(earns.times[order], starts) if len(keys) else keys
+    del sorted_keys
+    counts = np.diff(np.r_[starts, len(order)]).astype(np.int64)
+    earn = earn[order]
+    del order
+    amounts = np.add.reduceat(purchases.amounts_minor[earn], starts) if len(earn) else earn
+    last = np.maximum.reduceat(purchases.times[earn], starts) if len(earn) else earn
+    del earn
     pair_rows = pair_keys // m
     indices = (pair_keys % m).astype(np.int32 if m < 2**31 else np.int64)
     indptr = np.searchsorted(pair_rows, np.arange(len(member_ids) + 1)).astype(np.int64)
@@ -345,19 +380,25 @@ def affinity(graph: PurchaseGraph) -> Affinity:
     Computed as sparse products ``B^T B`` and ``B^T D^-1 B`` of the binary incidence ``B``
     (D = merchants per member); cost is sum of deg(u)^2 over members, no Python loop.
     """
-    binary = graph.counts.copy()
-    binary.data = np.ones_like(binary.data)
-    degree = np.diff(binary.indptr).astype(np.float64)
-    binary_t = binary.T.tocsr()
-    shared = (binary_t @ binary).tocsr()
-    shared.setdiag(0)
-    shared.eliminate_zeros()
-    weighted = sp.diags(1.0 / np.maximum(degree, 1.0)) @ binary.astype(np.float64)
-    allocation = (binary_t.astype(np.float64) @ weighted).tocsr()
-    allocation.setdiag(0.0)
-    allocation.eliminate_zeros()
-    members = np.diff(binary_t.indptr).astype(np.int64)
-    return Affinity(graph.merchant_ids, members, shared.astype(np.int64), allocation, len(graph.member_ids))
+    counts = graph.counts
+    degree = np.diff(counts.indptr).astype(np.float64)
+    # One product for both: with entries 1 + i/deg(u) on the right, the real part of B^T B' is
+    # the shared count and the imaginary part the resource allocation (half the time of two
+    # products: scipy's sparse product is two passes over the same structure each time).
+    both = np.repeat(1.0 + 1j / np.maximum(degree, 1.0), np.diff(counts.indptr))
+    right = sp.csr_matrix((both, counts.indices, counts.indptr), shape=counts.shape)
+    left = sp.csr_matrix((np.ones(counts.nnz, dtype=np.complex128), counts.indices, counts.indptr),
+                         shape=counts.shape).T.tocsr()
+    members = np.diff(left.indptr).astype(np.int64)
+    product = (left @ right).tocoo()
+    del left, right, both
+    off = product.row != product.col
+    rows, cols, values = product.row[off], product.col[off], product.data[off]
+    del product
+    shape = (len(graph.merchant_ids), len(graph.merchant_ids))
+    shared = sp.csr_matrix((np.rint(values.real).astype(np.int64), (rows, cols)), shape=shape)
+    allocation = sp.csr_matrix((values.imag.copy(), (rows, cols)), shape=shape)
+    return Affinity(graph.merchant_ids, members, shared, allocation, len(graph.member_ids))
 
 
 def affinity_graph(aff: Affinity, min_shared: int = 1) -> nx.Graph:
@@ -388,9 +429,11 @@ def flow_digraph(flows: Flows, include_network: bool = False) -> nx.DiGraph:
     if not include_network:
         keep &= flows.issuer_ids != NETWORK
     issuers, redeemers, points = flows.issuer_ids[keep], flows.redeemer_ids[keep], flows.points[keep]
-    pairs, inverse = np.unique(np.stack([issuers, redeemers], axis=1), axis=0, return_inverse=True)
-    totals = np.bincount(inverse.reshape(-1), weights=points, minlength=len(pairs)).astype(np.int64)
+    merchants, inverse = compact(np.concatenate([issuers, redeemers]))
+    m = max(len(merchants), 1)
+    pairs, pair_of = compact(inverse[:len(issuers)] * m + inverse[len(issuers):])  # one int key per pair
+    totals = np.bincount(pair_of, weights=points, minlength=len(pairs)).astype(np.int64)
     graph = nx.DiGraph()
-    graph.add_edges_from((int(a), int(b), {"points": int(p)})
-                         for (a, b), p in zip(pairs.tolist(), totals.tolist(), strict=True))
+    graph.add_edges_from((int(merchants[key // m]), int(merchants[key % m]), {"points": int(p)})
+                         for key, p in zip(pairs.tolist(), totals.tolist(), strict=True))
     return graph

@@ -35,6 +35,7 @@ from coalition.config import Settings
 from coalition.crypto import NetworkKeys
 from coalition.db import Database
 from coalition.members.service import backfill_fingerprints
+from coalition.network.graphs import argsort_ints, unique_sorted
 from coalition.network.loader import NetworkData, load_network
 from coalition.network.loyalty import LoyaltyType
 from coalition.network.pipeline import STAGES, NetworkAnalysis, analyze_all
@@ -109,10 +110,12 @@ async def run_analysis(
             "communities": len(analysis.communities.groups),
             "timings_s": {"load": round(load_s, 3), **{k: round(v, 3) for k, v in analysis.timings_s.items()}},
         }
+        png, svg = analysis.map_png, analysis.map_svg
+        del data, analysis  # the columns and graphs (a GB at a million members) are not needed to store
         step("store")
         stored = await store.finish_run(run_id, payloads, blobs, summary)
         report("done", total, total)
-        return RunReport(run_id, stored.started_at, stored.computed_at, summary, analysis.map_png, analysis.map_svg)
+        return RunReport(run_id, stored.started_at, stored.computed_at, summary, png, svg)
     except BaseException as exc:
         await asyncio.shield(store.fail_run(run_id, f"{type(exc).__name__}: {exc}"))
         raise
@@ -139,13 +142,13 @@ def build_payloads(data: NetworkData, analysis: NetworkAnalysis) -> dict[str, di
         return order[lo:hi]
 
     # A merchant's members: whoever earned or redeemed there, or was enrolled there.
-    p_order = np.argsort(data.purchases.merchant_ids, kind="stable")
+    p_order = argsort_ints(data.purchases.merchant_ids)
     p_merchants = data.purchases.merchant_ids[p_order]
     p_members = data.purchases.member_ids[p_order]
 
     def members_of(merchant_id: int) -> Any:
         lo, hi = np.searchsorted(p_merchants, [merchant_id, merchant_id + 1])
-        return np.union1d(p_members[lo:hi], data.members.ids[data.enrolled_by == merchant_id])
+        return unique_sorted(np.concatenate([p_members[lo:hi], data.members.ids[data.enrolled_by == merchant_id]]))
 
     community_of = {m: i for i, group in enumerate(analysis.communities.groups) for m in group}
     rules = {t: segments.rule(t) for t in LoyaltyType}

@@ -80,6 +80,74 @@ async def _columns(conn: AsyncConnection, query: Select[*tuple[Any, ...]], names
     return columns
 
 
+COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
+COPY_CHUNK = 8 << 20  # bytes parsed at once
+
+
+async def _copy_ints(conn: AsyncConnection, query: Select[*tuple[Any, ...]], names: list[str]) -> dict[str, IntArray]:
+    """PostgreSQL: stream ``query``'s columns (integers, never NULL) as ``COPY ... (FORMAT binary)``
+    straight into int64 arrays.
+
+    Every row of such a result has the same size (a field count, then a length and 8 bytes per
+    column), so each chunk is one numpy structured-array view: no Python object per value, and the
+    memory held is the arrays plus one chunk, not a list of Python ints per column (which took
+    ~2 GB for 10 million purchases).
+    """
+    sub = query.subquery()
+    typed = select(*[cast(sub.c[name], BigInteger).label(name) for name in names])
+    sql = str(typed.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
+    row = np.dtype([("fields", ">i2"), *[(f, t) for name in names for f, t in ((f"{name}_len", ">i4"), (name, ">i8"))]])
+    parts: dict[str, list[IntArray]] = {name: [] for name in names}
+    pending = bytearray()
+    header_left = True
+
+    def parse(final: bool) -> None:
+        nonlocal header_left
+        start = 0
+        if header_left:
+            if len(pending) < 19:
+                return
+            if bytes(pending[:11]) != COPY_SIGNATURE:
+                raise ValueError("not a PostgreSQL binary COPY stream")
+            start = 19 + int.from_bytes(pending[15:19], "big")
+            header_left = False
+        whole = (len(pending) - start) // row.itemsize
+        if final:  # the trailer: a field count of -1
+            whole = (len(pending) - start - 2) // row.itemsize
+        if whole > 0:
+            records = np.frombuffer(pending, dtype=row, count=whole, offset=start)
+            if (records["fields"] != len(names)).any() or any((records[f"{n}_len"] != 8).any() for n in names):
+                raise ValueError("binary COPY row is not one non-NULL bigint per column")
+            for name in names:
+                parts[name].append(records[name].astype(np.int64))
+            del records
+            start += whole * row.itemsize
+        del pending[:start]
+
+    async def sink(chunk: bytes) -> None:
+        pending.extend(chunk)
+        if len(pending) >= COPY_CHUNK:
+            parse(False)
+
+    raw = (await conn.get_raw_connection()).driver_connection
+    assert raw is not None
+    await raw.copy_from_query(sql, output=sink, format="binary")
+    parse(True)
+    if header_left or bytes(pending) != b"\xff\xff":
+        raise ValueError("binary COPY stream ended early")
+    columns: dict[str, IntArray] = {}
+    for name in names:
+        columns[name] = np.concatenate(parts.pop(name)) if parts[name] else np.zeros(0, dtype=np.int64)
+    return columns
+
+
+async def _int_columns(conn: AsyncConnection, query: Select[*tuple[Any, ...]], names: list[str]) -> dict[str, IntArray]:
+    """``query``'s integer columns as int64 arrays: binary COPY on PostgreSQL, ``_columns`` elsewhere."""
+    if conn.dialect.name == "postgresql":
+        return await _copy_ints(conn, query, names)
+    return {name: _ints(values) for name, values in (await _columns(conn, query, names)).items()}
+
+
 def _ints(values: list[Any]) -> IntArray:
     return np.asarray(values, dtype=np.int64).reshape(-1)
 
@@ -115,8 +183,8 @@ async def load_referrals(conn: AsyncConnection) -> Referrals:
         Member.referred_by_id.label("referrer"), Member.id.label("referee"),
         epoch(conn, Member.created_at).label("enrolled_at"),
     ).where(Member.referred_by_id.is_not(None))
-    c = await _columns(conn, query, names)
-    return Referrals(_ints(c["referrer"]), _ints(c["referee"]), _ints(c["enrolled_at"]))
+    c = await _int_columns(conn, query, names)
+    return Referrals(c["referrer"], c["referee"], c["enrolled_at"])
 
 
 def effective_time(entry: Any = Entry) -> Any:
@@ -147,9 +215,9 @@ async def load_purchases(conn: AsyncConnection) -> Purchases:
                Entry.merchant_id.is_not(None),
                ~select(reversal.id).where(reversal.reverses_id == Entry.id).exists())
     )
-    c = await _columns(conn, query, names)
-    return Purchases(_ints(c["member"]), _ints(c["merchant"]), _ints(c["points"]), _ints(c["amount"]),
-                     _ints(c["at"]), np.asarray(c["kind"], dtype=np.int8).reshape(-1))
+    c = await _int_columns(conn, query, names)
+    return Purchases(c.pop("member"), c.pop("merchant"), c.pop("points"), c.pop("amount"), c.pop("at"),
+                     c.pop("kind").astype(np.int8))
 
 
 async def load_flows(conn: AsyncConnection) -> Flows:
@@ -163,8 +231,8 @@ async def load_flows(conn: AsyncConnection) -> Flows:
                Allocation.merchant_id.is_not(None))
         .group_by(issuer, Allocation.merchant_id)
     )
-    c = await _columns(conn, query, names)
-    return Flows(_ints(c["issuer"]), _ints(c["redeemer"]), _ints(c["points"]))
+    c = await _int_columns(conn, query, names)
+    return Flows(c["issuer"], c["redeemer"], c["points"])
 
 
 async def load_network(

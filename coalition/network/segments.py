@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from coalition.network.graphs import FloatArray, IntArray, PurchaseGraph
+from coalition.network.graphs import FloatArray, IntArray, PurchaseGraph, argsort_ints
 from coalition.network.loyalty import LoyaltyType
 
 DAY_S = 86400
@@ -145,8 +145,7 @@ def _group_value_order(values: NDArray[np.int64] | FloatArray, group: IntArray) 
         group_bits = max(int(group.max()), 1).bit_length()
         if span.bit_length() + group_bits <= 62:
             key = (group << span.bit_length()) | (values.astype(np.int64) - int(values.min()))
-            packed: IntArray = np.argsort(key)
-            return packed
+            return argsort_ints(key)
     ordered: IntArray = np.lexsort((values, group))
     return ordered
 
@@ -168,6 +167,11 @@ def merchant_rfm(graph: PurchaseGraph, as_of: int) -> RFM:
     Rows are grouped by merchant (merchant ids ascending, then member ids), so one merchant's
     rows are a contiguous slice (``LoyaltySegments.rows_of``).
     """
+    return _merchant_rfm(graph, as_of)[0]
+
+
+def _merchant_rfm(graph: PurchaseGraph, as_of: int) -> tuple[RFM, IntArray]:
+    """``merchant_rfm`` and each row's member position in ``graph`` (its row of the purchase graph)."""
     counts = graph.counts.tocsc()
     amounts = graph.amounts_minor.tocsc()
     last = graph.last_times.tocsc()
@@ -178,16 +182,17 @@ def merchant_rfm(graph: PurchaseGraph, as_of: int) -> RFM:
     frequency = counts.data.astype(np.int64)
     monetary = amounts.data.astype(np.int64)
     recency = (as_of - last.data).astype(np.int64)
-    return RFM(members, graph.merchant_ids[columns], recency, frequency, monetary, quintiles(-recency, columns),
-               quintiles(frequency, columns), quintiles(monetary, columns))
+    rfm = RFM(members, graph.merchant_ids[columns], recency, frequency, monetary, quintiles(-recency, columns),
+              quintiles(frequency, columns), quintiles(monetary, columns))
+    return rfm, counts.indices
 
 
 def loyalty_segments(graph: PurchaseGraph, as_of: int, lapse_s: int = 90 * DAY_S, high_share: float = 0.5,
                      win_back_s: int = 45 * DAY_S) -> LoyaltySegments:
     """Loyalty type of every member at every merchant they bought at (rule in the module docstring)."""
-    rfm = merchant_rfm(graph, as_of)
+    rfm, member_rows = _merchant_rfm(graph, as_of)
     totals = np.asarray(graph.amounts_minor.sum(axis=1), dtype=np.float64).reshape(-1)
-    share = rfm.monetary_minor / np.maximum(totals[np.searchsorted(graph.member_ids, rfm.member_ids)], 1.0)
+    share = rfm.monetary_minor / np.maximum(totals[member_rows], 1.0)
     lapsed = rfm.recency_s > lapse_s
     high = share >= high_share
     types = np.where(high, LoyaltyType.TRAPPED, LoyaltyType.ACCESSIBLE).astype(np.int8)

@@ -42,6 +42,7 @@ from coalition.config import Settings
 from coalition.crypto import NetworkKeys
 from coalition.db import Database
 from coalition.errors import InvalidInput
+from coalition.i18n import Formatter
 from coalition.partners.models import Merchant
 from coalition.settlement import reports
 from coalition.settlement.errors import BatchNotFound
@@ -80,8 +81,8 @@ class Export:
 
 
 async def batch_view(db: Database, settings: Settings, batch_id: int, *, merchant_id: int | None = None,
-                     keys: NetworkKeys | None = None) -> BatchView:
-    """The batch as plain figures, or only ``merchant_id``'s statement. Raises BatchNotFound.
+                     keys: NetworkKeys | None = None, lang: str = "en") -> BatchView:
+    """The batch as plain figures, or only ``merchant_id``'s statement, to be read in ``lang``. Raises BatchNotFound.
 
     With ``keys``, a merchant's statement in a version-2 batch also shows its nonce and
     inclusion proof (the report's verification section).
@@ -97,8 +98,11 @@ async def batch_view(db: Database, settings: Settings, batch_id: int, *, merchan
         rows = await conn.execute(select(Merchant.id, Merchant.name).where(Merchant.id.in_(ids)))
         names = {r.id: r.name for r in rows}
 
+    t = Formatter(lang, settings.currency, settings.currency_exponent)
+    network = t.gettext(NETWORK_NAME)
+
     def name(merchant: int | None) -> str:
-        return NETWORK_NAME if merchant is None else names.get(merchant, f"merchant {merchant}")
+        return network if merchant is None else names.get(merchant, t.gettext("merchant {id}", id=merchant))
 
     line_rows = [LineRow(kind=line.kind.value, issuer_id=line.issuer_merchant_id,
                          issuer_name=name(line.issuer_merchant_id), redeemer_id=line.redeemer_merchant_id,
@@ -124,8 +128,8 @@ async def batch_view(db: Database, settings: Settings, batch_id: int, *, merchan
     commitment = None
     if not whole and keys is not None and statement_version_of(batch) == 2:
         (commitment,) = await statement_commitments(db, keys, batch_id, positions)
-    title = (f"Settlement batch {batch.seq}" if whole
-             else f"Statement of {name(merchant_id)}, settlement batch {batch.seq}")
+    title = (t.gettext("Settlement batch {seq}", seq=batch.seq) if whole
+             else t.gettext("Statement of {name}, settlement batch {seq}", name=name(merchant_id), seq=batch.seq))
     return BatchView(
         title=title, batch_id=batch.id, seq=batch.seq, period_start=batch.period_start, period_end=batch.period_end,
         currency=settings.currency, currency_exponent=settings.currency_exponent,
@@ -133,7 +137,7 @@ async def batch_view(db: Database, settings: Settings, batch_id: int, *, merchan
         network_income_minor=batch.network_income_minor if whole else None,
         netting_ratio=netting_ratio_of(batch) if whole else None,
         positions=position_rows, lines=line_rows, matrix=matrix, digest=batch.digest, signature=batch.signature,
-        merchant_id=merchant_id, merchant_root=merchant_root_of(batch), commitment=commitment)
+        merchant_id=merchant_id, merchant_root=merchant_root_of(batch), commitment=commitment, lang=lang)
 
 
 def _text(value: Any) -> Any:
@@ -183,8 +187,12 @@ def filename(batch_seq: int, merchant_id: int | None, fmt: str) -> str:
 
 
 async def export_batch(db: Database, settings: Settings, keys: NetworkKeys, *, batch_id: int,
-                       merchant_id: int | None = None, fmt: str, links: list[tuple[str, str]] | None = None) -> Export:
-    """The batch (``merchant_id`` None) or one merchant's statement in ``fmt``; see the module docstring."""
+                       merchant_id: int | None = None, fmt: str, links: list[tuple[str, str]] | None = None,
+                       lang: str = "en") -> Export:
+    """The batch (``merchant_id`` None) or one merchant's statement in ``fmt``; see the module docstring.
+
+    ``lang`` is the reader's language for html, pdf and png. The signed json and the csv are
+    data for programs, the same bytes in every language."""
     if fmt not in FORMATS:
         raise InvalidInput(f"format must be one of {', '.join(FORMATS)}; got {fmt!r}", code="INVALID_FORMAT",
                            field="format")
@@ -192,7 +200,8 @@ async def export_batch(db: Database, settings: Settings, keys: NetworkKeys, *, b
         batch = await get_batch(db, batch_id)
         document = await export_statement(db, keys, batch_id, merchant_id)
         return Export(export_text(document).encode(), MEDIA_TYPES[fmt], filename(batch.seq, merchant_id, fmt))
-    view = await batch_view(db, settings, batch_id, merchant_id=merchant_id, keys=keys)
+    view = await batch_view(db, settings, batch_id, merchant_id=merchant_id, keys=keys,
+                            lang="en" if fmt == "csv" else lang)
     assert view.seq is not None
     return Export(await render(view, fmt, links), MEDIA_TYPES[fmt], filename(view.seq, merchant_id, fmt))
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import io
+import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from coalition.money import format_money
+from coalition.i18n import Formatter
 
 if TYPE_CHECKING:  # matplotlib is imported on first use: an API process that never draws does not load it
     from matplotlib.figure import Figure
@@ -107,9 +108,64 @@ class BatchView:
     commitment: Any = None  # a merchant's statement: its statements.Commitment (nonce and inclusion proof)
     notes: list[str] = field(default_factory=list)
     current_net: dict[int, int] | None = None  # a simulation: each merchant's net under the real policy
+    lang: str = "en"  # the reader's language: words, money, dates and numbers (never the signed figures)
+
+    @property
+    def t(self) -> Formatter:
+        return Formatter(self.lang, self.currency, self.currency_exponent)
 
     def money(self, minor: int) -> str:
-        return format_money(minor, self.currency_exponent)
+        return self.t.money(minor)
+
+    def period(self) -> str:
+        """The period in the reader's words, times in UTC."""
+        t = self.t
+        return t.gettext("{start} to {end} UTC", start=t.datetime(self.period_start), end=t.datetime(self.period_end))
+
+    def visual(self, text: str) -> str:
+        """``text`` in the order a chart draws it: matplotlib lays text out left to right, so a
+        right-to-left language's words are put in visual order here (HTML is left to the browser)."""
+        return visual_order(text) if self.t.direction == "rtl" else text
+
+
+_RTL = re.compile(r"[\u0590-\u08ff\ufb1d-\ufdff\ufe70-\ufefc]")
+_STRONG = re.compile(r"[\u0590-\u08ff\ufb1d-\ufdff\ufe70-\ufefc]+|[^\W_]+(?:[.,:/'\u2019-][^\W_]+)*[.%]?")
+_MIRROR = str.maketrans("()[]{}<>«»", ")(][}{><»«")
+
+
+def visual_order(text: str) -> str:
+    """A right-to-left line in left-to-right drawing order, enough for a chart's labels: runs of
+    right-to-left letters (and the spaces and punctuation between them) are reversed and their
+    brackets mirrored; runs of Latin letters and numbers ("1.234,56", "kr.", "ID") keep their order.
+
+    Not the full Unicode bidirectional algorithm: no embedding levels, one paragraph."""
+    if not _RTL.search(text):
+        return text
+    runs: list[tuple[bool, str]] = []  # (right-to-left, text) in logical order
+    position = 0
+    for match in _STRONG.finditer(text):
+        if match.start() > position:
+            runs.append((True, text[position:match.start()]))  # neutrals take the paragraph's direction
+        runs.append((bool(_RTL.match(match.group())), match.group()))
+        position = match.end()
+    if position < len(text):
+        runs.append((True, text[position:]))
+    merged: list[tuple[bool, str]] = []
+    for rtl, part in runs:  # a neutral between two left-to-right runs joins them ("1.234,56 kr.")
+        if merged and merged[-1][0] == rtl:
+            merged[-1] = (rtl, merged[-1][1] + part)
+        else:
+            merged.append((rtl, part))
+    for i in range(1, len(merged) - 1):
+        if merged[i][0] and not merged[i - 1][0] and not merged[i + 1][0] and not _RTL.search(merged[i][1]):
+            merged[i] = (False, merged[i][1])
+    joined: list[tuple[bool, str]] = []
+    for rtl, part in merged:
+        if joined and joined[-1][0] == rtl:
+            joined[-1] = (rtl, joined[-1][1] + part)
+        else:
+            joined.append((rtl, part))
+    return "".join(part[::-1].translate(_MIRROR) if rtl else part for rtl, part in reversed(joined))
 
 
 def _busiest(view: BatchView) -> tuple[list[str], list[str], list[list[int]]]:
@@ -119,61 +175,64 @@ def _busiest(view: BatchView) -> tuple[list[str], list[str], list[list[int]]]:
         volume[cell.issuer_name] = volume.get(cell.issuer_name, 0) + cell.points
         volume[cell.redeemer_name] = volume.get(cell.redeemer_name, 0) + cell.points
     keep = set(sorted(volume, key=lambda name: (-volume[name], name))[:MAX_PARTIES])
+    others, network = view.t.gettext(OTHERS_LABEL), view.t.gettext(NETWORK_LABEL)
 
     def label(name: str) -> str:
-        return name if name in keep else OTHERS_LABEL
+        return name if name in keep else others
 
     grid: dict[tuple[str, str], int] = {}
     for cell in view.matrix:
         key = (label(cell.issuer_name), label(cell.redeemer_name))
         grid[key] = grid.get(key, 0) + cell.points
-    issuers = sorted({i for i, _ in grid}, key=lambda n: (n == OTHERS_LABEL, n != NETWORK_LABEL, n))
-    redeemers = sorted({r for _, r in grid}, key=lambda n: (n == OTHERS_LABEL, n))
+    issuers = sorted({i for i, _ in grid}, key=lambda n: (n == others, n != network, n))
+    redeemers = sorted({r for _, r in grid}, key=lambda n: (n == others, n))
     return issuers, redeemers, [[grid.get((i, r), 0) for r in redeemers] for i in issuers]
 
 
 def draw_matrix(figure: Figure, axes: Any, view: BatchView) -> None:
     issuers, redeemers, grid = _busiest(view)
-    axes.set_title("Points honored: issuer (row) x redeemer (column)")
+    _, v = view.t.gettext, view.visual
+    axes.set_title(v(_("Points honored: issuer (row) x redeemer (column)")))
     if not grid:
-        axes.text(0.5, 0.5, "no points were honored in this period", ha="center", va="center")
+        axes.text(0.5, 0.5, v(_("no points were honored in this period")), ha="center", va="center")
         axes.set_axis_off()
         return
     peak = max(max(row) for row in grid) or 1
     image = axes.imshow(grid, cmap="Blues", aspect="auto", vmin=0, vmax=peak)  # the scale starts at nothing
-    axes.set_xticks(range(len(redeemers)), labels=redeemers, rotation=45, ha="right")
-    axes.set_yticks(range(len(issuers)), labels=issuers)
+    axes.set_xticks(range(len(redeemers)), labels=[v(r) for r in redeemers], rotation=45, ha="right")
+    axes.set_yticks(range(len(issuers)), labels=[v(i) for i in issuers])
     if len(issuers) * len(redeemers) <= 144:  # numbers in the cells while they fit
         for y, row in enumerate(grid):
             for x, points in enumerate(row):
                 if points:
-                    axes.text(x, y, f"{points:,}", ha="center", va="center",
+                    axes.text(x, y, view.t.number(points), ha="center", va="center",
                               color="white" if points > peak / 2 else "black")
-    figure.colorbar(image, ax=axes, label="points")
+    figure.colorbar(image, ax=axes, label=v(_("Points")))
 
 
 def draw_positions(axes: Any, view: BatchView) -> None:
+    _, v = view.t.gettext, view.visual
     rows = sorted(view.positions, key=lambda p: (p.net_minor, p.name))
     if len(rows) > MAX_PARTIES:  # the largest payers and payees, the middle folded
         half = MAX_PARTIES // 2
         middle = rows[half:len(rows) - half]
-        folded = PositionRow(0, f"{len(middle)} {OTHERS_LABEL}", 0, 0, 0, 0, 0, 0, 0, 0,
+        folded = PositionRow(0, _("{n} others", n=view.t.number(len(middle))), 0, 0, 0, 0, 0, 0, 0, 0,
                              sum(p.net_minor for p in middle))
         rows = [*rows[:half], folded, *rows[len(rows) - half:]]
-    axes.set_title(f"Net positions ({view.currency}; > 0 the network pays the merchant)")
+    axes.set_title(v(_("Net positions ({currency}; > 0 the network pays the merchant)", currency=view.currency)))
     if not rows:
-        axes.text(0.5, 0.5, "no positions in this period", ha="center", va="center")
+        axes.text(0.5, 0.5, v(_("no positions in this period")), ha="center", va="center")
         axes.set_axis_off()
         return
     scale = 10**view.currency_exponent
     values = [p.net_minor / scale for p in rows]  # floats for drawing only; the figures stay integers
-    axes.barh([p.name for p in rows], values, color=[PAY_COLOR if p.net_minor >= 0 else OWE_COLOR for p in rows],
+    axes.barh([v(p.name) for p in rows], values, color=[PAY_COLOR if p.net_minor >= 0 else OWE_COLOR for p in rows],
               height=0.6)
     axes.axvline(0, color="#555555", linewidth=0.8)
     pad = max(0, 3 - len(rows)) / 2  # a lone bar stays a bar, not a block
     axes.set_ylim(-0.6 - pad, len(rows) - 0.4 + pad)
     for y, p in enumerate(rows):
-        axes.text(values[y], y, f" {view.money(p.net_minor)} ", va="center",
+        axes.text(values[y], y, f" {v(view.money(p.net_minor))} ", va="center",
                   ha="left" if p.net_minor >= 0 else "right")
     axes.margins(x=0.25)
 
@@ -236,34 +295,43 @@ def _report_figure(view: BatchView) -> Figure:
         4, 1, gridspec_kw={"height_ratios": [0.45, 0.3 + 0.12 * min(len(view.positions), MAX_PARTIES), height,
                                              height]})
     top.set_axis_off()
-    period = f"{view.period_start:%Y-%m-%d %H:%M} to {view.period_end:%Y-%m-%d %H:%M} UTC"
-    summary = [view.title, period]
+    t, v = view.t, view.visual
+    _ = t.gettext
+    summary = [view.title, view.period()]
     if view.gross_minor is not None and view.net_minor is not None and view.network_income_minor is not None:
-        summary.append(f"gross {view.money(view.gross_minor)} {view.currency}   net {view.money(view.net_minor)}   "
-                       f"network income {view.money(view.network_income_minor)}   netting ratio {view.netting_ratio}")
+        summary.append(_("Gross obligations: {gross}", gross=view.money(view.gross_minor)))
+        summary.append(_("Net (through the clearing account): {net}", net=view.money(view.net_minor)))
+        summary.append(_("Network income: {income}", income=view.money(view.network_income_minor)))
+        summary.append(_("Netting ratio: {ratio}", ratio=view.netting_ratio))
     if view.digest:
-        summary.append(f"digest {view.digest}")
+        summary.append(_("Digest: {digest}", digest=view.digest))
     if view.merchant_root:
-        summary.append(f"merchant root {view.merchant_root}")
+        summary.append(_("Merkle root: {root}", root=view.merchant_root))
     if view.commitment is not None:
-        summary.append(f"your nonce {view.commitment.nonce}")
+        summary.append(_("Your nonce: {nonce}", nonce=view.commitment.nonce))
     summary.extend(view.notes)
-    top.text(0, 1, "\n".join(summary), va="top", ha="left", family="monospace")
+    rtl = t.direction == "rtl"
+    top.text(1 if rtl else 0, 1, "\n".join(v(line) for line in summary), va="top", ha="right" if rtl else "left",
+             family=["DejaVu Sans Mono", "DejaVu Sans"])  # the second has the Hebrew letters
     table_axes.set_axis_off()
     rows = view.positions[:MAX_PARTIES]
     if rows:
-        table = table_axes.table(
-            cellText=[[p.name, f"{p.points_issued:,}", f"{p.points_honored:,}", view.money(p.charges_minor),
-                       view.money(p.reimbursements_minor), view.money(p.breakage_minor + p.adjustments_minor),
-                       view.money(p.net_minor)] for p in rows],
-            colLabels=["merchant", "issued", "honored", "charges", "reimbursed", "breakage+adj.", "net"],
-            loc="upper center", cellLoc="right")
+        labels = [_("Merchant"), _("Issued"), _("Honored"), _("Charges"), _("Reimbursed"), _("Breakage + adjustments"),
+                  _("Net")]
+        cells = [[v(p.name), t.number(p.points_issued), t.number(p.points_honored), v(view.money(p.charges_minor)),
+                  v(view.money(p.reimbursements_minor)), v(view.money(p.breakage_minor + p.adjustments_minor)),
+                  v(view.money(p.net_minor))] for p in rows]
+        if rtl:  # the first column on the right
+            labels, cells = labels[::-1], [row[::-1] for row in cells]
+        table = table_axes.table(cellText=cells, colLabels=[v(label) for label in labels], loc="upper center",
+                                 cellLoc="right")
         table.auto_set_font_size(False)
         table.set_fontsize(8)
         table.auto_set_column_width(list(range(7)))
+        name_column = 6 if rtl else 0
         for (row, column), cell in table.get_celld().items():
-            if column == 0 and row > 0:
-                cell.set_text_props(ha="left")
+            if column == name_column and row > 0:
+                cell.set_text_props(ha="right" if rtl else "left")
     draw_matrix(figure, matrix_axes, view)
     draw_positions(bar_axes, view)
     figure.tight_layout()
@@ -291,12 +359,12 @@ def _templates() -> Environment:
 def report_html(view: BatchView, links: list[tuple[str, str]] | None = None) -> str:
     """The report as one self-contained HTML page (charts inline as SVG; template in coalition/web/templates)."""
     return _templates().get_template("settlement_report.html").render(
-        view=view, links=links or [], matrix_svg=matrix_svg(view), positions_svg=positions_svg(view))
+        view=view, t=view.t, _=view.t.gettext, links=links or [], matrix_svg=matrix_svg(view),
+        positions_svg=positions_svg(view))
 
 
-def index_html(batches: list[Any], currency_exponent: int, older: int | None = None) -> str:
-    """The admin console's list of batches (``batches``: SettlementBatch rows, newest first)."""
+def index_html(batches: list[Any], t: Formatter, older: int | None = None) -> str:
+    """The admin console's list of batches (``batches``: SettlementBatch rows, newest first), in ``t``'s language."""
 
     return _templates().get_template("settlement_index.html").render(
-        batches=batches, money=lambda minor: format_money(minor, currency_exponent), older=older,
-        formats=("html", "pdf", "png", "csv", "json"))
+        batches=batches, t=t, _=t.gettext, older=older, formats=("html", "pdf", "png", "csv", "json"))

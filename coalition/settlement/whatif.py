@@ -30,8 +30,8 @@ from sqlalchemy import func, select
 from coalition.config import Settings
 from coalition.db import Database, utcnow
 from coalition.errors import InvalidInput
+from coalition.i18n import Formatter
 from coalition.ledger.models import Entry
-from coalition.money import format_money
 from coalition.partners.models import Merchant
 from coalition.settlement.compute import compute_settlement
 from coalition.settlement.errors import BatchNotFound, InvalidPeriodEnd
@@ -122,8 +122,8 @@ async def simulate_settlement(
                       simulated=simulated)
 
 
-async def simulation_view(db: Database, settings: Settings, simulation: Simulation) -> BatchView:
-    """The simulation as a report: simulated figures, each merchant's real net beside them."""
+async def simulation_view(db: Database, settings: Settings, simulation: Simulation, *, lang: str = "en") -> BatchView:
+    """The simulation as a report (to be read in ``lang``): simulated figures, each merchant's real net beside them."""
     figures = simulation.simulated
     changes = simulation.changes
     ids = {c.merchant_id for c in changes} | {m for line in figures.lines for m in (line.issuer, line.redeemer) if m}
@@ -131,8 +131,11 @@ async def simulation_view(db: Database, settings: Settings, simulation: Simulati
         rows = await conn.execute(select(Merchant.id, Merchant.name).where(Merchant.id.in_(ids)))
         names = {r.id: r.name for r in rows}
 
+    t = Formatter(lang, settings.currency, settings.currency_exponent)
+    network = t.gettext(NETWORK_LABEL)
+
     def name(merchant: int | None) -> str:
-        return NETWORK_LABEL if merchant is None else names.get(merchant, f"merchant {merchant}")
+        return network if merchant is None else names.get(merchant, t.gettext("merchant {id}", id=merchant))
 
     positions = [PositionRow(
         merchant_id=c.merchant_id, name=name(c.merchant_id), points_issued=c.simulated.points_issued,
@@ -149,16 +152,17 @@ async def simulation_view(db: Database, settings: Settings, simulation: Simulati
               for issuer, redeemer, points, reimbursed, _ in figures.matrix]
     p, n = simulation.policy, figures.netting
 
-    def money(minor: int) -> str:
-        return format_money(minor, settings.currency_exponent)
-
-    notes = [f"What-if, nothing written: funding model {p.funding_model.value}, point value {p.point_value_minor} "
-             f"minor unit(s), reimbursement rate {p.reimbursement_rate}, breakage share {p.breakage_share}.",
-             f"Under the real policy: network income {money(simulation.current.netting.network_income_minor)}, "
-             f"net {money(simulation.current.netting.net_minor)}."]
+    _ = t.gettext
+    notes = [_("What-if, nothing written: funding model {model}, point value {value} minor unit(s), reimbursement "
+               "rate {rate}, breakage share {share}.", model=p.funding_model.value, value=p.point_value_minor,
+               rate=p.reimbursement_rate, share=p.breakage_share),
+             _("Under the real policy: network income {income}, net {net}.",
+               income=t.money(simulation.current.netting.network_income_minor),
+               net=t.money(simulation.current.netting.net_minor))]
     return BatchView(
-        title=f"What-if settlement to {simulation.period_end:%Y-%m-%d %H:%M} UTC", batch_id=simulation.batch_id,
+        title=_("What-if settlement to {end} UTC", end=t.datetime(simulation.period_end)), batch_id=simulation.batch_id,
         seq=None, period_start=simulation.period_start, period_end=simulation.period_end, currency=settings.currency,
         currency_exponent=settings.currency_exponent, gross_minor=n.gross_minor, net_minor=n.net_minor,
         network_income_minor=n.network_income_minor, netting_ratio=str(n.netting_ratio), positions=positions,
-        lines=lines, matrix=matrix, notes=notes, current_net={c.merchant_id: c.current.net_minor for c in changes})
+        lines=lines, matrix=matrix, notes=notes, current_net={c.merchant_id: c.current.net_minor for c in changes},
+        lang=lang)

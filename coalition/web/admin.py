@@ -13,13 +13,14 @@ Settlement batches, reports and the what-if are the existing ``/admin/settlement
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from coalition.console.dashboard import merchant_names, network_health
+from coalition.console.dashboard import NetworkHealth, merchant_names, network_health
 from coalition.console.models import StaffRole
 from coalition.console.service import create_user, hash_password
 from coalition.errors import DomainError, InvalidInput
@@ -27,19 +28,31 @@ from coalition.network.models import ReviewDecision
 from coalition.network.reviews import alert_decision, alert_key, load_reviews, review_alert
 from coalition.partners.models import MerchantStatus
 from coalition.partners.service import list_merchants, onboard_merchant, set_merchant_status
-from coalition.web.pages import ADMINS, View, human_error, page, read_form, render
+from coalition.web.pages import ADMINS, Handler, View, human_error, page, read_form, render
 
 # Community colours: distinguishable, and dark enough for white labels' contrast where used.
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
            "#ff7f0e"]
 MAP_SIZE = 900
+HEALTH_CACHE_S = 30
 
 
-async def home(request: Request, view: View) -> Response:
-    health = await network_health(view.services.db)
-    stored = await view.services.insights.view(None)
-    return render(request, "admin/home.html", view, health=health, stored=stored,
-                  alerts=len(stored.payload.get("fraud_alerts", [])) if stored is not None else 0)
+def home_page() -> Handler:
+    # The health figures sum every member's balance: kept HEALTH_CACHE_S, they cost one scan that
+    # often however many admins reload the page (as the merchant dashboard's figures do).
+    cached: list[tuple[float, NetworkHealth]] = []
+
+    async def home(request: Request, view: View) -> Response:
+        if cached and cached[0][0] > time.monotonic():
+            health = cached[0][1]
+        else:
+            health = await network_health(view.services.db)
+            cached[:] = [(time.monotonic() + HEALTH_CACHE_S, health)]
+        stored = await view.services.insights.view(None)
+        return render(request, "admin/home.html", view, health=health, stored=stored,
+                      alerts=len(stored.payload.get("fraud_alerts", [])) if stored is not None else 0)
+
+    return home
 
 
 def _merchant_number(raw: object) -> int:
@@ -136,8 +149,10 @@ async def network(request: Request, view: View) -> Response:
         for a, b, weight in layout["edges"]:
             if int(a) in place and int(b) in place:
                 (x1, y1), (x2, y2) = place[int(a)], place[int(b)]
-                edges.append({"x1": x1, "y1": y1, "x2": x2, "y2": y2, "w": 0.5 + 4 * weight / top_weight,
-                              "shared": int(weight), "a": names.get(int(a), ""), "b": names.get(int(b), "")})
+                # Written out here, not by template filters: a map has up to thousands of edges.
+                edges.append({"x1": f"{x1:.1f}", "y1": f"{y1:.1f}", "x2": f"{x2:.1f}", "y2": f"{y2:.1f}",
+                              "w": f"{0.5 + 4 * weight / top_weight:.2f}", "shared": view.t.number(int(weight)),
+                              "a": names.get(int(a), ""), "b": names.get(int(b), "")})
         communities = [(c, PALETTE[c % len(PALETTE)] if c >= 0 else "#777", n) for c, n in sorted(counts.items())]
     # Labels for the biggest merchants only: at 500 merchants every name at once is unreadable;
     # the rest show their name on hover (the <title>) and when zoomed.
@@ -148,7 +163,7 @@ async def network(request: Request, view: View) -> Response:
 
 def admin_routes() -> list[Route]:
     return [
-        Route("/admin", page(ADMINS, home)),
+        Route("/admin", page(ADMINS, home_page())),
         Route("/admin/merchants", page(ADMINS, merchants), methods=["GET", "POST"]),
         Route("/admin/fraud", page(ADMINS, fraud), methods=["GET", "POST"]),
         Route("/admin/network", page(ADMINS, network)),

@@ -1,48 +1,17 @@
-"""Languages of the pages: gettext catalogs, the language a request gets, locale formatting (Babel).
-
-Catalogs live in ``coalition/web/locale/<lang>/LC_MESSAGES/messages.po`` and ship with the
-package. They are compiled in memory from the ``.po`` the first time a language is used, so a
-clean checkout needs no build step; a translator adds a language by adding a folder and its
-code to ``LANGUAGES``.
-
-The language: the ``lang`` cookie (set by the picker on every page), else the best match in
-``Accept-Language``, else ``Settings.default_language``.
+"""Which language a request gets: the ``lang`` cookie (set by the picker on every page), else the
+best match in ``Accept-Language``, else ``Settings.default_language``. The catalogs and the
+:class:`Formatter` are in :mod:`coalition.i18n`, shared with the generated reports.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import functools
-import gettext
-import io
-from dataclasses import dataclass
-from pathlib import Path
-
-from babel import Locale
-from babel.dates import format_date, format_datetime
-from babel.messages.mofile import write_mo
-from babel.messages.pofile import read_po
-from babel.numbers import format_decimal, format_percent
 from starlette.requests import HTTPConnection
 
-from coalition.money import format_money_locale
+from coalition.i18n import LANGUAGES, LOCALE_DIR, Formatter, translations
 
-LOCALE_DIR = Path(__file__).parent / "locale"
-LANGUAGES = {"en": "English", "da": "Dansk", "sv": "Svenska", "lv": "Latviešu", "he": "עברית"}
+__all__ = ["LANGUAGES", "LANGUAGE_COOKIE", "LOCALE_DIR", "Formatter", "choose_language", "translations"]
+
 LANGUAGE_COOKIE = "lang"
-
-
-@functools.cache
-def translations(lang: str) -> gettext.NullTranslations:
-    po = LOCALE_DIR / lang / "LC_MESSAGES" / "messages.po"
-    if lang == "en" or not po.exists():
-        return gettext.NullTranslations()
-    with po.open("rb") as handle:
-        catalog = read_po(handle, locale=lang)
-    compiled = io.BytesIO()
-    write_mo(compiled, catalog)
-    compiled.seek(0)
-    return gettext.GNUTranslations(compiled)
 
 
 def choose_language(conn: HTTPConnection, default: str = "en") -> str:
@@ -68,38 +37,3 @@ def choose_language(conn: HTTPConnection, default: str = "en") -> str:
     if best is not None:
         return best[2]
     return default if default in LANGUAGES else "en"
-
-
-@dataclass(frozen=True)
-class Formatter:
-    """One language's words and number forms, handed to every template as ``t``."""
-
-    lang: str
-    currency: str
-    exponent: int
-
-    @property
-    def direction(self) -> str:
-        return (Locale.parse(self.lang).character_order == "right-to-left" and "rtl") or "ltr"
-
-    def gettext(self, message: str, **values: object) -> str:
-        text = translations(self.lang).gettext(message)
-        return text.format(**values) if values else text
-
-    def ngettext(self, singular: str, plural: str, n: int, **values: object) -> str:
-        return translations(self.lang).ngettext(singular, plural, n).format(n=self.number(n), **values)
-
-    def money(self, amount_minor: int) -> str:
-        return format_money_locale(amount_minor, self.exponent, self.currency, self.lang)
-
-    def number(self, value: int) -> str:
-        return format_decimal(value, locale=self.lang)
-
-    def percent(self, value: object) -> str:
-        return format_percent(value, locale=self.lang, format="#,##0.0%")  # type: ignore[arg-type]
-
-    def date(self, value: dt.datetime | dt.date) -> str:
-        return format_date(value, "medium", locale=self.lang)
-
-    def datetime(self, value: dt.datetime) -> str:
-        return format_datetime(value, "short", locale=self.lang)

@@ -11,11 +11,13 @@
                                                              admin adds ``?merchant=<id>``
 ==========================================================  ==========================================
 
-``fmt`` is ``html``, ``pdf``, ``png``, ``csv`` or ``json``; ``batch`` is the batch's number
-(``SettlementBatch`` id, written the canonical way: ``7``, not ``07``) or its GraphQL global
-ID. Credentials as for the API (:mod:`coalition.web.auth`): ``Authorization: Bearer
-<key>``, or the key as the password of HTTP Basic so that a browser can open the pages
-(never in the URL: it would end up in logs). Errors have the API's shape,
+``fmt`` is ``html``, ``pdf``, ``png`` (in the reader's language: the ``lang`` cookie or
+``Accept-Language``, as the pages choose), ``csv`` or ``json`` (the same bytes in every
+language); ``batch`` is the batch's number (``SettlementBatch`` id, written the canonical
+way: ``7``, not ``07``) or its GraphQL global ID. Credentials as for the API
+(:mod:`coalition.web.auth`): ``Authorization: Bearer <key>``, or the key as the password
+of HTTP Basic so that a browser can open the pages (never in the URL: it would end up in
+logs). Errors have the API's shape,
 ``{"errors": [{"message", "extensions": {"code"}}]}``, or are a small HTML page for a
 browser (:mod:`coalition.web.errors`): 401 no or bad key, 403 a caller who may not see it
 (a merchant asking for another's statement, a member token), 404 no such batch or no
@@ -45,6 +47,7 @@ from coalition.settlement.service import list_batches
 from coalition.settlement.whatif import simulate_settlement, simulation_view
 from coalition.web.auth import caller_of
 from coalition.web.errors import error_response
+from coalition.web.i18n import Formatter, choose_language
 
 INDEX_PAGE = 50
 RENDER_CACHE_SIZE = 64  # rendered downloads kept, oldest out first
@@ -113,15 +116,18 @@ def report_routes(services: Any) -> list[Route]:
             raise HttpError(404, "INVALID_FORMAT", f"no .{fmt[:20]} export: one of {', '.join(FORMATS)}")
         if batch_id is None:
             batch_id = batch_of(request)
+        # The reader's language (as the pages choose it) for html, pdf and png; the signed json
+        # and the csv are the same bytes in every language.
+        lang = choose_language(request, services.settings.default_language) if fmt in ("html", "pdf", "png") else "en"
         # A closed batch never changes, and a chart costs a few hundred milliseconds of CPU:
         # repeated downloads (and a key hammering one URL) come from memory for a while.
-        key = (batch_id, merchant_id, fmt, tuple(links))
+        key = (batch_id, merchant_id, fmt, tuple(links), lang)
         cached = rendered.get(key)
         if cached is not None and cached[0] > time.monotonic():
             export = cached[1]
         else:
             export = await export_batch(services.db, services.settings, services.keys, batch_id=batch_id,
-                                        merchant_id=merchant_id, fmt=fmt, links=links)
+                                        merchant_id=merchant_id, fmt=fmt, links=links, lang=lang)
             if len(rendered) >= RENDER_CACHE_SIZE:
                 rendered.pop(next(iter(rendered)))
             rendered[key] = (time.monotonic() + RENDER_CACHE_S, export)
@@ -183,7 +189,10 @@ def report_routes(services: Any) -> list[Route]:
         after_id = _id(ids, before, "SettlementBatch", "batch") if before else None
         batches = await list_batches(services.db, after_id=after_id, limit=INDEX_PAGE + 1)
         older = batches[INDEX_PAGE - 1].id if len(batches) > INDEX_PAGE else None
-        page = index_html(batches[:INDEX_PAGE], services.settings.currency_exponent, older)
+        settings = services.settings
+        t = Formatter(choose_language(request, settings.default_language), settings.currency,
+                      settings.currency_exponent)
+        page = index_html(batches[:INDEX_PAGE], t, older)
         return HTMLResponse(page, headers={"Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff",
                                            "Content-Security-Policy": INDEX_POLICY})
 
@@ -214,7 +223,8 @@ def report_routes(services: Any) -> list[Route]:
             batch_id=_id(ids, batch, "SettlementBatch", "batch") if batch else None, point_value_minor=point_value,
             funding_model=query.get("fundingModel"), reimbursement_rate=query.get("reimbursementRate"),
             breakage_share=query.get("breakageShare"))
-        view = await simulation_view(services.db, services.settings, result)
+        view = await simulation_view(services.db, services.settings, result,
+                                     lang=choose_language(request, services.settings.default_language))
         content = await render(view, fmt)
         headers = {"Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff"}
         if fmt == "html":

@@ -14,11 +14,13 @@ from coalition.network.graphs import (
     Referrals,
     affinity,
     affinity_graph,
+    argsort_ints,
     bipartite_graph,
     flow_digraph,
     purchase_graph,
     referral_digraph,
     referral_graph,
+    unique_sorted,
 )
 
 # member, merchant, amount, time, kind
@@ -98,3 +100,14 @@ def test_columns_must_have_equal_lengths() -> None:
         Referrals(np.array([1, 2]), np.array([3]), np.array([0, 0]))
     members = Members.of([1, 2], email_index=["a", None])
     assert members.phone_index.tolist() == [None, None]
+
+
+@pytest.mark.parametrize("high", [5, 2**40, 2**62])  # packed sort, and argsort when key and row do not fit
+def test_argsort_ints_orders_keys_and_unique_sorted_matches_numpy(high: int) -> None:
+    rng = np.random.default_rng(high % 1000)
+    keys = rng.integers(0, high, size=1000, dtype=np.int64)
+    order = argsort_ints(keys)
+    assert sorted(order.tolist()) == list(range(1000))  # a permutation
+    assert np.array_equal(keys[order], np.sort(keys))
+    assert np.array_equal(unique_sorted(keys), np.unique(keys))
+    assert len(argsort_ints(keys[:0])) == 0 and len(unique_sorted(keys[:0])) == 0

@@ -105,7 +105,7 @@ async def test_the_report_renders_the_figures(shops: Any) -> None:
     before = await s.row_counts(*TABLES)
     page = (await export_batch(s.db, s.settings, s.keys, batch_id=batch.id, fmt="html")).content.decode()
     assert page.startswith("<!doctype html>")
-    for text in ("Settlement batch 1", "Bakery", "Books", "Cafe", "-0.96", "0.22", "0.27", "0.4269", batch.digest):
+    for text in ("Settlement batch 1", "Bakery", "Books", "Cafe", "-€0.96", "€0.22", "0.27", "0.4269", batch.digest):
         assert text in page, text
     assert page.count("<svg") == 2 and "Points honored" in page and "Net positions" in page
     pdf = await export_batch(s.db, s.settings, s.keys, batch_id=batch.id, fmt="pdf")
@@ -123,7 +123,7 @@ async def test_a_merchants_report_shows_no_other_position(shops: Any) -> None:
     page = (await export_batch(s.db, s.settings, s.keys, batch_id=batch.id, merchant_id=s.c.id,
                                fmt="html")).content.decode()
     assert "Statement of Cafe" in page and "0.27" in page and "Your side" in page
-    assert "-0.96" not in page and "0.22" not in page  # Bakery's and Books' positions
+    assert "0.96" not in page and "0.22" not in page  # Bakery's and Books' positions
     assert "Network income" not in page and "Gross obligations" not in page
     assert f'data-merchant="{s.a.id}"' not in page
 

@@ -78,9 +78,12 @@ def test_the_report_as_html_pdf_and_png(settled: tuple[Path, int, int], tmp_path
         assert result.exit_code == 0, result.output
         assert out.read_bytes().startswith(start), fmt
     page = (tmp_path / "report.html").read_text()
-    assert "Bakery" in page and "-1.00" in page and "0.36" in page
+    assert "Bakery" in page and "-€1.00" in page and "€0.36" in page
     statement = invoke(db_file, "settle", "export", "--batch", "1", "--merchant", str(books), "--format", "html")
-    assert "Statement of Books" in statement.stdout and "-1.00" not in statement.stdout
+    assert "Statement of Books" in statement.stdout and "1.00" not in statement.stdout
+    hebrew = invoke(db_file, "settle", "export", "--batch", "1", "--merchant", str(books), "--format", "html",
+                    "--lang", "he")
+    assert hebrew.exit_code == 0 and 'dir="rtl"' in hebrew.stdout and "דוח של Books" in hebrew.stdout
 
 
 def test_unknown_batch_or_merchant(settled: tuple[Path, int, int]) -> None:

@@ -34,7 +34,7 @@ def test_charts_show_the_figures_as_text() -> None:
     svg = matrix_svg(small)
     assert svg.startswith("<svg") and "Shop 01" in svg and "Network" in svg
     bars = positions_svg(small)
-    assert all(text in bars for text in ("-1.11", "2.22", "-3.33"))
+    assert all(text in bars for text in ("-€1.11", "€2.22", "-€3.33"))
 
 
 def test_many_partners_fold_into_others() -> None:

@@ -38,7 +38,7 @@ async def test_the_admin_downloads_the_batch_in_every_format(api: Any, admin_key
     page = await get(api, f"/admin/settlement/{batch.id}/report.html", admin_key)
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert "default-src 'none'" in page.headers["content-security-policy"]
-    for text in ("Bakery", "Books", "Cafe", "-0.96", "0.22", "0.27", batch.digest):
+    for text in ("Bakery", "Books", "Cafe", "-€0.96", "€0.22", "0.27", batch.digest):
         assert text in page.text, text
     assert page.text.count("<svg") == 2
     pdf = await get(api, f"/admin/settlement/{batch.id}/report.pdf", admin_key)
@@ -61,7 +61,7 @@ async def test_a_merchant_fetches_only_its_own_statement(api: Any, admin_key: st
     lines = list(csv.DictReader(io.StringIO(own.text)))
     assert sum(int(r["effect_minor"]) for r in lines) == 27
     page = await get(api, f"/statements/{batch.id}.html", cafe)
-    assert "Statement of Cafe" in page.text and "-0.96" not in page.text and "0.22" not in page.text
+    assert "Statement of Cafe" in page.text and "0.96" not in page.text and "0.22" not in page.text
     assert (await get(api, f"/statements/{batch.id}.json", cafe)).json()["merchantStatement"]
     # Another merchant's statement, or the whole batch: refused.
     foreign = await get(api, f"/statements/{batch.id}.csv?merchant={shops.a.id}", cafe)

@@ -83,7 +83,7 @@ async def test_the_what_if_report_page(api: Any, admin_key: str, shops: Any) -> 
     assert page.status_code == 200, page.text
     assert "What-if" in page.text and "Net now" in page.text and "reimbursement rate 0.8" in page.text
     books = page.text[page.text.index(f'data-merchant="{s.b.id}"'):].split("</tr>")[0]
-    assert all(figure in books for figure in ("0.14", "0.22", "-0.08")), books
+    assert all(figure in books for figure in ("€0.14", "€0.22", "-€0.08")), books
     pdf = await api.client.get(f"/admin/settlement/simulate.pdf?batch={batch.id}&fundingModel=REDEMPTION",
                                headers=auth)
     assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF-")

@@ -13,12 +13,13 @@ from coalition.web.i18n import LANGUAGES, LOCALE_DIR, Formatter, choose_language
 
 SAME_WORD = {"Bonus", "Status", "E-mail", "Score", "score", "Type"}  # the same word in Danish or Swedish
 WEB = Path(__file__).parents[2] / "coalition" / "web"
+SETTLEMENT = WEB.parent / "settlement"  # the generated reports and statements
 MESSAGE = re.compile(r'''(?:\b_|gettext)\(\s*("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')((?:\s*"(?:[^"\\]|\\.)*")*)''')
 
 
 def page_messages() -> set[str]:
     found = set()
-    for path in [*WEB.rglob("*.html"), *WEB.glob("*.py")]:
+    for path in [*WEB.rglob("*.html"), *WEB.glob("*.py"), *SETTLEMENT.glob("*.py")]:
         for match in MESSAGE.finditer(path.read_text()):
             found.add("".join(eval(part) for part in re.findall(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'',
                                                                     match.group(0))))

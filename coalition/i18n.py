@@ -1,0 +1,82 @@
+"""Languages: gettext catalogs and locale formatting (Babel) for the pages and the generated reports.
+
+Catalogs live in ``coalition/web/locale/<lang>/LC_MESSAGES/messages.po`` and ship with the
+package. They are compiled in memory from the ``.po`` the first time a language is used, so a
+clean checkout needs no build step; a translator adds a language by adding a folder and its
+code to ``LANGUAGES``. Which language a request gets is :mod:`coalition.web.i18n`'s business;
+the settlement reports and statements take a :class:`Formatter` like the pages do.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import gettext
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+from babel import Locale
+from babel.dates import format_date, format_datetime
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+from babel.numbers import format_decimal, format_percent
+
+from coalition.money import format_money_locale
+
+LOCALE_DIR = Path(__file__).parent / "web" / "locale"
+LANGUAGES = {"en": "English", "da": "Dansk", "sv": "Svenska", "lv": "Latviešu", "he": "עברית"}
+
+
+@functools.cache
+def translations(lang: str) -> gettext.NullTranslations:
+    po = LOCALE_DIR / lang / "LC_MESSAGES" / "messages.po"
+    if lang == "en" or not po.exists():
+        return gettext.NullTranslations()
+    with po.open("rb") as handle:
+        catalog = read_po(handle, locale=lang)
+    compiled = io.BytesIO()
+    write_mo(compiled, catalog)
+    compiled.seek(0)
+    return gettext.GNUTranslations(compiled)
+
+
+@functools.cache
+def locale_of(lang: str) -> Locale:
+    """Babel's locale, parsed once: a page formats hundreds of numbers (the network map's edges)."""
+    return Locale.parse(lang)
+
+
+@dataclass(frozen=True)
+class Formatter:
+    """One language's words and number forms, handed to every template as ``t``."""
+
+    lang: str
+    currency: str
+    exponent: int
+
+    @property
+    def direction(self) -> str:
+        return (locale_of(self.lang).character_order == "right-to-left" and "rtl") or "ltr"
+
+    def gettext(self, message: str, **values: object) -> str:
+        text = translations(self.lang).gettext(message)
+        return text.format(**values) if values else text
+
+    def ngettext(self, singular: str, plural: str, n: int, **values: object) -> str:
+        return translations(self.lang).ngettext(singular, plural, n).format(n=self.number(n), **values)
+
+    def money(self, amount_minor: int) -> str:
+        return format_money_locale(amount_minor, self.exponent, self.currency, self.lang)
+
+    def number(self, value: int) -> str:
+        return format_decimal(value, locale=locale_of(self.lang))
+
+    def percent(self, value: object) -> str:
+        return format_percent(value, locale=locale_of(self.lang), format="#,##0.0%")  # type: ignore[arg-type]
+
+    def date(self, value: dt.datetime | dt.date) -> str:
+        return format_date(value, "medium", locale=locale_of(self.lang))
+
+    def datetime(self, value: dt.datetime) -> str:
+        return format_datetime(value, "short", locale=locale_of(self.lang))
