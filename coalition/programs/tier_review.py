@@ -10,7 +10,6 @@ and reads nothing but entries, the policy and the kept state: run twice, it writ
 from __future__ import annotations
 
 import datetime as dt
-import time
 from collections.abc import Collection
 from typing import Any
 
@@ -19,6 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import aliased
 
+from coalition.caching import Refreshed
 from coalition.db import Database, utcnow
 from coalition.ledger.models import Entry, EntryKind
 from coalition.members.models import Member
@@ -145,20 +145,13 @@ def generation() -> int:
 
 
 class TierPolicyCache:
-    """The tier policy in force, re-read at most every ``ttl_s`` (the earn path asks on every earn)."""
+    """The tier policy in force, re-read at most every ``ttl_s``, one read at a time (the earn path asks
+    on every earn: :class:`coalition.caching.Refreshed`)."""
 
     def __init__(self, db: Database, ttl_s: float = 2.0) -> None:
-        self.db, self.ttl_s = db, ttl_s
-        self._policy: TierPolicy | None = None
-        self._read_at = 0.0
-        self._generation = -1
+        self._policy = Refreshed(lambda: current_tier_policy(db), ttl_s, generation)
 
     async def policy(self) -> TierPolicy:
-        now = time.monotonic()
-        if self._policy is None or self._generation != _generation or now - self._read_at > self.ttl_s:
-            seen = _generation
-            self._policy = await current_tier_policy(self.db)
-            self._read_at, self._generation = now, seen
-        return self._policy
+        return await self._policy.get()
 
 
