@@ -145,3 +145,26 @@ async def test_an_earn_where_no_program_runs_costs_no_round_trip(shops: Any, mon
     monkeypatch.setattr(shops.ledger.db, "read", no_database)
     monkeypatch.setattr(shops.ledger.db, "transaction", no_database)
     await after_earn(shops.ledger, earned)
+
+
+async def test_a_retry_of_a_created_stamp_card_replays_after_the_merchant_is_suspended(shops: Any,
+                                                                                      tables: Any) -> None:
+    from coalition.partners.models import MerchantStatus
+    from coalition.partners.service import set_merchant_status
+
+    rw = await create_reward(shops.ledger.db, merchant_id=shops.a.id, name="Free coffee", points_cost=50,
+                             idempotency_key="rw", now=shops.now)
+
+    def create(key: str = "card", required: int = 5, reward_id: int = rw.id) -> Any:
+        return stamps.create_stamp_card(shops.ledger, merchant_id=shops.a.id, name="Coffee card",
+                                        stamps_required=required, min_purchase_minor=0, reward_id=reward_id,
+                                        idempotency_key=key, now=shops.now)
+
+    first = await create()
+    await set_merchant_status(shops.ledger.db, shops.a.id, MerchantStatus.SUSPENDED)
+    assert (await create()).id == first.id
+    await tables.unchanged("IDEMPOTENCY_KEY_CONFLICT", lambda: create(required=6))
+    # suspended comes before not found: a suspended merchant learns nothing about reward IDs
+    await tables.unchanged("MERCHANT_SUSPENDED", lambda: create(key="card-2", reward_id=rw.id + 1000))
+    await set_merchant_status(shops.ledger.db, shops.a.id, MerchantStatus.ACTIVE)
+    await tables.unchanged("REWARD_NOT_FOUND", lambda: create(key="card-3", reward_id=rw.id + 1000))
