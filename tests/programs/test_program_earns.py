@@ -90,11 +90,12 @@ async def test_the_tier_multiplier_is_paid_by_the_merchant_or_the_network_as_pol
         net: Shops, db: Any, clock: Any) -> None:
     member = net.members[0]
     await net.earn(member, amount_minor=6000)  # 60 qualifying points
-    await set_tier_policy(db, tiers=TIERS, now=clock.now)  # reviews every member: SILVER (150 %)
+    # reviews every member: SILVER (150 %)
+    await set_tier_policy(db, idempotency_key="policy-1", tiers=TIERS, now=clock.now)
     # merchant-funded: one entry of 15 points, all issued by A
     assert (await net.earn(member)).entry.points == 15
     # network-funded: the earn keeps its 10 points; the network issues 5 more as a BONUS
-    await set_tier_policy(db, tiers=TIERS, bonus_funder="NETWORK", now=clock.now)
+    await set_tier_policy(db, idempotency_key="policy-2", tiers=TIERS, bonus_funder="NETWORK", now=clock.now)
     earned = await net.earn(member)
     assert earned.entry.points == 10 and earned.member.balance == 60 + 15 + 15
     bonus = [e for e in await net.entries(member.id) if e.kind == EntryKind.BONUS]
@@ -109,14 +110,16 @@ async def test_the_tier_multiplier_is_paid_by_the_merchant_or_the_network_as_pol
 async def test_a_policy_change_re_evaluates_without_rewriting_history(net: Shops, db: Any, clock: Any) -> None:
     member = net.members[0]
     await net.earn(member, amount_minor=6000)
-    await set_tier_policy(db, tiers=TIERS, now=clock.now)
+    await set_tier_policy(db, idempotency_key="policy-3", tiers=TIERS, now=clock.now)
     before = [tuple(e) for e in await net.entries(member.id)]
     # a richer SILVER applies to the next earn at once; the entries already written stay as they were
-    await set_tier_policy(db, tiers=[TIERS[0], {**TIERS[1], "multiplier_percent": 200}], now=clock.now)
+    await set_tier_policy(db, idempotency_key="policy-4", tiers=[TIERS[0], {**TIERS[1], "multiplier_percent": 200}],
+                          now=clock.now)
     assert (await net.earn(member)).entry.points == 20
     assert [tuple(e) for e in await net.entries(member.id)][:len(before)] == before
     # a higher threshold: SILVER is kept until its review date and the grace days after it, then lost
-    await set_tier_policy(db, tiers=[TIERS[0], {**TIERS[1], "threshold_points": 1000}], grace_days=30,
+    await set_tier_policy(db, idempotency_key="policy-5", tiers=[TIERS[0], {**TIERS[1], "threshold_points": 1000}],
+                          grace_days=30,
                           now=clock.now)
     assert (await net.earn(member)).entry.points == 15
     clock.advance(days=365 + 29)  # the review date is a year on; 29 of the 30 grace days
@@ -148,7 +151,7 @@ async def test_many_concurrent_earns_during_a_campaign_each_get_their_points(net
 async def test_the_one_statement_earn_adds_campaign_and_tier_points(net: Shops, db: Any, clock: Any) -> None:
     member = net.members[0]
     await net.earn(member, amount_minor=6000)
-    await set_tier_policy(db, tiers=TIERS, now=clock.now)
+    await set_tier_policy(db, idempotency_key="policy-6", tiers=TIERS, now=clock.now)
     campaign = await net.campaign(control_percent=0)
     assert (await net.treated(campaign.id))[member.id]
     terms = await net.ledger.program_terms(net.a.id, clock.now)
@@ -214,7 +217,7 @@ async def test_reversing_an_earn_reverses_its_tier_bonus_whoever_funds_it(
     net = path_net
     member = net.members[0]
     await net.earn(member, amount_minor=6000)  # 60 qualifying points: SILVER (150 %)
-    await set_tier_policy(db, tiers=TIERS, bonus_funder=funder, now=clock.now)
+    await set_tier_policy(db, idempotency_key="policy-7", tiers=TIERS, bonus_funder=funder, now=clock.now)
     network_before, a_before = await issued_by(db, None), await issued_by(db, net.a.id)
     earned = await net.earn(member)
     assert earned.member.balance == 75
@@ -239,7 +242,7 @@ async def test_a_spent_network_tier_bonus_becomes_debt_when_its_earn_is_reversed
     net = path_net
     member = net.members[0]
     await net.earn(member, amount_minor=6000)
-    await set_tier_policy(db, tiers=TIERS, bonus_funder="NETWORK", now=clock.now)
+    await set_tier_policy(db, idempotency_key="policy-8", tiers=TIERS, bonus_funder="NETWORK", now=clock.now)
     earned = await net.earn(member)  # 10 points of A's, 5 of the network's
     await net.ledger.redeem(merchant_id=net.b.id, loyalty_id=member.loyalty_id, points=75, idempotency_key="spend")
     undone = await net.ledger.reverse(merchant_id=net.a.id, transaction_id=earned.entry.id, idempotency_key="refund")
@@ -256,7 +259,8 @@ async def test_an_earn_whose_network_tier_bonus_is_held_is_not_reversed(path_net
                                                                         clock: Any) -> None:
     net = path_net
     member = net.members[0]
-    await set_tier_policy(db, tiers=[{**TIERS[0], "multiplier_percent": 200}], bonus_funder="NETWORK", now=clock.now)
+    await set_tier_policy(db, idempotency_key="policy-9", tiers=[{**TIERS[0], "multiplier_percent": 200}],
+                          bonus_funder="NETWORK", now=clock.now)
     earned = await net.earn(member)  # 10 of A's, 10 of the network's: the member's only lots
     # A's lot is spent (the first in FIFO order), the bonus's is held by an open authorization
     await net.ledger.redeem(merchant_id=net.b.id, loyalty_id=member.loyalty_id, points=10, idempotency_key="spend")

@@ -1,0 +1,35 @@
+"""setTierPolicy takes an idempotency key: a retry replays the version it wrote.
+
+Revision ID: 0017_tier_policy_keys
+Revises: 0016_console_users
+Create Date: 2026-12-07
+
+- ``tier_policies``: ``idempotency_key`` and ``request_hash`` (NULL for the versions written before),
+  unique over the key (the network's one key space for policies: ``coalition/programs/tier_review.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0017_tier_policy_keys"
+down_revision: str | Sequence[str] | None = "0016_console_users"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("tier_policies") as batch:
+        batch.add_column(sa.Column("idempotency_key", sa.String(length=128), nullable=True))
+        batch.add_column(sa.Column("request_hash", sa.String(length=64), nullable=True))
+    op.create_index("uq_tier_policies_idempotency_key", "tier_policies", ["idempotency_key"], unique=True)
+
+
+def downgrade() -> None:
+    op.drop_index("uq_tier_policies_idempotency_key", table_name="tier_policies")
+    with op.batch_alter_table("tier_policies") as batch:
+        batch.drop_column("request_hash")
+        batch.drop_column("idempotency_key")
