@@ -168,3 +168,46 @@ async def test_a_retry_of_a_created_stamp_card_replays_after_the_merchant_is_sus
     await tables.unchanged("MERCHANT_SUSPENDED", lambda: create(key="card-2", reward_id=rw.id + 1000))
     await set_merchant_status(shops.ledger.db, shops.a.id, MerchantStatus.ACTIVE)
     await tables.unchanged("REWARD_NOT_FOUND", lambda: create(key="card-3", reward_id=rw.id + 1000))
+
+
+async def test_the_one_live_earn_stamps_and_its_retry_repairs_a_stamp_a_crash_lost(shops: Any) -> None:
+    from coalition.programs import purchases
+
+    stamp_card = await card(shops, required=2, min_purchase=500)
+    member = await shops.member()
+
+    def earn(key: str) -> Any:
+        return purchases.earn(shops.ledger, merchant_id=shops.a.id, loyalty_id=member.loyalty_id,
+                              purchase_amount_minor=600, idempotency_key=key)
+
+    await earn("p1")
+    assert await progress(shops, member) == [(stamp_card.id, 1, 0)]
+    # the process dies after the earn committed, before the stamp: the ledger has it, the card does not
+    await shops.ledger.earn(merchant_id=shops.a.id, loyalty_id=member.loyalty_id, purchase_amount_minor=600,
+                            idempotency_key="p2")
+    assert await progress(shops, member) == [(stamp_card.id, 1, 0)]
+    # the client heard nothing and retries: the earn replays and the stamp is applied, once
+    await earn("p2")
+    await earn("p2")
+    assert await progress(shops, member) == [(stamp_card.id, 0, 1)]
+    assert len(await member_vouchers(shops.ledger.db, member)) == 1
+    # a refund through the one reversal takes the stamp (and the unused voucher) back
+    earned = await earn("p3")
+    undone = await purchases.reverse(shops.ledger, merchant_id=shops.a.id, transaction_id=earned.entry.id,
+                                     idempotency_key="refund")
+    assert undone.entry.reverses_id == earned.entry.id
+    assert await progress(shops, member) == [(stamp_card.id, 0, 1)]
+
+
+def test_only_the_programs_purchases_apply_the_programs_after_a_write() -> None:
+    """Every live earn and refund goes through coalition/programs/purchases.py: no caller runs the hooks itself,
+    and no live caller outside the ledger, the portability import and the gift cards calls Ledger.earn."""
+    import pathlib
+
+    root = pathlib.Path(__file__).resolve().parents[2] / "coalition"
+    callers = {str(p.relative_to(root)) for p in root.rglob("*.py")
+               if "after_earn(" in p.read_text() or "after_reversal(" in p.read_text()}
+    assert callers == {"programs/hooks.py", "programs/purchases.py"}
+    mutations = (root / "graphql" / "ledger" / "mutations.py").read_text()
+    assert "purchases.earn(" in mutations and "purchases.reverse(" in mutations
+    assert "ledger.earn(" not in mutations and "ledger.reverse(" not in mutations
