@@ -24,12 +24,13 @@ from coalition.members.models import Member
 logger = logging.getLogger("coalition.ledger.program_earns")
 
 TIER_BONUS_REASON = "tier bonus"
+ATTACHED_BONUS_PREFIX = "tier:"  # settlement tells the network's tier bonuses by it
 
 
 def attached_bonus_key(entry_id: int) -> str:
     """The key of the bonus entry attached to the earn ``entry_id`` (the network-funded tier bonus); reversing
     the earn reverses it (coalition/ledger/reversals.py)."""
-    return f"tier:{entry_id}"
+    return f"{ATTACHED_BONUS_PREFIX}{entry_id}"
 
 
 class ProgramEarnOperations(BonusOperations):
