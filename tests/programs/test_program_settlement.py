@@ -57,13 +57,14 @@ async def test_program_costs_are_settled_to_their_funders(shops: Any, keys: Any)
 
 async def test_a_statement_shows_each_program_cost_on_its_own_line_charged_to_its_funder(
         db: Any, settings: Any, keys: Any, clock: Any) -> None:
+    from program_network import shops as program_shops
+
     from coalition.ledger.invariants import assert_ledger_consistent
     from coalition.programs import purchases
     from coalition.programs.tier_review import set_tier_policy
     from coalition.settlement.models import LineKind, ProgramCost
     from coalition.settlement.service import export_statement
     from coalition.settlement.statements import verify_export
-    from program_network import shops as program_shops
 
     net = await program_shops(db, settings, keys, clock, members=2)
     member, other = net.members
