@@ -36,13 +36,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from coalition.caching import Refreshed
 from coalition.db import Database
 from coalition.errors import check_idempotency_key
-from coalition.ledger import core, idempotency
+from coalition.ledger import core
 from coalition.ledger.core import MAX_POINTS
-from coalition.ledger.errors import MerchantSuspended
 from coalition.ledger.idempotency import KeyColumns, insert_once
 from coalition.ledger.service import Ledger
 from coalition.programs.reward_models import Quest, QuestMerchant, Reward, Stamp, StampCard, StampProgress, Voucher
-from coalition.programs.rewards import check_count, check_name, own_reward
+from coalition.programs.rewards import check_count, check_name, create_outcomes, own_reward_in
 from coalition.programs.vouchers import cancel_voucher_in, issue_voucher_in
 
 MAX_STAMPS = 100
@@ -122,12 +121,15 @@ async def create_stamp_card(
     name = check_name(name)
     stamps_required = check_count(stamps_required, "stampsRequired", "INVALID_STAMPS", MAX_STAMPS)
     min_purchase_minor = check_count(min_purchase_minor, "minPurchaseMinor", "INVALID_AMOUNT", MAX_POINTS, 0)
-    await own_reward(ledger.db, merchant_id, reward_id)
     fingerprint = core.request_hash("createStampCard", name=name, stamps=stamps_required,
                                     min_purchase=min_purchase_minor, reward=reward_id)
     async with ledger.db.transaction() as conn:
-        if not await idempotency.merchant_is_active(conn, merchant_id):
-            raise MerchantSuspended(f"merchant {merchant_id} is suspended: it cannot create stamp cards")
+        # replay -> conflict -> suspended -> not found (coalition/ledger/idempotency.py)
+        outcomes = create_outcomes(conn, CARD_KEYS, merchant_id, key, fingerprint, "create stamp cards")
+        if (earlier := await outcomes.earlier()) is not None:
+            return earlier
+        await outcomes.check_merchant()
+        await own_reward_in(conn, merchant_id, reward_id)
         card, created = await insert_once(conn, CARD_KEYS, {
             "merchant_id": merchant_id, "name": name, "stamps_required": stamps_required,
             "min_purchase_minor": min_purchase_minor, "reward_id": reward_id, "active": True,

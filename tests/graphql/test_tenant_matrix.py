@@ -873,7 +873,7 @@ def sample_inputs(net: Net) -> dict[str, tuple[set[str], dict[str, Any]]]:
         "createCampaign": (merchants, {"name": "x", "kind": "BONUS", "bonusPoints": 5, "controlPercent": 10,
                                        "startsAt": "2027-06-01T00:00:00+00:00", "endsAt": "2027-06-02T00:00:00+00:00",
                                        "idempotencyKey": "x"}),
-        "setTierPolicy": ({ADMIN}, {"tiers": [{"name": "BASIC", "thresholdPoints": 0}]}),
+        "setTierPolicy": ({ADMIN}, {"tiers": [{"name": "BASIC", "thresholdPoints": 0}], "idempotencyKey": "tp"}),
         "createReward": (merchants, {"name": "x", "pointsCost": 1, "idempotencyKey": "x"}),
         "claimReward": ({*MERCHANTS, *MEMBERS}, {"loyaltyId": lid, "rewardId": some_reward, "idempotencyKey": "x"}),
         "useVoucher": (merchants, {"code": "7KQ2M-4XW9P", "idempotencyKey": "x"}),
