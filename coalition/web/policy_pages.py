@@ -15,6 +15,7 @@ the values as typed, and nothing is stored.
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from starlette.datastructures import FormData
@@ -83,7 +84,8 @@ async def policy(request: Request, view: View) -> Response:
                     services.db, tiers=tier_rows(form), window=text(form, "window", 20),
                     window_months=whole(form, "window_months", "windowMonths", "INVALID_WINDOW"),
                     grace_days=whole(form, "grace_days", "graceDays", "INVALID_GRACE_DAYS"),
-                    bonus_funder=text(form, "bonus_funder", 20))
+                    bonus_funder=text(form, "bonus_funder", 20),
+                    idempotency_key=f"page:{text(form, 'key', 100)}")
                 done = t.gettext("The tiers are stored and every member was reviewed under them.")
             else:
                 raise InvalidInput("unknown action", code="INVALID_ACTION")
@@ -100,7 +102,7 @@ async def policy(request: Request, view: View) -> Response:
                   current=policy_at(versions, now), versions=list(reversed(versions))[:VERSIONS_SHOWN], now=now,
                   tiers=tiers, funding_models=[m.value for m in FundingModel],
                   periods=[p.value for p in SettlementPeriod], windows=WINDOWS, funders=FUNDERS,
-                  tier_slots=MAX_TIERS)
+                  tier_slots=MAX_TIERS, key=secrets.token_urlsafe(16))
 
 
 def policy_routes() -> list[Route]:

@@ -8,7 +8,7 @@ current proof-of-presence code after a ``~``, which the till puts in the redeem 
 A payload whose signature does not hold finds nobody.
 
 An earn at the till stamps the shop's stamp cards and counts quest visits
-(:func:`coalition.programs.hooks.after_earn`), as the API's ``earnPoints`` does.
+(:func:`coalition.programs.purchases.earn`), as the API's ``earnPoints`` does.
 
 Voucher codes are never shown at the till: the member shows theirs, so a cashier cannot mark a
 voucher used without the member. The member's open vouchers are listed by reward and expiry.
@@ -30,7 +30,7 @@ from coalition.errors import DomainError, InvalidInput
 from coalition.ledger.errors import MemberNotFound
 from coalition.members.models import Member
 from coalition.members.service import find_member
-from coalition.programs.hooks import after_earn
+from coalition.programs import purchases
 from coalition.programs.reward_models import VoucherStatus
 from coalition.programs.rewards import is_active, list_rewards
 from coalition.programs.vouchers import claim_reward, display_code, member_vouchers, use_voucher
@@ -62,9 +62,8 @@ async def _act(request: Request, view: View, form: Any) -> tuple[dict[str, Any],
     action = form.get("action")
     if action == "earn":
         amount = parse_amount(str(form.get("amount", "")), services.settings.currency_exponent, view.t.lang)
-        result = await services.ledger.earn(merchant_id=merchant_id, loyalty_id=loyalty_id,
-                                            purchase_amount_minor=amount, idempotency_key=f"till:{key}")
-        await after_earn(services.ledger, result)  # stamp cards and quests, as the API's earnPoints does
+        result = await purchases.earn(services.ledger, merchant_id=merchant_id, loyalty_id=loyalty_id,
+                                      purchase_amount_minor=amount, idempotency_key=f"till:{key}")
         return {"kind": "earn", "points": result.entry.points}, loyalty_id
     if action == "redeem":
         points = parse_points(str(form.get("points", "")))
