@@ -53,8 +53,9 @@ from coalition.settlement.service import run_settlement
 OWNER_PAGES = ["/console", "/console/till", "/console/till?q={loyalty}", "/console/customers",
                "/console/customers?after={after}", "/console/customers/{loyalty}", "/console/insights",
                "/console/insights/win-back.csv", "/console/statements", "/statements/{batch}.html",
-               "/console/staff"]
-ADMIN_PAGES = ["/admin", "/admin/merchants", "/admin/fraud", "/admin/network", "/admin/settlement"]
+               "/console/staff", "/console/programs", "/console/campaigns"]
+ADMIN_PAGES = ["/admin", "/admin/merchants", "/admin/fraud", "/admin/network", "/admin/settlement",
+               "/admin/policy"]
 TRIVIAL = "/healthz"  # the whole stack, no database
 
 
