@@ -115,10 +115,12 @@ async def run_analysis(
         del data, analysis  # the columns and graphs (a GB at a million members) are not needed to store
         step("store")
         # The alerts the previous run did not have go to the webhooks outbox with the run (network.alerts).
-        previous = await store.view(None)
-        changes = await alert_changes(db, payloads[NETWORK_SCOPE]["fraud_alerts"],
-                                      seen_keys(previous.payload.get("fraud_alerts", []) if previous else []),
-                                      now or utcnow())
+        changes = []
+        if db.hooks is not None:
+            previous = await store.view(None)
+            changes = await alert_changes(db, payloads[NETWORK_SCOPE]["fraud_alerts"],
+                                          seen_keys(previous.payload.get("fraud_alerts", []) if previous else []),
+                                          now or utcnow())
         stored = await store.finish_run(run_id, payloads, blobs, summary, changes)
         report("done", total, total)
         return RunReport(run_id, stored.started_at, stored.computed_at, summary, png, svg)

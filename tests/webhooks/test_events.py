@@ -25,6 +25,7 @@ from coalition.programs import stamps, vouchers
 from coalition.programs.hooks import after_earn
 from coalition.programs.reward_models import Voucher
 from coalition.programs.rewards import create_reward
+from coalition.webhooks.delivery import body_of
 from coalition.webhooks.models import WebhookDelivery
 from coalition.webhooks.service import create_endpoint
 
@@ -38,6 +39,19 @@ async def rows(db: Database, event_type: str) -> list[tuple[int, int | None, int
         found = await conn.execute(select(WebhookDelivery).where(WebhookDelivery.type == event_type)
                                    .order_by(WebhookDelivery.id))
         return [(r.endpoint_id, r.merchant_id, r.member_id, json.loads(r.data)) for r in found]
+
+
+async def bodies(db: Database, keys: Any, event_type: str) -> list[tuple[int, bytes, dict[str, Any]]]:
+    """(endpoint, body, body's data) of what is POSTed for each delivery of ``event_type``."""
+    async with db.read() as conn:
+        found = (await conn.execute(select(WebhookDelivery).where(WebhookDelivery.type == event_type)
+                                    .order_by(WebhookDelivery.id))).all()
+    out = []
+    for row in found:
+        body = body_of(keys, WebhookDelivery(**dict(row._mapping)))
+        assert json.loads(body)["type"] == event_type
+        out.append((row.endpoint_id, body, json.loads(body)["data"]))
+    return out
 
 
 async def hook(db: Database, keys: Any, merchant: Any, event_type: str) -> int:
@@ -110,9 +124,14 @@ async def test_a_gift_card_spend_tells_the_merchant_where_it_was_spent_once(
     assert await rows(db, "giftcard.redeemed") == [(at_shop, shop.id, None, expected),
                                                    (admin, shop.id, None, expected)]
     assert not {at_issuer, at_other} & {r[0] for r in await rows(db, "giftcard.redeemed")}
-    async with db.read() as conn:
-        raw = list((await conn.execute(select(WebhookDelivery.data))).scalars())
-    assert raw and not any(sold.code in data or sold.code.replace("-", "") in data for data in raw)
+    ids = keys.global_ids
+    for _, body, data in await bodies(db, keys, "giftcard.redeemed"):
+        assert data == {"giftCardTransaction": {
+            "id": ids.encode("GiftCardTransaction", spent.entry.id), "kind": "REDEEM", "amountMinor": 12_34,
+            "currency": spent.entry.currency, "reference": "till 4", "hold": None,
+            "giftCard": {"id": ids.encode("GiftCard", sold.card.id), "last4": sold.card.last4}},
+            "merchant": {"id": ids.encode("Merchant", shop.id)}}
+        assert sold.code.encode() not in body and sold.code.replace("-", "").encode() not in body
 
     # A spend the card cannot pay writes no event.
     with pytest.raises(Exception, match="holds"):
@@ -203,9 +222,12 @@ async def test_a_claimed_reward_tells_its_merchant_once_without_the_code(
     assert (data["voucher_id"], data["reward_id"], data["points"], data["stamp_card_id"]) == (
         claimed.voucher.id, reward.id, 100, None)
     assert theirs not in {r[0] for r in found}
-    async with db.read() as conn:
-        raw = list((await conn.execute(select(WebhookDelivery.data))).scalars())
-    assert not any(claimed.voucher.code in d for d in raw)
+    ((_, body, sent),) = await bodies(db, keys, "voucher.issued")
+    ids = keys.global_ids
+    assert sent["voucher"]["id"] == ids.encode("Voucher", claimed.voucher.id)
+    assert sent["voucher"]["reward"] == {"id": ids.encode("Reward", reward.id)}
+    assert sent["member"] == {"id": ids.encode("Member", member.id)}
+    assert "code" not in sent["voucher"] and claimed.voucher.code.encode() not in body
 
     # A claim that rolls back leaves no voucher and no event.
     written = failing_after_the_outbox(db, monkeypatch)
@@ -284,6 +306,11 @@ async def test_new_fraud_alerts_go_to_the_admin_and_to_the_merchants_the_console
             "MERCHANT_COLLUSION", collusion["score"], collusion["reason"])
         own = {m for m, home in net.members.items() if home == name} | await _buyers(db, shop.id)
         assert data["member_ids"] and set(data["member_ids"]) <= own & set(net.colluders)
+
+    sent = {endpoint: data["fraudAlert"] for endpoint, _, data in await bodies(db, keys, "fraud.alert")
+            if endpoint != admin}
+    assert set(sent) == set(ring.values())
+    assert all("merchants" not in alert and alert["kind"] == "MERCHANT_COLLUSION" for alert in sent.values())
 
     # The next run finds the same alerts: nobody is told again.
     await run_analysis(db, settings, now=clock.now, draw_map=False)
