@@ -65,11 +65,18 @@ class NetworkKeys:
     def encrypt(self, value: str) -> bytes:
         return self._fernet.encrypt(value.encode())
 
+    def encrypt_many(self, values: list[str]) -> list[bytes]:
+        """``encrypt`` for many values (an import's contacts). Kept on the Fernet library: a
+        hand-chained CBC saved about 5 µs a value, not worth crypto code of our own."""
+        fernet = self._fernet
+        return [fernet.encrypt(value.encode()) for value in values]
+
     def decrypt(self, token: bytes) -> str:
         return self._fernet.decrypt(token).decode()
 
     def blind_index(self, kind: str, normalized_value: str) -> str:
-        return hmac.new(self._index_key, f"{kind}:{normalized_value}".encode(), hashlib.sha256).hexdigest()
+        # hmac.digest: OpenSSL's one-shot HMAC, no HMAC object (a third of the cost; imports do 80k)
+        return hmac.digest(self._index_key, f"{kind}:{normalized_value}".encode(), "sha256").hex()
 
     def statement_nonce(self, batch_id: int, merchant_id: int) -> bytes:
         """The 32-byte salt of a merchant's settlement statement in a batch (its Merkle leaf).

@@ -34,10 +34,10 @@ from coalition.members.service import enroll_member
 from coalition.network.store import InsightStore
 from coalition.partners.models import Merchant
 from coalition.partners.service import onboard_merchant
+from coalition.programs import purchases
 from coalition.programs.campaign_models import CampaignAudience
 from coalition.programs.campaigns import create_campaign
 from coalition.programs.earning import ProgramHook
-from coalition.programs.hooks import after_earn
 from coalition.programs.quests import create_quest
 from coalition.programs.reward_models import QuestCompletion, StampProgress
 from coalition.programs.rewards import create_reward
@@ -258,7 +258,8 @@ class _DemoPrograms:
         await set_tier_policy(self.db, tiers=[
             {"name": "BASIC", "threshold_points": 0}, {"name": "SILVER", "threshold_points": 500,
                                                         "multiplier_percent": 110},
-            {"name": "GOLD", "threshold_points": 2_000, "multiplier_percent": 125}], grace_days=60, now=when)
+            {"name": "GOLD", "threshold_points": 2_000, "multiplier_percent": 125}], grace_days=60,
+            idempotency_key="demo-tiers", now=when)
 
     async def campaign_at(self, when: dt.datetime) -> None:
         if self.treated is not None or when < self.starts_at:
@@ -474,15 +475,12 @@ async def _programs(ledger: Ledger, clock: _Clock, rng: random.Random, shops: li
         for visit in range(5):
             clock.now += dt.timedelta(hours=5)
             shop = shops[0] if visit < 4 else partners[n % len(partners)]
-            earned = await ledger.earn(merchant_id=shop.id, loyalty_id=person.loyalty_id,
-                                       purchase_amount_minor=450 + 50 * visit,
-                                       idempotency_key=f"demo-program-{n}-{visit}")
-            await after_earn(ledger, earned)
+            await purchases.earn(ledger, merchant_id=shop.id, loyalty_id=person.loyalty_id,
+                                 purchase_amount_minor=450 + 50 * visit, idempotency_key=f"demo-program-{n}-{visit}")
         for other in partners[1:3]:
             clock.now += dt.timedelta(hours=5)
-            await after_earn(ledger, await ledger.earn(merchant_id=other.id, loyalty_id=person.loyalty_id,
-                                                       purchase_amount_minor=800,
-                                                       idempotency_key=f"demo-tour-{n}-{other.id}"))
+            await purchases.earn(ledger, merchant_id=other.id, loyalty_id=person.loyalty_id,
+                                 purchase_amount_minor=800, idempotency_key=f"demo-tour-{n}-{other.id}")
     async with db.read() as conn:
         counts["cards filled"] = int((await conn.execute(select(func.coalesce(func.sum(
             StampProgress.completed_cards), 0)).where(StampProgress.card_id == card.id))).scalar_one())

@@ -75,6 +75,12 @@ class Formatter:
     def percent(self, value: object) -> str:
         return format_percent(value, locale=locale_of(self.lang), format="#,##0.0%")  # type: ignore[arg-type]
 
+    def decimal(self, value: float, digits: int = 3) -> str:
+        """``value`` to at most ``digits`` decimals, e.g. a p-value (below 10^-digits: "< 0.001")."""
+        if 0 < value < 10**-digits:
+            return "< " + format_decimal(10**-digits, format="0." + "#" * digits, locale=locale_of(self.lang))
+        return format_decimal(value, format="0." + "#" * digits, locale=locale_of(self.lang))
+
     def date(self, value: dt.datetime | dt.date) -> str:
         return format_date(value, "medium", locale=locale_of(self.lang))
 

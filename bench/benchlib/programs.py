@@ -31,7 +31,7 @@ async def enable(database_url: str, merchant_id: int, *, run_s: float, key: str)
     db = Database(settings.database_url)
     try:
         now = utcnow()
-        await set_tier_policy(db, tiers=LADDER, now=now)
+        await set_tier_policy(db, tiers=LADDER, idempotency_key=f"{key}:tiers", now=now)
         campaign = await create_campaign(
             db, NetworkKeys.from_settings(settings), InsightStore(db), merchant_id=merchant_id, name="Bench double",
             kind="MULTIPLIER", multiplier_percent=200, control_percent=10, starts_at=now,
@@ -46,7 +46,7 @@ async def disable(database_url: str) -> None:
     db = Database(database_url)
     try:
         tiers = [{"name": t.name, "threshold_points": t.threshold_points} for t in DEFAULT_POLICY.tiers]
-        await set_tier_policy(db, tiers=tiers)
+        await set_tier_policy(db, tiers=tiers, idempotency_key=f"bench-tiers-off:{utcnow().isoformat()}")
     finally:
         await db.dispose()
 

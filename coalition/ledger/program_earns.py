@@ -24,10 +24,13 @@ from coalition.members.models import Member
 logger = logging.getLogger("coalition.ledger.program_earns")
 
 TIER_BONUS_REASON = "tier bonus"
+ATTACHED_BONUS_PREFIX = "tier:"  # settlement tells the network's tier bonuses by it
 
 
-def tier_bonus_key(entry_id: int) -> str:
-    return f"tier:{entry_id}"
+def attached_bonus_key(entry_id: int) -> str:
+    """The key of the bonus entry attached to the earn ``entry_id`` (the network-funded tier bonus); reversing
+    the earn reverses it (coalition/ledger/reversals.py)."""
+    return f"{ATTACHED_BONUS_PREFIX}{entry_id}"
 
 
 class ProgramEarnOperations(BonusOperations):
@@ -48,7 +51,7 @@ class ProgramEarnOperations(BonusOperations):
             return member
         tier_entry_id = None
         if extras.tier_by_network and extras.tier_points > 0:
-            key = tier_bonus_key(entry_id)
+            key = attached_bonus_key(entry_id)
             fingerprint = core.request_hash("tier", entry=entry_id, points=extras.tier_points)
             try:
                 async with conn.begin_nested():

@@ -2,7 +2,12 @@
 
 Reversing an earn removes what is left of its lot; points already spent become the
 member's debt (``owed``), repaid first by later earns, and redemptions wait until it is
-repaid: the refund exploit (earn, spend, refund) loses the network nothing. Reversing a
+repaid: the refund exploit (earn, spend, refund) loses the network nothing. Program points
+attached to the earn go with it, whoever funds them: the earning merchant's (a campaign's, a
+merchant-funded tier's) are in the earn's own entry and lot; a bonus entry attached to the earn
+(the network-funded tier bonus, ``program_earns.attached_bonus_key``) is reversed in the same
+transaction by a REVERSAL entry of its own (its funder's, ``reverses_id`` the bonus), the same
+way: what is left of its lot is taken back, the rest becomes debt. Reversing a
 redemption puts the points back into the lots they came from; where such a lot's earn
 was itself reversed meanwhile, those points repay the member's debt instead.
 """
@@ -29,6 +34,7 @@ from coalition.ledger.models import (
     HoldStatus,
     Lot,
 )
+from coalition.ledger.program_earns import attached_bonus_key
 from coalition.members.models import Member
 
 REVERSIBLE = {EntryKind.EARN, EntryKind.REDEEM, EntryKind.CAPTURE}
@@ -87,6 +93,7 @@ class ReversalOperations(LedgerBase):
         entry_id = inserted[0]
         if target.kind == EntryKind.EARN:
             member = await self._reverse_earn(conn, target, entry_id, expired)
+            member = await self._reverse_attached_bonuses(conn, target, key, reason, now) or member
         else:
             member = await self._restore(conn, target, entry_id, honored)
         entry = Entry.from_values(id=entry_id, kind=EntryKind.REVERSAL, member_id=target.member_id,
@@ -113,7 +120,10 @@ class ReversalOperations(LedgerBase):
         )
         return int(expired.scalar_one())
 
-    async def _reverse_earn(self, conn: AsyncConnection, target: Entry, entry_id: int, expired: int) -> Member:
+    async def _reverse_earn(self, conn: AsyncConnection, target: Entry, entry_id: int, expired: int,
+                            by_merchant: int | None = None) -> Member:
+        """Take back what is left of ``target``'s lot (an earn, or a bonus attached to one); the rest
+        becomes debt. ``by_merchant``: the merchant reversing (the allocations name it), else the target's."""
         now = self.clock()
         member = await core.lock_member(conn, target.member_id)
         lot_row = (await conn.execute(select(Lot).where(Lot.entry_id == target.id))).first()
@@ -128,7 +138,8 @@ class ReversalOperations(LedgerBase):
             left = lot_row.remaining
             await core.move_lot_points(conn, {lot_row.id: -left})
             await conn.execute(update(Lot).where(Lot.id == lot_row.id).values(reversed=True))
-            await core.add_allocations(conn, entry_id=entry_id, member_id=member.id, merchant_id=target.merchant_id,
+            await core.add_allocations(conn, entry_id=entry_id, member_id=member.id,
+                                       merchant_id=by_merchant or target.merchant_id,
                                        kind=AllocationKind.REVERSAL, now=now,
                                        slices=[Slice(lot_row.id, lot_row.issuer_merchant_id, left)])
         shortfall = target.points - expired - left
@@ -140,6 +151,29 @@ class ReversalOperations(LedgerBase):
             (Account.DEBT, member.id, -shortfall),
             (Account.ISSUED, target.merchant_id, left + shortfall),
         ])
+        return member
+
+    async def _reverse_attached_bonuses(
+        self, conn: AsyncConnection, earn: Entry, key: str, reason: str | None, now: dt.datetime,
+    ) -> Member | None:
+        """Reverse the bonus entries attached to ``earn`` (see the module docstring); the member after, or None."""
+        member = None
+        for funder in (None, earn.merchant_id):  # the network's key, then the earning merchant's: two index probes
+            bonus = await core.entry_by_key(conn, funder, attached_bonus_key(earn.id))
+            if bonus is None or bonus.kind != EntryKind.BONUS or bonus.member_id != earn.member_id:
+                continue
+            expired = await self._expired_from_earn(conn, bonus)
+            inserted = await core.insert_entry(
+                conn, kind=EntryKind.REVERSAL, merchant_id=funder, member_id=bonus.member_id,
+                points=expired - bonus.points, reverses_id=bonus.id, reference=reason, now=now,
+                idempotency_key=f"reversal:{bonus.idempotency_key}",
+                request_hash=core.request_hash("reverse bonus", earn_reversal=key, bonus=bonus.id),
+                require_active_merchant=False,
+            )
+            if inserted is None:  # unreachable: the earn's own reversal is once, and it alone reverses its bonus
+                raise Conflict("the transaction's bonus is already reversed", code="ALREADY_REVERSED",
+                               field="transactionId")
+            member = await self._reverse_earn(conn, bonus, inserted[0], expired, by_merchant=earn.merchant_id)
         return member
 
     async def _held_from_lot(self, conn: AsyncConnection, lot_id: int) -> int:

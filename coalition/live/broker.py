@@ -77,6 +77,8 @@ class Broker:
 
     def publish(self, changes: list[Change]) -> None:
         """Hand committed changes to every process's subscribers (never blocks, never raises)."""
+        if self._redis is None and not self._subscriptions:
+            return  # nobody listens: no event to build (every earn and redemption comes here)
         events = [event for event in map(event_of, changes) if event is not None]
         if not events:
             return

@@ -1,13 +1,15 @@
 """Writing a validated import file in one transaction, in chunks, fast.
 
 PostgreSQL: ids drawn from the tables' sequences in one statement a chunk, then COPY
-(asyncpg ``copy_records_to_table``) into members, entries, postings and lots; earn rows'
-balances added with one ``UPDATE … FROM unnest(…)`` a chunk. SQLite: Core ``executemany``
-with ids counted from the largest (the transaction holds the write lock: BEGIN IMMEDIATE).
+(asyncpg ``copy_records_to_table``) into members, entries, postings and lots. Nothing is
+updated after it is written: each member row carries its final balance (its opening balance
+plus its earn rows, summed by the validation pass). SQLite: Core ``executemany`` with ids
+counted from the largest (the transaction holds the write lock: BEGIN IMMEDIATE).
 
 Every row is what the ledger's own earn writes (``coalition.ledger.core``): an EARN entry,
 its two postings (ISSUED by the merchant, MEMBER), a lot, and the member's balance and
-lifetime points; ``assert_ledger_consistent`` holds after it. Memory: one chunk at a time.
+lifetime points; ``assert_ledger_consistent`` holds after it. Memory: one chunk at a time, and
+the ``MemberIndex`` (32 bytes a member).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any
 
 import asyncpg
 import numpy as np
-from sqlalchemy import Table, bindparam, func, insert, select, text, update
+from sqlalchemy import Table, func, insert, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -33,7 +35,7 @@ from coalition.ledger.models import Entry, Lot, Posting
 from coalition.members.contact import email_fingerprint, phone_fingerprint
 from coalition.members.models import Member
 from coalition.network.bulkload import random_codes
-from coalition.portability.reader import Record, Scan
+from coalition.portability.reader import MemberIndex, Record, Scan
 
 CHUNK = 5000
 REQUEST_HASH = "import"  # a replay of an import key through the API is IDEMPOTENCY_KEY_CONFLICT
@@ -94,6 +96,7 @@ class _Writer:
         self.conn = conn
         self.postgres = conn.dialect.name == "postgresql"
         self._next: dict[str, int] = {}
+        self._sequences: dict[str, int] = {}
 
     async def raw(self) -> Any:
         """The asyncpg connection under this transaction: array parameters and results without
@@ -101,18 +104,28 @@ class _Writer:
         raw = await self.conn.get_raw_connection()
         return raw.driver_connection
 
-    async def ids(self, table: Table, n: int) -> list[int]:
-        if self.postgres:  # one row holding an array: cheaper to send and decode than n rows
-            values = await (await self.raw()).fetchval(
-                f"SELECT array_agg(nextval(pg_get_serial_sequence('{table.name}', 'id'))) FROM generate_series(1, $1)",
-                n)
-            return list(values)
-        if table.name not in self._next:
-            top = (await self.conn.execute(select(func.coalesce(func.max(table.c.id), 0)))).scalar_one()
-            self._next[table.name] = int(top) + 1
-        first = self._next[table.name]
-        self._next[table.name] = first + n
-        return list(range(first, first + n))
+    async def ids(self, wanted: Sequence[tuple[Table, int]]) -> list[list[int]]:
+        """``n`` new ids for each (table, n): on PostgreSQL from the sequences, in one round trip."""
+        if self.postgres:  # arrays: cheaper to send and decode than rows
+            raw = await self.raw()
+            for table, _ in wanted:  # the sequence's name once: pg_get_serial_sequence per row costs 7 x nextval
+                if table.name not in self._sequences:
+                    self._sequences[table.name] = await raw.fetchval(
+                        "SELECT pg_get_serial_sequence($1, 'id')::regclass::oid", table.name)
+            sql = ", ".join(f"ARRAY(SELECT nextval(${2 * i - 1}::oid) FROM generate_series(1, ${2 * i}))"
+                            for i in range(1, len(wanted) + 1))
+            row = await raw.fetchrow(f"SELECT {sql}", *(v for table, n in wanted
+                                                         for v in (self._sequences[table.name], n)))
+            return [list(values) for values in row]
+        found = []
+        for table, n in wanted:
+            if table.name not in self._next:
+                top = (await self.conn.execute(select(func.coalesce(func.max(table.c.id), 0)))).scalar_one()
+                self._next[table.name] = int(top) + 1
+            first = self._next[table.name]
+            self._next[table.name] = first + n
+            found.append(list(range(first, first + n)))
+        return found
 
     async def write(self, table: Table, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
         if not rows:
@@ -126,7 +139,7 @@ class _Writer:
 async def load_file(
     db: Database, keys: NetworkKeys, *, merchant_id: int, scan: Scan, now: dt.datetime, expiry: dt.timedelta,
     members: Iterable[Record], earns: Iterable[Record], member_key: Callable[[str], str],
-    earn_key: Callable[[int], str], progress: Callable[[str, int, int], None],
+    earn_key: Callable[[int], str], progress: Callable[[str, int, int], None], index: MemberIndex,
 ) -> Loaded | None:
     """Write the file's members, then its earn rows; None when its keys were taken meanwhile.
 
@@ -141,7 +154,7 @@ async def load_file(
                 # One long transaction of many statements: no statement limit meant for API requests.
                 await conn.execute(text("SET LOCAL statement_timeout = 0"))
             await skip_foreign_key_triggers(conn, merchant_id)
-            plan = _Plan(writer, keys, merchant_id, now, expiry, member_key, earn_key)
+            plan = _Plan(writer, keys, merchant_id, now, expiry, member_key, earn_key, index)
             stages: tuple[tuple[Iterable[Record], Any, Any, str, int], ...] = (
                 (members, plan.prepare_members, plan.build_members, "loading members", scan.members),
                 (earns, plan.prepare_earns, plan.build_earns, "loading history", scan.earns))
@@ -171,91 +184,90 @@ async def load_file(
 
 @dataclass
 class _Rows:
-    """One chunk's rows for every table, and the balances earn rows add."""
+    """One chunk's rows for every table."""
 
     members: list[tuple[Any, ...]]
     entries: list[tuple[Any, ...]]
     postings: list[tuple[Any, ...]]
     lots: list[tuple[Any, ...]]
-    added: dict[int, int]
     member_count: int
 
 
 class _Plan:
-    """prepare (ids, lookups: the database) -> build (rows: pure Python, in a thread) -> write (COPY)."""
+    """prepare (ids: the database) -> build (rows: pure Python, in a thread) -> write (COPY).
+
+    Members are written once, with their final balance (opening balance plus their earn rows,
+    summed during validation: ``MemberIndex``), so the load never updates a row it wrote;
+    earn rows take their member's id from the index.
+    """
 
     def __init__(self, writer: _Writer, keys: NetworkKeys, merchant_id: int, now: dt.datetime,
-                 expiry: dt.timedelta, member_key: Callable[[str], str], earn_key: Callable[[int], str]) -> None:
+                 expiry: dt.timedelta, member_key: Callable[[str], str], earn_key: Callable[[int], str],
+                 index: MemberIndex) -> None:
         self.writer, self.keys, self.merchant_id, self.now = writer, keys, merchant_id, now
         self.expires = now + expiry
         self.member_key, self.earn_key = member_key, earn_key
+        self.index = index
+        self.members_seen = 0  # members prepared so far: the next chunk's place in the file
 
-    async def prepare_members(self, chunk: list[Record]) -> tuple[list[int], list[int], list[int]]:
+    async def prepare_members(self, chunk: list[Record]) -> tuple[int, list[int], list[int], list[int]]:
         funded = sum(1 for r in chunk if r.points > 0)
-        member_ids = await self.writer.ids(Member.__table__, len(chunk))  # type: ignore[arg-type]
-        entry_ids = await self.writer.ids(Entry.__table__, funded) if funded else []  # type: ignore[arg-type]
-        lot_ids = await self.writer.ids(Lot.__table__, funded) if funded else []  # type: ignore[arg-type]
-        return member_ids, entry_ids, lot_ids
+        member_ids, entry_ids, lot_ids = await self.writer.ids(
+            ((Member.__table__, len(chunk)), (Entry.__table__, funded), (Lot.__table__, funded)))  # type: ignore[arg-type]
+        first, self.members_seen = self.members_seen, self.members_seen + len(chunk)
+        return first, member_ids, entry_ids, lot_ids
 
-    def build_members(self, chunk: list[Record], ids: tuple[list[int], list[int], list[int]]) -> _Rows:
+    def build_members(self, chunk: list[Record], prepared: tuple[int, list[int], list[int], list[int]]) -> _Rows:
         keys, merchant_id, now, member_key = self.keys, self.merchant_id, self.now, self.member_key
-        member_ids, entry_ids, lot_ids = ids
+        first, member_ids, entry_ids, lot_ids = prepared
+        self.index.ids[first:first + len(chunk)] = member_ids
+        earned = self.index.earned[first:first + len(chunk)].tolist()
         rng = np.random.default_rng(secrets.randbits(128))
         loyalty_ids = random_codes(len(chunk), loyalty=True, rng=rng)
         referral_codes = random_codes(len(chunk), loyalty=False, rng=rng)
+        blind_index = keys.blind_index
+        sealed = iter(keys.encrypt_many([v for r in chunk for v in (r.email, r.phone) if v]))
         rows = []
-        for mid, r, loyalty_id, referral_code in zip(member_ids, chunk, loyalty_ids, referral_codes, strict=True):
+        for mid, r, loyalty_id, referral_code, history in zip(member_ids, chunk, loyalty_ids, referral_codes, earned,
+                                                              strict=True):
             email, phone = r.email, r.phone
+            balance = r.points + history
             rows.append((
                 mid, loyalty_id, referral_code,
-                keys.encrypt(email) if email else None, keys.encrypt(phone) if phone else None,
-                keys.blind_index("email", email) if email else None,
-                keys.blind_index("phone", phone) if phone else None,
+                next(sealed) if email else None, next(sealed) if phone else None,
+                r.email_index or blind_index("email", email) if email else None,
+                r.phone_index or blind_index("phone", phone) if phone else None,
                 email_fingerprint(keys, email), phone_fingerprint(keys, phone),
-                r.points, 0, 0, r.points, merchant_id, member_key(r.external_id), REQUEST_HASH, now))
+                balance, 0, 0, balance, merchant_id, member_key(r.external_id), REQUEST_HASH, now))
         funded = [(mid, r) for mid, r in zip(member_ids, chunk, strict=True) if r.points > 0]
-        earned = [(eid, lid, mid, r.points, None, r.reference or "opening balance", member_key(r.external_id) + ":b",
+        opened = [(eid, lid, mid, r.points, None, r.reference or "opening balance", member_key(r.external_id) + ":b",
                    r.date) for eid, lid, (mid, r) in zip(entry_ids, lot_ids, funded, strict=True)]
-        return self._ledger_rows(earned, rows, {}, len(chunk))
+        return self._ledger_rows(opened, rows, len(chunk))
 
-    async def prepare_earns(self, chunk: list[Record]) -> tuple[dict[str, int], list[int], list[int]]:
-        wanted = list({self.member_key(r.external_id) for r in chunk})
-        if self.writer.postgres:  # one array parameter: an IN list of 5,000 costs more to build than to run
-            rows = await (await self.writer.raw()).fetch(
-                "SELECT enroll_idempotency_key, id FROM members WHERE enrolled_by_merchant_id = $1 "
-                "AND enroll_idempotency_key = ANY($2::varchar[])", self.merchant_id, wanted)
-            found = {key: int(mid) for key, mid in rows}
-        else:
-            query = select(Member.enroll_idempotency_key, Member.id).where(
-                Member.enrolled_by_merchant_id == self.merchant_id, Member.enroll_idempotency_key.in_(wanted))
-            found = {key: int(mid) for key, mid in (await self.writer.conn.execute(query)).all()}
-        entry_ids = await self.writer.ids(Entry.__table__, len(chunk))  # type: ignore[arg-type]
-        lot_ids = await self.writer.ids(Lot.__table__, len(chunk))  # type: ignore[arg-type]
-        return found, entry_ids, lot_ids
+    async def prepare_earns(self, chunk: list[Record]) -> tuple[list[int], list[int]]:
+        entry_ids, lot_ids = await self.writer.ids(
+            ((Entry.__table__, len(chunk)), (Lot.__table__, len(chunk))))  # type: ignore[arg-type]
+        return entry_ids, lot_ids
 
-    def build_earns(self, chunk: list[Record], prepared: tuple[dict[str, int], list[int], list[int]]) -> _Rows:
-        found, entry_ids, lot_ids = prepared
-        earned = []
-        added: dict[int, int] = {}
-        for eid, lid, r in zip(entry_ids, lot_ids, chunk, strict=True):
-            mid = found[self.member_key(r.external_id)]  # validation saw the member row
-            earned.append((eid, lid, mid, r.points, r.amount_minor, r.reference, self.earn_key(r.line), r.date))
-            added[mid] = added.get(mid, 0) + r.points
-        return self._ledger_rows(earned, [], added, 0)
+    def build_earns(self, chunk: list[Record], prepared: tuple[list[int], list[int]]) -> _Rows:
+        entry_ids, lot_ids = prepared
+        member_ids = self.index.member_ids([r.external_id for r in chunk])  # validation saw each member row
+        earned = [(eid, lid, mid, r.points, r.amount_minor, r.reference, self.earn_key(r.line), r.date)
+                  for eid, lid, mid, r in zip(entry_ids, lot_ids, member_ids, chunk, strict=True)]
+        return self._ledger_rows(earned, [], 0)
 
-    def _ledger_rows(self, earned: list[tuple[Any, ...]], members: list[tuple[Any, ...]], added: dict[int, int],
-                     member_count: int) -> _Rows:
+    def _ledger_rows(self, earned: list[tuple[Any, ...]], members: list[tuple[Any, ...]], member_count: int) -> _Rows:
         """EARN entries (entry id, lot id, member, points, amount, reference, key, effective date)."""
-        merchant_id, now = self.merchant_id, self.now
+        merchant_id, now, expires = self.merchant_id, self.now, self.expires
         entries = [(eid, "EARN", mid, merchant_id, points, amount, reference, key, REQUEST_HASH, now, effective)
                    for eid, _, mid, points, amount, reference, key, effective in earned]
         postings = []
         for eid, _, mid, points, *_ in earned:
             postings.append((eid, "ISSUED", merchant_id, -points))
             postings.append((eid, "MEMBER", mid, points))
-        lots = [(lid, mid, eid, merchant_id, points, points, self.expires, False, now)
+        lots = [(lid, mid, eid, merchant_id, points, points, expires, False, now)
                 for eid, lid, mid, points, *_ in earned]
-        return _Rows(members, entries, postings, lots, added, member_count)
+        return _Rows(members, entries, postings, lots, member_count)
 
     async def write(self, rows: _Rows, counts: dict[str, int]) -> None:
         writer = self.writer
@@ -263,32 +275,17 @@ class _Plan:
         await writer.write(Entry.__table__, ENTRY_COLUMNS, rows.entries)  # type: ignore[arg-type]
         await writer.write(Posting.__table__, POSTING_COLUMNS, rows.postings)  # type: ignore[arg-type]
         await writer.write(Lot.__table__, LOT_COLUMNS, rows.lots)  # type: ignore[arg-type]
-        if rows.added and writer.postgres:
-            await (await writer.raw()).execute(
-                "UPDATE members SET balance = members.balance + d.points, lifetime_points = "
-                "members.lifetime_points + d.points FROM unnest($1::bigint[], $2::bigint[]) "
-                "AS d(id, points) WHERE members.id = d.id", list(rows.added), list(rows.added.values()))
-        elif rows.added:
-            await writer.conn.execute(
-                update(Member).where(Member.id == bindparam("m_id")).values(
-                    balance=Member.balance + bindparam("m_points"),
-                    lifetime_points=Member.lifetime_points + bindparam("m_points")).execution_options(
-                    synchronize_session=False),
-                [{"m_id": mid, "m_points": points} for mid, points in rows.added.items()])
         counts["members"] += rows.member_count
         counts["entries"] += len(rows.entries)
 
 
-async def _members(writer: _Writer, keys: NetworkKeys, merchant_id: int, chunk: list[Record], now: dt.datetime,
-                   expiry: dt.timedelta, member_key: Callable[[str], str], counts: dict[str, int]) -> None:
+async def _members(writer: _Writer, chunk: list[Record], counts: dict[str, int], plan: _Plan) -> None:
     """One chunk of member rows, without the pipeline (bench/import_members.py's baseline)."""
-    plan = _Plan(writer, keys, merchant_id, now, expiry, member_key, str)
+    plan.writer = writer
     await plan.write(plan.build_members(chunk, await plan.prepare_members(chunk)), counts)
 
 
-async def _earns(writer: _Writer, merchant_id: int, chunk: list[Record], now: dt.datetime, expiry: dt.timedelta,
-                 member_key: Callable[[str], str], earn_key: Callable[[int], str], counts: dict[str, int],
-                 keys: Any = None) -> None:
+async def _earns(writer: _Writer, chunk: list[Record], counts: dict[str, int], plan: _Plan) -> None:
     """One chunk of earn rows, without the pipeline (the baseline)."""
-    plan = _Plan(writer, keys, merchant_id, now, expiry, member_key, earn_key)
+    plan.writer = writer
     await plan.write(plan.build_earns(chunk, await plan.prepare_earns(chunk)), counts)

@@ -9,12 +9,12 @@ PostgreSQL then looks the member up itself; the multi-statement path asks :meth:
 from __future__ import annotations
 
 import datetime as dt
-import time
 
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from coalition.db import Database
+from coalition.caching import Refreshed
+from coalition.db import Database, utcnow
 from coalition.ledger.programs_hook import EarnTerms, Extras
 from coalition.members.models import Member
 from coalition.partners.models import Merchant, MerchantStatus
@@ -22,31 +22,32 @@ from coalition.programs import tier_review
 from coalition.programs.campaign_models import Campaign, CampaignAudience
 from coalition.programs.tier_models import EarnBonus, MemberTier
 from coalition.programs.tier_review import TierPolicyCache
-from coalition.programs.tiers import extra_points
+from coalition.programs.tiers import TierPolicy, extra_points
 
 
 class CampaignCache:
-    """``(merchant_id, starts_at, ends_at)`` of every campaign not ended, re-read like the policy cache."""
+    """``(merchant_id, starts_at, ends_at)`` of every campaign not ended, re-read like the policy cache
+    (:class:`coalition.caching.Refreshed`: one read at a time)."""
 
     def __init__(self, db: Database, ttl_s: float = 2.0) -> None:
-        self.db, self.ttl_s = db, ttl_s
-        self._running: dict[int, list[tuple[dt.datetime, dt.datetime]]] | None = None
-        self._read_at = 0.0
-        self._generation = -1
+        self.db = db
+        self._asked_at = utcnow()  # the campaigns read are those not ended at the time the earn asked for
+        self._running = Refreshed(self._read, ttl_s, tier_review.generation)
+
+    async def _read(self) -> dict[int, list[tuple[dt.datetime, dt.datetime]]]:
+        asked_at = self._asked_at
+        running: dict[int, list[tuple[dt.datetime, dt.datetime]]] = {}
+        async with self.db.read() as conn:
+            rows = await conn.execute(select(Campaign.merchant_id, Campaign.starts_at, Campaign.ends_at)
+                                      .where(Campaign.ends_at > asked_at))
+            for merchant, starts_at, ends_at in rows:
+                running.setdefault(int(merchant), []).append((starts_at, ends_at))
+        return running
 
     async def running(self, merchant_id: int, now: dt.datetime) -> bool:
-        clock = time.monotonic()
-        if (self._running is None or self._generation != tier_review.generation()
-                or clock - self._read_at > self.ttl_s):
-            seen = tier_review.generation()
-            async with self.db.read() as conn:
-                rows = await conn.execute(select(Campaign.merchant_id, Campaign.starts_at, Campaign.ends_at)
-                                          .where(Campaign.ends_at > now))
-                running: dict[int, list[tuple[dt.datetime, dt.datetime]]] = {}
-                for merchant, starts_at, ends_at in rows:
-                    running.setdefault(int(merchant), []).append((starts_at, ends_at))
-            self._running, self._read_at, self._generation = running, clock, seen
-        return any(starts_at <= now < ends_at for starts_at, ends_at in self._running.get(merchant_id, ()))
+        self._asked_at = now
+        running = await self._running.get()
+        return any(starts_at <= now < ends_at for starts_at, ends_at in running.get(merchant_id, ()))
 
 
 class ProgramHook:
@@ -55,13 +56,21 @@ class ProgramHook:
     def __init__(self, db: Database, ttl_s: float = 2.0) -> None:
         self.tier_policies = TierPolicyCache(db, ttl_s)
         self.campaigns = CampaignCache(db, ttl_s)
+        self._terms: tuple[TierPolicy, dict[bool, EarnTerms]] | None = None  # a policy's terms, made once
+
+    def _policy_terms(self, policy: TierPolicy) -> dict[bool, EarnTerms]:
+        """The terms under ``policy``, without and with a campaign running."""
+        if self._terms is None or self._terms[0] is not policy:
+            tiers = policy.has_multipliers
+            by_network = policy.bonus_funder == "NETWORK"
+            self._terms = (policy, {campaigns: EarnTerms(
+                campaigns=campaigns, tiers=tiers and not by_network, network_tiers=tiers and by_network,
+                base_tier_pct=policy.tiers[0].multiplier_percent) for campaigns in (False, True)})
+        return self._terms[1]
 
     async def terms(self, merchant_id: int, now: dt.datetime) -> EarnTerms:
-        policy = await self.tier_policies.policy()
-        tiers = policy.has_multipliers
-        by_network = policy.bonus_funder == "NETWORK"
-        return EarnTerms(campaigns=await self.campaigns.running(merchant_id, now), tiers=tiers and not by_network,
-                         network_tiers=tiers and by_network, base_tier_pct=policy.tiers[0].multiplier_percent)
+        by_campaign = self._policy_terms(await self.tier_policies.policy())
+        return by_campaign[await self.campaigns.running(merchant_id, now)]
 
     async def extras(self, conn: AsyncConnection, terms: EarnTerms, *, merchant_id: int, loyalty_id: str,
                      amount_minor: int, minor_per_unit: int, now: dt.datetime) -> Extras | None:

@@ -31,7 +31,7 @@ async def after_earn(ledger: Ledger, result: LedgerResult) -> None:
     if entry.kind != EntryKind.EARN or entry.merchant_id is None:
         return
     ttl = ledger.settings.programs_cache_s
-    cards, running = await stamps.directory(ledger.db, ttl).rules_for(ledger.db, entry.merchant_id)
+    cards, running = await stamps.directory(ledger.db, ttl).rules_for(entry.merchant_id)
     for card in cards:
         if (entry.amount_minor or 0) >= card.min_purchase_minor:
             await stamps.stamp_earn(ledger, card, member_id=entry.member_id, entry_id=entry.id, now=now)

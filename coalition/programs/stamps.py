@@ -24,7 +24,6 @@ process stamps earns from its next refresh on (at most that many seconds later).
 from __future__ import annotations
 
 import datetime as dt
-import time
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -34,15 +33,15 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from coalition.caching import Refreshed
 from coalition.db import Database
 from coalition.errors import check_idempotency_key
-from coalition.ledger import core, idempotency
+from coalition.ledger import core
 from coalition.ledger.core import MAX_POINTS
-from coalition.ledger.errors import MerchantSuspended
 from coalition.ledger.idempotency import KeyColumns, insert_once
 from coalition.ledger.service import Ledger
 from coalition.programs.reward_models import Quest, QuestMerchant, Reward, Stamp, StampCard, StampProgress, Voucher
-from coalition.programs.rewards import check_count, check_name, own_reward
+from coalition.programs.rewards import check_count, check_name, create_outcomes, own_reward_in
 from coalition.programs.vouchers import cancel_voucher_in, issue_voucher_in
 
 MAX_STAMPS = 100
@@ -65,36 +64,42 @@ class QuestRule:
     ends_at: dt.datetime
 
 
-@dataclass
-class ProgramDirectory:
-    """Per process: the merchants whose earns a program looks at (see the module docstring)."""
+@dataclass(frozen=True)
+class Programs:
+    """Active stamp cards and quests by merchant."""
 
-    ttl_s: float
-    loaded_at: float = float("-inf")
     cards: dict[int, list[CardRule]] = field(default_factory=dict)
     quests: dict[int, list[QuestRule]] = field(default_factory=dict)
 
+
+class ProgramDirectory:
+    """Per process: the merchants whose earns a program looks at (see the module docstring), re-read
+    one read at a time (:class:`coalition.caching.Refreshed`)."""
+
+    def __init__(self, db: Database, ttl_s: float) -> None:
+        self._db = weakref.ref(db)  # the directories are kept by database, weakly
+        self._programs = Refreshed(self._load, ttl_s)
+
     def invalidate(self) -> None:
-        self.loaded_at = float("-inf")
+        self._programs.invalidate()
 
-    async def rules_for(self, db: Database, merchant_id: int) -> tuple[list[CardRule], list[QuestRule]]:
-        if time.monotonic() - self.loaded_at > self.ttl_s:
-            await self._load(db)
-        return self.cards.get(merchant_id, []), self.quests.get(merchant_id, [])
+    async def rules_for(self, merchant_id: int) -> tuple[list[CardRule], list[QuestRule]]:
+        programs = await self._programs.get()
+        return programs.cards.get(merchant_id, []), programs.quests.get(merchant_id, [])
 
-    async def _load(self, db: Database) -> None:
-        cards: dict[int, list[CardRule]] = {}
-        quests: dict[int, list[QuestRule]] = {}
+    async def _load(self) -> Programs:
+        programs, db = Programs(), self._db()
+        assert db is not None, "a directory lives only as long as its database"
         async with db.read() as conn:
             for r in await conn.execute(select(StampCard.id, StampCard.merchant_id, StampCard.stamps_required,
                                                StampCard.min_purchase_minor, StampCard.reward_id)
                                         .where(StampCard.active.is_(True))):
-                cards.setdefault(r.merchant_id, []).append(
+                programs.cards.setdefault(r.merchant_id, []).append(
                     CardRule(r.id, r.stamps_required, r.min_purchase_minor, r.reward_id))
             for q in await conn.execute(select(QuestMerchant.merchant_id, Quest.id, Quest.starts_at, Quest.ends_at)
                                         .join(Quest, Quest.id == QuestMerchant.quest_id)):
-                quests.setdefault(q.merchant_id, []).append(QuestRule(q.id, q.starts_at, q.ends_at))
-        self.cards, self.quests, self.loaded_at = cards, quests, time.monotonic()
+                programs.quests.setdefault(q.merchant_id, []).append(QuestRule(q.id, q.starts_at, q.ends_at))
+        return programs
 
 
 _directories: weakref.WeakKeyDictionary[Database, ProgramDirectory] = weakref.WeakKeyDictionary()
@@ -103,7 +108,7 @@ _directories: weakref.WeakKeyDictionary[Database, ProgramDirectory] = weakref.We
 def directory(db: Database, ttl_s: float = 5.0) -> ProgramDirectory:
     found = _directories.get(db)
     if found is None:
-        found = _directories[db] = ProgramDirectory(ttl_s=ttl_s)
+        found = _directories[db] = ProgramDirectory(db, ttl_s=ttl_s)
     return found
 
 
@@ -116,12 +121,15 @@ async def create_stamp_card(
     name = check_name(name)
     stamps_required = check_count(stamps_required, "stampsRequired", "INVALID_STAMPS", MAX_STAMPS)
     min_purchase_minor = check_count(min_purchase_minor, "minPurchaseMinor", "INVALID_AMOUNT", MAX_POINTS, 0)
-    await own_reward(ledger.db, merchant_id, reward_id)
     fingerprint = core.request_hash("createStampCard", name=name, stamps=stamps_required,
                                     min_purchase=min_purchase_minor, reward=reward_id)
     async with ledger.db.transaction() as conn:
-        if not await idempotency.merchant_is_active(conn, merchant_id):
-            raise MerchantSuspended(f"merchant {merchant_id} is suspended: it cannot create stamp cards")
+        # replay -> conflict -> suspended -> not found (coalition/ledger/idempotency.py)
+        outcomes = create_outcomes(conn, CARD_KEYS, merchant_id, key, fingerprint, "create stamp cards")
+        if (earlier := await outcomes.earlier()) is not None:
+            return earlier
+        await outcomes.check_merchant()
+        await own_reward_in(conn, merchant_id, reward_id)
         card, created = await insert_once(conn, CARD_KEYS, {
             "merchant_id": merchant_id, "name": name, "stamps_required": stamps_required,
             "min_purchase_minor": min_purchase_minor, "reward_id": reward_id, "active": True,
@@ -213,3 +221,12 @@ async def member_stamp_progress(db: Database, *, member_id: int, merchant_id: in
 
 def stamps_on_current_card(total_stamps: int, completed_cards: int, stamps_required: int) -> int:
     return max(0, total_stamps - completed_cards * stamps_required)
+
+
+async def list_stamp_cards(db: Database, *, merchant_id: int, limit: int) -> list[Any]:
+    """A merchant's stamp cards, newest first, each with its reward's name (``reward_name``)."""
+    query = (select(*StampCard.__table__.c, Reward.name.label("reward_name"))
+             .join(Reward, Reward.id == StampCard.reward_id)
+             .where(StampCard.merchant_id == merchant_id).order_by(StampCard.id.desc()).limit(limit))
+    async with db.read() as conn:
+        return list(await conn.execute(query))

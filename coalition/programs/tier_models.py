@@ -22,6 +22,7 @@ from coalition.db import Base, intpk, utcnow
 
 class TierPolicyVersion(Base):
     __tablename__ = "tier_policies"
+    __table_args__ = (Index("uq_tier_policies_idempotency_key", "idempotency_key", unique=True),)
 
     id: Mapped[intpk]
     tiers: Mapped[str] = mapped_column(Text)  # JSON, lowest tier first
@@ -30,6 +31,8 @@ class TierPolicyVersion(Base):
     grace_days: Mapped[int]
     bonus_funder: Mapped[str] = mapped_column(String(16))  # MERCHANT (the earning one) or NETWORK
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    idempotency_key: Mapped[str | None] = mapped_column(String(128))  # NULL: written before keys (0017)
+    request_hash: Mapped[str | None] = mapped_column(String(64))
 
 
 class MemberTier(Base):

@@ -10,16 +10,18 @@ and reads nothing but entries, the policy and the kept state: run twice, it writ
 from __future__ import annotations
 
 import datetime as dt
-import time
 from collections.abc import Collection
 from typing import Any
 
-from sqlalchemy import exists, func, insert, select
+from sqlalchemy import exists, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import aliased
 
+from coalition.caching import Refreshed
 from coalition.db import Database, utcnow
+from coalition.errors import check_idempotency_key
+from coalition.ledger.idempotency import KeyColumns, insert_once, request_hash
 from coalition.ledger.models import Entry, EntryKind
 from coalition.members.models import Member
 from coalition.programs.tier_models import MemberTier, TierPolicyVersion
@@ -34,6 +36,7 @@ from coalition.programs.tiers import (
 )
 
 REVIEW_CHUNK = 1000
+POLICY_KEYS = KeyColumns(TierPolicyVersion, key="idempotency_key", fingerprint="request_hash")
 
 
 async def tier_policy(conn: AsyncConnection) -> TierPolicy:
@@ -47,21 +50,26 @@ async def current_tier_policy(db: Database) -> TierPolicy:
         return await tier_policy(conn)
 
 
-async def set_tier_policy(db: Database, *, tiers: Any, window: Any = "ROLLING", window_months: Any = 12,
-                          grace_days: Any = 90, bonus_funder: Any = "MERCHANT",
+async def set_tier_policy(db: Database, *, tiers: Any, idempotency_key: str, window: Any = None,
+                          window_months: Any = None, grace_days: Any = None, bonus_funder: Any = None,
                           now: dt.datetime | None = None) -> TierPolicy:
-    """Append a version (checked first: nothing is written when a value is refused), then review every member."""
+    """Append a version, once per key (checked first: nothing is written when a value is refused), then
+    review every member. Returns the version written under the key: a retry replays it (the precedence of
+    ``coalition/ledger/idempotency.py``: replay, conflict; no merchant writes, nothing is looked up) and
+    reviews again, which changes nothing unless a crash lost the first review."""
     now = now or utcnow()
+    key = check_idempotency_key(idempotency_key)
     policy = validate_tier_policy(tiers, window=window, window_months=window_months, grace_days=grace_days,
                                   bonus_funder=bonus_funder)
+    values = {"tiers": policy.tiers_json(), "window": policy.window, "window_months": policy.window_months,
+              "grace_days": policy.grace_days, "bonus_funder": policy.bonus_funder}
+    fingerprint = request_hash("setTierPolicy", **values)
     async with db.transaction() as conn:
-        await conn.execute(insert(TierPolicyVersion).values(
-            tiers=policy.tiers_json(), window=policy.window, window_months=policy.window_months,
-            grace_days=policy.grace_days, bonus_funder=policy.bonus_funder, created_at=now))
+        written, _ = await insert_once(conn, POLICY_KEYS, {
+            **values, "idempotency_key": key, "request_hash": fingerprint, "created_at": now})
     bump_generation()
     await review_tiers(db, now=now)
-    async with db.read() as conn:
-        return await tier_policy(conn)
+    return policy_from_row(written)
 
 
 def _reversed(at: dt.datetime) -> Any:
@@ -145,20 +153,13 @@ def generation() -> int:
 
 
 class TierPolicyCache:
-    """The tier policy in force, re-read at most every ``ttl_s`` (the earn path asks on every earn)."""
+    """The tier policy in force, re-read at most every ``ttl_s``, one read at a time (the earn path asks
+    on every earn: :class:`coalition.caching.Refreshed`)."""
 
     def __init__(self, db: Database, ttl_s: float = 2.0) -> None:
-        self.db, self.ttl_s = db, ttl_s
-        self._policy: TierPolicy | None = None
-        self._read_at = 0.0
-        self._generation = -1
+        self._policy = Refreshed(lambda: current_tier_policy(db), ttl_s, generation)
 
     async def policy(self) -> TierPolicy:
-        now = time.monotonic()
-        if self._policy is None or self._generation != _generation or now - self._read_at > self.ttl_s:
-            seen = _generation
-            self._policy = await current_tier_policy(self.db)
-            self._read_at, self._generation = now, seen
-        return self._policy
+        return await self._policy.get()
 
 

@@ -95,9 +95,15 @@ def _int(value: Any, field: str, code: str, low: int, high: int) -> int:
     return value
 
 
-def validate_tier_policy(tiers: Any, *, window: Any = "ROLLING", window_months: Any = 12, grace_days: Any = 90,
-                         bonus_funder: Any = "MERCHANT") -> TierPolicy:
-    """A checked policy, or :class:`InvalidTierPolicy` naming the first bad field."""
+def validate_tier_policy(tiers: Any, *, window: Any = None, window_months: Any = None, grace_days: Any = None,
+                         bonus_funder: Any = None) -> TierPolicy:
+    """A checked policy, or :class:`InvalidTierPolicy` naming the first bad field. A value left out (None)
+    takes :class:`TierPolicy`'s default (a tier's multiplier: 100)."""
+    defaults = TierPolicy(tiers=())
+    window = defaults.window if window is None else window
+    window_months = defaults.window_months if window_months is None else window_months
+    grace_days = defaults.grace_days if grace_days is None else grace_days
+    bonus_funder = defaults.bonus_funder if bonus_funder is None else bonus_funder
     if not isinstance(tiers, list | tuple) or not 1 <= len(tiers) <= MAX_TIERS:
         raise InvalidTierPolicy(f"tiers must list 1 to {MAX_TIERS} tiers, lowest first", code="INVALID_TIERS",
                                 field="tiers")
@@ -105,7 +111,8 @@ def validate_tier_policy(tiers: Any, *, window: Any = "ROLLING", window_months: 
     for tier in tiers:
         name = tier.name if isinstance(tier, Tier) else tier["name"]
         threshold = tier.threshold_points if isinstance(tier, Tier) else tier["threshold_points"]
-        multiplier = tier.multiplier_percent if isinstance(tier, Tier) else tier.get("multiplier_percent", 100)
+        multiplier = tier.multiplier_percent if isinstance(tier, Tier) else tier.get("multiplier_percent")
+        multiplier = 100 if multiplier is None else multiplier
         if not isinstance(name, str) or not _NAME.fullmatch(name):
             raise InvalidTierPolicy(f"a tier name is 1 to 32 capital letters, digits or _ starting with a letter, "
                                     f"e.g. GOLD; got {str(name)[:40]!r}", code="INVALID_TIER_NAME", field="tiers")

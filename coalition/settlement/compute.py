@@ -18,14 +18,31 @@ from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import BigInteger, ColumnElement, Select, and_, case, cast, func, literal, literal_column, select
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Select,
+    and_,
+    case,
+    cast,
+    exists,
+    func,
+    literal,
+    literal_column,
+    or_,
+    select,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import aliased
 
 from coalition.config import Settings
 from coalition.giftcards.models import GiftEntry
-from coalition.ledger.models import Account, Allocation, AllocationKind, Entry, Posting
-from coalition.settlement.models import SettlementBatch
+from coalition.ledger.idempotency import internal_key
+from coalition.ledger.models import Account, Allocation, AllocationKind, Entry, EntryKind, Posting
+from coalition.ledger.program_earns import ATTACHED_BONUS_PREFIX
+from coalition.programs.reward_models import Voucher
+from coalition.programs.tier_models import EarnBonus
+from coalition.settlement.models import ProgramCost, SettlementBatch
 from coalition.settlement.policy import Policy, policy_versions
 from coalition.settlement.pricing import Line, MerchantFigures, SettlementFigures, WindowRows, price_window
 
@@ -134,8 +151,56 @@ async def read_window(conn: AsyncConnection, versions: Sequence[Policy], after_e
     # Batches are read only when a reversal's original was settled before: its ADJUSTMENT line names that batch.
     batches = await _batches(conn) if any(orig <= lo for orig, _ in originals.values()) else []
     step("reversals", 3)
+    programs = await _program_costs(conn, versions, lo, hi)
     step("expiries", 4)
-    return WindowRows(lo, hi, versions, allocations, restores, issued, originals, batches)
+    return WindowRows(lo, hi, versions, allocations, restores, issued, originals, batches, programs=programs)
+
+
+QUEST_BONUS_PREFIX = internal_key("quest", "")  # coalition/programs/quests.py keys its bonuses so
+
+
+async def _program_costs(conn: AsyncConnection, versions: Sequence[Policy], lo: int,
+                         hi: int) -> list[tuple[int, int | None, int | None, ProgramCost, int]]:
+    """The window's program costs (``WindowRows.programs``), of transactions not reversed in the window.
+
+    Campaign and merchant-funded tier points from ``earn_bonuses`` (the tier's are in the earn's own points
+    unless the network funded them); the network's tier bonuses and quest bonuses are BONUS entries under
+    their keys; voucher points are the REDEEM allocations of a voucher's claim. A few small queries: the
+    programs' rows are a fraction of the window's.
+    """
+    reversal = aliased(Entry)
+
+    def kept(entry_id: Any) -> ColumnElement[bool]:
+        return ~exists().where(reversal.reverses_id == entry_id, reversal.id <= literal_column(str(int(hi))))
+
+    out: list[tuple[int, int | None, int | None, ProgramCost, int]] = []
+    in_earn = (Entry.points == EarnBonus.base_points + EarnBonus.tier_points + EarnBonus.campaign_points)
+    rows = await conn.execute(
+        select(_version_index(versions, Entry.created_at).label("v"), EarnBonus.merchant_id,
+               func.sum(EarnBonus.campaign_points), func.sum(case((in_earn, EarnBonus.tier_points), else_=0)))
+        .join(Entry, Entry.id == EarnBonus.entry_id)
+        .where(_in_window(EarnBonus.entry_id, lo, hi), kept(Entry.id)).group_by(*_ordinals(2)))
+    for v, merchant, campaign, tier in rows:
+        for program, points in ((ProgramCost.CAMPAIGN, campaign), (ProgramCost.TIER, tier)):
+            if points:
+                out.append((int(v), int(merchant), None, program, int(points)))
+    tier_bonus = Entry.idempotency_key.like(f"{ATTACHED_BONUS_PREFIX}%")
+    rows = await conn.execute(
+        select(_version_index(versions, Entry.created_at).label("v"), Entry.merchant_id,
+               case((tier_bonus, ProgramCost.TIER.value), else_=ProgramCost.QUEST.value), func.sum(Entry.points))
+        .where(Entry.kind == EntryKind.BONUS, _in_window(Entry.id, lo, hi), kept(Entry.id),
+               or_(tier_bonus, Entry.idempotency_key.like(f"{QUEST_BONUS_PREFIX}%")))
+        .group_by(*_ordinals(3)))
+    out += [(int(v), funder, None, ProgramCost(program), int(points)) for v, funder, program, points in rows]
+    rows = await conn.execute(
+        select(_version_index(versions, Allocation.created_at).label("v"), Allocation.issuer_merchant_id,
+               Allocation.merchant_id, func.sum(Allocation.points))
+        .join(Voucher, Voucher.redeem_entry_id == Allocation.entry_id)
+        .where(Allocation.kind == AllocationKind.REDEEM, _in_window(Allocation.entry_id, lo, hi),
+               kept(Allocation.entry_id))
+        .group_by(*_ordinals(3)))
+    out += [(int(v), issuer, int(redeemer), ProgramCost.VOUCHER, int(points)) for v, issuer, redeemer, points in rows]
+    return out
 
 
 async def _allocated(conn: AsyncConnection, versions: Sequence[Policy], lo: int, hi: int) -> Sequence[Sequence[Any]]:

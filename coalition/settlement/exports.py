@@ -70,7 +70,7 @@ POSITION_COLUMNS = ("batch_id", "batch_seq", "period_start", "period_end", "curr
                     "reimbursements_minor", "breakage_minor", "adjustments_minor", "net_minor")
 LINE_COLUMNS = ("batch_id", "batch_seq", "currency", "kind", "issuer_merchant_id", "issuer_name",
                 "redeemer_merchant_id", "redeemer_name", "points", "issuer_minor", "redeemer_minor", "effect_minor",
-                "original_entry_id", "original_batch_id")
+                "original_entry_id", "original_batch_id", "program")
 
 
 @dataclass(frozen=True)
@@ -108,7 +108,8 @@ async def batch_view(db: Database, settings: Settings, batch_id: int, *, merchan
                          issuer_name=name(line.issuer_merchant_id), redeemer_id=line.redeemer_merchant_id,
                          redeemer_name=name(line.redeemer_merchant_id) if line.redeemer_merchant_id else "",
                          points=line.points, issuer_minor=line.issuer_minor, redeemer_minor=line.redeemer_minor,
-                         original_entry_id=line.original_entry_id, original_batch_id=line.original_batch_id)
+                         original_entry_id=line.original_entry_id, original_batch_id=line.original_batch_id,
+                         program=line.program.value if line.program is not None else "")
                  for line in lines]
     cells: dict[tuple[int | None, int], list[int]] = {}
     for line in lines:
@@ -177,7 +178,7 @@ def statement_csv(view: BatchView) -> str:
         writer.writerow([view.batch_id, view.seq, view.currency, line.kind, line.issuer_id or "",
                          _text(line.issuer_name), line.redeemer_id or "", _text(line.redeemer_name), line.points,
                          line.issuer_minor, line.redeemer_minor, effect, line.original_entry_id or "",
-                         line.original_batch_id or ""])
+                         line.original_batch_id or "", line.program])
     return out.getvalue()
 
 

@@ -41,6 +41,17 @@ class LineKind(enum.StrEnum):
     GIFT_CARD = "GIFT_CARD"  # money of issuer's gift cards spent at redeemer (points: minor units spent)
 
 
+class ProgramCost(enum.StrEnum):
+    """What a line's points paid for, when a program: the part of an ISSUED line a program added (its issuer
+    funds it: a partner, or the network when the issuer is NULL), or the part of a HONORED line that was a
+    reward's voucher (the points' issuers pay the reward's merchant for it, as for any points it honors)."""
+
+    CAMPAIGN = "CAMPAIGN"  # a campaign's extra points, in the earning merchant's earn
+    TIER = "TIER"  # a tier multiplier's extra points: the earning merchant's, or the network's bonus
+    QUEST = "QUEST"  # a quest's bonus: the network's, or each funding partner's share
+    VOUCHER = "VOUCHER"  # points honored for a reward claimed (a voucher), at the reward's merchant
+
+
 def _enum(cls: type[enum.Enum]) -> Enum:
     return Enum(cls, native_enum=False, length=16)
 
@@ -119,6 +130,8 @@ class SettlementLine(Base):
     original_batch_id: Mapped[int | None] = mapped_column(BigInteger)
     # Last, as the migration that added it left it: 1, 2, ... in the batch's order.
     line_no: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    # What program the line's points paid for (NULL: plain points); added by 0017, after line_no.
+    program: Mapped[ProgramCost | None] = mapped_column(_enum(ProgramCost), nullable=True)
 
 
 class SettlementPosition(Base):

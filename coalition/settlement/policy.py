@@ -12,7 +12,6 @@ Rates are ``Decimal`` values between 0 and 1, kept as their canonical strings.
 from __future__ import annotations
 
 import datetime as dt
-import time
 from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -21,6 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from coalition.caching import Refreshed
 from coalition.config import DEFAULT_REDEEM_WITHOUT_PROOF_POINTS, Settings
 from coalition.db import Database, utcnow
 from coalition.ledger.core import MAX_POINTS
@@ -149,6 +149,12 @@ def policy_at(versions: list[Policy], when: dt.datetime) -> Policy:
     return current
 
 
+async def list_policy_versions(db: Database, settings: Settings) -> list[Policy]:
+    """Every version, oldest first (the default first when none is stored from the start)."""
+    async with db.read() as conn:
+        return await policy_versions(conn, settings)
+
+
 async def current_policy(db: Database, settings: Settings, now: dt.datetime | None = None) -> Policy:
     async with db.read() as conn:
         return policy_at(await policy_versions(conn, settings), now or utcnow())
@@ -198,19 +204,15 @@ class PolicyCache:
     """
 
     def __init__(self, db: Database, settings: Settings, ttl_s: float = 2.0) -> None:
-        self.db, self.settings, self.ttl_s = db, settings, ttl_s
-        self._versions: list[Policy] | None = None
-        self._read_at = 0.0
-        self._generation = -1
+        self.db, self.settings = db, settings
+        self._versions = Refreshed(self._read, ttl_s, lambda: _generation)  # one read at a time
+
+    async def _read(self) -> list[Policy]:
+        async with self.db.read() as conn:
+            return await policy_versions(conn, self.settings)
 
     async def versions(self) -> list[Policy]:
-        now = time.monotonic()
-        if self._versions is None or self._generation != _generation or now - self._read_at > self.ttl_s:
-            generation = _generation
-            async with self.db.read() as conn:
-                self._versions = await policy_versions(conn, self.settings)
-            self._read_at, self._generation = now, generation
-        return self._versions
+        return await self._versions.get()
 
     async def redeem_without_proof_points(self, when: dt.datetime) -> int:
         return policy_at(await self.versions(), when).redeem_without_proof_points

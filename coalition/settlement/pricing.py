@@ -24,6 +24,16 @@ it is charged like a merchant but holds no position. A reversal whose original t
 lies in the window nets into the original's line; one whose original was settled in an
 earlier batch (``id <= after_entry_id``) becomes an ADJUSTMENT line of its own that names
 the original transaction and its batch.
+
+Program costs (``program``, :class:`~coalition.settlement.models.ProgramCost`) are lines of their
+own, split out of the ISSUED and HONORED cells they are part of, so a statement shows what each
+program cost whom: the points a campaign or a tier multiplier added to an earn and a quest's
+bonus are ISSUED by their funder (a partner; the network when the issuer is NULL), the points
+honored for a voucher are HONORED by the reward's merchant. A split moves points between lines
+of one cell and one policy, never money between parties: ISSUED money is an integer per point,
+and a HONORED split only rounds each part on its own (the residue goes to the network as any
+line's). Points of a transaction reversed in the same window are not split out (the reversal
+nets the whole transaction out of its cell); a later reversal is an ADJUSTMENT as any.
 """
 
 from __future__ import annotations
@@ -37,7 +47,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 from coalition.settlement import netting
-from coalition.settlement.models import FundingModel, LineKind
+from coalition.settlement.models import FundingModel, LineKind, ProgramCost
 from coalition.settlement.policy import Policy
 
 
@@ -56,6 +66,7 @@ class Line:
     reversal_entry_id: int | None = None
     original_entry_id: int | None = None
     original_batch_id: int | None = None
+    program: ProgramCost | None = None
 
     @property
     def residue(self) -> Decimal:
@@ -136,6 +147,9 @@ class WindowRows:
     through_gift_entry_id: int | None = None
     gift_spent: Sequence[tuple[int, int, int, int | None, int | None]] = ()
     gift_fee_rate: Decimal = Decimal(0)
+    # Program costs: (version index, issuer, redeemer or None, program, points) of the window's transactions
+    # not reversed in it: ISSUED points when redeemer is None, else HONORED (module docstring).
+    programs: Sequence[tuple[int, int | None, int | None, ProgramCost, int]] = ()
 
 
 def round_half_even(value: Decimal) -> int:
@@ -313,18 +327,47 @@ def _place_reversals(rows: WindowRows, restores: list[tuple[int | None, int, int
     return adjustments
 
 
+_Programs = dict[tuple[int, int | None, int | None, ProgramCost], int]  # (version, issuer, redeemer, program)
+
+
+def _split_programs(rows: WindowRows, issued: _Issued, honored: _Honored) -> _Programs:
+    """Take the program costs out of their ISSUED and HONORED cells (never more than a cell holds)."""
+    programs: _Programs = {}
+    for v, issuer, redeemer, program, points in rows.programs:
+        cell: Any = (v, issuer) if redeemer is None else (v, issuer, redeemer)
+        cells: Any = issued if redeemer is None else honored
+        taken = max(0, min(int(points), cells.get(cell, 0)))
+        if taken:
+            cells[cell] -= taken
+            key = (v, issuer, redeemer, program)
+            programs[key] = programs.get(key, 0) + taken
+    return programs
+
+
 def _priced_lines(rows: WindowRows, issued: _Issued, honored: _Honored, expired: _Issued,
                   adjustments: list[Line]) -> list[Line]:
-    """ISSUED, HONORED, EXPIRED then ADJUSTMENT lines, each group in key order, priced."""
+    """ISSUED, HONORED (each cell's plain points, then its program costs), EXPIRED then ADJUSTMENT lines,
+    each group in key order, priced."""
     versions = rows.versions
     lines: list[Line] = []
     terms = [_terms(version) for version in versions]
+    programs = _split_programs(rows, issued, honored) if rows.programs else {}
+    by_cell: dict[tuple[int, int | None, int | None], list[tuple[ProgramCost, int]]] = {}
+    for (v, issuer, redeemer, program), points in sorted(
+            programs.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0, kv[0][2] or 0, kv[0][3].value)):
+        by_cell.setdefault((v, issuer, redeemer), []).append((program, points))
+
+    def with_programs(kind: LineKind, v: int, issuer: int | None, redeemer: int | None, points: int) -> None:
+        if points:
+            lines.append(price(Line(kind, versions[v], issuer, redeemer, points), terms[v]))
+        for program, cost in by_cell.get((v, issuer, redeemer), ()):
+            lines.append(price(Line(kind, versions[v], issuer, redeemer, cost, program=program), terms[v]))
+
+    # A program's cell is one the split took points from: it is in ``issued`` or ``honored`` (maybe at 0 now).
     for (v, issuer), points in _sorted(issued):
-        if points:
-            lines.append(price(Line(_ISSUED, versions[v], issuer, None, points), terms[v]))
+        with_programs(_ISSUED, v, issuer, None, points)
     for (v, issuer, redeemer), points in _sorted(honored):
-        if points:
-            lines.append(price(Line(_HONORED, versions[v], issuer, redeemer, points), terms[v]))
+        with_programs(_HONORED, v, issuer, redeemer, points)
     for (v, issuer), points in _sorted(expired):
         lines.append(price(Line(_EXPIRED, versions[v], issuer, None, points), terms[v]))
     # An adjustment names the batch that settled its original: empty batches share their

@@ -71,6 +71,7 @@ class LineRow:
     redeemer_minor: int
     original_entry_id: int | None = None
     original_batch_id: int | None = None
+    program: str = ""  # what program the points paid for (CAMPAIGN, TIER, QUEST, VOUCHER); "": plain points
 
 
 @dataclass(frozen=True)

@@ -53,7 +53,7 @@ from coalition.ledger.models import Entry
 from coalition.settlement import netting, statements
 from coalition.settlement.compute import Line, Progress, SettlementFigures, compute_settlement
 from coalition.settlement.errors import BatchNotFound, InvalidPeriodEnd, SettlementRaced, StatementKeyMismatch
-from coalition.settlement.models import LineKind, SettlementBatch, SettlementLine, SettlementPosition
+from coalition.settlement.models import LineKind, ProgramCost, SettlementBatch, SettlementLine, SettlementPosition
 
 # pg_advisory_xact_lock key for settlement runs: "SETL" in ASCII.
 SETTLEMENT_LOCK_KEY = 0x5345544C
@@ -97,13 +97,17 @@ def _iso(value: dt.datetime) -> str:
 
 
 def line_document(line: Line) -> dict[str, Any]:
-    return {
+    """A line in a statement; ``program`` only on a program's line (a plain line's text is as before it existed)."""
+    document: dict[str, Any] = {
         "kind": line.kind.value, "policyId": line.policy.id, "issuerMerchantId": line.issuer,
         "redeemerMerchantId": line.redeemer, "points": line.points, "issuerMinor": line.issuer_minor,
         "redeemerMinor": line.redeemer_minor, "exactMinor": str(line.exact_minor),
         "reversalEntryId": line.reversal_entry_id, "originalEntryId": line.original_entry_id,
         "originalBatchId": line.original_batch_id,
     }
+    if line.program is not None:
+        document["program"] = line.program.value
+    return document
 
 
 def line_text(line: Line) -> str:
@@ -115,9 +119,14 @@ def line_text(line: Line) -> str:
             f'"originalBatchId":{"null" if line.original_batch_id is None else line.original_batch_id},'
             f'"originalEntryId":{"null" if line.original_entry_id is None else line.original_entry_id},'
             f'"points":{line.points},"policyId":{"null" if line.policy.id is None else line.policy.id},'
+            f'{"" if line.program is None else _program_text(line.program)}'
             f'"redeemerMerchantId":{"null" if line.redeemer is None else line.redeemer},'
             f'"redeemerMinor":{line.redeemer_minor},'
             f'"reversalEntryId":{"null" if line.reversal_entry_id is None else line.reversal_entry_id}}}')
+
+
+def _program_text(program: ProgramCost) -> str:
+    return f'"program":"{program}",'
 
 
 def check_period_end(period_end: Any, now: dt.datetime) -> dt.datetime:
@@ -293,7 +302,8 @@ async def _write_batch(
     writing_lines = asyncio.ensure_future(_insert_rows(conn, SettlementLine.__table__, _LINE_COLUMNS, (
         (batch_id, line_no, line.kind, line.policy.id, line.issuer, line.redeemer, line.points,
          line.issuer_minor, line.redeemer_minor, str(line.exact_minor), line.reversal_entry_id,
-         line.original_entry_id, line.original_batch_id) for line_no, line in enumerate(figures.lines, 1))))
+         line.original_entry_id, line.original_batch_id, line.program)
+        for line_no, line in enumerate(figures.lines, 1))))
     try:
         signed = await asyncio.to_thread(
             _sign, settings, keys, figures, batch_id=batch_id, seq=seq,
@@ -321,7 +331,7 @@ async def _write_batch(
 
 _LINE_COLUMNS = ("batch_id", "line_no", "kind", "policy_id", "issuer_merchant_id", "redeemer_merchant_id", "points",
                  "issuer_minor", "redeemer_minor", "exact_minor", "reversal_entry_id", "original_entry_id",
-                 "original_batch_id")
+                 "original_batch_id", "program")
 _POSITION_COLUMNS = ("batch_id", "merchant_id", "points_issued", "points_honored", "points_reversed",
                      "points_expired", "charges_minor", "reimbursements_minor", "breakage_minor",
                      "adjustments_minor", "net_minor", "statement", "statement_sha256")

@@ -5,7 +5,7 @@
 ``POST /logout``                signed in ends the session
 ``GET /language``               anyone    sets the ``lang`` cookie and goes back
 ``GET /console``                owners    the dashboard
-``GET/POST /console/till``      till      find a member; earn; redeem
+``GET/POST /console/till``      till      find a member; earn; redeem (``coalition.web.till``)
 ``GET /console/customers``      owners    own customers; ``/console/customers/{loyalty}`` history
 ``GET /console/insights``       owners    loyalty types, win-back (``.csv``), partners, alerts
 ``GET /console/statements``     owners    what the merchant owes or is owed, by when
@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import csv
 import io
-import secrets
 import time
 from decimal import Decimal, InvalidOperation
-from typing import Any
 
 from babel.numbers import NumberFormatError, parse_decimal
 from starlette.requests import Request
@@ -31,7 +29,6 @@ from coalition.auth.models import Role
 from coalition.auth.service import create_api_key, list_merchant_keys, revoke_merchant_key
 from coalition.console.dashboard import (
     Dashboard,
-    find_at_till,
     is_customer,
     loyalty_ids,
     merchant_customers,
@@ -46,7 +43,6 @@ from coalition.console.service import create_user, disable_user, list_users, sig
 from coalition.errors import DomainError, InvalidInput
 from coalition.ledger.errors import MemberNotFound
 from coalition.ledger.queries import member_history
-from coalition.members.models import Member
 from coalition.members.service import find_member
 from coalition.network.alerts import alerts_naming
 from coalition.network.loyalty import LoyaltyType
@@ -55,7 +51,6 @@ from coalition.web.charts import weekly_bars
 from coalition.web.i18n import LANGUAGE_COOKIE, LANGUAGES
 from coalition.web.pages import (
     OWNERS,
-    TILL,
     Handler,
     View,
     form_token_cookie,
@@ -202,46 +197,6 @@ def dashboard_page() -> Handler:
     return dashboard
 
 
-async def till(request: Request, view: View) -> Response:
-    services, merchant_id = view.services, merchant_of(view)
-    done: dict[str, Any] | None = None
-    error: str | None = None
-    query = request.query_params.get("q", "")
-    if request.method == "POST":
-        form = await read_form(request)
-        if form is None:
-            return human_error(request, view.t, 403, "CSRF_FAILED", view.t.gettext(
-                "The form had expired. Go back, reload the page and try again."))
-        query = str(form.get("loyalty_id", ""))
-        key = str(form.get("key", ""))[:100]
-        try:
-            if form.get("action") == "earn":
-                amount = parse_amount(str(form.get("amount", "")), services.settings.currency_exponent, view.t.lang)
-                result = await services.ledger.earn(merchant_id=merchant_id, loyalty_id=query,
-                                                    purchase_amount_minor=amount, idempotency_key=f"till:{key}")
-                done = {"kind": "earn", "points": result.entry.points}
-            elif form.get("action") == "redeem":
-                points = parse_points(str(form.get("points", "")))
-                proof = str(form.get("proof", "")).strip() or None
-                result = await services.ledger.redeem(merchant_id=merchant_id, loyalty_id=query, points=points,
-                                                      idempotency_key=f"till:{key}", member_proof=proof)
-                done = {"kind": "redeem", "points": -result.entry.points}
-            else:
-                raise InvalidInput("choose earn or redeem", code="INVALID_ACTION")
-        except DomainError as refused:
-            error = refused.message
-    member: Member | None = None
-    if query:
-        try:
-            member = await (find_member(services.db, query) if done is not None or request.method == "POST"
-                            else find_at_till(services.db, services.keys, query))
-        except (MemberNotFound, InvalidInput, DomainError):
-            error = error or view.t.gettext("No member matches. Check the loyalty ID, e-mail or phone number.")
-    status = 400 if error and request.method == "POST" else 200
-    return render(request, "console/till.html", view, status=status, q=query, member=member, done=done, error=error,
-                  key=secrets.token_urlsafe(16))
-
-
 async def customers(request: Request, view: View) -> Response:
     after = request.query_params.get("after", "")
     after_id = int(after) if after.isascii() and after.isdigit() and len(after) < 19 else None
@@ -343,7 +298,6 @@ def console_routes() -> list[Route]:
         Route("/logout", logout, methods=["POST"]),
         Route("/language", language, methods=["GET"]),
         Route("/console", page(OWNERS, dashboard_page())),
-        Route("/console/till", page(TILL, till), methods=["GET", "POST"]),
         Route("/console/customers", page(OWNERS, customers)),
         Route("/console/customers/{loyalty_id}", page(OWNERS, customer)),
         Route("/console/insights", page(OWNERS, insights)),

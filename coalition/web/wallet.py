@@ -5,7 +5,8 @@
                             scanners and link previews open links)
 ``POST /me/claim``          the code → a member token in the ``coalition_member`` cookie
 ``GET /me``                 balance, history across partners, the proof-of-presence QR, tier
-                            progress, the partner directory
+                            progress, stamp cards, open vouchers (with codes), quests, the
+                            partner directory
 ``POST /me/revoke``         sign out everywhere: every token and claim code of the member
 ==========================  ==============================================================
 
@@ -26,7 +27,12 @@ from coalition.ledger.presence import STEP_S, presence_code
 from coalition.ledger.queries import member_history
 from coalition.members.credentials import ClaimCodeInvalid, claim_member_access, revoke_member_credentials
 from coalition.members.models import Member
-from coalition.members.service import TIERS, tier_for
+from coalition.programs.quests import member_quests
+from coalition.programs.reward_models import VoucherStatus
+from coalition.programs.rewards import reward_names
+from coalition.programs.stamps import member_stamp_progress, stamps_on_current_card
+from coalition.programs.tier_review import tier_state
+from coalition.programs.vouchers import display_code, member_vouchers
 from coalition.web.auth import MEMBER_COOKIE, SESSION_CREDENTIAL
 from coalition.web.pages import (
     MEMBERS,
@@ -42,6 +48,7 @@ from coalition.web.pages import (
 )
 
 HISTORY_PAGE = 30
+VOUCHERS_SHOWN = 30
 
 
 async def claim(request: Request) -> Response:
@@ -70,14 +77,6 @@ async def claim(request: Request) -> Response:
     return opened
 
 
-def _next_tier(lifetime: int) -> tuple[str, int] | None:
-    above = [(threshold, name) for threshold, name in TIERS if threshold > lifetime]
-    if not above:
-        return None
-    threshold, name = min(above)
-    return name, threshold - lifetime
-
-
 async def wallet(request: Request, view: View) -> Response:
     services = view.services
     assert view.caller.member_id is not None
@@ -85,13 +84,30 @@ async def wallet(request: Request, view: View) -> Response:
         member = await session.get(Member, view.caller.member_id)
     assert member is not None  # a live token's member exists
     history = await member_history(services.db, member.id, merchant_id=None, before_id=None, limit=HISTORY_PAGE)
-    names = await merchant_names(services.db, sorted({e.merchant_id for e in history if e.merchant_id is not None}))
     now = utcnow()
+    policy, state = await tier_state(services.db, member.id, now)
+    above = policy.above(state.tier)
+    cards = [{"name": c.name, "merchant_id": c.merchant_id, "required": c.stamps_required, "done": c.completed_cards,
+              "stamps": stamps_on_current_card(c.total_stamps, c.completed_cards, c.stamps_required)}
+             for c in await member_stamp_progress(services.db, member_id=member.id, merchant_id=None) if c.active]
+    vouchers = [v for v in await member_vouchers(services.ledger, member_id=member.id, merchant_id=None,
+                                                 before_id=None, limit=VOUCHERS_SHOWN)
+                if v.status == VoucherStatus.ISSUED and v.expires_at > now]
+    quests = await member_quests(services.db, member_id=member.id, merchant_id=None, now=now)
+    shops = {e.merchant_id for e in history if e.merchant_id is not None}
+    names = await merchant_names(services.db, sorted(shops | {c["merchant_id"] for c in cards}
+                                                     | {v.merchant_id for v in vouchers}))
     code = presence_code(services.keys, member.loyalty_id, now)
-    qr = segno.make(code, error="m").svg_data_uri(scale=6, border=2, dark="#000", light="#fff")
+    # The QR carries the signed card (the till finds the member with it) and the current code
+    # (proof the member's phone is at the till): coalition/web/till.py reads both.
+    qr = segno.make(f"{services.keys.qr_payload(member.loyalty_id)}~{code}", error="m").svg_data_uri(
+        scale=4, border=4, dark="#000", light="#fff")
     return render(request, "me/wallet.html", view, member=member, history=history, names=names, code=code, qr=qr,
-                  refresh_s=STEP_S - int(now.timestamp()) % STEP_S + 1, tier=tier_for(member.lifetime_points),
-                  next_tier=_next_tier(member.lifetime_points), partners=await partner_directory(services.db))
+                  refresh_s=STEP_S - int(now.timestamp()) % STEP_S + 1, tier=state, next_tier=above,
+                  to_next=max(0, above.threshold_points - state.qualifying_points) if above else 0,
+                  cards=cards, vouchers=vouchers, quests=quests,
+                  rewards=await reward_names(services.db, [v.reward_id for v in vouchers]),
+                  voucher_code=display_code, partners=await partner_directory(services.db))
 
 
 async def revoke(request: Request, view: View) -> Response:

@@ -14,15 +14,14 @@ A merchant without endpoints costs a write one dictionary lookup and no statemen
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from coalition.caching import Refreshed
 from coalition.db import Change, CommitHooks, Database, utcnow
 from coalition.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
 
@@ -33,42 +32,39 @@ ADMIN_HAS_ITS_OWN = frozenset({"fraud.alert"})
 
 
 class EndpointCache:
-    """Active endpoints by merchant (None: the admin's, every merchant's events) and event type."""
+    """Active endpoints by merchant (None: the admin's, every merchant's events) and event type.
+
+    Re-checked one read at a time (:class:`coalition.caching.Refreshed`): requests that come while
+    the version is read take the endpoints they have, instead of queueing behind the read.
+    """
 
     def __init__(self, db: Database, ttl_s: float = 1.0) -> None:
         self.db = db
         self.ttl_s = ttl_s
-        self._checked = -float("inf")
         self._version: tuple[Any, ...] | None = None
         self._by_merchant: dict[int | None, list[tuple[int, frozenset[str]]]] = {}
-        self._lock = asyncio.Lock()
+        self._checked = Refreshed(self._refresh, ttl_s)
 
     def invalidate(self) -> None:
-        self._checked = -float("inf")
         self._version = None
+        self._checked.invalidate()
 
     async def _refresh(self) -> None:
-        if time.monotonic() - self._checked < self.ttl_s:
-            return
-        async with self._lock:
-            if time.monotonic() - self._checked < self.ttl_s:
-                return
-            async with self.db.read() as conn:
-                version = tuple((await conn.execute(
-                    select(func.count(WebhookEndpoint.id), func.max(WebhookEndpoint.updated_at))
-                )).one())
-                if version != self._version:
-                    rows = await conn.execute(select(WebhookEndpoint.id, WebhookEndpoint.merchant_id,
-                                                     WebhookEndpoint.events).where(WebhookEndpoint.active))
-                    by_merchant: dict[int | None, list[tuple[int, frozenset[str]]]] = {}
-                    for row in rows:
-                        events = frozenset(e for e in row.events.split(",") if e)
-                        by_merchant.setdefault(row.merchant_id, []).append((row.id, events))
-                    self._by_merchant, self._version = by_merchant, version
-            self._checked = time.monotonic()
+        async with self.db.read() as conn:
+            version = tuple((await conn.execute(
+                select(func.count(WebhookEndpoint.id), func.max(WebhookEndpoint.updated_at))
+            )).one())
+            if version != self._version:
+                rows = await conn.execute(select(WebhookEndpoint.id, WebhookEndpoint.merchant_id,
+                                                 WebhookEndpoint.events).where(WebhookEndpoint.active))
+                by_merchant: dict[int | None, list[tuple[int, frozenset[str]]]] = {}
+                for row in rows:
+                    events = frozenset(e for e in row.events.split(",") if e)
+                    by_merchant.setdefault(row.merchant_id, []).append((row.id, events))
+                self._by_merchant, self._version = by_merchant, version
 
     async def endpoints(self, merchant_id: int | None, event_type: str) -> list[int]:
-        await self._refresh()
+        await self._checked.get()
         admin = merchant_id is None or event_type not in ADMIN_HAS_ITS_OWN
         found = [i for i, events in self._by_merchant.get(ADMIN, ()) if event_type in events] if admin else []
         if merchant_id is not None:
@@ -76,7 +72,7 @@ class EndpointCache:
         return sorted(found)
 
     async def wants(self, merchant_id: int, event_type: str) -> bool:
-        await self._refresh()
+        await self._checked.get()
         if not self._by_merchant:
             return False
         return bool(await self.endpoints(merchant_id, event_type))

@@ -873,7 +873,7 @@ def sample_inputs(net: Net) -> dict[str, tuple[set[str], dict[str, Any]]]:
         "createCampaign": (merchants, {"name": "x", "kind": "BONUS", "bonusPoints": 5, "controlPercent": 10,
                                        "startsAt": "2027-06-01T00:00:00+00:00", "endsAt": "2027-06-02T00:00:00+00:00",
                                        "idempotencyKey": "x"}),
-        "setTierPolicy": ({ADMIN}, {"tiers": [{"name": "BASIC", "thresholdPoints": 0}]}),
+        "setTierPolicy": ({ADMIN}, {"tiers": [{"name": "BASIC", "thresholdPoints": 0}], "idempotencyKey": "tp"}),
         "createReward": (merchants, {"name": "x", "pointsCost": 1, "idempotencyKey": "x"}),
         "claimReward": ({*MERCHANTS, *MEMBERS}, {"loyaltyId": lid, "rewardId": some_reward, "idempotencyKey": "x"}),
         "useVoucher": (merchants, {"code": "7KQ2M-4XW9P", "idempotencyKey": "x"}),
@@ -1060,6 +1060,12 @@ PAGE_RULES: dict[str, list[tuple[str, set[str]]]] = {
     "/console/insights/win-back.csv": [("/console/insights/win-back.csv", set(MERCHANTS))],
     "/console/statements": [("/console/statements", set(MERCHANTS))],
     "/console/staff": [("/console/staff", set(MERCHANTS))],
+    "/console/programs": [("/console/programs", set(MERCHANTS))],
+    "/console/campaigns": [("/console/campaigns", set(MERCHANTS))],
+    # a campaign's result: its own merchant only (A and B each run one; C none)
+    "/console/campaigns/{campaign_id}": [("/console/campaigns/{campaign:A}", {"A"}),
+                                         ("/console/campaigns/{campaign:B}", {"B"})],
+    "/admin/policy": [("/admin/policy", {ADMIN})],
     "/admin": [("/admin", {ADMIN})],
     "/admin/merchants": [("/admin/merchants", {ADMIN})],
     "/admin/fraud": [("/admin/fraud", {ADMIN})],
@@ -1090,6 +1096,9 @@ async def test_every_page_answers_only_whom_it_may(api: Any, admin_key: str, db:
                     url = url.replace(f"{{{label}}}", keys.global_ids.encode("Member", net.member[label].id))
                 for label, member in net.member.items():
                     url = url.replace(f"{{loyalty:{label}}}", member.loyalty_id)
+                for campaign_id, merchant_id in net.campaigns.items():
+                    shop = next(s for s in MERCHANTS if net.merchant[s] == merchant_id)
+                    url = url.replace(f"{{campaign:{shop}}}", str(campaign_id))
                 for role in ROLES:
                     headers = {"Accept": "text/html"}
                     if role != ANON:

@@ -90,11 +90,12 @@ async def test_the_tier_multiplier_is_paid_by_the_merchant_or_the_network_as_pol
         net: Shops, db: Any, clock: Any) -> None:
     member = net.members[0]
     await net.earn(member, amount_minor=6000)  # 60 qualifying points
-    await set_tier_policy(db, tiers=TIERS, now=clock.now)  # reviews every member: SILVER (150 %)
+    # reviews every member: SILVER (150 %)
+    await set_tier_policy(db, idempotency_key="policy-1", tiers=TIERS, now=clock.now)
     # merchant-funded: one entry of 15 points, all issued by A
     assert (await net.earn(member)).entry.points == 15
     # network-funded: the earn keeps its 10 points; the network issues 5 more as a BONUS
-    await set_tier_policy(db, tiers=TIERS, bonus_funder="NETWORK", now=clock.now)
+    await set_tier_policy(db, idempotency_key="policy-2", tiers=TIERS, bonus_funder="NETWORK", now=clock.now)
     earned = await net.earn(member)
     assert earned.entry.points == 10 and earned.member.balance == 60 + 15 + 15
     bonus = [e for e in await net.entries(member.id) if e.kind == EntryKind.BONUS]
@@ -109,14 +110,16 @@ async def test_the_tier_multiplier_is_paid_by_the_merchant_or_the_network_as_pol
 async def test_a_policy_change_re_evaluates_without_rewriting_history(net: Shops, db: Any, clock: Any) -> None:
     member = net.members[0]
     await net.earn(member, amount_minor=6000)
-    await set_tier_policy(db, tiers=TIERS, now=clock.now)
+    await set_tier_policy(db, idempotency_key="policy-3", tiers=TIERS, now=clock.now)
     before = [tuple(e) for e in await net.entries(member.id)]
     # a richer SILVER applies to the next earn at once; the entries already written stay as they were
-    await set_tier_policy(db, tiers=[TIERS[0], {**TIERS[1], "multiplier_percent": 200}], now=clock.now)
+    await set_tier_policy(db, idempotency_key="policy-4", tiers=[TIERS[0], {**TIERS[1], "multiplier_percent": 200}],
+                          now=clock.now)
     assert (await net.earn(member)).entry.points == 20
     assert [tuple(e) for e in await net.entries(member.id)][:len(before)] == before
     # a higher threshold: SILVER is kept until its review date and the grace days after it, then lost
-    await set_tier_policy(db, tiers=[TIERS[0], {**TIERS[1], "threshold_points": 1000}], grace_days=30,
+    await set_tier_policy(db, idempotency_key="policy-5", tiers=[TIERS[0], {**TIERS[1], "threshold_points": 1000}],
+                          grace_days=30,
                           now=clock.now)
     assert (await net.earn(member)).entry.points == 15
     clock.advance(days=365 + 29)  # the review date is a year on; 29 of the 30 grace days
@@ -148,7 +151,7 @@ async def test_many_concurrent_earns_during_a_campaign_each_get_their_points(net
 async def test_the_one_statement_earn_adds_campaign_and_tier_points(net: Shops, db: Any, clock: Any) -> None:
     member = net.members[0]
     await net.earn(member, amount_minor=6000)
-    await set_tier_policy(db, tiers=TIERS, now=clock.now)
+    await set_tier_policy(db, idempotency_key="policy-6", tiers=TIERS, now=clock.now)
     campaign = await net.campaign(control_percent=0)
     assert (await net.treated(campaign.id))[member.id]
     terms = await net.ledger.program_terms(net.a.id, clock.now)
@@ -184,3 +187,87 @@ async def test_a_segment_campaign_reaches_the_members_the_analysis_put_in_it(net
     segment, members = max(by_type.items(), key=lambda item: len(item[1]))
     campaign = await net.campaign(segment=segment, control_percent=0)
     assert set(await net.treated(campaign.id)) == members
+
+
+@pytest.fixture(params=("fast", "general") if PG_URL else ("general",))
+async def path_net(request: pytest.FixtureRequest, net: Shops, db: Any) -> Shops:
+    """``net`` with plain earns on one path: PostgreSQL's one statement (``fast``) or the multi-statement one."""
+    net.ledger.fast_path = request.param == "fast" and not db.is_sqlite
+    return net
+
+
+async def tier_bonus_reversal(net: Shops, earned: Any) -> tuple[Any, Any]:
+    """The earn's network tier bonus and the REVERSAL entry of that bonus (None when it has none)."""
+    entries = await net.entries(earned.entry.member_id)
+    bonus = next(e for e in entries if e.kind == EntryKind.BONUS and e.idempotency_key == f"tier:{earned.entry.id}")
+    undone = [e for e in entries if e.kind == EntryKind.REVERSAL and e.reverses_id == bonus.id]
+    return bonus, (undone[0] if undone else None)
+
+
+async def issued_by(db: Any, merchant_id: int | None) -> int:
+    async with db.read() as conn:
+        holder = Posting.account_id.is_(None) if merchant_id is None else Posting.account_id == merchant_id
+        return -int((await conn.execute(select(func.coalesce(func.sum(Posting.points), 0)).where(
+            Posting.account == Account.ISSUED, holder))).scalar_one())
+
+
+@pytest.mark.parametrize("funder", ["MERCHANT", "NETWORK"])
+async def test_reversing_an_earn_reverses_its_tier_bonus_whoever_funds_it(
+        path_net: Shops, db: Any, clock: Any, funder: str) -> None:
+    net = path_net
+    member = net.members[0]
+    await net.earn(member, amount_minor=6000)  # 60 qualifying points: SILVER (150 %)
+    await set_tier_policy(db, idempotency_key="policy-7", tiers=TIERS, bonus_funder=funder, now=clock.now)
+    network_before, a_before = await issued_by(db, None), await issued_by(db, net.a.id)
+    earned = await net.earn(member)
+    assert earned.member.balance == 75
+    # when A refunds the purchase
+    undone = await net.ledger.reverse(merchant_id=net.a.id, transaction_id=earned.entry.id, idempotency_key="refund")
+    # then the member has what it had before, and neither A nor the network has issued anything for it
+    assert undone.member.balance == 60 and undone.member.owed == 0
+    assert (await issued_by(db, None), await issued_by(db, net.a.id)) == (network_before, a_before)
+    if funder == "NETWORK":
+        bonus, reversal = await tier_bonus_reversal(net, earned)
+        assert (bonus.points, reversal.points, reversal.merchant_id) == (5, -5, None)
+    # a retry replays the reversal and reverses nothing more
+    again = await net.ledger.reverse(merchant_id=net.a.id, transaction_id=earned.entry.id, idempotency_key="refund")
+    assert again.entry.id == undone.entry.id
+    async with db.read() as conn:
+        assert await conn.scalar(select(func.count()).select_from(Entry).where(Entry.kind == EntryKind.REVERSAL)) == (
+            2 if funder == "NETWORK" else 1)
+
+
+async def test_a_spent_network_tier_bonus_becomes_debt_when_its_earn_is_reversed(path_net: Shops, db: Any,
+                                                                                 clock: Any) -> None:
+    net = path_net
+    member = net.members[0]
+    await net.earn(member, amount_minor=6000)
+    await set_tier_policy(db, idempotency_key="policy-8", tiers=TIERS, bonus_funder="NETWORK", now=clock.now)
+    earned = await net.earn(member)  # 10 points of A's, 5 of the network's
+    await net.ledger.redeem(merchant_id=net.b.id, loyalty_id=member.loyalty_id, points=75, idempotency_key="spend")
+    undone = await net.ledger.reverse(merchant_id=net.a.id, transaction_id=earned.entry.id, idempotency_key="refund")
+    # everything was spent: the member owes the earn's 10 points and the bonus's 5
+    assert (undone.member.balance, undone.member.owed) == (0, 15)
+    _, reversal = await tier_bonus_reversal(net, earned)
+    assert reversal.points == -5
+    # the next earn repays the debt first (no tier bonus while owing: SILVER's 5 go to the debt too)
+    repaid = await net.earn(member, amount_minor=2000)
+    assert (repaid.member.balance, repaid.member.owed) == (15, 0)
+
+
+async def test_an_earn_whose_network_tier_bonus_is_held_is_not_reversed(path_net: Shops, db: Any,
+                                                                        clock: Any) -> None:
+    net = path_net
+    member = net.members[0]
+    await set_tier_policy(db, idempotency_key="policy-9", tiers=[{**TIERS[0], "multiplier_percent": 200}],
+                          bonus_funder="NETWORK", now=clock.now)
+    earned = await net.earn(member)  # 10 of A's, 10 of the network's: the member's only lots
+    # A's lot is spent (the first in FIFO order), the bonus's is held by an open authorization
+    await net.ledger.redeem(merchant_id=net.b.id, loyalty_id=member.loyalty_id, points=10, idempotency_key="spend")
+    await net.ledger.authorize(merchant_id=net.b.id, loyalty_id=member.loyalty_id, points=10,
+                               idempotency_key="hold")
+    before = await net.entries(member.id)
+    with pytest.raises(Exception) as refused:
+        await net.ledger.reverse(merchant_id=net.a.id, transaction_id=earned.entry.id, idempotency_key="refund")
+    assert getattr(refused.value, "code", None) == "POINTS_HELD"
+    assert await net.entries(member.id) == before

@@ -37,7 +37,7 @@ async def test_two_processes_earning_with_the_same_keys_write_each_earn_once(db:
     for member in net.members[:15]:
         await net.earn(member, amount_minor=6000)
     now = clock.now
-    await set_tier_policy(db, tiers=[{"name": "BASIC", "threshold_points": 0},
+    await set_tier_policy(db, idempotency_key="policy-1", tiers=[{"name": "BASIC", "threshold_points": 0},
                                      {"name": "SILVER", "threshold_points": 50, "multiplier_percent": 150}], now=now)
     campaign = await net.campaign(starts_at=now, ends_at=now + dt.timedelta(days=365), control_percent=30)
     treated = await net.treated(campaign.id)

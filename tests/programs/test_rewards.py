@@ -274,3 +274,27 @@ async def test_a_refund_of_the_claim_at_the_till_cancels_the_voucher(shops: Any,
         shops.ledger, merchant_id=shops.b.id, code=v.code, idempotency_key="u", now=shops.now))
     shops.clock.advance(days=40)
     assert await vouchers.expire_vouchers(shops.ledger, now=shops.now) == 0
+
+
+async def test_a_retry_of_a_created_reward_replays_after_the_merchant_is_suspended_or_its_end_passed(
+        shops: Any, tables: Any) -> None:
+    from coalition.partners.models import MerchantStatus
+    from coalition.partners.service import set_merchant_status
+
+    until = shops.now + dt.timedelta(days=1)
+
+    def create(key: str = "r1", points: int = 300) -> Any:
+        return create_reward(shops.ledger.db, merchant_id=shops.b.id, name="Tote bag", points_cost=points,
+                             valid_until=until, idempotency_key=key, now=shops.now)
+
+    first = await create()
+    await set_merchant_status(shops.ledger.db, shops.b.id, MerchantStatus.SUSPENDED)
+    # the precedence of ledger/idempotency.py: replay, conflict, then suspended
+    assert (await create()).id == first.id
+    await tables.unchanged("IDEMPOTENCY_KEY_CONFLICT", lambda: create(points=301))
+    await tables.unchanged("MERCHANT_SUSPENDED", lambda: create(key="r2"))
+    await set_merchant_status(shops.ledger.db, shops.b.id, MerchantStatus.ACTIVE)
+    # a retry after validUntil passed is still the same request: it replays; a new one is refused
+    shops.clock.advance(days=2)
+    assert (await create()).id == first.id
+    await tables.unchanged("INVALID_VALIDITY", lambda: create(key="r3"))

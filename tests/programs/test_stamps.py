@@ -145,3 +145,69 @@ async def test_an_earn_where_no_program_runs_costs_no_round_trip(shops: Any, mon
     monkeypatch.setattr(shops.ledger.db, "read", no_database)
     monkeypatch.setattr(shops.ledger.db, "transaction", no_database)
     await after_earn(shops.ledger, earned)
+
+
+async def test_a_retry_of_a_created_stamp_card_replays_after_the_merchant_is_suspended(shops: Any,
+                                                                                      tables: Any) -> None:
+    from coalition.partners.models import MerchantStatus
+    from coalition.partners.service import set_merchant_status
+
+    rw = await create_reward(shops.ledger.db, merchant_id=shops.a.id, name="Free coffee", points_cost=50,
+                             idempotency_key="rw", now=shops.now)
+
+    def create(key: str = "card", required: int = 5, reward_id: int = rw.id) -> Any:
+        return stamps.create_stamp_card(shops.ledger, merchant_id=shops.a.id, name="Coffee card",
+                                        stamps_required=required, min_purchase_minor=0, reward_id=reward_id,
+                                        idempotency_key=key, now=shops.now)
+
+    first = await create()
+    await set_merchant_status(shops.ledger.db, shops.a.id, MerchantStatus.SUSPENDED)
+    assert (await create()).id == first.id
+    await tables.unchanged("IDEMPOTENCY_KEY_CONFLICT", lambda: create(required=6))
+    # suspended comes before not found: a suspended merchant learns nothing about reward IDs
+    await tables.unchanged("MERCHANT_SUSPENDED", lambda: create(key="card-2", reward_id=rw.id + 1000))
+    await set_merchant_status(shops.ledger.db, shops.a.id, MerchantStatus.ACTIVE)
+    await tables.unchanged("REWARD_NOT_FOUND", lambda: create(key="card-3", reward_id=rw.id + 1000))
+
+
+async def test_the_one_live_earn_stamps_and_its_retry_repairs_a_stamp_a_crash_lost(shops: Any) -> None:
+    from coalition.programs import purchases
+
+    stamp_card = await card(shops, required=2, min_purchase=500)
+    member = await shops.member()
+
+    def earn(key: str) -> Any:
+        return purchases.earn(shops.ledger, merchant_id=shops.a.id, loyalty_id=member.loyalty_id,
+                              purchase_amount_minor=600, idempotency_key=key)
+
+    await earn("p1")
+    assert await progress(shops, member) == [(stamp_card.id, 1, 0)]
+    # the process dies after the earn committed, before the stamp: the ledger has it, the card does not
+    await shops.ledger.earn(merchant_id=shops.a.id, loyalty_id=member.loyalty_id, purchase_amount_minor=600,
+                            idempotency_key="p2")
+    assert await progress(shops, member) == [(stamp_card.id, 1, 0)]
+    # the client heard nothing and retries: the earn replays and the stamp is applied, once
+    await earn("p2")
+    await earn("p2")
+    assert await progress(shops, member) == [(stamp_card.id, 0, 1)]
+    assert len(await member_vouchers(shops.ledger.db, member)) == 1
+    # a refund through the one reversal takes the stamp (and the unused voucher) back
+    earned = await earn("p3")
+    undone = await purchases.reverse(shops.ledger, merchant_id=shops.a.id, transaction_id=earned.entry.id,
+                                     idempotency_key="refund")
+    assert undone.entry.reverses_id == earned.entry.id
+    assert await progress(shops, member) == [(stamp_card.id, 0, 1)]
+
+
+def test_only_the_programs_purchases_apply_the_programs_after_a_write() -> None:
+    """Every live earn and refund goes through coalition/programs/purchases.py: no caller runs the hooks itself,
+    and no live caller outside the ledger, the portability import and the gift cards calls Ledger.earn."""
+    import pathlib
+
+    root = pathlib.Path(__file__).resolve().parents[2] / "coalition"
+    callers = {str(p.relative_to(root)) for p in root.rglob("*.py")
+               if "after_earn(" in p.read_text() or "after_reversal(" in p.read_text()}
+    assert callers == {"programs/hooks.py", "programs/purchases.py"}
+    mutations = (root / "graphql" / "ledger" / "mutations.py").read_text()
+    assert "purchases.earn(" in mutations and "purchases.reverse(" in mutations
+    assert "ledger.earn(" not in mutations and "ledger.reverse(" not in mutations

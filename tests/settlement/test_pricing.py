@@ -6,13 +6,15 @@ Every expected figure is worked out by hand in the comment beside it, from the t
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from decimal import Decimal
+from typing import Any
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from coalition.settlement.models import FundingModel, LineKind, SettlementPeriod
+from coalition.settlement.models import FundingModel, LineKind, ProgramCost, SettlementPeriod
 from coalition.settlement.policy import Policy
 from coalition.settlement.pricing import Line, WindowRows, price, price_window, round_half_even
 
@@ -153,3 +155,69 @@ def test_the_integer_rounding_agrees_with_decimal_half_even(points: int, value: 
 
     assert line.exact_minor == Decimal(points * value) * rate
     assert line.redeemer_minor == round_half_even(line.exact_minor)
+
+
+def test_program_costs_are_lines_of_their_own_attributed_to_their_funders() -> None:
+    # Given 1 issued 500 points (60 of a campaign, 40 of its tier), the network 30 (a tier bonus, a quest bonus),
+    # and 2 honored 200 of 1's points, 100 of them for a voucher
+    window = WindowRows(100, 200, [policy()], [(1, 2, 200)], [], [(0, 1, None, -500), (0, None, None, -30)],
+                        programs=[(0, 1, None, ProgramCost.CAMPAIGN, 60), (0, 1, None, ProgramCost.TIER, 40),
+                                  (0, None, None, ProgramCost.TIER, 10), (0, None, None, ProgramCost.QUEST, 20),
+                                  (0, 1, 2, ProgramCost.VOUCHER, 100)])
+    figures = price_window(window)
+    # Then each program is a line of its own, after its cell's plain points, charged to its funder
+    assert [(line.program, *money_of(line)) for line in figures.lines] == [
+        (ProgramCost.QUEST, LineKind.ISSUED, None, None, 20, -200, 0),
+        (ProgramCost.TIER, LineKind.ISSUED, None, None, 10, -100, 0),
+        (None, LineKind.ISSUED, 1, None, 400, -4000, 0),
+        (ProgramCost.CAMPAIGN, LineKind.ISSUED, 1, None, 60, -600, 0),
+        (ProgramCost.TIER, LineKind.ISSUED, 1, None, 40, -400, 0),
+        (None, LineKind.HONORED, 1, 2, 100, 0, 900),
+        (ProgramCost.VOUCHER, LineKind.HONORED, 1, 2, 100, 0, 900),
+    ]
+    # and every figure is what it is without the split
+    plain = price_window(dataclasses.replace(window, programs=()))
+    assert figures.merchants == plain.merchants and figures.netting == plain.netting
+
+
+@settings(max_examples=200, deadline=None)
+@given(cells=st.lists(st.tuples(st.integers(0, 1), st.sampled_from([None, 1, 2, 3]), st.sampled_from([None, 1, 2, 3]),
+                                st.integers(1, 5000), st.integers(0, 6000)), min_size=1, max_size=12),
+       model=st.sampled_from(list(FundingModel)), rate=st.sampled_from(["0.85", "0.9", "1", "0.333"]))
+def test_splitting_out_program_costs_moves_points_between_lines_never_money_between_parties(
+        cells: list[tuple[int, int | None, int | None, int, int]], model: FundingModel, rate: str) -> None:
+    versions = [policy(model, value=7, rate=rate), policy(model, value=5, rate=rate, policy_id=2,
+                                                          effective_from=T0 + dt.timedelta(days=1))]
+    allocations: list[tuple[object, ...]] = []
+    issued: list[tuple[int, int | None, int | None, int]] = []
+    programs: list[tuple[int, int | None, int | None, ProgramCost, int]] = []
+    for v, issuer, redeemer, points, program_points in cells:
+        if redeemer is None:
+            issued.append((v, issuer, None, -points))
+            for program in (ProgramCost.CAMPAIGN, ProgramCost.TIER, ProgramCost.QUEST):
+                programs.append((v, issuer, None, program, program_points // 3))
+        else:
+            allocations.append((issuer, redeemer, v, points))
+            programs.append((v, issuer, redeemer, ProgramCost.VOUCHER, program_points))
+    window = WindowRows(100, 200, versions, allocations, [], issued, programs=programs)
+    split, plain = price_window(window), price_window(dataclasses.replace(window, programs=()))
+    # zero-sum, exactly: positions + network income = 0, the residue within half a minor unit per line
+    assert sum(split.netting.positions.values()) + split.netting.network_income_minor == 0
+    assert abs(split.residue_minor) <= Decimal(len(split.lines)) / 2
+    # the same points per cell and kind; ISSUED money unchanged to the unit, HONORED within a unit per split line
+    def totals(figures: Any) -> dict[tuple[Any, ...], int]:
+        out: dict[tuple[Any, ...], int] = {}
+        for line in figures.lines:
+            key = (line.kind, line.policy.id, line.issuer, line.redeemer)
+            out[key] = out.get(key, 0) + line.points
+        return out
+
+    assert totals(split) == totals(plain)
+    split_lines = sum(1 for line in split.lines if line.program is not None)
+    for merchant, figures in plain.merchants.items():
+        other = split.merchants[merchant]
+        assert (other.points_issued, other.points_honored, other.charges_minor) == (
+            figures.points_issued, figures.points_honored, figures.charges_minor)
+        assert abs(other.reimbursements_minor - figures.reimbursements_minor) <= split_lines
+    # a program line never holds more than its cell, and never a negative amount
+    assert all(line.points > 0 for line in split.lines if line.program is not None)

@@ -12,12 +12,12 @@ import json
 from typing import Any
 
 import pytest
+from report_views import view
 
 from coalition.auth.models import Role
 from coalition.auth.service import create_api_key
 from coalition.settlement.reports import report_html, report_pdf, report_png, visual_order
 from coalition.settlement.statements import verify_export
-from tests.settlement.test_reports import view
 
 
 async def merchant_key(db: Any, merchant_id: int) -> str:

@@ -13,7 +13,7 @@ from coalition.graphql.core.types import decode_input_id
 from coalition.graphql.ledger.types import LedgerPayload
 from coalition.ledger.core import LedgerResult
 from coalition.ledger.service import Ledger
-from coalition.programs import hooks
+from coalition.programs import purchases
 
 
 def idempotency_key_field() -> Any:
@@ -110,11 +110,10 @@ class EarnPoints(LedgerMutation, input_type=EarnPointsInput):
 
     @classmethod
     async def write(cls, ledger: Ledger, merchant_id: int, info: ResolveInfo, input: Any) -> LedgerResult:
-        result = await ledger.earn(merchant_id=merchant_id, loyalty_id=input.loyalty_id,
-                                   purchase_amount_minor=input.purchase_amount_minor, reference=input.reference,
-                                   idempotency_key=input.idempotency_key)
-        await hooks.after_earn(ledger, result)  # stamp cards, quests (coalition/programs/hooks.py)
-        return result
+        # The one live earn (coalition/programs/purchases.py): the ledger, then stamp cards and quests.
+        return await purchases.earn(ledger, merchant_id=merchant_id, loyalty_id=input.loyalty_id,
+                                    purchase_amount_minor=input.purchase_amount_minor, reference=input.reference,
+                                    idempotency_key=input.idempotency_key)
 
 
 class RedeemPoints(LedgerMutation, input_type=RedeemPointsInput):
@@ -163,10 +162,8 @@ class ReverseTransaction(LedgerMutation, input_type=ReverseTransactionInput):
     @classmethod
     async def write(cls, ledger: Ledger, merchant_id: int, info: ResolveInfo, input: Any) -> LedgerResult:
         transaction_id = decode_input_id(info, input.transaction_id, "Transaction", "transactionId")
-        result = await ledger.reverse(merchant_id=merchant_id, transaction_id=transaction_id, reason=input.reason,
-                                      idempotency_key=input.idempotency_key)
-        await hooks.after_reversal(ledger, result)  # stamps and vouchers of what was reversed
-        return result
+        return await purchases.reverse(ledger, merchant_id=merchant_id, transaction_id=transaction_id,
+                                       reason=input.reason, idempotency_key=input.idempotency_key)
 
 
 class LedgerMutations(graphene.ObjectType):  # type: ignore[misc]

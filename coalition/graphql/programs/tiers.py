@@ -10,6 +10,7 @@ from coalition.db import utcnow
 from coalition.graphql.context import ResolveInfo
 from coalition.graphql.core.mutations import Access, BaseMutation
 from coalition.graphql.core.types import UserError
+from coalition.graphql.ledger.mutations import idempotency_key_field
 from coalition.programs.tier_review import current_tier_policy, set_tier_policy, tier_state
 from coalition.programs.tiers import Tier, TierPolicy
 
@@ -81,28 +82,27 @@ class SetTierPolicyInput(graphene.InputObjectType):  # type: ignore[misc]
     window_months = graphene.Int(description="Rolling window in months, 1 to 36 (default 12).")
     grace_days = graphene.Int(description="0 to 366 (default 90).")
     bonus_funder = graphene.String(description="MERCHANT (default) or NETWORK.")
+    idempotency_key = idempotency_key_field()
 
 
 class SetTierPolicyPayload(graphene.ObjectType):  # type: ignore[misc]
     """The tier policy now in force; every member was reviewed under it."""
 
-    policy = graphene.Field(TierPolicyType, description="The version written.")
+    policy = graphene.Field(TierPolicyType, description="The version written (a retry: the one written under its key).")
     user_errors = graphene.List(graphene.NonNull(UserError), required=True, description="What was wrong, if anything.")
 
 
 class SetTierPolicy(BaseMutation, access=Access.ADMIN, input_type=SetTierPolicyInput, output=SetTierPolicyPayload):
-    """Set the network's status tiers and review every member under them (admin). No entry is rewritten."""
+    """Set the network's status tiers and review every member under them (admin), once per idempotency key.
+    No entry is rewritten."""
 
     @classmethod
     async def perform(cls, info: ResolveInfo, input: Any) -> dict[str, Any]:
-        tiers = [{"name": t.name, "threshold_points": t.threshold_points,
-                  "multiplier_percent": 100 if t.multiplier_percent is None else t.multiplier_percent}
+        tiers = [{"name": t.name, "threshold_points": t.threshold_points, "multiplier_percent": t.multiplier_percent}
                  for t in input.tiers]
         policy = await set_tier_policy(
-            info.context.db, tiers=tiers, window=input.window or "ROLLING",
-            window_months=12 if input.window_months is None else input.window_months,
-            grace_days=90 if input.grace_days is None else input.grace_days,
-            bonus_funder=input.bonus_funder or "MERCHANT")
+            info.context.db, tiers=tiers, window=input.window, window_months=input.window_months,
+            grace_days=input.grace_days, bonus_funder=input.bonus_funder, idempotency_key=input.idempotency_key)
         return {"policy": policy}
 
 

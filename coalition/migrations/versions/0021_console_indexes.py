@@ -1,7 +1,7 @@
 """The merchant console's figures read from indexes: a merchant's entries by member, its lots by expiry.
 
 Revision ID: 0021_console_indexes
-Revises: 0016_console_users
+Revises: 0017_tier_policy_keys
 Create Date: 2026-12-07
 
 - ``entries (merchant_id, member_id) INCLUDE (kind, points, created_at)``: the dashboard's
@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0021_console_indexes"
-down_revision: str | Sequence[str] | None = "0016_console_users"
+down_revision: str | Sequence[str] | None = "0017_tier_policy_keys"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
