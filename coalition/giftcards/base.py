@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from coalition.config import Settings
 from coalition.crypto import NetworkKeys
-from coalition.db import Database, utcnow
+from coalition.db import Change, Database, note_change, utcnow
 from coalition.errors import (
     MAX_REFERENCE_LENGTH,
     DomainError,
@@ -53,6 +53,7 @@ from coalition.ledger.core import request_hash
 from coalition.ledger.idempotency import KeyColumns, Outcomes, find_earlier, insert_once
 
 Legs = Iterable[tuple[GiftAccount, int, int]]
+GIFT_REDEEMED = "giftcard.redeemed"
 
 ENTRY_KEYS = KeyColumns(GiftEntry, key="idempotency_key", fingerprint="request_hash", scope=("merchant_id",))
 
@@ -94,6 +95,17 @@ def entry_from_row(row: Any) -> GiftEntry:
 def hold_from_row(row: Any) -> GiftHold:
     return GiftHold.from_values(**row._mapping)
 
+
+
+def redeemed_change(entry: GiftEntry, card: GiftCard) -> Change:
+    """The ``giftcard.redeemed`` event of a spend or a capture, for the merchant where the card was
+    spent: the card's id and last four characters, never its code (``giftcards/fastpath.py``
+    writes the same row in its statement)."""
+    return Change(GIFT_REDEEMED, entry.merchant_id, None, entry.created_at, {
+        "gift_entry_id": entry.id, "kind": entry.kind.value, "card_id": card.id, "last4": card.last4,
+        "amount_minor": entry.spent_minor, "currency": entry.currency, "reference": entry.reference,
+        "hold_id": entry.hold_id,
+    })
 
 
 class GiftCardsBase:
@@ -237,9 +249,11 @@ class GiftCardsBase:
                                    expires_in_s=hold_expires_in_s)
         now = self.clock()
         if self.fast_path:
+            hooked = (hold_expires_in_s is None and self.db.hooks is not None
+                      and await self.db.hooks.wants(merchant_id, GIFT_REDEEMED))
             done = await self.fast.spend(merchant_id=merchant_id, code_hash=digest, amount=amount, reference=reference,
                                          idempotency_key=key, request_hash=fingerprint, currency=self.settings.currency,
-                                         now=now, hold_expires_in_s=hold_expires_in_s)
+                                         now=now, hold_expires_in_s=hold_expires_in_s, hooked=hooked)
             if done is not None:
                 return self._spent(done, merchant_id, amount, reference, key, fingerprint, now, hold_expires_in_s)
         try:
@@ -292,5 +306,7 @@ class GiftCardsBase:
                     created_at=now).returning(GiftHold))).one())
             await self._post(conn, entry.id, fastpath.legs(fastpath.HOLD_LEGS if hold_kind else fastpath.SPEND_LEGS,
                                                            card_id=card.id, merchant_id=merchant_id, amount=amount))
+            if not hold_kind:
+                note_change(lambda: redeemed_change(entry, card))
         return GiftResult(card=card, entry=entry, hold=hold)
 

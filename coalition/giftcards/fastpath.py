@@ -24,9 +24,11 @@ the statement and so undoes every entry of the batch: it runs once more on a fre
 and what it still cannot do goes to the multi-statement path. Cards are updated in id
 order, so two batches (two processes) lock their common cards in one order.
 
-Gift card spends write no webhook outbox rows (there is no gift card event type); the
-guessing guard's look-up budget is checked and counted by the caller, before and after,
-exactly as on the multi-statement path.
+A spend whose merchant has an endpoint for ``giftcard.redeemed`` (the caller asks the
+per-process endpoint cache and marks the operation ``hooked``) writes its webhook outbox rows
+in the statement, as ``base.redeemed_change`` does on the multi-statement path; an
+authorization writes none (the capture is the spend). The guessing guard's look-up budget is
+checked and counted by the caller, before and after, exactly as on the multi-statement path.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ from coalition.ledger.batching import Batcher
 from coalition.ledger.fastpath import _columns, _Statement, _statement, _value, fetch_batch
 from coalition.ledger.models import Refusal
 from coalition.partners.models import Merchant
+from coalition.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,9 @@ _UPDATED = ", ".join(f"u.{c.name}" for c in _CARD_COLUMNS)
 _MERCHANT_MAY_WRITE = rules.render(rules.merchant_may_write(Merchant.__table__.alias("mc").c.status))
 _ACCOUNT = {account: _value(GiftPosting.account, account) for account in GiftAccount}
 _AUTHORIZED = _value(GiftHold.status, GiftHoldStatus.AUTHORIZED)
+_DELIVERIES, _ENDPOINTS = WebhookDelivery.__tablename__, WebhookEndpoint.__tablename__
+_PENDING = _value(WebhookDelivery.status, DeliveryStatus.PENDING)
+GIFT_REDEEMED = "giftcard.redeemed"
 
 
 def _legs_sql(movement: Sequence[GiftLeg]) -> tuple[str, str]:
@@ -99,6 +105,22 @@ def _legs_sql(movement: Sequence[GiftLeg]) -> tuple[str, str]:
 def _spend_sql(kind: GiftEntryKind) -> str:
     """The statement of a spend (REDEEM) or an authorization (HOLD) of a batch of cards."""
     hold = kind == GiftEntryKind.HOLD
+    # The outbox rows of the spends marked ``hooked`` (the same row base.redeemed_change gives).
+    outbox_cte = "" if hold else f""",
+outbox AS (
+    INSERT INTO {_DELIVERIES} ({_columns(WebhookDelivery, "endpoint_id", "merchant_id", "member_id", "type", "data",
+                                         "status", "attempts", "next_attempt_at", "created_at")})
+    SELECT w.id, es.merchant_id, NULL, '{GIFT_REDEEMED}',
+           CAST(json_build_object('gift_entry_id', es.id, 'kind', {_value(GiftEntry.kind, kind)}, 'card_id', u.id,
+                                  'last4', u.last4, 'amount_minor', es.amount, 'currency', es.currency,
+                                  'reference', es.reference, 'hold_id', NULL) AS text),
+           {_PENDING}, 0, es.now, es.now
+    FROM u JOIN es ON es.card_id = u.id
+         JOIN {_ENDPOINTS} w ON (w.merchant_id = es.merchant_id OR w.merchant_id IS NULL) AND w.active
+                                AND position(',{GIFT_REDEEMED},' IN w.events) > 0
+    WHERE es.hooked
+    ORDER BY es.n, w.id
+)"""
     leg_values, leg_holder = _legs_sql(HOLD_LEGS if hold else SPEND_LEGS)
     held = ", held_minor = c.held_minor + es.amount" if hold else ""
     hold_cte = f"""hold AS (
@@ -114,9 +136,9 @@ WITH req AS (
     SELECT * FROM unnest(CAST(:merchant_id AS bigint[]), CAST(:code_hash AS varchar[]), CAST(:amount AS bigint[]),
                          CAST(:reference AS varchar[]), CAST(:idempotency_key AS varchar[]),
                          CAST(:request_hash AS varchar[]), CAST(:currency AS varchar[]),
-                         CAST(:now AS timestamptz[]), CAST(:expires_in_s AS bigint[]))
+                         CAST(:now AS timestamptz[]), CAST(:expires_in_s AS bigint[]), CAST(:hooked AS boolean[]))
         WITH ORDINALITY AS r (merchant_id, code_hash, amount, reference, idempotency_key, request_hash, currency,
-                              now, expires_in_s, n)
+                              now, expires_in_s, hooked, n)
 ),
 snap AS (
     SELECT r.*, c.id AS card_id, c.issuer_merchant_id
@@ -139,7 +161,7 @@ e AS (
     RETURNING id, card_id, merchant_id, idempotency_key
 ),
 es AS (
-    SELECT e.id, e.card_id, s.amount, s.n, s.merchant_id, s.now, s.expires_in_s, s.currency
+    SELECT e.id, e.card_id, s.amount, s.n, s.merchant_id, s.now, s.expires_in_s, s.currency, s.reference, s.hooked
     FROM e JOIN snap s ON s.merchant_id = e.merchant_id AND s.idempotency_key = e.idempotency_key
                       AND s.card_id = e.card_id
     ORDER BY e.card_id
@@ -159,7 +181,7 @@ legs AS (
     FROM u JOIN es ON es.card_id = u.id,
          (VALUES {leg_values}) AS leg (n, account, sign)
     ORDER BY es.n, leg.n
-)
+){outbox_cte}
 SELECT es.n, e.id AS entry_id, {_UPDATED},
        1 / CAST((SELECT count(*) FROM u) = (SELECT count(*) FROM e)
                 AND (SELECT count(*) FROM es) = (SELECT count(*) FROM e) AS int) AS applied
@@ -202,12 +224,12 @@ class GiftFastPath:
 
     async def spend(self, *, merchant_id: int, code_hash: str, amount: int, reference: str | None,
                     idempotency_key: str, request_hash: str, currency: str, now: dt.datetime,
-                    hold_expires_in_s: int | None) -> Done | None:
+                    hold_expires_in_s: int | None, hooked: bool = False) -> Done | None:
         """A spend (``hold_expires_in_s`` None) or an authorization: ``(entry id, card after)``, or None to
         take the multi-statement path."""
         batcher = self._redeem if hold_expires_in_s is None else self._authorize
         return await batcher.submit({
             "merchant_id": merchant_id, "code_hash": code_hash, "amount": amount, "reference": reference,
             "idempotency_key": idempotency_key, "request_hash": request_hash, "currency": currency, "now": now,
-            "expires_in_s": hold_expires_in_s,
+            "expires_in_s": hold_expires_in_s, "hooked": hooked,
         })

@@ -7,6 +7,7 @@ import datetime as dt
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from coalition.db import note_change
 from coalition.errors import (
     Conflict,
     InvalidInput,
@@ -14,7 +15,7 @@ from coalition.errors import (
     Refused,
     check_idempotency_key,
 )
-from coalition.giftcards.base import GiftCardsBase, GiftResult, hold_from_row
+from coalition.giftcards.base import GiftCardsBase, GiftResult, hold_from_row, redeemed_change
 from coalition.giftcards.models import (
     GiftAccount,
     GiftCard,
@@ -103,6 +104,8 @@ class GiftHolds(GiftCardsBase):
                                field="holdId")
             hold = hold_from_row(closed)
             card = await self._settle_hold(conn, hold, entry.id, captured)
+            if captured:
+                note_change(lambda: redeemed_change(entry, card))
         return GiftResult(card=card, entry=entry, hold=hold)
 
     async def _settle_hold(self, conn: AsyncConnection, hold: GiftHold, entry_id: int, captured: int) -> GiftCard:

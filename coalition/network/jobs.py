@@ -33,8 +33,9 @@ import numpy as np
 
 from coalition.config import Settings
 from coalition.crypto import NetworkKeys
-from coalition.db import Database
+from coalition.db import Database, utcnow
 from coalition.members.service import backfill_fingerprints
+from coalition.network.alerts import alert_changes, seen_keys
 from coalition.network.graphs import argsort_ints, unique_sorted
 from coalition.network.loader import NetworkData, load_network
 from coalition.network.loyalty import LoyaltyType
@@ -113,7 +114,14 @@ async def run_analysis(
         png, svg = analysis.map_png, analysis.map_svg
         del data, analysis  # the columns and graphs (a GB at a million members) are not needed to store
         step("store")
-        stored = await store.finish_run(run_id, payloads, blobs, summary)
+        # The alerts the previous run did not have go to the webhooks outbox with the run (network.alerts).
+        changes = []
+        if db.hooks is not None:
+            previous = await store.view(None)
+            changes = await alert_changes(db, payloads[NETWORK_SCOPE]["fraud_alerts"],
+                                          seen_keys(previous.payload.get("fraud_alerts", []) if previous else []),
+                                          now or utcnow())
+        stored = await store.finish_run(run_id, payloads, blobs, summary, changes)
         report("done", total, total)
         return RunReport(run_id, stored.started_at, stored.computed_at, summary, png, svg)
     except BaseException as exc:

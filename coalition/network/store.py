@@ -18,6 +18,7 @@ import bisect
 import datetime as dt
 import json
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +28,7 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.sql.functions import max as sql_max
 
 from coalition.availability import Availability, Unavailable
-from coalition.db import Database, utcnow
+from coalition.db import Change, Database, note_change, utcnow
 from coalition.network.loyalty import LoyaltyType
 from coalition.network.models import InsightResult, InsightRun, RunStatus
 
@@ -67,6 +68,10 @@ def _run_name(run_id: int, computed_at: dt.datetime) -> str:
     return f"{run_id}-{int(computed_at.timestamp() * 1_000_000)}"
 
 
+def _given(change: Change) -> Callable[[], Change]:
+    return lambda: change
+
+
 class InsightStore:
     """Reads and writes stored insights; caches them in Redis when a URL is given."""
 
@@ -102,8 +107,11 @@ class InsightStore:
 
     async def finish_run(
         self, run_id: int, payloads: dict[str, dict[str, Any]], blobs: dict[str, bytes], summary: dict[str, Any],
+        changes: Sequence[Change] = (),
     ) -> Stored:
-        """Store every scope's results and mark the run SUCCEEDED, in one transaction; then cache."""
+        """Store every scope's results and mark the run SUCCEEDED, in one transaction; then cache.
+
+        ``changes`` (the run's new fraud alerts: ``network.alerts``) go to the webhooks outbox in that transaction."""
         finished = utcnow()
         rows: list[dict[str, Any]] = [{"run_id": run_id, "scope": s, "payload": p, "data": None}
                                       for s, p in payloads.items()]
@@ -122,6 +130,8 @@ class InsightStore:
             old = select(InsightRun.id).order_by(InsightRun.id.desc()).offset(KEEP_RUNS).limit(1).scalar_subquery()
             await conn.execute(delete(InsightResult).where(InsightResult.run_id <= old))
             await conn.execute(delete(InsightRun).where(InsightRun.id <= old))
+            for change in changes:
+                note_change(_given(change))
         await self._cache_run(run_id, started_at, finished, payloads)
         return Stored(run_id, started_at, finished, payloads.get(NETWORK_SCOPE, {}))
 

@@ -42,6 +42,7 @@ from sqlalchemy import case, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from coalition.db import Change, note_change
 from coalition.errors import DomainError, IdempotencyKeyConflict, InvalidInput, check_idempotency_key
 from coalition.ledger import core, idempotency, presence, refusals
 from coalition.ledger.errors import MemberNotFound, MerchantSuspended
@@ -207,7 +208,19 @@ async def issue_voucher_in(
         "use_hash": None, "expires_at": now + dt.timedelta(days=reward.voucher_valid_days), "closed_at": None,
         "created_at": now,
     }
-    return (await conn.execute(insert(Voucher).values(**values).returning(*_V))).one()
+    voucher = (await conn.execute(insert(Voucher).values(**values).returning(*_V))).one()
+    note_change(lambda: issued_change(voucher))  # the webhooks outbox, in this transaction
+    return voucher
+
+
+def issued_change(voucher: Any) -> Change:
+    """The ``voucher.issued`` event, for the reward's merchant: the voucher's id, never its code (the
+    member presents the code at the till; whoever holds it can use the voucher)."""
+    return Change("voucher.issued", voucher.merchant_id, voucher.member_id, voucher.created_at, {
+        "voucher_id": voucher.id, "reward_id": voucher.reward_id, "points": voucher.points,
+        "stamp_card_id": voucher.stamp_card_id, "card_number": voucher.card_number,
+        "redeem_entry_id": voucher.redeem_entry_id, "expires_at": voucher.expires_at,
+    })
 
 
 async def use_voucher(ledger: Ledger, *, merchant_id: int, code: str, idempotency_key: str,

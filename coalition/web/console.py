@@ -44,6 +44,7 @@ from coalition.errors import DomainError, InvalidInput
 from coalition.ledger.errors import MemberNotFound
 from coalition.ledger.queries import member_history
 from coalition.members.service import find_member
+from coalition.network.alerts import alerts_naming
 from coalition.network.loyalty import LoyaltyType
 from coalition.web.auth import SESSION_CREDENTIAL, STAFF_COOKIE, client_address
 from coalition.web.charts import weekly_bars
@@ -222,8 +223,7 @@ async def insights(request: Request, view: View) -> Response:
     payload = stored.payload if stored is not None else {}
     win_back = payload.get("win_back", [])[:20]
     recommendations = payload.get("recommendations", [])[:10]
-    alerts = [a for a in (network.payload.get("fraud_alerts", []) if network is not None else [])
-              if merchant_id in a.get("merchant_ids", [])][:20]
+    alerts = alerts_naming(network.payload.get("fraud_alerts", []) if network is not None else [], merchant_id)[:20]
     # Names of partners, loyalty IDs of the merchant's own members only (an alert may name others').
     alert_members = await own_members(services.db, merchant_id, [m for a in alerts for m in a.get("member_ids", [])])
     ids = await loyalty_ids(services.db, [row["member_id"] for row in win_back] + list(alert_members))

@@ -83,6 +83,28 @@ def event_data(keys: NetworkKeys, row: WebhookDelivery) -> dict[str, Any]:
     if row.type == "settlement.closed":
         return {"settlementBatch": {"id": ids.encode("SettlementBatch", raw["batch_id"]),
                                     "periodEnd": raw.get("period_end")}, "merchant": merchant}
+    if row.type == "giftcard.redeemed":  # the card's id and last four characters, never its code
+        return {"giftCardTransaction": {
+            "id": ids.encode("GiftCardTransaction", raw["gift_entry_id"]), "kind": raw["kind"],
+            "amountMinor": raw["amount_minor"], "currency": raw["currency"], "reference": raw.get("reference"),
+            "hold": {"id": ids.encode("GiftCardHold", raw["hold_id"])} if raw.get("hold_id") else None,
+            "giftCard": {"id": ids.encode("GiftCard", raw["card_id"]), "last4": raw["last4"]},
+        }, "merchant": merchant}
+    if row.type == "voucher.issued":  # not the code: whoever holds it can use the voucher
+        return {"voucher": {
+            "id": ids.encode("Voucher", raw["voucher_id"]), "reward": {"id": ids.encode("Reward", raw["reward_id"])},
+            "points": raw["points"], "expiresAt": raw.get("expires_at"),
+            "stampCard": {"id": ids.encode("StampCard", raw["stamp_card_id"])} if raw.get("stamp_card_id") else None,
+            "cardNumber": raw.get("card_number"),
+            "redeemTransaction": ({"id": ids.encode("Transaction", raw["redeem_entry_id"])}
+                                  if raw.get("redeem_entry_id") else None),
+        }, "member": member, "merchant": merchant}
+    if row.type == "fraud.alert":  # a merchant's copy names only its own members, and no merchants
+        alert: dict[str, Any] = {"kind": raw["kind"], "score": raw["score"], "reason": raw.get("reason"),
+                                 "members": [{"id": ids.encode("Member", m)} for m in raw["member_ids"]]}
+        if "merchant_ids" in raw:
+            alert["merchants"] = [{"id": ids.encode("Merchant", m)} for m in raw["merchant_ids"]]
+        return {"fraudAlert": alert, "merchant": merchant}
     return {"merchant": merchant, "member": member}
 
 

@@ -26,6 +26,9 @@ from coalition.db import Change, CommitHooks, Database, utcnow
 from coalition.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
 
 ADMIN = None  # the merchant_id key of endpoints that receive every merchant's events
+# Event types whose admin copy is an event of its own (merchant_id None) and whose merchants' copies are
+# cut down for them: the admin's endpoints do not receive the merchants' copies too.
+ADMIN_HAS_ITS_OWN = frozenset({"fraud.alert"})
 
 
 class EndpointCache:
@@ -62,7 +65,8 @@ class EndpointCache:
 
     async def endpoints(self, merchant_id: int | None, event_type: str) -> list[int]:
         await self._checked.get()
-        found = [i for i, events in self._by_merchant.get(ADMIN, ()) if event_type in events]
+        admin = merchant_id is None or event_type not in ADMIN_HAS_ITS_OWN
+        found = [i for i, events in self._by_merchant.get(ADMIN, ()) if event_type in events] if admin else []
         if merchant_id is not None:
             found += [i for i, events in self._by_merchant.get(merchant_id, ()) if event_type in events]
         return sorted(found)

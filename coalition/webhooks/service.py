@@ -31,7 +31,8 @@ from coalition.webhooks.signing import new_secret
 
 # What a merchant can subscribe to (docs/webhooks.md). The network's own entries (expiry, bonuses)
 # belong to no merchant; an admin endpoint receives them too.
-EVENT_TYPE_NAMES = tuple(sorted({*EVENT_TYPES.values(), "member.enrolled", "settlement.closed"}))
+EVENT_TYPE_NAMES = tuple(sorted({*EVENT_TYPES.values(), "member.enrolled", "settlement.closed", "giftcard.redeemed",
+                                 "voucher.issued", "fraud.alert"}))
 MAX_ENDPOINTS = 10
 ENDPOINT_KEYS = KeyColumns(WebhookEndpoint, key="idempotency_key", fingerprint="request_hash", scope=("owner",))
 

@@ -637,10 +637,6 @@ async def test_a_settlement_run_tells_each_merchant_in_it(
     assert all(row.merchant_id in (shop.id, quiet.id) for row in rows)
 
 
-@pytest.mark.xfail(strict=True, reason="contract.graphql lists giftcard.redeemed, voucher.issued and fraud.alert among "
-                   "the event types, but nothing emits them: EVENT_TYPE_NAMES has only ledger, enrolment and "
-                   "settlement events (gift card spends are coalition/giftcards/service.py, owned by giftfast; "
-                   "vouchers by programs)")
 @pytest.mark.parametrize("event_type", ["giftcard.redeemed", "voucher.issued", "fraud.alert"])
 async def test_every_event_type_the_contract_names_can_be_subscribed_to(
     db: Database, keys: Any, make_merchant: Any, event_type: str,
