@@ -28,10 +28,12 @@ def alerts_naming(alerts: Iterable[dict[str, Any]], merchant_id: int) -> list[di
 
 
 def _event(alert: dict[str, Any], member_ids: list[int], merchant_ids: list[int] | None) -> dict[str, Any]:
-    data: dict[str, Any] = {"kind": alert["kind"], "score": alert["score"], "reason": alert.get("explanation"),
-                            "member_ids": member_ids}
+    """The admin's copy (``merchant_ids`` given) has the analysis's explanation too; a merchant's has
+    what its console shows (kind, score, its own members): the explanation names the other merchants."""
+    data: dict[str, Any] = {"kind": alert["kind"], "score": alert["score"], "member_ids": member_ids}
     if merchant_ids is not None:
         data["merchant_ids"] = merchant_ids
+        data["reason"] = alert.get("explanation")
     return data
 
 

@@ -100,10 +100,11 @@ def event_data(keys: NetworkKeys, row: WebhookDelivery) -> dict[str, Any]:
                                   if raw.get("redeem_entry_id") else None),
         }, "member": member, "merchant": merchant}
     if row.type == "fraud.alert":  # a merchant's copy names only its own members, and no merchants
-        alert: dict[str, Any] = {"kind": raw["kind"], "score": raw["score"], "reason": raw.get("reason"),
+        alert: dict[str, Any] = {"kind": raw["kind"], "score": raw["score"],
                                  "members": [{"id": ids.encode("Member", m)} for m in raw["member_ids"]]}
-        if "merchant_ids" in raw:
+        if "merchant_ids" in raw:  # the admin's copy
             alert["merchants"] = [{"id": ids.encode("Merchant", m)} for m in raw["merchant_ids"]]
+            alert["reason"] = raw.get("reason")
         return {"fraudAlert": alert, "merchant": merchant}
     return {"merchant": merchant, "member": member}
 
