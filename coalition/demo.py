@@ -168,6 +168,7 @@ async def create_demo(
     for i, profile in enumerate(profiles):
         onboarding = await onboard_merchant(db, name=profile.name, category=profile.category,
                                             earn_rate_points_per_unit=profile.earn_rate)
+        assert onboarding.api_key is not None  # onboarded without an idempotency key: the key is always shown
         shops.append(DemoMerchant(onboarding.merchant.id, profile.name, profile.category, profile.earn_rate,
                                   onboarding.api_key))
         report("merchants", i + 1, merchants)

@@ -43,6 +43,8 @@ def policy_show() -> None:
 @click.option("--redeem-without-proof-points", type=int,
               help="Points a merchant may redeem from one member in 24 h without the member's proof of presence.")
 @click.option("--effective-from", callback=_aware_datetime, help="ISO date-time it applies from (default: now).")
+@click.option("--idempotency-key", help="Makes a retry safe: run again with the same key and options, the version "
+                                       "written the first time is shown, not appended again.")
 def policy_set(**changes: Any) -> None:
     """Append a policy version; options left out keep their current value."""
     from coalition.settlement.policy import set_policy

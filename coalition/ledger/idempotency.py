@@ -2,8 +2,11 @@
 
 A client that did not hear back from a write sends it again with the same idempotency key.
 Every write that takes a key (ledger earns, redemptions, holds, captures, voids, reversals,
-network bonuses; member enrollment; disputes; settlement runs) answers by one precedence of
-outcomes, the first that applies wins:
+network bonuses; member enrollment; disputes; settlement runs; programs; gift cards; webhook
+endpoints; onboarding a merchant and network policy versions, whose key is optional) answers by
+one precedence of outcomes, the first that applies wins (the mutations that take no key, each
+with why a retry leaves nothing more behind, are ``NATURALLY_IDEMPOTENT`` in
+``coalition/graphql/core/mutations.py``):
 
 1. **Replay.** Something stored under the key (within the key's scope: the merchant, the
    member, the network) by the same request (the same fingerprint, :func:`request_hash`):

@@ -61,6 +61,7 @@ class NetworkPolicy(Base):
     __table_args__ = (
         CheckConstraint("point_value_minor >= 0", name="point_value_non_negative"),
         Index("ix_network_policies_effective_from", "effective_from"),
+        Index("uq_network_policies_idempotency_key", "idempotency_key", unique=True),
     )
 
     id: Mapped[intpk]
@@ -75,6 +76,10 @@ class NetworkPolicy(Base):
     # Points one merchant may redeem or hold from one member in 24 h without the member's proof of
     # presence. NULL (versions stored before migration 0008): COALITION_REDEEM_WITHOUT_PROOF_POINTS.
     redeem_without_proof_points: Mapped[int | None]
+    # setNetworkPolicy's key (the network's one key space) and its request's fingerprint; NULL: set
+    # without a key, or before migration 0018 (coalition/settlement/policy.py POLICY_KEYS).
+    idempotency_key: Mapped[str | None] = mapped_column(String(128))
+    request_hash: Mapped[str | None] = mapped_column(String(64))
 
 
 class SettlementBatch(Base):

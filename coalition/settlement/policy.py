@@ -23,12 +23,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from coalition.caching import Refreshed
 from coalition.config import DEFAULT_REDEEM_WITHOUT_PROOF_POINTS, Settings
 from coalition.db import Database, utcnow
+from coalition.errors import check_idempotency_key
 from coalition.ledger.core import MAX_POINTS
+from coalition.ledger.idempotency import KeyColumns, find_earlier, insert_once, request_hash
 from coalition.settlement.errors import InvalidPolicy
 from coalition.settlement.models import FundingModel, NetworkPolicy, SettlementBatch, SettlementPeriod
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 MAX_POINT_VALUE_MINOR = 1_000_000
+POLICY_KEYS = KeyColumns(NetworkPolicy, key="idempotency_key", fingerprint="request_hash")
 
 
 @dataclass(frozen=True)
@@ -161,15 +164,27 @@ async def current_policy(db: Database, settings: Settings, now: dt.datetime | No
 
 
 async def set_policy(db: Database, settings: Settings, *, now: dt.datetime | None = None,
-                     **changes: Any) -> Policy:
+                     idempotency_key: str | None = None, **changes: Any) -> Policy:
     """Append a version: the one in force at ``effective_from`` (default now) with ``changes``.
 
     Refuses (``INVALID_EFFECTIVE_FROM``) a start before the latest version's or inside a
     settled period. Nothing is written when a value is refused.
+
+    With ``idempotency_key`` (optional: one key space for the network), once per key, in the precedence
+    of ``coalition/ledger/idempotency.py`` (replay, conflict; checked first, so a retry is not refused
+    for a start the first call's version made "before the latest"; no merchant writes, nothing is looked
+    up): a retry with the same input (``effectiveFrom`` as sent: left out, it is the first call's time)
+    answers with the version written under the key, whatever was appended since; other input under the
+    key is IDEMPOTENCY_KEY_CONFLICT; of concurrent calls with one key, one appends.
     """
     now = now or utcnow()
-    effective_from = changes.pop("effective_from", None) or now
+    sent_from = changes.pop("effective_from", None)
+    effective_from = sent_from or now
+    key = None if idempotency_key is None else check_idempotency_key(idempotency_key)
+    fingerprint = request_hash("setNetworkPolicy", effective_from=sent_from, **changes)
     async with db.transaction() as conn:
+        if key is not None and (earlier := await find_earlier(conn, POLICY_KEYS, (), key, fingerprint)):
+            return _from_row(earlier, settings)
         versions = await policy_versions(conn, settings)
         policy = validate_policy(policy_at(versions, effective_from), effective_from=effective_from, **changes)
         latest = versions[-1].effective_from
@@ -182,12 +197,21 @@ async def set_policy(db: Database, settings: Settings, *, now: dt.datetime | Non
             raise InvalidPolicy(f"effectiveFrom {policy.effective_from.isoformat()} is inside a settled period "
                                 f"(settled up to {settled.isoformat()})", code="INVALID_EFFECTIVE_FROM",
                                 field="effectiveFrom")
-        new_id = (await conn.execute(insert(NetworkPolicy).values(
+        values = dict(
             point_value_minor=policy.point_value_minor, funding_model=policy.funding_model,
             reimbursement_rate=str(policy.reimbursement_rate), breakage_share=str(policy.breakage_share),
             period=policy.period, timezone=policy.timezone, effective_from=policy.effective_from, created_at=now,
             redeem_without_proof_points=policy.redeem_without_proof_points,
-        ).returning(NetworkPolicy.id))).scalar_one()
+        )
+        if key is None:
+            new_id = (await conn.execute(insert(NetworkPolicy).values(**values).returning(NetworkPolicy.id))
+                      ).scalar_one()
+        else:  # the unique index decides between concurrent calls with the key: the loser replays the winner's
+            written, inserted = await insert_once(conn, POLICY_KEYS, {
+                **values, "idempotency_key": key, "request_hash": fingerprint})
+            if not inserted:
+                return _from_row(written, settings)
+            new_id = written.id
     global _generation
     _generation += 1  # this process's PolicyCache reads the new version at once
     return replace(policy, id=new_id)

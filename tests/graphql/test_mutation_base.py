@@ -14,7 +14,7 @@ from coalition.auth.models import Role
 from coalition.auth.service import Caller
 from coalition.errors import DomainError
 from coalition.graphql.context import Context, ResolveInfo, Services
-from coalition.graphql.core.mutations import Access, BaseMutation
+from coalition.graphql.core.mutations import NATURALLY_IDEMPOTENT, Access, BaseMutation
 from coalition.graphql.core.types import UserError
 from coalition.graphql.errors import Forbidden, Unauthenticated
 from coalition.graphql.schema import schema
@@ -49,6 +49,21 @@ def test_every_mutation_is_on_the_base_and_declares_who_may_call_it() -> None:
         assert isinstance(mutation, type) and issubclass(mutation, BaseMutation), name
         declared[name] = mutation.access
     assert declared == EXPECTED_ACCESS
+
+
+def test_every_mutation_takes_an_idempotency_key_or_is_listed_as_naturally_idempotent() -> None:
+    """A write whose retry would make a second thing takes ``idempotencyKey``; the others are listed in one
+    place (``NATURALLY_IDEMPOTENT``) with the reason a retry leaves nothing more behind."""
+    fields = schema.graphql_schema.mutation_type.fields
+    keyed, unkeyed = set(), set()
+    for name, field in fields.items():
+        input_type = getattr(field.args["input"].type, "of_type", field.args["input"].type)
+        (keyed if "idempotencyKey" in input_type.fields else unkeyed).add(name)
+    assert unkeyed == set(NATURALLY_IDEMPOTENT), (
+        f"without idempotencyKey and not listed: {sorted(unkeyed - set(NATURALLY_IDEMPOTENT))}; "
+        f"listed but taking a key (or gone): {sorted(set(NATURALLY_IDEMPOTENT) - unkeyed)}")
+    assert all(len(reason) > 20 for reason in NATURALLY_IDEMPOTENT.values())
+    assert {"onboardMerchant", "setNetworkPolicy", "earnPoints", "enrollMember"} <= keyed
 
 
 def test_a_mutation_without_access_is_refused_at_import() -> None:

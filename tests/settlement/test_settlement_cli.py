@@ -102,6 +102,16 @@ def test_policy_show_and_set(demo_db: Path, tmp_path: Path) -> None:
     assert "REDEMPTION" in good.output and "0.85" in good.output
 
 
+def test_policy_set_with_an_idempotency_key_appends_once(demo_db: Path) -> None:
+    later = (dt.datetime.now(dt.UTC) + dt.timedelta(days=2)).isoformat()
+    args = ("policy", "set", "--point-value-minor", "3", "--effective-from", later, "--idempotency-key", "cli-1")
+    first, again = invoke(demo_db, *args), invoke(demo_db, *args)
+    assert first.exit_code == 0 and again.exit_code == 0, first.output + again.output
+    assert first.output == again.output  # the same version (same id), not a second one
+    other = invoke(demo_db, "policy", "set", "--point-value-minor", "4", "--idempotency-key", "cli-1")
+    assert other.exit_code != 0 and "cli-1" in other.output
+
+
 def test_worker_once(demo_db: Path) -> None:
     result = invoke(demo_db, "worker", "--once")
     assert result.exit_code == 0, result.output

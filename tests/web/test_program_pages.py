@@ -321,6 +321,18 @@ async def test_an_admin_edits_the_network_policy(browser: Any, world: World, db:
     assert "85.0%" in stored.text
 
 
+async def test_a_resent_policy_form_stores_one_version(browser: Any, world: World, db: Any) -> None:
+    await sign_in(browser, world.email["admin"])
+    page = await browser.get("/admin/policy", headers=HTML)
+    key = re.search(r'name="key" value="([^"]+n)"', page.text)
+    assert key is not None  # the network form's own key, drawn when the page was rendered
+    form = {"csrf": csrf_of(page.text), "key": key.group(1), "action": "network", "point_value_minor": "3"}
+    for _ in range(2):  # a double click, or the browser resending the form
+        sent = await browser.post("/admin/policy", data=form, headers=HTML)
+        assert sent.status_code == 200 and "The new policy version is stored." in sent.text
+    assert await count(db, NetworkPolicy) == 1
+
+
 BAD_POLICIES = [
     ("reimbursement_rate", "1.5", "The reimbursement rate is a decimal from 0 to 1"),
     ("reimbursement_rate", "ninety", "The reimbursement rate is a decimal from 0 to 1"),

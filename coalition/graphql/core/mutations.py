@@ -123,3 +123,28 @@ class BaseMutation(graphene.Mutation):  # type: ignore[misc]
     async def perform(cls, info: ResolveInfo, input: Any) -> dict[str, Any]:
         """Decode the input, call one service function, return the payload's fields."""
         raise NotImplementedError(f"{cls.__name__} must implement perform")
+
+
+# Every mutation takes ``idempotencyKey`` (coalition/ledger/idempotency.py) except these, whose retry
+# leaves nothing more behind than the first call (tests/graphql/test_mutation_base.py holds every
+# mutation of the schema to this). A write whose retry would make a second thing takes a key.
+NATURALLY_IDEMPOTENT: dict[str, str] = {
+    "deleteWebhookEndpoint": "a deleted endpoint stays deleted; a retry is WEBHOOK_ENDPOINT_NOT_FOUND, nothing more",
+    "replayWebhookDelivery": "sets the one delivery PENDING again (same event id, same body; receivers drop "
+                             "an event id they have seen); a retry re-queues the same delivery, creates none",
+    "reviewFraudAlert": "the newest decision per subject counts; a retry stores the same decision again, which "
+                        "changes no analysis (the history keeps every row by design)",
+    "attachGiftCard": "sets the card's member; attaching it again to the same member changes nothing",
+    "reconcilePosExport": "reads only: a mutation because it takes a file, it writes nothing",
+    "claimMemberAccess": "a claim code is spent once (one conditional UPDATE); a retry is CLAIM_CODE_INVALID",
+    "rotateMemberToken": "replaces: each call revokes every earlier token, so after any number of retries the "
+                         "one live token is the one the caller received last (a replay could not show the "
+                         "stored-hashed token again, and the member would be locked out)",
+    "revokeMemberTokens": "revoking again finds nothing live: revokedCount 0, nothing changed",
+    "issueMemberClaimCode": "replaces: each call revokes the member's earlier codes and tokens, so after any "
+                            "number of retries the one live code is the one the admin received last (a replay "
+                            "could not show the stored-hashed code again)",
+    "resolveDispute": "closes an OPEN dispute once (conditional UPDATE); a retry is DISPUTE_NOT_OPEN",
+    "suspendMerchant": "sets a status: suspending a suspended merchant changes nothing",
+    "reactivateMerchant": "sets a status: reactivating an active merchant changes nothing",
+}

@@ -21,6 +21,11 @@ def idempotency_key_field() -> Any:
     return graphene.String(required=True, description="Makes a retry safe: same key, same result.")
 
 
+def optional_idempotency_key_field(what: str) -> Any:
+    """The ``idempotencyKey`` of a write that took none at first (optional, so older clients keep working)."""
+    return graphene.String(description=f"Optional; makes a retry safe: same key and input, {what}.")
+
+
 def member_proof_field() -> Any:
     """The ``memberProof`` input field of the writes that take a member's points."""
     return graphene.String(description=(

@@ -9,6 +9,7 @@ import graphene
 from coalition.graphql.context import ResolveInfo
 from coalition.graphql.core.mutations import Access, BaseMutation
 from coalition.graphql.core.types import UserError, decode_input_id
+from coalition.graphql.ledger.mutations import optional_idempotency_key_field
 from coalition.graphql.partners.types import Merchant
 from coalition.partners.models import MerchantStatus
 from coalition.partners.service import onboard_merchant, set_merchant_status
@@ -18,13 +19,15 @@ class OnboardMerchantInput(graphene.InputObjectType):  # type: ignore[misc]
     name = graphene.String(required=True, description="The shop's name (1 to 120 characters).")
     category = graphene.String(description="What kind of shop it is (at most 60 characters).")
     earn_rate_points_per_unit = graphene.Int(description="Points per whole currency unit spent, 0 to 1000 (default 1).")
+    idempotency_key = optional_idempotency_key_field("the same merchant (and apiKey null: it was shown once)")
 
 
 class OnboardMerchantPayload(graphene.ObjectType):  # type: ignore[misc]
     """The new merchant and its API key."""
 
     merchant = graphene.Field(Merchant, description="The merchant, ACTIVE.")
-    api_key = graphene.String(description="The merchant's API key: shown this once, stored hashed.")
+    api_key = graphene.String(description="The merchant's API key: shown this once, stored hashed (null on a "
+                                          "retry under the idempotency key).")
     user_errors = graphene.List(graphene.NonNull(UserError), required=True, description="What was wrong, if anything.")
 
 
@@ -35,7 +38,8 @@ class OnboardMerchant(BaseMutation, access=Access.ADMIN, input_type=OnboardMerch
     @classmethod
     async def perform(cls, info: ResolveInfo, input: Any) -> dict[str, Any]:
         onboarding = await onboard_merchant(info.context.db, name=input.name, category=input.category,
-                                            earn_rate_points_per_unit=input.earn_rate_points_per_unit)
+                                            earn_rate_points_per_unit=input.earn_rate_points_per_unit,
+                                            idempotency_key=input.idempotency_key)
         return {"merchant": onboarding.merchant, "api_key": onboarding.api_key}
 
 

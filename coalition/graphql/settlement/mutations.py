@@ -9,6 +9,7 @@ import graphene
 from coalition.graphql.context import ResolveInfo
 from coalition.graphql.core.mutations import Access, BaseMutation
 from coalition.graphql.core.types import UserError
+from coalition.graphql.ledger.mutations import optional_idempotency_key_field
 from coalition.graphql.settlement.types import NetworkPolicy, SettlementBatch
 from coalition.settlement.policy import set_policy
 from coalition.settlement.service import run_settlement
@@ -49,6 +50,7 @@ class SetNetworkPolicyInput(graphene.InputObjectType):  # type: ignore[misc]
         "presence (memberProof); 0 asks for it on every redemption."))
     effective_from = graphene.DateTime(description="When the new version applies (default: now; not in the past "
                                                    "of a settled period).")
+    idempotency_key = optional_idempotency_key_field("the version written under it")
 
 
 class SetNetworkPolicyPayload(graphene.ObjectType):  # type: ignore[misc]
@@ -69,7 +71,8 @@ class SetNetworkPolicy(BaseMutation, access=Access.ADMIN, input_type=SetNetworkP
             services.db, services.settings, point_value_minor=input.point_value_minor,
             funding_model=input.funding_model, reimbursement_rate=input.reimbursement_rate,
             breakage_share=input.breakage_share, period=input.period, timezone=input.timezone,
-            redeem_without_proof_points=input.redeem_without_proof_points, effective_from=input.effective_from)
+            redeem_without_proof_points=input.redeem_without_proof_points, effective_from=input.effective_from,
+            idempotency_key=input.idempotency_key)
         return {"policy": policy}
 
 
