@@ -21,6 +21,7 @@ decides who may see or call it.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import dataclasses
 import datetime as dt
@@ -742,12 +743,23 @@ def judged(net: Net, role: str, where: str, data: Any, presented: set[int]) -> l
     return leaks
 
 
+RETRIES_WHILE_UNAVAILABLE = 10
+
+
 async def asked(api: Any, net: Net, role: str, document: str, variables: dict[str, Any] | None = None
                 ) -> dict[str, Any]:
-    """The response to ``document`` sent with ``role``'s credential; never a 5xx or an internal error."""
+    """The response to ``document`` sent with ``role``'s credential; never a 5xx or an internal error.
+
+    A 503 SERVICE_UNAVAILABLE (the database refused a connection: a shared server out of
+    connections) is asked again after the availability probe's interval, a few times: it says
+    nothing about access, and the request did nothing (tests/test_outage.py tests outages)."""
     headers = {"Authorization": f"Bearer {net.api_key[role]}"} if role != ANON else {}
-    response = await api.client.post("/graphql", json={"query": document, "variables": variables or {}},
-                                      headers=headers)
+    for _ in range(RETRIES_WHILE_UNAVAILABLE):
+        response = await api.client.post("/graphql", json={"query": document, "variables": variables or {}},
+                                          headers=headers)
+        if response.status_code != 503 or "SERVICE_UNAVAILABLE" not in response.text:
+            break
+        await asyncio.sleep(1.0)
     assert response.status_code < 500, (role, document[:200], response.text[:300])
     body: dict[str, Any] = response.json()
     codes = [e.get("extensions", {}).get("code") for e in body.get("errors", [])]
