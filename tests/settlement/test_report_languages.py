@@ -105,3 +105,15 @@ async def test_the_admins_batch_list_speaks_the_readers_language(api: Any, admin
     simulated = await get(api, f"/admin/settlement/simulate.html?batch={batch.id}&reimbursementRate=0.5", admin_key,
                           **{"Accept-Language": "sv"})
     assert simulated.status_code == 200 and "Med den gällande policyn" in simulated.text
+
+
+@pytest.mark.parametrize(("lang", "words"), [("en", ["tier bonus", "reward voucher"]),
+                                             ("da", ["niveaubonus", "belønningskupon"])])
+def test_a_statement_names_the_program_each_line_paid_for(lang: str, words: list[str]) -> None:
+    base = view(2)
+    plain = base.lines[0]
+    lines = [plain, dataclasses.replace(plain, kind="ISSUED", program="TIER"),
+             dataclasses.replace(plain, program="VOUCHER")]
+    page = report_html(dataclasses.replace(base, lines=lines, lang=lang))
+    assert all(word in page for word in words)
+    assert page.split('id="lines"')[1].count(" · ") == 2  # the plain line names no program
