@@ -13,6 +13,7 @@ Settlement batches, reports and the what-if are the existing ``/admin/settlement
 
 from __future__ import annotations
 
+import secrets
 import time
 from typing import Any
 
@@ -78,9 +79,13 @@ async def merchants(request: Request, view: View) -> Response:
                 email, password = str(form.get("email", "")).strip(), str(form.get("password", ""))
                 if email:
                     hash_password(password)  # a password too short refuses before the merchant exists
+                # The form's key (drawn when the page was rendered): a resent form replays the merchant
+                # the first one created, whose API key was shown once, and adds no second owner.
+                form_key = str(form.get("key", ""))[:100]
                 onboarding = await onboard_merchant(services.db, name=str(form.get("name", "")),
-                                                    category=str(form.get("category", "")) or None)
-                if email:
+                                                    category=str(form.get("category", "")) or None,
+                                                    idempotency_key=f"page:{form_key}" if form_key else None)
+                if email and not onboarding.replayed:
                     await create_user(services.db, email=email, password=password, role=StaffRole.OWNER,
                                       merchant_id=onboarding.merchant.id)
                 created = {"name": onboarding.merchant.name, "key": onboarding.api_key}
@@ -92,7 +97,8 @@ async def merchants(request: Request, view: View) -> Response:
         except DomainError as refused:
             error, status = refused.message, 400
     rows = await list_merchants(services.db, after_id=None, limit=1000)
-    return render(request, "admin/merchants.html", view, status=status, rows=rows, created=created, error=error)
+    return render(request, "admin/merchants.html", view, status=status, rows=rows, created=created, error=error,
+                  key=secrets.token_urlsafe(16))
 
 
 async def fraud(request: Request, view: View) -> Response:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any
 
 import httpx
 import pytest
 from page_world import PASSWORD, World, build_world, csrf_of, sign_in
+from sqlalchemy import text
 
 from coalition.console.models import ConsoleSession
 from coalition.web.auth import STAFF_COOKIE
@@ -237,6 +239,16 @@ async def test_an_admin_onboards_and_suspends_a_merchant(browser: Any, world: Wo
         "csrf": csrf_of(page.text), "action": "onboard", "name": "Shop C", "category": "bakery",
         "email": "c@example.com", "password": "a long enough password"})
     assert made.status_code == 200 and "Shop C joined the network" in made.text and "coa_" in made.text
+    # The form carries a key drawn with the page: sent twice, it makes one merchant and one owner.
+    form_key = re.search(r'name="key" value="([^"]+)"', page.text)
+    assert form_key is not None
+    twice = {"csrf": csrf_of(page.text), "action": "onboard", "name": "Shop D", "key": form_key.group(1),
+             "email": "d@example.com", "password": "a long enough password"}
+    first, resent = [await browser.post("/admin/merchants", data=twice) for _ in range(2)]
+    assert "coa_" in first.text and resent.status_code == 200 and "coa_" not in resent.text
+    assert "Shop D joined the network with this form before" in resent.text
+    async with db.read() as conn:
+        assert (await conn.execute(text("SELECT count(*) FROM merchants WHERE name = 'Shop D'"))).scalar_one() == 1
     suspended = await browser.post("/admin/merchants", data={"csrf": csrf_of(page.text), "action": "suspend",
                                                              "merchant": str(world.merchant["B"])})
     assert suspended.status_code == 200 and "suspended" in suspended.text
