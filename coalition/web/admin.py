@@ -29,7 +29,7 @@ from coalition.network.models import ReviewDecision
 from coalition.network.reviews import alert_decision, alert_key, load_reviews, review_alert
 from coalition.partners.models import MerchantStatus
 from coalition.partners.service import list_merchants, onboard_merchant, set_merchant_status
-from coalition.web.pages import ADMINS, Handler, View, human_error, page, read_form, render
+from coalition.web.pages import ADMINS, Handler, View, form_expired, page, read_form, render
 
 # Community colours: distinguishable, and dark enough for white labels' contrast where used.
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
@@ -71,8 +71,7 @@ async def merchants(request: Request, view: View) -> Response:
     if request.method == "POST":
         form = await read_form(request)
         if form is None:
-            return human_error(request, view.t, 403, "CSRF_FAILED", view.t.gettext(
-                "The form had expired. Go back, reload the page and try again."))
+            return form_expired(request, view.t)
         try:
             action = form.get("action")
             if action == "onboard":
@@ -108,8 +107,7 @@ async def fraud(request: Request, view: View) -> Response:
     if request.method == "POST":
         form = await read_form(request)
         if form is None:
-            return human_error(request, view.t, 403, "CSRF_FAILED", view.t.gettext(
-                "The form had expired. Go back, reload the page and try again."))
+            return form_expired(request, view.t)
         decision = {"confirm": ReviewDecision.CONFIRMED, "dismiss": ReviewDecision.DISMISSED}.get(
             str(form.get("decision", "")))
         if decision is None:

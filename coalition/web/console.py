@@ -53,9 +53,9 @@ from coalition.web.pages import (
     OWNERS,
     Handler,
     View,
+    form_expired,
     form_token_cookie,
     formatter,
-    human_error,
     page,
     read_form,
     render,
@@ -120,8 +120,7 @@ async def login(request: Request) -> Response:
         return page_response
     form = await read_form(request)
     if form is None:
-        return human_error(request, t, 403, "CSRF_FAILED", t.gettext(
-            "The form had expired. Go back, reload the page and try again."))
+        return form_expired(request, t)
     failures = request.app.state.login_failures
     address_key = f"ip:{client_address(request)}"  # the budget bad API keys count in too
     email, password = str(form.get("email", ""))[:254], str(form.get("password", ""))
@@ -152,8 +151,7 @@ async def logout(request: Request) -> Response:
     credential = request.scope.get(SESSION_CREDENTIAL)
     form = await read_form(request) if credential else None
     if form is None or not credential:
-        return human_error(request, t, 403, "CSRF_FAILED", t.gettext(
-            "The form had expired. Go back, reload the page and try again."))
+        return form_expired(request, t)
     await sign_out(request.app.state.services.db, credential)
     request.app.state.authenticator.forget()
     response = RedirectResponse("/login", status_code=303)
@@ -264,8 +262,7 @@ async def staff(request: Request, view: View) -> Response:
     if request.method == "POST":
         form = await read_form(request)
         if form is None:
-            return human_error(request, view.t, 403, "CSRF_FAILED", view.t.gettext(
-                "The form had expired. Go back, reload the page and try again."))
+            return form_expired(request, view.t)
         action = form.get("action")
         try:
             if action == "add_cashier":

@@ -187,6 +187,12 @@ def page(audience: str, handler: Handler, *, methods: Collection[str] = ("GET",)
     return endpoint
 
 
+def form_expired(request: Request, t: Formatter) -> Response:
+    """The answer to a form :func:`read_form` refused (too big, not urlencoded, or its CSRF token stale)."""
+    return human_error(request, t, 403, "CSRF_FAILED", t.gettext(
+        "The form had expired. Go back, reload the page and try again."))
+
+
 def human_error(request: Request, t: Formatter, status: int, code: str, message: str) -> Response:
     """A 4xx page in the reader's language for a browser; the JSON shape for anything else."""
     if "text/html" not in request.headers.get("accept", "").lower():

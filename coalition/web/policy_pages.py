@@ -30,7 +30,7 @@ from coalition.programs.tiers import FUNDERS, MAX_TIERS, WINDOWS
 from coalition.settlement.models import FundingModel, SettlementPeriod
 from coalition.settlement.policy import list_policy_versions, policy_at, set_policy
 from coalition.web.forms import day, day_start, problem, text, whole
-from coalition.web.pages import ADMINS, View, human_error, page, read_form, render
+from coalition.web.pages import ADMINS, View, form_expired, page, read_form, render
 
 VERSIONS_SHOWN = 20
 
@@ -61,8 +61,7 @@ async def policy(request: Request, view: View) -> Response:
     if request.method == "POST":
         form = await read_form(request)
         if form is None:
-            return human_error(request, t, 403, "CSRF_FAILED", t.gettext(
-                "The form had expired. Go back, reload the page and try again."))
+            return form_expired(request, t)
         sent = {k: str(v)[:200] for k, v in form.items() if k != "csrf"}
         try:
             if form.get("action") == "network":

@@ -29,15 +29,10 @@ from coalition.programs.rewards import create_reward, is_active, list_rewards
 from coalition.programs.stamps import create_stamp_card, list_stamp_cards
 from coalition.web.console import merchant_of, parse_amount
 from coalition.web.forms import day, day_end, day_start, problem, required_whole, text, whole
-from coalition.web.pages import OWNERS, View, human_error, page, read_form, render
+from coalition.web.pages import OWNERS, View, form_expired, page, read_form, render
 
 LIST_LIMIT = 200
 DEFAULT_CONTROL_PERCENT = 10
-
-
-def _expired(request: Request, view: View) -> Response:
-    return human_error(request, view.t, 403, "CSRF_FAILED", view.t.gettext(
-        "The form had expired. Go back, reload the page and try again."))
 
 
 async def programs(request: Request, view: View) -> Response:
@@ -49,7 +44,7 @@ async def programs(request: Request, view: View) -> Response:
     if request.method == "POST":
         form = await read_form(request)
         if form is None:
-            return _expired(request, view)
+            return form_expired(request, view.t)
         sent = {k: str(v)[:200] for k, v in form.items() if k != "csrf"}
         key = text(form, "key", 100)
         now = utcnow()
@@ -98,7 +93,7 @@ async def campaigns(request: Request, view: View) -> Response:
     if request.method == "POST":
         form = await read_form(request)
         if form is None:
-            return _expired(request, view)
+            return form_expired(request, view.t)
         sent = {k: str(v)[:200] for k, v in form.items() if k != "csrf"}
         try:
             kind = text(form, "kind", 20)

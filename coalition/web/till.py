@@ -36,7 +36,7 @@ from coalition.programs.rewards import is_active, list_rewards
 from coalition.programs.vouchers import claim_reward, display_code, member_vouchers, use_voucher
 from coalition.web.console import merchant_of, parse_amount, parse_points
 from coalition.web.forms import problem, required_whole, text
-from coalition.web.pages import TILL, View, human_error, page, read_form, render
+from coalition.web.pages import TILL, View, form_expired, page, read_form, render
 
 QR_PREFIX = "COA1."
 REWARDS_AT_TILL = 200
@@ -95,8 +95,7 @@ async def till(request: Request, view: View) -> Response:
     if request.method == "POST":
         form = await read_form(request)
         if form is None:
-            return human_error(request, t, 403, "CSRF_FAILED", t.gettext(
-                "The form had expired. Go back, reload the page and try again."))
+            return form_expired(request, t)
         query = text(form, "loyalty_id", 100)
         try:
             done, query = await _act(request, view, form)

@@ -38,9 +38,9 @@ from coalition.web.pages import (
     MEMBERS,
     PRE_SESSION_COOKIE,
     View,
+    form_expired,
     form_token_cookie,
     formatter,
-    human_error,
     page,
     read_form,
     render,
@@ -63,8 +63,7 @@ async def claim(request: Request) -> Response:
         return response
     form = await read_form(request)
     if form is None:
-        return human_error(request, t, 403, "CSRF_FAILED", t.gettext(
-            "The form had expired. Go back, reload the page and try again."))
+        return form_expired(request, t)
     services = request.app.state.services
     try:
         access = await claim_member_access(services.db, str(form.get("code", ""))[:64])
@@ -113,8 +112,7 @@ async def wallet(request: Request, view: View) -> Response:
 async def revoke(request: Request, view: View) -> Response:
     form = await read_form(request)
     if form is None:
-        return human_error(request, view.t, 403, "CSRF_FAILED", view.t.gettext(
-            "The form had expired. Go back, reload the page and try again."))
+        return form_expired(request, view.t)
     assert view.caller.member_id is not None
     await revoke_member_credentials(view.services.db, view.caller.member_id)
     request.app.state.authenticator.forget()
