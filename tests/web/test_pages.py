@@ -17,18 +17,6 @@ from coalition.web.auth import STAFF_COOKIE
 HTML = {"Accept": "text/html"}
 
 
-@pytest.fixture
-async def world(db: Any, keys: Any) -> World:
-    return await build_world(db, keys)
-
-
-@pytest.fixture
-async def browser(app: Any) -> Any:
-    """A client that keeps cookies, like a browser."""
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
-        yield client
-
-
 async def test_sign_in_opens_a_session_with_a_safe_cookie_and_rotates_it(browser: Any, world: World) -> None:
     browser.cookies.set(STAFF_COOKIE, "css_planted-by-an-attacker")
     response = await sign_in(browser, world.email["ownerA"])

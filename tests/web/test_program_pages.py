@@ -12,10 +12,8 @@ import datetime as dt
 import re
 from typing import Any
 
-import httpx
-import pytest
 from markupsafe import escape
-from page_world import World, build_world, csrf_of, sign_in
+from page_world import World, csrf_of, sign_in
 from sqlalchemy import func, select
 
 from coalition.db import utcnow
@@ -32,17 +30,6 @@ from coalition.web.forms import problem
 from coalition.web.i18n import Formatter
 
 HTML = {"Accept": "text/html"}
-
-
-@pytest.fixture
-async def world(db: Any, keys: Any) -> World:
-    return await build_world(db, keys)
-
-
-@pytest.fixture
-async def browser(app: Any) -> Any:
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
-        yield client
 
 
 async def count(db: Any, model: Any) -> int:
