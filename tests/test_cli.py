@@ -354,21 +354,27 @@ def test_release_holds_voids_expired_authorizations(demo_db: Path) -> None:
     assert query(demo_db, ledger_violations) == []
 
 
-def test_serve_migrates_then_runs_uvicorn(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import uvicorn
+def test_serve_migrates_then_serves_the_app_factory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from coalition import serving
 
     calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
-    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: calls.append((args, kwargs)))
+    monkeypatch.setattr(serving, "serve", lambda *args, **kwargs: calls.append((args, kwargs)))
     db_file = tmp_path / "var" / "lib" / "coalition.db"
 
     result = invoke(db_file, "serve", "--host", "0.0.0.0", "--port", "9000", "--workers", "3")
 
     assert result.exit_code == 0, result.output
     assert scalar(db_file, text("SELECT version_num FROM alembic_version")) == head_revision()
-    [(args, kwargs)] = calls
-    assert args == ("coalition.app:create_app",)
-    assert kwargs == {"factory": True, "host": "0.0.0.0", "port": 9000, "workers": 3, "log_level": "info",
-                      "http": NoDelayHttpProtocol, "ws": "websockets-sansio"}
+    assert calls == [(("coalition.app:create_app",), {"host": "0.0.0.0", "port": 9000, "workers": 3,
+                                                      "log_level": "info"})]
+
+
+def test_uvicorn_runs_the_app_factory_with_the_nodelay_protocol() -> None:
+    from coalition.serving import uvicorn_options
+
+    assert uvicorn_options(host="0.0.0.0", port=9000, workers=3, log_level="info") == {
+        "factory": True, "host": "0.0.0.0", "port": 9000, "workers": 3, "log_level": "info",
+        "http": NoDelayHttpProtocol, "ws": "websockets-sansio"}
 
 
 async def _all_keys(conn: Any) -> list[Any]:
@@ -458,13 +464,13 @@ def test_a_large_demo_is_bulk_loaded_and_consistent(tmp_path: Path) -> None:
 
 
 def test_serve_passes_the_metrics_address_to_the_workers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import uvicorn
+    from coalition import serving
 
     # monkeypatch puts back whatever the environment held, so the command's settings do not leak.
     monkeypatch.delenv("COALITION_METRICS_PORT", raising=False)
     monkeypatch.delenv("COALITION_METRICS_HOST", raising=False)
     seen: list[tuple[str | None, str | None]] = []
-    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: seen.append(
+    monkeypatch.setattr(serving, "serve", lambda *args, **kwargs: seen.append(
         (os.environ.get("COALITION_METRICS_PORT"), os.environ.get("COALITION_METRICS_HOST"))))
 
     result = invoke(tmp_path / "coalition.db", "serve", "--metrics-port", "9100", "--metrics-host", "10.0.0.5")

@@ -32,9 +32,7 @@ def migrate() -> None:
 def serve(host: str, port: int, workers: int, log_level: str, metrics_port: int | None,
           metrics_host: str | None) -> None:
     """Migrate the database, then serve the API (GraphQL at /graphql)."""
-    import uvicorn
-
-    from coalition.serving import NoDelayHttpProtocol
+    from coalition import serving
 
     # The workers read their settings from the environment (the app factory): pass these on there.
     if metrics_port is not None:
@@ -48,6 +46,4 @@ def serve(host: str, port: int, workers: int, log_level: str, metrics_port: int 
     if settings.metrics_port is not None:
         err_console.print(f"metrics on http://{settings.metrics_host}:{settings.metrics_port}/metrics")
     # The factory reads the settings from the environment in each worker process.
-    # TCP_NODELAY on every connection: uvicorn leaves it off when it binds the socket (workers > 1).
-    uvicorn.run(APP_FACTORY, factory=True, host=host, port=port, workers=workers, log_level=log_level,
-                http=NoDelayHttpProtocol, ws="websockets-sansio")
+    serving.serve(APP_FACTORY, host=host, port=port, workers=workers, log_level=log_level)
