@@ -2,12 +2,14 @@
 
     .venv/bin/python bench/http_ledger.py [--members 10000] [--seconds 20] [--workers 1 2]
                                           [--pgbench-seconds 20] [--floor] [--programs] [--reuse] [--drop]
+                                          [--shared-socket]
 
 1. Recreates ``coalition_bench`` (schema from the models), onboards one merchant and
    enrolls ``--members`` members, each seeded with 100,000 points.
 2. ``pgbench -i -s 10`` into ``coalition_pgbench`` (same PostgreSQL server), then
    ``pgbench -c 32 -j 2 -T 20 -M prepared``: the baseline every req/s figure is divided by.
-3. For each worker count: starts uvicorn, warms up (3 s of earn, 3 s of redeem), runs
+3. For each worker count: starts ``coalition serve`` (``--shared-socket``: the ``uvicorn``
+   command, whose workers share one listening socket), warms up (3 s of earn, 3 s of redeem), runs
    ``wrk -t2 -c32 -d20s --latency -s bench/earn.lua`` and then the same with redeem.lua,
    stops uvicorn. Each request picks a random member and a unique idempotency key. With
    ``--gift-cards N`` (default 2000) the same merchant sells N cards first, and a third run,
@@ -90,11 +92,13 @@ def _record_spread(into: list[tuple[int, ...]], port: int, pids: list[int]) -> N
 
 def bench_workers(workers: int, seed: Seed, database_url: str, *, seconds: int, port: int,
                   extra_path: str | None, floor: bool, connections: int = 32, nodelay: bool = False,
-                  gift_cards: int = 0, with_programs: bool = False) -> list[Row]:
+                  gift_cards: int = 0, with_programs: bool = False, shared_socket: bool = False,
+                  quiet_wait_s: float = 120.0) -> list[Row]:
     rows: list[Row] = []
     gift = gift_cards > 0
     log(f"starting uvicorn with {workers} worker(s){' (TCP_NODELAY protocol)' if nodelay else ''}")
-    with Server(database_url, workers=workers, port=port, extra_path=extra_path, nodelay=nodelay) as server:
+    with Server(database_url, workers=workers, port=port, extra_path=extra_path, nodelay=nodelay,
+                shared_socket=shared_socket) as server:
         smoke(server, seed)
         log("warming up (3 s earn, 3 s redeem)")
         for op in ("earn", "redeem", *(["gift"] if gift else [])):
@@ -107,7 +111,7 @@ def bench_workers(workers: int, seed: Seed, database_url: str, *, seconds: int, 
             tag = run_tag(f"{op.replace('+', '-')}-w{workers}")
             if op == "earn+prog":
                 # Wait for a quiet machine first, then start the campaign: it must run through the measurement.
-                wait_for_quiet()
+                wait_for_quiet(max_wait_s=quiet_wait_s)
                 started_at = utcnow()
                 asyncio.run(bench_programs.enable(database_url, seed.merchant_id, run_s=seconds + 30,
                                                   key=run_tag("bench-campaign")))
@@ -116,13 +120,15 @@ def bench_workers(workers: int, seed: Seed, database_url: str, *, seconds: int, 
                         tag=run_tag(f"warm-{op.replace('+', '-')}"), seconds=3)
             log(f"wrk {op}, {workers} worker(s), {seconds} s")
             pids = server.worker_pids()
+            if op != "earn+prog":  # (that one waited above, before its campaign started)
+                wait_for_quiet(max_wait_s=quiet_wait_s)  # before the halfway timer, which must fall inside the run
             spread: list[tuple[int, ...]] = []
             halfway = threading.Timer(seconds / 2, _record_spread, args=(spread, port, pids))
             halfway.start()
             sessions_before = pg_sessions_opened(BENCH_DB)
             result = run_wrk(SCRIPTS[op], server.url, seed.api_key,
                              ids_file=GIFT_CODES if op == "gift" else seed.ids_file, tag=tag,
-                             seconds=seconds, connections=connections, app_pids=pids, quiet=op != "earn+prog")
+                             seconds=seconds, connections=connections, app_pids=pids)
             sessions = pg_sessions_opened(BENCH_DB) - sessions_before
             halfway.join()
             table = "gift_card_entries" if op == "gift" else "entries"
@@ -139,12 +145,14 @@ def bench_workers(workers: int, seed: Seed, database_url: str, *, seconds: int, 
 
 
 def print_report(pgbench: PgbenchResult, rows: list[Row], violations: list[str], seed: Seed,
-                 extra_path: str | None = None, nodelay: bool = False) -> None:
+                 extra_path: str | None = None, nodelay: bool = False, shared_socket: bool = False) -> None:
     print()
     print(f"{pgbench.label()}: {pgbench.tps:.0f} tps, "
           f"latency avg {pgbench.latency_ms:.1f} ms, p50 {pgbench.p50_ms:.1f} ms, p99 {pgbench.p99_ms:.1f} ms")
     if nodelay:
         print("server: uvicorn --http nodelay:NoDelayH11Protocol (bench/nodelay.py: TCP_NODELAY on every connection)")
+    elif shared_socket:
+        print("server: the uvicorn command, its workers sharing one listening socket (not coalition serve)")
     if extra_path:
         print(f"server PYTHONPATH extra: {extra_path} (uvicorn picks uvloop/httptools from there when present)")
     print(f"members: {len(seed.loyalty_ids)}; targets: req/s >= {TARGET_RATIO} x pgbench tps "
@@ -220,6 +228,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pgbench-seconds", type=int, default=20, help="pgbench -T (at most 60)")
     parser.add_argument("--nodelay", action="store_true",
                         help="serve with bench/nodelay.py's h11 protocol (TCP_NODELAY on; see that module)")
+    parser.add_argument("--shared-socket", action="store_true",
+                        help="serve with the uvicorn command (its workers share one listening socket) instead of "
+                        "coalition serve (a socket per worker), to compare the two")
+    parser.add_argument("--quiet-wait-s", type=float, default=120.0,
+                        help="before each run, wait at most this long for the machine to fall quiet")
     parser.add_argument("--drop", action="store_true",
                         help="drop coalition_bench and coalition_pgbench at the end")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
@@ -252,11 +265,12 @@ def main(argv: list[str] | None = None) -> int:
     for workers in args.workers:
         rows.extend(bench_workers(workers, seed, database_url, seconds=args.seconds, port=args.port,
                                   extra_path=args.extra_path, floor=args.floor, connections=args.connections,
-                                  nodelay=args.nodelay, gift_cards=args.gift_cards, with_programs=args.programs))
+                                  nodelay=args.nodelay, gift_cards=args.gift_cards, with_programs=args.programs,
+                                  shared_socket=args.shared_socket, quiet_wait_s=args.quiet_wait_s))
 
     log("checking ledger invariants")
     violations = asyncio.run(check_invariants(database_url))
-    print_report(pgbench, rows, violations, seed, args.extra_path, args.nodelay)
+    print_report(pgbench, rows, violations, seed, args.extra_path, args.nodelay, args.shared_socket)
     if args.drop:
         drop_pg_databases()
         log(f"dropped {BENCH_DB} and {PGBENCH_DB}")

@@ -28,24 +28,29 @@ REDEEM_QUERY = (
 
 
 class Server:
-    """A uvicorn process we started (and only we stop)."""
+    """The API served as ``coalition serve`` serves it, in a process we started (and only we stop)."""
 
     def __init__(self, database_url: str, *, workers: int, port: int, extra_path: str | None = None,
-                 nodelay: bool = False) -> None:
+                 nodelay: bool = False, shared_socket: bool = False) -> None:
         """``extra_path``: a directory put on PYTHONPATH (e.g. one holding uvloop and httptools,
         which uvicorn then picks up on its own) without installing anything into the virtualenv.
         ``nodelay``: serve with bench/nodelay.py's protocol instead of the product's (since
-        coalition/serving.py they are the same class)."""
+        coalition/serving.py they are the same class). ``nodelay`` and ``shared_socket`` run the
+        ``uvicorn`` command, whose workers share one listening socket (``coalition serve`` gives
+        each worker its own: coalition/serving.py), to compare against."""
         self.nodelay = nodelay
         self.port = port
         self.workers = workers
-        self.cmd = [
-            str(VENV_BIN / "uvicorn"), "--factory", "coalition.app:create_app", "--workers", str(workers),
-            "--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--log-level", "warning",
-        ]
+        address = ["--workers", str(workers), "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
         env = bench_env(database_url)
-        # The protocol `coalition serve` passes (TCP_NODELAY on: see coalition/serving.py).
-        self.cmd += ["--http", "nodelay:NoDelayH11Protocol" if nodelay else "coalition.serving:NoDelayHttpProtocol"]
+        if nodelay or shared_socket:
+            # The protocol `coalition serve` passes (TCP_NODELAY on: see coalition/serving.py).
+            protocol = "nodelay:NoDelayH11Protocol" if nodelay else "coalition.serving:NoDelayHttpProtocol"
+            self.cmd = [str(VENV_BIN / "uvicorn"), "--factory", "coalition.app:create_app", *address,
+                        "--no-access-log", "--http", protocol]
+        else:
+            # `python -m` from the repository: a worktree serves its own code.
+            self.cmd = [str(VENV_BIN / "python"), "-m", "coalition", "serve", *address]
         for path in (extra_path, str(BENCH) if nodelay else None):
             if path:
                 env["PYTHONPATH"] = os.pathsep.join(p for p in (path, env.get("PYTHONPATH")) if p)
@@ -111,6 +116,7 @@ def connections_per_worker(port: int, pids: list[int]) -> tuple[int, ...]:
     With several uvicorn workers sharing one listening socket, whichever worker wakes first
     accepts every connection waiting, so wrk's 32 connections opened at once can split 24 / 8;
     the worker holding more of them answers each more slowly (docs/benchmarks-journal.md, finding 6).
+    ``coalition serve`` gives each worker a socket of its own; the kernel then spreads them by hash.
     """
     out = subprocess.run(["ss", "-tnpH", "state", "established", f"( sport = :{port} )"],
                          capture_output=True, text=True, check=True).stdout
