@@ -53,8 +53,8 @@ from coalition.giftcards.models import (
     GiftPosting,
 )
 from coalition.ledger import rules
+from coalition.ledger.batch_sql import NumberedSql, column_list, fetch_batch, number_parameters, sql_literal
 from coalition.ledger.batching import Batcher
-from coalition.ledger.fastpath import _columns, _Statement, _statement, _value, fetch_batch
 from coalition.ledger.models import Refusal
 from coalition.partners.models import Merchant
 from coalition.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
@@ -88,10 +88,10 @@ _CARD_COLUMNS = tuple(GiftCard.__table__.columns)
 _RETURNING = ", ".join(f"c.{c.name}" for c in _CARD_COLUMNS)
 _UPDATED = ", ".join(f"u.{c.name}" for c in _CARD_COLUMNS)
 _MERCHANT_MAY_WRITE = rules.render(rules.merchant_may_write(Merchant.__table__.alias("mc").c.status))
-_ACCOUNT = {account: _value(GiftPosting.account, account) for account in GiftAccount}
-_AUTHORIZED = _value(GiftHold.status, GiftHoldStatus.AUTHORIZED)
+_ACCOUNT = {account: sql_literal(GiftPosting.account, account) for account in GiftAccount}
+_AUTHORIZED = sql_literal(GiftHold.status, GiftHoldStatus.AUTHORIZED)
 _DELIVERIES, _ENDPOINTS = WebhookDelivery.__tablename__, WebhookEndpoint.__tablename__
-_PENDING = _value(WebhookDelivery.status, DeliveryStatus.PENDING)
+_PENDING = sql_literal(WebhookDelivery.status, DeliveryStatus.PENDING)
 GIFT_REDEEMED = "giftcard.redeemed"
 
 
@@ -108,10 +108,10 @@ def _spend_sql(kind: GiftEntryKind) -> str:
     # The outbox rows of the spends marked ``hooked`` (the same row base.redeemed_change gives).
     outbox_cte = "" if hold else f""",
 outbox AS (
-    INSERT INTO {_DELIVERIES} ({_columns(WebhookDelivery, "endpoint_id", "merchant_id", "member_id", "type", "data",
-                                         "status", "attempts", "next_attempt_at", "created_at")})
+    INSERT INTO {_DELIVERIES} ({column_list(WebhookDelivery, "endpoint_id", "merchant_id", "member_id", "type", "data",
+                                            "status", "attempts", "next_attempt_at", "created_at")})
     SELECT w.id, es.merchant_id, NULL, '{GIFT_REDEEMED}',
-           CAST(json_build_object('gift_entry_id', es.id, 'kind', {_value(GiftEntry.kind, kind)}, 'card_id', u.id,
+           CAST(json_build_object('gift_entry_id', es.id, 'kind', {sql_literal(GiftEntry.kind, kind)}, 'card_id', u.id,
                                   'last4', u.last4, 'amount_minor', es.amount, 'currency', es.currency,
                                   'reference', es.reference, 'hold_id', NULL) AS text),
            {_PENDING}, 0, es.now, es.now
@@ -124,8 +124,8 @@ outbox AS (
     leg_values, leg_holder = _legs_sql(HOLD_LEGS if hold else SPEND_LEGS)
     held = ", held_minor = c.held_minor + es.amount" if hold else ""
     hold_cte = f"""hold AS (
-    INSERT INTO {_HOLDS} ({_columns(GiftHold, "id", "card_id", "merchant_id", "amount_minor", "status", "expires_at",
-                                    "created_at")})
+    INSERT INTO {_HOLDS} ({column_list(GiftHold, "id", "card_id", "merchant_id", "amount_minor", "status", "expires_at",
+                                       "created_at")})
     SELECT es.id, u.id, es.merchant_id, es.amount, {_AUTHORIZED}, es.now + es.expires_in_s * interval '1 second',
            es.now
     FROM u JOIN es ON es.card_id = u.id
@@ -150,10 +150,10 @@ snap AS (
                       WHERE f.merchant_id = r.merchant_id AND f.idempotency_key = r.idempotency_key)
 ),
 e AS (
-    INSERT INTO {_ENTRIES} ({_columns(GiftEntry, "kind", "card_id", "issuer_merchant_id", "merchant_id",
-                                      "amount_minor", "spent_minor", "currency", "reference", "idempotency_key",
-                                      "request_hash", "created_at")})
-    SELECT {_value(GiftEntry.kind, kind)}, s.card_id, s.issuer_merchant_id, s.merchant_id, -s.amount,
+    INSERT INTO {_ENTRIES} ({column_list(GiftEntry, "kind", "card_id", "issuer_merchant_id", "merchant_id",
+                                         "amount_minor", "spent_minor", "currency", "reference", "idempotency_key",
+                                         "request_hash", "created_at")})
+    SELECT {sql_literal(GiftEntry.kind, kind)}, s.card_id, s.issuer_merchant_id, s.merchant_id, -s.amount,
            {"0" if hold else "s.amount"}, s.currency, s.reference, s.idempotency_key, s.request_hash, s.now
     FROM snap s
     ORDER BY s.n
@@ -175,8 +175,8 @@ u AS (
 ),
 {hold_cte}
 legs AS (
-    INSERT INTO {_POSTINGS} ({_columns(GiftPosting, "entry_id", "asset", "currency", "account", "account_id",
-                                       "amount_minor")})
+    INSERT INTO {_POSTINGS} ({column_list(GiftPosting, "entry_id", "asset", "currency", "account", "account_id",
+                                          "amount_minor")})
     SELECT es.id, '{MONEY}', es.currency, leg.account, {leg_holder}, leg.sign * es.amount
     FROM u JOIN es ON es.card_id = u.id,
          (VALUES {leg_values}) AS leg (n, account, sign)
@@ -189,8 +189,8 @@ FROM e LEFT JOIN es ON es.id = e.id LEFT JOIN u ON u.id = es.card_id
 """
 
 
-_REDEEM = _statement(_spend_sql(GiftEntryKind.REDEEM))
-_AUTHORIZE = _statement(_spend_sql(GiftEntryKind.HOLD))
+_REDEEM = number_parameters(_spend_sql(GiftEntryKind.REDEEM))
+_AUTHORIZE = number_parameters(_spend_sql(GiftEntryKind.HOLD))
 
 Done = tuple[int, GiftCard]  # (entry id, the card after)
 
@@ -199,7 +199,7 @@ def _card(row: asyncpg.Record) -> GiftCard:
     return GiftCard.from_values(**{c.key: row[i] for i, c in enumerate(_CARD_COLUMNS, start=2)})
 
 
-async def _run(db: Database, statement: _Statement, operations: Sequence[Mapping[str, Any]]) -> list[Done | None]:
+async def _run(db: Database, statement: NumberedSql, operations: Sequence[Mapping[str, Any]]) -> list[Done | None]:
     """One batch as one statement, its own transaction: per operation ``Done``, or None (the
     multi-statement path answers it). A statement that failed because a card changed after its
     snapshot runs once more; a lost connection is handed over too (the other path replays an
@@ -215,7 +215,7 @@ class GiftFastPath:
     (at most ``max_batch`` per statement, one per card, ``max_in_flight`` statements of each kind at once)."""
 
     def __init__(self, db: Database, *, max_in_flight: int, max_batch: int = 32) -> None:
-        def batcher(statement: _Statement) -> Batcher[dict[str, Any], Done | None]:
+        def batcher(statement: NumberedSql) -> Batcher[dict[str, Any], Done | None]:
             return Batcher(lambda operations: _run(db, statement, operations), itemgetter("code_hash"),
                            max_in_flight=max_in_flight, max_size=max_batch)
 

@@ -41,17 +41,16 @@ The CHECK constraints stay the last line: one firing fails the statement like th
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Mapping, Sequence
 from operator import itemgetter
-from typing import Any, NamedTuple
+from typing import Any
 
 import asyncpg
 from sqlalchemy import BigInteger, ColumnElement, Integer, literal_column
-from sqlalchemy.dialects import postgresql
 
 from coalition.db import Database
 from coalition.ledger import rules
+from coalition.ledger.batch_sql import NumberedSql, column_list, fetch_batch, number_parameters, sql_literal
 from coalition.ledger.batching import Batcher
 from coalition.ledger.core import entry_change
 from coalition.ledger.models import (
@@ -87,25 +86,15 @@ _POSTINGS, _ALLOCATIONS, _HOLDS = Posting.__tablename__, Allocation.__tablename_
 _PROOFS, _REFUSALS = PresenceProof.__tablename__, Refusal.__tablename__
 
 
-def _columns(model: Any, *names: str) -> str:
-    """``names`` as a column list, each checked against ``model``'s table."""
-    return ", ".join(model.__table__.c[name].name for name in names)
-
-
-def _value(column: Any, value: Any) -> str:
-    """``value`` as an SQL literal, as ``column`` stores it (an enum member: its stored string)."""
-    return str(column.type.literal_processor(postgresql.dialect())(value))  # type: ignore[no-untyped-call]
-
-
 def _col(name: str, type_: Any = BigInteger) -> ColumnElement[Any]:
     return literal_column(name, type_)
 
 
-_ENTRY_KIND = {kind: _value(Entry.kind, kind) for kind in (EntryKind.EARN, EntryKind.REDEEM)}
-_ACCOUNT = {account: _value(Posting.account, account) for account in Account}
-_HOLD_STATUS = {status: _value(Hold.status, status) for status in HoldStatus}
-_REDEEM_ALLOCATION = _value(Allocation.kind, AllocationKind.REDEEM)
-_WRONG_PROOF_CODE = _value(Refusal.code, InvalidMemberProof.code)
+_ENTRY_KIND = {kind: sql_literal(Entry.kind, kind) for kind in (EntryKind.EARN, EntryKind.REDEEM)}
+_ACCOUNT = {account: sql_literal(Posting.account, account) for account in Account}
+_HOLD_STATUS = {status: sql_literal(Hold.status, status) for status in HoldStatus}
+_REDEEM_ALLOCATION = sql_literal(Allocation.kind, AllocationKind.REDEEM)
+_WRONG_PROOF_CODE = sql_literal(Refusal.code, InvalidMemberProof.code)
 _FIFO = ", ".join(f"l.{name}" for name in rules.FIFO_ORDER)
 _FIFO_AFTER_WALK = f"({_FIFO}) > ({', '.join(f'w.{name}' for name in rules.FIFO_ORDER)})"
 # The merchant may write (rules.merchant_may_write), on the alias ``mc``.
@@ -133,25 +122,6 @@ def _legs(legs: tuple[rules.Leg, ...], member: str, merchant: str) -> tuple[str,
 
 _EARN_LEG_VALUES, _EARN_LEG_HOLDER = _legs(rules.EARN_LEGS, "u.id", "es.merchant_id")
 _REDEEM_LEG_VALUES, _REDEEM_LEG_HOLDER = _legs(rules.REDEEM_LEGS, "u.id", "es.merchant_id")
-
-
-class _Statement(NamedTuple):
-    """SQL with asyncpg's numbered parameters, and the names they stand for, in order."""
-
-    sql: str
-    names: tuple[str, ...]
-
-
-def _statement(sql: str) -> _Statement:
-    """Number the ``:name`` parameters of ``sql`` ($1, $2, ...) in order of first use."""
-    names: list[str] = []
-
-    def number(match: re.Match[str]) -> str:
-        if match[1] not in names:
-            names.append(match[1])
-        return f"${names.index(match[1]) + 1}"
-
-    return _Statement(re.sub(r"(?<![:\w]):([a-z_]\w*)", number, sql), tuple(names))
 
 
 # Every statement takes a batch: each parameter is an array with one value per operation, and
@@ -203,8 +173,8 @@ _TIERS, _CAMPAIGNS, _AUDIENCE = MemberTier.__tablename__, Campaign.__tablename__
 _PROGRAM_POINTS = f"""snap AS (
     SELECT b.*, x.tier_points, x.campaign_points, b.base + x.tier_points + x.campaign_points AS points
     FROM base b CROSS JOIN LATERAL (SELECT
-        CASE WHEN b.tiers THEN b.base * (coalesce((SELECT t.{_columns(MemberTier, "multiplier_percent")}
-                                                   FROM {_TIERS} t WHERE t.{_columns(MemberTier, "member_id")}
+        CASE WHEN b.tiers THEN b.base * (coalesce((SELECT t.{column_list(MemberTier, "multiplier_percent")}
+                                                   FROM {_TIERS} t WHERE t.{column_list(MemberTier, "member_id")}
                                                    = b.member_id), b.base_tier_pct) - 100) / 100
              ELSE 0 END AS tier_points,
         CASE WHEN b.campaigns THEN (
@@ -217,7 +187,7 @@ _PROGRAM_POINTS = f"""snap AS (
              ELSE 0 END AS campaign_points) x
 ),"""
 _DELIVERIES, _ENDPOINTS = WebhookDelivery.__tablename__, WebhookEndpoint.__tablename__
-_PENDING = _value(WebhookDelivery.status, DeliveryStatus.PENDING)
+_PENDING = sql_literal(WebhookDelivery.status, DeliveryStatus.PENDING)
 
 
 def _outbox(event_type: str, kind: EntryKind, points: str, amount_minor: str) -> str:
@@ -228,8 +198,8 @@ def _outbox(event_type: str, kind: EntryKind, points: str, amount_minor: str) ->
     boolean. Joined to ``u``, so written after the member's row lock, like the multi-statement path's.
     """
     return f"""outbox AS (
-    INSERT INTO {_DELIVERIES} ({_columns(WebhookDelivery, "endpoint_id", "merchant_id", "member_id", "type", "data",
-                                         "status", "attempts", "next_attempt_at", "created_at")})
+    INSERT INTO {_DELIVERIES} ({column_list(WebhookDelivery, "endpoint_id", "merchant_id", "member_id", "type", "data",
+                                            "status", "attempts", "next_attempt_at", "created_at")})
     SELECT w.id, es.merchant_id, u.id, '{event_type}',
            CAST(json_build_object('entry_id', es.id, 'kind', {_ENTRY_KIND[kind]}, 'points', {points},
                                   'amount_minor', {amount_minor}, 'reference', es.reference, 'hold_id', NULL,
@@ -266,8 +236,8 @@ base AS (
 ),
 {_PROGRAM_POINTS}
 e AS (
-    INSERT INTO {_ENTRIES} ({_columns(Entry, "kind", "member_id", "merchant_id", "points", "amount_minor",
-                                      "reference", "idempotency_key", "request_hash", "created_at")})
+    INSERT INTO {_ENTRIES} ({column_list(Entry, "kind", "member_id", "merchant_id", "points", "amount_minor",
+                                         "reference", "idempotency_key", "request_hash", "created_at")})
     SELECT {_ENTRY_KIND[EntryKind.EARN]}, s.member_id, s.merchant_id, s.points, s.amount_minor, s.reference,
            s.idempotency_key, s.request_hash, s.now
     FROM snap s
@@ -292,22 +262,23 @@ u AS (
     RETURNING {_RETURNING}
 ),
 lot AS (
-    INSERT INTO {_LOTS} ({_columns(Lot, "member_id", "entry_id", "issuer_merchant_id", "points", "remaining",
-                                   "expires_at", "reversed", "created_at")})
+    INSERT INTO {_LOTS} ({column_list(Lot, "member_id", "entry_id", "issuer_merchant_id", "points", "remaining",
+                                      "expires_at", "reversed", "created_at")})
     SELECT u.id, es.id, es.merchant_id, es.points, es.points, es.expires_at, false, es.now
     FROM u JOIN es ON es.member_id = u.id
     ORDER BY es.n
 ),
 legs AS (
-    INSERT INTO {_POSTINGS} ({_columns(Posting, "entry_id", "account", "account_id", "points")})
+    INSERT INTO {_POSTINGS} ({column_list(Posting, "entry_id", "account", "account_id", "points")})
     SELECT es.id, leg.account, {_EARN_LEG_HOLDER}, leg.sign * es.points
     FROM u JOIN es ON es.member_id = u.id,
          (VALUES {_EARN_LEG_VALUES}) AS leg (n, account, sign)
     ORDER BY es.n, leg.n
 ),
 bonus AS (
-    INSERT INTO {EarnBonus.__tablename__} ({_columns(EarnBonus, "entry_id", "member_id", "merchant_id", "base_points",
-                                                     "tier_points", "campaign_points", "created_at")})
+    INSERT INTO {EarnBonus.__tablename__} ({column_list(EarnBonus, "entry_id", "member_id", "merchant_id",
+                                                        "base_points", "tier_points", "campaign_points",
+                                                        "created_at")})
     SELECT es.id, u.id, es.merchant_id, es.base, es.tier_points, es.campaign_points, es.now
     FROM u JOIN es ON es.member_id = u.id
     WHERE es.tier_points + es.campaign_points > 0
@@ -339,8 +310,8 @@ snap AS (
                ELSE {_WRONG_PROOFS} < {MAX_WRONG_PROOFS} END
 ),
 e AS (
-    INSERT INTO {_ENTRIES} ({_columns(Entry, "kind", "member_id", "merchant_id", "points", "reference",
-                                      "idempotency_key", "request_hash", "created_at")})
+    INSERT INTO {_ENTRIES} ({column_list(Entry, "kind", "member_id", "merchant_id", "points", "reference",
+                                         "idempotency_key", "request_hash", "created_at")})
     SELECT {_ENTRY_KIND[EntryKind.REDEEM]}, s.member_id, s.merchant_id, -s.points, s.reference,
            s.idempotency_key, s.request_hash, s.now
     FROM snap s
@@ -356,7 +327,7 @@ es AS (
     ORDER BY e.member_id
 ),
 proof AS (
-    INSERT INTO {_PROOFS} ({_columns(PresenceProof, "member_id", "step", "merchant_id", "entry_id", "created_at")})
+    INSERT INTO {_PROOFS} ({column_list(PresenceProof, "member_id", "step", "merchant_id", "entry_id", "created_at")})
     SELECT es.member_id, es.proof_step, es.merchant_id, es.id, es.now FROM es
     WHERE es.proof_step IS NOT NULL
     ORDER BY es.member_id
@@ -406,14 +377,14 @@ spent AS (
     WHERE l.id = take.id
 ),
 honored AS (
-    INSERT INTO {_ALLOCATIONS} ({_columns(Allocation, "entry_id", "lot_id", "member_id", "issuer_merchant_id",
-                                          "merchant_id", "kind", "points", "created_at")})
+    INSERT INTO {_ALLOCATIONS} ({column_list(Allocation, "entry_id", "lot_id", "member_id", "issuer_merchant_id",
+                                             "merchant_id", "kind", "points", "created_at")})
     SELECT es.id, take.id, u.id, take.issuer_merchant_id, es.merchant_id, {_REDEEM_ALLOCATION}, take.points, es.now
     FROM take JOIN u ON u.id = take.member_id JOIN es ON es.member_id = u.id
     ORDER BY es.n, {", ".join(f"take.{name}" for name in rules.FIFO_ORDER)}
 ),
 legs AS (
-    INSERT INTO {_POSTINGS} ({_columns(Posting, "entry_id", "account", "account_id", "points")})
+    INSERT INTO {_POSTINGS} ({column_list(Posting, "entry_id", "account", "account_id", "points")})
     SELECT es.id, leg.account, {_REDEEM_LEG_HOLDER}, leg.sign * es.points
     FROM u JOIN es ON es.member_id = u.id,
          (VALUES {_REDEEM_LEG_VALUES}) AS leg (n, account, sign)
@@ -422,8 +393,8 @@ legs AS (
 {_outbox("points.redeemed", EntryKind.REDEEM, "-es.points", "NULL")}
 {_RESULT}"""
 
-_EARN = _statement(_EARN_SQL)
-_REDEEM = _statement(_REDEEM_SQL)
+_EARN = number_parameters(_EARN_SQL)
+_REDEEM = number_parameters(_REDEEM_SQL)
 
 
 Done = tuple[int, int, Member]  # (entry id, the entry's points, the member after)
@@ -433,22 +404,7 @@ def _member(row: asyncpg.Record) -> Member:
     return Member.from_values(**{c.key: row[i] for i, c in enumerate(_MEMBER_COLUMNS, start=3)})
 
 
-async def fetch_batch(db: Database, statement: _Statement,
-                      operations: Sequence[Mapping[str, Any]]) -> list[asyncpg.Record]:
-    """The rows of one batch's statement, run as its own transaction; none when it failed (a change
-    after its snapshot fails it once more at most: see :func:`_run`), or the connection was lost."""
-    arrays = [[operation[name] for operation in operations] for name in statement.names]
-    try:
-        async with db.driver_connection() as conn:
-            try:
-                return list(await conn.fetch(statement.sql, *arrays))
-            except asyncpg.DivisionByZeroError:
-                return list(await conn.fetch(statement.sql, *arrays))
-    except (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError):
-        return []
-
-
-async def _run(db: Database, statement: _Statement, operations: Sequence[Mapping[str, Any]],
+async def _run(db: Database, statement: NumberedSql, operations: Sequence[Mapping[str, Any]],
                kind: EntryKind) -> list[Done | None]:
     """Run one batch as one statement, its own transaction: per operation ``Done``, or None.
 
@@ -482,7 +438,7 @@ class FastPath:
     """
 
     def __init__(self, db: Database, *, max_in_flight: int, max_batch: int = 32) -> None:
-        def batcher(statement: _Statement, kind: EntryKind) -> Batcher[dict[str, Any], Done | None]:
+        def batcher(statement: NumberedSql, kind: EntryKind) -> Batcher[dict[str, Any], Done | None]:
             return Batcher(lambda operations: _run(db, statement, operations, kind), itemgetter("loyalty_id"),
                            max_in_flight=max_in_flight, max_size=max_batch)
 
