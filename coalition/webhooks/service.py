@@ -10,7 +10,7 @@ import datetime as dt
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, func, select, update
+from sqlalchemy import ColumnElement, func, select, text, update
 
 from coalition.crypto import NetworkKeys
 from coalition.db import Database, utcnow
@@ -35,6 +35,12 @@ EVENT_TYPE_NAMES = tuple(sorted({*EVENT_TYPES.values(), "member.enrolled", "sett
                                  "voucher.issued", "fraud.alert"}))
 MAX_ENDPOINTS = 10
 ENDPOINT_KEYS = KeyColumns(WebhookEndpoint, key="idempotency_key", fingerprint="request_hash", scope=("owner",))
+# PostgreSQL: one owner's endpoint registrations take turns, so that each counts every endpoint
+# committed before it (two at once would both count 9 and both insert). A transaction-scoped
+# advisory lock, in the two-key space ("WHEP", the owner's hash) apart from settlement's
+# one-key lock: the admin owns no row to lock, and locking the merchant's row FOR UPDATE would
+# also hold up its earns, whose foreign keys take KEY SHARE locks on it.
+_LOCK_OWNER = text(f"SELECT pg_advisory_xact_lock({int.from_bytes(b'WHEP', 'big')}, hashtext(:owner))")
 
 
 @dataclass(frozen=True)
@@ -82,11 +88,17 @@ async def create_endpoint(db: Database, keys: NetworkKeys, *, merchant_id: int |
                                secret_encrypted=keys.encrypt(secret), idempotency_key=key, request_hash=fingerprint,
                                active=True, created_at=now, updated_at=now)
     async with db.transaction() as conn:
-        count = (await conn.execute(select(func.count(WebhookEndpoint.id)).where(
-            WebhookEndpoint.owner == owner, WebhookEndpoint.deleted_at.is_(None)))).scalar_one()
-        if count >= MAX_ENDPOINTS:
-            raise TooManyEndpoints(f"at most {MAX_ENDPOINTS} endpoints; delete one first")
+        if not db.is_sqlite:  # SQLite: the transaction's BEGIN IMMEDIATE already excludes other writers
+            await conn.execute(_LOCK_OWNER, {"owner": owner})
         async with db.sessions(bind=conn) as session:
+            # Looked for again under the lock: a call with the same key may have committed meanwhile.
+            earlier = await find_earlier(session, ENDPOINT_KEYS, (owner,), key, fingerprint)
+            if earlier is not None:
+                return Registration(earlier, keys.decrypt(earlier.secret_encrypted))
+            count = (await session.execute(select(func.count(WebhookEndpoint.id)).where(
+                WebhookEndpoint.owner == owner, WebhookEndpoint.deleted_at.is_(None)))).scalar_one()
+            if count >= MAX_ENDPOINTS:
+                raise TooManyEndpoints(f"at most {MAX_ENDPOINTS} endpoints; delete one first")
             session.add(endpoint)
             await session.flush()
     _changed(db)
