@@ -8,6 +8,11 @@ this process's subscribers. A subscriber's queue is bounded: one that cannot kee
 its subscription (:class:`Overflow`) rather than make the process hold an unbounded backlog.
 Events are not durable: a subscriber sees what is committed while it listens (webhooks are the
 durable way).
+
+Redis delivers a published message to every subscriber of its channel whatever database number
+either connection selected, whereas keys live apart per database. Deployments (and test runs)
+sharing one Redis server are kept apart by the database number in their URL, so the channel
+names it too: ``coalition:live:transactions:db6`` for ``redis://host/6``.
 """
 
 from __future__ import annotations
@@ -60,10 +65,15 @@ def event_of(change: Change) -> dict[str, Any] | None:
 CLOSE_WAIT_S = 2.0
 
 
+def channel_of(redis: aioredis.Redis) -> str:
+    """The live channel of the Redis database ``redis`` selects (pub/sub itself ignores the number)."""
+    return f"{CHANNEL}:db{int(redis.connection_pool.connection_kwargs.get('db', 0))}"
+
+
 class Broker:
-    def __init__(self, redis_url: str | None = None, *, channel: str = CHANNEL) -> None:
-        self.channel = channel
+    def __init__(self, redis_url: str | None = None) -> None:
         self._redis = aioredis.Redis.from_url(redis_url) if redis_url else None
+        self.channel = channel_of(self._redis) if self._redis is not None else CHANNEL
         self._subscriptions: set[Subscription] = set()
         self._outgoing: list[bytes] = []
         self._wake: asyncio.Event | None = None
