@@ -129,8 +129,18 @@ class PortReservation(socket.socket):
 
     @classmethod
     def reserve(cls, host: str, port: int) -> PortReservation:
-        """Bind ``host``:``port`` (0: a free port) with SO_REUSEPORT; OSError if that is refused."""
+        """Bind ``host``:``port`` (0: a free port) with SO_REUSEPORT; OSError if something listens there.
+
+        Also when that something set SO_REUSEPORT itself, e.g. a second ``coalition serve`` on
+        the port by mistake: its workers and ours would silently share the connections. A
+        socket bound without SO_REUSEPORT first finds out (SO_REUSEADDR, as uvicorn binds: the
+        connections of a server just stopped, in TIME_WAIT, do not count).
+        """
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        if port != 0:
+            with socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                probe.bind((host, port))
         sock = cls(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         try:
             _share_address(sock)

@@ -198,11 +198,20 @@ def test_a_reservation_holds_the_port_and_pickles_into_a_socket_of_its_own() -> 
             assert sum(accepted.values()) == 64 and min(accepted["a"], accepted["b"]) >= 16, accepted
 
 
-def test_a_port_in_use_stops_serve_before_any_worker_starts(tmp_path: Path) -> None:
+@needs_reuse_port
+@pytest.mark.parametrize("reuse_port", [False, True], ids=["plain", "SO_REUSEPORT"])
+def test_a_port_in_use_stops_serve_before_any_worker_starts(monkeypatch: pytest.MonkeyPatch,
+                                                            reuse_port: bool) -> None:
+    # given a port another server listens on (with SO_REUSEPORT: e.g. a second `coalition serve`,
+    # which would otherwise get half of the connections)
+    monkeypatch.setattr(serving, "Multiprocess", lambda *args, **kwargs: pytest.fail("workers started"))
     with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, int(reuse_port))
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
+
+        # when `coalition serve --workers 2` is asked to serve on it, it stops with uvicorn's start-up failure
         with pytest.raises(SystemExit) as stopped:
             serving.serve("coalition.app:create_app", host="127.0.0.1", port=port, workers=2, log_level="info")
     assert stopped.value.code == uvicorn.config.STARTUP_FAILURE
