@@ -19,7 +19,7 @@ MESSAGE = re.compile(r'''(?:\b_|gettext)\(\s*("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*
 
 def page_messages() -> set[str]:
     found = set()
-    for path in [*WEB.rglob("*.html"), *WEB.glob("*.py"), *SETTLEMENT.glob("*.py")]:
+    for path in [*WEB.rglob("*.html"), *WEB.glob("*.py"), *SETTLEMENT.glob("*.py"), WEB.parent / "i18n.py"]:
         for match in MESSAGE.finditer(path.read_text()):
             found.add("".join(eval(part) for part in re.findall(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'',
                                                                     match.group(0))))
