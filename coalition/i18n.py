@@ -53,6 +53,7 @@ def zone_of(name: str) -> ZoneInfo:
     return ZoneInfo(name)
 
 
+LEFT_TO_RIGHT_MARK = "\u200e"
 UTC_NAMES = {"UTC", "Etc/UTC", "Etc/UCT", "UCT", "Zulu", "Etc/Zulu", "Universal", "Etc/Universal"}
 
 
@@ -84,17 +85,24 @@ class Formatter:
     def money(self, amount_minor: int) -> str:
         return format_money_locale(amount_minor, self.exponent, self.currency, self.lang)
 
+    def _signed(self, text: str) -> str:
+        # A right-to-left page shows "-5" as "5-" unless the minus is marked left to right, as
+        # CLDR's Hebrew minus sign is ("\u200e-"); Babel's number formats leave the mark out.
+        if text.startswith("-") and self.direction == "rtl":
+            return LEFT_TO_RIGHT_MARK + text
+        return text
+
     def number(self, value: int) -> str:
-        return format_decimal(value, locale=locale_of(self.lang))
+        return self._signed(format_decimal(value, locale=locale_of(self.lang)))
 
     def percent(self, value: object) -> str:
-        return format_percent(value, locale=locale_of(self.lang), format="#,##0.0%")  # type: ignore[arg-type]
+        return self._signed(format_percent(value, locale=locale_of(self.lang), format="#,##0.0%"))  # type: ignore[arg-type]
 
     def decimal(self, value: float, digits: int = 3) -> str:
         """``value`` to at most ``digits`` decimals, e.g. a p-value (below 10^-digits: "< 0.001")."""
         if 0 < value < 10**-digits:
             return "< " + format_decimal(10**-digits, format="0." + "#" * digits, locale=locale_of(self.lang))
-        return format_decimal(value, format="0." + "#" * digits, locale=locale_of(self.lang))
+        return self._signed(format_decimal(value, format="0." + "#" * digits, locale=locale_of(self.lang)))
 
     def smallest_purchase(self, amount_minor: int) -> str:
         """A stamp card's smallest purchase that earns a stamp: "any purchase" when it has none."""

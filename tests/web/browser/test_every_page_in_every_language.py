@@ -108,3 +108,6 @@ async def test_every_page_in_every_language(live_server: str, chromium: Any, pro
     await member.page.click("button.primary")
     await member.page.wait_for_url("**/me")
     await review(member, "/me", lang, axe_js, screenshots, f"lang_{lang}_me_wallet", english)
+    lines = await member.page.evaluate("""() => { const range = document.createRange();
+        range.selectNodeContents(document.querySelector("dd.id")); return range.getClientRects().length; }""")
+    assert lines == 1, f"{lang}: the loyalty ID breaks over {lines} lines on a phone"
