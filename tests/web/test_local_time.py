@@ -144,3 +144,5 @@ async def test_a_card_without_a_minimum_says_any_purchase(browser: Any, world: W
     wallet = await browser.get("/me", headers={**HTML, "Accept-Language": "sv"})
     assert "Minsta köp som ger stämpel: alla köp" in wallet.text
     assert "Minsta köp som ger stämpel: 2,50\xa0€" in wallet.text and "0,00" not in wallet.text
+    # a tier's name is the admin's data, shown as set; the words around it are Swedish
+    assert "poäng kvar till Silver." in wallet.text and "more points to" not in wallet.text
