@@ -301,9 +301,23 @@ def served_two_workers(tmp_path: Path) -> Iterator[tuple[int, int]]:
         yield proc.pid, port
     finally:
         SERVED.pop(proc.pid)
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        stop(proc)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """Stop ``coalition serve`` and its workers: SIGTERM (it stops them), else SIGKILL to each."""
+    if proc.poll() is not None:
+        return
+    workers = worker_pids(proc.pid)
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    for worker in workers:  # a worker the parent did not stop outlives it
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(worker, signal.SIGKILL)
 
 
 def wait_until_ready(proc: subprocess.Popen[bytes], port: int, log: Path, timeout_s: float = 90,
