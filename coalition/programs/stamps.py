@@ -4,8 +4,10 @@ A merchant defines a card (:func:`create_stamp_card`): how many stamps fill it, 
 purchase that earns a stamp, and the reward a full card gives. An earn at that merchant of at
 least the minimum stamps every active card of the merchant once (:func:`stamp_earn`, called
 after the earn, keyed by the earn's entry id: a stamp happens once however often it is
-applied, so a retried earn applies a stamp a crash lost); a full card issues a voucher of
-the reward (no points taken, no stock taken) and the next card starts.
+applied); a full card issues a voucher of the reward (no points taken, no stock taken) and the
+next card starts. A stamp a crash after the earn's commit lost is applied later, by the retried
+earn or, without a retry, by the worker's ``programs`` job (:mod:`coalition.programs.catchup`),
+which stamps each live earn made since the card was created and not reversed.
 
 Counting. ``stamp_progress`` keeps ``total_stamps`` and ``completed_cards``; the current card
 holds ``total_stamps - completed_cards * stamps_required``. Reversing a stamped purchase
@@ -18,7 +20,7 @@ The earn path pays for this only where a merchant runs a card: :class:`ProgramDi
 per process, which merchants have active cards (and quests), refreshed every
 ``COALITION_PROGRAMS_CACHE_S`` seconds and at once in the process that creates a card; an earn
 at any other merchant costs a dictionary lookup, no round trip. A card created in another
-process stamps earns from its next refresh on (at most that many seconds later).
+process stamps earns from its next refresh on (at most that many seconds later); the ``programs`` job stamps the earns made in between.
 """
 
 from __future__ import annotations
