@@ -20,7 +20,8 @@ The earn path pays for this only where a merchant runs a card: :class:`ProgramDi
 per process, which merchants have active cards (and quests), refreshed every
 ``COALITION_PROGRAMS_CACHE_S`` seconds and at once in the process that creates a card; an earn
 at any other merchant costs a dictionary lookup, no round trip. A card created in another
-process stamps earns from its next refresh on (at most that many seconds later); the ``programs`` job stamps the earns made in between.
+process stamps earns from its next refresh on (at most that many seconds later); the worker's
+``programs`` job stamps the earns made in between.
 """
 
 from __future__ import annotations

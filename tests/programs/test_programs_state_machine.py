@@ -5,10 +5,11 @@ member; the worker's review moves members as their qualifying points cross the t
 Every earn and refund goes through the live path (``coalition.programs.purchases``), so an earn at the
 card's shop stamps it and a refund takes the stamp back, unless a crash lost the hook (rule ``crash``: the
 next earn or refund is written by the ledger alone); the worker's programs job (rule ``catch_up``) then
-applies what was lost, and the model applies it with it, in the job's order: stamps, then refunds. The ledger's model of balances, lots and holds
-gains what the programs add to it: a claim is a redemption of the reward's points; an expired claim gives
-them back (the redemption's reversal); a tier multiplier adds points to the earn (the merchant funds them)
-or a bonus lot of the network's, which goes with the earn when it is reversed. After every step the
+applies what was lost, and the model applies it with it, in the job's order: stamps, then refunds.
+The ledger's model of balances, lots and holds gains what the programs add to it: a claim is a redemption
+of the reward's points; an expired claim gives them back (the redemption's reversal); a tier multiplier
+adds points to the earn (the merchant funds them) or a bonus lot of the network's, which goes with the earn
+when it is reversed. After every step the
 database agrees with the model (points, vouchers, stock, stamps, the tiers' qualifying points) and
 ``ledger_violations`` finds nothing.
 """
