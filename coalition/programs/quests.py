@@ -127,6 +127,9 @@ async def record_visit(ledger: Ledger, *, quest_id: int, member_id: int, merchan
         )).first()
         if completed is None:
             return False
+        # Paid now, also for a visit replayed late (a retried earn, the programs job): the ledger's entries
+        # keep their ids and times in step, as settlement and the programs job's window expect.
+        paid_at = ledger.clock()
         key = internal_key("quest", quest_id, member_id)
         fingerprint = core.request_hash("questBonus", quest=quest_id, member=member_id)
         reason = f"quest: {quest.name}"[:128]
@@ -138,7 +141,7 @@ async def record_visit(ledger: Ledger, *, quest_id: int, member_id: int, merchan
             shares = list(split_bonus(quest.bonus_points, shops))
         for funder, points in shares:
             await ledger.award_bonus_in(conn, member_id=member_id, points=points, key=key, fingerprint=fingerprint,
-                                        reason=reason, now=now, funder=funder)
+                                        reason=reason, now=paid_at, funder=funder)
     return True
 
 

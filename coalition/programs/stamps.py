@@ -148,7 +148,8 @@ def _upsert(conn: AsyncConnection) -> Any:
 
 
 async def stamp_earn(ledger: Ledger, card: CardRule, *, member_id: int, entry_id: int, now: dt.datetime) -> Any:
-    """Stamp ``card`` for the earn ``entry_id``, once; returns the voucher a full card issued, or None."""
+    """Stamp ``card`` for the earn ``entry_id`` (made at ``now``), once; returns the voucher a full card issued,
+    or None."""
     async with ledger.db.transaction() as conn:
         make_insert = _upsert(conn)
         stamped = (await conn.execute(
@@ -173,10 +174,12 @@ async def stamp_earn(ledger: Ledger, card: CardRule, *, member_id: int, entry_id
                                                        StampProgress.member_id == member_id)
                            .values(completed_cards=number))
         reward = (await conn.execute(select(*Reward.__table__.c).where(Reward.id == card.reward_id))).one()
+        # Issued now, also for a stamp applied late (a retried earn, the programs job): the voucher's
+        # validity runs from when the member gets it, not from the purchase.
         return await issue_voucher_in(
             conn, reward=reward, member_id=member_id, scope=STAMP_SCOPE, key=f"card:{card.id}:{member_id}:{entry_id}",
-            fingerprint=core.request_hash("stampCard", card=card.id), points=0, now=now, stamp_card_id=card.id,
-            card_number=number)
+            fingerprint=core.request_hash("stampCard", card=card.id), points=0, now=ledger.clock(),
+            stamp_card_id=card.id, card_number=number)
 
 
 async def unstamp_reversed(ledger: Ledger, *, earn_entry_id: int, now: dt.datetime) -> int:

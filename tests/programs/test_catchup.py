@@ -93,6 +93,7 @@ async def test_earns_whose_hook_was_lost_are_stamped_once_and_a_full_card_issues
     assert await progress(shops, member) == [(3, 1)]
     (voucher,) = await vouchers_of(db, member)
     assert (voucher.stamp_card_id, voucher.card_number, voucher.status) == (c.id, 1, VoucherStatus.ISSUED)
+    assert voucher.created_at == shops.now  # valid from when the member got it, not from the purchase
     # and a second run finds nothing left
     assert await run_job(shops) == CatchUp()
     assert len(await vouchers_of(db, member)) == 1 and await progress(shops, member) == [(3, 1)]
@@ -177,8 +178,11 @@ async def test_a_lost_quest_visit_completes_the_quest_once(shops: Any, db: Any) 
     # when the job runs, twice
     assert await run_job(shops) == CatchUp(visits=1)
     assert await run_job(shops) == CatchUp()
-    # then the bonus is paid once
+    # then the bonus is paid once, now (the ledger's entries keep their ids and times in step)
     assert await quest_bonuses(db, member) == [100]
+    async with db.read() as conn:
+        paid_at = (await conn.execute(select(Entry.created_at).where(Entry.kind == EntryKind.BONUS))).scalar_one()
+    assert paid_at == shops.now
 
 
 async def test_a_replayed_visit_never_moves_the_latest_visit_back(shops: Any, db: Any) -> None:
