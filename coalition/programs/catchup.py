@@ -30,8 +30,10 @@ finds nothing to unstamp yet; the next run sees that reversal with a stamp left 
 Cost: ``entries`` has no index on its time (an earn would pay for one), so the window's first id
 is found by bisecting the primary key (ids grow with time: some 25 index probes for 10^7
 entries); the window's entries are then read from that id on through the primary key (or, where
-the planner prefers, per card merchant through ``(merchant_id, id)``), each probed for its
-reversal through the partial index of reversals. Nothing scans the ledger. A worker's first run
+the planner prefers, per card merchant through ``(merchant_id, id)``), and the reversals through
+the partial index of reversals (on PostgreSQL the planner reads that whole index, every reversal
+ever made, once a query: reversals are about one entry in a hundred; ``bench/programs_catchup.py``
+shows the plans). Nothing scans the ledger's entries. A worker's first run
 reads the whole look-back; its later runs resume a grace period before where the last one ended
 (``resume_from``), so each reads about one interval's entries (an entry committed more than a
 grace period after it was written, and older than that overlap, is left to the next worker start).
