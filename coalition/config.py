@@ -126,6 +126,11 @@ class Settings:
     # redemption), and how often a process re-reads which merchants run stamp cards and quests.
     voucher_expiry_refund: bool = True
     programs_cache_s: float = 5.0
+    # The worker's ``programs`` job (coalition/programs/catchup.py): how far back it looks for a
+    # stamp, quest visit or refund's undoing a crash lost (0: the job is off), and how old an
+    # entry must be before it looks (the live hook runs right after the commit).
+    programs_catchup_s: float = 24 * 3600.0
+    programs_catchup_grace_s: float = 60.0
     # Integrations (issue 17): member imports (coalition/portability) — the largest file, line and
     # row count the CLI takes, and the largest upload POST /import/members takes; lookups by
     # contact a merchant may make a minute; the wallet pass's signing certificate and key (PEM
@@ -346,6 +351,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         voucher_expiry_refund=_flag({**env, "COALITION_VOUCHER_EXPIRY_REFUND": env.get(
             "COALITION_VOUCHER_EXPIRY_REFUND") or "1"}, "COALITION_VOUCHER_EXPIRY_REFUND"),
         programs_cache_s=_float(env, "COALITION_PROGRAMS_CACHE_S", 5.0),
+        programs_catchup_s=_float(env, "COALITION_PROGRAMS_CATCHUP_S", 24 * 3600.0),
+        programs_catchup_grace_s=_float(env, "COALITION_PROGRAMS_CATCHUP_GRACE_S", 60.0),
         import_max_bytes=_int(env, "COALITION_IMPORT_MAX_BYTES", 1 << 30, minimum=1024),
         import_max_line_bytes=_int(env, "COALITION_IMPORT_MAX_LINE_BYTES", 64 * 1024, minimum=256),
         import_max_rows=_int(env, "COALITION_IMPORT_MAX_ROWS", 2_000_000, minimum=1),

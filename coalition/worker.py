@@ -9,8 +9,15 @@ job             what it does                                every
 ``expiry``      expire lots past their date                 ``--interval-s`` (60 s)
 ``vouchers``    expire unused vouchers past their date,     ``--interval-s``
                 refunding their points (programs/vouchers)
+``programs``    apply the stamps, quest visits and refund   ``--interval-s`` (off when
+                undoings a crash after an earn's or a       ``COALITION_PROGRAMS_CATCHUP_S``
+                reversal's commit lost, within              is 0)
+                ``COALITION_PROGRAMS_CATCHUP_S``
+                (programs/catchup.py)
 ``refusals``    purge refusals kept under idempotency keys  ``--interval-s``
                 past ``COALITION_IDEMPOTENCY_RETENTION_S``
+``tiers``       review every member's status tier           ``COALITION_TIER_REVIEW_INTERVAL_S``
+                (programs/tier_review.py)
 ``settlement``  close every settlement period that has      ``--interval-s`` (``--no-settle``:
                 ended (the policy's period and time zone)   never)
 ``webhooks``    send due webhook deliveries (the outbox)    ``COALITION_WEBHOOK_POLL_S`` (1 s)
@@ -52,7 +59,7 @@ from coalition.giftcards.service import GiftCards
 from coalition.ledger import refusals
 from coalition.ledger.service import Ledger
 from coalition.network.store import InsightStore
-from coalition.programs import vouchers
+from coalition.programs import catchup, vouchers
 from coalition.programs.tier_review import review_tiers
 from coalition.settlement.models import SettlementBatch
 from coalition.settlement.policy import current_policy, latest_period_end
@@ -64,7 +71,7 @@ logger = logging.getLogger("coalition.worker")
 HOLD_BATCH = 1000
 DEFAULT_INTERVAL_S = 60.0  # expiry, refusals and settlement: `coalition worker --interval-s`
 MIN_SLEEP_S = 0.01  # never spin: a job slower than its interval runs again after this pause
-JOB_NAMES = ("holds", "expiry", "vouchers", "refusals", "tiers", "settlement", "webhooks", "analysis")
+JOB_NAMES = ("holds", "expiry", "vouchers", "programs", "refusals", "tiers", "settlement", "webhooks", "analysis")
 
 
 @dataclass
@@ -76,6 +83,7 @@ class TickReport:
     gift_cards_expired: int = 0
     tiers_reviewed: int = 0
     vouchers_expired: int = 0
+    programs_caught_up: int = 0
     batch_ids: list[int] = field(default_factory=list)
     analysis_run: int | None = None
     webhooks_sent: int = 0
@@ -119,6 +127,7 @@ class Worker:
             Job("holds", hold_every, self._release_holds),
             Job("expiry", every_s, self._expire),
             Job("vouchers", every_s, self._expire_vouchers),
+            Job("programs", every_s if settings.programs_catchup_s > 0 else 0.0, self._catch_up_programs),
             Job("refusals", every_s, self._purge_refusals),
             Job("tiers", settings.tier_review_interval_s, self._review_tiers),
             Job("settlement", every_s if settle else 0.0, self._settle),
@@ -127,6 +136,7 @@ class Worker:
         ]
         self.jobs = [job for job in table if job.every_s > 0 and (only is None or job.name in only)]
         self.last_run: dict[str, dt.datetime] = {}
+        self._programs_through: dt.datetime | None = None
 
     async def aclose(self) -> None:
         await self.insights.aclose()
@@ -186,6 +196,14 @@ class Worker:
     async def _expire_vouchers(self, report: TickReport) -> None:
         report.vouchers_expired += await vouchers.expire_vouchers(
             self.ledger, now=self.clock(), refund=self.settings.voucher_expiry_refund)
+
+    async def _catch_up_programs(self, report: TickReport) -> None:
+        # The first run looks back COALITION_PROGRAMS_CATCHUP_S; later ones resume where the last one ended.
+        done = await catchup.catch_up(self.ledger, now=self.clock(), look_back_s=self.settings.programs_catchup_s,
+                                      grace_s=self.settings.programs_catchup_grace_s,
+                                      resume_from=self._programs_through)
+        self._programs_through = done.through
+        report.programs_caught_up += done.total
 
     async def _purge_refusals(self, report: TickReport) -> None:
         # Refusals kept under idempotency keys past the retention period (ledger/refusals.py).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import logging
 from typing import Any
@@ -87,7 +88,7 @@ async def test_each_job_runs_on_its_own_interval(
 ) -> None:
     shop, member = await _member_with_points(ledger, make_merchant, make_member)
     worker = Worker(db, settings, keys, clock=clock, settle=False, every_s=60, hold_sweep_s=5, webhook_poll_s=0)
-    assert [job.name for job in worker.jobs] == ["holds", "expiry", "vouchers", "refusals", "tiers"]
+    assert [job.name for job in worker.jobs] == ["holds", "expiry", "vouchers", "programs", "refusals", "tiers"]
     try:
         assert (await worker.tick()).errors == []
         await ledger.authorize(merchant_id=shop.id, loyalty_id=member.loyalty_id, points=30, idempotency_key="h1",
@@ -98,7 +99,7 @@ async def test_each_job_runs_on_its_own_interval(
         clock.advance(seconds=11)
         swept = await worker.tick()
         assert swept.holds_released == 1 and swept.errors == []
-        assert set(worker.last_run) == {"holds", "expiry", "vouchers", "refusals", "tiers"}
+        assert set(worker.last_run) == {"holds", "expiry", "vouchers", "programs", "refusals", "tiers"}
         assert worker.last_run["holds"] == clock() and worker.last_run["expiry"] == clock() - dt.timedelta(seconds=15)
         assert worker.seconds_to_next() == pytest.approx(5)  # the hold sweep is next
     finally:
@@ -153,7 +154,6 @@ async def _member_with_points(ledger: Any, make_merchant: Any, make_member: Any)
 async def test_a_tick_releases_gift_card_holds_and_expires_gift_cards(
     db: Any, settings: Any, keys: Any, ledger: Any, clock: Any, make_merchant: Any,
 ) -> None:
-    import dataclasses
 
     from coalition.giftcards.service import GiftCards
 
@@ -193,3 +193,44 @@ async def test_the_vouchers_job_expires_unused_vouchers_and_refunds_them(
         from coalition.members.models import Member
 
         assert (await conn.execute(select(Member.balance).where(Member.id == member.id))).scalar_one() == 100
+
+
+async def test_the_programs_job_stamps_the_purchases_whose_hook_a_crash_lost(
+    db: Any, settings: Any, keys: Any, ledger: Any, clock: Any, make_merchant: Any, make_member: Any,
+) -> None:
+    from coalition.programs import stamps
+    from coalition.programs.reward_models import Stamp
+    from coalition.programs.rewards import create_reward
+
+    shop = (await make_merchant("Cafe", 1)).merchant
+    member = (await make_member(shop.id)).member
+    reward = await create_reward(db, merchant_id=shop.id, name="Coffee", points_cost=10, idempotency_key="r",
+                                 now=clock.now)
+    await stamps.create_stamp_card(ledger, merchant_id=shop.id, name="Card", stamps_required=5, min_purchase_minor=100,
+                                   reward_id=reward.id, idempotency_key="c", now=clock.now)
+
+    async def crashed_earn(key: str) -> None:  # the ledger committed; the process died before the hook
+        await ledger.earn(merchant_id=shop.id, loyalty_id=member.loyalty_id, purchase_amount_minor=500,
+                          idempotency_key=key)
+
+    async def stamped() -> int:
+        async with db.read() as conn:
+            return len((await conn.execute(select(Stamp.id))).all())
+
+    await crashed_earn("e1")
+    worker = Worker(db, settings, keys, clock=clock, settle=False, every_s=60, only=["programs"])
+    off = Worker(db, dataclasses.replace(settings, programs_catchup_s=0.0), keys, clock=clock)
+    try:
+        assert "programs" not in [job.name for job in off.jobs]  # a look-back of 0 turns the job off
+        assert (await worker.tick()).programs_caught_up == 0  # within the grace period: the live hook's
+        clock.advance(seconds=settings.programs_catchup_grace_s + 1)
+        assert (await worker.tick()).programs_caught_up == 1
+        await crashed_earn("e2")
+        clock.advance(seconds=settings.programs_catchup_grace_s + 1)
+        report = await worker.tick()  # resumes where the last run ended, and finds the new one
+        assert (report.programs_caught_up, report.errors, await stamped()) == (1, [], 2)
+        clock.advance(seconds=60)
+        assert (await worker.tick()).programs_caught_up == 0
+    finally:
+        await worker.aclose()
+        await off.aclose()

@@ -57,7 +57,7 @@ from coalition.giftcards.models import (
     GiftEntryKind,
 )
 from coalition.ledger.core import request_hash
-from coalition.ledger.idempotency import find_earlier
+from coalition.ledger.idempotency import GIFT_CARD_EARN_PREFIX, find_earlier
 from coalition.ledger.inputs import parse_loyalty_id
 from coalition.ledger.service import Ledger
 from coalition.members.service import find_member
@@ -127,7 +127,7 @@ class GiftCards(GiftHolds):
             if lid is not None and self.settings.gift_card_earns_points:
                 earned = await Ledger(self.db, self.settings, self.clock, keys=self.keys).earn(
                     merchant_id=merchant_id, loyalty_id=lid, purchase_amount_minor=amount, reference=reference,
-                    idempotency_key="gift-card-sale:" + hashlib.sha256(key.encode()).hexdigest()[:48])
+                    idempotency_key=GIFT_CARD_EARN_PREFIX + hashlib.sha256(key.encode()).hexdigest()[:48])
                 member_id, points = earned.member.id, earned.entry.points
             elif lid is not None:
                 member_id = (await find_member(self.db, lid)).id

@@ -135,6 +135,13 @@ def internal_key(*parts: object) -> str:
     return "\x1f" + ":".join(str(part) for part in parts)
 
 
+# Earns that are not a live purchase, told apart by what they were written under (the programs never
+# stamp them: coalition/programs/catchup.py). No request hashes to IMPORTED_REQUEST_HASH (a real
+# fingerprint is 64 hex digits), so no client earn can pass for an imported one.
+IMPORTED_REQUEST_HASH = "import"  # every entry a member import wrote (coalition/portability)
+GIFT_CARD_EARN_PREFIX = "gift-card-sale:"  # the key of the points a gift card sold to a member earned
+
+
 async def insert_once(conn: AsyncConnection, keys: KeyColumns[M], values: dict[str, Any]) -> tuple[M, bool]:
     """Insert ``values`` (which hold the key, the fingerprint and the scope's columns) unless a row is
     under the key already: ``(the new row, True)``; a retry's ``(the earlier row, False)``; or

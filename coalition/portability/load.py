@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from coalition.crypto import NetworkKeys
 from coalition.db import Database
 from coalition.errors import Conflict
+from coalition.ledger.idempotency import IMPORTED_REQUEST_HASH
 from coalition.ledger.models import Entry, Lot, Posting
 from coalition.members.contact import email_fingerprint, phone_fingerprint
 from coalition.members.models import Member
@@ -38,7 +39,7 @@ from coalition.network.bulkload import random_codes
 from coalition.portability.reader import MemberIndex, Record, Scan
 
 CHUNK = 5000
-REQUEST_HASH = "import"  # a replay of an import key through the API is IDEMPOTENCY_KEY_CONFLICT
+REQUEST_HASH = IMPORTED_REQUEST_HASH  # a replay of an import key through the API is IDEMPOTENCY_KEY_CONFLICT
 MEMBER_COLUMNS = ("id", "loyalty_id", "referral_code", "email_encrypted", "phone_encrypted", "email_index",
                   "phone_index", "email_fingerprint", "phone_fingerprint", "balance", "held", "owed",
                   "lifetime_points", "enrolled_by_merchant_id", "enroll_idempotency_key", "enroll_request_hash",

@@ -13,9 +13,12 @@ one visit twice when the shop's own system already gave the stamp); a gift card'
 After the commit, not in the transaction. The ledger's write commits first (on PostgreSQL the
 one-statement earn: putting the stamp in its transaction would send every earn at a merchant
 with a card down the multi-statement path), then :func:`coalition.programs.hooks.after_earn`
-runs, each step keyed by the earn's entry id. A crash between the two loses the stamp until
-the client retries the earn (it got no answer, so it should): the retry replays the earn and
-applies the stamp then. A client that never retries leaves that purchase unstamped.
+runs, each step keyed by the earn's entry id. A crash between the two does not lose the stamp:
+a retried earn replays and applies it then, and without a retry the worker's ``programs`` job
+(:mod:`coalition.programs.catchup`) finds the purchase without its stamp or quest visit (or the
+refund without its undoing) and applies it, once the entry is ``COALITION_PROGRAMS_CATCHUP_GRACE_S``
+old and while it is younger than ``COALITION_PROGRAMS_CATCHUP_S``. The job tells the history
+and gift card points above from live purchases and leaves them unstamped, as this module does.
 """
 
 from __future__ import annotations

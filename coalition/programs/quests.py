@@ -3,8 +3,8 @@
 An admin defines a quest (:func:`create_quest`) for a group of partners, with a window of
 dates it runs in. A visit is an earn at one of its shops (:func:`record_visit`, called after
 the earn like a stamp). A member completes the quest, once, when the distinct shops it
-earned at within the last ``window_days`` (each shop counted by its latest visit) reach
-``visits_required``; the bonus is then paid in the same transaction as the completion row
+earned at within ``window_days`` of its latest visit (each shop counted by its latest visit)
+reach ``visits_required``; the bonus is then paid in the same transaction as the completion row
 (its primary key makes it once, however two earns race).
 
 Funding (``funding``) and settlement. The bonus is the ledger's BONUS entry, issued by its
@@ -23,7 +23,7 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from coalition.db import Database
@@ -106,16 +106,19 @@ async def record_visit(ledger: Ledger, *, quest_id: int, member_id: int, merchan
         if done is not None:
             return False
         make_insert: Any = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+        # A visit replayed later (a retried earn, the catch-up job) never moves a shop's latest visit back.
         await conn.execute(
             make_insert(QuestVisit).values(quest_id=quest_id, member_id=member_id, merchant_id=merchant_id,
                                            last_visit_at=now)
             .on_conflict_do_update(index_elements=["quest_id", "member_id", "merchant_id"],
-                                   set_={"last_visit_at": now})
+                                   set_={"last_visit_at": now}, where=QuestVisit.last_visit_at < now)
         )
-        since = now - dt.timedelta(days=quest.window_days)
-        visited = int((await conn.execute(select(func.count()).where(
-            QuestVisit.quest_id == quest_id, QuestVisit.member_id == member_id,
-            QuestVisit.last_visit_at > since))).scalar_one())
+        # The window ends at the member's latest visit, not at ``now``: a replayed old visit counts only
+        # with the visits that were within window_days of it and of each other, as it would have live.
+        visits = list((await conn.execute(select(QuestVisit.last_visit_at).where(
+            QuestVisit.quest_id == quest_id, QuestVisit.member_id == member_id))).scalars())
+        since = max(visits) - dt.timedelta(days=quest.window_days)
+        visited = sum(1 for at in visits if at > since)
         if visited < quest.visits_required:
             return False
         completed = (await conn.execute(
@@ -124,6 +127,9 @@ async def record_visit(ledger: Ledger, *, quest_id: int, member_id: int, merchan
         )).first()
         if completed is None:
             return False
+        # Paid now, also for a visit replayed late (a retried earn, the programs job): the ledger's entries
+        # keep their ids and times in step, as settlement and the programs job's window expect.
+        paid_at = ledger.clock()
         key = internal_key("quest", quest_id, member_id)
         fingerprint = core.request_hash("questBonus", quest=quest_id, member=member_id)
         reason = f"quest: {quest.name}"[:128]
@@ -135,7 +141,7 @@ async def record_visit(ledger: Ledger, *, quest_id: int, member_id: int, merchan
             shares = list(split_bonus(quest.bonus_points, shops))
         for funder, points in shares:
             await ledger.award_bonus_in(conn, member_id=member_id, points=points, key=key, fingerprint=fingerprint,
-                                        reason=reason, now=now, funder=funder)
+                                        reason=reason, now=paid_at, funder=funder)
     return True
 
 

@@ -4,8 +4,10 @@ A merchant defines a card (:func:`create_stamp_card`): how many stamps fill it, 
 purchase that earns a stamp, and the reward a full card gives. An earn at that merchant of at
 least the minimum stamps every active card of the merchant once (:func:`stamp_earn`, called
 after the earn, keyed by the earn's entry id: a stamp happens once however often it is
-applied, so a retried earn applies a stamp a crash lost); a full card issues a voucher of
-the reward (no points taken, no stock taken) and the next card starts.
+applied); a full card issues a voucher of the reward (no points taken, no stock taken) and the
+next card starts. A stamp a crash after the earn's commit lost is applied later, by the retried
+earn or, without a retry, by the worker's ``programs`` job (:mod:`coalition.programs.catchup`),
+which stamps each live earn made since the card was created and not reversed.
 
 Counting. ``stamp_progress`` keeps ``total_stamps`` and ``completed_cards``; the current card
 holds ``total_stamps - completed_cards * stamps_required``. Reversing a stamped purchase
@@ -18,7 +20,8 @@ The earn path pays for this only where a merchant runs a card: :class:`ProgramDi
 per process, which merchants have active cards (and quests), refreshed every
 ``COALITION_PROGRAMS_CACHE_S`` seconds and at once in the process that creates a card; an earn
 at any other merchant costs a dictionary lookup, no round trip. A card created in another
-process stamps earns from its next refresh on (at most that many seconds later).
+process stamps earns from its next refresh on (at most that many seconds later); the worker's
+``programs`` job stamps the earns made in between.
 """
 
 from __future__ import annotations
@@ -145,7 +148,8 @@ def _upsert(conn: AsyncConnection) -> Any:
 
 
 async def stamp_earn(ledger: Ledger, card: CardRule, *, member_id: int, entry_id: int, now: dt.datetime) -> Any:
-    """Stamp ``card`` for the earn ``entry_id``, once; returns the voucher a full card issued, or None."""
+    """Stamp ``card`` for the earn ``entry_id`` (made at ``now``), once; returns the voucher a full card issued,
+    or None."""
     async with ledger.db.transaction() as conn:
         make_insert = _upsert(conn)
         stamped = (await conn.execute(
@@ -170,10 +174,12 @@ async def stamp_earn(ledger: Ledger, card: CardRule, *, member_id: int, entry_id
                                                        StampProgress.member_id == member_id)
                            .values(completed_cards=number))
         reward = (await conn.execute(select(*Reward.__table__.c).where(Reward.id == card.reward_id))).one()
+        # Issued now, also for a stamp applied late (a retried earn, the programs job): the voucher's
+        # validity runs from when the member gets it, not from the purchase.
         return await issue_voucher_in(
             conn, reward=reward, member_id=member_id, scope=STAMP_SCOPE, key=f"card:{card.id}:{member_id}:{entry_id}",
-            fingerprint=core.request_hash("stampCard", card=card.id), points=0, now=now, stamp_card_id=card.id,
-            card_number=number)
+            fingerprint=core.request_hash("stampCard", card=card.id), points=0, now=ledger.clock(),
+            stamp_card_id=card.id, card_number=number)
 
 
 async def unstamp_reversed(ledger: Ledger, *, earn_entry_id: int, now: dt.datetime) -> int:

@@ -3,10 +3,13 @@
 member; the worker's review moves members as their qualifying points cross the thresholds).
 
 Every earn and refund goes through the live path (``coalition.programs.purchases``), so an earn at the
-card's shop stamps it and a refund takes the stamp back. The ledger's model of balances, lots and holds
-gains what the programs add to it: a claim is a redemption of the reward's points; an expired claim gives
-them back (the redemption's reversal); a tier multiplier adds points to the earn (the merchant funds them)
-or a bonus lot of the network's, which goes with the earn when it is reversed. After every step the
+card's shop stamps it and a refund takes the stamp back, unless a crash lost the hook (rule ``crash``: the
+next earn or refund is written by the ledger alone); the worker's programs job (rule ``catch_up``) then
+applies what was lost, and the model applies it with it, in the job's order: stamps, then refunds.
+The ledger's model of balances, lots and holds gains what the programs add to it: a claim is a redemption
+of the reward's points; an expired claim gives them back (the redemption's reversal); a tier multiplier
+adds points to the earn (the merchant funds them) or a bonus lot of the network's, which goes with the earn
+when it is reversed. After every step the
 database agrees with the model (points, vouchers, stock, stamps, the tiers' qualifying points) and
 ``ledger_violations`` finds nothing.
 """
@@ -26,7 +29,7 @@ from sqlalchemy import select
 from coalition.ledger.models import Entry
 from coalition.ledger.program_earns import attached_bonus_key
 from coalition.ledger.service import Ledger
-from coalition.programs import purchases, stamps, vouchers
+from coalition.programs import catchup, purchases, stamps, vouchers
 from coalition.programs.earning import ProgramHook
 from coalition.programs.reward_models import Reward, StampProgress, Voucher
 from coalition.programs.rewards import create_reward
@@ -55,6 +58,10 @@ class ProgramsMachine(LedgerMachine):
         self.stamps: dict[int, list[int]] = {}  # member -> [total stamps, completed cards]
         self.policies = 0
         self.reviewed: tuple[dt.datetime, int] | None = None  # (when, how many entries then): the last review
+        self.crash_next = False  # the next earn's or refund's hook is lost
+        self.hook_lost = False  # the write being modelled lost its hook
+        self.lost_earns: list[tuple[Any, MemberModel, int, int]] = []  # what the model applies at the catch-up
+        self.lost_reversals: list[tuple[int, EntryModel, Any]] = []
         super().__init__()
         self.run(self.setup_programs())
 
@@ -76,11 +83,20 @@ class ProgramsMachine(LedgerMachine):
 
     # ------------------------------------------------------------ the ledger machine's hooks
 
+    def _lose_hook(self) -> bool:
+        self.hook_lost, self.crash_next = self.crash_next, False
+        return self.hook_lost
+
     async def earn_call(self, merchant_id: int, loyalty_id: str, amount: int, key: str) -> Any:
+        if self._lose_hook():  # the ledger committed, the process died before the hook
+            return await self.ledger.earn(merchant_id=merchant_id, loyalty_id=loyalty_id,
+                                          purchase_amount_minor=amount, idempotency_key=key)
         return await purchases.earn(self.ledger, merchant_id=merchant_id, loyalty_id=loyalty_id,
                                     purchase_amount_minor=amount, idempotency_key=key)
 
     async def reverse_call(self, merchant_id: int, entry_id: int, key: str) -> Any:
+        if self._lose_hook():
+            return await self.ledger.reverse(merchant_id=merchant_id, transaction_id=entry_id, idempotency_key=key)
         return await purchases.reverse(self.ledger, merchant_id=merchant_id, transaction_id=entry_id,
                                        idempotency_key=key)
 
@@ -109,16 +125,23 @@ class ProgramsMachine(LedgerMachine):
     def after_earn_model(self, result: Any, m: MemberModel, merchant_id: int, amount: int) -> None:
         if merchant_id != self.merchants[0] or amount < MIN_PURCHASE:
             return
+        if self.hook_lost:
+            self.lost_earns.append((result, m, merchant_id, amount))
+            return
         self.stamped.add(result.entry.id)
         progress = self.stamps[m.member_id]
         progress[0] += 1
         if progress[0] >= (progress[1] + 1) * REQUIRED:
             progress[1] += 1
-            (new,) = self.run(self._new_stamp_vouchers())
+            (new,) = [v for v in self.run(self._new_stamp_vouchers())
+                      if v.member_id == m.member_id and v.card_number == progress[1]]
             self.vouchers[new.id] = VoucherModel(m.member_id, self.merchants[0], "ISSUED",
                                                  self.clock.now + dt.timedelta(days=VALID_DAYS), None, progress[1])
 
     def after_reverse_model(self, entry_id: int, entry: EntryModel, result: Any) -> None:
+        if self.hook_lost:
+            self.lost_reversals.append((entry_id, entry, result))
+            return
         if entry.kind == "REDEEM":  # the reward's merchant refunded a claim: its unused voucher is void
             for voucher in self.vouchers.values():
                 if voucher.redeem_entry_id == entry_id and voucher.status == "ISSUED":
@@ -191,8 +214,31 @@ class ProgramsMachine(LedgerMachine):
             if voucher.redeem_entry_id is not None:  # a claim: the stock and the points come back
                 self.stock += 1
                 redemption = self.entries[voucher.redeem_entry_id]
-                self.restore(self.member(voucher.member), redemption)
-                redemption.reversed = True
+                if not redemption.reversed:  # unless the merchant refunded it (a lost hook left the voucher)
+                    self.restore(self.member(voucher.member), redemption)
+                    redemption.reversed = True
+
+    @rule()
+    def crash(self) -> None:
+        self.crash_next = True
+
+    @rule()
+    def catch_up(self) -> None:
+        """The worker's programs job: every lost stamp, then every lost refund's undoing, in entry order."""
+        done = self.run(catchup.catch_up(self.ledger, now=self.clock.now + dt.timedelta(seconds=1),
+                                         look_back_s=20 * 366 * 86_400, grace_s=0))
+        self.hook_lost = False
+        earns = sorted((e for e in self.lost_earns if not self.entries[e[0].entry.id].reversed),
+                       key=lambda e: e[0].entry.id)
+        for earn in earns:
+            self.after_earn_model(*earn)
+        undone = 0
+        for entry_id, entry, result in sorted(self.lost_reversals, key=lambda r: r[0]):
+            undone += (entry.kind == "EARN" and entry_id in self.stamped) or any(
+                v.redeem_entry_id == entry_id and v.status == "ISSUED" for v in self.vouchers.values())
+            self.after_reverse_model(entry_id, entry, result)
+        assert done == catchup.CatchUp(stamps=len(earns), reversals=undone), (done, earns, self.lost_reversals)
+        self.lost_earns, self.lost_reversals = [], []
 
     @rule(funder=st.sampled_from(["MERCHANT", "NETWORK"]), silver=st.sampled_from([20, 300, 3000]),
           percent=st.sampled_from([100, 150, 200]))
