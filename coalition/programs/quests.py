@@ -23,7 +23,7 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 
 from coalition.db import Database
@@ -40,6 +40,11 @@ MAX_WINDOW_DAYS = 366
 MAX_BONUS = 1_000_000
 MAX_DURATION = dt.timedelta(days=2 * 366)
 QUEST_KEYS = KeyColumns(Quest, key="idempotency_key", fingerprint="request_hash")
+# One member's visits to one quest take turns on PostgreSQL: two earns at two shops recorded at
+# the same moment would each count without the other's uncommitted visit, and neither would
+# complete the quest. A transaction advisory lock in the two-key space ("QVST", a hash of the
+# quest and member), as webhooks/service.py locks an owner; SQLite's writers take turns anyway.
+_LOCK_VISITS = text(f"SELECT pg_advisory_xact_lock({int.from_bytes(b'QVST', 'big')}, hashtext(:who))")
 
 
 def split_bonus(bonus: int, merchant_ids: Sequence[int]) -> list[tuple[int, int]]:
@@ -105,6 +110,8 @@ async def record_visit(ledger: Ledger, *, quest_id: int, member_id: int, merchan
             QuestCompletion.quest_id == quest_id, QuestCompletion.member_id == member_id))).first()
         if done is not None:
             return False
+        if conn.dialect.name == "postgresql":
+            await conn.execute(_LOCK_VISITS, {"who": f"{quest_id}:{member_id}"})
         make_insert: Any = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
         # A visit replayed later (a retried earn, the catch-up job) never moves a shop's latest visit back.
         await conn.execute(

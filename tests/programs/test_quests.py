@@ -89,6 +89,16 @@ async def test_racing_visits_complete_the_quest_once(shops: Any, db: Any) -> Non
     assert sum(points for _, points, _ in await bonuses(db, member)) == 10
 
 
+async def test_two_shops_visited_at_the_same_moment_complete_the_quest(shops: Any, db: Any) -> None:
+    # Each visit's transaction must see the other's: without a lock per quest and member, on
+    # PostgreSQL each counted one shop and neither completed the quest.
+    await quest(shops, "NETWORK", visits=2, bonus=10)
+    members = [await shops.member() for _ in range(12)]
+    earns = [(await shops.earn(m, 10, shops.a), await shops.earn(m, 10, shops.b)) for m in members]
+    await asyncio.gather(*(after_earn(shops.ledger, result) for pair in earns for result in pair))
+    assert [await bonuses(db, m) for m in members] == [[(None, 10, None)]] * len(members)
+
+
 @pytest.mark.parametrize(("fields", "code"), [
     ({"visits_required": 0}, "INVALID_QUEST"),
     ({"visits_required": 4}, "INVALID_QUEST"),
