@@ -302,7 +302,7 @@ def unique_sorted(values: IntArray) -> IntArray:
     ordered = np.sort(values)
     if len(ordered) == 0:
         return ordered
-    kept: IntArray = ordered[np.r_[True, ordered[1:] != ordered[:-1]]]
+    kept: IntArray = ordered[np.concatenate(([True], ordered[1:] != ordered[:-1]))]
     return kept
 
 

@@ -14,8 +14,8 @@ The results are cut into scopes before they are stored (``coalition.network.stor
   merchant never sees another merchant's customers. Counts, partner recommendations and the
   merchant's community are network aggregates over merchants, which every partner may see.
 - ``rfm:<id>``: RFM scores and loyalty type (``LoyaltyType`` number) of each of the merchant's
-  buyers at the merchant, as columns sorted by member id; read only when one member's RFM is
-  asked for.
+  buyers at the merchant, as binary columns sorted by member id (``store.rfm_blob``); read only
+  when one member's RFM is asked for.
 - ``map.png`` / ``map.svg``: the network map.
 """
 
@@ -42,7 +42,7 @@ from coalition.network.loyalty import LoyaltyType
 from coalition.network.pipeline import STAGES, NetworkAnalysis, analyze_all
 from coalition.network.reviews import load_reviews
 from coalition.network.segments import SUGGESTED_ACTIONS
-from coalition.network.store import NETWORK_SCOPE, InsightStore, merchant_scope, rfm_scope
+from coalition.network.store import NETWORK_SCOPE, InsightStore, merchant_scope, rfm_blob, rfm_scope
 
 logger = logging.getLogger("coalition.network.jobs")
 
@@ -102,9 +102,9 @@ async def run_analysis(
             merchant_names={m.id: m.name for m in data.merchants},
         )
         step("scopes")
-        payloads = await asyncio.to_thread(build_payloads, data, analysis)
-        blobs = {name: blob for name, blob in (("map.png", analysis.map_png), ("map.svg", analysis.map_svg))
-                 if blob is not None}
+        payloads, blobs = await asyncio.to_thread(build_payloads, data, analysis)
+        blobs |= {name: blob for name, blob in (("map.png", analysis.map_png), ("map.svg", analysis.map_svg))
+                  if blob is not None}
         summary = {
             "members": len(data.members), "merchants": len(data.merchants), "referrals": len(data.referrals),
             "purchases": len(data.purchases), "fraud_alerts": len(analysis.alerts),
@@ -132,8 +132,9 @@ async def run_analysis(
             await store.aclose()
 
 
-def build_payloads(data: NetworkData, analysis: NetworkAnalysis) -> dict[str, dict[str, Any]]:
-    """Cut one run's results into the stored scopes (see the module docstring)."""
+def build_payloads(data: NetworkData, analysis: NetworkAnalysis) -> tuple[dict[str, dict[str, Any]], dict[str, bytes]]:
+    """Cut one run's results into the stored scopes (see the module docstring): the JSON payloads, and
+    the binary ones (each merchant's RFM columns)."""
     segments = analysis.segments
     rfm = segments.rfm
     assert rfm.merchant_ids is not None
@@ -154,9 +155,15 @@ def build_payloads(data: NetworkData, analysis: NetworkAnalysis) -> dict[str, di
     p_merchants = data.purchases.merchant_ids[p_order]
     p_members = data.purchases.member_ids[p_order]
 
+    # Members by enrolling merchant, grouped once too (-1, enrolled by none, sorts first).
+    e_order = argsort_ints(data.enrolled_by + 1)
+    e_merchants = data.enrolled_by[e_order]
+    e_members = data.members.ids[e_order]
+
     def members_of(merchant_id: int) -> Any:
         lo, hi = np.searchsorted(p_merchants, [merchant_id, merchant_id + 1])
-        return unique_sorted(np.concatenate([p_members[lo:hi], data.members.ids[data.enrolled_by == merchant_id]]))
+        e_lo, e_hi = np.searchsorted(e_merchants, [merchant_id, merchant_id + 1])
+        return unique_sorted(np.concatenate([p_members[lo:hi], e_members[e_lo:e_hi]]))
 
     community_of = {m: i for i, group in enumerate(analysis.communities.groups) for m in group}
     rules = {t: segments.rule(t) for t in LoyaltyType}
@@ -177,6 +184,7 @@ def build_payloads(data: NetworkData, analysis: NetworkAnalysis) -> dict[str, di
                  "referrals": int(referral_counts[i]), "reach": reach.get(int(referred.ids[i]))} for i in best]
 
     payloads: dict[str, dict[str, Any]] = {}
+    blobs: dict[str, bytes] = {}
     for merchant in data.merchants:
         rows = rows_of(merchant.id)
         types = segments.types[rows]
@@ -198,14 +206,12 @@ def build_payloads(data: NetworkData, analysis: NetworkAnalysis) -> dict[str, di
             "top_referrers": referrers_among(own),
             "communities": [] if community is None else [_community(community, analysis)],
         }
-        # Columns sorted by member id (a reader bisects): tolist() is C speed, a dict per member is not.
         by_member = rows[np.argsort(rfm.member_ids[rows], kind="stable")]
-        payloads[rfm_scope(merchant.id)] = {
-            "member_ids": rfm.member_ids[by_member].tolist(), "r": rfm.r[by_member].tolist(),
-            "f": rfm.f[by_member].tolist(), "m": rfm.m[by_member].tolist(),
-            "recency_s": rfm.recency_s[by_member].tolist(), "frequency": rfm.frequency[by_member].tolist(),
-            "monetary_minor": rfm.monetary_minor[by_member].tolist(), "type": segments.types[by_member].tolist(),
-        }
+        blobs[rfm_scope(merchant.id)] = rfm_blob({
+            "member_ids": rfm.member_ids[by_member], "r": rfm.r[by_member], "f": rfm.f[by_member],
+            "m": rfm.m[by_member], "recency_s": rfm.recency_s[by_member], "frequency": rfm.frequency[by_member],
+            "monetary_minor": rfm.monetary_minor[by_member], "type": segments.types[by_member],
+        })
 
     pairs = sorted((_recommendation(m, r) for m, recs in analysis.recommendations.items() for r in recs),
                    key=lambda p: (-p["score"], p["merchant_id"], p["partner_id"]))
@@ -223,7 +229,7 @@ def build_payloads(data: NetworkData, analysis: NetworkAnalysis) -> dict[str, di
                           "merchant_ids": list(a.merchant_ids), "explanation": a.explanation}
                          for a in sorted(analysis.alerts, key=lambda a: -a.score)],
     }
-    return payloads
+    return payloads, blobs
 
 
 def _recommendation(merchant_id: int, r: Any) -> dict[str, Any]:

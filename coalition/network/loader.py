@@ -199,10 +199,13 @@ async def load_purchases(conn: AsyncConnection) -> Purchases:
     each entry's effective time (``effective_time``)."""
     reversal = aliased(Entry)
     names = ["member", "merchant", "points", "amount", "at", "kind"]
+    # A subquery, not an outer join: only captures have a hold, and joining every earn and
+    # redemption to holds cost PostgreSQL a tenth of this query's time.
+    captured = select(Hold.captured_points).where(Hold.id == Entry.hold_id).scalar_subquery()
     honored = case(
         (Entry.kind == EntryKind.EARN, Entry.points),
         (Entry.kind == EntryKind.REDEEM, -Entry.points),
-        else_=func.coalesce(Hold.captured_points, 0),
+        else_=func.coalesce(captured, 0),
     )
     query = (
         select(
@@ -210,7 +213,6 @@ async def load_purchases(conn: AsyncConnection) -> Purchases:
             func.coalesce(Entry.amount_minor, 0).label("amount"), epoch(conn, effective_time()).label("at"),
             case((Entry.kind == EntryKind.EARN, literal(EARN)), else_=literal(REDEEM)).label("kind"),
         )
-        .outerjoin(Hold, Hold.id == Entry.hold_id)
         .where(Entry.kind.in_([EntryKind.EARN, EntryKind.REDEEM, EntryKind.CAPTURE]),
                Entry.merchant_id.is_not(None),
                ~select(reversal.id).where(reversal.reverses_id == Entry.id).exists())

@@ -119,13 +119,12 @@ async def audience(db: Database, store: InsightStore, merchant_id: int, segment:
                       select(Entry.member_id).where(Entry.merchant_id == merchant_id))
         async with db.read() as conn:
             return sorted(int(row[0]) for row in await conn.execute(query))
-    stored = await store.latest(f"rfm:{merchant_id}")
-    if stored is None or "member_ids" not in stored.payload:
+    columns = await store.rfm_columns(merchant_id)
+    if columns is None:
         raise SegmentNotAnalyzed("no stored analysis names this merchant's segments yet: run the analysis "
                                  "(coalition analyze) or target every member (segment null)", field="segment")
     wanted = LoyaltyType[segment].value
-    columns = stored.payload
-    return sorted(int(m) for m, t in zip(columns["member_ids"], columns["type"], strict=True) if t == wanted)
+    return sorted(columns["member_ids"][columns["type"] == wanted].tolist())
 
 
 async def _lock_merchant(conn: AsyncConnection, merchant_id: int) -> None:

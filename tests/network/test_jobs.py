@@ -10,7 +10,11 @@ import pytest
 from planted_network import build_planted, forget_cached_insights
 
 from coalition.network.jobs import run_analysis
-from coalition.network.store import NETWORK_SCOPE, InsightStore, merchant_scope, rfm_scope
+from coalition.network.loader import load_network
+from coalition.network.loyalty import LoyaltyType
+from coalition.network.pipeline import analyze_all
+from coalition.network.reviews import load_reviews
+from coalition.network.store import NETWORK_SCOPE, RFM_COLUMNS, InsightStore, merchant_scope
 from coalition.worker import Worker
 
 
@@ -43,9 +47,9 @@ async def test_a_run_finds_the_planted_fraud_and_scopes_merchants(db: Any, setti
             mine = await store.latest(merchant_scope(shop.id))
             assert mine is not None
             listed = {m["member_id"] for m in mine.payload["win_back"] + mine.payload["top_referrers"]}
-            rfm = await store.latest(rfm_scope(shop.id))
+            rfm = await store.rfm_columns(shop.id)
             assert rfm is not None
-            listed |= set(rfm.payload["member_ids"])
+            listed |= set(rfm["member_ids"].tolist())
             # Only the shop's own members: enrolled there or bought there.
             buyers = await _buyers(db, shop.id)
             assert listed <= buyers | {m for m, home in net.members.items() if home == name}, name
@@ -87,3 +91,41 @@ async def test_the_schedule_runs_at_once_then_waits(db: Any, settings: Any, keys
         with contextlib.suppress(asyncio.CancelledError):
             await task
         await worker.aclose()
+
+
+async def test_stored_scopes_hold_what_the_analysis_computed(db: Any, settings: Any, keys: Any, ledger: Any,
+                                                            clock: Any) -> None:
+    # The RFM columns are stored in binary and a merchant's member count is grouped once for all
+    # merchants: what is read back must be exactly what an independent analysis of the same data finds.
+    net = await build_planted(db, keys, ledger, clock)
+    await run_analysis(db, settings, draw_map=False, now=clock.now)
+    data = await load_network(db, now=clock.now)
+    analysis = analyze_all(data.members, data.purchases, data.referrals, data.flows, data.as_of, draw_map=False,
+                           reviews=await load_reviews(db))
+    rfm, types = analysis.segments.rfm, analysis.segments.types
+    assert rfm.merchant_ids is not None
+    purchases = list(zip(data.purchases.member_ids.tolist(), data.purchases.merchant_ids.tolist(), strict=True))
+    enrolled = list(zip(data.members.ids.tolist(), data.enrolled_by.tolist(), strict=True))
+    store = InsightStore(db, settings.redis_url)
+    rows = 0
+    try:
+        for name, shop in net.shops.items():
+            at = rfm.merchant_ids == shop.id
+            expected = sorted(zip(rfm.member_ids[at].tolist(), rfm.r[at].tolist(), rfm.f[at].tolist(),
+                                  rfm.m[at].tolist(), rfm.recency_s[at].tolist(), rfm.frequency[at].tolist(),
+                                  rfm.monetary_minor[at].tolist(), types[at].tolist(), strict=True))
+            rows += len(expected)
+            columns = await store.rfm_columns(shop.id)
+            assert columns is not None
+            assert list(zip(*(columns[c].tolist() for c in RFM_COLUMNS), strict=True)) == expected, name
+            for member_id, *values, loyalty_type in expected:
+                assert await store.member_rfm(shop.id, member_id) == [*values, LoyaltyType(loyalty_type).name]
+            strangers = set(net.members) - {row[0] for row in expected}
+            assert strangers and await store.member_rfm(shop.id, min(strangers)) is None
+
+            own = {m for m, k in purchases if k == shop.id} | {m for m, k in enrolled if k == shop.id}
+            mine = await store.latest(merchant_scope(shop.id))
+            assert mine is not None and mine.payload["members"] == len(own), name
+        assert rows > 100
+    finally:
+        await store.aclose()

@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+import numpy as np
 import pytest
 from redis.exceptions import RedisError
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
+from coalition.network.loyalty import LoyaltyType
 from coalition.network.models import InsightRun, RunStatus
-from coalition.network.store import KEEP_RUNS, NETWORK_SCOPE, InsightStore, merchant_scope
+from coalition.network.store import KEEP_RUNS, NETWORK_SCOPE, InsightStore, merchant_scope, rfm_blob, rfm_scope
 
 
 @pytest.fixture
@@ -83,3 +85,56 @@ async def test_a_scheduled_job_is_claimed_by_one_process(store: InsightStore) ->
     second = await store.claim("analyze", 60)
     assert first is True
     assert second is (store.redis is None)  # without Redis every process runs its own schedule
+
+
+async def test_large_payloads_are_stored_compressed_with_lz4_on_postgresql(store: InsightStore, db: Any) -> None:
+    if db.is_sqlite:
+        pytest.skip("TOAST compression is PostgreSQL's: set COALITION_TEST_DATABASE_URL")
+    async with db.read() as conn:
+        lz4 = (await conn.execute(text(
+            "SELECT 'lz4' = ANY(enumvals) FROM pg_settings WHERE name = 'default_toast_compression'"))).scalar()
+    if not lz4:
+        pytest.skip("this PostgreSQL server was built without lz4")
+    payload = {"member_ids": list(range(20_000))}  # well over the 2 kB from which PostgreSQL compresses
+    run_id = await store.start_run({})
+    await store.finish_run(run_id, {NETWORK_SCOPE: payload}, {}, {})
+    async with db.read() as conn:
+        method = (await conn.execute(text(
+            "SELECT pg_column_compression(payload) FROM insight_results WHERE run_id = :run"), {"run": run_id}
+        )).scalar_one()
+        setting, reset = (await conn.execute(text(
+            "SELECT current_setting('default_toast_compression'), reset_val FROM pg_settings "
+            "WHERE name = 'default_toast_compression'"))).one()
+    assert method == "lz4"
+    assert setting == reset  # SET LOCAL: the pooled connection is left as it was
+    latest = await store.latest(NETWORK_SCOPE)
+    assert latest is not None and latest.payload == payload
+
+
+RFM_ROWS = {"member_ids": [3, 7, 12], "r": [5, 1, 3], "f": [4, 2, 1], "m": [5, 5, 2],
+            "recency_s": [86_400, 9_000_000, 400_000], "frequency": [9, 2, 1],
+            "monetary_minor": [120_000, 45_000, 999], "type": [3, 1, 0]}
+
+
+@pytest.mark.parametrize("form", ["binary", "json"])
+async def test_a_members_rfm_is_read_from_the_newest_run(store: InsightStore, form: str) -> None:
+    # "json": the RFM columns as runs stored them before the binary form, still read after an upgrade.
+    assert await store.member_rfm(1, 7) is None  # no run yet
+    await _run(store, 1)  # a run without RFM columns for merchant 1
+    assert await store.member_rfm(1, 7) is None
+    run_id = await store.start_run({})
+    if form == "binary":
+        columns = {name: np.asarray(values) for name, values in RFM_ROWS.items()}
+        columns |= {name: columns[name].astype(np.int8) for name in ("r", "f", "m", "type")}
+        await store.finish_run(run_id, {}, {rfm_scope(1): rfm_blob(columns)}, {})
+    else:
+        await store.finish_run(run_id, {rfm_scope(1): RFM_ROWS}, {}, {})
+
+    assert await store.member_rfm(1, 7) == [1, 2, 5, 9_000_000, 2, 45_000, LoyaltyType(1).name]
+    assert await store.member_rfm(1, 12) == [3, 1, 2, 400_000, 1, 999, LoyaltyType(0).name]
+    assert await store.member_rfm(1, 5) is None  # between two buyers
+    assert await store.member_rfm(1, 13) is None  # after the last
+    assert await store.member_rfm(2, 7) is None  # another merchant
+    columns_read = await store.rfm_columns(1)
+    assert columns_read is not None
+    assert {name: values.tolist() for name, values in columns_read.items()} == RFM_ROWS

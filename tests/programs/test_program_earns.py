@@ -178,11 +178,10 @@ async def test_a_segment_campaign_reaches_the_members_the_analysis_put_in_it(net
             await net.earn(member, amount_minor=500 + 700 * (i % 7))
         clock.advance(hours=6)
     await run_analysis(db, settings, now=clock.now)
-    stored = await InsightStore(db).latest(f"rfm:{net.a.id}")
-    assert stored is not None
-    columns = stored.payload
+    columns = await InsightStore(db).rfm_columns(net.a.id)
+    assert columns is not None
     by_type: dict[str, set[int]] = {}
-    for member_id, kind in zip(columns["member_ids"], columns["type"], strict=True):
+    for member_id, kind in zip(columns["member_ids"].tolist(), columns["type"].tolist(), strict=True):
         by_type.setdefault(LoyaltyType(kind).name, set()).add(int(member_id))
     segment, members = max(by_type.items(), key=lambda item: len(item[1]))
     campaign = await net.campaign(segment=segment, control_percent=0)
