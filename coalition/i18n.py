@@ -86,3 +86,14 @@ class Formatter:
 
     def datetime(self, value: dt.datetime) -> str:
         return format_datetime(value, "short", locale=locale_of(self.lang))
+
+
+def warm_up() -> None:
+    """Read every language's catalog and Babel's locale data now (at start-up): the first page in a
+    language otherwise compiles its ``.po`` and loads its locale on a visitor's request."""
+    moment = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    for lang in LANGUAGES:
+        t = Formatter(lang, "EUR", 2)
+        t.gettext("Net")
+        t.number(1234), t.money(1234), t.percent(0.5), t.decimal(0.5), t.date(moment), t.datetime(moment)
+        _ = t.direction
