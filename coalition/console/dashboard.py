@@ -52,10 +52,9 @@ def _rate(part: int, whole: int) -> Decimal:
 
 
 async def merchant_dashboard(db: Database, merchant_id: int, *, now: dt.datetime | None = None) -> Dashboard:
-    """The merchant's figures. Its entries are read from the index ``ix_entries_merchant_member``
-    (no table rows on PostgreSQL): once grouped by member, outer-joined to the members it enrolled
-    (so the members it enrolled but never served are counted in the same statement, without a
-    second pass over the entries), and once more for the last weeks' sums."""
+    """The merchant's figures. Its entries are read once, grouped by member, from the index
+    ``ix_entries_merchant_member`` (no table rows on PostgreSQL); the members it enrolled but
+    never served are counted through the same index."""
     now = now or utcnow()
     monday = (now - dt.timedelta(days=now.weekday())).replace(hour=0, minute=0, second=0, microsecond=0)
     starts = [monday - dt.timedelta(weeks=WEEKS - 1 - i) for i in range(WEEKS)]
@@ -69,22 +68,21 @@ async def merchant_dashboard(db: Database, merchant_id: int, *, now: dt.datetime
     weekly = (select(week, Entry.kind, func.sum(Entry.points))
               .where(Entry.merchant_id == merchant_id, Entry.created_at >= bounds[0], or_(earn, redeem))
               .group_by(week, Entry.kind))
-    enrolled = select(Member.id).where(Member.enrolled_by_merchant_id == merchant_id).subquery()
-    # One row per member served here or enrolled here (earns and sums null for one enrolled only).
-    own = per_member.join(enrolled, enrolled.c.id == per_member.c.member_id, full=True)
+    served = select(Entry.id).where(Entry.merchant_id == merchant_id, Entry.member_id == Member.id)
     async with db.read() as conn:
         row = (await conn.execute(select(
             func.count(), func.coalesce(func.sum(case((per_member.c.earns >= 1, 1), else_=0)), 0),
             func.coalesce(func.sum(case((per_member.c.earns >= 2, 1), else_=0)), 0),
-            func.coalesce(func.sum(per_member.c.issued), 0), func.coalesce(func.sum(per_member.c.honored), 0))
-            .select_from(own))).one()
+            func.coalesce(func.sum(per_member.c.issued), 0), func.coalesce(func.sum(per_member.c.honored), 0)))).one()
         sums = {(int(i), EntryKind(kind)): int(points) for i, kind, points in (await conn.execute(weekly)).all()}
+        enrolled_only = (await conn.execute(select(func.count()).select_from(Member).where(
+            Member.enrolled_by_merchant_id == merchant_id, ~served.exists()))).scalar_one()
         outstanding = (await conn.execute(select(func.coalesce(func.sum(Lot.remaining), 0)).where(
             Lot.issuer_merchant_id == merchant_id, Lot.expires_at > now))).scalar_one()
-    members, buyers, repeat, issued, honored = (int(v) for v in row[:5])
+    served_members, buyers, repeat, issued, honored = (int(v) for v in row[:5])
     weeks = [Week(starts[i], sums.get((i, EntryKind.EARN), 0), -sums.get((i, EntryKind.REDEEM), 0))
              for i in range(WEEKS)]
-    return Dashboard(members, issued, honored, int(outstanding), _rate(honored, issued),
+    return Dashboard(served_members + int(enrolled_only), issued, honored, int(outstanding), _rate(honored, issued),
                      _rate(repeat, buyers), weeks)
 
 
