@@ -64,14 +64,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
                             health_check_s=settings.redis_health_check_s, availability=redis_availability)
     keys = NetworkKeys.from_settings(settings)
     # The ledger reads the allowance without proof of presence from the versioned network policy.
-    ledger = Ledger(db, settings, keys=keys, allowance=PolicyCache(db, settings).redeem_without_proof_points,
+    policies = PolicyCache(db, settings)  # also the pages' time zone (coalition.web.pages)
+    ledger = Ledger(db, settings, keys=keys, allowance=policies.redeem_without_proof_points,
                     programs=ProgramHook(db))  # tiers and campaigns on earns
     # Every write fills the webhooks outbox in its own transaction and, once committed, goes to
     # the live subscriptions of every API process (through Redis when there is one).
     live = Broker(settings.redis_url)
     install(db, cache_s=settings.webhook_cache_s, publish=live.publish)
     services = Services(settings=settings, db=db, keys=keys, ledger=ledger,
-                        insights=insights, live=live)
+                        insights=insights, live=live, policies=policies)
     authenticator = Authenticator(db, cache_s=settings.auth_cache_s, settings=settings)
     limiter = make_rate_limiter(settings.redis_url, settings.rate_limit_per_s, timeout_s=settings.redis_timeout_s,
                                 health_check_s=settings.redis_health_check_s, availability=redis_availability)

@@ -15,9 +15,10 @@ import gettext
 import io
 from dataclasses import dataclass
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from babel import Locale
-from babel.dates import format_date, format_datetime
+from babel.dates import format_date, format_datetime, get_timezone_location
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.numbers import format_decimal, format_percent
@@ -47,6 +48,15 @@ def locale_of(lang: str) -> Locale:
     return Locale.parse(lang)
 
 
+@functools.cache
+def zone_of(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
+LEFT_TO_RIGHT_MARK = "\u200e"
+UTC_NAMES = {"UTC", "Etc/UTC", "Etc/UCT", "UCT", "Zulu", "Etc/Zulu", "Universal", "Etc/Universal"}
+
+
 @functools.lru_cache(maxsize=16384)
 def _money(amount_minor: int, exponent: int, currency: str, lang: str) -> str:
     """Babel's currency formatting takes a fifth of a millisecond, and a batch report shows thousands
@@ -56,11 +66,17 @@ def _money(amount_minor: int, exponent: int, currency: str, lang: str) -> str:
 
 @dataclass(frozen=True)
 class Formatter:
-    """One language's words and number forms, handed to every template as ``t``."""
+    """One language's words and number forms, handed to every template as ``t``.
+
+    ``zone`` (an IANA name, the network policy's time zone) is where dates and times are shown:
+    a shop owner in Copenhagen reads Copenhagen's clock, and a stored UTC instant late in the
+    evening falls on the local day it happened.
+    """
 
     lang: str
     currency: str
     exponent: int
+    zone: str = "UTC"
 
     @property
     def direction(self) -> str:
@@ -78,23 +94,57 @@ class Formatter:
             return format_money_locale(amount_minor, self.exponent, self.currency, self.lang)
         return _money(amount_minor, self.exponent, self.currency, self.lang)
 
+    def _signed(self, text: str) -> str:
+        # A right-to-left page shows "-5" as "5-" unless the minus is marked left to right, as
+        # CLDR's Hebrew minus sign is ("\u200e-"); Babel's number formats leave the mark out.
+        if text.startswith("-") and self.direction == "rtl":
+            return LEFT_TO_RIGHT_MARK + text
+        return text
+
     def number(self, value: int) -> str:
-        return format_decimal(value, locale=locale_of(self.lang))
+        return self._signed(format_decimal(value, locale=locale_of(self.lang)))
 
     def percent(self, value: object) -> str:
-        return format_percent(value, locale=locale_of(self.lang), format="#,##0.0%")  # type: ignore[arg-type]
+        return self._signed(format_percent(value, locale=locale_of(self.lang), format="#,##0.0%"))  # type: ignore[arg-type]
 
     def decimal(self, value: float, digits: int = 3) -> str:
         """``value`` to at most ``digits`` decimals, e.g. a p-value (below 10^-digits: "< 0.001")."""
         if 0 < value < 10**-digits:
             return "< " + format_decimal(10**-digits, format="0." + "#" * digits, locale=locale_of(self.lang))
-        return format_decimal(value, format="0." + "#" * digits, locale=locale_of(self.lang))
+        return self._signed(format_decimal(value, format="0." + "#" * digits, locale=locale_of(self.lang)))
+
+    def smallest_purchase(self, amount_minor: int) -> str:
+        """A stamp card's smallest purchase that earns a stamp: "any purchase" when it has none."""
+        return self.money(amount_minor) if amount_minor > 0 else self.gettext("any purchase")
+
+    @property
+    def tzinfo(self) -> ZoneInfo:
+        return zone_of(self.zone)
+
+    @property
+    def zone_label(self) -> str:
+        """The zone in the reader's words ("Danmark-tid"), named next to date inputs; "UTC" for UTC."""
+        if self.zone in UTC_NAMES:
+            return "UTC"
+        return get_timezone_location(self.tzinfo, locale=locale_of(self.lang))
+
+    def local(self, value: dt.datetime) -> dt.datetime:
+        """``value`` (aware; naive is taken as UTC) on the zone's clock."""
+        return (value if value.tzinfo else value.replace(tzinfo=dt.UTC)).astimezone(self.tzinfo)
 
     def date(self, value: dt.datetime | dt.date) -> str:
-        return format_date(value, "medium", locale=locale_of(self.lang))
+        """The day, in the zone for an instant (23:30 UTC is already tomorrow in Copenhagen)."""
+        day = self.local(value).date() if isinstance(value, dt.datetime) else value
+        return format_date(day, "medium", locale=locale_of(self.lang))
+
+    def last_day(self, end: dt.datetime) -> str:
+        """The last day a period ending at ``end`` (exclusive: midnight after it, as the forms store
+        "until 31 May") includes, in the zone."""
+        return format_date((self.local(end) - dt.timedelta(microseconds=1)).date(), "medium",
+                           locale=locale_of(self.lang))
 
     def datetime(self, value: dt.datetime) -> str:
-        return format_datetime(value, "short", locale=locale_of(self.lang))
+        return format_datetime(self.local(value), "short", tzinfo=self.tzinfo, locale=locale_of(self.lang))
 
 
 def warm_up() -> None:

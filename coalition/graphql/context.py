@@ -18,6 +18,7 @@ from coalition.ledger.service import Ledger
 from coalition.live.broker import Broker
 from coalition.network.store import InsightStore
 from coalition.ratelimit import InProcessRateLimiter, RateLimiter
+from coalition.settlement.policy import PolicyCache
 
 
 @dataclass
@@ -31,11 +32,17 @@ class Services:
     insights: InsightStore | None = None  # stored network analysis (made by the app factory)
     gift_cards: GiftCards | None = None  # made by the app factory (guessing counted in Redis), else on first use
     lookup_limiter: RateLimiter | None = None  # lookups by contact per merchant (made by the app factory)
+    policies: PolicyCache | None = None  # the network policy's versions, re-read every few seconds
 
     def lookups(self) -> RateLimiter:
         if self.lookup_limiter is None:
             self.lookup_limiter = InProcessRateLimiter(self.settings.lookup_per_min, window_s=60)
         return self.lookup_limiter
+
+    def policy_cache(self) -> PolicyCache:
+        if self.policies is None:
+            self.policies = PolicyCache(self.db, self.settings)
+        return self.policies
     live: Broker | None = None  # live subscriptions' fan-out (made by the app factory)
 
 

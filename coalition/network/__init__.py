@@ -10,7 +10,8 @@ Inputs are the column dataclasses of ``graphs`` (``Purchases``, ``Referrals``, `
 - ``fraud``: sybil farms, referral cycles, shared contacts, collusion rings, scored against the honest network
 - ``reviews``: reviewers' confirm/dismiss decisions (``fraud_reviews``), read by each run
 - ``segments``: RFM and the four loyalty types with rules and suggested actions
-- ``netmap``: the network map as PNG or SVG (imports matplotlib; import it directly)
+- ``netmap``: the network map as PNG or SVG (imports matplotlib; import it directly); ``mapwords``: its words
+- ``map_languages``: the stored map in the reader's language, drawn once per run and language
 - ``synthetic``: a seeded synthetic network with planted fraud, for tests and benchmarks
 - ``pipeline``: ``analyze_all``
 """

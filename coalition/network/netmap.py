@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any
 
 import networkx as nx
 import numpy as np
@@ -16,8 +16,10 @@ from matplotlib.figure import Figure
 
 from coalition.network.communities import Communities, strongest_edges
 from coalition.network.graphs import Affinity
+from coalition.network.mapwords import Format, MapWords
 
-Format = Literal["png", "svg"]
+__all__ = ["Format", "MapWords", "graph_of_layout", "layout_of", "map_graph", "network_map", "render_map",
+           "render_stored_map"]
 
 
 def map_graph(aff: Affinity, communities: Communities, volumes: Mapping[int, int] | None = None,
@@ -58,22 +60,38 @@ def layout_of(graph: nx.Graph, seed: int = 0) -> Layout:
     return positions
 
 
+ENGLISH = MapWords()
 LABELLED = 30  # names drawn for the biggest merchants only: hundreds of names would cover the map
 
 
-def render_map(graph: nx.Graph, fmt: Format = "png", seed: int = 0, title: str = "Coalition network",
-               size_in: float = 10.0, layout: Layout | None = None, labels: Mapping[int, str] | None = None) -> bytes:
+def graph_of_layout(layout: Mapping[str, Any]) -> tuple[nx.Graph, Layout]:
+    """The drawn graph and its positions back from the stored layout (the analysis run's ``map``:
+    nodes ``[id, x, y, community, volume]``, edges ``[a, b, weight]``), to draw it again in
+    another language without the run's data."""
+    graph = nx.Graph()
+    positions: Layout = {}
+    for merchant_id, x, y, community, volume in layout.get("nodes", []):
+        graph.add_node(int(merchant_id), volume=int(volume), community=int(community))
+        positions[int(merchant_id)] = np.array([float(x), float(y)])
+    graph.add_weighted_edges_from((int(a), int(b), float(w)) for a, b, w in layout.get("edges", [])
+                                  if int(a) in positions and int(b) in positions)
+    return graph, positions
+
+
+def render_map(graph: nx.Graph, fmt: Format = "png", seed: int = 0, size_in: float = 10.0,
+               layout: Layout | None = None, labels: Mapping[int, str] | None = None,
+               words: MapWords = ENGLISH) -> bytes:
     """Draw ``map_graph(...)`` (``layout`` default: ``layout_of(graph, seed)``); return PNG or SVG bytes.
 
     With ``labels`` (merchant id -> name) the ``LABELLED`` biggest merchants are named, and a
-    legend names the communities' colours.
+    legend names the communities' colours. ``words``: the title and legend, in the reader's language.
     """
     if fmt not in ("png", "svg"):
         raise ValueError(f"map format must be 'png' or 'svg', got {fmt!r}")
     figure = Figure(figsize=(size_in, size_in))
     axes = figure.subplots()
     axes.set_axis_off()
-    axes.set_title(title)
+    axes.set_title(words.title, language=words.language)
     if graph.number_of_nodes():
         if layout is None:
             layout = layout_of(graph, seed)
@@ -88,14 +106,19 @@ def render_map(graph: nx.Graph, fmt: Format = "png", seed: int = 0, title: str =
                                        cmap="tab20", alpha=0.9, linewidths=0.3, edgecolors="black")
         if labels:
             biggest = [nodes[i] for i in np.argsort(-volume, kind="stable")[:LABELLED]]
+            # Names are data in their own script: the shaper finds each name's direction itself.
             nx.draw_networkx_labels(graph, layout, ax=axes, labels={n: labels.get(n, str(n)) for n in biggest},
                                     font_size=8, verticalalignment="bottom")
             communities = sorted(set(colours))[:20]
             if len(communities) > 1:
-                handles = [axes.scatter([], [], color=drawn.cmap(drawn.norm(c)), label=f"community {c + 1}")
-                           for c in communities]
-                axes.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False,
-                            title="Size: members; lines: shared members", title_fontsize=8)
+                handles = [axes.scatter([], [], color=drawn.cmap(drawn.norm(c)),
+                                        label=words.community.format(n=c + 1)) for c in communities]
+                legend = axes.legend(handles=handles, loc="upper right" if words.rtl else "upper left",
+                                     bbox_to_anchor=(0.0 if words.rtl else 1.0, 1.0), fontsize=8, frameon=False,
+                                     title=words.legend_title, title_fontsize=8, markerfirst=not words.rtl,
+                                     alignment="right" if words.rtl else "left")
+                for text in [legend.get_title(), *legend.get_texts()]:
+                    text.set_language(words.language)
     buffer = io.BytesIO()
     figure.savefig(buffer, format=fmt, dpi=100 if fmt == "png" else 72, bbox_inches="tight")
     return buffer.getvalue()
@@ -105,3 +128,9 @@ def network_map(aff: Affinity, communities: Communities, fmt: Format = "png", vo
                 flows: nx.DiGraph | None = None, seed: int = 0) -> bytes:
     """Shortcut: ``render_map(map_graph(...), fmt)``."""
     return render_map(map_graph(aff, communities, volumes, flows), fmt, seed)
+
+
+def render_stored_map(layout: Mapping[str, Any], fmt: Format, labels: Mapping[int, str], words: MapWords) -> bytes:
+    """The map an analysis run stored as data (its ``map`` layout), drawn again with ``words``."""
+    graph, positions = graph_of_layout(layout)
+    return render_map(graph, fmt, layout=positions, labels=labels, words=words)

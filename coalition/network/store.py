@@ -25,6 +25,7 @@ from typing import Any
 import redis.asyncio as redis_asyncio
 from redis.exceptions import RedisError
 from sqlalchemy import delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.functions import max as sql_max
 
 from coalition.availability import Availability, Unavailable
@@ -187,6 +188,25 @@ class InsightStore:
         if row is None:
             return None
         return Stored(row.id, row.started_at, row.finished_at, {}), bytes(row.data)
+
+    async def run_result(self, run_id: int, scope: str) -> tuple[dict[str, Any] | None, bytes | None] | None:
+        """One run's stored scope as ``(payload, data)``; None when the run has no such scope."""
+        async with self.db.read() as conn:
+            row = (await conn.execute(select(InsightResult.payload, InsightResult.data).where(
+                InsightResult.run_id == run_id, InsightResult.scope == scope))).first()
+        return None if row is None else (row.payload, None if row.data is None else bytes(row.data))
+
+    async def add_blob(self, run_id: int, scope: str, data: bytes) -> bool:
+        """Keep ``data`` with a finished run (a map drawn later in another language); dropped with the run.
+
+        False when the scope is there already (another process drew it meanwhile: the unique index
+        keeps one) or the run is gone (the newest runs are kept, ``KEEP_RUNS``)."""
+        try:
+            async with self.db.transaction() as conn:
+                await conn.execute(insert(InsightResult).values(run_id=run_id, scope=scope, payload=None, data=data))
+        except IntegrityError:
+            return False
+        return True
 
     async def claim(self, job: str, seconds: float) -> bool:
         """Take a job for ``seconds`` across processes (Redis ``SET NX``); always true without Redis."""

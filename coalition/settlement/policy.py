@@ -241,6 +241,10 @@ class PolicyCache:
     async def redeem_without_proof_points(self, when: dt.datetime) -> int:
         return policy_at(await self.versions(), when).redeem_without_proof_points
 
+    async def timezone(self, when: dt.datetime) -> str:
+        """The network's time zone at ``when``: the pages show dates and read date inputs on its clock."""
+        return policy_at(await self.versions(), when).timezone
+
 
 def latest_period_end(policy: Policy, now: dt.datetime) -> dt.datetime:
     """The most recent period boundary at or before ``now``, in the policy's time zone (as UTC)."""

@@ -155,7 +155,8 @@ async def network(request: Request, view: View) -> Response:
                 (x1, y1), (x2, y2) = place[int(a)], place[int(b)]
                 # Written out here, not by template filters: a map has up to thousands of edges.
                 edges.append({"x1": f"{x1:.1f}", "y1": f"{y1:.1f}", "x2": f"{x2:.1f}", "y2": f"{y2:.1f}",
-                              "w": f"{0.5 + 4 * weight / top_weight:.2f}", "shared": view.t.number(int(weight)),
+                              "w": f"{0.5 + 4 * weight / top_weight:.2f}",
+                              "shared": view.t.ngettext("{n} shared customer", "{n} shared customers", int(weight)),
                               "a": names.get(int(a), ""), "b": names.get(int(b), "")})
         communities = [(c, PALETTE[c % len(PALETTE)] if c >= 0 else "#777", n) for c, n in sorted(counts.items())]
     # Labels for the biggest merchants only: at 500 merchants every name at once is unreadable;

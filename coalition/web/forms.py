@@ -10,6 +10,7 @@ codes the pages can show (``tests/web/test_program_pages.py``).
 from __future__ import annotations
 
 import datetime as dt
+from datetime import tzinfo
 
 from starlette.datastructures import FormData
 
@@ -51,14 +52,17 @@ def day(form: FormData, name: str, field: str, code: str) -> dt.date | None:
         raise InvalidInput(f"{field} must be a date (YYYY-MM-DD)", code=code, field=field) from None
 
 
-def day_start(value: dt.date) -> dt.datetime:
-    """Midnight UTC at the start of ``value`` (the network's days are cut in UTC on these forms)."""
-    return dt.datetime.combine(value, dt.time.min, tzinfo=dt.UTC)
+def day_start(value: dt.date, zone: tzinfo) -> dt.datetime:
+    """Midnight at the start of ``value`` on the clock of ``zone`` (the network policy's, named next to
+    the input), as UTC: "from 1 June" in Copenhagen starts at 31 May 22:00 UTC in summer."""
+    # Wall time first, then the offset that wall time has: a day next to a DST change keeps its midnight.
+    return dt.datetime.combine(value, dt.time.min, tzinfo=zone).astimezone(dt.UTC)
 
 
-def day_end(value: dt.date) -> dt.datetime:
-    """Midnight UTC at the end of ``value``: a period "until 31 May" includes the 31st."""
-    return day_start(value) + dt.timedelta(days=1)
+def day_end(value: dt.date, zone: tzinfo) -> dt.datetime:
+    """Midnight after ``value`` in ``zone``, as UTC: a period "until 31 May" includes the 31st.
+    (The next day's midnight, not 24 hours on: the day a clock changes has 23 or 25 hours.)"""
+    return day_start(value + dt.timedelta(days=1), zone)
 
 
 def problem(t: Formatter, error: DomainError, overrides: dict[str, str] | None = None) -> str:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import hmac
 import secrets
 from collections.abc import Awaitable, Callable, Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import quote
 
@@ -34,6 +34,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from coalition import i18n
 from coalition.auth.models import Role
 from coalition.auth.service import Caller
+from coalition.db import utcnow
 from coalition.errors import DomainError, NotFound
 from coalition.settlement import report_page
 from coalition.web.auth import SESSION_CREDENTIAL, caller_of
@@ -187,7 +188,10 @@ def page(audience: str, handler: Handler, *, methods: Collection[str] = ("GET",)
         if request.method == "POST" and not request.scope.get(SESSION_CREDENTIAL):
             return human_error(request, t, 403, "SESSION_REQUIRED", t.gettext(
                 "Forms are for people signed in with a browser; machines use the API."))
-        view = View(request.app.state.services, t, csrf_token(request), caller)
+        services = request.app.state.services
+        # Dates on the network's clock (the settlement policy's time zone), for the pages and their forms.
+        t = replace(t, zone=await services.policy_cache().timezone(utcnow()))
+        view = View(services, t, csrf_token(request), caller)
         try:
             return await handler(request, view)
         except NotFound as error:

@@ -76,7 +76,7 @@ async def policy(request: Request, view: View) -> Response:
                     redeem_without_proof_points=whole(form, "redeem_without_proof_points",
                                                       "redeemWithoutProofPoints",
                                                       "INVALID_REDEEM_WITHOUT_PROOF_POINTS"),
-                    effective_from=day_start(starts) if starts else None,
+                    effective_from=day_start(starts, t.tzinfo) if starts else None,
                     # drawn when the page was rendered: a double click or a resent form appends one version
                     idempotency_key=f"page:{key}" if (key := text(form, "key", 100)) else None)
                 done = t.gettext("The new policy version is stored.")

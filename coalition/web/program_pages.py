@@ -56,8 +56,8 @@ async def programs(request: Request, view: View) -> Response:
                     services.db, merchant_id=merchant_id, name=text(form, "name", 200),
                     points_cost=required_whole(form, "points_cost", "pointsCost", "INVALID_POINTS"),
                     stock=whole(form, "stock", "stock", "INVALID_STOCK"),
-                    valid_from=day_start(valid_from) if valid_from else None,
-                    valid_until=day_end(valid_until) if valid_until else None,
+                    valid_from=day_start(valid_from, view.t.tzinfo) if valid_from else None,
+                    valid_until=day_end(valid_until, view.t.tzinfo) if valid_until else None,
                     voucher_valid_days=whole(form, "voucher_days", "voucherValidDays", "INVALID_VALIDITY"),
                     description=text(form, "description", 500) or None,
                     idempotency_key=f"page:{key}", now=now)
@@ -110,7 +110,7 @@ async def campaigns(request: Request, view: View) -> Response:
                 kind=kind, multiplier_percent=offer if kind == "MULTIPLIER" else None,
                 bonus_points=offer if kind == "BONUS" else None, segment=text(form, "segment", 40) or None,
                 control_percent=DEFAULT_CONTROL_PERCENT if control is None else control,
-                starts_at=day_start(starts) if starts else now, ends_at=day_end(ends),
+                starts_at=day_start(starts, view.t.tzinfo) if starts else now, ends_at=day_end(ends, view.t.tzinfo),
                 idempotency_key=f"page:{text(form, 'key', 100)}", now=now)
             return RedirectResponse(f"/console/campaigns/{campaign.id}", status_code=303)
         except DomainError as refusal:

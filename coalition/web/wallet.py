@@ -87,6 +87,7 @@ async def wallet(request: Request, view: View) -> Response:
     policy, state = await tier_state(services.db, member.id, now)
     above = policy.above(state.tier)
     cards = [{"name": c.name, "merchant_id": c.merchant_id, "required": c.stamps_required, "done": c.completed_cards,
+              "min": c.min_purchase_minor,
               "stamps": stamps_on_current_card(c.total_stamps, c.completed_cards, c.stamps_required)}
              for c in await member_stamp_progress(services.db, member_id=member.id, merchant_id=None) if c.active]
     vouchers = [v for v in await member_vouchers(services.ledger, member_id=member.id, merchant_id=None,

@@ -6,6 +6,7 @@ analysed by the same job `coalition analyze` runs, then read back over /graphql.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -89,6 +90,22 @@ async def test_an_admin_sees_the_planted_fraud_and_the_map(api: Any, admin_key: 
     # A browser sends the key as the Basic password (the admin console links to the map).
     browser = await api.client.get("/admin/network-map.svg", auth=("", admin_key))
     assert browser.status_code == 200 and browser.headers["content-type"] == "image/svg+xml"
+
+
+async def test_the_static_map_speaks_the_readers_language(api: Any, admin_key: str, planted: Planted) -> None:
+    bearer = {"Authorization": f"Bearer {admin_key}"}
+    english = await api.client.get("/admin/network-map.svg", headers=bearer)
+    hebrew = await api.client.get("/admin/network-map.svg", headers={**bearer, "Accept-Language": "he-IL,he;q=0.9"})
+    danish = await api.client.get("/admin/network-map.png", headers={**bearer, "Cookie": "lang=da"})
+
+    words = {name: set(re.findall(r"<!-- (.*?) -->", r.text)) for name, r in (("en", english), ("he", hebrew))}
+    assert {"Network map", "Size: customers; lines: shared customers"} <= words["en"]
+    assert {"מפת הרשת", "גודל: לקוחות; קווים: לקוחות משותפים"} <= words["he"]
+    assert "Network map" not in words["he"] and "Shop X" in words["he"]  # names are data: as they are
+    assert hebrew.headers["content-language"] == "he" and "Accept-Language" in hebrew.headers["vary"]
+    assert danish.status_code == 200 and danish.headers["content-type"] == "image/png"
+    assert danish.headers["content-language"] == "da" and danish.content != english.content
+    assert hebrew.headers["x-computed-at"] == english.headers["x-computed-at"]  # the same run, drawn again
 
 
 async def test_each_merchant_sees_only_its_own_members(api: Any, db: Any, planted: Planted) -> None:

@@ -19,7 +19,7 @@ MESSAGE = re.compile(r'''(?:\b_|gettext)\(\s*("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*
 
 def page_messages() -> set[str]:
     found = set()
-    for path in [*WEB.rglob("*.html"), *WEB.glob("*.py"), *SETTLEMENT.glob("*.py")]:
+    for path in [*WEB.rglob("*.html"), *WEB.glob("*.py"), *SETTLEMENT.glob("*.py"), WEB.parent / "i18n.py"]:
         for match in MESSAGE.finditer(path.read_text()):
             found.add("".join(eval(part) for part in re.findall(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'',
                                                                     match.group(0))))
@@ -37,6 +37,34 @@ def test_every_message_is_translated(lang: str) -> None:
     # placeholders survive translation
     broken = [m for m in messages if set(re.findall(r"{\w+}", m)) != set(re.findall(r"{\w+}", catalog.gettext(m)))]
     assert broken == []
+
+
+PLURAL = re.compile(r'''ngettext\(\s*"((?:[^"\\]|\\.)*)",\s*"((?:[^"\\]|\\.)*)"''')
+
+
+def plural_messages() -> set[tuple[str, str]]:
+    return {(one, many) for path in [*WEB.rglob("*.html"), *WEB.glob("*.py"), *SETTLEMENT.glob("*.py")]
+            for one, many in PLURAL.findall(path.read_text())}
+
+
+@pytest.mark.parametrize("lang", [lang for lang in LANGUAGES if lang != "en"])
+def test_every_count_is_translated_in_each_plural_form(lang: str) -> None:
+    catalog = translations(lang)
+    plurals = plural_messages()
+    assert ("{n} merchant", "{n} merchants") in plurals
+    for one, many in plurals:
+        for n in (0, 1, 2, 5, 11, 21):  # every form of Danish, Swedish, Latvian and Hebrew
+            said = catalog.ngettext(one, many, n)
+            assert said not in (one, many), (one, n)
+            assert "{n}" in said, (one, n)
+
+
+def test_counts_agree_with_their_number() -> None:
+    assert Formatter("en", "EUR", 2).ngettext("{n} merchant", "{n} merchants", 1) == "1 merchant"
+    assert Formatter("lv", "EUR", 2).ngettext("{n} merchant", "{n} merchants", 21) == "21 tirgotājs"
+    assert Formatter("lv", "EUR", 2).ngettext("{n} merchant", "{n} merchants", 12) == "12 tirgotāju"
+    assert Formatter("he", "EUR", 2).ngettext("{n} customer", "{n} customers", 2) == "2 לקוחות"
+    assert Formatter("da", "EUR", 2).ngettext("{n} member", "{n} members", 1_000) == "1.000 medlemmer"
 
 
 def request(headers: dict[str, str]) -> Request:
@@ -71,3 +99,7 @@ def test_money_dates_and_direction_per_locale() -> None:
     assert Formatter("he", "EUR", 2).direction == "rtl"
     assert Formatter("lv", "EUR", 2).direction == "ltr"
     assert Formatter("da", "EUR", 2).number(1234567) == "1.234.567"
+    # a minus sign marked left to right, so that a right-to-left page shows "-5", not "5-"
+    assert Formatter("he", "EUR", 2).number(-5) == "\u200e-5" and Formatter("he", "EUR", 2).number(5) == "5"
+    assert Formatter("he", "EUR", 2).percent(-0.25) == "\u200e-25.0%"
+    assert Formatter("lv", "EUR", 2).number(-5) == "-5"
