@@ -36,6 +36,7 @@ from coalition.network.store import InsightStore
 from coalition.programs.earning import ProgramHook
 from coalition.ratelimit import make_rate_limiter
 from coalition.settlement.policy import PolicyCache
+from coalition.web import pages
 from coalition.web.auth import AuthBackend, caller_of, on_auth_error, require_scope
 from coalition.web.graphiql import graphiql_html
 from coalition.web.network_map import network_map_endpoint
@@ -132,6 +133,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         # here only with COALITION_RUN_WORKER=1 (coalition/worker.py, on an engine of its own).
         scheduler = await stack.enter_async_context(start_in_process(settings, keys, redis_availability))
         app.state.scheduler = scheduler
+        pages.warm_up()  # templates and languages: not in the first visitor's request
         # What is alive once the app has started lives as long as the process: freeze it, so
         # that the collector's full passes skip it. Unfrozen, each pass walked every object in
         # the process and stalled all requests in flight for about 100 ms every few seconds

@@ -35,7 +35,7 @@ from coalition.network.store import InsightStore
 from coalition.partners.models import Merchant
 from coalition.partners.service import onboard_merchant
 from coalition.programs import purchases
-from coalition.programs.campaign_models import CampaignAudience
+from coalition.programs.campaign_models import Campaign, CampaignAudience
 from coalition.programs.campaigns import create_campaign
 from coalition.programs.earning import ProgramHook
 from coalition.programs.quests import create_quest
@@ -265,10 +265,7 @@ class _DemoPrograms:
     async def campaign_at(self, when: dt.datetime) -> None:
         if self.treated is not None or when < self.starts_at:
             return
-        campaign = await create_campaign(
-            self.db, self.keys, InsightStore(self.db), merchant_id=self.shop.id, name="Double points month",
-            kind="MULTIPLIER", multiplier_percent=200, control_percent=30, starts_at=when, ends_at=self.ends_at,
-            idempotency_key=f"demo-campaign-{self.shop.id}", now=when)
+        campaign = await demo_campaign(self.db, self.keys, self.shop.id, starts_at=when, ends_at=self.ends_at)
         async with self.db.read() as conn:
             rows = await conn.execute(select(CampaignAudience.member_id, CampaignAudience.treated)
                                       .where(CampaignAudience.campaign_id == campaign.id))
@@ -278,6 +275,18 @@ class _DemoPrograms:
     def responds(self, member_id: int, merchant_id: int, when: dt.datetime, rng: random.Random) -> bool:
         return (self.treated is not None and merchant_id == self.shop.id and when < self.ends_at
                 and self.treated.get(member_id, False) and rng.random() < self.RESPONSE)
+
+
+async def demo_campaign(db: Database, keys: NetworkKeys, merchant_id: int, *, starts_at: dt.datetime,
+                        ends_at: dt.datetime) -> Campaign:
+    """The demo's campaign at ``merchant_id``: double points from ``starts_at`` to ``ends_at``, 30 % of the
+    merchant's members held out, created as of ``starts_at`` (a campaign in the past is made as the
+    merchant made it then). The benchmarks give a bulk-loaded network the same campaign."""
+    created: Campaign = await create_campaign(
+        db, keys, InsightStore(db), merchant_id=merchant_id, name="Double points month", kind="MULTIPLIER",
+        multiplier_percent=200, control_percent=30, starts_at=starts_at, ends_at=ends_at,
+        idempotency_key=f"demo-campaign-{merchant_id}", now=starts_at)
+    return created
 
 
 async def _visit(

@@ -21,8 +21,9 @@ Formats:
 ``json``    the signed export (:func:`coalition.settlement.service.export_statement`):
             verifiable offline with the network's public key; a merchant's holds its own
             statement, its nonce and its inclusion proof (:mod:`coalition.settlement.statements`).
-``html``    the report page: summary, positions table, matrix heat map and net positions
-            bar chart as inline SVG, the lines, the digest and signature, the Merkle root and
+``html``    the report page (:mod:`coalition.settlement.report_page`): summary, positions table,
+            matrix heat map and net positions bar chart as inline SVG, the lines, the digest
+            and signature, the Merkle root and
             (a merchant's statement) its nonce and inclusion proof.
 ``pdf``     the report on one page (for e-mail); ``png`` the same as an image.
 ==========  ==================================================================================
@@ -44,7 +45,7 @@ from coalition.db import Database
 from coalition.errors import InvalidInput
 from coalition.i18n import Formatter
 from coalition.partners.models import Merchant
-from coalition.settlement import reports
+from coalition.settlement import report_page, reports
 from coalition.settlement.errors import BatchNotFound
 from coalition.settlement.models import LineKind
 from coalition.settlement.reports import BatchView, LineRow, MatrixCell, PositionRow
@@ -211,9 +212,10 @@ async def render(view: BatchView, fmt: str, links: list[tuple[str, str]] | None 
     """``view`` as csv (positions for a batch, lines for a statement), html, pdf or png."""
     if fmt == "csv":
         return (positions_csv(view) if view.merchant_id is None else statement_csv(view)).encode()
-    # matplotlib takes a few hundred milliseconds: off the event loop.
+    # Off the event loop: a big batch's page has thousands of lines, and matplotlib (pdf, png)
+    # takes a few hundred milliseconds.
     if fmt == "html":
-        return (await asyncio.to_thread(reports.report_html, view, links)).encode()
+        return (await asyncio.to_thread(report_page.report_html, view, links)).encode()
     if fmt == "pdf":
         return await asyncio.to_thread(reports.report_pdf, view)
     if fmt == "png":

@@ -1,30 +1,31 @@
-"""Settlement report charts: plain figures in, SVG / PNG / PDF bytes out.
+"""Settlement reports: the figures a report shows (:class:`BatchView`), and the report drawn as PDF or PNG.
 
 No database and no web here: :mod:`coalition.settlement.exports` builds a
 :class:`BatchView` from a closed batch (or the what-if simulation does from computed
-figures), and this module draws it with matplotlib's object API (``Figure`` + Agg, never
-``pyplot``: no global state, no display). Two charts:
+figures), and this module draws the downloads with matplotlib's object API (``Figure`` +
+Agg, never ``pyplot``: no global state, no display): the summary, the positions table and
+two charts,
 
 - the **matrix**: a heat map of points honored, issuer (rows) x redeemer (columns);
 - the **net positions**: a horizontal bar per merchant, > 0 the network pays it.
 
-Networks with many partners keep the ``MAX_PARTIES`` busiest and fold the rest into
-"others" so a chart stays readable. Output is deterministic (no dates in the metadata,
-fixed SVG ids), so the same batch always renders to the same bytes.
+The HTML page draws the same two charts as hand-written SVG
+(:mod:`coalition.settlement.report_page`): matplotlib costs a few hundred milliseconds to
+import and draw, too much for a page. Networks with many partners keep the
+``MAX_PARTIES`` busiest and fold the rest into "others" (:func:`busiest`,
+:func:`folded_positions`, shared by both) so a chart stays readable. Output is
+deterministic (no dates in the metadata), so the same batch always renders to the same bytes.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import io
 import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-
-from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from coalition.i18n import Formatter
 
@@ -36,9 +37,9 @@ NETWORK_LABEL = "Network"
 OTHERS_LABEL = "others"
 PAY_COLOR = "#2e7d32"  # the network pays the merchant
 OWE_COLOR = "#c62828"  # the merchant pays the network
-_RC: Any = {"svg.hashsalt": "coalition", "svg.fonttype": "none", "font.size": 9, "axes.titlesize": 11}
+_RC: Any = {"font.size": 9, "axes.titlesize": 11}
 # No dates in the files: the same batch renders to the same bytes.
-_METADATA: dict[str, dict[str, Any]] = {"svg": {"Date": None}, "pdf": {"CreationDate": None, "Creator": "Coalition"},
+_METADATA: dict[str, dict[str, Any]] = {"pdf": {"CreationDate": None, "Creator": "Coalition"},
                                         "png": {"Software": "Coalition"}}
 # matplotlib's font cache and text layout are not safe across threads; renders are short.
 _lock = threading.Lock()
@@ -169,7 +170,7 @@ def visual_order(text: str) -> str:
     return "".join(part[::-1].translate(_MIRROR) if rtl else part for rtl, part in reversed(joined))
 
 
-def _busiest(view: BatchView) -> tuple[list[str], list[str], list[list[int]]]:
+def busiest(view: BatchView) -> tuple[list[str], list[str], list[list[int]]]:
     """Row labels (issuers), column labels (redeemers) and the points grid, folded to MAX_PARTIES."""
     volume: dict[str, int] = {}
     for cell in view.matrix:
@@ -191,7 +192,7 @@ def _busiest(view: BatchView) -> tuple[list[str], list[str], list[list[int]]]:
 
 
 def draw_matrix(figure: Figure, axes: Any, view: BatchView) -> None:
-    issuers, redeemers, grid = _busiest(view)
+    issuers, redeemers, grid = busiest(view)
     _, v = view.t.gettext, view.visual
     axes.set_title(v(_("Points honored: issuer (row) x redeemer (column)")))
     if not grid:
@@ -211,15 +212,22 @@ def draw_matrix(figure: Figure, axes: Any, view: BatchView) -> None:
     figure.colorbar(image, ax=axes, label=v(_("Points")))
 
 
-def draw_positions(axes: Any, view: BatchView) -> None:
-    _, v = view.t.gettext, view.visual
+def folded_positions(view: BatchView) -> list[PositionRow]:
+    """The positions by net, smallest first; past MAX_PARTIES the largest payers and payees, the middle
+    folded into one "N others" row (merchant id 0) holding their summed net."""
     rows = sorted(view.positions, key=lambda p: (p.net_minor, p.name))
-    if len(rows) > MAX_PARTIES:  # the largest payers and payees, the middle folded
+    if len(rows) > MAX_PARTIES:
         half = MAX_PARTIES // 2
         middle = rows[half:len(rows) - half]
-        folded = PositionRow(0, _("{n} others", n=view.t.number(len(middle))), 0, 0, 0, 0, 0, 0, 0, 0,
+        folded = PositionRow(0, view.t.gettext("{n} others", n=view.t.number(len(middle))), 0, 0, 0, 0, 0, 0, 0, 0,
                              sum(p.net_minor for p in middle))
         rows = [*rows[:half], folded, *rows[len(rows) - half:]]
+    return rows
+
+
+def draw_positions(axes: Any, view: BatchView) -> None:
+    _, v = view.t.gettext, view.visual
+    rows = folded_positions(view)
     axes.set_title(v(_("Net positions ({currency}; > 0 the network pays the merchant)", currency=view.currency)))
     if not rows:
         axes.text(0.5, 0.5, v(_("no positions in this period")), ha="center", va="center")
@@ -265,27 +273,6 @@ def _save(figure: Figure, fmt: str, **kwargs: Any) -> bytes:
     metadata = _METADATA[fmt]
     figure.savefig(buffer, format=fmt, metadata=metadata, bbox_inches="tight", **kwargs)
     return buffer.getvalue()
-
-
-def matrix_svg(view: BatchView) -> str:
-    """The heat map as an ``<svg>`` element to inline in HTML (text stays text)."""
-    with _drawing():
-        figure = _new_figure(_figure_size(view))
-        draw_matrix(figure, figure.add_subplot(), view)
-        return _inline(_save(figure, "svg"))
-
-
-def positions_svg(view: BatchView) -> str:
-    """The net-position bar chart as an ``<svg>`` element."""
-    with _drawing():
-        figure = _new_figure(_figure_size(view))
-        draw_positions(figure.add_subplot(), view)
-        return _inline(_save(figure, "svg"))
-
-
-def _inline(svg: bytes) -> str:
-    text = svg.decode("utf-8")
-    return text[text.index("<svg"):]
 
 
 def _report_figure(view: BatchView) -> Figure:
@@ -349,23 +336,3 @@ def report_pdf(view: BatchView) -> bytes:
     """The whole report as a one-page PDF."""
     with _drawing():
         return _save(_report_figure(view), "pdf")
-
-
-@functools.cache
-def _templates() -> Environment:
-    return Environment(loader=PackageLoader("coalition.web", "templates"), autoescape=select_autoescape(["html"]),
-                       undefined=StrictUndefined)
-
-
-def report_html(view: BatchView, links: list[tuple[str, str]] | None = None) -> str:
-    """The report as one self-contained HTML page (charts inline as SVG; template in coalition/web/templates)."""
-    return _templates().get_template("settlement_report.html").render(
-        view=view, t=view.t, _=view.t.gettext, links=links or [], matrix_svg=matrix_svg(view),
-        positions_svg=positions_svg(view))
-
-
-def index_html(batches: list[Any], t: Formatter, older: int | None = None) -> str:
-    """The admin console's list of batches (``batches``: SettlementBatch rows, newest first), in ``t``'s language."""
-
-    return _templates().get_template("settlement_index.html").render(
-        batches=batches, t=t, _=t.gettext, older=older, formats=("html", "pdf", "png", "csv", "json"))

@@ -42,7 +42,7 @@ from coalition.errors import DomainError, NotFound
 from coalition.graphql.core.scalars import parse_aware_datetime
 from coalition.ids import GlobalIds
 from coalition.settlement.exports import FORMATS, MEDIA_TYPES, Export, export_batch, render
-from coalition.settlement.reports import index_html
+from coalition.settlement.report_page import index_html
 from coalition.settlement.service import list_batches
 from coalition.settlement.whatif import simulate_settlement, simulation_view
 from coalition.web.auth import caller_of

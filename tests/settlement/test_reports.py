@@ -1,4 +1,4 @@
-"""Report rendering, pure: figures in, SVG / PNG / PDF out."""
+"""Report rendering, pure: figures in, the HTML page with its SVG charts, PNG and PDF out."""
 
 from __future__ import annotations
 
@@ -6,16 +6,8 @@ import datetime as dt
 
 from report_views import view
 
-from coalition.settlement.reports import (
-    MAX_PARTIES,
-    BatchView,
-    PositionRow,
-    matrix_svg,
-    positions_svg,
-    report_html,
-    report_pdf,
-    report_png,
-)
+from coalition.settlement.report_page import matrix_svg, positions_svg, report_html
+from coalition.settlement.reports import MAX_PARTIES, BatchView, PositionRow, report_pdf, report_png
 
 
 def test_charts_show_the_figures_as_text() -> None:

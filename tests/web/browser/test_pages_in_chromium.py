@@ -76,6 +76,14 @@ async def check_page(watched: Watched, path: str, axe_js: str, shots: Path, name
     assert watched.errors == [], f"{path}: console errors {watched.errors}"
 
 
+async def statement_link(watched: Watched) -> str:
+    """The newest statement's page, as the console's statements page links it."""
+    await watched.page.goto("/console/statements")
+    href = await watched.page.locator("a[href^='/statements/'][href$='.html']").first.get_attribute("href")
+    assert href is not None
+    return href
+
+
 async def test_every_page_renders_clean_for_each_role(live_server: str, chromium: Any, world: World,
                                                      axe_js: str, screenshots: Path) -> None:
     owner = await new_page(chromium, live_server)
@@ -83,6 +91,8 @@ async def test_every_page_renders_clean_for_each_role(live_server: str, chromium
     assert owner.page.url.endswith("/console")
     for path in [*OWNER_PAGES, f"/console/customers/{world.loyalty['alice']}"]:
         await check_page(owner, path, axe_js, screenshots, "owner" + path.replace("/", "_"))
+    await check_page(owner, await statement_link(owner), axe_js, screenshots, "owner_statement")
+    assert await owner.page.locator("svg[role=img]").count() == 2  # the matrix and the net positions, drawn inline
     admin = await new_page(chromium, live_server)
     await sign_in(admin, world.email["admin"])
     for path in ADMIN_PAGES:
@@ -159,6 +169,14 @@ async def test_hebrew_is_laid_out_right_to_left(live_server: str, chromium: Any,
     assert brand is not None and brand["x"] > width / 2, "the brand starts on the right in Hebrew"
     assert "לוח בקרה" in await page.inner_text("h1")
     await check_page(owner, "/console/statements", axe_js, screenshots, "owner_statements_he")
+    await check_page(owner, await statement_link(owner), axe_js, screenshots, "owner_statement_he")
+    assert await page.evaluate("document.documentElement.dir") == "rtl"
+    chart = page.locator("#positions-chart svg")
+    assert "פוזיציות נטו" in (await chart.locator("title").first.text_content() or "")
+    # A merchant's name in the bar chart ends where the bars begin: its label stays left of the plot.
+    label, bar = chart.locator("text").nth(1), chart.locator("rect").first
+    label_box, bar_box = await label.bounding_box(), await bar.bounding_box()
+    assert label_box is not None and bar_box is not None and label_box["x"] + label_box["width"] <= bar_box["x"] + 1
     danish = await new_page(chromium, live_server, locale="da-DK")
     await sign_in(danish, world.email["ownerA"])
     await check_page(danish, "/console/statements", axe_js, screenshots, "owner_statements_da")
