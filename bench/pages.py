@@ -8,7 +8,9 @@ fresh SQLite file in a temporary directory, or with ``--pg`` into ``$COALITION_B
 database name, recreated; ``--reuse`` keeps a database an earlier run loaded), or ``--db-url``.
 Runs the analysis and one settlement batch, gives merchant 1 the demo's finished campaign
 (``coalition.demo.demo_campaign``: double points two months ago, 30 % held out), creates an
-owner for merchant 1, an admin and a claimed member wallet, then renders every page people
+owner for merchant 1, an admin and a claimed member wallet, runs the worker's ``campaigns`` job
+once (as a running worker would have: the campaign page then reads the stored result, as in
+production, not the live count a page computes only when no result is stored), then renders every page people
 use (sign-in, the merchant console with the till after a lookup, programs and the campaign's
 result, statements; the admin console with a batch report and a what-if; the wallet)
 ``--repeats`` times in process (httpx over ASGI: the server's time, no network) and prints
@@ -56,6 +58,7 @@ from coalition.network.jobs import run_analysis
 from coalition.programs.campaign_models import Campaign
 from coalition.settlement.models import SettlementBatch
 from coalition.settlement.service import run_settlement
+from coalition.worker import Worker
 
 SIGN_IN_PAGES = ["/login", "/me/claim?code={claim}"]  # before signing in; the claim page does not spend the code
 OWNER_PAGES = ["/console", "/console/till", "/console/till?q={loyalty}", "/console/customers",
@@ -122,6 +125,11 @@ async def load(db_url: str, members: int, reuse: bool) -> None:
             now = utcnow()
             await demo_campaign(db, keys, CAMPAIGN_MERCHANT, starts_at=now - dt.timedelta(days=60),
                                 ends_at=now - dt.timedelta(days=30))
+        worker = Worker(db, settings, keys, only=["campaigns"])  # the campaign page reads what it stored
+        try:
+            print(f"campaign results stored: {(await worker.tick()).campaign_results}")
+        finally:
+            await worker.aclose()
     finally:
         await db.dispose()
 

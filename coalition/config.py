@@ -110,6 +110,10 @@ class Settings:
     redeem_without_proof_points: int = DEFAULT_REDEEM_WITHOUT_PROOF_POINTS
     # Campaigns report lift only when both the treated and the control group have this many members.
     campaign_min_group_size: int = 30
+    # How often the worker recomputes the stored result of each campaign not yet final (0: never;
+    # then every read computes). Readers recompute a result older than twice this
+    # (coalition/programs/campaign_snapshots.py).
+    campaign_results_interval_s: float = 300.0
     # How often the worker reviews every member's status tier (coalition/programs/tier_review.py).
     tier_review_interval_s: float = 300.0
     idempotency_retention_s: int = 24 * 3600
@@ -339,6 +343,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         redeem_without_proof_points=_int(
             env, "COALITION_REDEEM_WITHOUT_PROOF_POINTS", DEFAULT_REDEEM_WITHOUT_PROOF_POINTS),
         campaign_min_group_size=_int(env, "COALITION_CAMPAIGN_MIN_GROUP_SIZE", 30, minimum=2),
+        campaign_results_interval_s=_float(env, "COALITION_CAMPAIGN_RESULTS_INTERVAL_S", 300.0),
         tier_review_interval_s=_float(env, "COALITION_TIER_REVIEW_INTERVAL_S", 300.0),
         # At least an hour: wrong proofs of presence are counted from the kept refusals of the last hour.
         idempotency_retention_s=_int(env, "COALITION_IDEMPOTENCY_RETENTION_S", 24 * 3600, minimum=3600),

@@ -21,6 +21,10 @@ job             what it does                                every
 ``settlement``  close every settlement period that has      ``--interval-s`` (``--no-settle``:
                 ended (the policy's period and time zone)   never)
 ``webhooks``    send due webhook deliveries (the outbox)    ``COALITION_WEBHOOK_POLL_S`` (1 s)
+``campaigns``   recompute and store the result of every     ``COALITION_CAMPAIGN_RESULTS_``
+                started campaign not yet final (30 days     ``INTERVAL_S`` (300 s)
+                after its end), read by the console page
+                and the API (programs/campaign_snapshots)
 ``analysis``    the network analysis (with Redis, one       ``--analyze-every``, or
                 worker per interval runs it)                ``COALITION_ANALYZE_INTERVAL_S`` in
                                                             the API process
@@ -59,7 +63,7 @@ from coalition.giftcards.service import GiftCards
 from coalition.ledger import refusals
 from coalition.ledger.service import Ledger
 from coalition.network.store import InsightStore
-from coalition.programs import catchup, vouchers
+from coalition.programs import campaign_snapshots, catchup, vouchers
 from coalition.programs.tier_review import review_tiers
 from coalition.settlement.models import SettlementBatch
 from coalition.settlement.policy import current_policy, latest_period_end
@@ -71,7 +75,8 @@ logger = logging.getLogger("coalition.worker")
 HOLD_BATCH = 1000
 DEFAULT_INTERVAL_S = 60.0  # expiry, refusals and settlement: `coalition worker --interval-s`
 MIN_SLEEP_S = 0.01  # never spin: a job slower than its interval runs again after this pause
-JOB_NAMES = ("holds", "expiry", "vouchers", "programs", "refusals", "tiers", "settlement", "webhooks", "analysis")
+JOB_NAMES = ("holds", "expiry", "vouchers", "programs", "refusals", "tiers", "settlement", "webhooks", "campaigns",
+             "analysis")
 
 
 @dataclass
@@ -87,6 +92,7 @@ class TickReport:
     batch_ids: list[int] = field(default_factory=list)
     analysis_run: int | None = None
     webhooks_sent: int = 0
+    campaign_results: int = 0
     errors: list[str] = field(default_factory=list)
 
 
@@ -132,6 +138,7 @@ class Worker:
             Job("tiers", settings.tier_review_interval_s, self._review_tiers),
             Job("settlement", every_s if settle else 0.0, self._settle),
             Job("webhooks", settings.webhook_poll_s if webhook_poll_s is None else webhook_poll_s, self._deliver),
+            Job("campaigns", settings.campaign_results_interval_s, self._campaign_results),
             Job("analysis", analyze_every_s, self._analyze),
         ]
         self.jobs = [job for job in table if job.every_s > 0 and (only is None or job.name in only)]
@@ -226,6 +233,11 @@ class Worker:
         result = await run_settlement(self.db, self.settings, self.keys, period_end=due,
                                       idempotency_key=f"auto-{due.isoformat()}", now=now)
         report.batch_ids.append(result.batch.id)
+
+    async def _campaign_results(self, report: TickReport) -> None:
+        # Each started campaign's result, stored for the console page and the API (programs/campaign_snapshots.py).
+        report.campaign_results += await campaign_snapshots.refresh_results(
+            self.db, self.clock(), self.settings.campaign_min_group_size)
 
     async def _analyze(self, report: TickReport) -> None:
         # Imported here: numpy, scipy and networkx load only in a process that analyses.

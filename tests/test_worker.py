@@ -88,7 +88,8 @@ async def test_each_job_runs_on_its_own_interval(
 ) -> None:
     shop, member = await _member_with_points(ledger, make_merchant, make_member)
     worker = Worker(db, settings, keys, clock=clock, settle=False, every_s=60, hold_sweep_s=5, webhook_poll_s=0)
-    assert [job.name for job in worker.jobs] == ["holds", "expiry", "vouchers", "programs", "refusals", "tiers"]
+    assert [job.name for job in worker.jobs] == ["holds", "expiry", "vouchers", "programs", "refusals", "tiers",
+                                                "campaigns"]
     try:
         assert (await worker.tick()).errors == []
         await ledger.authorize(merchant_id=shop.id, loyalty_id=member.loyalty_id, points=30, idempotency_key="h1",
@@ -99,7 +100,7 @@ async def test_each_job_runs_on_its_own_interval(
         clock.advance(seconds=11)
         swept = await worker.tick()
         assert swept.holds_released == 1 and swept.errors == []
-        assert set(worker.last_run) == {"holds", "expiry", "vouchers", "programs", "refusals", "tiers"}
+        assert set(worker.last_run) == {"holds", "expiry", "vouchers", "programs", "refusals", "tiers", "campaigns"}
         assert worker.last_run["holds"] == clock() and worker.last_run["expiry"] == clock() - dt.timedelta(seconds=15)
         assert worker.seconds_to_next() == pytest.approx(5)  # the hold sweep is next
     finally:

@@ -45,14 +45,15 @@ def _lift(percent: float | None, p_value: float | None) -> str:
 @click.option("--limit", type=click.IntRange(1, 100), default=20, show_default=True)
 def programs_campaigns(merchant_id: int | None, limit: int) -> None:
     """List campaigns, newest first, with treated vs control and the lift."""
-    from coalition.programs.campaign_results import campaign_result
+    from coalition.programs.campaign_snapshots import latest_result
     from coalition.programs.campaigns import list_campaigns
 
     settings = _settings()
 
     async def run(db: Database) -> list[tuple[Any, Any]]:
         rows = await list_campaigns(db, merchant_id=merchant_id, before_id=None, limit=limit)
-        return [(c, await campaign_result(db, c, utcnow(), settings.campaign_min_group_size)) for c in rows]
+        return [(c, (await latest_result(db, c, utcnow(), settings.campaign_min_group_size,
+                                         settings.campaign_results_interval_s)).result) for c in rows]
 
     found = _run(_with_db(settings, run))
     if not found:

@@ -3,7 +3,7 @@
 ====================================  ========  ==============================================
 ``GET/POST /console/programs``        owners    rewards and stamp cards: the list, and a new one
 ``GET/POST /console/campaigns``       owners    campaigns: the list, and a new one
-``GET /console/campaigns/{id}``       owners    one campaign: treated vs control, lift, p-value
+``GET /console/campaigns/{id}``       owners    one campaign: treated vs control, lift, p-value (stored)
 ====================================  ========  ==============================================
 
 The pages read forms and call :mod:`coalition.programs` (which checks and writes); each form
@@ -22,7 +22,7 @@ from starlette.routing import Route
 
 from coalition.db import utcnow
 from coalition.errors import DomainError, InvalidInput
-from coalition.programs.campaign_results import campaign_result
+from coalition.programs.campaign_snapshots import latest_result
 from coalition.programs.campaigns import SEGMENTS, campaign_by_id, create_campaign, list_campaigns
 from coalition.programs.errors import CampaignNotFound
 from coalition.programs.rewards import create_reward, is_active, list_rewards
@@ -128,8 +128,9 @@ async def campaign(request: Request, view: View) -> Response:
              if raw.isascii() and raw.isdigit() and len(raw) < 19 else None)
     if found is None or found.merchant_id != merchant_id:  # another merchant's: the same as none
         raise CampaignNotFound("no such campaign")
-    result = await campaign_result(services.db, found, utcnow(), services.settings.campaign_min_group_size)
-    return render(request, "console/campaign.html", view, campaign=found, result=result,
+    stored = await latest_result(services.db, found, utcnow(), services.settings.campaign_min_group_size,
+                                 services.settings.campaign_results_interval_s)
+    return render(request, "console/campaign.html", view, campaign=found, result=stored.result, stored=stored,
                   min_group=services.settings.campaign_min_group_size, now=utcnow())
 
 

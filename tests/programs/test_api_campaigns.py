@@ -19,7 +19,8 @@ EARN = """mutation($lid: String!, $amount: Int!, $key: String!) {
     transaction { points } userErrors { code } } }"""
 CREATE = """mutation($input: CreateCampaignInput!) { createCampaign(input: $input) {
   campaign { id name kind multiplierPercent bonusPoints segment controlPercent startsAt endsAt merchant { name }
-             result { treatedMembers controlMembers treatedSpendMinor controlSpendMinor liftPercent pValue } }
+             result { asOf final treatedMembers controlMembers treatedSpendMinor controlSpendMinor liftPercent
+                      pValue } }
   userErrors { field code message } } }"""
 LIST = """{ campaigns(first: 10) { edges { node { id name merchant { name } } } } }"""
 NODE = """query($id: ID!) { node(id: $id) { __typename ... on Campaign { name } } }"""
@@ -60,6 +61,7 @@ async def test_a_merchant_creates_a_campaign_and_sees_only_its_own(api: Any, sho
     result = campaign["result"]
     assert result["treatedMembers"] + result["controlMembers"] == 6
     assert result["liftPercent"] is None and result["pValue"] is None  # groups far below the minimum
+    assert result["final"] is False and dt.datetime.fromisoformat(result["asOf"]) <= now()  # counted on first read
     # a retry with the same key and input: the same campaign
     again = (await api.call(CREATE, {"input": given}, key=shops["Bakery"]))["createCampaign"]
     assert again["campaign"]["id"] == campaign["id"]

@@ -17,7 +17,7 @@ from page_world import World, csrf_of, sign_in
 from sqlalchemy import func, select
 
 from coalition.db import utcnow
-from coalition.programs.campaign_models import Campaign
+from coalition.programs.campaign_models import Campaign, CampaignResultSnapshot
 from coalition.programs.campaigns import create_campaign
 from coalition.programs.quests import create_quest
 from coalition.programs.reward_models import Reward, StampCard, Voucher, VoucherStatus
@@ -113,6 +113,11 @@ async def test_a_campaign_is_created_and_its_result_shown(browser: Any, world: W
     result = await browser.get(made.headers["location"], headers=HTML)
     assert result.status_code == 200 and "Double week" in result.text
     assert 'data-testid="too-small"' in result.text  # one member (alice) in the audience
+    # counted when first read (no worker runs here) and stored: the page says as of when
+    assert 'data-testid="as-of"' in result.text and "Updated every few minutes." in result.text
+    async with db.read() as conn:
+        stored = (await conn.execute(select(CampaignResultSnapshot))).one()
+    assert stored.treated_members + stored.control_members == 1 and not stored.final
     listing = await browser.get("/console/campaigns", headers=HTML)
     assert "Double week" in listing.text and "running" in listing.text
     clash = await post_form(browser, "/console/campaigns", key="k2", name="Again", kind="BONUS", offer="5",

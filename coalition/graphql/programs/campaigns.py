@@ -14,7 +14,7 @@ from coalition.graphql.core.scalars import BigInt
 from coalition.graphql.core.types import Node, UserError, connection, connection_types, decode_cursor, page_size
 from coalition.graphql.dataloaders import MerchantByIdLoader
 from coalition.programs.campaign_models import Campaign as CampaignModel
-from coalition.programs.campaign_results import campaign_result
+from coalition.programs.campaign_snapshots import latest_result
 from coalition.programs.campaigns import campaign_by_id, create_campaign, list_campaigns
 
 
@@ -26,7 +26,16 @@ class CampaignKind(graphene.Enum):  # type: ignore[misc]
 
 
 class CampaignResult(graphene.ObjectType):  # type: ignore[misc]
-    """Treated vs held-out members over the campaign's period so far; a visit is a purchase (an earn)."""
+    """Treated vs held-out members over the campaign's period up to asOf; a visit is a purchase (an earn).
+
+    Stored and recomputed every few minutes by the worker (COALITION_CAMPAIGN_RESULTS_INTERVAL_S), not counted per
+    request.
+    """
+
+    as_of = graphene.DateTime(required=True, description=(
+        "The ledger is counted up to this moment (the figures are recomputed every few minutes)."))
+    final = graphene.Boolean(required=True, description=(
+        "Settled: 30 days after the campaign's end refunds no longer change it, and it is not recomputed."))
 
     treated_members = graphene.Int(required=True, description="Members who got the offer.")
     control_members = graphene.Int(required=True, description="Members held out at random.")
@@ -84,8 +93,11 @@ class Campaign(graphene.ObjectType):  # type: ignore[misc]
     @staticmethod
     async def resolve_result(root: Any, info: ResolveInfo) -> CampaignResult:
         services = info.context.services
-        r = await campaign_result(services.db, root, utcnow(), services.settings.campaign_min_group_size)
+        stored = await latest_result(services.db, root, utcnow(), services.settings.campaign_min_group_size,
+                                     services.settings.campaign_results_interval_s)
+        r = stored.result
         return CampaignResult(
+            as_of=stored.as_of, final=stored.final,
             treated_members=r.treated_members, control_members=r.control_members,
             treated_spend_minor=r.treated_spend_minor, control_spend_minor=r.control_spend_minor,
             lift_percent=r.spend.percent, p_value=r.spend.p_value,
