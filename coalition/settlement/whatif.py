@@ -138,7 +138,10 @@ async def simulation_view(db: Database, settings: Settings, simulation: Simulati
     network = t.gettext(NETWORK_LABEL)
 
     def name(merchant: int | None) -> str:
-        return network if merchant is None else names.get(merchant, t.gettext("merchant {id}", id=merchant))
+        if merchant is None:
+            return network
+        found = names.get(merchant)  # the fallback translated only when needed: a report names 5,000 parties
+        return found if found is not None else t.gettext("merchant {id}", id=merchant)
 
     positions = [PositionRow(
         merchant_id=c.merchant_id, name=name(c.merchant_id), points_issued=c.simulated.points_issued,
