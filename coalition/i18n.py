@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-from collections.abc import Callable
 import gettext
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from zoneinfo import ZoneInfo

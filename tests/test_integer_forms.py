@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from babel.numbers import format_decimal
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from babel.numbers import format_decimal
 
 from coalition.i18n import LANGUAGES, Formatter, _money_form, _number_form, locale_of
 from coalition.money import format_money_locale

@@ -23,8 +23,8 @@ from coalition.errors import DomainError
 from coalition.settlement.compute import compute_settlement
 from coalition.settlement.models import SettlementBatch, SettlementLine
 from coalition.settlement.policy import set_policy
-from coalition.settlement.service import batch_positions
 from coalition.settlement.pricing import Line, MerchantFigures, SettlementFigures
+from coalition.settlement.service import batch_positions
 from coalition.settlement.whatif import simulate_settlement
 
 rates = st.decimals(min_value=0, max_value=1, places=2).map(str)
