@@ -446,10 +446,10 @@ def test_worker_schedules_every_job_with_its_interval(demo_db: Path, monkeypatch
     assert invoke(demo_db, "worker", "--interval-s", "30", "--analyze-every", "900",
                   COALITION_HOLD_SWEEP_INTERVAL_S="2").exit_code == 0
     assert invoke(demo_db, "worker", "--no-settle", "--analyze-every", "0").exit_code == 0
-    assert tables == [[("holds", 2.0), ("expiry", 30.0), ("vouchers", 30.0), ("refusals", 30.0), ("tiers", 300.0),
-                       ("settlement", 30.0), ("webhooks", 1.0), ("analysis", 900.0)],
-                      [("holds", 5.0), ("expiry", 60.0), ("vouchers", 60.0), ("refusals", 60.0), ("tiers", 300.0),
-                       ("webhooks", 1.0)]]
+    assert tables == [[("holds", 2.0), ("expiry", 30.0), ("vouchers", 30.0), ("programs", 30.0), ("refusals", 30.0),
+                       ("tiers", 300.0), ("settlement", 30.0), ("webhooks", 1.0), ("analysis", 900.0)],
+                      [("holds", 5.0), ("expiry", 60.0), ("vouchers", 60.0), ("programs", 60.0), ("refusals", 60.0),
+                       ("tiers", 300.0), ("webhooks", 1.0)]]
 
 
 def test_a_large_demo_is_bulk_loaded_and_consistent(tmp_path: Path) -> None:
@@ -466,9 +466,10 @@ def test_a_large_demo_is_bulk_loaded_and_consistent(tmp_path: Path) -> None:
 def test_serve_passes_the_metrics_address_to_the_workers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from coalition import serving
 
-    # monkeypatch puts back whatever the environment held, so the command's settings do not leak.
-    monkeypatch.delenv("COALITION_METRICS_PORT", raising=False)
-    monkeypatch.delenv("COALITION_METRICS_HOST", raising=False)
+    # The command writes the metrics address into os.environ for its workers: it writes into a copy
+    # here, which monkeypatch swaps back afterwards, so the address does not reach later tests (the
+    # served workers of tests/test_serving.py would each try to open that metrics port).
+    monkeypatch.setattr(os, "environ", {k: v for k, v in os.environ.items() if not k.startswith("COALITION_METRICS_")})
     seen: list[tuple[str | None, str | None]] = []
     monkeypatch.setattr(serving, "serve", lambda *args, **kwargs: seen.append(
         (os.environ.get("COALITION_METRICS_PORT"), os.environ.get("COALITION_METRICS_HOST"))))
