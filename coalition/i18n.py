@@ -13,6 +13,7 @@ import datetime as dt
 import functools
 import gettext
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -21,7 +22,7 @@ from babel import Locale
 from babel.dates import format_date, format_datetime, get_timezone_location
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
-from babel.numbers import format_decimal, format_percent
+from babel.numbers import format_decimal, format_percent, get_decimal_symbol, get_group_symbol
 
 from coalition.money import format_money_locale
 
@@ -57,10 +58,71 @@ LEFT_TO_RIGHT_MARK = "\u200e"
 UTC_NAMES = {"UTC", "Etc/UTC", "Etc/UCT", "UCT", "Zulu", "Etc/Zulu", "Universal", "Etc/Universal"}
 
 
+@dataclass(frozen=True, slots=True)
+class _IntegerForm:
+    """How a locale writes an integer amount: Babel's output with the digits swapped, built once.
+
+    Babel takes 20-200 microseconds an amount and a batch report shows some 10,000 (points and
+    money per line, most of them different), a third of its first render. The form is kept only
+    when it gives Babel's exact text for every probe (:func:`_integer_form`); otherwise Babel it is.
+    """
+
+    group: str  # between groups of three digits
+    decimal: str  # before the minor digits (money with an exponent > 0)
+    exponent: int  # minor digits
+    positive: tuple[str, str]  # prefix and suffix around the digits
+    negative: tuple[str, str]
+
+    def format(self, value: int) -> str:
+        whole, part = divmod(abs(value), 10**self.exponent)
+        digits = f"{whole:,}".replace(",", self.group)
+        if self.exponent:
+            digits += f"{self.decimal}{part:0{self.exponent}d}"
+        prefix, suffix = self.negative if value < 0 else self.positive
+        return f"{prefix}{digits}{suffix}"
+
+
+_PROBE = 123456789  # digits that occur once in a form: what is around them is the prefix and suffix
+_CHECKS = (0, 1, -1, 7, -7, 99, 100, -100, 999, 1000, -1000, 9999, 10000, -10000, 12345, 123456, -123456, 1234567,
+           -1234567, 10**9, 10**12 + 5, -(10**15) - 3, 10**18)
+
+
+def _integer_form(babel: Callable[[int], str], group: str, decimal: str, exponent: int) -> _IntegerForm | None:
+    """The form of ``babel`` (a formatter of integer amounts), or None when it is not one this class can write."""
+    around = []
+    for probe in (_PROBE, -_PROBE):
+        text = babel(probe)
+        digits = _IntegerForm(group, decimal, exponent, ("", ""), ("", "")).format(_PROBE)
+        if text.count(digits) != 1:
+            return None
+        prefix, suffix = text.split(digits)
+        around.append((prefix, suffix))
+    form = _IntegerForm(group, decimal, exponent, around[0], around[1])
+    return form if all(form.format(v) == babel(v) for v in _CHECKS) else None
+
+
+@functools.cache
+def _number_form(lang: str) -> _IntegerForm | None:
+    locale = locale_of(lang)
+    return _integer_form(lambda v: format_decimal(v, locale=locale), get_group_symbol(locale),
+                         get_decimal_symbol(locale), 0)
+
+
+@functools.cache
+def _money_form(exponent: int, currency: str, lang: str) -> _IntegerForm | None:
+    locale = locale_of(lang)
+    return _integer_form(lambda v: format_money_locale(v, exponent, currency, locale), get_group_symbol(locale),
+                         get_decimal_symbol(locale), exponent)
+
+
 @functools.lru_cache(maxsize=16384)
 def _money(amount_minor: int, exponent: int, currency: str, lang: str) -> str:
     """Babel's currency formatting takes a fifth of a millisecond, and a batch report shows thousands
-    of amounts, many alike (zeros, the same reimbursement): each is formatted once."""
+    of amounts, many alike (zeros, the same reimbursement): each is formatted once, by the
+    locale's form when it has one (the same text, a twentieth of the time)."""
+    form = _money_form(exponent, currency, lang)
+    if form is not None:
+        return form.format(amount_minor)
     return format_money_locale(amount_minor, exponent, currency, locale_of(lang))
 
 
@@ -102,6 +164,9 @@ class Formatter:
         return text
 
     def number(self, value: int) -> str:
+        form = _number_form(self.lang) if type(value) is int else None
+        if form is not None:
+            return self._signed(form.format(value))
         return self._signed(format_decimal(value, locale=locale_of(self.lang)))
 
     def percent(self, value: object) -> str:

@@ -103,7 +103,10 @@ async def batch_view(db: Database, settings: Settings, batch_id: int, *, merchan
     network = t.gettext(NETWORK_NAME)
 
     def name(merchant: int | None) -> str:
-        return network if merchant is None else names.get(merchant, t.gettext("merchant {id}", id=merchant))
+        if merchant is None:
+            return network
+        found = names.get(merchant)  # the fallback translated only when needed: a report names 5,000 parties
+        return found if found is not None else t.gettext("merchant {id}", id=merchant)
 
     line_rows = [LineRow(kind=line.kind.value, issuer_id=line.issuer_merchant_id,
                          issuer_name=name(line.issuer_merchant_id), redeemer_id=line.redeemer_merchant_id,

@@ -39,6 +39,7 @@ nets the whole transaction out of its cell); a later reversal is an ADJUSTMENT a
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import datetime as dt
 import functools
 from collections.abc import Mapping, Sequence
@@ -150,6 +151,21 @@ class WindowRows:
     # Program costs: (version index, issuer, redeemer or None, program, points) of the window's transactions
     # not reversed in it: ISSUED points when redeemer is None, else HONORED (module docstring).
     programs: Sequence[tuple[int, int | None, int | None, ProgramCost, int]] = ()
+
+
+def under_one_policy(rows: WindowRows, policy: Policy) -> WindowRows:
+    """The same window with every transaction under ``policy``: what the what-if prices.
+
+    The rows are sums per (version, issuer, redeemer); under one policy the versions merge
+    into one cell each, which is what :func:`price_window` does with rows read for that one
+    policy (``compute_settlement(policy_override=...)``), so the figures are identical and the
+    window is read once for both pricings. Rounding stays once per (merged) line.
+    """
+    return dataclasses.replace(
+        rows, versions=[policy],
+        allocations=[(row[0], row[1], row[-1]) for row in rows.allocations],
+        issued=[(0, issuer, rev, total) for _, issuer, rev, total in rows.issued],
+        programs=[(0, issuer, redeemer, program, points) for _, issuer, redeemer, program, points in rows.programs])
 
 
 def round_half_even(value: Decimal) -> int:

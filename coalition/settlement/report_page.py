@@ -46,9 +46,16 @@ def _blue(fraction: float) -> str:
     position = max(0.0, min(1.0, fraction)) * (len(BLUES) - 1)
     low = min(int(position), len(BLUES) - 2)
     mix = position - low
-    a, b = BLUES[low], BLUES[low + 1]
-    channels = (round(int(a[i:i + 2], 16) * (1 - mix) + int(b[i:i + 2], 16) * mix) for i in (1, 3, 5))
-    return "#" + "".join(f"{c:02x}" for c in channels)
+    a, b = _BLUES_RGB[low], _BLUES_RGB[low + 1]
+    r, g, bl = (round(a[i] * (1 - mix) + b[i] * mix) for i in range(3))
+    return f"#{r:02x}{g:02x}{bl:02x}"
+
+
+def _rgb(color: str) -> tuple[int, int, int]:
+    return int(color[1:3], 16), int(color[3:5], 16), int(color[5:7], 16)
+
+
+_BLUES_RGB = tuple(_rgb(c) for c in BLUES)  # parsed once: a matrix colours 2,500 cells
 
 
 def _luminance(color: str) -> float:

@@ -16,6 +16,8 @@ the one :class:`~coalition.auth.service.Authenticator` reads like the ``Authoriz
 
 from __future__ import annotations
 
+import functools
+
 import segno
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -76,6 +78,13 @@ async def claim(request: Request) -> Response:
     return opened
 
 
+@functools.lru_cache(maxsize=512)
+def qr_data_uri(text: str) -> str:
+    """The QR of ``text`` as an SVG data URI. Kept for a while: building it (segno tries the eight masks)
+    is most of the wallet's CPU, and a member reloading the page within one presence step asks for the same."""
+    return segno.make(text, error="m").svg_data_uri(scale=4, border=4, dark="#000", light="#fff")
+
+
 async def wallet(request: Request, view: View) -> Response:
     services = view.services
     assert view.caller.member_id is not None
@@ -100,8 +109,7 @@ async def wallet(request: Request, view: View) -> Response:
     code = presence_code(services.keys, member.loyalty_id, now)
     # The QR carries the signed card (the till finds the member with it) and the current code
     # (proof the member's phone is at the till): coalition/web/till.py reads both.
-    qr = segno.make(f"{services.keys.qr_payload(member.loyalty_id)}~{code}", error="m").svg_data_uri(
-        scale=4, border=4, dark="#000", light="#fff")
+    qr = qr_data_uri(f"{services.keys.qr_payload(member.loyalty_id)}~{code}")
     return render(request, "me/wallet.html", view, member=member, history=history, names=names, code=code, qr=qr,
                   refresh_s=STEP_S - int(now.timestamp()) % STEP_S + 1, tier=state, next_tier=above,
                   to_next=max(0, above.threshold_points - state.qualifying_points) if above else 0,
