@@ -6,6 +6,7 @@ import asyncio
 import csv
 import datetime as dt
 import io
+import re
 from pathlib import Path
 
 import pytest
@@ -80,7 +81,9 @@ def test_the_report_as_html_pdf_and_png(settled: tuple[Path, int, int], tmp_path
     page = (tmp_path / "report.html").read_text()
     assert "Bakery" in page and "-€1.00" in page and "€0.36" in page
     statement = invoke(db_file, "settle", "export", "--batch", "1", "--merchant", str(books), "--format", "html")
-    assert "Statement of Books" in statement.stdout and "1.00" not in statement.stdout
+    # Another partner's €1.00 is not in the words a reader sees (the charts' SVG markup has numbers of its own).
+    words = re.sub(r"<[^>]*>", " ", statement.stdout)
+    assert "Statement of Books" in words and "1.00" not in words
     hebrew = invoke(db_file, "settle", "export", "--batch", "1", "--merchant", str(books), "--format", "html",
                     "--lang", "he")
     assert hebrew.exit_code == 0 and 'dir="rtl"' in hebrew.stdout and "דוח של Books" in hebrew.stdout
