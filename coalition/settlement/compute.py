@@ -124,13 +124,20 @@ async def compute_settlement(
     versions = [policy_override] if policy_override is not None else await policy_versions(conn, settings)
     rows = await read_window(conn, versions, after_entry_id, through_entry_id, progress)
     if gift_window is not None:
-        rows = dataclasses.replace(
-            rows, after_gift_entry_id=gift_window[0], through_gift_entry_id=gift_window[1],
-            gift_spent=await read_gift_spent(conn, *gift_window), gift_fee_rate=Decimal(settings.gift_card_fee_rate))
+        rows = await with_gift_cards(conn, settings, rows, gift_window)
     figures = price_window(rows)
     if progress is not None:
         progress("priced", 5, STEPS)
     return figures
+
+
+async def with_gift_cards(conn: AsyncConnection, settings: Settings, rows: WindowRows,
+                          gift_window: tuple[int, int]) -> WindowRows:
+    """``rows`` with the gift card money spent in the gift card entries ``(after, through]``: a run's
+    window settles both, and the what-if shows both (gift card money does not depend on the points policy)."""
+    return dataclasses.replace(
+        rows, after_gift_entry_id=gift_window[0], through_gift_entry_id=gift_window[1],
+        gift_spent=await read_gift_spent(conn, *gift_window), gift_fee_rate=Decimal(settings.gift_card_fee_rate))
 
 
 async def read_window(conn: AsyncConnection, versions: Sequence[Policy], after_entry_id: int,

@@ -12,6 +12,10 @@ The window is either
   entries after the last batch, created before ``period_end``), or
 - ``batch_id``: a closed batch's own entries, to ask what that period would have settled to.
 
+Gift card money spent in the window (the gift card entries a run would close, or the batch
+closed) is in both sets of figures, as in a run: it does not depend on the points policy, so it
+is the same in both.
+
 The simulated policy is the version in force at the period's end with the given changes
 (``point_value_minor``, ``funding_model``, ``reimbursement_rate``, ``breakage_share``),
 checked like a real policy change. Unlike a run, the window's upper id is read without
@@ -30,10 +34,11 @@ from sqlalchemy import func, select
 from coalition.config import Settings
 from coalition.db import Database, utcnow
 from coalition.errors import InvalidInput
+from coalition.giftcards.models import GiftEntry
 from coalition.i18n import Formatter
 from coalition.ledger.models import Entry
 from coalition.partners.models import Merchant
-from coalition.settlement.compute import read_window
+from coalition.settlement.compute import read_window, with_gift_cards
 from coalition.settlement.errors import BatchNotFound, InvalidPeriodEnd
 from coalition.settlement.models import SettlementBatch
 from coalition.settlement.policy import Policy, policy_at, policy_versions, validate_policy
@@ -98,6 +103,10 @@ async def simulate_settlement(
                 raise BatchNotFound(f"there is no settlement batch {batch_id}", field="batchId")
             after, through = batch.after_entry_id, batch.through_entry_id
             start, end = batch.period_start, batch.period_end
+            earlier = (await conn.execute(select(SettlementBatch.through_gift_entry_id)
+                                          .where(SettlementBatch.seq < batch.seq)
+                                          .order_by(SettlementBatch.seq.desc()).limit(1))).scalar_one_or_none()
+            gift_window = (earlier or 0, batch.through_gift_entry_id or earlier or 0)
         else:
             latest = (await conn.execute(
                 select(SettlementBatch).order_by(SettlementBatch.seq.desc()).limit(1))).first()
@@ -113,12 +122,15 @@ async def simulate_settlement(
                 Entry.id > after, Entry.id <= through))).scalar_one_or_none()
             start = latest.period_end if latest is not None else min(first or period_end, period_end)
             end = period_end
+            gift_after = (latest.through_gift_entry_id or 0) if latest is not None else 0
+            gift_window = (gift_after, int((await conn.execute(select(func.max(GiftEntry.id)).where(
+                GiftEntry.id > gift_after, GiftEntry.created_at < period_end))).scalar_one_or_none() or gift_after))
         versions = await policy_versions(conn, settings)
         base = policy_at(versions, end)
         policy = replace(validate_policy(base, **policy_changes), id=None)  # a version nobody stored
         # One read of the window, priced twice: the rows are sums per policy version, and
         # under_one_policy merges them as a read under the one policy would (identical figures).
-        rows = await read_window(conn, versions, after, through)
+        rows = await with_gift_cards(conn, settings, await read_window(conn, versions, after, through), gift_window)
     current = price_window(rows)
     simulated = price_window(under_one_policy(rows, policy))
     return Simulation(period_start=start, period_end=end, batch_id=batch_id, policy=policy, current=current,

@@ -24,6 +24,7 @@ from coalition.settlement import netting
 from coalition.settlement.models import LineKind, SettlementBatch, SettlementLine, SettlementPosition
 from coalition.settlement.service import batch_matrix, export_statement
 from coalition.settlement.statements import verify_export
+from coalition.settlement.whatif import simulate_settlement
 
 
 def gift_cards(shops: Any, fee: str = "0") -> GiftCards:
@@ -79,6 +80,29 @@ async def test_a_refund_after_close_is_settled_in_the_next_batch(shops: Any) -> 
     assert (line.points, line.issuer_minor, line.redeemer_minor) == (-1000, 1000, -1000)
     assert (line.reversal_entry_id, line.original_entry_id) == (refund.entry.id, spent.entry.id)
     assert await shops.positions(second.batch.id) == {shops.a.id: 1000, shops.b.id: -1000}
+
+
+async def test_the_what_if_shows_gift_card_money_as_the_run_settles_it(shops: Any) -> None:
+    gift = gift_cards(shops, "0.025")
+    shops.settings = dataclasses.replace(shops.settings, gift_card_fee_rate="0.025")
+    sold = await gift.issue(merchant_id=shops.a.id, amount_minor=5000, idempotency_key="sale")
+    await spend(gift, shops, str(sold.code), 1200, shops.b)
+    shops.clock.advance(minutes=1)
+    ahead = await simulate_settlement(shops.db, shops.settings, period_end=shops.clock(), now=shops.clock(),
+                                      reimbursement_rate=Decimal("0.5"))
+    run = await shops.settle()
+    closed = await simulate_settlement(shops.db, shops.settings, batch_id=run.batch.id,
+                                       reimbursement_rate=Decimal("0.5"))
+    stored = await shops.positions(run.batch.id)
+    assert stored == {shops.a.id: -1200, shops.b.id: 1170}
+    for simulation in (ahead, closed):
+        # gift card money does not depend on the points policy: the same in both columns, and as settled
+        for figures in (simulation.current, simulation.simulated):
+            assert {m: f.net_minor for m, f in figures.merchants.items() if f.net_minor} == stored
+            assert [(x.kind, x.points) for x in figures.lines] == [(LineKind.GIFT_CARD, 1200)]
+    later = await shops.settle()
+    again = await simulate_settlement(shops.db, shops.settings, batch_id=later.batch.id)
+    assert again.current.lines == [] and await shops.positions(later.batch.id) == {}
 
 
 operations = st.lists(st.one_of(
