@@ -21,10 +21,10 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from settlement_activity import LEDGER_OPERATIONS, Operation, apply_operations
 from sqlalchemy import select
 from sqlalchemy.orm import aliased
 
-from coalition.errors import DomainError
 from coalition.ledger.models import Account, Allocation, AllocationKind, Entry, Posting
 from coalition.settlement import netting
 from coalition.settlement.models import LineKind, SettlementBatch, SettlementLine, SettlementPosition
@@ -35,32 +35,21 @@ from coalition.settlement.statements import verify_export
 VALUE, RATE, BREAKAGE = 3, Decimal("0.85"), Decimal("0.35")
 
 operations = st.lists(st.one_of(
-    st.tuples(st.just("earn"), st.integers(0, 2), st.integers(0, 1), st.integers(1, 200)),
-    st.tuples(st.just("redeem"), st.integers(0, 2), st.integers(0, 1), st.integers(1, 150)),
-    st.tuples(st.just("reverse"), st.integers(0, 60)),
+    *LEDGER_OPERATIONS,
     st.tuples(st.just("settle")),
     st.tuples(st.just("expire")),
 ), min_size=4, max_size=30)
 
 
-async def _apply(s: Any, members: list[str], done: list[Any], ops: list[tuple[Any, ...]]) -> None:
-    shops = [s.a, s.b, s.c]
-    for op in ops:
-        s.clock.advance(minutes=1)
-        try:
-            if op[0] == "earn":
-                done.append(await s.earn(op[3], shops[op[1]], loyalty_id=members[op[2]]))
-            elif op[0] == "redeem":
-                done.append(await s.redeem(op[3], shops[op[1]], loyalty_id=members[op[2]]))
-            elif op[0] == "reverse" and done:
-                await s.reverse(done[op[1] % len(done)])
-            elif op[0] == "settle":
-                await s.settle()
-            elif op[0] == "expire":
-                s.clock.advance(days=400)
-                await s.ledger.expire_lots()
-        except DomainError:
-            pass  # insufficient points, already reversed, points held: refused and nothing written
+async def _apply(s: Any, members: list[str], done: list[Any], ops: list[Operation]) -> None:
+    async def other(op: Operation) -> None:
+        if op[0] == "settle":
+            await s.settle()
+        elif op[0] == "expire":
+            s.clock.advance(days=400)
+            await s.ledger.expire_lots()
+
+    await apply_operations(s, members, done, ops, other)
 
 
 def _exact_legs(model: str, kind: str, issuer: int | None, redeemer: int | None, points: int) -> dict[Any, Decimal]:

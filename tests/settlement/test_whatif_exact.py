@@ -17,9 +17,9 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from settlement_activity import LEDGER_OPERATIONS, Operation, apply_operations
 from sqlalchemy import select
 
-from coalition.errors import DomainError
 from coalition.settlement.compute import compute_settlement
 from coalition.settlement.models import SettlementBatch, SettlementLine
 from coalition.settlement.policy import set_policy
@@ -35,31 +35,20 @@ policies = st.fixed_dictionaries({
     "breakage_share": rates,
 })
 operations = st.lists(st.one_of(
-    st.tuples(st.just("earn"), st.integers(0, 2), st.integers(0, 1), st.integers(1, 200)),
-    st.tuples(st.just("redeem"), st.integers(0, 2), st.integers(0, 1), st.integers(1, 150)),
-    st.tuples(st.just("reverse"), st.integers(0, 60)),
+    *LEDGER_OPERATIONS,
     st.tuples(st.just("policy"), policies),
     st.tuples(st.just("expire")),
 ), min_size=3, max_size=25)
 
 
-async def _apply(s: Any, members: list[str], done: list[Any], ops: list[tuple[Any, ...]]) -> None:
-    shops = [s.a, s.b, s.c]
-    for op in ops:
-        s.clock.advance(minutes=1)
-        try:
-            if op[0] == "earn":
-                done.append(await s.earn(op[3], shops[op[1]], loyalty_id=members[op[2]]))
-            elif op[0] == "redeem":
-                done.append(await s.redeem(op[3], shops[op[1]], loyalty_id=members[op[2]]))
-            elif op[0] == "reverse" and done:
-                await s.reverse(done[op[1] % len(done)])
-            elif op[0] == "policy":
-                await set_policy(s.db, s.settings, now=s.clock(), effective_from=s.clock(), **op[1])
-            elif op[0] == "expire":
-                s.clock.advance(days=400)
-        except DomainError:
-            pass  # insufficient points, already reversed, ...: the ledger refused, nothing written
+async def _apply(s: Any, members: list[str], done: list[Any], ops: list[Operation]) -> None:
+    async def other(op: Operation) -> None:
+        if op[0] == "policy":
+            await set_policy(s.db, s.settings, now=s.clock(), effective_from=s.clock(), **op[1])
+        elif op[0] == "expire":
+            s.clock.advance(days=400)
+
+    await apply_operations(s, members, done, ops, other)
 
 
 def _line(line: Line) -> tuple[Any, ...]:
