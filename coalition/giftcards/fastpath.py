@@ -53,11 +53,17 @@ from coalition.giftcards.models import (
     GiftPosting,
 )
 from coalition.ledger import rules
-from coalition.ledger.batch_sql import NumberedSql, column_list, fetch_batch, number_parameters, sql_literal
+from coalition.ledger.batch_sql import (
+    NumberedSql,
+    column_list,
+    fetch_batch,
+    number_parameters,
+    outbox_cte,
+    sql_literal,
+)
 from coalition.ledger.batching import Batcher
 from coalition.ledger.models import Refusal
 from coalition.partners.models import Merchant
-from coalition.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
 
 
 @dataclass(frozen=True)
@@ -90,8 +96,6 @@ _UPDATED = ", ".join(f"u.{c.name}" for c in _CARD_COLUMNS)
 _MERCHANT_MAY_WRITE = rules.render(rules.merchant_may_write(Merchant.__table__.alias("mc").c.status))
 _ACCOUNT = {account: sql_literal(GiftPosting.account, account) for account in GiftAccount}
 _AUTHORIZED = sql_literal(GiftHold.status, GiftHoldStatus.AUTHORIZED)
-_DELIVERIES, _ENDPOINTS = WebhookDelivery.__tablename__, WebhookEndpoint.__tablename__
-_PENDING = sql_literal(WebhookDelivery.status, DeliveryStatus.PENDING)
 GIFT_REDEEMED = "giftcard.redeemed"
 
 
@@ -106,21 +110,11 @@ def _spend_sql(kind: GiftEntryKind) -> str:
     """The statement of a spend (REDEEM) or an authorization (HOLD) of a batch of cards."""
     hold = kind == GiftEntryKind.HOLD
     # The outbox rows of the spends marked ``hooked`` (the same row base.redeemed_change gives).
-    outbox_cte = "" if hold else f""",
-outbox AS (
-    INSERT INTO {_DELIVERIES} ({column_list(WebhookDelivery, "endpoint_id", "merchant_id", "member_id", "type", "data",
-                                            "status", "attempts", "next_attempt_at", "created_at")})
-    SELECT w.id, es.merchant_id, NULL, '{GIFT_REDEEMED}',
-           CAST(json_build_object('gift_entry_id', es.id, 'kind', {sql_literal(GiftEntry.kind, kind)}, 'card_id', u.id,
-                                  'last4', u.last4, 'amount_minor', es.amount, 'currency', es.currency,
-                                  'reference', es.reference, 'hold_id', NULL) AS text),
-           {_PENDING}, 0, es.now, es.now
-    FROM u JOIN es ON es.card_id = u.id
-         JOIN {_ENDPOINTS} w ON (w.merchant_id = es.merchant_id OR w.merchant_id IS NULL) AND w.active
-                                AND position(',{GIFT_REDEEMED},' IN w.events) > 0
-    WHERE es.hooked
-    ORDER BY es.n, w.id
-)"""
+    outbox = "" if hold else ",\n" + outbox_cte(
+        GIFT_REDEEMED, member="NULL", joined_on="es.card_id = u.id",
+        payload=f"'gift_entry_id', es.id, 'kind', {sql_literal(GiftEntry.kind, kind)}, 'card_id', u.id, "
+                "'last4', u.last4, 'amount_minor', es.amount, 'currency', es.currency, "
+                "'reference', es.reference, 'hold_id', NULL")
     leg_values, leg_holder = _legs_sql(HOLD_LEGS if hold else SPEND_LEGS)
     held = ", held_minor = c.held_minor + es.amount" if hold else ""
     hold_cte = f"""hold AS (
@@ -181,7 +175,7 @@ legs AS (
     FROM u JOIN es ON es.card_id = u.id,
          (VALUES {leg_values}) AS leg (n, account, sign)
     ORDER BY es.n, leg.n
-){outbox_cte}
+){outbox}
 SELECT es.n, e.id AS entry_id, {_UPDATED},
        1 / CAST((SELECT count(*) FROM u) = (SELECT count(*) FROM e)
                 AND (SELECT count(*) FROM es) = (SELECT count(*) FROM e) AS int) AS applied

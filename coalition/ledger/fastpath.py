@@ -50,7 +50,14 @@ from sqlalchemy import BigInteger, ColumnElement, Integer, literal_column
 
 from coalition.db import Database
 from coalition.ledger import rules
-from coalition.ledger.batch_sql import NumberedSql, column_list, fetch_batch, number_parameters, sql_literal
+from coalition.ledger.batch_sql import (
+    NumberedSql,
+    column_list,
+    fetch_batch,
+    number_parameters,
+    outbox_cte,
+    sql_literal,
+)
 from coalition.ledger.batching import Batcher
 from coalition.ledger.core import entry_change
 from coalition.ledger.models import (
@@ -72,7 +79,6 @@ from coalition.members.models import Member
 from coalition.partners.models import Merchant
 from coalition.programs.campaign_models import Campaign, CampaignAudience
 from coalition.programs.tier_models import EarnBonus, MemberTier
-from coalition.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
 
 _MEMBER_COLUMNS = tuple(Member.__table__.columns)
 _RETURNING = ", ".join(f"m.{c.name}" for c in _MEMBER_COLUMNS)
@@ -186,31 +192,14 @@ _PROGRAM_POINTS = f"""snap AS (
               AND c.starts_at <= b.now AND c.ends_at > b.now)
              ELSE 0 END AS campaign_points) x
 ),"""
-_DELIVERIES, _ENDPOINTS = WebhookDelivery.__tablename__, WebhookEndpoint.__tablename__
-_PENDING = sql_literal(WebhookDelivery.status, DeliveryStatus.PENDING)
 
 
 def _outbox(event_type: str, kind: EntryKind, points: str, amount_minor: str) -> str:
-    """The webhooks outbox rows of the batch (coalition/webhooks/outbox.py writes the same on the other paths).
-
-    Only operations the caller marked ``hooked`` (their merchant has an endpoint for the event type,
-    by the per-process cache) join the endpoints: a merchant without webhooks costs the statement one
-    boolean. Joined to ``u``, so written after the member's row lock, like the multi-statement path's.
-    """
-    return f"""outbox AS (
-    INSERT INTO {_DELIVERIES} ({column_list(WebhookDelivery, "endpoint_id", "merchant_id", "member_id", "type", "data",
-                                            "status", "attempts", "next_attempt_at", "created_at")})
-    SELECT w.id, es.merchant_id, u.id, '{event_type}',
-           CAST(json_build_object('entry_id', es.id, 'kind', {_ENTRY_KIND[kind]}, 'points', {points},
-                                  'amount_minor', {amount_minor}, 'reference', es.reference, 'hold_id', NULL,
-                                  'reverses_id', NULL) AS text),
-           {_PENDING}, 0, es.now, es.now
-    FROM u JOIN es ON es.member_id = u.id
-         JOIN {_ENDPOINTS} w ON (w.merchant_id = es.merchant_id OR w.merchant_id IS NULL) AND w.active
-                                     AND position(',{event_type},' IN w.events) > 0
-    WHERE es.hooked
-    ORDER BY es.n, w.id
-)"""
+    """The batch's webhook deliveries of ``event_type`` (:func:`batch_sql.outbox_cte`), joined to the member's row."""
+    return outbox_cte(event_type, member="u.id", joined_on="es.member_id = u.id",
+                      payload=f"'entry_id', es.id, 'kind', {_ENTRY_KIND[kind]}, 'points', {points}, "
+                              f"'amount_minor', {amount_minor}, 'reference', es.reference, 'hold_id', NULL, "
+                              "'reverses_id', NULL")
 
 
 # The members are read once, in the snapshot, with their row versions. The conditions of the
