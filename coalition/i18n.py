@@ -90,9 +90,9 @@ _CHECKS = (0, 1, -1, 7, -7, 99, 100, -100, 999, 1000, -1000, 9999, 10000, -10000
 def _integer_form(babel: Callable[[int], str], group: str, decimal: str, exponent: int) -> _IntegerForm | None:
     """The form of ``babel`` (a formatter of integer amounts), or None when it is not one this class can write."""
     around = []
+    digits = _IntegerForm(group, decimal, exponent, ("", ""), ("", "")).format(_PROBE)
     for probe in (_PROBE, -_PROBE):
         text = babel(probe)
-        digits = _IntegerForm(group, decimal, exponent, ("", ""), ("", "")).format(_PROBE)
         if text.count(digits) != 1:
             return None
         prefix, suffix = text.split(digits)
@@ -205,8 +205,7 @@ class Formatter:
     def last_day(self, end: dt.datetime) -> str:
         """The last day a period ending at ``end`` (exclusive: midnight after it, as the forms store
         "until 31 May") includes, in the zone."""
-        return format_date((self.local(end) - dt.timedelta(microseconds=1)).date(), "medium",
-                           locale=locale_of(self.lang))
+        return self.date((self.local(end) - dt.timedelta(microseconds=1)).date())
 
     def datetime(self, value: dt.datetime) -> str:
         return format_datetime(self.local(value), "short", tzinfo=self.tzinfo, locale=locale_of(self.lang))
