@@ -48,14 +48,13 @@ from coalition.network.alerts import alerts_naming
 from coalition.network.loyalty import LoyaltyType
 from coalition.web.auth import SESSION_CREDENTIAL, STAFF_COOKIE, client_address
 from coalition.web.charts import weekly_bars
-from coalition.web.i18n import LANGUAGE_COOKIE, LANGUAGES
+from coalition.web.i18n import LANGUAGE_COOKIE, LANGUAGES, formatter
 from coalition.web.pages import (
     OWNERS,
     Handler,
     View,
     form_expired,
     form_token_cookie,
-    formatter,
     page,
     read_form,
     render,

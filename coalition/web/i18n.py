@@ -9,7 +9,7 @@ from starlette.requests import HTTPConnection
 
 from coalition.i18n import LANGUAGES, LOCALE_DIR, Formatter, translations
 
-__all__ = ["LANGUAGES", "LANGUAGE_COOKIE", "LOCALE_DIR", "Formatter", "choose_language", "translations"]
+__all__ = ["LANGUAGES", "LANGUAGE_COOKIE", "LOCALE_DIR", "Formatter", "choose_language", "formatter", "translations"]
 
 LANGUAGE_COOKIE = "lang"
 
@@ -37,3 +37,9 @@ def choose_language(conn: HTTPConnection, default: str = "en") -> str:
     if best is not None:
         return best[2]
     return default if default in LANGUAGES else "en"
+
+
+def formatter(conn: HTTPConnection) -> Formatter:
+    """The request's words and number forms: its language (:func:`choose_language`), the network's money."""
+    settings = conn.app.state.services.settings
+    return Formatter(choose_language(conn, settings.default_language), settings.currency, settings.currency_exponent)

@@ -26,7 +26,7 @@ from coalition.network.mapwords import MapWords
 from coalition.network.store import MAP_SCOPES, InsightStore
 from coalition.web.auth import caller_of
 from coalition.web.errors import error_response
-from coalition.web.i18n import Formatter, choose_language
+from coalition.web.i18n import Formatter, formatter
 
 MEDIA_TYPES = {"png": "image/png", "svg": "image/svg+xml"}
 
@@ -51,9 +51,7 @@ def network_map_endpoint(store: InsightStore) -> Callable[[Request], Awaitable[R
                                   "<key> (or as the password of HTTP Basic in a browser)")
         if caller.role != Role.ADMIN:
             return error_response(request, 403, "FORBIDDEN", "the network map is for admins")
-        settings = request.app.state.services.settings
-        t = Formatter(choose_language(request, settings.default_language), settings.currency,
-                      settings.currency_exponent)
+        t = formatter(request)
         found = await maps.latest(fmt, map_words(t), lambda ids: merchant_names(store.db, list(ids)))
         if found is None:
             return error_response(request, 404, "NO_MAP_YET", "no map yet: run `coalition analyze`")

@@ -39,7 +39,7 @@ from coalition.errors import DomainError, NotFound
 from coalition.settlement import report_page
 from coalition.web.auth import SESSION_CREDENTIAL, caller_of
 from coalition.web.errors import error_response
-from coalition.web.i18n import LANGUAGES, Formatter, choose_language
+from coalition.web.i18n import LANGUAGES, Formatter, formatter
 
 OWNERS, TILL, ADMINS, MEMBERS = "owners", "till", "admins", "members"
 PRE_SESSION_COOKIE = "coalition_form"
@@ -78,12 +78,6 @@ class View:
     t: Formatter
     csrf: str
     caller: Caller
-
-
-def formatter(request: Request) -> Formatter:
-    settings = request.app.state.services.settings
-    return Formatter(choose_language(request, settings.default_language), settings.currency,
-                     settings.currency_exponent)
 
 
 def csrf_token(request: Request) -> str:

@@ -47,7 +47,7 @@ from coalition.settlement.service import list_batches
 from coalition.settlement.whatif import simulate_settlement, simulation_view
 from coalition.web.auth import caller_of
 from coalition.web.errors import error_response
-from coalition.web.i18n import Formatter, choose_language
+from coalition.web.i18n import choose_language, formatter
 
 INDEX_PAGE = 50
 RENDER_CACHE_SIZE = 64  # rendered downloads kept, oldest out first
@@ -189,10 +189,7 @@ def report_routes(services: Any) -> list[Route]:
         after_id = _id(ids, before, "SettlementBatch", "batch") if before else None
         batches = await list_batches(services.db, after_id=after_id, limit=INDEX_PAGE + 1)
         older = batches[INDEX_PAGE - 1].id if len(batches) > INDEX_PAGE else None
-        settings = services.settings
-        t = Formatter(choose_language(request, settings.default_language), settings.currency,
-                      settings.currency_exponent)
-        page = index_html(batches[:INDEX_PAGE], t, older)
+        page = index_html(batches[:INDEX_PAGE], formatter(request), older)
         return HTMLResponse(page, headers={"Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff",
                                            "Content-Security-Policy": INDEX_POLICY})
 

@@ -36,13 +36,13 @@ from coalition.programs.stamps import member_stamp_progress, stamps_on_current_c
 from coalition.programs.tier_review import tier_state
 from coalition.programs.vouchers import display_code, member_vouchers
 from coalition.web.auth import MEMBER_COOKIE, SESSION_CREDENTIAL
+from coalition.web.i18n import formatter
 from coalition.web.pages import (
     MEMBERS,
     PRE_SESSION_COOKIE,
     View,
     form_expired,
     form_token_cookie,
-    formatter,
     page,
     read_form,
     render,
