@@ -148,8 +148,9 @@ def test_a_long_report_shows_one_page_of_its_lines() -> None:
     many = dataclasses.replace(view(2), lines=[dataclasses.replace(line, points=n) for n in range(1, 1201)])
     first = report_html(many).split('id="lines"')[1]
     assert first.count("<tr>") == 1 + LINES_PER_PAGE  # the header and a page of lines
-    assert 'href="?linesFrom=501" rel="next"' in report_html(many) and 'rel="prev"' not in report_html(many)
+    assert report_html(many).count('href="?linesFrom=501#lines-title" rel="next"') == 2  # above and below the table
+    assert 'rel="prev"' not in report_html(many)
     last = report_html(many, first_line=1001, line_href=lambda n: f"?merchant=7&linesFrom={n}")
     assert last.split('id="lines"')[1].count("<tr>") == 1 + 200
     assert "Lines 1,001 to 1,200 of 1,200" in last and 'rel="next"' not in last
-    assert 'href="?merchant=7&amp;linesFrom=501" rel="prev"' in last  # hrefs are escaped like any text
+    assert 'href="?merchant=7&amp;linesFrom=501#lines-title" rel="prev"' in last  # hrefs are escaped like any text

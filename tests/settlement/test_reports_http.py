@@ -147,15 +147,15 @@ async def test_a_report_page_shows_its_lines_a_page_at_a_time(api: Any, admin_ke
     whole = (await get(api, f"/admin/settlement/{batch.id}/report.html", admin_key)).text
     total = len(await shops.lines(batch.id))
     assert total > 4 and whole.split('id="lines"')[1].count("<tr>") == 1 + 2
-    assert f"Lines 1 to 2 of {total}" in whole and 'href="?linesFrom=3" rel="next"' in whole
+    assert f"Lines 1 to 2 of {total}" in whole and 'href="?linesFrom=3#lines-title" rel="next"' in whole
     second = (await get(api, f"/admin/settlement/{batch.id}/report.html?linesFrom=3", admin_key)).text
-    assert f"Lines 3 to 4 of {total}" in second and 'href="?linesFrom=1" rel="prev"' in second
+    assert f"Lines 3 to 4 of {total}" in second and 'href="?linesFrom=1#lines-title" rel="prev"' in second
     statement = (await get(api, f"/statements/{batch.id}.html?merchant={shops.a.id}&linesFrom=3", admin_key)).text
-    assert f'href="?merchant={shops.a.id}&amp;linesFrom=1" rel="prev"' in statement  # the admin's merchant kept
+    assert f'href="?merchant={shops.a.id}&amp;linesFrom=1#lines-title" rel="prev"' in statement  # the admin's merchant kept
     for bad in ("0", "01", "-1", "x", "1e3", "2" * 30):
         refused = await get(api, f"/admin/settlement/{batch.id}/report.html?linesFrom={bad}", admin_key)
         assert (refused.status_code, refused.json()["errors"][0]["extensions"]["code"]) == (400, "INVALID_LINES_FROM")
     simulated = await get(api, f"/admin/settlement/simulate.html?batch={batch.id}&reimbursementRate=0.8"
                           f"&linesFrom=3&unknown=<b>", admin_key)
     assert simulated.status_code == 200
-    assert f'href="?batch={batch.id}&amp;reimbursementRate=0.8&amp;linesFrom=1" rel="prev"' in simulated.text
+    assert f'href="?batch={batch.id}&amp;reimbursementRate=0.8&amp;linesFrom=1#lines-title" rel="prev"' in simulated.text
