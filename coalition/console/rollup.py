@@ -53,6 +53,7 @@ from coalition.console.rollup_models import DashboardMember, DashboardMerchant, 
 from coalition.db import Database
 from coalition.ledger.long_writes import LONG_WRITE_LOCK
 from coalition.ledger.models import Entry, EntryKind
+from coalition.members.models import Member
 
 # How long after the largest entry id is noted the rollup goes up to it. A ledger write
 # transaction lasts milliseconds (the API's statements are cancelled after 1 s on PostgreSQL);
@@ -76,7 +77,7 @@ def _insert(conn: AsyncConnection) -> Any:
 def week_start(conn: AsyncConnection, created_at: Any) -> ColumnElement[Any]:
     """The UTC Monday 00:00 that starts ``created_at``'s week, computed by the database."""
     if conn.dialect.name == "postgresql":
-        utc = literal_column("'UTC'")
+        utc: ColumnElement[str] = literal_column("'UTC'")
         return func.timezone(utc, func.date_trunc(literal_column("'week'"), func.timezone(utc, created_at)))
     # SQLite keeps timestamps as UTC text in SQLAlchemy's format. Its date only: SQLite rounds
     # the time to milliseconds, so 23:59:59.999999 on a Sunday would count in the next week.
@@ -146,15 +147,18 @@ async def _add(conn: AsyncConnection, after: int, through: int) -> int:
     old_earns = func.coalesce(old.earns, 0)
     # The merchants' totals first: whether a member is new here, or now has one or two earns,
     # depends on its row before this batch is added to it.
+    new = old.member_id.is_(None)
     deltas = (select(batch.c.merchant_id,
-                     func.sum(case((old.member_id.is_(None), 1), else_=0)),
+                     func.sum(case((new, 1), else_=0)),
+                     func.sum(case((and_(new, Member.enrolled_by_merchant_id == batch.c.merchant_id), 1), else_=0)),
                      func.sum(case((and_(old_earns == 0, batch.c.earns > 0), 1), else_=0)),
                      func.sum(case((and_(old_earns < 2, old_earns + batch.c.earns >= 2), 1), else_=0)),
                      func.sum(batch.c.issued), func.sum(batch.c.honored))
-              .select_from(batch.outerjoin(old, and_(old.merchant_id == batch.c.merchant_id,
-                                                     old.member_id == batch.c.member_id)))
+              .select_from(batch.join(Member, Member.id == batch.c.member_id)
+                           .outerjoin(old, and_(old.merchant_id == batch.c.merchant_id,
+                                                old.member_id == batch.c.member_id)))
               .group_by(batch.c.merchant_id))
-    totals = ("served", "buyers", "repeat", "issued", "honored")
+    totals = ("served", "served_enrolled", "buyers", "repeat", "issued", "honored")
     stmt = insert(DashboardMerchant).from_select(["merchant_id", *totals], deltas)
     await conn.execute(stmt.on_conflict_do_update(
         index_elements=[DashboardMerchant.merchant_id],

@@ -45,6 +45,7 @@ class DashboardMerchant(Base):
 
     merchant_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     served: Mapped[int]  # members with a row
+    served_enrolled: Mapped[int]  # those of them this merchant enrolled (a member's enrolling merchant never changes)
     buyers: Mapped[int]  # members with earns >= 1
     repeat: Mapped[int]  # members with earns >= 2
     issued: Mapped[int]

@@ -49,7 +49,7 @@ def upgrade() -> None:
     op.create_table(
         "dashboard_merchants",
         sa.Column("merchant_id", sa.BigInteger(), autoincrement=False, nullable=False),
-        *_counts("served", "buyers", "repeat", "issued", "honored"),
+        *_counts("served", "served_enrolled", "buyers", "repeat", "issued", "honored"),
         sa.PrimaryKeyConstraint("merchant_id", name=op.f("pk_dashboard_merchants")),
     )
     op.create_table(
