@@ -67,7 +67,7 @@ INSERT INTO postings (entry_id, account, account_id, points)
 """
 PG_SERIES = "generate_series(1::bigint, :{bound}) g"
 SQLITE_SERIES = "(WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < :{bound}) SELECT g FROM s)"
-SETTLEMENT_TABLES = ("settlement_positions", "settlement_lines", "settlement_batches")
+SETTLEMENT_TABLES = ("settlement_windows", "settlement_positions", "settlement_lines", "settlement_batches")
 BARE = "SELECT issuer_merchant_id, merchant_id, sum(points) FROM allocations GROUP BY 1, 2"
 SHAPE = "SELECT enroll_request_hash FROM members WHERE id = 1"
 

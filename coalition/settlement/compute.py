@@ -1,13 +1,14 @@
-"""A batch's figures for a window of ledger entries: read in the database, priced in Python.
+"""A batch's window of ledger entries, read in the database as the aggregates pricing needs.
 
-:func:`compute_settlement` reads, never writes: the run (:mod:`coalition.settlement.service`)
-and the what-if simulation both call it. The window is the entries with
-``after_entry_id < id <= through_entry_id``. :func:`read_window` is the query: a handful
-of ``GROUP BY`` queries over the attribution rows (allocations, ISSUED postings) bring back
-one row per (policy version, issuer, redeemer), as plain values in a
-:class:`~coalition.settlement.pricing.WindowRows`; :func:`~coalition.settlement.pricing.price_window`
-prices only those rows, without the database (the pricing table and the rounding rule
-are in :mod:`coalition.settlement.pricing`).
+The window is the entries with ``after_entry_id < id <= through_entry_id``. :func:`read_window`
+is the query: a handful of ``GROUP BY`` queries over the attribution rows (allocations, ISSUED
+postings) bring back one row per (policy version, issuer, redeemer), as plain values in a
+:class:`~coalition.settlement.pricing.WindowRows`; :func:`read_settlement_window` adds the gift
+card money. :func:`~coalition.settlement.pricing.price_window` prices only those rows, without the
+database (the pricing table and the rounding rule are in :mod:`coalition.settlement.pricing`).
+Everything here reads, never writes: the run (:mod:`coalition.settlement.service`) prices the rows
+and keeps them with its batch (:mod:`coalition.settlement.windows`), the what-if
+(:mod:`coalition.settlement.whatif`) prices them twice.
 """
 
 from __future__ import annotations
@@ -43,11 +44,12 @@ from coalition.ledger.program_earns import ATTACHED_BONUS_PREFIX
 from coalition.programs.reward_models import Voucher
 from coalition.programs.tier_models import EarnBonus
 from coalition.settlement.models import ProgramCost, SettlementBatch
-from coalition.settlement.policy import Policy, policy_versions
-from coalition.settlement.pricing import Line, MerchantFigures, SettlementFigures, WindowRows, price_window
+from coalition.settlement.policy import Policy
+from coalition.settlement.pricing import Line, MerchantFigures, SettlementFigures, WindowRows
 
 # Line and MerchantFigures are re-exported for the callers that imported them from here.
-__all__ = ["STEPS", "Line", "MerchantFigures", "Progress", "SettlementFigures", "compute_settlement", "read_window"]
+__all__ = ["STEPS", "Line", "MerchantFigures", "Progress", "SettlementFigures", "read_settlement_window",
+           "read_window"]
 
 Progress = Callable[[str, int, int], None]
 STEPS = 5
@@ -105,30 +107,13 @@ def _in_window(column: Any, after: int, through: int) -> ColumnElement[bool]:
     return and_(column > literal_column(str(int(after))), column <= literal_column(str(int(through))))
 
 
-async def compute_settlement(
-    conn: AsyncConnection,
-    settings: Settings,
-    *,
-    after_entry_id: int,
-    through_entry_id: int,
-    policy_override: Policy | None = None,
-    progress: Progress | None = None,
-    gift_window: tuple[int, int] | None = None,
-) -> SettlementFigures:
-    """Price the window ``(after_entry_id, through_entry_id]``; writes nothing.
-
-    ``policy_override`` prices every transaction under that one policy instead of the
-    stored versions (the what-if simulation). ``gift_window``: the gift card entries
-    ``(after, through]`` settled with it (:func:`coalition.giftcards.settlement.read_gift_spent`).
-    """
-    versions = [policy_override] if policy_override is not None else await policy_versions(conn, settings)
+async def read_settlement_window(conn: AsyncConnection, settings: Settings, versions: Sequence[Policy],
+                                 after_entry_id: int, through_entry_id: int, gift_window: tuple[int, int] | None,
+                                 progress: Progress | None = None) -> WindowRows:
+    """What a run prices (and keeps, :mod:`coalition.settlement.windows`): the window's points
+    aggregates (:func:`read_window`) and, with ``gift_window``, its gift card money."""
     rows = await read_window(conn, versions, after_entry_id, through_entry_id, progress)
-    if gift_window is not None:
-        rows = await with_gift_cards(conn, settings, rows, gift_window)
-    figures = price_window(rows)
-    if progress is not None:
-        progress("priced", 5, STEPS)
-    return figures
+    return rows if gift_window is None else await with_gift_cards(conn, settings, rows, gift_window)
 
 
 async def with_gift_cards(conn: AsyncConnection, settings: Settings, rows: WindowRows,

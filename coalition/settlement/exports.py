@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -193,7 +194,7 @@ def filename(batch_seq: int, merchant_id: int | None, fmt: str) -> str:
 
 async def export_batch(db: Database, settings: Settings, keys: NetworkKeys, *, batch_id: int,
                        merchant_id: int | None = None, fmt: str, links: list[tuple[str, str]] | None = None,
-                       lang: str = "en") -> Export:
+                       lang: str = "en", first_line: int = 1, line_href: Callable[[int], str] | None = None) -> Export:
     """The batch (``merchant_id`` None) or one merchant's statement in ``fmt``; see the module docstring.
 
     ``lang`` is the reader's language for html, pdf and png. The signed json and the csv are
@@ -208,17 +209,20 @@ async def export_batch(db: Database, settings: Settings, keys: NetworkKeys, *, b
     view = await batch_view(db, settings, batch_id, merchant_id=merchant_id, keys=keys,
                             lang="en" if fmt == "csv" else lang)
     assert view.seq is not None
-    return Export(await render(view, fmt, links), MEDIA_TYPES[fmt], filename(view.seq, merchant_id, fmt))
+    return Export(await render(view, fmt, links, first_line, line_href), MEDIA_TYPES[fmt],
+                  filename(view.seq, merchant_id, fmt))
 
 
-async def render(view: BatchView, fmt: str, links: list[tuple[str, str]] | None = None) -> bytes:
-    """``view`` as csv (positions for a batch, lines for a statement), html, pdf or png."""
+async def render(view: BatchView, fmt: str, links: list[tuple[str, str]] | None = None, first_line: int = 1,
+                 line_href: Callable[[int], str] | None = None) -> bytes:
+    """``view`` as csv (positions for a batch, lines for a statement), html (the page of lines from
+    ``first_line``, :func:`~coalition.settlement.report_page.report_html`), pdf or png."""
     if fmt == "csv":
         return (positions_csv(view) if view.merchant_id is None else statement_csv(view)).encode()
     # Off the event loop: a big batch's page has thousands of lines, and matplotlib (pdf, png)
     # takes a few hundred milliseconds.
     if fmt == "html":
-        return (await asyncio.to_thread(report_page.report_html, view, links)).encode()
+        return (await asyncio.to_thread(report_page.report_html, view, links, first_line, line_href)).encode()
     if fmt == "pdf":
         return await asyncio.to_thread(reports.report_pdf, view)
     if fmt == "png":

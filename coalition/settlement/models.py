@@ -9,6 +9,8 @@
   expiry per policy version) and its adjustments (one per late reversal).
 - ``settlement_positions``: one row per merchant with activity in the batch: its figures,
   its net position and the canonical text of its own statement.
+- ``settlement_windows``: the window aggregates a batch was priced from, which the what-if
+  re-prices (:mod:`coalition.settlement.windows`).
 """
 
 from __future__ import annotations
@@ -156,3 +158,12 @@ class SettlementPosition(Base):
     net_minor: Mapped[int]
     statement: Mapped[str] = mapped_column(Text)  # the merchant's canonical statement (JSON)
     statement_sha256: Mapped[str] = mapped_column(String(64))
+
+
+class SettlementWindow(Base):
+    """The aggregates batch ``batch_id`` was priced from, as JSON (:mod:`coalition.settlement.windows`)."""
+
+    __tablename__ = "settlement_windows"
+
+    batch_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("settlement_batches.id"), primary_key=True)
+    rows: Mapped[str] = mapped_column(Text)

@@ -158,7 +158,7 @@ def under_one_policy(rows: WindowRows, policy: Policy) -> WindowRows:
 
     The rows are sums per (version, issuer, redeemer); under one policy the versions merge
     into one cell each, which is what :func:`price_window` does with rows read for that one
-    policy (``compute_settlement(policy_override=...)``), so the figures are identical and the
+    policy (``read_settlement_window(conn, settings, [policy], ...)``), so the figures are identical and the
     window is read once for both pricings. Rounding stays once per (merged) line.
     """
     return dataclasses.replace(

@@ -15,11 +15,18 @@ Both fold a network past ``MAX_PARTIES`` partners into "others" as the downloads
 read the same at 5 and at 500 merchants. Words, numbers and money are the reader's
 (``view.t``); the browser lays out right-to-left text, so labels are anchored by the page's
 direction instead of being put in visual order as for matplotlib. Output is deterministic.
+
+The lines are shown ``LINES_PER_PAGE`` at a time (:class:`LinesPage`): a batch has a line per
+issuer x redeemer cell, 2,550 at 50 merchants and 250,000 at 500, more than a page can show or
+a reader can scroll; every line is in the signed JSON download, and each merchant's statement
+lists its own.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
@@ -35,6 +42,28 @@ BLUES = ("#f7fbff", "#deebf7", "#c6dbef", "#9ecae1", "#6baed6", "#4292c6", "#217
 MATRIX_LABEL_W, MATRIX_CELL_MAX, MATRIX_CELLS_W, MATRIX_NUMBERS_MAX = 170, 48, 500, 144
 BAR_ROW_H, BAR_LABEL_W, BAR_VALUE_W, BAR_PLOT_W = 22, 170, 110, 360
 TITLE_H = 28
+LINES_PER_PAGE = 500
+
+
+@dataclass(frozen=True)
+class LinesPage:
+    """The lines a page shows: ``view.lines[start:stop]``, and the links to the pages before and after."""
+
+    start: int
+    stop: int
+    total: int
+    previous_href: str | None = None
+    next_href: str | None = None
+
+
+def lines_page(total: int, first_line: int, href: Callable[[int], str]) -> LinesPage:
+    """The page of lines from line number ``first_line`` (1-based; past the end: the last page).
+
+    ``href(n)`` is the link to the page that starts at line ``n``."""
+    start = max(0, min(first_line - 1, (total - 1) // LINES_PER_PAGE * LINES_PER_PAGE if total else 0))
+    stop = min(total, start + LINES_PER_PAGE)
+    return LinesPage(start, stop, total, href(max(1, start + 1 - LINES_PER_PAGE)) if start > 0 else None,
+                     href(stop + 1) if stop < total else None)
 
 
 def _short(name: str) -> str:
@@ -195,11 +224,14 @@ def _templates() -> Environment:
                        undefined=StrictUndefined)
 
 
-def report_html(view: BatchView, links: list[tuple[str, str]] | None = None) -> str:
-    """The report as one self-contained HTML page (template in coalition/web/templates)."""
+def report_html(view: BatchView, links: list[tuple[str, str]] | None = None, first_line: int = 1,
+                line_href: Callable[[int], str] | None = None) -> str:
+    """The report as one self-contained HTML page (template in coalition/web/templates), showing the
+    page of lines from ``first_line``; ``line_href(n)`` links the page starting at line ``n``."""
+    page = lines_page(len(view.lines), first_line, line_href or (lambda n: f"?linesFrom={n}"))
     return _templates().get_template("settlement_report.html").render(
         view=view, t=view.t, _=view.t.gettext, links=links or [], matrix_svg=matrix_svg(view),
-        positions_svg=positions_svg(view))
+        positions_svg=positions_svg(view), page=page, shown=view.lines[page.start:page.stop])
 
 
 def index_html(batches: list[Any], t: Formatter, older: int | None = None) -> str:

@@ -20,6 +20,7 @@ deterministic (no dates in the metadata), so the same batch always renders to th
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import re
 import threading
@@ -112,8 +113,8 @@ class BatchView:
     current_net: dict[int, int] | None = None  # a simulation: each merchant's net under the real policy
     lang: str = "en"  # the reader's language: words, money, dates and numbers (never the signed figures)
 
-    @property
-    def t(self) -> Formatter:
+    @functools.cached_property
+    def t(self) -> Formatter:  # made once: a page formats every figure of thousands of lines through it
         return Formatter(self.lang, self.currency, self.currency_exponent)
 
     def money(self, minor: int) -> str:

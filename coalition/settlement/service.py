@@ -51,9 +51,12 @@ from coalition.giftcards.models import GiftEntry
 from coalition.ledger.idempotency import KeyColumns, Outcomes, find_earlier
 from coalition.ledger.models import Entry
 from coalition.settlement import netting, statements
-from coalition.settlement.compute import Line, Progress, SettlementFigures, compute_settlement
+from coalition.settlement.compute import STEPS, Line, Progress, SettlementFigures, read_settlement_window
 from coalition.settlement.errors import BatchNotFound, InvalidPeriodEnd, SettlementRaced, StatementKeyMismatch
 from coalition.settlement.models import LineKind, ProgramCost, SettlementBatch, SettlementLine, SettlementPosition
+from coalition.settlement.policy import policy_versions
+from coalition.settlement.pricing import price_window
+from coalition.settlement.windows import store_window
 
 # pg_advisory_xact_lock key for settlement runs: "SETL" in ASCII.
 SETTLEMENT_LOCK_KEY = 0x5345544C
@@ -181,8 +184,11 @@ async def run_settlement(
             gift_after = (latest.through_gift_entry_id or 0) if latest is not None else 0
             gift_through = await _high_water_mark(db, conn, gift_after, period_end, table=GiftEntry)
             with _without_cyclic_gc():
-                figures = await compute_settlement(conn, settings, after_entry_id=after, through_entry_id=through,
-                                                   progress=progress, gift_window=(gift_after, gift_through))
+                rows = await read_settlement_window(conn, settings, await policy_versions(conn, settings), after,
+                                                    through, (gift_after, gift_through), progress)
+                figures = price_window(rows)
+                if progress is not None:
+                    progress("priced", STEPS, STEPS)
                 if latest is not None:
                     period_start = latest.period_end
                 else:
@@ -191,7 +197,8 @@ async def run_settlement(
                     period_start = min(first, period_end) if first is not None else period_end
                 batch_id = await _write_batch(conn, settings, keys, figures, key=key, latest=latest,
                                               period_start=period_start, period_end=period_end, now=now)
-                del figures
+                await store_window(conn, batch_id, rows)
+                del figures, rows
             batch = (await conn.execute(select(SettlementBatch).where(SettlementBatch.id == batch_id))).one()
             if noting_changes():  # each merchant in the batch gets a settlement.closed webhook
                 merchants = (await conn.execute(select(SettlementPosition.merchant_id)

@@ -11,6 +11,8 @@ The window is either
 - ``period_end``: the activity a settlement run at ``period_end`` would close now (the
   entries after the last batch, created before ``period_end``), or
 - ``batch_id``: a closed batch's own entries, to ask what that period would have settled to.
+  The batch kept the rows it was priced from (:mod:`coalition.settlement.windows`): they are
+  priced again, not read from the ledger (a year's window is a million allocations to sum).
 
 Gift card money spent in the window (the gift card entries a run would close, or the batch
 closed) is in both sets of figures, as in a run: it does not depend on the points policy, so it
@@ -30,6 +32,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from coalition.config import Settings
 from coalition.db import Database, utcnow
@@ -38,13 +41,14 @@ from coalition.giftcards.models import GiftEntry
 from coalition.i18n import Formatter
 from coalition.ledger.models import Entry
 from coalition.partners.models import Merchant
-from coalition.settlement.compute import read_window, with_gift_cards
+from coalition.settlement.compute import read_settlement_window
 from coalition.settlement.errors import BatchNotFound, InvalidPeriodEnd
 from coalition.settlement.models import SettlementBatch
 from coalition.settlement.policy import Policy, policy_at, policy_versions, validate_policy
-from coalition.settlement.pricing import MerchantFigures, SettlementFigures, price_window, under_one_policy
+from coalition.settlement.pricing import MerchantFigures, SettlementFigures, WindowRows, price_window, under_one_policy
 from coalition.settlement.reports import NETWORK_LABEL, BatchView, LineRow, MatrixCell, PositionRow
 from coalition.settlement.service import check_period_end
+from coalition.settlement.windows import stored_window
 
 POLICY_FIELDS = ("point_value_minor", "funding_model", "reimbursement_rate", "breakage_share")
 
@@ -97,17 +101,16 @@ async def simulate_settlement(
     if period_end is not None:
         period_end = check_period_end(period_end, now or utcnow())
     async with db.read() as conn:
+        versions = await policy_versions(conn, settings)
         if batch_id is not None:
             batch = (await conn.execute(select(SettlementBatch).where(SettlementBatch.id == batch_id))).first()
             if batch is None:
                 raise BatchNotFound(f"there is no settlement batch {batch_id}", field="batchId")
-            after, through = batch.after_entry_id, batch.through_entry_id
             start, end = batch.period_start, batch.period_end
-            earlier = (await conn.execute(select(SettlementBatch.through_gift_entry_id)
-                                          .where(SettlementBatch.seq < batch.seq)
-                                          .order_by(SettlementBatch.seq.desc()).limit(1))).scalar_one_or_none()
-            gift_window = (earlier or 0, batch.through_gift_entry_id or earlier or 0)
+            policy = _simulated_policy(versions, end, policy_changes)
+            rows = await stored_window(conn, batch.id) or await _closed_window(conn, settings, versions, batch)
         else:
+            policy = _simulated_policy(versions, period_end, policy_changes)
             latest = (await conn.execute(
                 select(SettlementBatch).order_by(SettlementBatch.seq.desc()).limit(1))).first()
             if latest is not None and period_end <= latest.period_end:
@@ -125,16 +128,31 @@ async def simulate_settlement(
             gift_after = (latest.through_gift_entry_id or 0) if latest is not None else 0
             gift_window = (gift_after, int((await conn.execute(select(func.max(GiftEntry.id)).where(
                 GiftEntry.id > gift_after, GiftEntry.created_at < period_end))).scalar_one_or_none() or gift_after))
-        versions = await policy_versions(conn, settings)
-        base = policy_at(versions, end)
-        policy = replace(validate_policy(base, **policy_changes), id=None)  # a version nobody stored
-        # One read of the window, priced twice: the rows are sums per policy version, and
-        # under_one_policy merges them as a read under the one policy would (identical figures).
-        rows = await with_gift_cards(conn, settings, await read_window(conn, versions, after, through), gift_window)
+            rows = await read_settlement_window(conn, settings, versions, after, through, gift_window)
+    # One read of the window (or the rows its batch kept), priced twice: the rows are sums per policy
+    # version, and under_one_policy merges them as a read under the one policy would (identical figures).
     current = price_window(rows)
     simulated = price_window(under_one_policy(rows, policy))
     return Simulation(period_start=start, period_end=end, batch_id=batch_id, policy=policy, current=current,
                       simulated=simulated)
+
+
+def _simulated_policy(versions: list[Policy], end: dt.datetime, changes: dict[str, Any]) -> Policy:
+    """The version in force at the period's end with ``changes``, checked as a real change; a version nobody stored.
+
+    A closed batch's kept rows hold the versions it was priced under: the same as read now, as no
+    version may start inside a settled period (:mod:`coalition.settlement.policy`)."""
+    return replace(validate_policy(policy_at(versions, end), **changes), id=None)
+
+
+async def _closed_window(conn: AsyncConnection, settings: Settings, versions: list[Policy], batch: Any) -> WindowRows:
+    """A closed batch's window read from the ledger: for the batches closed before runs kept their rows."""
+    earlier = (await conn.execute(select(SettlementBatch.through_gift_entry_id)
+                                  .where(SettlementBatch.seq < batch.seq)
+                                  .order_by(SettlementBatch.seq.desc()).limit(1))).scalar_one_or_none()
+    gift_window = (earlier or 0, batch.through_gift_entry_id or earlier or 0)
+    return await read_settlement_window(conn, settings, versions, batch.after_entry_id, batch.through_entry_id,
+                                        gift_window)
 
 
 async def simulation_view(db: Database, settings: Settings, simulation: Simulation, *, lang: str = "en") -> BatchView:

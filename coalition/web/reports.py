@@ -14,14 +14,15 @@
 ``fmt`` is ``html``, ``pdf``, ``png`` (in the reader's language: the ``lang`` cookie or
 ``Accept-Language``, as the pages choose), ``csv`` or ``json`` (the same bytes in every
 language); ``batch`` is the batch's number (``SettlementBatch`` id, written the canonical
-way: ``7``, not ``07``) or its GraphQL global ID. Credentials as for the API
+way: ``7``, not ``07``) or its GraphQL global ID. An html page shows 500 of the lines, from line
+``linesFrom`` (1 when not given), with links to the pages before and after. Credentials as for the API
 (:mod:`coalition.web.auth`): ``Authorization: Bearer <key>``, or the key as the password
 of HTTP Basic so that a browser can open the pages (never in the URL: it would end up in
 logs). Errors have the API's shape,
 ``{"errors": [{"message", "extensions": {"code"}}]}``, or are a small HTML page for a
 browser (:mod:`coalition.web.errors`): 401 no or bad key, 403 a caller who may not see it
 (a merchant asking for another's statement, a member token), 404 no such batch or no
-statement for that merchant in it, 400 a bad format or merchant, 429 too many requests.
+statement for that merchant in it, 400 a bad format, merchant or ``linesFrom``, 429 too many requests.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urlencode
 
 from graphql import GraphQLError
 from starlette.requests import Request
@@ -53,6 +55,7 @@ INDEX_PAGE = 50
 RENDER_CACHE_SIZE = 64  # rendered downloads kept, oldest out first
 RENDER_CACHE_S = 300  # merchant names can change; the figures never do
 SIMULATION_FORMATS = ("html", "pdf", "png")
+SIMULATION_PARAMETERS = ("periodEnd", "batch", "pointValueMinor", "fundingModel", "reimbursementRate", "breakageShare")
 HTML_POLICY = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
 INDEX_POLICY = HTML_POLICY.replace("form-action 'none'", "form-action 'self'")  # the what-if form
 
@@ -90,6 +93,21 @@ def _id(ids: GlobalIds, raw: str, type_name: str, what: str) -> int:
     return value
 
 
+def lines_from(request: Request) -> int:
+    """The html report's ``linesFrom``: the number of the first line its page shows (1 when not given)."""
+    raw = request.query_params.get("linesFrom", "").strip()
+    if not raw:
+        return 1
+    if not _CANONICAL_NUMBER.fullmatch(raw):
+        raise HttpError(400, "INVALID_LINES_FROM", "linesFrom must be a line number: digits, no leading zero")
+    return int(raw)
+
+
+def line_href(kept: dict[str, str]) -> Callable[[int], str]:
+    """The link to the page of lines from line ``n``: this URL's path, ``kept`` and ``linesFrom=n``."""
+    return lambda n: "?" + urlencode({**kept, "linesFrom": n})
+
+
 def require_caller(request: Request) -> Caller:
     """The caller the authentication backend found; 401 for an anonymous request."""
     caller = caller_of(request)
@@ -109,8 +127,10 @@ def report_routes(services: Any) -> list[Route]:
         return _id(ids, request.path_params["batch"], "SettlementBatch", "batch")
 
     async def send(request: Request, merchant_id: int | None, links: list[tuple[str, str]],
-                   batch_id: int | None = None) -> Response:
-        """The export of the batch (``batch_id``, if the caller decoded it already) in the URL's format."""
+                   batch_id: int | None = None, kept: dict[str, str] | None = None) -> Response:
+        """The export of the batch (``batch_id``, if the caller decoded it already) in the URL's format.
+
+        ``kept``: the query the html page's links to more lines keep (an admin's ``merchant``)."""
         fmt = request.path_params["fmt"]
         if fmt not in FORMATS:
             raise HttpError(404, "INVALID_FORMAT", f"no .{fmt[:20]} export: one of {', '.join(FORMATS)}")
@@ -121,13 +141,15 @@ def report_routes(services: Any) -> list[Route]:
         lang = choose_language(request, services.settings.default_language) if fmt in ("html", "pdf", "png") else "en"
         # A closed batch never changes, and a chart costs a few hundred milliseconds of CPU:
         # repeated downloads (and a key hammering one URL) come from memory for a while.
-        key = (batch_id, merchant_id, fmt, tuple(links), lang)
+        first_line = lines_from(request) if fmt == "html" else 1
+        key = (batch_id, merchant_id, fmt, tuple(links), lang, first_line)
         cached = rendered.get(key)
         if cached is not None and cached[0] > time.monotonic():
             export = cached[1]
         else:
             export = await export_batch(services.db, services.settings, services.keys, batch_id=batch_id,
-                                        merchant_id=merchant_id, fmt=fmt, links=links, lang=lang)
+                                        merchant_id=merchant_id, fmt=fmt, links=links, lang=lang,
+                                        first_line=first_line, line_href=line_href(kept or {}))
             if len(rendered) >= RENDER_CACHE_SIZE:
                 rendered.pop(next(iter(rendered)))
             rendered[key] = (time.monotonic() + RENDER_CACHE_S, export)
@@ -179,7 +201,7 @@ def report_routes(services: Any) -> list[Route]:
         batch = batch_of(request)
         query = f"?merchant={merchant_id}" if wanted is not None else ""
         links = [(fmt.upper(), f"{batch}.{fmt}{query}") for fmt in FORMATS if fmt != "html"]
-        return await send(request, merchant_id, links, batch)
+        return await send(request, merchant_id, links, batch, {"merchant": str(merchant_id)} if query else None)
 
     async def batch_index(request: Request) -> Response:
         caller = require_caller(request)
@@ -222,7 +244,8 @@ def report_routes(services: Any) -> list[Route]:
             breakage_share=query.get("breakageShare"))
         view = await simulation_view(services.db, services.settings, result,
                                      lang=choose_language(request, services.settings.default_language))
-        content = await render(view, fmt)
+        kept = {name: query[name] for name in SIMULATION_PARAMETERS if name in query}
+        content = await render(view, fmt, first_line=lines_from(request), line_href=line_href(kept))
         headers = {"Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff"}
         if fmt == "html":
             headers["Content-Security-Policy"] = HTML_POLICY

@@ -13,7 +13,16 @@ from pathlib import Path
 from report_views import view
 
 import coalition
-from coalition.settlement.report_page import BLUES, ink_on, matrix_svg, positions_svg, report_html
+from coalition.settlement.report_page import (
+    BLUES,
+    LINES_PER_PAGE,
+    LinesPage,
+    ink_on,
+    lines_page,
+    matrix_svg,
+    positions_svg,
+    report_html,
+)
 from coalition.settlement.reports import MAX_PARTIES, OWE_COLOR, PAY_COLOR, MatrixCell, PositionRow
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -117,3 +126,31 @@ def test_the_whole_page_renders_the_charts_inline() -> None:
     page = report_html(view(4))
     assert page.count("<svg") == 2 and 'aria-labelledby="matrix-title"' in page
     assert 'aria-labelledby="positions-title"' in page
+
+
+def test_lines_are_shown_a_page_at_a_time_with_links_before_and_after() -> None:
+    href = "?linesFrom={}".format
+    assert lines_page(0, 1, href) == LinesPage(0, 0, 0)
+    assert lines_page(LINES_PER_PAGE, 1, href) == LinesPage(0, LINES_PER_PAGE, LINES_PER_PAGE)
+    total = 2 * LINES_PER_PAGE + 3
+    assert lines_page(total, 1, href) == LinesPage(0, LINES_PER_PAGE, total, None, href(LINES_PER_PAGE + 1))
+    middle = lines_page(total, LINES_PER_PAGE + 1, href)
+    assert middle == LinesPage(LINES_PER_PAGE, 2 * LINES_PER_PAGE, total, href(1), href(2 * LINES_PER_PAGE + 1))
+    last = LinesPage(2 * LINES_PER_PAGE, total, total, href(LINES_PER_PAGE + 1), None)
+    assert lines_page(total, 2 * LINES_PER_PAGE + 1, href) == last
+    assert lines_page(total, 10**9, href) == last  # past the end: the last page
+    assert lines_page(total, 7, href).start == 6  # any line may start a page; "previous" is then line 1
+    assert lines_page(total, 7, href).previous_href == href(1)
+
+
+def test_a_long_report_shows_one_page_of_its_lines() -> None:
+    line = view(2).lines[0]
+    many = dataclasses.replace(view(2), lines=[dataclasses.replace(line, points=n) for n in range(1, 1201)])
+    first = report_html(many).split('id="lines"')[1]
+    assert first.count("<tr>") == 1 + LINES_PER_PAGE  # the header and a page of lines
+    assert report_html(many).count('href="?linesFrom=501#lines-title" rel="next"') == 2  # above and below the table
+    assert 'rel="prev"' not in report_html(many)
+    last = report_html(many, first_line=1001, line_href=lambda n: f"?merchant=7&linesFrom={n}")
+    assert last.split('id="lines"')[1].count("<tr>") == 1 + 200
+    assert "Lines 1,001 to 1,200 of 1,200" in last and 'rel="next"' not in last
+    assert 'href="?merchant=7&amp;linesFrom=501#lines-title" rel="prev"' in last  # hrefs are escaped like any text

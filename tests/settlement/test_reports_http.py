@@ -14,6 +14,7 @@ import pytest
 
 from coalition.auth.models import Role
 from coalition.auth.service import create_api_key
+from coalition.settlement import report_page
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -138,3 +139,23 @@ async def test_one_statement_is_one_page_however_its_url_names_it(
     cafe = await merchant_key(shops.db, shops.c.id)
     own = await get(api, f"/statements/{batch.id}.html", cafe)
     assert f'href="{batch.id}.pdf"' in own.text
+
+
+async def test_a_report_page_shows_its_lines_a_page_at_a_time(api: Any, admin_key: str, shops: Any, batch: Any,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(report_page, "LINES_PER_PAGE", 2)
+    whole = (await get(api, f"/admin/settlement/{batch.id}/report.html", admin_key)).text
+    total = len(await shops.lines(batch.id))
+    assert total > 4 and whole.split('id="lines"')[1].count("<tr>") == 1 + 2
+    assert f"Lines 1 to 2 of {total}" in whole and 'href="?linesFrom=3#lines-title" rel="next"' in whole
+    second = (await get(api, f"/admin/settlement/{batch.id}/report.html?linesFrom=3", admin_key)).text
+    assert f"Lines 3 to 4 of {total}" in second and 'href="?linesFrom=1#lines-title" rel="prev"' in second
+    statement = (await get(api, f"/statements/{batch.id}.html?merchant={shops.a.id}&linesFrom=3", admin_key)).text
+    assert f'href="?merchant={shops.a.id}&amp;linesFrom=1#lines-title" rel="prev"' in statement  # the admin's merchant kept
+    for bad in ("0", "01", "-1", "x", "1e3", "2" * 30):
+        refused = await get(api, f"/admin/settlement/{batch.id}/report.html?linesFrom={bad}", admin_key)
+        assert (refused.status_code, refused.json()["errors"][0]["extensions"]["code"]) == (400, "INVALID_LINES_FROM")
+    simulated = await get(api, f"/admin/settlement/simulate.html?batch={batch.id}&reimbursementRate=0.8"
+                          f"&linesFrom=3&unknown=<b>", admin_key)
+    assert simulated.status_code == 200
+    assert f'href="?batch={batch.id}&amp;reimbursementRate=0.8&amp;linesFrom=1#lines-title" rel="prev"' in simulated.text

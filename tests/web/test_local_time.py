@@ -14,11 +14,13 @@ import pytest
 from page_world import World, csrf_of, sign_in
 from sqlalchemy import select
 
+from coalition.console.dashboard import Week
 from coalition.db import utcnow
 from coalition.programs.reward_models import Reward
 from coalition.programs.rewards import create_reward
 from coalition.programs.stamps import create_stamp_card
 from coalition.settlement.policy import set_policy
+from coalition.web.charts import weekly_bars
 from coalition.web.forms import day_end, day_start
 from coalition.web.i18n import Formatter
 
@@ -146,3 +148,11 @@ async def test_a_card_without_a_minimum_says_any_purchase(browser: Any, world: W
     assert "Minsta köp som ger stämpel: 2,50\xa0€" in wallet.text and "0,00" not in wallet.text
     # a tier's name is the admin's data, shown as set; the words around it are Swedish
     assert "poäng kvar till Silver." in wallet.text and "more points to" not in wallet.text
+
+
+def test_the_dashboards_weeks_are_named_by_their_monday_in_every_zone() -> None:
+    monday = dt.datetime(2026, 12, 7, tzinfo=UTC)  # a UTC week's start, as the dashboard counts weeks
+    week = Week(monday, issued=10, honored=5)
+    for zone in ("UTC", "America/Los_Angeles", "Pacific/Auckland"):
+        chart = weekly_bars([week], Formatter("en", "EUR", 2, zone))
+        assert "Dec 7, 2026" in chart and "Dec 6, 2026" not in chart and "Dec 8, 2026" not in chart

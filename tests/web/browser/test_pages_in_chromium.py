@@ -12,6 +12,7 @@ import pytest
 from page_world import PASSWORD, World, build_world
 
 from coalition.network.jobs import run_analysis
+from coalition.settlement import report_page
 from coalition.settlement.service import run_settlement
 
 SERIOUS = {"serious", "critical"}
@@ -181,3 +182,23 @@ async def test_hebrew_is_laid_out_right_to_left(live_server: str, chromium: Any,
     await sign_in(danish, world.email["ownerA"])
     await check_page(danish, "/console/statements", axe_js, screenshots, "owner_statements_da")
     assert await danish.page.evaluate("document.documentElement.dir") == "ltr"
+
+
+async def test_a_long_report_shows_its_lines_a_page_at_a_time(live_server: str, chromium: Any, world: World,
+                                                              axe_js: str, screenshots: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(report_page, "LINES_PER_PAGE", 1)  # the world's batch has a few lines: one a page
+    admin = await new_page(chromium, live_server, locale="he-IL")
+    await sign_in(admin, world.email["admin"])
+    await admin.page.goto("/admin/settlement")
+    href = await admin.page.locator("a[href$='report.html']").first.get_attribute("href")
+    assert href is not None
+    await check_page(admin, f"/admin/{href}", axe_js, screenshots, "admin_report_paged_he")
+    pager = admin.page.locator("nav.pager")
+    assert await admin.page.locator("html").get_attribute("dir") == "rtl"
+    assert (await pager.inner_text()).startswith("שורות 1 עד 1 מתוך")
+    await pager.locator("a[rel=next]").click()
+    await admin.page.wait_for_load_state()
+    assert "linesFrom=2" in admin.page.url and (await pager.inner_text()).startswith("שורות 2 עד 2 מתוך")
+    assert await admin.page.locator("#lines tbody tr").count() == 1
+    assert admin.errors == []
