@@ -1,7 +1,7 @@
 """The console dashboard's rollup: each merchant's entries added up by the worker, not by every page view.
 
 Revision ID: 0024_dashboard_rollup
-Revises: 0022_campaign_result_snapshots
+Revises: 0023_settlement_windows
 Create Date: 2026-12-07
 
 - ``dashboard_members``: per (merchant, member) the entries, earns, points issued and honored;
@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0024_dashboard_rollup"
-down_revision: str | Sequence[str] | None = "0022_campaign_result_snapshots"
+down_revision: str | Sequence[str] | None = "0023_settlement_windows"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
