@@ -2,6 +2,7 @@
 
 from coalition.auth.models import ApiKey
 from coalition.console.models import ConsoleSession, ConsoleUser
+from coalition.console.rollup_models import DashboardMember, DashboardMerchant, DashboardRollup, DashboardWeek
 from coalition.db import Base
 from coalition.giftcards.models import GiftCard, GiftEntry, GiftHold, GiftPosting
 from coalition.ledger.models import Allocation, Entry, Hold, Lot, Posting
@@ -25,7 +26,8 @@ from coalition.settlement.models import NetworkPolicy, SettlementBatch, Settleme
 from coalition.webhooks.models import WebhookDelivery, WebhookEndpoint
 
 __all__ = ["Allocation", "ApiKey", "Base", "Campaign", "CampaignAudience", "ConsoleSession", "ConsoleUser",
-           "Dispute", "EarnBonus", "Entry", "FraudReview", "GiftCard", "GiftEntry", "GiftHold", "GiftPosting",
+           "DashboardMember", "DashboardMerchant", "DashboardRollup", "DashboardWeek", "Dispute", "EarnBonus", "Entry",
+           "FraudReview", "GiftCard", "GiftEntry", "GiftHold", "GiftPosting",
            "Hold", "InsightResult", "InsightRun", "Lot", "Member", "MemberCredential", "MemberTier", "Merchant",
            "NetworkPolicy", "Posting", "Quest", "QuestCompletion", "QuestMerchant", "QuestVisit", "Reward",
            "SettlementBatch", "SettlementLine", "SettlementPosition", "Stamp", "StampCard", "StampProgress",

@@ -25,6 +25,9 @@ job             what it does                                every
                 started campaign not yet final (30 days     ``INTERVAL_S`` (300 s)
                 after its end), read by the console page
                 and the API (programs/campaign_snapshots)
+``dashboards``  add the ledger's entries to the console     ``--interval-s``
+                dashboard's rollup, five minutes after
+                they are seen (console/rollup.py)
 ``analysis``    the network analysis (with Redis, one       ``--analyze-every``, or
                 worker per interval runs it)                ``COALITION_ANALYZE_INTERVAL_S`` in
                                                             the API process
@@ -57,6 +60,7 @@ from sqlalchemy import select
 
 from coalition.availability import Availability, outage_cause
 from coalition.config import Settings
+from coalition.console import rollup
 from coalition.crypto import NetworkKeys
 from coalition.db import Database, Timeouts, utcnow
 from coalition.giftcards.service import GiftCards
@@ -76,7 +80,7 @@ HOLD_BATCH = 1000
 DEFAULT_INTERVAL_S = 60.0  # expiry, refusals and settlement: `coalition worker --interval-s`
 MIN_SLEEP_S = 0.01  # never spin: a job slower than its interval runs again after this pause
 JOB_NAMES = ("holds", "expiry", "vouchers", "programs", "refusals", "tiers", "settlement", "webhooks", "campaigns",
-             "analysis")
+             "dashboards", "analysis")
 
 
 @dataclass
@@ -93,6 +97,7 @@ class TickReport:
     analysis_run: int | None = None
     webhooks_sent: int = 0
     campaign_results: int = 0
+    dashboard_entries: int = 0
     errors: list[str] = field(default_factory=list)
 
 
@@ -139,6 +144,7 @@ class Worker:
             Job("settlement", every_s if settle else 0.0, self._settle),
             Job("webhooks", settings.webhook_poll_s if webhook_poll_s is None else webhook_poll_s, self._deliver),
             Job("campaigns", settings.campaign_results_interval_s, self._campaign_results),
+            Job("dashboards", every_s, self._roll_up_dashboards),
             Job("analysis", analyze_every_s, self._analyze),
         ]
         self.jobs = [job for job in table if job.every_s > 0 and (only is None or job.name in only)]
@@ -238,6 +244,10 @@ class Worker:
         # Each started campaign's result, stored for the console page and the API (programs/campaign_snapshots.py).
         report.campaign_results += await campaign_snapshots.refresh_results(
             self.db, self.clock(), self.settings.campaign_min_group_size)
+
+    async def _roll_up_dashboards(self, report: TickReport) -> None:
+        # The entries GRACE old added to the console dashboard's rollup (console/rollup.py).
+        report.dashboard_entries += await rollup.roll_up(self.db, self.clock())
 
     async def _analyze(self, report: TickReport) -> None:
         # Imported here: numpy, scipy and networkx load only in a process that analyses.

@@ -57,7 +57,8 @@ async def test_told_to_run_the_worker_the_api_releases_expired_holds(
         async with app.router.lifespan_context(app):
             scheduler = app.state.scheduler
             assert [job.name for job in scheduler.jobs] == ["holds", "expiry", "vouchers", "programs", "refusals",
-                                                            "tiers", "settlement", "webhooks", "campaigns"]
+                                                            "tiers", "settlement", "webhooks", "campaigns",
+                                                            "dashboards"]
             assert scheduler.db is not app.state.services.db  # its own engine, without the API's timeouts
             status = HoldStatus.AUTHORIZED
             for _ in range(100):

@@ -448,9 +448,9 @@ def test_worker_schedules_every_job_with_its_interval(demo_db: Path, monkeypatch
     assert invoke(demo_db, "worker", "--no-settle", "--analyze-every", "0").exit_code == 0
     assert tables == [[("holds", 2.0), ("expiry", 30.0), ("vouchers", 30.0), ("programs", 30.0), ("refusals", 30.0),
                        ("tiers", 300.0), ("settlement", 30.0), ("webhooks", 1.0), ("campaigns", 300.0),
-                       ("analysis", 900.0)],
+                       ("dashboards", 30.0), ("analysis", 900.0)],
                       [("holds", 5.0), ("expiry", 60.0), ("vouchers", 60.0), ("programs", 60.0), ("refusals", 60.0),
-                       ("tiers", 300.0), ("webhooks", 1.0), ("campaigns", 300.0)]]
+                       ("tiers", 300.0), ("webhooks", 1.0), ("campaigns", 300.0), ("dashboards", 60.0)]]
 
 
 def test_a_large_demo_is_bulk_loaded_and_consistent(tmp_path: Path) -> None:

@@ -12,6 +12,9 @@ import pytest
 from planted_network import forget_cached_insights
 from sqlalchemy import select
 
+from coalition.console.dashboard import merchant_dashboard
+from coalition.console.rollup import GRACE
+from coalition.console.rollup_models import DashboardMerchant
 from coalition.settlement.models import SettlementBatch
 from coalition.settlement.policy import set_policy
 from coalition.worker import Worker
@@ -89,7 +92,7 @@ async def test_each_job_runs_on_its_own_interval(
     shop, member = await _member_with_points(ledger, make_merchant, make_member)
     worker = Worker(db, settings, keys, clock=clock, settle=False, every_s=60, hold_sweep_s=5, webhook_poll_s=0)
     assert [job.name for job in worker.jobs] == ["holds", "expiry", "vouchers", "programs", "refusals", "tiers",
-                                                "campaigns"]
+                                                "campaigns", "dashboards"]
     try:
         assert (await worker.tick()).errors == []
         await ledger.authorize(merchant_id=shop.id, loyalty_id=member.loyalty_id, points=30, idempotency_key="h1",
@@ -100,11 +103,30 @@ async def test_each_job_runs_on_its_own_interval(
         clock.advance(seconds=11)
         swept = await worker.tick()
         assert swept.holds_released == 1 and swept.errors == []
-        assert set(worker.last_run) == {"holds", "expiry", "vouchers", "programs", "refusals", "tiers", "campaigns"}
+        assert set(worker.last_run) == {"holds", "expiry", "vouchers", "programs", "refusals", "tiers", "campaigns",
+                                        "dashboards"}
         assert worker.last_run["holds"] == clock() and worker.last_run["expiry"] == clock() - dt.timedelta(seconds=15)
         assert worker.seconds_to_next() == pytest.approx(5)  # the hold sweep is next
     finally:
         await worker.aclose()
+
+
+async def test_the_dashboards_job_rolls_up_the_entries_grace_after_it_sees_them(
+    db: Any, settings: Any, keys: Any, ledger: Any, clock: Any, make_merchant: Any, make_member: Any,
+) -> None:
+    shop, _ = await _member_with_points(ledger, make_merchant, make_member)
+    worker = Worker(db, settings, keys, clock=clock, only={"dashboards"})
+    try:
+        assert (await worker.tick()).dashboard_entries == 0  # notes the largest id
+        clock.advance(seconds=GRACE.total_seconds())
+        rolled = await worker.tick()
+        assert rolled.errors == [] and rolled.dashboard_entries == 1
+    finally:
+        await worker.aclose()
+    async with db.read() as conn:
+        issued = (await conn.execute(select(DashboardMerchant.issued)
+                                     .where(DashboardMerchant.merchant_id == shop.id))).scalar_one()
+    assert issued == (await merchant_dashboard(db, shop.id)).points_issued > 0
 
 
 async def test_only_the_named_jobs_run_and_an_unknown_one_is_refused(db: Any, settings: Any, keys: Any) -> None:

@@ -12,8 +12,11 @@ import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
 
-from sqlalchemy import case, func, or_, select, union
+from sqlalchemy import and_, case, func, or_, select, union
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from coalition.console.rollup import member_sums, read_mark
+from coalition.console.rollup_models import DashboardMember, DashboardMerchant, DashboardWeek
 from coalition.crypto import NetworkKeys
 from coalition.db import Database, utcnow
 from coalition.errors import InvalidInput
@@ -52,38 +55,75 @@ def _rate(part: int, whole: int) -> Decimal:
 
 
 async def merchant_dashboard(db: Database, merchant_id: int, *, now: dt.datetime | None = None) -> Dashboard:
-    """The merchant's figures. Its entries are read once, grouped by member, from the index
-    ``ix_entries_merchant_member`` (no table rows on PostgreSQL); the members it enrolled but
-    never served are counted through the same index."""
+    """The merchant's figures: the worker's rollup plus the entries not rolled up yet (:mod:`coalition.console.rollup`).
+
+    Read in one snapshot (REPEATABLE READ on PostgreSQL; SQLite's read transaction is one), so
+    the mark, the rolled-up rows and the tail after the mark agree: each entry counts once. The
+    members it enrolled but never served are those it enrolled (counted from
+    ``ix_members_enrolled_by_merchant_id``) less the served ones it enrolled; the points it
+    issued that members still hold (lots) are read live."""
     now = now or utcnow()
+    async with db.read() as conn:
+        if conn.dialect.name == "postgresql":
+            conn = await conn.execution_options(isolation_level="REPEATABLE READ")
+        through = (await read_mark(conn)).rolled_through_id
+        served, served_enrolled, buyers, repeat, issued, honored = await _member_figures(conn, merchant_id, through)
+        weeks = await _weeks(conn, merchant_id, through, now)
+        enrolled = (await conn.execute(select(func.count()).select_from(Member).where(
+            Member.enrolled_by_merchant_id == merchant_id))).scalar_one()
+        outstanding = (await conn.execute(select(func.coalesce(func.sum(Lot.remaining), 0)).where(
+            Lot.issuer_merchant_id == merchant_id, Lot.expires_at > now))).scalar_one()
+    enrolled_only = int(enrolled) - served_enrolled  # enrolled here, never served here
+    return Dashboard(served + enrolled_only, issued, honored, int(outstanding), _rate(honored, issued),
+                     _rate(repeat, buyers), weeks)
+
+
+async def _member_figures(conn: AsyncConnection, merchant_id: int, through: int) -> list[int]:
+    """Members served, those of them the merchant enrolled, buyers, repeat buyers, points issued, honored.
+
+    The merchant's totals in the rollup, plus its tail (its entries after the mark, from
+    ``ix_entries_merchant_id_id``) summed per member and joined to those members' rolled-up
+    rows, which tell whether the tail makes a member new here, a buyer or a repeat buyer."""
+    tail = member_sums([Entry.merchant_id == merchant_id, Entry.id > through]).subquery("tail")
+    old = DashboardMember
+    old_earns, new = func.coalesce(old.earns, 0), old.member_id.is_(None)
+    counts = [case((new, 1), else_=0), case((and_(new, Member.enrolled_by_merchant_id == merchant_id), 1), else_=0),
+              case((and_(old_earns == 0, tail.c.earns > 0), 1), else_=0),
+              case((and_(old_earns < 2, old_earns + tail.c.earns >= 2), 1), else_=0), tail.c.issued, tail.c.honored]
+    more = (await conn.execute(
+        select(*(func.coalesce(func.sum(count), 0) for count in counts))
+        .select_from(tail.join(Member, Member.id == tail.c.member_id)
+                     .outerjoin(old, and_(old.merchant_id == merchant_id, old.member_id == tail.c.member_id)))
+    )).one()
+    totals = (await conn.execute(
+        select(DashboardMerchant.served, DashboardMerchant.served_enrolled, DashboardMerchant.buyers,
+               DashboardMerchant.repeat, DashboardMerchant.issued, DashboardMerchant.honored)
+        .where(DashboardMerchant.merchant_id == merchant_id))).first() or (0,) * len(counts)
+    return [int(total) + int(tail_part) for total, tail_part in zip(totals, more, strict=True)]
+
+
+async def _weeks(conn: AsyncConnection, merchant_id: int, through: int, now: dt.datetime) -> list[Week]:
+    """The last :data:`WEEKS` weeks (UTC, from Monday) up to ``now``'s: the rolled-up weeks plus the tail's."""
     monday = (now - dt.timedelta(days=now.weekday())).replace(hour=0, minute=0, second=0, microsecond=0)
     starts = [monday - dt.timedelta(weeks=WEEKS - 1 - i) for i in range(WEEKS)]
     bounds = [*starts, monday + dt.timedelta(weeks=1)]
+    sums = [[0, 0] for _ in range(WEEKS)]
+    rolled = (await conn.execute(
+        select(DashboardWeek.week_start, DashboardWeek.issued, DashboardWeek.honored)
+        .where(DashboardWeek.merchant_id == merchant_id, DashboardWeek.week_start >= bounds[0],
+               DashboardWeek.week_start < bounds[-1]))).all()
     earn, redeem = Entry.kind == EntryKind.EARN, Entry.kind == EntryKind.REDEEM
-    per_member = (select(Entry.member_id, func.sum(case((earn, 1), else_=0)).label("earns"),
-                         func.sum(case((earn, Entry.points), else_=0)).label("issued"),
-                         func.sum(case((redeem, -Entry.points), else_=0)).label("honored"))
-                  .where(Entry.merchant_id == merchant_id).group_by(Entry.member_id).subquery())
     week = case(*[(Entry.created_at < bounds[i + 1], i) for i in range(WEEKS)], else_=WEEKS).label("week")
-    weekly = (select(week, Entry.kind, func.sum(Entry.points))
-              .where(Entry.merchant_id == merchant_id, Entry.created_at >= bounds[0], or_(earn, redeem))
-              .group_by(week, Entry.kind))
-    served = select(Entry.id).where(Entry.merchant_id == merchant_id, Entry.member_id == Member.id)
-    async with db.read() as conn:
-        row = (await conn.execute(select(
-            func.count(), func.coalesce(func.sum(case((per_member.c.earns >= 1, 1), else_=0)), 0),
-            func.coalesce(func.sum(case((per_member.c.earns >= 2, 1), else_=0)), 0),
-            func.coalesce(func.sum(per_member.c.issued), 0), func.coalesce(func.sum(per_member.c.honored), 0)))).one()
-        sums = {(int(i), EntryKind(kind)): int(points) for i, kind, points in (await conn.execute(weekly)).all()}
-        enrolled_only = (await conn.execute(select(func.count()).select_from(Member).where(
-            Member.enrolled_by_merchant_id == merchant_id, ~served.exists()))).scalar_one()
-        outstanding = (await conn.execute(select(func.coalesce(func.sum(Lot.remaining), 0)).where(
-            Lot.issuer_merchant_id == merchant_id, Lot.expires_at > now))).scalar_one()
-    served_members, buyers, repeat, issued, honored = (int(v) for v in row[:5])
-    weeks = [Week(starts[i], sums.get((i, EntryKind.EARN), 0), -sums.get((i, EntryKind.REDEEM), 0))
-             for i in range(WEEKS)]
-    return Dashboard(served_members + int(enrolled_only), issued, honored, int(outstanding), _rate(honored, issued),
-                     _rate(repeat, buyers), weeks)
+    tail = (await conn.execute(
+        select(week, func.sum(case((earn, Entry.points), else_=0)), func.sum(case((redeem, -Entry.points), else_=0)))
+        .where(Entry.merchant_id == merchant_id, Entry.id > through, Entry.created_at >= bounds[0], or_(earn, redeem))
+        .group_by(week))).all()
+    rows = [((start - bounds[0]).days // 7, issued, honored) for start, issued, honored in rolled]
+    for i, issued, honored in [*rows, *tail]:
+        if int(i) < WEEKS:  # the tail's entries dated after this week are left out
+            sums[int(i)][0] += int(issued)
+            sums[int(i)][1] += int(honored)
+    return [Week(starts[i], issued, honored) for i, (issued, honored) in enumerate(sums)]
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from coalition.crypto import NetworkKeys
 from coalition.db import Database
+from coalition.ledger.long_writes import announce_long_write
 from coalition.ledger.models import Allocation, Entry, Lot, Posting
 from coalition.loyalty_id import ALPHABET, BODY_LENGTH
 from coalition.members.models import Member
@@ -198,6 +199,7 @@ async def load_synthetic(
 
     rows: dict[str, int] = {}
     async with db.transaction() as conn:
+        await announce_long_write(conn)  # the dashboard rollup waits for it (ledger/long_writes.py)
         if not sqlite and (await conn.execute(
                 text("SELECT rolsuper FROM pg_roles WHERE rolname = current_user"))).scalar():
             # The rows are consistent by construction (foreign keys included); skipping the

@@ -32,6 +32,7 @@ from coalition.crypto import NetworkKeys
 from coalition.db import Database
 from coalition.errors import Conflict
 from coalition.ledger.idempotency import IMPORTED_REQUEST_HASH
+from coalition.ledger.long_writes import announce_long_write
 from coalition.ledger.models import Entry, Lot, Posting
 from coalition.members.contact import email_fingerprint, phone_fingerprint
 from coalition.members.models import Member
@@ -150,6 +151,7 @@ async def load_file(
     counts = {"members": 0, "entries": 0}
     try:
         async with db.transaction() as conn:
+            await announce_long_write(conn)  # the dashboard rollup waits for it (ledger/long_writes.py)
             writer = _Writer(conn)
             if writer.postgres:
                 # One long transaction of many statements: no statement limit meant for API requests.
