@@ -90,6 +90,10 @@ class Entry(Base):
         # (most entries) pay nothing for it.
         Index("ix_entries_redeem_window", "member_id", "merchant_id", "created_at",
               postgresql_where=text("kind = 'REDEEM'"), sqlite_where=text("kind = 'REDEEM'")),
+        # A settlement window's program bonuses (settlement/compute.py _program_costs): without it, every
+        # run scanned the window's entries for its few BONUS ones (0.4 s of a 4.4 s run at 10M). Partial:
+        # an earn or a redemption adds nothing to it.
+        Index("ix_entries_bonus", "id", postgresql_where=text("kind = 'BONUS'"), sqlite_where=text("kind = 'BONUS'")),
     )
 
     id: Mapped[intpk]
