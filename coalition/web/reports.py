@@ -15,7 +15,8 @@
 ``Accept-Language``, as the pages choose), ``csv`` or ``json`` (the same bytes in every
 language); ``batch`` is the batch's number (``SettlementBatch`` id, written the canonical
 way: ``7``, not ``07``) or its GraphQL global ID. An html page shows 500 of the lines, from line
-``linesFrom`` (1 when not given), with links to the pages before and after. Credentials as for the API
+``linesFrom`` (1 when not given), with links to the pages before and after. A rendered report,
+statement or closed batch's what-if is kept in memory for five minutes. Credentials as for the API
 (:mod:`coalition.web.auth`): ``Authorization: Bearer <key>``, or the key as the password
 of HTTP Basic so that a browser can open the pages (never in the URL: it would end up in
 logs). Errors have the API's shape,
@@ -123,6 +124,17 @@ def report_routes(services: Any) -> list[Route]:
     rendered: dict[tuple[Any, ...], tuple[float, Export]] = {}
     ids: GlobalIds = services.keys.global_ids  # batch and merchant global IDs in URLs
 
+    async def remembered(key: tuple[Any, ...], make: Callable[[], Awaitable[Export]]) -> Export:
+        """``make()``, or what it made for ``key`` in the last ``RENDER_CACHE_S``."""
+        cached = rendered.get(key)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        export = await make()
+        if len(rendered) >= RENDER_CACHE_SIZE:
+            rendered.pop(next(iter(rendered)))
+        rendered[key] = (time.monotonic() + RENDER_CACHE_S, export)
+        return export
+
     def batch_of(request: Request) -> int:
         return _id(ids, request.path_params["batch"], "SettlementBatch", "batch")
 
@@ -142,17 +154,11 @@ def report_routes(services: Any) -> list[Route]:
         # A closed batch never changes, and a chart costs a few hundred milliseconds of CPU:
         # repeated downloads (and a key hammering one URL) come from memory for a while.
         first_line = lines_from(request) if fmt == "html" else 1
-        key = (batch_id, merchant_id, fmt, tuple(links), lang, first_line)
-        cached = rendered.get(key)
-        if cached is not None and cached[0] > time.monotonic():
-            export = cached[1]
-        else:
-            export = await export_batch(services.db, services.settings, services.keys, batch_id=batch_id,
-                                        merchant_id=merchant_id, fmt=fmt, links=links, lang=lang,
-                                        first_line=first_line, line_href=line_href(kept or {}))
-            if len(rendered) >= RENDER_CACHE_SIZE:
-                rendered.pop(next(iter(rendered)))
-            rendered[key] = (time.monotonic() + RENDER_CACHE_S, export)
+        export = await remembered(
+            (batch_id, merchant_id, fmt, tuple(links), lang, first_line),
+            lambda: export_batch(services.db, services.settings, services.keys, batch_id=batch_id,
+                                 merchant_id=merchant_id, fmt=fmt, links=links, lang=lang, first_line=first_line,
+                                 line_href=line_href(kept or {})))
         headers = {"Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff"}
         if fmt == "html":
             headers["Content-Security-Policy"] = HTML_POLICY
@@ -237,15 +243,25 @@ def report_routes(services: Any) -> list[Route]:
             if point_value is None:
                 raise HttpError(400, "INVALID_POINT_VALUE", "pointValueMinor must be a whole number of minor units")
         batch = query.get("batch")
-        result = await simulate_settlement(
-            services.db, services.settings, period_end=period_end,
-            batch_id=_id(ids, batch, "SettlementBatch", "batch") if batch else None, point_value_minor=point_value,
-            funding_model=query.get("fundingModel"), reimbursement_rate=query.get("reimbursementRate"),
-            breakage_share=query.get("breakageShare"))
-        view = await simulation_view(services.db, services.settings, result,
-                                     lang=choose_language(request, services.settings.default_language))
+        batch_id = _id(ids, batch, "SettlementBatch", "batch") if batch else None
+        lang = choose_language(request, services.settings.default_language)
+        first_line = lines_from(request)
         kept = {name: query[name] for name in SIMULATION_PARAMETERS if name in query}
-        content = await render(view, fmt, first_line=lines_from(request), line_href=line_href(kept))
+
+        async def simulated() -> Export:
+            result = await simulate_settlement(
+                services.db, services.settings, period_end=period_end, batch_id=batch_id,
+                point_value_minor=point_value, funding_model=query.get("fundingModel"),
+                reimbursement_rate=query.get("reimbursementRate"), breakage_share=query.get("breakageShare"))
+            view = await simulation_view(services.db, services.settings, result, lang=lang)
+            content = await render(view, fmt, first_line=first_line, line_href=line_href(kept))
+            return Export(content, MEDIA_TYPES[fmt], f"what-if.{fmt}")
+
+        # A closed batch's what-if is priced from rows that never change (as its report): paging through
+        # its lines or reloading comes from memory for a while. A periodEnd's window still grows.
+        content = (await remembered(("what-if", batch_id, tuple(sorted(kept.items())), fmt, lang, first_line),
+                                    simulated) if batch_id is not None and period_end is None
+                   else await simulated()).content
         headers = {"Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff"}
         if fmt == "html":
             headers["Content-Security-Policy"] = HTML_POLICY

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import datetime as dt
 import io
 from typing import Any
 
@@ -15,6 +16,7 @@ import pytest
 from coalition.auth.models import Role
 from coalition.auth.service import create_api_key
 from coalition.settlement import report_page
+from coalition.web import reports as reports_routes
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -161,3 +163,26 @@ async def test_a_report_page_shows_its_lines_a_page_at_a_time(api: Any, admin_ke
     assert simulated.status_code == 200
     previous = f'href="?batch={batch.id}&amp;reimbursementRate=0.8&amp;linesFrom=1#lines-title" rel="prev"'
     assert previous in simulated.text  # the simulation's own parameters kept, nothing else
+
+
+async def test_a_closed_batchs_what_if_is_priced_once_for_a_while(api: Any, admin_key: str, batch: Any,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    priced: list[Any] = []
+    real = reports_routes.simulate_settlement
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        priced.append(kwargs)
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(reports_routes, "simulate_settlement", counted)
+    url = f"/admin/settlement/simulate.html?batch={batch.id}&reimbursementRate=0.8"
+    first, again = (await get(api, url, admin_key)).text, (await get(api, url, admin_key)).text
+    assert first == again and len(priced) == 1
+    other = await get(api, f"/admin/settlement/simulate.html?batch={batch.id}&reimbursementRate=0.7", admin_key)
+    assert other.status_code == 200 and other.text != first and len(priced) == 2
+    refused = await get(api, f"/admin/settlement/simulate.html?batch={batch.id}&reimbursementRate=2", admin_key)
+    assert refused.status_code == 400 and len(priced) == 3  # a refusal is not kept
+    ahead = (batch.period_end + dt.timedelta(days=1)).isoformat().replace("+", "%2B")
+    for _ in range(2):  # the next period's activity still grows: priced every time
+        assert (await get(api, f"/admin/settlement/simulate.html?periodEnd={ahead}", admin_key)).status_code == 200
+    assert len(priced) == 5
