@@ -82,6 +82,19 @@ class Export:
     filename: str
 
 
+async def party_names(db: Database, ids: set[int], t: Formatter) -> dict[int | None, str]:
+    """A report's parties by id: each merchant's name, the network's under None, and "merchant 7" (in
+    ``t``'s language) for an id without a row. One dictionary: a dense report names 5,000 parties
+    ten thousand times."""
+    async with db.read() as conn:
+        rows = await conn.execute(select(Merchant.id, Merchant.name).where(Merchant.id.in_(ids)))
+        names: dict[int | None, str] = {r.id: r.name for r in rows}
+    names[None] = t.gettext(NETWORK_NAME)
+    for missing in ids - names.keys():
+        names[missing] = t.gettext("merchant {id}", id=missing)
+    return names
+
+
 async def batch_view(db: Database, settings: Settings, batch_id: int, *, merchant_id: int | None = None,
                      keys: NetworkKeys | None = None, lang: str = "en") -> BatchView:
     """The batch as plain figures, or only ``merchant_id``'s statement, to be read in ``lang``. Raises BatchNotFound.
@@ -94,24 +107,13 @@ async def batch_view(db: Database, settings: Settings, batch_id: int, *, merchan
     if merchant_id is not None and not positions:
         raise BatchNotFound(f"merchant {merchant_id} has no statement in batch {batch_id}", field="merchantId")
     lines = await batch_lines(db, batch_id, merchant_id=merchant_id)
-    ids = {p.merchant_id for p in positions} | {m for line in lines
-                                                 for m in (line.issuer_merchant_id, line.redeemer_merchant_id) if m}
-    async with db.read() as conn:
-        rows = await conn.execute(select(Merchant.id, Merchant.name).where(Merchant.id.in_(ids)))
-        names = {r.id: r.name for r in rows}
-
     t = Formatter(lang, settings.currency, settings.currency_exponent)
-    network = t.gettext(NETWORK_NAME)
-
-    def name(merchant: int | None) -> str:
-        if merchant is None:
-            return network
-        found = names.get(merchant)  # the fallback translated only when needed: a report names 5,000 parties
-        return found if found is not None else t.gettext("merchant {id}", id=merchant)
+    name = await party_names(db, {p.merchant_id for p in positions} | {
+        m for line in lines for m in (line.issuer_merchant_id, line.redeemer_merchant_id) if m}, t)
 
     line_rows = [LineRow(kind=line.kind.value, issuer_id=line.issuer_merchant_id,
-                         issuer_name=name(line.issuer_merchant_id), redeemer_id=line.redeemer_merchant_id,
-                         redeemer_name=name(line.redeemer_merchant_id) if line.redeemer_merchant_id else "",
+                         issuer_name=name[line.issuer_merchant_id], redeemer_id=line.redeemer_merchant_id,
+                         redeemer_name=name[line.redeemer_merchant_id] if line.redeemer_merchant_id else "",
                          points=line.points, issuer_minor=line.issuer_minor, redeemer_minor=line.redeemer_minor,
                          original_entry_id=line.original_entry_id, original_batch_id=line.original_batch_id,
                          program=line.program.value if line.program is not None else "")
@@ -122,11 +124,11 @@ async def batch_view(db: Database, settings: Settings, batch_id: int, *, merchan
             cell = cells.setdefault((line.issuer_merchant_id, line.redeemer_merchant_id), [0, 0])
             cell[0] += line.points
             cell[1] += line.redeemer_minor
-    matrix = [MatrixCell(issuer, name(issuer), redeemer, name(redeemer), points, reimbursed)
+    matrix = [MatrixCell(issuer, name[issuer], redeemer, name[redeemer], points, reimbursed)
               for (issuer, redeemer), (points, reimbursed) in sorted(cells.items(), key=lambda kv: (kv[0][0] or 0,
                                                                                                        kv[0][1]))]
     position_rows = [PositionRow(
-        merchant_id=p.merchant_id, name=name(p.merchant_id), points_issued=p.points_issued,
+        merchant_id=p.merchant_id, name=name[p.merchant_id], points_issued=p.points_issued,
         points_honored=p.points_honored, points_reversed=p.points_reversed, points_expired=p.points_expired,
         charges_minor=p.charges_minor, reimbursements_minor=p.reimbursements_minor, breakage_minor=p.breakage_minor,
         adjustments_minor=p.adjustments_minor, net_minor=p.net_minor) for p in positions]
@@ -135,7 +137,7 @@ async def batch_view(db: Database, settings: Settings, batch_id: int, *, merchan
     if not whole and keys is not None and statement_version_of(batch) == 2:
         (commitment,) = await statement_commitments(db, keys, batch_id, positions)
     title = (t.gettext("Settlement batch {seq}", seq=batch.seq) if whole
-             else t.gettext("Statement of {name}, settlement batch {seq}", name=name(merchant_id), seq=batch.seq))
+             else t.gettext("Statement of {name}, settlement batch {seq}", name=name[merchant_id], seq=batch.seq))
     return BatchView(
         title=title, batch_id=batch.id, seq=batch.seq, period_start=batch.period_start, period_end=batch.period_end,
         currency=settings.currency, currency_exponent=settings.currency_exponent,

@@ -26,7 +26,7 @@ import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from coalition.i18n import Formatter
 
@@ -61,8 +61,10 @@ class PositionRow:
     net_minor: int
 
 
-@dataclass(frozen=True)
-class LineRow:
+class LineRow(NamedTuple):
+    """A line as a report shows it. Named tuples, as the matrix's cells: a report of a dense batch
+    makes thousands of each, and a frozen dataclass costs several times as much to make."""
+
     kind: str
     issuer_id: int | None  # None: the network
     issuer_name: str
@@ -76,8 +78,7 @@ class LineRow:
     program: str = ""  # what program the points paid for (CAMPAIGN, TIER, QUEST, VOUCHER); "": plain points
 
 
-@dataclass(frozen=True)
-class MatrixCell:
+class MatrixCell(NamedTuple):
     issuer_id: int | None
     issuer_name: str
     redeemer_id: int

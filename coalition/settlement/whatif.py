@@ -40,13 +40,13 @@ from coalition.errors import InvalidInput
 from coalition.giftcards.models import GiftEntry
 from coalition.i18n import Formatter
 from coalition.ledger.models import Entry
-from coalition.partners.models import Merchant
 from coalition.settlement.compute import read_settlement_window
 from coalition.settlement.errors import BatchNotFound, InvalidPeriodEnd
+from coalition.settlement.exports import party_names
 from coalition.settlement.models import SettlementBatch
 from coalition.settlement.policy import Policy, policy_at, policy_versions, validate_policy
 from coalition.settlement.pricing import MerchantFigures, SettlementFigures, WindowRows, price_window, under_one_policy
-from coalition.settlement.reports import NETWORK_LABEL, BatchView, LineRow, MatrixCell, PositionRow
+from coalition.settlement.reports import BatchView, LineRow, MatrixCell, PositionRow
 from coalition.settlement.service import check_period_end
 from coalition.settlement.windows import stored_window
 
@@ -159,32 +159,23 @@ async def simulation_view(db: Database, settings: Settings, simulation: Simulati
     """The simulation as a report (to be read in ``lang``): simulated figures, each merchant's real net beside them."""
     figures = simulation.simulated
     changes = simulation.changes
-    ids = {c.merchant_id for c in changes} | {m for line in figures.lines for m in (line.issuer, line.redeemer) if m}
-    async with db.read() as conn:
-        rows = await conn.execute(select(Merchant.id, Merchant.name).where(Merchant.id.in_(ids)))
-        names = {r.id: r.name for r in rows}
-
     t = Formatter(lang, settings.currency, settings.currency_exponent)
-    network = t.gettext(NETWORK_LABEL)
-
-    def name(merchant: int | None) -> str:
-        if merchant is None:
-            return network
-        found = names.get(merchant)  # the fallback translated only when needed: a report names 5,000 parties
-        return found if found is not None else t.gettext("merchant {id}", id=merchant)
+    name = await party_names(db, {c.merchant_id for c in changes} | {
+        m for line in figures.lines for m in (line.issuer, line.redeemer) if m}, t)
 
     positions = [PositionRow(
-        merchant_id=c.merchant_id, name=name(c.merchant_id), points_issued=c.simulated.points_issued,
+        merchant_id=c.merchant_id, name=name[c.merchant_id], points_issued=c.simulated.points_issued,
         points_honored=c.simulated.points_honored, points_reversed=c.simulated.points_reversed,
         points_expired=c.simulated.points_expired, charges_minor=c.simulated.charges_minor,
         reimbursements_minor=c.simulated.reimbursements_minor, breakage_minor=c.simulated.breakage_minor,
         adjustments_minor=c.simulated.adjustments_minor, net_minor=c.simulated.net_minor) for c in changes]
-    lines = [LineRow(kind=line.kind.value, issuer_id=line.issuer, issuer_name=name(line.issuer),
-                     redeemer_id=line.redeemer, redeemer_name=name(line.redeemer) if line.redeemer else "",
+    lines = [LineRow(kind=line.kind.value, issuer_id=line.issuer, issuer_name=name[line.issuer],
+                     redeemer_id=line.redeemer, redeemer_name=name[line.redeemer] if line.redeemer else "",
                      points=line.points, issuer_minor=line.issuer_minor, redeemer_minor=line.redeemer_minor,
-                     original_entry_id=line.original_entry_id, original_batch_id=line.original_batch_id)
+                     original_entry_id=line.original_entry_id, original_batch_id=line.original_batch_id,
+                     program=line.program.value if line.program is not None else "")
              for line in figures.lines]
-    matrix = [MatrixCell(issuer, name(issuer), redeemer, name(redeemer), points, reimbursed)
+    matrix = [MatrixCell(issuer, name[issuer], redeemer, name[redeemer], points, reimbursed)
               for issuer, redeemer, points, reimbursed, _ in figures.matrix]
     p, n = simulation.policy, figures.netting
 

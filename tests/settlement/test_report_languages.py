@@ -115,8 +115,8 @@ async def test_the_admins_batch_list_speaks_the_readers_language(api: Any, admin
 def test_a_statement_names_the_program_each_line_paid_for(lang: str, words: list[str]) -> None:
     base = view(2)
     plain = base.lines[0]
-    lines = [plain, dataclasses.replace(plain, kind="ISSUED", program="TIER"),
-             dataclasses.replace(plain, program="VOUCHER")]
+    lines = [plain, plain._replace(kind="ISSUED", program="TIER"),
+             plain._replace(program="VOUCHER")]
     page = report_html(dataclasses.replace(base, lines=lines, lang=lang))
     assert all(word in page for word in words)
     assert page.split('id="lines"')[1].count(" · ") == 2  # the plain line names no program

@@ -82,7 +82,7 @@ def test_names_are_escaped_and_long_ones_shortened() -> None:
     hostile = view(2)
     name = "<b>&Ruth's \"Bakery\" & Bistro of the Old Town</b>"
     hostile.positions[0] = PositionRow(1, name, 0, 0, 0, 0, 0, 0, 0, 0, 5)
-    hostile.matrix[0] = dataclasses.replace(hostile.matrix[0], issuer_name=name)
+    hostile.matrix[0] = hostile.matrix[0]._replace(issuer_name=name)
     for chart in (matrix_svg(hostile), positions_svg(hostile)):
         texts = shown(parsed(chart))
         titles = [title.text or "" for title in parsed(chart).iter(f"{SVG}title")]
@@ -145,7 +145,7 @@ def test_lines_are_shown_a_page_at_a_time_with_links_before_and_after() -> None:
 
 def test_a_long_report_shows_one_page_of_its_lines() -> None:
     line = view(2).lines[0]
-    many = dataclasses.replace(view(2), lines=[dataclasses.replace(line, points=n) for n in range(1, 1201)])
+    many = dataclasses.replace(view(2), lines=[line._replace(points=n) for n in range(1, 1201)])
     first = report_html(many).split('id="lines"')[1]
     assert first.count("<tr>") == 1 + LINES_PER_PAGE  # the header and a page of lines
     assert report_html(many).count('href="?linesFrom=501#lines-title" rel="next"') == 2  # above and below the table
