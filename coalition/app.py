@@ -50,6 +50,9 @@ from coalition.worker import start_in_process
 logger = logging.getLogger("coalition.app")
 
 READYZ_TIMEOUT_S = 0.8  # /readyz answers within 1 s, whatever the database does
+# A request's transaction idle this long between statements is ended by PostgreSQL (db.Timeouts). Requests
+# run their statements back to back; the CSV exports read in short transactions between chunks.
+IDLE_IN_TRANSACTION_S = 60.0
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -57,7 +60,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or load_settings()
     timeouts = Timeouts(connect_s=settings.db_connect_timeout_s or None,
                         command_s=settings.db_command_timeout_s or None,
-                        statement_s=settings.db_statement_timeout_s or None, pool_s=settings.db_pool_timeout_s)
+                        statement_s=settings.db_statement_timeout_s or None, pool_s=settings.db_pool_timeout_s,
+                        idle_in_transaction_s=IDLE_IN_TRANSACTION_S)
     db = Database(settings.database_url, pool_size=settings.db_pool_size, timeouts=timeouts)
     redis_availability = Availability("redis", probe_interval_s=5.0)  # one log line per Redis outage
     insights = InsightStore(db, settings.redis_url, settings.insights_cache_s, timeout_s=settings.redis_timeout_s,

@@ -141,12 +141,18 @@ class Timeouts:
     server's ``statement_timeout``: a statement that runs too long is cancelled there and
     the connection stays usable; keep it below ``command_s`` so that a slow statement is
     told apart from a hung server. ``pool_s`` bounds the wait for a pooled connection.
+    ``idle_in_transaction_s`` is the server's ``idle_in_transaction_session_timeout``: a
+    transaction left open that long between statements (a process frozen mid-request) is
+    ended by the server, rolled back, never committed later. With ``statement_s`` it bounds
+    how long an API write transaction can hold an entry id before it commits, which the
+    dashboard rollup counts on (:mod:`coalition.console.rollup`).
     """
 
     connect_s: float | None = None
     command_s: float | None = None
     statement_s: float | None = None
     pool_s: float = 30.0
+    idle_in_transaction_s: float | None = None
 
     def connect_args(self) -> dict[str, Any]:
         args: dict[str, Any] = {}
@@ -154,8 +160,10 @@ class Timeouts:
             args["timeout"] = self.connect_s
         if self.command_s:
             args["command_timeout"] = self.command_s
-        if self.statement_s:
-            args["server_settings"] = {"statement_timeout": str(max(1, round(self.statement_s * 1000)))}
+        limits = (("statement_timeout", self.statement_s),
+                  ("idle_in_transaction_session_timeout", self.idle_in_transaction_s))
+        if server := {name: str(max(1, round(seconds * 1000))) for name, seconds in limits if seconds}:
+            args["server_settings"] = server
         return args
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from coalition.app import create_app
+from coalition.app import IDLE_IN_TRANSACTION_S, create_app
 from coalition.ledger.invariants import assert_ledger_consistent
 from coalition.ledger.models import Hold, HoldStatus
 from coalition.ledger.service import Ledger
@@ -60,6 +60,8 @@ async def test_told_to_run_the_worker_the_api_releases_expired_holds(
                                                             "tiers", "settlement", "webhooks", "campaigns",
                                                             "dashboards"]
             assert scheduler.db is not app.state.services.db  # its own engine, without the API's timeouts
+            assert scheduler.db.timeouts.idle_in_transaction_s is None  # a settlement run prices between statements
+            assert app.state.services.db.timeouts.idle_in_transaction_s == IDLE_IN_TRANSACTION_S
             status = HoldStatus.AUTHORIZED
             for _ in range(100):
                 async with db.read() as conn:

@@ -3,6 +3,7 @@ how objects are built from values already in the database."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import stat
 from pathlib import Path
@@ -10,11 +11,14 @@ from typing import Any
 
 import pytest
 from sqlalchemy import inspect, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from coalition.db import Database
+from coalition.db import Database, Timeouts
 from coalition.ledger.models import Entry
 from coalition.members.models import Member
+
+PG_URL = os.environ.get("COALITION_TEST_DATABASE_URL")
 
 
 async def _driver(conn: AsyncConnection) -> Any:
@@ -78,3 +82,28 @@ async def test_an_existing_sqlite_file_keeps_its_mode(tmp_path: Path) -> None:
     await database.ping()
     await database.dispose()
     assert stat.S_IMODE(path.stat().st_mode) == 0o640
+
+
+def test_the_servers_limits_are_set_on_each_connection() -> None:
+    assert Timeouts().connect_args() == {}
+    assert Timeouts(statement_s=1.0, idle_in_transaction_s=60.0).connect_args()["server_settings"] == {
+        "statement_timeout": "1000", "idle_in_transaction_session_timeout": "60000"}
+
+
+@pytest.mark.skipif(not PG_URL, reason="PostgreSQL's idle transaction limit: set COALITION_TEST_DATABASE_URL")
+async def test_a_transaction_left_idle_is_ended_by_the_server_and_never_commits() -> None:
+    """A process frozen mid-request cannot commit its write minutes later (the dashboard rollup counts on it)."""
+    assert PG_URL is not None
+    db = Database(PG_URL, pool_size=1, timeouts=Timeouts(idle_in_transaction_s=0.3))
+    try:
+        async with db.read() as conn:
+            assert (await conn.execute(text("SHOW idle_in_transaction_session_timeout"))).scalar() == "300ms"
+        with pytest.raises(DBAPIError):
+            async with db.transaction() as conn:
+                await conn.execute(text("CREATE TEMPORARY TABLE frozen (n int)"))
+                await asyncio.sleep(1.0)  # the server ends the session meanwhile
+                await conn.execute(text("INSERT INTO frozen VALUES (1)"))
+        async with db.read() as conn:  # the pool hands out a new, working connection
+            assert (await conn.execute(text("SELECT 1"))).scalar() == 1
+    finally:
+        await db.dispose()

@@ -20,7 +20,9 @@ refused writes could grow without bound), only that ledger write transactions ar
 
 - the API's writes are one short transaction each (a member's row lock, a few inserts), and on
   PostgreSQL every statement has ``statement_timeout`` (``COALITION_DB_STATEMENT_TIMEOUT_S``,
-  1 s; :class:`coalition.db.Timeouts`); the fast paths' writes are a single statement;
+  1 s; :class:`coalition.db.Timeouts`) and a transaction idle for 60 s between statements (a
+  process frozen mid-request) is ended by the server (``idle_in_transaction_session_timeout``,
+  ``coalition/app.py``), so it never commits late; the fast paths' writes are a single statement;
 - the worker's writes (expiry, holds, vouchers) are one transaction per member;
 - an import or a bulk load writes for minutes in one transaction: it holds the long-write lock
   (:mod:`coalition.ledger.long_writes`), and a run that finds it held does nothing.

@@ -154,8 +154,10 @@ async def load_file(
             await announce_long_write(conn)  # the dashboard rollup waits for it (ledger/long_writes.py)
             writer = _Writer(conn)
             if writer.postgres:
-                # One long transaction of many statements: no statement limit meant for API requests.
+                # One long transaction of many statements, the file parsed between them: neither the
+                # statement limit nor the idle limit meant for API requests (coalition/app.py).
                 await conn.execute(text("SET LOCAL statement_timeout = 0"))
+                await conn.execute(text("SET LOCAL idle_in_transaction_session_timeout = 0"))
             await skip_foreign_key_triggers(conn, merchant_id)
             plan = _Plan(writer, keys, merchant_id, now, expiry, member_key, earn_key, index)
             stages: tuple[tuple[Iterable[Record], Any, Any, str, int], ...] = (
