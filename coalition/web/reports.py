@@ -16,7 +16,7 @@
 language); ``batch`` is the batch's number (``SettlementBatch`` id, written the canonical
 way: ``7``, not ``07``) or its GraphQL global ID. An html page shows 500 of the lines, from line
 ``linesFrom`` (1 when not given), with links to the pages before and after. A rendered report,
-statement or closed batch's what-if is kept in memory for five minutes. Credentials as for the API
+statement or closed batch's what-if (from its first line) is kept in memory for five minutes. Credentials as for the API
 (:mod:`coalition.web.auth`): ``Authorization: Bearer <key>``, or the key as the password
 of HTTP Basic so that a browser can open the pages (never in the URL: it would end up in
 logs). Errors have the API's shape,
@@ -124,8 +124,13 @@ def report_routes(services: Any) -> list[Route]:
     rendered: dict[tuple[Any, ...], tuple[float, Export]] = {}
     ids: GlobalIds = services.keys.global_ids  # batch and merchant global IDs in URLs
 
-    async def remembered(key: tuple[Any, ...], make: Callable[[], Awaitable[Export]]) -> Export:
-        """``make()``, or what it made for ``key`` in the last ``RENDER_CACHE_S``."""
+    async def remembered(key: tuple[Any, ...], first_line: int, make: Callable[[], Awaitable[Export]]) -> Export:
+        """``make()``, or what it made for ``key`` in the last ``RENDER_CACHE_S``.
+
+        Only a page from the first line is kept: any number may start a page of lines, and keeping
+        every page a caller names would let one caller push everyone else's out."""
+        if first_line != 1:
+            return await make()
         cached = rendered.get(key)
         if cached is not None and cached[0] > time.monotonic():
             return cached[1]
@@ -155,7 +160,7 @@ def report_routes(services: Any) -> list[Route]:
         # repeated downloads (and a key hammering one URL) come from memory for a while.
         first_line = lines_from(request) if fmt == "html" else 1
         export = await remembered(
-            (batch_id, merchant_id, fmt, tuple(links), lang, first_line),
+            (batch_id, merchant_id, fmt, tuple(links), lang), first_line,
             lambda: export_batch(services.db, services.settings, services.keys, batch_id=batch_id,
                                  merchant_id=merchant_id, fmt=fmt, links=links, lang=lang, first_line=first_line,
                                  line_href=line_href(kept or {})))
@@ -259,7 +264,7 @@ def report_routes(services: Any) -> list[Route]:
 
         # A closed batch's what-if is priced from rows that never change (as its report): paging through
         # its lines or reloading comes from memory for a while. A periodEnd's window still grows.
-        content = (await remembered(("what-if", batch_id, tuple(sorted(kept.items())), fmt, lang, first_line),
+        content = (await remembered(("what-if", batch_id, tuple(sorted(kept.items())), fmt, lang), first_line,
                                     simulated) if batch_id is not None and period_end is None
                    else await simulated()).content
         headers = {"Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff"}

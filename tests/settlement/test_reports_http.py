@@ -186,3 +186,20 @@ async def test_a_closed_batchs_what_if_is_priced_once_for_a_while(api: Any, admi
     for _ in range(2):  # the next period's activity still grows: priced every time
         assert (await get(api, f"/admin/settlement/simulate.html?periodEnd={ahead}", admin_key)).status_code == 200
     assert len(priced) == 5
+
+
+async def test_only_a_reports_first_page_is_kept(api: Any, admin_key: str, batch: Any,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A caller naming line after line cannot fill the render cache and push the others' pages out."""
+    made: list[int] = []
+    real = reports_routes.export_batch
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        made.append(kwargs["first_line"])
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(reports_routes, "export_batch", counted)
+    for first in (1, 1, 2, 2, 3):
+        page = await get(api, f"/admin/settlement/{batch.id}/report.html?linesFrom={first}", admin_key)
+        assert page.status_code == 200
+    assert made == [1, 2, 2, 3]
