@@ -262,8 +262,8 @@ def report_routes(services: Any) -> list[Route]:
             content = await render(view, fmt, first_line=first_line, line_href=line_href(kept))
             return Export(content, MEDIA_TYPES[fmt], f"what-if.{fmt}")
 
-        # A closed batch's what-if is priced from rows that never change (as its report): paging through
-        # its lines or reloading comes from memory for a while. A periodEnd's window still grows.
+        # A closed batch's what-if is priced from rows that never change (as its report): reloading it
+        # comes from memory for a while. A periodEnd's window still grows: priced every time.
         content = (await remembered(("what-if", batch_id, tuple(sorted(kept.items())), fmt, lang), first_line,
                                     simulated) if batch_id is not None and period_end is None
                    else await simulated()).content
