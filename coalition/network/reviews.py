@@ -6,8 +6,9 @@ run (``coalition.network.jobs``) reads them with ``load_reviews``: dismissed sub
 alerts (a reviewer who cleared a household is not asked again), confirmed members are known
 fraud (score 1, kept out of every honest baseline, their influence discounted).
 
-Error codes: ``MEMBER_NOT_FOUND`` / ``MERCHANT_NOT_FOUND`` (no such subject), ``INVALID_INPUT``
-(a reason longer than 500 characters).
+Error codes: ``MEMBER_NOT_FOUND`` / ``MERCHANT_NOT_FOUND`` (no such subject), ``INVALID_REASON``
+(a reason longer than 500 characters, or with a control character, a lone surrogate or a bidi
+override, as every free-text input: :func:`coalition.errors.check_text`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, insert, select
 
 from coalition.db import Database, utcnow
-from coalition.errors import DomainError, InvalidInput
+from coalition.errors import DomainError, check_text
 from coalition.members.models import Member
 from coalition.network.fraud import Reviews
 from coalition.network.models import FraudReview, ReviewDecision, ReviewSubject
@@ -50,8 +51,8 @@ class RecordedReview:
 async def record_review(db: Database, *, subject_kind: ReviewSubject, subject_id: int, decision: ReviewDecision,
                         reviewer: str, reason: str | None) -> RecordedReview:
     """Store one decision (a new row; the newest per subject counts)."""
-    if reason is not None and len(reason) > MAX_REASON:
-        raise InvalidInput(f"the reason is at most {MAX_REASON} characters", field="reason")
+    # Free text an admin typed: bounded, and no control character (PostgreSQL cannot store NUL in text).
+    reason = check_text(reason, "reason", MAX_REASON)
     table = Member if subject_kind is ReviewSubject.MEMBER else Merchant
     decided_at = utcnow()
     async with db.transaction() as conn:
