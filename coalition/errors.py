@@ -74,24 +74,28 @@ def check_idempotency_key(key: str) -> str:
     return key
 
 
-def check_text(value: str | None, field: str, max_length: int, *, required: bool = False) -> str | None:
-    """Strip and bound a free-text input; empty becomes None unless required."""
+def check_text(value: str | None, field: str, max_length: int, *, required: bool = False,
+               code: str | None = None) -> str | None:
+    """Strip and bound a free-text input; empty becomes None unless required.
+
+    The error's code is ``INVALID_<FIELD>`` unless an API documented another (``code``)."""
+    code = code or "INVALID_" + _snake(field)
     if value is None:
         if required:
-            raise InvalidInput(f"{field} is required", code="INVALID_" + _snake(field), field=field)
+            raise InvalidInput(f"{field} is required", code=code, field=field)
         return None
     value = value.strip()
     if not value:
         if required:
-            raise InvalidInput(f"{field} must not be blank", code="INVALID_" + _snake(field), field=field)
+            raise InvalidInput(f"{field} must not be blank", code=code, field=field)
         return None
     if len(value) > max_length:
         raise InvalidInput(f"{field} is {len(value)} characters; at most {max_length}",
-                           code="INVALID_" + _snake(field), field=field)
+                           code=code, field=field)
     bad = unsafe_character(value)
     if bad is not None:
         raise InvalidInput(f"{field} contains {describe_character(bad)} (a control character, a lone surrogate or "
-                           "a bidi override): remove it", code="INVALID_" + _snake(field), field=field)
+                           "a bidi override): remove it", code=code, field=field)
     return value
 
 

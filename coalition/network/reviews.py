@@ -6,7 +6,7 @@ run (``coalition.network.jobs``) reads them with ``load_reviews``: dismissed sub
 alerts (a reviewer who cleared a household is not asked again), confirmed members are known
 fraud (score 1, kept out of every honest baseline, their influence discounted).
 
-Error codes: ``MEMBER_NOT_FOUND`` / ``MERCHANT_NOT_FOUND`` (no such subject), ``INVALID_REASON``
+Error codes: ``MEMBER_NOT_FOUND`` / ``MERCHANT_NOT_FOUND`` (no such subject), ``INVALID_INPUT``
 (a reason longer than 500 characters, or with a control character, a lone surrogate or a bidi
 override, as every free-text input: :func:`coalition.errors.check_text`).
 """
@@ -52,7 +52,7 @@ async def record_review(db: Database, *, subject_kind: ReviewSubject, subject_id
                         reviewer: str, reason: str | None) -> RecordedReview:
     """Store one decision (a new row; the newest per subject counts)."""
     # Free text an admin typed: bounded, and no control character (PostgreSQL cannot store NUL in text).
-    reason = check_text(reason, "reason", MAX_REASON)
+    reason = check_text(reason, "reason", MAX_REASON, code="INVALID_INPUT")  # the code the API documents
     table = Member if subject_kind is ReviewSubject.MEMBER else Merchant
     decided_at = utcnow()
     async with db.transaction() as conn:
