@@ -12,11 +12,11 @@ import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
 
-from sqlalchemy import and_, case, func, or_, select, union
+from sqlalchemy import case, func, or_, select, union
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from coalition.console.rollup import member_sums, read_mark
-from coalition.console.rollup_models import DashboardMember, DashboardMerchant, DashboardWeek
+from coalition.console.rollup import TOTALS, member_sums, read_mark, total_changes
+from coalition.console.rollup_models import DashboardMerchant, DashboardWeek
 from coalition.crypto import NetworkKeys
 from coalition.db import Database, utcnow
 from coalition.errors import InvalidInput
@@ -85,20 +85,10 @@ async def _member_figures(conn: AsyncConnection, merchant_id: int, through: int)
     ``ix_entries_merchant_id_id``) summed per member and joined to those members' rolled-up
     rows, which tell whether the tail makes a member new here, a buyer or a repeat buyer."""
     tail = member_sums([Entry.merchant_id == merchant_id, Entry.id > through]).subquery("tail")
-    old = DashboardMember
-    old_earns, new = func.coalesce(old.earns, 0), old.member_id.is_(None)
-    counts = [case((new, 1), else_=0), case((and_(new, Member.enrolled_by_merchant_id == merchant_id), 1), else_=0),
-              case((and_(old_earns == 0, tail.c.earns > 0), 1), else_=0),
-              case((and_(old_earns < 2, old_earns + tail.c.earns >= 2), 1), else_=0), tail.c.issued, tail.c.honored]
-    more = (await conn.execute(
-        select(*(func.coalesce(func.sum(count), 0) for count in counts))
-        .select_from(tail.join(Member, Member.id == tail.c.member_id)
-                     .outerjoin(old, and_(old.merchant_id == merchant_id, old.member_id == tail.c.member_id)))
-    )).one()
-    totals = (await conn.execute(
-        select(DashboardMerchant.served, DashboardMerchant.served_enrolled, DashboardMerchant.buyers,
-               DashboardMerchant.repeat, DashboardMerchant.issued, DashboardMerchant.honored)
-        .where(DashboardMerchant.merchant_id == merchant_id))).first() or (0,) * len(counts)
+    changes, joined = total_changes(tail)
+    more = (await conn.execute(select(*(func.coalesce(func.sum(c), 0) for c in changes)).select_from(joined))).one()
+    totals = (await conn.execute(select(*(getattr(DashboardMerchant, name) for name in TOTALS))
+                                 .where(DashboardMerchant.merchant_id == merchant_id))).first() or (0,) * len(TOTALS)
     return [int(total) + int(tail_part) for total, tail_part in zip(totals, more, strict=True)]
 
 

@@ -50,6 +50,7 @@ from sqlalchemy import and_, case, func, literal_column, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.selectable import FromClause, Subquery
 
 from coalition.console.rollup_models import DashboardMember, DashboardMerchant, DashboardRollup, DashboardWeek
 from coalition.db import Database
@@ -63,6 +64,8 @@ from coalition.members.models import Member
 GRACE = dt.timedelta(minutes=5)
 STEP = 50_000  # entries rolled up per transaction
 STATE_ID = 1
+# A merchant's totals (DashboardMerchant), in the order total_changes gives their changes.
+TOTALS = ("served", "served_enrolled", "buyers", "repeat", "issued", "honored")
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,25 @@ def member_sums(where: list[ColumnElement[bool]]) -> Any:
                    func.sum(case((earn, Entry.points), else_=0)).label("issued"),
                    func.sum(case((redeem, -Entry.points), else_=0)).label("honored"))
             .where(*where).group_by(Entry.merchant_id, Entry.member_id))
+
+
+def total_changes(sums: Subquery) -> tuple[list[ColumnElement[Any]], FromClause]:
+    """What adding ``sums`` (:func:`member_sums` rows) to the rollup changes in each merchant's
+    :data:`TOTALS`, one expression per total and per row, and what they are read from: the rows
+    joined to their members and to their members' rows in the rollup so far (a member is new here
+    when it has none; a buyer or a repeat buyer when its earns pass one or two). The rollup adds
+    them up per merchant; the dashboard adds those of its tail to its rolled-up totals."""
+    old = DashboardMember
+    old_earns, new = func.coalesce(old.earns, 0), old.member_id.is_(None)
+    changes: list[ColumnElement[Any]] = [
+        case((new, 1), else_=0),
+        case((and_(new, Member.enrolled_by_merchant_id == sums.c.merchant_id), 1), else_=0),
+        case((and_(old_earns == 0, sums.c.earns > 0), 1), else_=0),
+        case((and_(old_earns < 2, old_earns + sums.c.earns >= 2), 1), else_=0),
+        sums.c.issued, sums.c.honored]
+    joined = (sums.join(Member, Member.id == sums.c.member_id)
+              .outerjoin(old, and_(old.merchant_id == sums.c.merchant_id, old.member_id == sums.c.member_id)))
+    return changes, joined
 
 
 async def read_mark(conn: AsyncConnection) -> Mark:
@@ -145,26 +167,15 @@ async def _add(conn: AsyncConnection, after: int, through: int) -> int:
     in_range = [Entry.id > after, Entry.id <= through, Entry.merchant_id.is_not(None)]
     insert = _insert(conn)
     batch = member_sums(in_range).subquery("batch")
-    old = DashboardMember
-    old_earns = func.coalesce(old.earns, 0)
     # The merchants' totals first: whether a member is new here, or now has one or two earns,
     # depends on its row before this batch is added to it.
-    new = old.member_id.is_(None)
-    deltas = (select(batch.c.merchant_id,
-                     func.sum(case((new, 1), else_=0)),
-                     func.sum(case((and_(new, Member.enrolled_by_merchant_id == batch.c.merchant_id), 1), else_=0)),
-                     func.sum(case((and_(old_earns == 0, batch.c.earns > 0), 1), else_=0)),
-                     func.sum(case((and_(old_earns < 2, old_earns + batch.c.earns >= 2), 1), else_=0)),
-                     func.sum(batch.c.issued), func.sum(batch.c.honored))
-              .select_from(batch.join(Member, Member.id == batch.c.member_id)
-                           .outerjoin(old, and_(old.merchant_id == batch.c.merchant_id,
-                                                old.member_id == batch.c.member_id)))
-              .group_by(batch.c.merchant_id))
-    totals = ("served", "served_enrolled", "buyers", "repeat", "issued", "honored")
-    stmt = insert(DashboardMerchant).from_select(["merchant_id", *totals], deltas)
+    changes, joined = total_changes(batch)
+    deltas = select(batch.c.merchant_id, *(func.sum(c) for c in changes)).select_from(joined).group_by(
+        batch.c.merchant_id)
+    stmt = insert(DashboardMerchant).from_select(["merchant_id", *TOTALS], deltas)
     await conn.execute(stmt.on_conflict_do_update(
         index_elements=[DashboardMerchant.merchant_id],
-        set_={name: getattr(DashboardMerchant, name) + stmt.excluded[name] for name in totals}))
+        set_={name: getattr(DashboardMerchant, name) + stmt.excluded[name] for name in TOTALS}))
     sums = ("entries", "earns", "issued", "honored")
     stmt = insert(DashboardMember).from_select(["merchant_id", "member_id", *sums], member_sums(in_range))
     await conn.execute(stmt.on_conflict_do_update(
