@@ -3,8 +3,8 @@
 :func:`simulate_settlement` reads one window of ledger entries once
 (:func:`coalition.settlement.compute.read_settlement_window`), or takes the rows a closed batch
 kept, and prices it twice: under the stored policy versions (what a run would close, or did
-close) and under one simulated policy applied to every transaction. Nothing is written, so an admin can try a reimbursement rate or a funding
-model and see each partner's net position move.
+close) and under one simulated policy applied to every transaction. Nothing is written, so an
+admin can try a reimbursement rate or a funding model and see each partner's net position move.
 
 The window is either
 
