@@ -34,9 +34,14 @@ WEEKS = 12
 
 @dataclass(frozen=True)
 class Week:
-    start: dt.datetime
+    start: dt.datetime  # Monday 00:00 UTC: the dashboard counts UTC weeks
     issued: int
     honored: int
+
+    @property
+    def monday(self) -> dt.date:
+        """The day to name the week by, in every time zone (its start on a clock west of UTC is Sunday)."""
+        return self.start.date()
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ WIDTH, HEIGHT, PAD_TOP, PAD_BOTTOM, PAD_SIDE = 640, 220, 16, 36, 56
 
 class WeekLike(Protocol):
     @property
-    def start(self) -> dt.datetime: ...  # the week's Monday, 00:00 UTC
+    def monday(self) -> dt.date: ...  # the day the week is named by
     @property
     def issued(self) -> int: ...
     @property
@@ -48,9 +48,7 @@ def weekly_bars(weeks: Sequence[WeekLike], t: Formatter) -> Markup:
             parts.append(f'<rect x="{x + j * bar:.1f}" y="{HEIGHT - PAD_BOTTOM - h:.1f}" width="{bar:.1f}" '
                          f'height="{h:.1f}" class="{css}"><title>{escape(t.number(value))}</title></rect>')
         if i % 2 == 0 or len(weeks) <= 6:
-            # The weeks are UTC weeks: named by their Monday, not by that instant on the network's clock
-            # (which west of UTC is still Sunday evening).
-            label = t.date(week.start.date())
+            label = t.date(week.monday)
             parts.append(f'<text x="{x + bar:.1f}" y="{HEIGHT - PAD_BOTTOM + 16}" text-anchor="middle" '
                          f'class="tick">{escape(label)}</text>')
     parts.append("</svg>")

@@ -7,6 +7,7 @@ Both ways across the two DST changes of 2026 in Copenhagen: 29 March has 23 hour
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -156,3 +157,13 @@ def test_the_dashboards_weeks_are_named_by_their_monday_in_every_zone() -> None:
     for zone in ("UTC", "America/Los_Angeles", "Pacific/Auckland"):
         chart = weekly_bars([week], Formatter("en", "EUR", 2, zone))
         assert "Dec 7, 2026" in chart and "Dec 6, 2026" not in chart and "Dec 8, 2026" not in chart
+
+
+async def test_the_dashboards_week_table_names_each_week_by_its_monday(browser: Any, world: World, db: Any,
+                                                                       settings: Any) -> None:
+    await set_policy(db, settings, timezone="America/Los_Angeles")  # UTC Monday 00:00 is Sunday evening here
+    await sign_in(browser, world.email["ownerA"])
+    page = (await browser.get("/console", headers=HTML)).text
+    table = page.split("<tbody>")[1].split("</tbody>")[0]
+    for cell in re.findall(r"<tr><td>([^<]+)</td>", table):
+        assert dt.datetime.strptime(cell, "%b %d, %Y").weekday() == 0, cell  # every row is a Monday
